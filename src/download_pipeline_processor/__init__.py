@@ -1,0 +1,29 @@
+"""Download lists of files concurrently and run each through pluggable processors."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .base_post_processor import BasePostProcessor
+from .base_processor import BaseProcessor
+from .downloader import Downloader
+from .file_data import FileData, StageError
+from .hookspecs import hookimpl
+from .options import Option
+from .pipeline import ProcessingPipeline
+from .settings import PipelineSettings
+from .summary import RunSummary
+
+__all__ = [
+    "BasePostProcessor",
+    "BaseProcessor",
+    "Downloader",
+    "FileData",
+    "Option",
+    "PipelineSettings",
+    "ProcessingPipeline",
+    "RunSummary",
+    "StageError",
+    "__version__",
+    "hookimpl",
+]

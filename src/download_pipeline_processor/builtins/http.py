@@ -1,0 +1,139 @@
+"""The default download backend: requests, one pooled session per worker thread."""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+from pathlib import Path
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..downloader import Downloader
+from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
+from ..file_data import FileData
+from ..redact import scrub
+from ..settings import PipelineSettings
+
+#: Statuses worth another attempt besides every 5xx.
+RETRYABLE_STATUSES = frozenset({408, 429})
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _describe(error: BaseException, url: str) -> str:
+    # requests' messages embed the URL, query string and all: scrub them.
+    return scrub(f"{type(error).__name__}: {error}", url)
+
+
+class RequestsDownloader(Downloader):
+    """Streams each body to disk in chunks; memory does not grow with file size."""
+
+    def __init__(self, settings: PipelineSettings) -> None:
+        super().__init__(settings)
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._sessions_lock = threading.Lock()
+        from .. import __version__
+
+        self._headers = {
+            "User-Agent": f"download-pipeline-processor/{__version__}",
+            # The bytes as served: no transparent decompression, exact lengths.
+            "Accept-Encoding": "identity",
+            **settings.headers,
+        }
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.max_redirects = self.settings.max_redirects
+            session.headers.update(self._headers)
+            self._local.session = session
+            with self._sessions_lock:
+                self._sessions.append(session)
+        return session
+
+    def fetch(self, file_data: FileData, destination: Path, should_stop: threading.Event) -> int:
+        url = file_data.url
+        timeout = self.settings.timeout
+        try:
+            response = self._session().get(url, stream=True, timeout=(timeout, timeout))
+        except requests.TooManyRedirects as exc:
+            raise PermanentDownloadError(
+                f"redirect loop or more than {self.settings.max_redirects} redirects"
+            ) from exc
+        except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
+            raise PermanentDownloadError("redirected to a URL that is not http or https") from exc
+        except requests.exceptions.InvalidURL as exc:
+            raise PermanentDownloadError(_describe(exc, url)) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientDownloadError(_describe(exc, url)) from exc
+        with response:
+            self._check_status(response)
+            return self._stream(response, destination, should_stop, url)
+
+    @staticmethod
+    def _check_status(response: requests.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        reason = f"HTTP {status} {response.reason or ''}".strip()
+        if status >= 500 or status in RETRYABLE_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise TransientDownloadError(reason, retry_after=retry_after)
+        raise PermanentDownloadError(reason)
+
+    def _stream(
+        self,
+        response: requests.Response,
+        destination: Path,
+        should_stop: threading.Event,
+        url: str,
+    ) -> int:
+        expected: int | None = None
+        if "Content-Encoding" not in response.headers:
+            length = response.headers.get("Content-Length", "")
+            expected = int(length) if length.isdigit() else None
+        written = 0
+        try:
+            with destination.open("wb") as out:
+                for chunk in response.iter_content(chunk_size=self.settings.chunk_size):
+                    if should_stop.is_set():
+                        raise PipelineInterrupted("run stopped during the download")
+                    out.write(chunk)
+                    written += len(chunk)
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
+            raise TransientDownloadError(
+                f"connection broken after {written} bytes: {_describe(exc, url)}"
+            ) from exc
+        if expected is not None and written != expected:
+            raise TransientDownloadError(f"truncated body: got {written} of {expected} bytes")
+        return written
+
+    def close(self) -> None:
+        with self._sessions_lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()

@@ -1,0 +1,65 @@
+"""The built-in processors: ``dummy`` (the default) and ``checksum``."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from ..base_processor import BaseProcessor
+from ..file_data import FileData
+from ..hookspecs import Register, hookimpl
+from ..options import Option
+
+HASH_CHUNK = 1024 * 1024
+
+
+def _require_path(file_data: FileData) -> Any:
+    if file_data.local_path is None:
+        raise ValueError("the file has no local path; was it downloaded?")
+    return file_data.local_path
+
+
+class DummyProcessor(BaseProcessor):
+    """Does nothing with the file; returns its id, name and size."""
+
+    options = ()
+
+    def process(self, file_data: FileData) -> dict[str, Any]:
+        path = _require_path(file_data)
+        return {"id": file_data.id, "name": file_data.name, "size": path.stat().st_size}
+
+
+class ChecksumProcessor(BaseProcessor):
+    """Hashes the file in chunks (memory stays flat) and returns its digest and size."""
+
+    options = (
+        Option(
+            "algorithm",
+            default="sha256",
+            help="hashlib algorithm: " + ", ".join(sorted(hashlib.algorithms_guaranteed)),
+        ),
+    )
+
+    def __init__(self, algorithm: str = "sha256") -> None:
+        if algorithm not in hashlib.algorithms_guaranteed:
+            raise ValueError(
+                f"unsupported algorithm {algorithm!r}; choose one of "
+                + ", ".join(sorted(hashlib.algorithms_guaranteed))
+            )
+        self.algorithm = algorithm
+
+    def process(self, file_data: FileData) -> dict[str, Any]:
+        digest = hashlib.new(self.algorithm)
+        size = 0
+        with _require_path(file_data).open("rb") as source:
+            while chunk := source.read(HASH_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        return {self.algorithm: digest.hexdigest(), "size": size}
+
+
+@hookimpl
+def register_processors(register: Register) -> None:
+    """Register ``dummy`` and ``checksum``."""
+    register("dummy", DummyProcessor)
+    register("checksum", ChecksumProcessor)

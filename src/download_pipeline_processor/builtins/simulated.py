@@ -1,0 +1,44 @@
+"""A download backend that touches no network, for dry runs and tests."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from pathlib import Path
+
+from ..downloader import Downloader
+from ..errors import PipelineInterrupted
+from ..file_data import FileData
+from ..redact import redact_url
+from ..settings import PipelineSettings
+
+#: The original tool's variable: set to 1 to make simulated downloads instant.
+NO_SLEEP_ENV = "PIPELINE_NO_SLEEP"
+
+
+def no_sleep_requested() -> bool:
+    """True when ``PIPELINE_NO_SLEEP`` is set to a true value."""
+    return os.environ.get(NO_SLEEP_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class SimulatedDownloader(Downloader):
+    """Waits a random delay, then writes a small placeholder file for the entry."""
+
+    def __init__(self, settings: PipelineSettings) -> None:
+        super().__init__(settings)
+        self.delay = (0.0, 0.0) if no_sleep_requested() else settings.simulate_delay
+
+    def fetch(self, file_data: FileData, destination: Path, should_stop: threading.Event) -> int:
+        low, high = self.delay
+        if high > 0:
+            delay = random.uniform(low, high)  # noqa: S311 - a delay, not a secret
+            if should_stop.wait(delay):
+                raise PipelineInterrupted("run stopped during a simulated download")
+        body = (
+            f"simulated download\nid: {file_data.id}\nname: {file_data.name}\n"
+            f"url: {redact_url(file_data.url)}\n"
+        ).encode()
+        with destination.open("wb") as out:
+            out.write(body)
+        return len(body)

@@ -1,0 +1,346 @@
+"""The command line: the only place that prints, exits or configures logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import PluginOptionError, UsageError
+from .listing import describe_plugins, format_plugins
+from .options import declared_options, parse_key_values
+from .pipeline import ProcessingPipeline
+from .plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_manager
+from .registry import POST_PROCESSOR, PluginRegistry
+from .settings import PipelineSettings, default_cache_root
+
+logger = logging.getLogger("download_pipeline_processor")
+
+EXIT_USAGE = 2
+EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+DEBUG_LOG_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
+
+_DEFAULTS = PipelineSettings()
+
+
+class CliUsageError(click.ClickException):
+    """A usage or input error: one line on stderr, exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def _plugin_manager(ctx: click.Context) -> PipelinePluginManager:
+    """The manager a test passed in through ``obj``, or a fresh one with entry points."""
+    if isinstance(ctx.obj, dict) and ctx.obj.get("plugin_manager") is not None:
+        manager: PipelinePluginManager = ctx.obj["plugin_manager"]
+        return manager
+    return create_plugin_manager()
+
+
+def _warn_about_plugins(registry: PluginRegistry, debug: bool) -> None:
+    manager = registry.manager
+    for failure in manager.load_failures:
+        version = f" {failure.version}" if failure.version else ""
+        click.echo(
+            f"Warning: plugin {failure.name!r} ({failure.distribution}{version}) failed to load:"
+            f" {type(failure.error).__name__}: {failure.error}"
+            + ("" if debug else " (--debug shows the traceback)"),
+            err=True,
+        )
+        if debug:
+            click.echo(
+                "".join(
+                    traceback.format_exception(
+                        type(failure.error), failure.error, failure.error.__traceback__
+                    )
+                ),
+                err=True,
+            )
+    for problem in registry.problems:
+        click.echo(f"Warning: {problem}", err=True)
+    for kind, name, regs in registry.clashes():
+        sources = " and ".join(sorted({reg.source.distribution for reg in regs}))
+        click.echo(f"Warning: {kind.label} {name!r} is registered by {sources}", err=True)
+
+
+def _configure_logging(debug: bool, quiet: bool, log_file: Path | None) -> None:
+    root = logging.getLogger()
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    stderr_handler = logging.StreamHandler(sys.stderr)
+    stderr_handler.setFormatter(logging.Formatter(DEBUG_LOG_FORMAT if debug else LOG_FORMAT))
+    stderr_handler.setLevel(level)
+    handlers: list[logging.Handler] = [stderr_handler]
+    if log_file is not None:
+        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter(DEBUG_LOG_FORMAT))
+        file_handler.setLevel(logging.DEBUG if debug else logging.INFO)
+        handlers.append(file_handler)
+    for handler in list(root.handlers):
+        if getattr(handler, "_dpp_cli", False):
+            root.removeHandler(handler)
+            handler.close()
+    for handler in handlers:
+        handler._dpp_cli = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(min(handler.level for handler in handlers))
+    # urllib3 logs every new connection at DEBUG, URLs included: keep it quiet.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def _split_post_processor_options(
+    names: Sequence[str], classes: Sequence[type], raw: dict[str, str]
+) -> list[dict[str, str]]:
+    """Give each post-processor its options.
+
+    ``NAME.KEY=VALUE`` targets the post-processor selected as NAME; a plain
+    ``KEY=VALUE`` goes to every selected post-processor that declares KEY (or
+    declares nothing), and is an error when none does.
+    """
+    split: list[dict[str, str]] = [{} for _ in names]
+    for key, value in raw.items():
+        target, dot, option = key.partition(".")
+        if dot and target in names:
+            split[list(names).index(target)][option] = value
+            continue
+        takers = [
+            index
+            for index, cls in enumerate(classes)
+            if (declared := declared_options(cls)) is None
+            or any(opt.name == key for opt in declared)
+        ]
+        if not takers:
+            raise PluginOptionError(
+                f"--post-processor-option {key!r}: no selected post-processor "
+                f"({', '.join(names)}) accepts it"
+            )
+        for index in takers:
+            split[index][key] = value
+    return split
+
+
+@contextmanager
+def _graceful_signals(pipeline: ProcessingPipeline) -> Iterator[None]:
+    """SIGINT and SIGTERM ask the pipeline to stop; a second one stops waiting."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, _frame: object) -> None:
+        if pipeline.stopping:
+            raise KeyboardInterrupt
+        pipeline.stop(EXIT_SIGNALS.get(signal.Signals(signum), 130))
+        logger.warning(
+            "%s received: finishing files in flight, starting no new ones "
+            "(send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
+
+    previous = {sig: signal.signal(sig, handle) for sig in EXIT_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
+)
+@click.option(
+    "--files",
+    type=click.Path(path_type=Path, dir_okay=True),
+    help='JSON list of files to fetch: [{"url": ..., "id": ..., "name": ...}].',
+)
+@click.option(
+    "--processor",
+    default="dummy",
+    metavar="NAME",
+    help="Processor: a registered name (see 'plugins') or module:ClassName.",
+)
+@click.option(
+    "--post-processor",
+    "post_processors",
+    multiple=True,
+    metavar="NAME",
+    help="Post-processor, by name or module:ClassName; repeat for several.  [default: dummy]",
+)
+@click.option(
+    "--processor-option",
+    "processor_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keyword argument for the processor; repeatable.",
+)
+@click.option(
+    "--post-processor-option",
+    "post_processor_options",
+    multiple=True,
+    metavar="[NAME.]KEY=VALUE",
+    help="Keyword argument for the post-processor(s); repeatable.",
+)
+@click.option(
+    "--download-workers",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.download_workers,
+    help="Concurrent downloads.",
+)
+@click.option(
+    "--processing-limit",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.processing_limit,
+    help="Processing threads, each with its own processor instance.",
+)
+@click.option(
+    "--download-queue-size",
+    type=click.IntRange(min=1),
+    default=_DEFAULTS.download_queue_size,
+    help="Downloaded files waiting for processing before downloads pause.",
+)
+@click.option(
+    "--download-cache",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    show_default=str(default_cache_root()),
+    help="Folder for the temporary cache; a private folder is made inside and removed.",
+)
+@click.option(
+    "--max-retries",
+    type=click.IntRange(min=0),
+    default=_DEFAULTS.max_retries,
+    help="Retries after the first attempt of a download.",
+)
+@click.option(
+    "--retry-backoff",
+    type=click.FloatRange(min=0),
+    default=_DEFAULTS.retry_backoff,
+    help="Base seconds of the exponential backoff between attempts.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=_DEFAULTS.timeout,
+    help="Seconds for connecting and for each read.",
+)
+@click.option(
+    "--simulate-downloads",
+    is_flag=True,
+    help="Run every stage without network, with placeholder files.",
+)
+@click.option(
+    "--no-sleep",
+    is_flag=True,
+    envvar="PIPELINE_NO_SLEEP",
+    help="Make simulated downloads instant (env PIPELINE_NO_SLEEP=1).",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="DOWNLOAD_PIPELINE_PROCESSOR_LOG_FILE",
+    help="Also write the log here.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Log warnings and errors only.")
+@click.option("--debug", is_flag=True, help="Log everything and show tracebacks.")
+@click.version_option(__version__, prog_name="download-pipeline-processor")
+@click.pass_context
+def main(ctx: click.Context, /, **params: Any) -> None:
+    """Download a list of files concurrently and run each through a processor.
+
+    \b
+    Example:
+      download-pipeline-processor --files files.json --processor checksum \\
+          --post-processor jsonl --post-processor-option path=results.jsonl
+
+    Exit codes: 0 all files succeeded, 1 some failed, 2 usage or input error,
+    130 interrupted, 143 terminated.  Installed plugins load from the
+    entry-point group download_pipeline_processor; set
+    DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS to a comma list to load only those.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = params["debug"]
+    if ctx.invoked_subcommand is not None:
+        return
+    if params["files"] is None:
+        raise click.UsageError("missing option '--files' (or a command such as 'plugins')")
+    _configure_logging(params["debug"], params["quiet"], params["log_file"])
+    try:
+        code = _run(ctx, params)
+    except UsageError as exc:
+        raise CliUsageError(str(exc)) from exc
+    except Exception as exc:
+        if params["debug"]:
+            raise
+        raise click.ClickException(
+            f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)"
+        ) from exc
+    ctx.exit(code)
+
+
+def _run(ctx: click.Context, params: dict[str, Any]) -> int:
+    manager = _plugin_manager(ctx)
+    registry = PluginRegistry(manager)
+    _warn_about_plugins(registry, params["debug"])
+    post_names = list(params["post_processors"]) or ["dummy"]
+    post_classes = [registry.resolve(POST_PROCESSOR, name) for name in post_names]
+    post_options = _split_post_processor_options(
+        post_names,
+        post_classes,
+        parse_key_values(params["post_processor_options"], "--post-processor-option"),
+    )
+    delay = (0.0, 0.0) if params["no_sleep"] else _DEFAULTS.simulate_delay
+    settings = PipelineSettings(
+        download_workers=params["download_workers"],
+        processing_limit=params["processing_limit"],
+        download_queue_size=params["download_queue_size"],
+        download_cache=params["download_cache"],
+        max_retries=params["max_retries"],
+        retry_backoff=params["retry_backoff"],
+        timeout=params["timeout"],
+        simulate_downloads=params["simulate_downloads"],
+        simulate_delay=delay,
+    )
+    pipeline = ProcessingPipeline(
+        params["processor"],
+        post_classes,
+        settings=settings,
+        processor_options=parse_key_values(params["processor_options"], "--processor-option"),
+        post_processor_options=post_options,
+        plugin_manager=manager,
+    )
+    with _graceful_signals(pipeline):
+        try:
+            code = pipeline.run(params["files"])
+        except KeyboardInterrupt:
+            code = pipeline.summary.stopped_with or 130
+    logger.info("%s", pipeline.summary)
+    return code
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List installed plugins: name, kind, package, version, options and hooks.
+
+    Set DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS to limit which are loaded.
+    """
+    registry = PluginRegistry(_plugin_manager(ctx))
+    listing = describe_plugins(registry)
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+    else:
+        click.echo(format_plugins(listing))
+
+
+__all__ = ["LOAD_PLUGINS_ENV", "main"]

@@ -1,0 +1,99 @@
+"""The download stage: retries around one backend attempt, temp names, cleanup."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import tenacity
+
+from .cache import DownloadCache
+from .downloader import Downloader
+from .errors import PipelineInterrupted, TransientDownloadError
+from .file_data import FileData
+from .redact import redact_url
+from .settings import PipelineSettings
+
+logger = logging.getLogger(__name__)
+
+
+class DownloadStage:
+    """Downloads one file at a time into the cache, retrying transient failures.
+
+    Thread-safe: every download worker calls :meth:`download` on the same
+    instance.  A file is written under a ``.part`` name and renamed only once
+    the backend returned without error, so a complete name is a complete file.
+    """
+
+    def __init__(
+        self,
+        downloader: Downloader,
+        cache: DownloadCache,
+        settings: PipelineSettings,
+        stop_event: threading.Event,
+    ) -> None:
+        self.downloader = downloader
+        self.cache = cache
+        self.settings = settings
+        self.stop_event = stop_event
+
+    def _wait_seconds(self, retry_state: tenacity.RetryCallState) -> float:
+        settings = self.settings
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(error, TransientDownloadError) and error.retry_after is not None:
+            return min(max(error.retry_after, 0.0), settings.retry_backoff_max)
+        exponent = max(retry_state.attempt_number - 1, 0)
+        return float(min(settings.retry_backoff * (2**exponent), settings.retry_backoff_max))
+
+    def _sleep(self, seconds: float) -> None:
+        # Wake up at once when the run is stopped instead of sleeping out the backoff.
+        self.stop_event.wait(seconds)
+
+    def _log_retry(self, retry_state: tenacity.RetryCallState) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        file_data: FileData = retry_state.args[0]
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        logger.info(
+            "retrying %s in %.1fs (attempt %d of %d failed: %s)",
+            redact_url(file_data.url),
+            sleep,
+            retry_state.attempt_number,
+            self.settings.max_retries + 1,
+            error,
+        )
+
+    def _attempt(self, file_data: FileData, part: Path) -> int:
+        if self.stop_event.is_set():
+            raise PipelineInterrupted("run stopped before the download finished")
+        return self.downloader.fetch(file_data, part, self.stop_event)
+
+    def download(self, sequence: int, file_data: FileData) -> int:
+        """Download entry ``sequence``; set ``file_data.local_path`` and return the size.
+
+        Raises the last :class:`DownloadError` when every attempt failed, or
+        :class:`PipelineInterrupted` when the run was stopped meanwhile.
+        """
+        target = self.cache.target_for(sequence, file_data)
+        part = self.cache.part_path(target)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientDownloadError),
+            stop=(
+                tenacity.stop_after_attempt(self.settings.max_retries + 1)
+                | tenacity.stop_when_event_set(self.stop_event)
+            ),
+            wait=self._wait_seconds,
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            size = retrying(self._attempt, file_data, part)
+            part.replace(target)
+        except BaseException:
+            self.cache.discard(part)
+            raise
+        file_data.local_path = target
+        return size

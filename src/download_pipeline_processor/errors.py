@@ -1,0 +1,76 @@
+"""The framework's exceptions.
+
+Library code raises these; only ``cli.py`` turns them into messages and exit
+codes.  Every message is one line that names the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class PipelineError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class UsageError(PipelineError):
+    """The run cannot start: bad input, options or plugin choice (exit 2)."""
+
+
+class InputError(UsageError):
+    """The file list is missing, malformed, or holds an invalid entry."""
+
+
+class PluginError(UsageError):
+    """A plugin cannot be selected or built."""
+
+
+class UnknownPluginError(PluginError):
+    """No plugin of that kind is registered under that name."""
+
+    def __init__(self, kind: str, name: str, available: Iterable[str]) -> None:
+        choices = ", ".join(sorted(available)) or "none"
+        super().__init__(f"unknown {kind} {name!r}; available: {choices}")
+        self.kind = kind
+        self.name = name
+
+
+class DuplicatePluginError(PluginError):
+    """Two distributions register one name, so the choice is ambiguous."""
+
+    def __init__(self, kind: str, name: str, sources: Iterable[str]) -> None:
+        both = " and ".join(sorted(set(sources)))
+        super().__init__(
+            f"{kind} {name!r} is registered by more than one package ({both}); "
+            "uninstall one of them or select the class as module:ClassName"
+        )
+        self.kind = kind
+        self.name = name
+
+
+class PluginLoadError(PluginError):
+    """The plugin that would provide a name failed to import."""
+
+
+class PluginOptionError(PluginError):
+    """An option given to a plugin is unknown, malformed or missing."""
+
+
+class DownloadError(PipelineError):
+    """A file could not be downloaded."""
+
+
+class TransientDownloadError(DownloadError):
+    """A failure worth retrying: network trouble, 5xx, 408, 429, a short body."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentDownloadError(DownloadError):
+    """A failure that another attempt will not fix: 404 and most 4xx, bad redirects."""
+
+
+class PipelineInterrupted(PipelineError):
+    """The run was stopped before this file could finish."""

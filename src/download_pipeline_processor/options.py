@@ -1,0 +1,127 @@
+"""Plugin options: declared by a plugin class, parsed from ``KEY=VALUE`` strings.
+
+A processor or post-processor may declare the keyword arguments it accepts::
+
+    class SaveProcessor(BaseProcessor):
+        options = (
+            Option("dest", type=Path, required=True, help="Folder to keep files in."),
+            Option("overwrite", type=bool, default=False, help="Replace existing files."),
+        )
+
+The CLI then rejects an unknown key, a value of the wrong type and a missing
+required option before any download starts, and ``plugins`` lists them.  A
+class that declares nothing receives the raw strings as keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import PluginOptionError
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def _to_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("expected one of true/false, yes/no, on/off, 1/0")
+
+
+_CONVERTERS: dict[Any, Callable[[str], Any]] = {bool: _to_bool, Path: Path}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword argument a plugin class accepts."""
+
+    name: str
+    type: Callable[[str], Any] = str
+    default: Any = None
+    required: bool = False
+    help: str = ""
+
+    def convert(self, raw: str) -> Any:
+        """Turn the command line's string into the declared type."""
+        converter = _CONVERTERS.get(self.type, self.type)
+        return converter(raw)
+
+    @property
+    def type_name(self) -> str:
+        """The type as shown in listings and errors."""
+        return getattr(self.type, "__name__", str(self.type))
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description for ``plugins --json``."""
+        return {
+            "name": self.name,
+            "type": self.type_name,
+            "required": self.required,
+            "default": None if self.default is None else str(self.default),
+            "help": self.help,
+        }
+
+
+def parse_key_values(pairs: Iterable[str], flag: str) -> dict[str, str]:
+    """Split repeated ``KEY=VALUE`` arguments; a malformed one is a usage error."""
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise PluginOptionError(f"{flag} {pair!r}: expected KEY=VALUE")
+        parsed[key.replace("-", "_")] = value
+    return parsed
+
+
+def declared_options(plugin_class: type) -> Sequence[Option] | None:
+    """The options a class declares, or None when it declares none."""
+    declared = getattr(plugin_class, "options", None)
+    if declared is None:
+        return None
+    return tuple(declared)
+
+
+def resolve_options(
+    plugin_class: type, raw: Mapping[str, Any], plugin_label: str
+) -> dict[str, Any]:
+    """Check ``raw`` against the class's declaration and convert the values.
+
+    Values that are not strings (programmatic use) are passed through as given.
+    """
+    declared = declared_options(plugin_class)
+    if declared is None:
+        return dict(raw)
+    by_name = {option.name: option for option in declared}
+    unknown = sorted(set(raw) - set(by_name))
+    if unknown:
+        accepted = ", ".join(sorted(by_name)) or "none"
+        raise PluginOptionError(
+            f"{plugin_label}: unknown option {unknown[0]!r}; accepted options: {accepted}"
+        )
+    resolved: dict[str, Any] = {}
+    for option in declared:
+        if option.name not in raw:
+            if option.required:
+                raise PluginOptionError(
+                    f"{plugin_label}: missing required option {option.name!r}"
+                    f" ({option.help or option.type_name})"
+                )
+            continue
+        value = raw[option.name]
+        if isinstance(value, str):
+            try:
+                value = option.convert(value)
+            except (TypeError, ValueError) as exc:
+                raise PluginOptionError(
+                    f"{plugin_label}: option {option.name}={value!r}: {exc}"
+                ) from exc
+        resolved[option.name] = value
+    return resolved

@@ -1,0 +1,442 @@
+"""The pipeline: download workers -> bounded queue -> processing pool -> post-processor.
+
+::
+
+    input --> download workers --> [downloaded queue] --> processing pool --> post-processor
+              (N threads)           (bounded)              (M threads)         (1 thread)
+
+Every entry taken from the input reaches the post-processor exactly once,
+successful or failed.  Entries in flight are tracked in one table; whoever
+hands an entry to the post-processor takes it out of that table first, so an
+entry abandoned at a stop is never reported twice.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Callable, Union
+
+from .base_post_processor import BasePostProcessor
+from .base_processor import BaseProcessor
+from .cache import DownloadCache
+from .download import DownloadStage
+from .downloader import Downloader
+from .errors import PipelineInterrupted, PluginError, PluginOptionError
+from .file_data import FileData
+from .inputs import FileListSource, load_file_list
+from .options import resolve_options
+from .plugins import PipelinePluginManager, create_plugin_manager, has_observers, notify_observers
+from .registry import DOWNLOADER, POST_PROCESSOR, PROCESSOR, PluginKind, PluginRegistry
+from .settings import PipelineSettings
+from .summary import RunSummary
+
+logger = logging.getLogger(__name__)
+
+#: How often idle workers look at the stop flag, in seconds.
+POLL_INTERVAL = 0.1
+
+ProcessorSpec = Union[str, type[BaseProcessor]]
+PostProcessorSpec = Union[str, type[BasePostProcessor], BasePostProcessor]
+
+#: Lifecycle hooks a post-processor instance may implement as ``@hookimpl`` methods.
+OBSERVER_HOOKS = ("pipeline_started", "file_finished", "pipeline_finished")
+
+_DONE = object()  # end-of-stream marker on the queues
+
+PostProcessCall = Callable[[Any, FileData], None]
+
+
+def _post_process_caller(post_processor: BasePostProcessor) -> PostProcessCall:
+    """Adapt the seed's one-argument ``post_process(result)`` to the two-argument form."""
+    method = post_processor.post_process
+    try:
+        parameters = list(inspect.signature(method).parameters.values())
+    except (TypeError, ValueError):
+        return method
+    positional = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    takes_two = len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in positional)
+    if takes_two:
+        return method
+    return lambda result, _file_data: method(result)  # type: ignore[call-arg]
+
+
+def build_plugin(plugin_class: type, raw_options: Mapping[str, Any], label: str) -> Any:
+    """Instantiate a plugin class with options checked against its declaration."""
+    options = resolve_options(plugin_class, raw_options, label)
+    try:
+        return plugin_class(**options)
+    except TypeError as exc:
+        raise PluginOptionError(f"{label}: {exc}") from exc
+    except Exception as exc:
+        raise PluginError(f"{label}: cannot be set up: {type(exc).__name__}: {exc}") from exc
+
+
+class ProcessingPipeline:
+    """Downloads, processes and post-processes a list of files.
+
+    ``processor`` and each ``post_processor`` are registered names, classes or
+    (post-processors only) ready instances.  Settings come from ``settings``
+    or as keyword arguments (``download_workers=8``).  :meth:`run` returns the
+    exit code (0, 1, 130, 143); :attr:`summary` holds the counts afterwards.
+    """
+
+    def __init__(
+        self,
+        processor: ProcessorSpec = "dummy",
+        post_processor: PostProcessorSpec | Sequence[PostProcessorSpec] = "dummy",
+        *,
+        settings: PipelineSettings | None = None,
+        processor_options: Mapping[str, Any] | None = None,
+        post_processor_options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        plugin_manager: PipelinePluginManager | None = None,
+        **setting_changes: Any,
+    ) -> None:
+        base = settings or PipelineSettings()
+        self.settings = base.evolve(**setting_changes) if setting_changes else base
+        self.plugin_manager = plugin_manager or create_plugin_manager()
+        self._registry: PluginRegistry | None = None
+        self.processor_class = self._resolve(PROCESSOR, processor)
+        self.processor_options = dict(processor_options or {})
+        self.post_processors = self._build_post_processors(post_processor, post_processor_options)
+        self.summary = RunSummary()
+        self._stop_event = threading.Event()
+        self._stop_code: int | None = None
+
+    # -- set-up -----------------------------------------------------------------
+
+    @property
+    def registry(self) -> PluginRegistry:
+        """The names the installed plugins registered (built on first use)."""
+        if self._registry is None:
+            self._registry = PluginRegistry(self.plugin_manager)
+        return self._registry
+
+    def _resolve(self, kind: PluginKind, spec: Any) -> type:
+        if isinstance(spec, str):
+            return self.registry.resolve(kind, spec)
+        if isinstance(spec, type) and issubclass(spec, kind.base):
+            return spec
+        raise PluginError(f"{kind.label} {spec!r} is not a name or a {kind.base.__name__} subclass")
+
+    def _build_post_processors(
+        self,
+        specs: PostProcessorSpec | Sequence[PostProcessorSpec],
+        options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+    ) -> list[BasePostProcessor]:
+        spec_list = list(specs) if isinstance(specs, (list, tuple)) else [specs]
+        if options is None:
+            option_list: list[Mapping[str, Any]] = [{} for _ in spec_list]
+        elif isinstance(options, Mapping):
+            option_list = [options for _ in spec_list]
+        else:
+            option_list = list(options)
+        if len(option_list) != len(spec_list):
+            raise PluginOptionError("post-processor options do not match the post-processors")
+        built = []
+        for spec, raw in zip(spec_list, option_list):
+            if isinstance(spec, BasePostProcessor):
+                built.append(spec)
+                continue
+            cls = self._resolve(POST_PROCESSOR, spec)
+            built.append(build_plugin(cls, raw, f"post-processor {_label(spec)}"))
+        return built
+
+    def _build_processors(self) -> list[BaseProcessor]:
+        label = f"processor {_label(self.processor_class)}"
+        return [
+            build_plugin(self.processor_class, self.processor_options, label)
+            for _ in range(self.settings.processing_limit)
+        ]
+
+    def _build_downloader(self) -> Downloader:
+        cls = self.registry.resolve(DOWNLOADER, self.settings.downloader_name)
+        downloader: Downloader = cls(self.settings)
+        return downloader
+
+    # -- control ----------------------------------------------------------------
+
+    def stop(self, exit_code: int = 130) -> None:
+        """Ask a running pipeline to stop gracefully; safe from a signal handler."""
+        if self._stop_code is None:
+            self._stop_code = exit_code
+        self._stop_event.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stop_event.is_set()
+
+    # -- the run ------------------------------------------------------------------
+
+    def run(self, files: FileListSource) -> int:
+        """Run every entry of ``files`` through the stages and return the exit code.
+
+        Raises a :class:`~download_pipeline_processor.errors.UsageError` before
+        any download when the input or a plugin's options are invalid.
+        """
+        entries = load_file_list(files, self.settings.allowed_schemes)
+        processors = self._build_processors()
+        return _Run(self, entries, processors).execute()
+
+
+def _label(spec: Any) -> str:
+    if isinstance(spec, str):
+        return repr(spec)
+    if isinstance(spec, type):
+        return spec.__name__
+    return type(spec).__name__
+
+
+class _Run:
+    """The threads and shared state of one :meth:`ProcessingPipeline.run`."""
+
+    def __init__(
+        self,
+        pipeline: ProcessingPipeline,
+        entries: Iterator[FileData],
+        processors: list[BaseProcessor],
+    ) -> None:
+        self.pipeline = pipeline
+        self.settings = pipeline.settings
+        self.stop_event = pipeline._stop_event
+        self.manager = pipeline.plugin_manager
+        self.summary = pipeline.summary = RunSummary()
+        self.processors = processors
+        self.post_calls = [_post_process_caller(pp) for pp in pipeline.post_processors]
+        self.entries = enumerate(entries)
+        self.entries_lock = threading.Lock()
+        self.in_flight: dict[int, FileData] = {}
+        self.in_flight_lock = threading.Lock()
+        self.bytes_lock = threading.Lock()
+        self.downloaded: queue.Queue[Any] = queue.Queue(maxsize=self.settings.download_queue_size)
+        post_queue_size = self.settings.download_queue_size + self.settings.processing_limit * 2
+        self.finished: queue.Queue[Any] = queue.Queue(maxsize=post_queue_size)
+        self.cache = DownloadCache(self.settings.cache_root)
+        self.notify_files = has_observers(self.manager, "file_finished")
+        self.grace_ends: float | None = None
+
+    # -- the three stages -------------------------------------------------------
+
+    def _next_entry(self) -> tuple[int, FileData] | None:
+        with self.entries_lock:
+            if self.stop_event.is_set():
+                return None
+            item = next(self.entries, None)
+            if item is not None:
+                with self.in_flight_lock:
+                    self.in_flight[item[0]] = item[1]
+            return item
+
+    def _download_worker(self, stage: DownloadStage) -> None:
+        while (item := self._next_entry()) is not None:
+            sequence, file_data = item
+            try:
+                size = stage.download(sequence, file_data)
+            except BaseException as exc:  # noqa: BLE001 - every failure is the file's, not the run's
+                file_data.fail("download", exc)
+                self._finish(sequence, file_data, None)
+                continue
+            with self.bytes_lock:
+                self.summary.bytes_downloaded += size
+            if not self._put(self.downloaded, (sequence, file_data)):
+                return  # stopping: the entry stays in flight and is abandoned
+
+    def _processing_worker(self, processor: BaseProcessor) -> None:
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    item = self.downloaded.get(timeout=POLL_INTERVAL)
+                except queue.Empty:
+                    continue
+                if item is _DONE:
+                    return
+                sequence, file_data = item
+                result = None
+                try:
+                    result = processor.process(file_data)
+                except BaseException as exc:  # noqa: BLE001 - a processor failure fails the file
+                    file_data.fail("process", exc)
+                finally:
+                    self.cache.discard(file_data.local_path)
+                self._finish(sequence, file_data, result)
+        finally:
+            try:
+                processor.close()
+            except Exception:
+                logger.warning("processor close() failed", exc_info=True)
+
+    def _post_process_worker(self) -> None:
+        summary = self.summary
+        while (item := self.finished.get()) is not _DONE:
+            file_data, result = item
+            for call in self.post_calls:
+                try:
+                    call(result, file_data)
+                except BaseException as exc:  # noqa: BLE001 - recorded on the file
+                    file_data.fail("post_process", exc)
+                    logger.error("post-processor failed on %s: %s", file_data.id, exc)
+            if file_data.error is None:
+                summary.succeeded += 1
+            else:
+                summary.failed += 1
+                summary.failed_by_stage[file_data.error.stage] += 1
+            if self.notify_files:
+                notify_observers(self.manager, "file_finished", file_data=file_data, result=result)
+
+    # -- hand-offs ----------------------------------------------------------------
+
+    def _finish(self, sequence: int, file_data: FileData, result: Any) -> None:
+        """Send an entry to the post-processor unless a stop already abandoned it."""
+        with self.in_flight_lock:
+            # Put while holding the lock: once _abandon_in_flight has run, no
+            # late hand-off can slip in behind the end-of-stream marker.
+            if self.in_flight.pop(sequence, None) is not None:
+                self.finished.put((file_data, result))
+                return
+        self.cache.discard(file_data.local_path)
+
+    def _put(self, target: queue.Queue[Any], item: Any) -> bool:
+        """Put ``item`` on a bounded queue, giving up (False) once the run is stopping."""
+        while True:
+            try:
+                target.put(item, timeout=POLL_INTERVAL)
+                return True
+            except queue.Full:
+                if self.stop_event.is_set():
+                    return False
+
+    def _stop_deadline(self) -> float | None:
+        """When in-flight work stops being waited for: None until a stop is requested."""
+        if not self.stop_event.is_set():
+            return None
+        if self.grace_ends is None:
+            self.grace_ends = time.monotonic() + self.settings.stop_grace
+        return self.grace_ends
+
+    def _join(self, threads: list[threading.Thread]) -> None:
+        """Wait for ``threads``; after a stop, only until the grace period ends."""
+        for thread in threads:
+            while thread.is_alive():
+                limit = self._stop_deadline()
+                if limit is not None and time.monotonic() >= limit:
+                    return
+                thread.join(POLL_INTERVAL)
+
+    def _abandon_in_flight(self) -> None:
+        """Report every entry still in flight as interrupted, at the stage it was in."""
+        with self.in_flight_lock:
+            abandoned = sorted(self.in_flight.items())
+            self.in_flight.clear()
+            for _, file_data in abandoned:
+                stage = "download" if file_data.local_path is None else "process"
+                file_data.fail(stage, PipelineInterrupted("run stopped before this file finished"))
+                self.cache.discard(file_data.local_path)
+                self.finished.put((file_data, None))
+
+    # -- orchestration ------------------------------------------------------------
+
+    def execute(self) -> int:
+        settings = self.settings
+        started = time.monotonic()
+        self.cache.open()
+        downloader: Downloader | None = None
+        post_thread = _thread(self._post_process_worker, "post-process")
+        observers = self._register_instance_hooks()
+        try:
+            downloader = self.pipeline._build_downloader()
+            notify_observers(self.manager, "pipeline_started", settings=settings)
+            stage = DownloadStage(downloader, self.cache, settings, self.stop_event)
+            post_thread.start()
+            processing = [
+                _thread(self._processing_worker, f"process-{i}", processor)
+                for i, processor in enumerate(self.processors)
+            ]
+            downloads = [
+                _thread(self._download_worker, f"download-{i}", stage)
+                for i in range(settings.download_workers)
+            ]
+            for thread in processing + downloads:
+                thread.start()
+            while True:
+                try:
+                    self._wait_for(downloads, processing)
+                    break
+                except KeyboardInterrupt:
+                    # Library use without signal handlers: the first Ctrl-C stops
+                    # gracefully, a second one propagates.
+                    if self.stop_event.is_set():
+                        raise
+                    self.pipeline.stop(130)
+        finally:
+            if post_thread.is_alive():
+                self.finished.put(_DONE)
+                post_thread.join()
+            for post_processor in self.pipeline.post_processors:
+                try:
+                    post_processor.close()
+                except Exception:
+                    logger.warning("post-processor close() failed", exc_info=True)
+            if downloader is not None:
+                downloader.close()
+            self.cache.close()
+            self.summary.elapsed = time.monotonic() - started
+            self.summary.total = self.summary.succeeded + self.summary.failed
+            self.summary.stopped_with = self.pipeline._stop_code
+            notify_observers(self.manager, "pipeline_finished", summary=self.summary)
+            for name in observers:
+                self.manager.unregister(name=name)
+        if self.summary.stopped_with is not None:
+            return self.summary.stopped_with
+        return 1 if self.summary.failed else 0
+
+    def _register_instance_hooks(self) -> list[str]:
+        """Let post-processor instances observe this run through ``@hookimpl`` methods.
+
+        Post-processors are registered with the plugin manager for the run's
+        duration, so one can, say, record the run summary it receives in
+        ``pipeline_finished``.  Returns the names to unregister afterwards.
+        """
+        names = []
+        for index, post_processor in enumerate(self.pipeline.post_processors):
+            name = f"run-{id(self)}-post-processor-{index}"
+            if not any(
+                self.manager.parse_hookimpl_opts(post_processor, hook) is not None
+                for hook in OBSERVER_HOOKS
+            ):
+                continue
+            self.manager.register(post_processor, name=name)
+            names.append(name)
+        self.notify_files = has_observers(self.manager, "file_finished")
+        return names
+
+    def _wait_for(
+        self, downloads: list[threading.Thread], processing: list[threading.Thread]
+    ) -> None:
+        """Let the workers drain the input, or wind them down after a stop."""
+        self._join(downloads)
+        for _ in processing:
+            if not self._put(self.downloaded, _DONE):
+                break
+        self._join(processing)
+        if self.stop_event.is_set():
+            self._abandon_in_flight()
+            self._count_not_started()
+
+    def _count_not_started(self) -> None:
+        with self.entries_lock:
+            self.summary.not_started = sum(1 for _ in self.entries)
+
+
+def _thread(target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
+    # Daemon threads: a worker stuck in user code past the grace period must not
+    # keep the process alive after the run has reported it abandoned.
+    return threading.Thread(target=target, name=f"dpp-{name}", args=args, daemon=True)

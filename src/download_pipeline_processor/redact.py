@@ -1,0 +1,46 @@
+"""Keeping secrets in URLs out of logs, errors and reports."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+REDACTED = "REDACTED"
+
+
+def redact_url(url: str) -> str:
+    """The URL without userinfo, query string or fragment.
+
+    ``https://user:pw@host/a/b.mp3?token=x`` gives ``https://host/a/b.mp3?REDACTED``.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    query = REDACTED if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def secrets_of(url: str) -> list[str]:
+    """The parts of ``url`` that must never be shown: query string and credentials."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [url]
+    found: list[str] = []
+    for secret in (parts.query, parts.fragment, parts.username, parts.password):
+        if secret:
+            found.extend({secret, unquote(secret), quote(secret, safe="")})
+    # Longest first so that a secret containing another is removed whole.
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with every secret part of ``url`` replaced by a marker."""
+    for secret in secrets_of(url):
+        text = text.replace(secret, REDACTED)
+    return text

@@ -1,0 +1,145 @@
+"""Resolving processor, post-processor and downloader names to classes."""
+
+from __future__ import annotations
+
+import importlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from .base_post_processor import BasePostProcessor
+from .base_processor import BaseProcessor
+from .downloader import Downloader
+from .errors import (
+    DuplicatePluginError,
+    PluginError,
+    PluginLoadError,
+    UnknownPluginError,
+)
+from .plugins import PipelinePluginManager, PluginSource
+
+
+@dataclass(frozen=True)
+class PluginKind:
+    """A family of plugin classes: its label, base class and registration hook."""
+
+    label: str
+    base: type
+    hook: str
+
+
+PROCESSOR = PluginKind("processor", BaseProcessor, "register_processors")
+POST_PROCESSOR = PluginKind("post-processor", BasePostProcessor, "register_post_processors")
+DOWNLOADER = PluginKind("downloader", Downloader, "register_downloaders")
+KINDS = (PROCESSOR, POST_PROCESSOR, DOWNLOADER)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One ``register(name, cls)`` call, with the plugin that made it."""
+
+    kind: PluginKind
+    name: str
+    cls: type
+    source: PluginSource
+
+
+class PluginRegistry:
+    """Every class the plugins registered, by kind and name.
+
+    Each hook implementation is called on its own so that every registration
+    is attributed to its distribution; a plugin whose hook raises or that
+    registers something invalid is reported in :attr:`problems` and skipped.
+    """
+
+    def __init__(self, manager: PipelinePluginManager) -> None:
+        self.manager = manager
+        self.problems: list[str] = []
+        self._by_kind: dict[str, dict[str, list[Registration]]] = {}
+        for kind in KINDS:
+            self._by_kind[kind.label] = self._collect(kind)
+
+    def _collect(self, kind: PluginKind) -> dict[str, list[Registration]]:
+        found: dict[str, list[Registration]] = defaultdict(list)
+        caller = getattr(self.manager.hook, kind.hook)
+        # pluggy returns implementations in reverse registration order; keep ours.
+        for impl in reversed(caller.get_hookimpls()):
+            source = self.manager.source_of(impl.plugin)
+
+            def register(name: str, cls: type, _source: PluginSource = source) -> None:
+                if not isinstance(name, str) or not name or ":" in name:
+                    raise PluginError(f"invalid {kind.label} name {name!r}")
+                if not (isinstance(cls, type) and issubclass(cls, kind.base)):
+                    raise PluginError(
+                        f"{kind.label} {name!r} is not a subclass of {kind.base.__name__}"
+                    )
+                found[name].append(Registration(kind, name, cls, _source))
+
+            try:
+                impl.function(**dict.fromkeys(impl.argnames, register))
+            except Exception as exc:  # noqa: BLE001 - one bad plugin must not stop the others
+                self.problems.append(
+                    f"plugin {source.name!r} ({source.distribution}) failed in "
+                    f"{kind.hook}: {type(exc).__name__}: {exc}"
+                )
+        return dict(found)
+
+    def registrations(self, kind: PluginKind) -> dict[str, list[Registration]]:
+        """All registrations of ``kind``, by name; a list longer than one is a clash."""
+        return self._by_kind[kind.label]
+
+    def names(self, kind: PluginKind) -> list[str]:
+        """The names selectable for ``kind``."""
+        return sorted(self._by_kind[kind.label])
+
+    def clashes(self) -> list[tuple[PluginKind, str, list[Registration]]]:
+        """Every name registered by more than one distribution."""
+        result = []
+        for kind in KINDS:
+            for name, regs in sorted(self._by_kind[kind.label].items()):
+                if len({reg.source.distribution for reg in regs}) > 1:
+                    result.append((kind, name, regs))
+        return result
+
+    def resolve(self, kind: PluginKind, spec: str) -> type[Any]:
+        """The class selected by ``spec``: a registered name or ``module:ClassName``."""
+        regs = self._by_kind[kind.label].get(spec)
+        if regs:
+            distributions = {reg.source.distribution for reg in regs}
+            if len(distributions) > 1:
+                raise DuplicatePluginError(kind.label, spec, distributions)
+            return regs[-1].cls
+        for failure in self.manager.load_failures:
+            if failure.name == spec:
+                raise PluginLoadError(
+                    f"{kind.label} {spec!r}: plugin {failure.name!r} from "
+                    f"{failure.distribution} failed to load: "
+                    f"{type(failure.error).__name__}: {failure.error}"
+                )
+        if ":" in spec:
+            return import_class(kind, spec)
+        raise UnknownPluginError(kind.label, spec, self.names(kind))
+
+
+def import_class(kind: PluginKind, spec: str) -> type[Any]:
+    """Import ``module:ClassName`` and check it derives from the kind's base class."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise PluginError(f"{kind.label} {spec!r}: expected module:ClassName")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise PluginLoadError(
+            f"{kind.label} {spec!r}: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    target: Any = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise PluginError(
+                f"{kind.label} {spec!r}: module {module_name!r} has no attribute {attribute!r}"
+            ) from None
+    if not (isinstance(target, type) and issubclass(target, kind.base)):
+        raise PluginError(f"{kind.label} {spec!r} is not a subclass of {kind.base.__name__}")
+    return target

@@ -1,0 +1,91 @@
+"""Every setting of a run, with its default, in one place."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+DEFAULT_CACHE_FOLDER = "download-pipeline-processor"
+
+
+def default_cache_root() -> Path:
+    """The cache's parent folder when ``--download-cache`` is not given."""
+    return Path(tempfile.gettempdir()) / DEFAULT_CACHE_FOLDER
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """How a run behaves.  Frozen: a run's settings never change under it."""
+
+    #: Concurrent downloads.
+    download_workers: int = 4
+    #: Downloaded files waiting for a processor; a full queue makes downloads wait.
+    download_queue_size: int = 10
+    #: Processing worker threads, each with its own processor instance.
+    processing_limit: int = 3
+    #: Retries after the first attempt (so at most max_retries + 1 attempts).
+    max_retries: int = 3
+    #: Base seconds of the exponential backoff between attempts; 0 retries at once.
+    retry_backoff: float = 1.0
+    #: The longest single wait between attempts, Retry-After included.
+    retry_backoff_max: float = 60.0
+    #: Seconds allowed for connecting and for each read, not for a whole file.
+    timeout: float = 30.0
+    #: Where the run's private cache folder is made; None uses the system temp dir.
+    download_cache: Path | None = None
+    #: Use the simulated downloader: no network, placeholder files.
+    simulate_downloads: bool = False
+    #: Seconds (low, high) a simulated download waits; (0, 0) for none.
+    simulate_delay: tuple[float, float] = (1.0, 3.0)
+    #: Name of the registered download backend; None picks from simulate_downloads.
+    downloader: str | None = None
+    #: Bytes read from the network and written to disk at a time.
+    chunk_size: int = 256 * 1024
+    #: Redirect hops followed before the file fails.
+    max_redirects: int = 10
+    #: URL schemes accepted in the input list.
+    allowed_schemes: tuple[str, ...] = ("http", "https")
+    #: Seconds in-flight work gets to finish after a stop before it is abandoned.
+    stop_grace: float = 2.0
+    #: Extra request headers for every download (never logged).
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[str, Any, bool]] = [
+            ("download_workers", self.download_workers, self.download_workers >= 1),
+            ("download_queue_size", self.download_queue_size, self.download_queue_size >= 1),
+            ("processing_limit", self.processing_limit, self.processing_limit >= 1),
+            ("max_retries", self.max_retries, self.max_retries >= 0),
+            ("retry_backoff", self.retry_backoff, self.retry_backoff >= 0),
+            ("retry_backoff_max", self.retry_backoff_max, self.retry_backoff_max >= 0),
+            ("timeout", self.timeout, self.timeout > 0),
+            ("chunk_size", self.chunk_size, self.chunk_size >= 1),
+            ("max_redirects", self.max_redirects, self.max_redirects >= 0),
+            ("stop_grace", self.stop_grace, self.stop_grace >= 0),
+        ]
+        for name, value, ok in checks:
+            if not ok:
+                raise UsageError(f"invalid setting {name}={value!r}")
+        low, high = self.simulate_delay
+        if not 0 <= low <= high:
+            raise UsageError(f"invalid setting simulate_delay={self.simulate_delay!r}")
+
+    @property
+    def downloader_name(self) -> str:
+        """The download backend to use."""
+        if self.downloader:
+            return self.downloader
+        return "simulated" if self.simulate_downloads else "requests"
+
+    @property
+    def cache_root(self) -> Path:
+        """The folder in which the run's private cache folder is made."""
+        return self.download_cache if self.download_cache is not None else default_cache_root()
+
+    def evolve(self, **changes: Any) -> PipelineSettings:
+        """A copy with some settings changed."""
+        return replace(self, **changes)
