@@ -17,6 +17,7 @@ import click
 
 from . import __version__
 from .errors import PluginOptionError, UsageError
+from .inputs import load_file_list
 from .listing import describe_plugins, format_plugins
 from .options import declared_options, parse_key_values
 from .pipeline import ProcessingPipeline
@@ -160,6 +161,7 @@ def _graceful_signals(pipeline: ProcessingPipeline) -> Iterator[None]:
 )
 @click.option(
     "--files",
+    metavar="FILE.json",
     type=click.Path(path_type=Path, dir_okay=True),
     help='JSON list of files to fetch: [{"url": ..., "id": ..., "name": ...}].',
 )
@@ -192,24 +194,28 @@ def _graceful_signals(pipeline: ProcessingPipeline) -> Iterator[None]:
 )
 @click.option(
     "--download-workers",
+    metavar="N",
     type=click.IntRange(min=1),
     default=_DEFAULTS.download_workers,
     help="Concurrent downloads.",
 )
 @click.option(
     "--processing-limit",
+    metavar="N",
     type=click.IntRange(min=1),
     default=_DEFAULTS.processing_limit,
     help="Processing threads, each with its own processor instance.",
 )
 @click.option(
     "--download-queue-size",
+    metavar="N",
     type=click.IntRange(min=1),
     default=_DEFAULTS.download_queue_size,
     help="Downloaded files waiting for processing before downloads pause.",
 )
 @click.option(
     "--download-cache",
+    metavar="DIR",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
     show_default=str(default_cache_root()),
@@ -217,18 +223,21 @@ def _graceful_signals(pipeline: ProcessingPipeline) -> Iterator[None]:
 )
 @click.option(
     "--max-retries",
+    metavar="N",
     type=click.IntRange(min=0),
     default=_DEFAULTS.max_retries,
     help="Retries after the first attempt of a download.",
 )
 @click.option(
     "--retry-backoff",
+    metavar="SECONDS",
     type=click.FloatRange(min=0),
     default=_DEFAULTS.retry_backoff,
     help="Base seconds of the exponential backoff between attempts.",
 )
 @click.option(
     "--timeout",
+    metavar="SECONDS",
     type=click.FloatRange(min=0, min_open=True),
     default=_DEFAULTS.timeout,
     help="Seconds for connecting and for each read.",
@@ -246,6 +255,7 @@ def _graceful_signals(pipeline: ProcessingPipeline) -> Iterator[None]:
 )
 @click.option(
     "--log-file",
+    metavar="FILE",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="DOWNLOAD_PIPELINE_PROCESSOR_LOG_FILE",
     help="Also write the log here.",
@@ -288,6 +298,8 @@ def main(ctx: click.Context, /, **params: Any) -> None:
 
 
 def _run(ctx: click.Context, params: dict[str, Any]) -> int:
+    # The input is checked first: its error is the one line a user must see.
+    entries = load_file_list(params["files"], _DEFAULTS.allowed_schemes)
     manager = _plugin_manager(ctx)
     registry = PluginRegistry(manager)
     _warn_about_plugins(registry, params["debug"])
@@ -320,7 +332,7 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
     )
     with _graceful_signals(pipeline):
         try:
-            code = pipeline.run(params["files"])
+            code = pipeline.run(entries)
         except KeyboardInterrupt:
             code = pipeline.summary.stopped_with or 130
     logger.info("%s", pipeline.summary)

@@ -81,7 +81,8 @@ def format_plugins(listing: dict[str, Any]) -> str:
         entry = listing["plugins"][index - 1]
         for option in entry["options"] or []:
             required = "required" if option["required"] else f"default {option['default']!r}"
-            text = f"    --option {option['name']}=<{option['type']}> ({required})"
+            flag = "--processor-option" if entry["kind"] == "processor" else "--post-processor-option"
+            text = f"    {flag} {option['name']}=<{option['type']}> ({required})"
             if option["help"]:
                 text += f": {option['help']}"
             lines.append(text)

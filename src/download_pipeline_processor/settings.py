@@ -55,6 +55,9 @@ class PipelineSettings:
     headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.download_cache is not None and not isinstance(self.download_cache, Path):
+            # Accept any path-like from programmatic callers; frozen, hence object.__setattr__.
+            object.__setattr__(self, "download_cache", Path(self.download_cache))
         checks: list[tuple[str, Any, bool]] = [
             ("download_workers", self.download_workers, self.download_workers >= 1),
             ("download_queue_size", self.download_queue_size, self.download_queue_size >= 1),

@@ -1,0 +1,34 @@
+"""Fixtures shared by the framework's tests."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from download_pipeline_processor.testing import FileServer
+
+
+@pytest.fixture
+def file_server() -> Iterator[FileServer]:
+    """A loopback HTTP server serving in-memory files, stopped after the test."""
+    with FileServer() as server:
+        yield server
+
+
+@pytest.fixture
+def cache_root(tmp_path: Path) -> Path:
+    """A cache root private to the test, so emptiness can be asserted afterwards."""
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def cli_path() -> Path:
+    """The installed console script of this interpreter's environment."""
+    script = Path(sys.executable).with_name("download-pipeline-processor")
+    if not script.exists():
+        pytest.fail(f"no console script next to {sys.executable}; pip install the project")
+    return script
+

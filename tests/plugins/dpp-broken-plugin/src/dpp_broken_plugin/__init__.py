@@ -1,0 +1,1 @@
+"""Test fixture plugin whose hook module cannot be imported."""

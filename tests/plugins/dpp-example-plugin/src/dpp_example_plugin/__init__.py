@@ -1,0 +1,1 @@
+"""Test fixture plugin for download-pipeline-processor."""

@@ -1,0 +1,328 @@
+"""The command line, through click's runner and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from download_pipeline_processor import BaseProcessor, FileData, __version__, hookimpl
+from download_pipeline_processor.cli import main
+from download_pipeline_processor.plugins import PluginSource
+from download_pipeline_processor.testing import FileServer, leftover_files, make_plugin_manager
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def invoke(args: list[str], manager: Any = None, env: dict[str, str] | None = None) -> Result:
+    """Run the CLI in process with a fresh plugin manager (no installed plugins)."""
+    runner = CliRunner()
+    obj = {"plugin_manager": manager or make_plugin_manager()}
+    return runner.invoke(main, args, obj=obj, env=env, catch_exceptions=False)
+
+
+def write_list(path: Path, entries: Any) -> Path:
+    path.write_text(json.dumps(entries), encoding="utf-8")
+    return path
+
+
+def error_lines(result: Result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+class TestBadInput:
+    """Every input problem is exit 2, one line naming it, and no request."""
+
+    @pytest.mark.parametrize(
+        ("content", "expected"),
+        [
+            ("[{\"url\": ", "malformed JSON at line 1"),
+            ("{\"url\": \"http://x/\"}", "expected a JSON list of objects, got an object"),
+            ("[\"http://x/a\"]", "entry 0: expected an object, got a string"),
+            ("[{\"id\": 1}]", "entry 0: missing required field 'url'"),
+            ("[{\"url\": 5}]", "entry 0: field 'url' must be a string, got a number"),
+            ("[{\"url\": \"ftp://host/a\"}]", "entry 0: field 'url' has unsupported scheme 'ftp'"),
+            ("[{\"url\": \"file:///etc/passwd\"}]", "unsupported scheme 'file'"),
+        ],
+    )
+    def test_bad_file_list(
+        self, tmp_path: Path, file_server: FileServer, content: str, expected: str
+    ) -> None:
+        """A malformed list gives exit 2, one line on stderr and zero requests."""
+        listing = tmp_path / "files.json"
+        listing.write_text(content, encoding="utf-8")
+        result = invoke(["--files", str(listing)])
+        assert result.exit_code == 2
+        lines = error_lines(result)
+        assert len(lines) == 1, result.stderr
+        assert expected in lines[0]
+        assert str(listing) in lines[0]
+        assert "Traceback" not in result.output + result.stderr
+        assert file_server.request_count() == 0
+
+    def test_bad_entry_after_good_ones_stops_everything(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """An invalid entry at index 2 is reported by index and no earlier entry is fetched."""
+        good = file_server.add("/good", b"g")
+        listing = write_list(tmp_path / "l.json", [{"url": good}, {"url": good}, {"name": "x"}])
+        result = invoke(["--files", str(listing)])
+        assert result.exit_code == 2
+        assert "entry 2: missing required field 'url'" in result.stderr
+        assert file_server.request_count() == 0
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A list file that does not exist is exit 2 naming it."""
+        result = invoke(["--files", str(tmp_path / "nope.json")])
+        assert result.exit_code == 2
+        assert error_lines(result) == [f"Error: {tmp_path / 'nope.json'}: no such file"]
+
+    def test_files_required(self) -> None:
+        """Running without --files is a usage error."""
+        result = invoke([])
+        assert result.exit_code == 2
+        assert "--files" in result.stderr
+
+
+class TestPluginSelection:
+    """Choosing processors and post-processors by name."""
+
+    def test_unknown_processor_lists_choices(self, tmp_path: Path) -> None:
+        """An unknown name is exit 2 listing what is available."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        result = invoke(["--files", str(listing), "--processor", "nope"])
+        assert result.exit_code == 2
+        assert "unknown processor 'nope'; available: checksum, dummy" in result.stderr
+
+    def test_duplicate_name_names_both_packages(self, tmp_path: Path) -> None:
+        """Two distributions registering one name make selecting it exit 2 naming both."""
+
+        class Clash(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                return None
+
+        def make_plugin(tag: str) -> Any:
+            class Plugin:
+                @hookimpl
+                def register_processors(self, register: Any) -> None:
+                    register("shared", Clash)
+
+            Plugin.__name__ = tag
+            return Plugin()
+
+        manager = make_plugin_manager()
+        manager.register_source(make_plugin("a"), PluginSource("a", "dpp-alpha", "1.0"))
+        manager.register_source(make_plugin("b"), PluginSource("b", "dpp-beta", "2.0"))
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        result = invoke(["--files", str(listing), "--processor", "shared"], manager)
+        assert result.exit_code == 2
+        assert "dpp-alpha and dpp-beta" in result.stderr
+        listing_result = invoke(["plugins"], manager)
+        assert "shared (clash)" in listing_result.output
+
+    def test_module_class_form(self, tmp_path: Path, file_server: FileServer) -> None:
+        """module:ClassName selects a class directly; a non-processor class is exit 2."""
+        listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/m", b"m")}])
+        spec = "download_pipeline_processor.builtins.processors:ChecksumProcessor"
+        ok = invoke(["--files", str(listing), "--processor", spec, "--post-processor", "jsonl"])
+        assert ok.exit_code == 0
+        assert json.loads(ok.stdout)["result"]["size"] == 1
+        bad = invoke(["--files", str(listing), "--processor", "json:JSONDecoder"])
+        assert bad.exit_code == 2
+        assert "not a subclass of BaseProcessor" in bad.stderr
+
+    @pytest.mark.parametrize(
+        ("option", "message"),
+        [
+            ("colour=red", "unknown option 'colour'; accepted options: algorithm"),
+            ("algorithm", "expected KEY=VALUE"),
+            ("algorithm=nope", "unsupported algorithm 'nope'"),
+        ],
+    )
+    def test_bad_processor_option(
+        self, tmp_path: Path, file_server: FileServer, option: str, message: str
+    ) -> None:
+        """Unknown, malformed or invalid plugin options are exit 2 before any request."""
+        listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/o", b"o")}])
+        result = invoke(
+            ["--files", str(listing), "--processor", "checksum", "--processor-option", option]
+        )
+        assert result.exit_code == 2
+        assert message in result.stderr
+        assert file_server.request_count() == 0
+
+    def test_post_processor_option_targets_by_name(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """NAME.KEY=VALUE goes to one post-processor; a key no one accepts is exit 2."""
+        listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/p", b"p")}])
+        out = tmp_path / "out.jsonl"
+        result = invoke(
+            ["--files", str(listing), "--post-processor", "jsonl", "--post-processor",
+             "dummy", "--post-processor-option", f"jsonl.path={out}"]
+        )
+        assert result.exit_code == 0
+        assert json.loads(out.read_text())["status"] == "ok"
+        bad = invoke(
+            ["--files", str(listing), "--post-processor", "dummy",
+             "--post-processor-option", "path=x"]
+        )
+        assert bad.exit_code == 2
+        assert "no selected post-processor (dummy) accepts it" in bad.stderr
+
+
+class TestRuns:
+    """Exit codes, reports and logs of real runs."""
+
+    def test_exit_one_when_a_file_fails(self, tmp_path: Path, file_server: FileServer) -> None:
+        """A failed file makes the exit code 1 while the others are still reported."""
+        entries = [{"id": "ok", "url": file_server.add("/ok", b"ok")},
+                   {"id": "gone", "url": file_server.url("/gone")}]
+        listing = write_list(tmp_path / "l.json", entries)
+        result = invoke(["--files", str(listing), "--post-processor", "jsonl",
+                         "--retry-backoff", "0"])
+        assert result.exit_code == 1
+        records = {r["id"]: r for r in map(json.loads, result.stdout.splitlines())}
+        assert records["ok"]["status"] == "ok"
+        assert records["gone"]["status"] == "failed"
+        assert records["gone"]["error"]["stage"] == "download"
+        assert "404" in records["gone"]["error"]["message"]
+
+    def test_secrets_never_logged(self, tmp_path: Path, file_server: FileServer) -> None:
+        """Query strings and credentials reach neither stderr, the log file nor the report."""
+        file_server.add("/private", b"", statuses=(503,))
+        url = file_server.url("/private").replace("http://", "http://alice:hunter2@")
+        listing = write_list(tmp_path / "l.json", [{"url": url + "?token=SECRET123"}])
+        log_file = tmp_path / "run.log"
+        result = invoke(
+            ["--files", str(listing), "--post-processor", "jsonl", "--max-retries", "1",
+             "--retry-backoff", "0", "--log-file", str(log_file), "--debug"]
+        )
+        assert result.exit_code == 1
+        everything = result.output + result.stderr + log_file.read_text()
+        assert "503" in everything
+        for secret in ("SECRET123", "hunter2", "alice"):
+            assert secret not in everything
+
+    def test_cache_empty_after_run(self, tmp_path: Path, file_server: FileServer) -> None:
+        """The cache folder given with --download-cache holds no file after the run."""
+        entries = [{"url": file_server.add(f"/c{i}", b"c" * 1000)} for i in range(10)]
+        listing = write_list(tmp_path / "l.json", entries)
+        cache = tmp_path / "cache"
+        result = invoke(["--files", str(listing), "--download-cache", str(cache)])
+        assert result.exit_code == 0
+        assert cache.is_dir()
+        assert leftover_files(cache) == []
+
+    def test_help_and_version(self) -> None:
+        """--help documents every contract flag with defaults; --version prints the version."""
+        help_text = invoke(["--help"]).output
+        for flag in ("--files", "--processor", "--post-processor", "--processing-limit",
+                     "--download-queue-size", "--download-cache", "--simulate-downloads",
+                     "--download-workers", "--max-retries", "--timeout", "--retry-backoff",
+                     "--processor-option", "--post-processor-option", "--debug", "--log-file"):
+            assert flag in help_text
+        assert "[default: 3; x>=0]" in help_text
+        assert __version__ in invoke(["--version"]).output
+
+    def test_plugins_json_lists_builtins(self) -> None:
+        """plugins --json lists every built-in with kind, distribution, version and options."""
+        result = invoke(["plugins", "--json"])
+        data = json.loads(result.stdout)
+        names = {(p["name"], p["kind"]) for p in data["plugins"]}
+        assert {("dummy", "processor"), ("checksum", "processor"), ("dummy", "post-processor"),
+                ("jsonl", "post-processor")} <= names
+        jsonl = next(p for p in data["plugins"] if p["name"] == "jsonl")
+        assert jsonl["distribution"] == "download-pipeline-processor"
+        assert jsonl["version"] == __version__
+        assert [o["name"] for o in jsonl["options"]] == ["path", "append"]
+
+
+def _spawn(args: list[str], cli_path: Path, **kwargs: Any) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [str(cli_path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
+    )
+
+
+class TestSubprocess:
+    """The installed console script, run as users run it."""
+
+    def test_checksum_run(self, tmp_path: Path, file_server: FileServer, cli_path: Path) -> None:
+        """A real process downloads, checksums and prints one JSON line per file."""
+        entries = [{"id": str(i), "url": file_server.add(f"/s{i}", b"x" * i)} for i in range(10)]
+        listing = write_list(tmp_path / "l.json", entries)
+        proc = _spawn(["--files", str(listing), "--processor", "checksum",
+                       "--post-processor", "jsonl"], cli_path)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        sizes = {r["id"]: r["result"]["size"] for r in map(json.loads, out.splitlines())}
+        assert sizes == {str(i): i for i in range(10)}
+        assert "10 files: 10 succeeded, 0 failed" in err
+
+    def test_example_runs_in_simulation(self, cli_path: Path, tmp_path: Path) -> None:
+        """The shipped example runs with --simulate-downloads and no network (README command)."""
+        proc = subprocess.run(
+            [str(cli_path), "--files", str(REPO / "examples" / "files.json"),
+             "--simulate-downloads", "--download-cache", str(tmp_path / "c")],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PIPELINE_NO_SLEEP": "1"}, check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "5 files: 5 succeeded, 0 failed" in proc.stderr
+
+    def test_bad_input_subprocess(self, tmp_path: Path, cli_path: Path) -> None:
+        """A real process given a bad list exits 2 with one stderr line and no traceback."""
+        listing = write_list(tmp_path / "l.json", [{"url": "gopher://old/x"}])
+        proc = subprocess.run([str(cli_path), "--files", str(listing)], capture_output=True,
+                              text=True, timeout=60, check=False,
+                              env={**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""})
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines() == [
+            f"Error: {listing}: entry 0: field 'url' has unsupported scheme 'gopher' "
+            "(allowed: http, https)"
+        ]
+
+    @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+    @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+    def test_signal_stops_gracefully(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path, sig: int, code: int
+    ) -> None:
+        """SIGINT/SIGTERM stop the run within seconds, report what started and empty the cache."""
+        entries = [{"id": str(i), "url": file_server.add(f"/slow{i}", b"z" * 100, delay=0.2)}
+                   for i in range(200)]
+        listing = write_list(tmp_path / "l.json", entries)
+        report = tmp_path / "report.jsonl"
+        cache = tmp_path / "cache"
+        proc = _spawn(["--files", str(listing), "--processor", "checksum", "--post-processor",
+                       "jsonl", "--post-processor-option", f"path={report}",
+                       "--download-cache", str(cache), "--download-workers", "2"], cli_path)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (
+            not report.exists() or len(report.read_text().splitlines()) < 3
+        ):
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=20)
+        assert time.monotonic() - sent < 5
+        assert proc.returncode == code, err
+        lines = [json.loads(line) for line in report.read_text().splitlines()]
+        ids = [line["id"] for line in lines]
+        assert len(ids) == len(set(ids)) >= 3
+        assert "not started" in err
+        assert "Traceback" not in err
+        assert leftover_files(cache) == []

@@ -1,0 +1,457 @@
+"""The pipeline end to end, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from download_pipeline_processor import (
+    BasePostProcessor,
+    BaseProcessor,
+    FileData,
+    ProcessingPipeline,
+    hookimpl,
+)
+from download_pipeline_processor.errors import PipelineInterrupted, PluginOptionError
+from download_pipeline_processor.testing import (
+    CollectingPostProcessor,
+    FileServer,
+    leftover_files,
+    make_plugin_manager,
+    run_pipeline,
+)
+
+
+def _body(index: int, size: int = 2048) -> bytes:
+    return (f"file {index} ".encode() * size)[:size]
+
+
+class FailingProcessor(BaseProcessor):
+    """Fails on files whose id starts with 'bad'."""
+
+    def process(self, file_data: FileData) -> Any:
+        if file_data.id.startswith("bad"):
+            raise ValueError(f"cannot process {file_data.id}")
+        assert file_data.local_path is not None
+        return file_data.local_path.stat().st_size
+
+
+class TestEndToEnd:
+    """Files go through download, processing and post-processing."""
+
+    def test_hundred_files_checksummed(self, file_server: FileServer, cache_root: Path) -> None:
+        """100 served files give 100 correct sha256 results, exit 0 and an empty cache."""
+        expected = {}
+        files = []
+        for index in range(100):
+            body = _body(index, 1000 + index * 37)
+            files.append({"id": f"f{index}", "url": file_server.add(f"/f{index}.bin", body)})
+            expected[f"f{index}"] = hashlib.sha256(body).hexdigest()
+        outcome = run_pipeline(files, "checksum", download_cache=cache_root, download_workers=8)
+        assert outcome.exit_code == 0
+        got = {fd.id: result["sha256"] for result, fd in outcome.outcomes}
+        assert got == expected
+        assert len(outcome.outcomes) == 100
+        assert leftover_files(cache_root) == []
+        assert outcome.summary.succeeded == 100
+        assert outcome.summary.bytes_downloaded == sum(1000 + i * 37 for i in range(100))
+
+    def test_failures_are_isolated(self, file_server: FileServer, cache_root: Path) -> None:
+        """A flaky file succeeds, an always-500 and a 404 fail alone, the rest succeed."""
+        files = [
+            {"id": "flaky", "url": file_server.add("/flaky", b"ok", statuses=(500, 200))},
+            {"id": "down", "url": file_server.add("/down", b"", statuses=(500,))},
+            {"id": "gone", "url": file_server.url("/gone")},
+        ] + [{"id": f"ok{i}", "url": file_server.add(f"/ok{i}", _body(i))} for i in range(5)]
+        outcome = run_pipeline(files, "checksum", download_cache=cache_root, max_retries=3)
+        assert outcome.exit_code == 1
+        failed = {fd.id: fd.error for fd in outcome.failures}
+        assert set(failed) == {"down", "gone"}
+        assert all(error is not None and error.stage == "download" for error in failed.values())
+        assert file_server.request_count("/flaky") == 2
+        assert file_server.request_count("/down") == 4
+        assert file_server.request_count("/gone") == 1
+        assert outcome.summary.succeeded == 6
+        assert outcome.summary.failed_by_stage == {"download": 2}
+        assert leftover_files(cache_root) == []
+
+    def test_processing_failure_reaches_post_processor(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """A processor exception fails that file in stage 'process' and deletes its cached copy."""
+        files = [
+            {"id": "bad-1", "url": file_server.add("/b1", b"x")},
+            {"id": "good", "url": file_server.add("/g", b"xyz")},
+        ]
+        outcome = run_pipeline(files, FailingProcessor, download_cache=cache_root)
+        assert outcome.exit_code == 1
+        (failure,) = outcome.failures
+        assert failure.error is not None
+        assert failure.error.stage == "process"
+        assert isinstance(failure.error.error, ValueError)
+        assert outcome.results == [3]
+        assert leftover_files(cache_root) == []
+
+    def test_every_file_reaches_post_processor_once(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """Successes and failures of every stage are each post-processed exactly once."""
+        files = [{"id": f"f{i}", "url": file_server.add(f"/f{i}", _body(i))} for i in range(30)]
+        files += [{"id": f"bad{i}", "url": file_server.add(f"/bad{i}", b"b")} for i in range(5)]
+        files += [{"id": f"missing{i}", "url": file_server.url(f"/missing{i}")} for i in range(5)]
+        outcome = run_pipeline(
+            files, FailingProcessor, download_cache=cache_root, processing_limit=4
+        )
+        ids = [fd.id for _, fd in outcome.outcomes]
+        assert sorted(ids) == sorted(entry["id"] for entry in files)
+        assert len(ids) == len(set(ids))
+
+    def test_extra_fields_reach_processor(self, file_server: FileServer, cache_root: Path) -> None:
+        """Extra input keys are readable as attributes in the processor."""
+
+        class LanguageProcessor(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                return file_data.language
+
+        files = [{"url": file_server.add("/talk.mp3", b"a"), "language": "fr"}]
+        outcome = run_pipeline(files, LanguageProcessor, download_cache=cache_root)
+        assert outcome.results == ["fr"]
+        assert outcome.outcomes[0][1].id == "talk"
+
+    def test_programmatic_run_from_path(
+        self, file_server: FileServer, cache_root: Path, tmp_path: Path
+    ) -> None:
+        """run() accepts a path to a JSON file and returns the exit code."""
+        listing = tmp_path / "files.json"
+        listing.write_text(f'[{{"url": "{file_server.add("/a.txt", b"abc")}"}}]')
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            "checksum",
+            collector,
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+        )
+        assert pipeline.run(str(listing)) == 0
+        assert collector.outcomes[0][0]["size"] == 3
+        assert pipeline.summary.total == 1
+        assert pipeline.summary.elapsed > 0
+
+
+class TestPostProcessors:
+    """Post-processor calling conventions and failures."""
+
+    def test_seed_one_argument_form(self, file_server: FileServer, cache_root: Path) -> None:
+        """A post_process(self, result) written for the seed still receives every result."""
+
+        class SeedStyle(BasePostProcessor):
+            def __init__(self) -> None:
+                self.results: list[Any] = []
+
+            def post_process(self, result: Any) -> None:  # type: ignore[override]
+                self.results.append(result)
+
+        seed_style = SeedStyle()
+        files = [{"url": file_server.add(f"/s{i}", b"abc")} for i in range(3)]
+        pipeline = ProcessingPipeline(
+            "checksum", seed_style, plugin_manager=make_plugin_manager(), download_cache=cache_root
+        )
+        assert pipeline.run(files) == 0
+        assert [result["size"] for result in seed_style.results] == [3, 3, 3]
+
+    def test_post_processor_failure_is_recorded(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """An exception in post_process fails that file in stage 'post_process' only."""
+
+        class Picky(BasePostProcessor):
+            def __init__(self) -> None:
+                self.seen: list[str] = []
+
+            def post_process(self, result: Any, file_data: FileData) -> None:
+                self.seen.append(file_data.id)
+                if file_data.id == "b":
+                    raise RuntimeError("disk full")
+
+        picky = Picky()
+        files = [{"id": name, "url": file_server.add(f"/{name}", b"1")} for name in "abc"]
+        pipeline = ProcessingPipeline(
+            "dummy", picky, plugin_manager=make_plugin_manager(), download_cache=cache_root
+        )
+        assert pipeline.run(files) == 1
+        assert sorted(picky.seen) == ["a", "b", "c"]
+        assert pipeline.summary.failed_by_stage == {"post_process": 1}
+
+    def test_several_post_processors_get_every_result(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """Each of several post-processors receives every file, in the same order."""
+        first, second = CollectingPostProcessor(), CollectingPostProcessor()
+        files = [{"id": str(i), "url": file_server.add(f"/m{i}", b"m")} for i in range(10)]
+        pipeline = ProcessingPipeline(
+            "dummy",
+            [first, second],
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+        )
+        assert pipeline.run(files) == 0
+        order = [fd.id for _, fd in first.outcomes]
+        assert sorted(order) == sorted(str(i) for i in range(10))
+        assert [fd.id for _, fd in second.outcomes] == order
+
+
+class TestWorkers:
+    """Threads, instances and backpressure."""
+
+    def test_one_processor_instance_per_thread(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """processing_limit instances are built once, each used by a single thread."""
+
+        class Recording(BaseProcessor):
+            instances: ClassVar[list[Recording]] = []
+
+            def __init__(self) -> None:
+                self.threads: set[str] = set()
+                Recording.instances.append(self)
+
+            def process(self, file_data: FileData) -> Any:
+                self.threads.add(threading.current_thread().name)
+                time.sleep(0.005)
+                return None
+
+        files = [{"url": file_server.add(f"/r{i}", b"r")} for i in range(40)]
+        outcome = run_pipeline(files, Recording, download_cache=cache_root, processing_limit=3)
+        assert outcome.exit_code == 0
+        assert len(Recording.instances) == 3
+        threads = [instance.threads for instance in Recording.instances]
+        assert all(len(names) <= 1 for names in threads)
+        used = set().union(*threads)
+        assert len(used) == sum(1 for names in threads if names)
+
+    def test_full_queue_holds_downloads_back(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """While processing is blocked, downloads stop at queue size + workers + processors."""
+        gate = threading.Event()
+
+        class Blocked(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                gate.wait(10)
+                return None
+
+        files = [{"url": file_server.add(f"/q{i}", b"q")} for i in range(60)]
+        result: list[int] = []
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            Blocked,
+            collector,
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+            download_workers=2,
+            download_queue_size=5,
+            processing_limit=2,
+        )
+        runner = threading.Thread(target=lambda: result.append(pipeline.run(files)))
+        runner.start()
+        try:
+            time.sleep(0.8)
+            # 2 files being processed + 5 queued + 2 downloaded and waiting to be queued.
+            assert file_server.request_count() <= 2 + 5 + 2
+            assert file_server.request_count() >= 5
+        finally:
+            gate.set()
+            runner.join(20)
+        assert result == [0]
+        assert len(collector.outcomes) == 60
+
+
+class TestStop:
+    """A stop request winds the run down cleanly."""
+
+    def test_stop_reports_in_flight_and_counts_not_started(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """stop() returns its exit code, reports started files once and counts the rest."""
+        started = threading.Event()
+
+        class Slow(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                started.set()
+                time.sleep(0.2)
+                return "done"
+
+        files = [{"id": str(i), "url": file_server.add(f"/s{i}", b"s")} for i in range(200)]
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            Slow,
+            collector,
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+            download_queue_size=4,
+            processing_limit=2,
+            stop_grace=1.0,
+        )
+        codes: list[int] = []
+        runner = threading.Thread(target=lambda: codes.append(pipeline.run(files)))
+        runner.start()
+        assert started.wait(10)
+        pipeline.stop(143)
+        runner.join(10)
+        assert not runner.is_alive()
+        assert codes == [143]
+        summary = pipeline.summary
+        ids = [fd.id for _, fd in collector.outcomes]
+        assert len(ids) == len(set(ids)) == summary.total
+        assert summary.total + summary.not_started == 200
+        assert summary.not_started > 100
+        interrupted = [fd for fd in collector.outcomes if fd[1].has_error]
+        assert all(isinstance(fd.error.error, PipelineInterrupted) for _, fd in interrupted)  # type: ignore[union-attr]
+        assert leftover_files(cache_root) == []
+        assert summary.interrupted
+
+    def test_stuck_processor_is_abandoned_after_grace(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """A processor that never returns is abandoned once the grace period ends."""
+        release = threading.Event()
+
+        class Stuck(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                release.wait(30)
+                return None
+
+        files = [{"id": str(i), "url": file_server.add(f"/t{i}", b"t")} for i in range(5)]
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            Stuck,
+            collector,
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+            processing_limit=1,
+            stop_grace=0.3,
+        )
+        codes: list[int] = []
+        runner = threading.Thread(target=lambda: codes.append(pipeline.run(files)))
+        runner.start()
+        time.sleep(0.5)
+        began = time.monotonic()
+        pipeline.stop()
+        runner.join(10)
+        release.set()
+        assert codes == [130]
+        assert time.monotonic() - began < 3
+        stages = {fd.id: fd.error.stage for _, fd in collector.outcomes if fd.error}
+        assert "process" in stages.values()
+        assert leftover_files(cache_root) == []
+
+
+class TestLifecycleHooks:
+    """Observers see the run without changing it."""
+
+    def test_hooks_called_with_their_arguments(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """pipeline_started, file_finished and pipeline_finished each fire with their data."""
+        seen: dict[str, list[Any]] = {"started": [], "file": [], "finished": []}
+
+        class Observer:
+            __name__ = "observer"
+
+            @hookimpl
+            def pipeline_started(self, settings: Any) -> None:
+                seen["started"].append(settings.download_workers)
+
+            @hookimpl
+            def file_finished(self, file_data: FileData, result: Any) -> None:
+                seen["file"].append((file_data.id, result))
+
+            @hookimpl
+            def pipeline_finished(self, summary: Any) -> None:
+                seen["finished"].append(summary.succeeded)
+
+        files = [{"id": str(i), "url": file_server.add(f"/h{i}", b"h")} for i in range(4)]
+        outcome = run_pipeline(
+            files, "dummy", plugins=[Observer()], download_cache=cache_root, download_workers=3
+        )
+        assert outcome.exit_code == 0
+        assert seen["started"] == [3]
+        assert sorted(file_id for file_id, _ in seen["file"]) == ["0", "1", "2", "3"]
+        assert seen["finished"] == [4]
+
+    def test_failing_observer_does_not_change_the_run(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """An observer that raises is logged and the files still succeed."""
+
+        class Broken:
+            __name__ = "broken-observer"
+
+            @hookimpl
+            def file_finished(self, file_data: FileData) -> None:
+                raise RuntimeError("observer bug")
+
+        files = [{"url": file_server.add(f"/o{i}", b"o")} for i in range(3)]
+        outcome = run_pipeline(files, "dummy", plugins=[Broken()], download_cache=cache_root)
+        assert outcome.exit_code == 0
+        assert outcome.summary.succeeded == 3
+
+    def test_post_processor_instance_observes_run(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """A post-processor with a @hookimpl pipeline_finished method gets the summary."""
+
+        class Summarising(BasePostProcessor):
+            def __init__(self) -> None:
+                self.summaries: list[Any] = []
+
+            def post_process(self, result: Any, file_data: FileData) -> None:
+                pass
+
+            @hookimpl
+            def pipeline_finished(self, summary: Any) -> None:
+                self.summaries.append(summary.total)
+
+        post = Summarising()
+        manager = make_plugin_manager()
+        files = [{"url": file_server.add(f"/p{i}", b"p")} for i in range(2)]
+        pipeline = ProcessingPipeline(
+            "dummy", post, plugin_manager=manager, download_cache=cache_root
+        )
+        assert pipeline.run(files) == 0
+        assert post.summaries == [2]
+        assert post not in manager.get_plugins()
+
+
+class TestSimulationAndOptions:
+    """Simulated downloads and option validation."""
+
+    def test_simulation_makes_no_request(self, file_server: FileServer, cache_root: Path) -> None:
+        """Simulated downloads give processors a real placeholder file and touch no server."""
+        files = [{"id": str(i), "url": file_server.url(f"/sim{i}.mp3")} for i in range(20)]
+        outcome = run_pipeline(
+            files,
+            "checksum",
+            download_cache=cache_root,
+            simulate_downloads=True,
+            simulate_delay=(0.0, 0.0),
+        )
+        assert outcome.exit_code == 0
+        assert all(result["size"] > 0 for result in outcome.results)
+        assert file_server.request_count() == 0
+        assert leftover_files(cache_root) == []
+
+    def test_bad_processor_option_fails_before_download(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """An unknown processor option raises before any request is made."""
+        files = [{"url": file_server.add("/x", b"x")}]
+        with pytest.raises(PluginOptionError, match="unknown option 'colour'"):
+            run_pipeline(
+                files, "checksum", processor_options={"colour": "red"}, download_cache=cache_root
+            )
+        assert file_server.request_count() == 0
