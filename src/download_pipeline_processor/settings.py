@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,7 +37,7 @@ class PipelineSettings:
     #: Seconds allowed for connecting and for each read, not for a whole file.
     timeout: float = 30.0
     #: Where the run's private cache folder is made; None uses the system temp dir.
-    download_cache: Path | None = None
+    download_cache: str | os.PathLike[str] | None = None
     #: Use the simulated downloader: no network, placeholder files.
     simulate_downloads: bool = False
     #: Seconds (low, high) a simulated download waits; (0, 0) for none.
@@ -55,9 +56,6 @@ class PipelineSettings:
     headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.download_cache is not None and not isinstance(self.download_cache, Path):
-            # Accept any path-like from programmatic callers; frozen, hence object.__setattr__.
-            object.__setattr__(self, "download_cache", Path(self.download_cache))
         checks: list[tuple[str, Any, bool]] = [
             ("download_workers", self.download_workers, self.download_workers >= 1),
             ("download_queue_size", self.download_queue_size, self.download_queue_size >= 1),
@@ -87,7 +85,9 @@ class PipelineSettings:
     @property
     def cache_root(self) -> Path:
         """The folder in which the run's private cache folder is made."""
-        return self.download_cache if self.download_cache is not None else default_cache_root()
+        if self.download_cache is None:
+            return default_cache_root()
+        return Path(self.download_cache)
 
     def evolve(self, **changes: Any) -> PipelineSettings:
         """A copy with some settings changed."""
