@@ -1,4 +1,4 @@
-"""The built-in processors: ``dummy`` (the default) and ``checksum``."""
+"""The built-in processors: ``dummy`` (the default), ``checksum`` and ``save``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from ..base_processor import BaseProcessor
 from ..file_data import FileData
 from ..hookspecs import Register, hookimpl
 from ..options import Option
+from .save import SaveProcessor
 
 HASH_CHUNK = 1024 * 1024
+#: shake_* need a digest length, which a plain hexdigest() cannot give.
+ALGORITHMS = tuple(sorted(a for a in hashlib.algorithms_guaranteed if not a.startswith("shake_")))
 
 
 def _require_path(file_data: FileData) -> Any:
@@ -36,15 +39,14 @@ class ChecksumProcessor(BaseProcessor):
         Option(
             "algorithm",
             default="sha256",
-            help="hashlib algorithm: " + ", ".join(sorted(hashlib.algorithms_guaranteed)),
+            help="hashlib algorithm: " + ", ".join(ALGORITHMS),
         ),
     )
 
     def __init__(self, algorithm: str = "sha256") -> None:
-        if algorithm not in hashlib.algorithms_guaranteed:
+        if algorithm not in ALGORITHMS:
             raise ValueError(
-                f"unsupported algorithm {algorithm!r}; choose one of "
-                + ", ".join(sorted(hashlib.algorithms_guaranteed))
+                f"unsupported algorithm {algorithm!r}; choose one of " + ", ".join(ALGORITHMS)
             )
         self.algorithm = algorithm
 
@@ -60,6 +62,7 @@ class ChecksumProcessor(BaseProcessor):
 
 @hookimpl
 def register_processors(register: Register) -> None:
-    """Register ``dummy`` and ``checksum``."""
+    """Register ``dummy``, ``checksum`` and ``save``."""
     register("dummy", DummyProcessor)
     register("checksum", ChecksumProcessor)
+    register("save", SaveProcessor)
