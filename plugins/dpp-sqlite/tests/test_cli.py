@@ -1,0 +1,66 @@
+"""The installed command line with ``jsonl`` and ``sqlite`` side by side."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+Query = Callable[..., list[sqlite3.Row]]
+
+CLI = Path(sys.executable).with_name("download-pipeline-processor")
+
+
+class TestCli:
+    def test_jsonl_and_sqlite_together(
+        self, tmp_path: Path, db: Path, query: Query, entries: list[dict[str, Any]], secret: str
+    ) -> None:
+        """A shared ``db=`` and a targeted ``jsonl.path=`` feed both reports the same outcomes."""
+        files = tmp_path / "files.json"
+        files.write_text(json.dumps(entries), encoding="utf-8")
+        out = tmp_path / "out.jsonl"
+        # Load only this plugin, so other installed plugins cannot change the run.
+        env = {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "sqlite"}
+        completed = subprocess.run(
+            [
+                str(CLI),
+                "--files",
+                str(files),
+                "--processor",
+                "checksum",
+                "--post-processor",
+                "jsonl",
+                "--post-processor",
+                "sqlite",
+                "--post-processor-option",
+                f"db={db}",
+                "--post-processor-option",
+                f"jsonl.path={out}",
+                "--retry-backoff",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=tmp_path,
+            check=False,
+        )
+        assert completed.returncode == 1, completed.stderr
+        lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        from_jsonl = {line["id"]: line["status"] for line in lines}
+        assert from_jsonl == {"alpha": "ok", "bravo": "ok", "secret": "ok", "missing": "failed"}
+        rows = query("SELECT id, status, error_stage, url FROM files")
+        assert {row["id"]: row["status"] for row in rows} == from_jsonl
+        assert {row["id"]: row["error_stage"] for row in rows}["missing"] == "download"
+        assert {row["id"]: row["url"] for row in rows} == {
+            line["id"]: line["url"] for line in lines
+        }
+        (run,) = query("SELECT total, succeeded, failed, interrupted FROM files_runs")
+        assert tuple(run) == (4, 3, 1, 0)
+        assert secret not in out.read_text(encoding="utf-8")
+        assert secret not in completed.stderr + completed.stdout
