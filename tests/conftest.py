@@ -31,4 +31,3 @@ def cli_path() -> Path:
     if not script.exists():
         pytest.fail(f"no console script next to {sys.executable}; pip install the project")
     return script
-

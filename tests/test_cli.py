@@ -44,13 +44,13 @@ class TestBadInput:
     @pytest.mark.parametrize(
         ("content", "expected"),
         [
-            ("[{\"url\": ", "malformed JSON at line 1"),
-            ("{\"url\": \"http://x/\"}", "expected a JSON list of objects, got an object"),
-            ("[\"http://x/a\"]", "entry 0: expected an object, got a string"),
-            ("[{\"id\": 1}]", "entry 0: missing required field 'url'"),
-            ("[{\"url\": 5}]", "entry 0: field 'url' must be a string, got a number"),
-            ("[{\"url\": \"ftp://host/a\"}]", "entry 0: field 'url' has unsupported scheme 'ftp'"),
-            ("[{\"url\": \"file:///etc/passwd\"}]", "unsupported scheme 'file'"),
+            ('[{"url": ', "malformed JSON at line 1"),
+            ('{"url": "http://x/"}', "expected a JSON list of objects, got an object"),
+            ('["http://x/a"]', "entry 0: expected an object, got a string"),
+            ('[{"id": 1}]', "entry 0: missing required field 'url'"),
+            ('[{"url": 5}]', "entry 0: field 'url' must be a string, got a number"),
+            ('[{"url": "ftp://host/a"}]', "entry 0: field 'url' has unsupported scheme 'ftp'"),
+            ('[{"url": "file:///etc/passwd"}]', "unsupported scheme 'file'"),
         ],
     )
     def test_bad_file_list(
@@ -166,14 +166,28 @@ class TestPluginSelection:
         listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/p", b"p")}])
         out = tmp_path / "out.jsonl"
         result = invoke(
-            ["--files", str(listing), "--post-processor", "jsonl", "--post-processor",
-             "dummy", "--post-processor-option", f"jsonl.path={out}"]
+            [
+                "--files",
+                str(listing),
+                "--post-processor",
+                "jsonl",
+                "--post-processor",
+                "dummy",
+                "--post-processor-option",
+                f"jsonl.path={out}",
+            ]
         )
         assert result.exit_code == 0
         assert json.loads(out.read_text())["status"] == "ok"
         bad = invoke(
-            ["--files", str(listing), "--post-processor", "dummy",
-             "--post-processor-option", "path=x"]
+            [
+                "--files",
+                str(listing),
+                "--post-processor",
+                "dummy",
+                "--post-processor-option",
+                "path=x",
+            ]
         )
         assert bad.exit_code == 2
         assert "no selected post-processor (dummy) accepts it" in bad.stderr
@@ -184,11 +198,14 @@ class TestRuns:
 
     def test_exit_one_when_a_file_fails(self, tmp_path: Path, file_server: FileServer) -> None:
         """A failed file makes the exit code 1 while the others are still reported."""
-        entries = [{"id": "ok", "url": file_server.add("/ok", b"ok")},
-                   {"id": "gone", "url": file_server.url("/gone")}]
+        entries = [
+            {"id": "ok", "url": file_server.add("/ok", b"ok")},
+            {"id": "gone", "url": file_server.url("/gone")},
+        ]
         listing = write_list(tmp_path / "l.json", entries)
-        result = invoke(["--files", str(listing), "--post-processor", "jsonl",
-                         "--retry-backoff", "0"])
+        result = invoke(
+            ["--files", str(listing), "--post-processor", "jsonl", "--retry-backoff", "0"]
+        )
         assert result.exit_code == 1
         records = {r["id"]: r for r in map(json.loads, result.stdout.splitlines())}
         assert records["ok"]["status"] == "ok"
@@ -203,8 +220,19 @@ class TestRuns:
         listing = write_list(tmp_path / "l.json", [{"url": url + "?token=SECRET123"}])
         log_file = tmp_path / "run.log"
         result = invoke(
-            ["--files", str(listing), "--post-processor", "jsonl", "--max-retries", "1",
-             "--retry-backoff", "0", "--log-file", str(log_file), "--debug"]
+            [
+                "--files",
+                str(listing),
+                "--post-processor",
+                "jsonl",
+                "--max-retries",
+                "1",
+                "--retry-backoff",
+                "0",
+                "--log-file",
+                str(log_file),
+                "--debug",
+            ]
         )
         assert result.exit_code == 1
         everything = result.output + result.stderr + log_file.read_text()
@@ -225,10 +253,23 @@ class TestRuns:
     def test_help_and_version(self) -> None:
         """--help documents every contract flag with defaults; --version prints the version."""
         help_text = invoke(["--help"]).output
-        for flag in ("--files", "--processor", "--post-processor", "--processing-limit",
-                     "--download-queue-size", "--download-cache", "--simulate-downloads",
-                     "--download-workers", "--max-retries", "--timeout", "--retry-backoff",
-                     "--processor-option", "--post-processor-option", "--debug", "--log-file"):
+        for flag in (
+            "--files",
+            "--processor",
+            "--post-processor",
+            "--processing-limit",
+            "--download-queue-size",
+            "--download-cache",
+            "--simulate-downloads",
+            "--download-workers",
+            "--max-retries",
+            "--timeout",
+            "--retry-backoff",
+            "--processor-option",
+            "--post-processor-option",
+            "--debug",
+            "--log-file",
+        ):
             assert flag in help_text
         assert "[default: 3; x>=0]" in help_text
         assert __version__ in invoke(["--version"]).output
@@ -238,8 +279,12 @@ class TestRuns:
         result = invoke(["plugins", "--json"])
         data = json.loads(result.stdout)
         names = {(p["name"], p["kind"]) for p in data["plugins"]}
-        assert {("dummy", "processor"), ("checksum", "processor"), ("dummy", "post-processor"),
-                ("jsonl", "post-processor")} <= names
+        assert {
+            ("dummy", "processor"),
+            ("checksum", "processor"),
+            ("dummy", "post-processor"),
+            ("jsonl", "post-processor"),
+        } <= names
         jsonl = next(p for p in data["plugins"] if p["name"] == "jsonl")
         assert jsonl["distribution"] == "download-pipeline-processor"
         assert jsonl["version"] == __version__
@@ -265,8 +310,10 @@ class TestSubprocess:
         """A real process downloads, checksums and prints one JSON line per file."""
         entries = [{"id": str(i), "url": file_server.add(f"/s{i}", b"x" * i)} for i in range(10)]
         listing = write_list(tmp_path / "l.json", entries)
-        proc = _spawn(["--files", str(listing), "--processor", "checksum",
-                       "--post-processor", "jsonl"], cli_path)
+        proc = _spawn(
+            ["--files", str(listing), "--processor", "checksum", "--post-processor", "jsonl"],
+            cli_path,
+        )
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         sizes = {r["id"]: r["result"]["size"] for r in map(json.loads, out.splitlines())}
@@ -276,10 +323,19 @@ class TestSubprocess:
     def test_example_runs_in_simulation(self, cli_path: Path, tmp_path: Path) -> None:
         """The shipped example runs with --simulate-downloads and no network (README command)."""
         proc = subprocess.run(
-            [str(cli_path), "--files", str(REPO / "examples" / "files.json"),
-             "--simulate-downloads", "--download-cache", str(tmp_path / "c")],
-            capture_output=True, text=True, timeout=60,
-            env={**os.environ, "PIPELINE_NO_SLEEP": "1"}, check=False,
+            [
+                str(cli_path),
+                "--files",
+                str(REPO / "examples" / "files.json"),
+                "--simulate-downloads",
+                "--download-cache",
+                str(tmp_path / "c"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PIPELINE_NO_SLEEP": "1"},
+            check=False,
         )
         assert proc.returncode == 0, proc.stderr
         assert "5 files: 5 succeeded, 0 failed" in proc.stderr
@@ -287,9 +343,14 @@ class TestSubprocess:
     def test_bad_input_subprocess(self, tmp_path: Path, cli_path: Path) -> None:
         """A real process given a bad list exits 2 with one stderr line and no traceback."""
         listing = write_list(tmp_path / "l.json", [{"url": "gopher://old/x"}])
-        proc = subprocess.run([str(cli_path), "--files", str(listing)], capture_output=True,
-                              text=True, timeout=60, check=False,
-                              env={**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""})
+        proc = subprocess.run(
+            [str(cli_path), "--files", str(listing)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""},
+        )
         assert proc.returncode == 2
         assert proc.stderr.strip().splitlines() == [
             f"Error: {listing}: entry 0: field 'url' has unsupported scheme 'gopher' "
@@ -302,14 +363,30 @@ class TestSubprocess:
         self, tmp_path: Path, file_server: FileServer, cli_path: Path, sig: int, code: int
     ) -> None:
         """SIGINT/SIGTERM stop the run within seconds, report what started and empty the cache."""
-        entries = [{"id": str(i), "url": file_server.add(f"/slow{i}", b"z" * 100, delay=0.2)}
-                   for i in range(200)]
+        entries = [
+            {"id": str(i), "url": file_server.add(f"/slow{i}", b"z" * 100, delay=0.2)}
+            for i in range(200)
+        ]
         listing = write_list(tmp_path / "l.json", entries)
         report = tmp_path / "report.jsonl"
         cache = tmp_path / "cache"
-        proc = _spawn(["--files", str(listing), "--processor", "checksum", "--post-processor",
-                       "jsonl", "--post-processor-option", f"path={report}",
-                       "--download-cache", str(cache), "--download-workers", "2"], cli_path)
+        proc = _spawn(
+            [
+                "--files",
+                str(listing),
+                "--processor",
+                "checksum",
+                "--post-processor",
+                "jsonl",
+                "--post-processor-option",
+                f"path={report}",
+                "--download-cache",
+                str(cache),
+                "--download-workers",
+                "2",
+            ],
+            cli_path,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and (
             not report.exists() or len(report.read_text().splitlines()) < 3

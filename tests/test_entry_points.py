@@ -95,17 +95,23 @@ class TestRunsWithInstalledPlugins:
     ) -> None:
         """A run using the example plugin succeeds and warns about the broken one in one line."""
         listing = tmp_path / "files.json"
-        entries = [{"id": f"f{i}", "url": file_server.add(f"/f{i}.txt", b"hello")}
-                   for i in range(3)]
+        entries = [
+            {"id": f"f{i}", "url": file_server.add(f"/f{i}.txt", b"hello")} for i in range(3)
+        ]
         listing.write_text(json.dumps(entries))
         marker = tmp_path / "observed.txt"
         proc = run_cli(
             cli_path,
-            "--files", str(listing),
-            "--processor", "example-upper",
-            "--processor-option", "prefix=>",
-            "--post-processor", "jsonl",
-            "--post-processor", "example-count",
+            "--files",
+            str(listing),
+            "--processor",
+            "example-upper",
+            "--processor-option",
+            "prefix=>",
+            "--post-processor",
+            "jsonl",
+            "--post-processor",
+            "example-count",
             env={"DPP_EXAMPLE_MARKER": str(marker)},
         )
         assert proc.returncode == 0, proc.stderr

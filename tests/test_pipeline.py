@@ -141,6 +141,23 @@ class TestEndToEnd:
         assert pipeline.summary.total == 1
         assert pipeline.summary.elapsed > 0
 
+    def test_pipeline_runs_twice(
+        self, file_server: FileServer, cache_root: Path, tmp_path: Path
+    ) -> None:
+        """A second run() builds fresh post-processors instead of reusing closed ones."""
+        report = tmp_path / "out.jsonl"
+        files = [{"id": "a", "url": file_server.add("/twice", b"2")}]
+        pipeline = ProcessingPipeline(
+            "checksum",
+            "jsonl",
+            post_processor_options={"path": str(report), "append": "true"},
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+        )
+        assert pipeline.run(files) == 0
+        assert pipeline.run(files) == 0
+        assert len(report.read_text().splitlines()) == 2
+
 
 class TestPostProcessors:
     """Post-processor calling conventions and failures."""

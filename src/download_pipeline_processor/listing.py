@@ -81,7 +81,7 @@ def format_plugins(listing: dict[str, Any]) -> str:
         entry = listing["plugins"][index - 1]
         for option in entry["options"] or []:
             required = "required" if option["required"] else f"default {option['default']!r}"
-            flag = "--processor-option" if entry["kind"] == "processor" else "--post-processor-option"
+            flag = f"--{entry['kind']}-option"
             text = f"    {flag} {option['name']}=<{option['type']}> ({required})"
             if option["help"]:
                 text += f": {option['help']}"

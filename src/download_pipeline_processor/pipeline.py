@@ -106,7 +106,9 @@ class ProcessingPipeline:
         self._registry: PluginRegistry | None = None
         self.processor_class = self._resolve(PROCESSOR, processor)
         self.processor_options = dict(processor_options or {})
-        self.post_processors = self._build_post_processors(post_processor, post_processor_options)
+        self._post_specs = self._resolve_post_processors(post_processor, post_processor_options)
+        #: The post-processor instances of the latest run.
+        self.post_processors: list[BasePostProcessor] = []
         self.summary = RunSummary()
         self._stop_event = threading.Event()
         self._stop_code: int | None = None
@@ -127,11 +129,12 @@ class ProcessingPipeline:
             return spec
         raise PluginError(f"{kind.label} {spec!r} is not a name or a {kind.base.__name__} subclass")
 
-    def _build_post_processors(
+    def _resolve_post_processors(
         self,
         specs: PostProcessorSpec | Sequence[PostProcessorSpec],
         options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
-    ) -> list[BasePostProcessor]:
+    ) -> list[tuple[BasePostProcessor | type, Mapping[str, Any], str]]:
+        """Resolve names and check options now, so mistakes surface before any run."""
         spec_list = list(specs) if isinstance(specs, (list, tuple)) else [specs]
         if options is None:
             option_list: list[Mapping[str, Any]] = [{} for _ in spec_list]
@@ -141,14 +144,23 @@ class ProcessingPipeline:
             option_list = list(options)
         if len(option_list) != len(spec_list):
             raise PluginOptionError("post-processor options do not match the post-processors")
-        built = []
+        resolved: list[tuple[BasePostProcessor | type, Mapping[str, Any], str]] = []
         for spec, raw in zip(spec_list, option_list):
+            label = f"post-processor {_label(spec)}"
             if isinstance(spec, BasePostProcessor):
-                built.append(spec)
+                resolved.append((spec, {}, label))
                 continue
             cls = self._resolve(POST_PROCESSOR, spec)
-            built.append(build_plugin(cls, raw, f"post-processor {_label(spec)}"))
-        return built
+            resolve_options(cls, raw, label)
+            resolved.append((cls, raw, label))
+        return resolved
+
+    def _build_post_processors(self) -> list[BasePostProcessor]:
+        """Fresh instances for one run; instances the caller passed in are reused as given."""
+        return [
+            spec if isinstance(spec, BasePostProcessor) else build_plugin(spec, raw, label)
+            for spec, raw, label in self._post_specs
+        ]
 
     def _build_processors(self) -> list[BaseProcessor]:
         label = f"processor {_label(self.processor_class)}"
@@ -185,6 +197,7 @@ class ProcessingPipeline:
         """
         entries = load_file_list(files, self.settings.allowed_schemes)
         processors = self._build_processors()
+        self.post_processors = self._build_post_processors()
         return _Run(self, entries, processors).execute()
 
 

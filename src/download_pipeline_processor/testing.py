@@ -33,9 +33,9 @@ from .plugins import PipelinePluginManager, PluginSource, create_plugin_manager
 __all__ = [
     "CollectingPostProcessor",
     "FileServer",
-    "leftover_files",
     "PipelineOutcome",
     "Route",
+    "leftover_files",
     "make_plugin_manager",
     "run_pipeline",
 ]
@@ -131,7 +131,10 @@ class FileServer:
     def __init__(self) -> None:
         self._server = _Server()
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="dpp-test-server", daemon=True
+            # A short poll interval makes stop() quick: tests start many servers.
+            target=lambda: self._server.serve_forever(poll_interval=0.05),
+            name="dpp-test-server",
+            daemon=True,
         )
 
     def start(self) -> FileServer:
