@@ -92,6 +92,13 @@ class DownloadStage:
         try:
             size = retrying(self._attempt, file_data, part)
             part.replace(target)
+        except TransientDownloadError as exc:
+            self.cache.discard(part)
+            attempts = retrying.statistics.get("attempt_number", 0)
+            if self.stop_event.is_set() and attempts <= self.settings.max_retries:
+                # The stop, not the retry limit, ended the attempts: report an interrupt.
+                raise PipelineInterrupted("run stopped before the download finished") from exc
+            raise
         except BaseException:
             self.cache.discard(part)
             raise

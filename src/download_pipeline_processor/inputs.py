@@ -71,7 +71,8 @@ def validate_entry(
             )
     if isinstance(entry, FileData):
         return entry
-    return FileData.from_dict(dict(entry_dict))
+    # Download the URL that was validated, not one with stray whitespace around it.
+    return FileData.from_dict({**entry_dict, "url": url.strip()})
 
 
 def read_file_list(path: str | os.PathLike[str]) -> list[Any]:

@@ -6,6 +6,10 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 REDACTED = "REDACTED"
 
+#: Characters requests leaves unescaped when it re-quotes a URL for the wire (and
+#: for its error messages): a secret is also looked for in that form.
+_WIRE_SAFE = "!#$%&'()*+,/:;=?@[]~"
+
 
 def redact_url(url: str) -> str:
     """The URL without userinfo, query string or fragment.
@@ -34,7 +38,9 @@ def secrets_of(url: str) -> list[str]:
     found: list[str] = []
     for secret in (parts.query, parts.fragment, parts.username, parts.password):
         if secret:
-            found.extend({secret, unquote(secret), quote(secret, safe="")})
+            found.extend(
+                {secret, unquote(secret), quote(secret, safe=""), quote(secret, safe=_WIRE_SAFE)}
+            )
     # Longest first so that a secret containing another is removed whole.
     return sorted({s for s in found if s}, key=len, reverse=True)
 

@@ -62,8 +62,9 @@ class PluginRegistry:
     def _collect(self, kind: PluginKind) -> dict[str, list[Registration]]:
         found: dict[str, list[Registration]] = defaultdict(list)
         caller = getattr(self.manager.hook, kind.hook)
-        # pluggy returns implementations in reverse registration order; keep ours.
-        for impl in reversed(caller.get_hookimpls()):
+        # get_hookimpls() lists plugins in registration order (pluggy calls them in
+        # reverse); keep registration order so that the last registration wins.
+        for impl in caller.get_hookimpls():
             source = self.manager.source_of(impl.plugin)
 
             def register(name: str, cls: type, _source: PluginSource = source) -> None:

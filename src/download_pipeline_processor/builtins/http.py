@@ -125,6 +125,12 @@ class RequestsDownloader(Downloader):
             requests.exceptions.ChunkedEncodingError,
             requests.exceptions.ContentDecodingError,
         ) as exc:
+            if expected is not None and written < expected:
+                # urllib3 2 raises on a short body itself, before the length check below.
+                raise TransientDownloadError(
+                    f"truncated body: connection broken after {written} of {expected} bytes: "
+                    f"{_describe(exc, url)}"
+                ) from exc
             raise TransientDownloadError(
                 f"connection broken after {written} bytes: {_describe(exc, url)}"
             ) from exc

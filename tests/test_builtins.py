@@ -1,0 +1,209 @@
+"""Tests for the built-in processors (dummy, checksum) and post-processors (dummy, jsonl)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from download_pipeline_processor.builtins.post_processors import (
+    DummyPostProcessor,
+    JsonlPostProcessor,
+)
+from download_pipeline_processor.builtins.processors import ChecksumProcessor, DummyProcessor
+from download_pipeline_processor.errors import PluginOptionError, TransientDownloadError
+from download_pipeline_processor.file_data import FileData
+from download_pipeline_processor.options import resolve_options
+
+SECRET_URL = "https://user:pw@example.com/a/talk.mp3?token=SECRET"
+
+
+@pytest.fixture
+def big_file(tmp_path: Path) -> Path:
+    """A 3 MB file of reproducible pseudo-random bytes (more than one hashing chunk)."""
+    path = tmp_path / "big.bin"
+    # Seeded, not secret: the same bytes every run.
+    path.write_bytes(random.Random(1).randbytes(3 * 1024 * 1024 + 17))  # noqa: S311
+    return path
+
+
+def downloaded(path: Path, url: str = "https://example.com/a/big.bin") -> FileData:
+    """A FileData as the download stage leaves it: local_path set."""
+    return FileData(url, local_path=path)
+
+
+def failed(url: str = SECRET_URL) -> FileData:
+    """A FileData that failed to download, with the URL's secrets in the error text."""
+    file_data = FileData(url, id="7")
+    file_data.fail("download", TransientDownloadError(f"HTTP 503 for {url}\nsecond line"))
+    return file_data
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+class TestDummyProcessor:
+    """The default processor: id, name and size."""
+
+    def test_result(self, tmp_path: Path) -> None:
+        """It returns the file's id, name and size in bytes."""
+        path = tmp_path / "x.bin"
+        path.write_bytes(b"12345")
+        result = DummyProcessor().process(downloaded(path, "https://h/a/talk.mp3"))
+        assert result == {"id": "talk", "name": "talk", "size": 5}
+
+    def test_not_downloaded(self) -> None:
+        """A file without a local path is a clear error."""
+        with pytest.raises(ValueError, match="no local path"):
+            DummyProcessor().process(FileData("https://h/x"))
+
+
+class TestChecksumProcessor:
+    """Hashing in chunks."""
+
+    def test_sha256_matches_hashlib(self, big_file: Path) -> None:
+        """The default sha256 digest and size match hashlib over the whole file."""
+        result = ChecksumProcessor().process(downloaded(big_file))
+        data = big_file.read_bytes()
+        assert result == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+    @pytest.mark.parametrize("algorithm", ["md5", "sha1", "blake2b", "sha3_256"])
+    def test_algorithm_option(self, big_file: Path, algorithm: str) -> None:
+        """The algorithm option selects the hashlib algorithm and names the result key."""
+        result = ChecksumProcessor(algorithm=algorithm).process(downloaded(big_file))
+        expected = hashlib.new(algorithm, big_file.read_bytes()).hexdigest()
+        assert result[algorithm] == expected
+
+    def test_algorithm_from_cli_option(self, big_file: Path) -> None:
+        """algorithm=md5 given as KEY=VALUE resolves and builds a working processor."""
+        kwargs = resolve_options(ChecksumProcessor, {"algorithm": "md5"}, "processor 'checksum'")
+        result = ChecksumProcessor(**kwargs).process(downloaded(big_file))
+        assert result["md5"] == hashlib.md5(big_file.read_bytes()).hexdigest()  # noqa: S324
+
+    @pytest.mark.parametrize("algorithm", ["sha257", "", "SHA256", "shake_128"])
+    def test_bad_algorithm(self, algorithm: str) -> None:
+        """An unknown algorithm (or one needing a digest length) fails at construction."""
+        with pytest.raises(ValueError, match="unsupported algorithm") as info:
+            ChecksumProcessor(algorithm=algorithm)
+        assert "sha256" in str(info.value)
+
+    def test_unknown_option_rejected(self) -> None:
+        """An option checksum does not declare is rejected before construction."""
+        with pytest.raises(PluginOptionError, match="accepted options: algorithm"):
+            resolve_options(ChecksumProcessor, {"algo": "md5"}, "processor 'checksum'")
+
+    def test_empty_file(self, tmp_path: Path) -> None:
+        """An empty file hashes to the digest of no bytes."""
+        path = tmp_path / "empty"
+        path.write_bytes(b"")
+        result = ChecksumProcessor().process(downloaded(path))
+        assert result == {"sha256": hashlib.sha256(b"").hexdigest(), "size": 0}
+
+
+class TestDummyPostProcessor:
+    """The default post-processor logs one line per file."""
+
+    def test_success_logged(self, caplog: pytest.LogCaptureFixture) -> None:
+        """A success is logged at INFO with the id and the result as JSON."""
+        caplog.set_level(logging.INFO, logger="download_pipeline_processor")
+        DummyPostProcessor().post_process({"size": 3}, FileData("https://h/a/talk.mp3"))
+        (record,) = caplog.records
+        assert record.levelno == logging.INFO
+        assert record.getMessage() == 'processed talk: {"size":3}'
+
+    def test_failure_logged_without_secrets(self, caplog: pytest.LogCaptureFixture) -> None:
+        """A failure is one WARNING line with the stage and reason, and no URL secrets."""
+        caplog.set_level(logging.INFO, logger="download_pipeline_processor")
+        DummyPostProcessor().post_process(None, failed())
+        (record,) = caplog.records
+        message = record.getMessage()
+        assert record.levelno == logging.WARNING
+        assert message.startswith("failed 7 (https://example.com/a/talk.mp3?REDACTED) in download")
+        assert "TransientDownloadError: HTTP 503" in message
+        assert "\n" not in message
+        for secret in ("SECRET", "pw", "user"):
+            assert secret not in message
+
+
+class TestJsonlPostProcessor:
+    """One JSON object per file."""
+
+    def test_writes_one_line_per_file(self, tmp_path: Path) -> None:
+        """Each file becomes one line with id, name, redacted url, status, error and result."""
+        out = tmp_path / "out.jsonl"
+        post = JsonlPostProcessor(path=str(out))
+        post.post_process({"size": 3, "path": Path("/x/y")}, FileData(SECRET_URL))
+        post.post_process(None, failed())
+        post.close()
+        ok, bad = read_jsonl(out)
+        assert ok == {
+            "id": "talk",
+            "name": "talk",
+            "url": "https://example.com/a/talk.mp3?REDACTED",
+            "status": "ok",
+            "error": None,
+            "result": {"size": 3, "path": "/x/y"},
+        }
+        assert bad["status"] == "failed"
+        assert bad["result"] is None
+        assert bad["error"]["stage"] == "download"
+        assert bad["error"]["message"].startswith("TransientDownloadError: HTTP 503 for ")
+        assert "SECRET" not in out.read_text(encoding="utf-8")
+        assert "pw@" not in out.read_text(encoding="utf-8")
+
+    def test_line_flushed_per_file(self, tmp_path: Path) -> None:
+        """A line is on disk as soon as post_process returns, before close()."""
+        out = tmp_path / "out.jsonl"
+        post = JsonlPostProcessor(path=str(out))
+        try:
+            post.post_process(1, FileData("https://h/x"))
+            assert len(read_jsonl(out)) == 1
+        finally:
+            post.close()
+
+    def test_replaces_by_default(self, tmp_path: Path) -> None:
+        """Without append an existing file is replaced."""
+        out = tmp_path / "out.jsonl"
+        out.write_text('{"old": true}\n', encoding="utf-8")
+        post = JsonlPostProcessor(path=str(out))
+        post.post_process(1, FileData("https://h/x"))
+        post.close()
+        assert [r["result"] for r in read_jsonl(out)] == [1]
+
+    def test_append_option(self, tmp_path: Path) -> None:
+        """append=true (as given on the command line) adds to an existing file."""
+        out = tmp_path / "out.jsonl"
+        for value in (1, 2):
+            options = resolve_options(
+                JsonlPostProcessor, {"path": str(out), "append": "true"}, "post-processor 'jsonl'"
+            )
+            post = JsonlPostProcessor(**options)
+            post.post_process(value, FileData("https://h/x"))
+            post.close()
+        assert [r["result"] for r in read_jsonl(out)] == [1, 2]
+
+    def test_stdout_by_default(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """Without a path, lines go to standard output, which close() leaves open."""
+        post = JsonlPostProcessor()
+        post.post_process("r", FileData("https://h/a/x.bin"))
+        post.close()
+        (line,) = capsys.readouterr().out.splitlines()
+        assert json.loads(line)["result"] == "r"
+        print("still open")
+        assert capsys.readouterr().out == "still open\n"
+
+    def test_non_json_results_become_strings(self, tmp_path: Path) -> None:
+        """Sets, bytes and arbitrary objects in a result are written as JSON-safe values."""
+        out = tmp_path / "out.jsonl"
+        post = JsonlPostProcessor(path=str(out))
+        post.post_process({"tags": {"a"}, "raw": b"hi", "obj": 1j}, FileData("https://h/x"))
+        post.close()
+        (record,) = read_jsonl(out)
+        assert record["result"] == {"tags": ["a"], "raw": "hi", "obj": "1j"}

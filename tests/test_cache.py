@@ -1,0 +1,152 @@
+"""Tests for cache.py: the run's private download folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from download_pipeline_processor.cache import PART_SUFFIX, SHARDS, DownloadCache
+from download_pipeline_processor.file_data import FileData
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[DownloadCache]:
+    """An opened cache under tmp_path/root, closed after the test."""
+    download_cache = DownloadCache(tmp_path / "root")
+    download_cache.open()
+    yield download_cache
+    download_cache.close()
+
+
+class TestOpenClose:
+    """The run folder exists between open() and close() only."""
+
+    def test_path_before_open(self, tmp_path: Path) -> None:
+        """Asking for the path before open() is an error."""
+        with pytest.raises(RuntimeError, match="not open"):
+            _ = DownloadCache(tmp_path).path
+
+    def test_open_makes_run_folder_and_root(self, tmp_path: Path) -> None:
+        """open() creates missing parents and a fresh run-* folder inside the root."""
+        root = tmp_path / "a" / "b"
+        cache = DownloadCache(root)
+        path = cache.open()
+        try:
+            assert path.is_dir()
+            assert path.parent == root
+            assert path.name.startswith("run-")
+            assert cache.path == path
+        finally:
+            cache.close()
+
+    def test_two_runs_get_separate_folders(self, tmp_path: Path) -> None:
+        """Two caches on one root never share a folder."""
+        first, second = DownloadCache(tmp_path), DownloadCache(tmp_path)
+        try:
+            assert first.open() != second.open()
+        finally:
+            first.close()
+            second.close()
+
+    def test_close_removes_everything(self, tmp_path: Path) -> None:
+        """close() removes the run folder with its shards, files and .part files."""
+        cache = DownloadCache(tmp_path)
+        run = cache.open()
+        for sequence in (0, 1, 300):
+            target = cache.target_for(sequence, FileData(f"https://h/{sequence}.bin"))
+            target.write_bytes(b"x")
+            cache.part_path(target).write_bytes(b"partial")
+        cache.close()
+        assert not run.exists()
+        assert list(tmp_path.iterdir()) == []
+        with pytest.raises(RuntimeError):
+            _ = cache.path
+
+    def test_close_twice(self, tmp_path: Path) -> None:
+        """A second close() does nothing."""
+        cache = DownloadCache(tmp_path)
+        cache.open()
+        cache.close()
+        cache.close()
+
+    def test_reopen_after_close(self, tmp_path: Path) -> None:
+        """A closed cache can be opened again and remakes its shard folders."""
+        cache = DownloadCache(tmp_path)
+        cache.open()
+        cache.target_for(1, FileData("https://h/x.bin"))
+        cache.close()
+        cache.open()
+        try:
+            target = cache.target_for(1, FileData("https://h/x.bin"))
+            assert target.parent.is_dir()
+        finally:
+            cache.close()
+
+
+class TestTargets:
+    """Where each download lives."""
+
+    @pytest.mark.parametrize(
+        ("sequence", "shard"), [(0, "00"), (17, "11"), (255, "ff"), (256, "00"), (1000, "e8")]
+    )
+    def test_shards(self, cache: DownloadCache, sequence: int, shard: str) -> None:
+        """Files are spread over 256 shard folders by sequence number."""
+        target = cache.target_for(sequence, FileData("https://h/x.bin"))
+        assert target.parent == cache.path / shard
+        assert target.parent.is_dir()
+        assert SHARDS == 256
+
+    def test_name_has_sequence_name_and_extension(self, cache: DownloadCache) -> None:
+        """The file name is ``<seq>-<name>.<url extension>``."""
+        target = cache.target_for(5, FileData("https://h/a/talk.mp3?x=1"))
+        assert target.name == "5-talk.mp3"
+
+    def test_extension_not_doubled(self, cache: DownloadCache) -> None:
+        """A name that already ends with the URL's extension keeps a single one."""
+        target = cache.target_for(1, FileData("https://h/a/x.mp3", name="Talk.mp3"))
+        assert target.name == "1-Talk.mp3"
+
+    def test_no_extension(self, cache: DownloadCache) -> None:
+        """A URL without an extension adds none."""
+        assert cache.target_for(2, FileData("https://h/a/readme")).name == "2-readme"
+
+    @pytest.mark.parametrize("name", ["../../evil", "/etc/passwd", "..", "", "a/../../b"])
+    def test_odd_names_stay_inside(self, cache: DownloadCache, name: str) -> None:
+        """Names from the input never lead outside the shard folder."""
+        target = cache.target_for(3, FileData("https://h/x.bin", name=name or "\x00"))
+        assert target.resolve().parent == (cache.path / "03").resolve()
+        assert target.name.startswith("3-")
+
+    def test_same_name_different_sequence(self, cache: DownloadCache) -> None:
+        """Entries with one name but different sequence numbers never collide."""
+        first = cache.target_for(1, FileData("https://h/a/x.bin"))
+        second = cache.target_for(2, FileData("https://h/b/x.bin"))
+        assert first != second
+
+    def test_long_name_bounded(self, cache: DownloadCache) -> None:
+        """A very long name gives a component well under the file-system limit."""
+        target = cache.target_for(9, FileData("https://h/x.bin", name="n" * 1000))
+        assert len(target.name.encode("utf-8")) <= 255
+        assert target.name.endswith(".bin")
+
+
+class TestPartFiles:
+    """Temporary names and their cleanup."""
+
+    def test_part_name(self, cache: DownloadCache) -> None:
+        """The temporary name is the target's name plus .part, in the same folder."""
+        target = cache.target_for(4, FileData("https://h/a/talk.mp3"))
+        part = cache.part_path(target)
+        assert part == target.with_name("4-talk.mp3" + PART_SUFFIX)
+        assert PART_SUFFIX == ".part"
+
+    def test_discard(self, cache: DownloadCache) -> None:
+        """discard deletes a file and ignores a missing file or None."""
+        target = cache.target_for(0, FileData("https://h/x.bin"))
+        target.write_bytes(b"x")
+        cache.discard(target)
+        assert not target.exists()
+        cache.discard(target)
+        cache.discard(None)

@@ -1,0 +1,618 @@
+"""Tests for download.py, builtins/http.py and builtins/simulated.py, over real loopback HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from download_pipeline_processor.builtins.http import RequestsDownloader, parse_retry_after
+from download_pipeline_processor.builtins.simulated import NO_SLEEP_ENV, SimulatedDownloader
+from download_pipeline_processor.cache import PART_SUFFIX, DownloadCache
+from download_pipeline_processor.download import DownloadStage
+from download_pipeline_processor.errors import (
+    DownloadError,
+    PermanentDownloadError,
+    PipelineInterrupted,
+    TransientDownloadError,
+)
+from download_pipeline_processor.file_data import FileData, StageError
+from download_pipeline_processor.settings import PipelineSettings
+from download_pipeline_processor.testing import FileServer
+
+StageFactory = Callable[..., DownloadStage]
+
+
+class ScopedServer:
+    """One test's view of the module's shared FileServer: its paths get a private prefix.
+
+    FileServer.stop() takes half a second (the serve_forever poll interval), so
+    the module shares one server and each test keeps to its own paths.
+    """
+
+    def __init__(self, server: FileServer, prefix: str) -> None:
+        self._server = server
+        self.prefix = prefix
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return self._server.base_url
+
+    def url(self, path: str) -> str:
+        """The absolute URL of this test's ``path``."""
+        return self._server.url(self.prefix + path)
+
+    def add(self, path: str, body: bytes = b"", **route: Any) -> str:
+        """Serve ``body`` at this test's ``path`` and return its URL."""
+        return self._server.add(self.prefix + path, body, **route)
+
+    def request_count(self, path: str | None = None) -> int:
+        """Requests this test made for ``path``, or for any of its paths."""
+        if path is None:
+            return len(self.request_log)
+        return self._server.request_count(self.prefix + path)
+
+    @property
+    def request_log(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(method, path with query, headers) of this test's requests."""
+        return [e for e in self._server.request_log if e[1].startswith(self.prefix + "/")]
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[FileServer]:
+    """One loopback file server for the whole module."""
+    with FileServer() as file_server:
+        yield file_server
+
+
+@pytest.fixture
+def server(shared_server: FileServer) -> ScopedServer:
+    """The shared server, seen through a prefix private to this test."""
+    return ScopedServer(shared_server, f"/{uuid.uuid4().hex}")
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[DownloadCache]:
+    """An opened download cache under tmp_path, closed after the test."""
+    download_cache = DownloadCache(tmp_path / "cache")
+    download_cache.open()
+    yield download_cache
+    download_cache.close()
+
+
+@pytest.fixture
+def make_stage(cache: DownloadCache) -> Iterator[StageFactory]:
+    """Build a DownloadStage over RequestsDownloader; settings default to no backoff."""
+    downloaders: list[RequestsDownloader] = []
+
+    def factory(stop_event: threading.Event | None = None, **settings: Any) -> DownloadStage:
+        settings.setdefault("retry_backoff", 0)
+        settings.setdefault("timeout", 5.0)
+        pipeline_settings = PipelineSettings(**settings)
+        downloader = RequestsDownloader(pipeline_settings)
+        downloaders.append(downloader)
+        return DownloadStage(downloader, cache, pipeline_settings, stop_event or threading.Event())
+
+    yield factory
+    for downloader in downloaders:
+        downloader.close()
+
+
+def cached_files(cache: DownloadCache) -> list[Path]:
+    """Every file (not folder) in the cache's run folder."""
+    return sorted(path for path in cache.path.rglob("*") if path.is_file())
+
+
+def download_error(stage: DownloadStage, url: str) -> DownloadError:
+    """Download ``url`` expecting failure; return the error raised."""
+    with pytest.raises(DownloadError) as info:
+        stage.download(0, FileData(url))
+    return info.value
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_secrets(url: str) -> str:
+    """``url`` with userinfo and a secret query string added."""
+    return url.replace("http://", "http://user:secret@", 1) + "?token=SECRET"
+
+
+class TestSuccessfulDownloads:
+    """Bodies arrive whole, under their final name."""
+
+    def test_large_body_streamed(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """A 5 MB body arrives byte for byte, in many chunks, and its size is returned."""
+        body = bytes(range(256)) * (5 * 1024 * 4)
+        url = server.add("/big.bin", body)
+        stage = make_stage(chunk_size=64 * 1024)
+        file_data = FileData(url)
+        size = stage.download(3, file_data)
+        assert size == len(body) == 5 * 1024 * 1024
+        assert file_data.local_path is not None
+        digest = hashlib.sha256(file_data.local_path.read_bytes()).hexdigest()
+        assert digest == hashlib.sha256(body).hexdigest()
+
+    def test_complete_file_has_final_name(
+        self, server: ScopedServer, make_stage: StageFactory, cache: DownloadCache
+    ) -> None:
+        """The complete file sits at its target name in the cache, with no .part left beside it."""
+        url = server.add("/a/talk.mp3", b"abc")
+        file_data = FileData(url)
+        make_stage().download(5, file_data)
+        assert file_data.local_path == cache.target_for(5, file_data)
+        assert not file_data.local_path.name.endswith(PART_SUFFIX)
+        assert cached_files(cache) == [file_data.local_path]
+
+    def test_one_get_per_attempt(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """A successful download is exactly one GET (no HEAD first)."""
+        url = server.add("/x.bin", b"x")
+        make_stage().download(0, FileData(url))
+        assert [method for method, _, _ in server.request_log] == ["GET"]
+
+    def test_request_headers(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """Requests carry Accept-Encoding: identity, a User-Agent and the configured headers."""
+        url = server.add("/x.bin", b"x")
+        make_stage(headers={"X-Extra": "1"}).download(0, FileData(url))
+        ((_, _, headers),) = server.request_log
+        assert headers["Accept-Encoding"] == "identity"
+        assert headers["User-Agent"].startswith("download-pipeline-processor/")
+        assert headers["X-Extra"] == "1"
+
+    def test_empty_body(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """An empty body is a complete, empty file."""
+        url = server.add("/empty", b"")
+        file_data = FileData(url)
+        assert make_stage().download(0, file_data) == 0
+        assert file_data.local_path is not None
+        assert file_data.local_path.read_bytes() == b""
+
+    def test_redirect_followed(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """A redirect to another http URL is followed and the target's body kept."""
+        target = server.add("/new.bin", b"moved here")
+        url = server.add("/old.bin", statuses=(301,), redirect_to=target)
+        file_data = FileData(url)
+        make_stage().download(0, file_data)
+        assert file_data.local_path is not None
+        assert file_data.local_path.read_bytes() == b"moved here"
+        assert server.request_count("/old.bin") == server.request_count("/new.bin") == 1
+
+    def test_concurrent_downloads(
+        self, server: ScopedServer, make_stage: StageFactory, cache: DownloadCache
+    ) -> None:
+        """One stage serves many threads at once; each file lands whole at its own path."""
+        stage = make_stage()
+        bodies = {f"/f{i}.bin": bytes([i]) * (10_000 + i) for i in range(16)}
+        entries = [FileData(server.add(path, body)) for path, body in bodies.items()]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(stage.download, range(len(entries)), entries))
+        for entry, body in zip(entries, bodies.values()):
+            assert entry.local_path is not None
+            assert entry.local_path.read_bytes() == body
+        assert len(cached_files(cache)) == 16
+
+
+class TestRetries:
+    """Transient failures are retried, permanent ones are not."""
+
+    def test_500_then_200(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """A 500 followed by a 200 succeeds after two requests."""
+        url = server.add("/x.bin", b"ok", statuses=(500, 200))
+        file_data = FileData(url)
+        make_stage().download(0, file_data)
+        assert file_data.local_path is not None
+        assert file_data.local_path.read_bytes() == b"ok"
+        assert server.request_count("/x.bin") == 2
+
+    @pytest.mark.parametrize("max_retries", [0, 2])
+    def test_always_500(
+        self, server: ScopedServer, make_stage: StageFactory, max_retries: int
+    ) -> None:
+        """A file that always answers 500 fails after max_retries + 1 requests."""
+        url = server.add("/x.bin", statuses=(500,))
+        error = download_error(make_stage(max_retries=max_retries), url)
+        assert isinstance(error, TransientDownloadError)
+        assert "HTTP 500" in str(error)
+        assert server.request_count("/x.bin") == max_retries + 1
+
+    @pytest.mark.parametrize("status", [404, 403, 400, 410])
+    def test_client_errors_fail_at_once(
+        self, server: ScopedServer, make_stage: StageFactory, status: int
+    ) -> None:
+        """A 4xx other than 408 and 429 is requested exactly once and is permanent."""
+        url = server.add("/x.bin", statuses=(status, 200))
+        error = download_error(make_stage(max_retries=3), url)
+        assert isinstance(error, PermanentDownloadError)
+        assert f"HTTP {status}" in str(error)
+        assert server.request_count("/x.bin") == 1
+
+    def test_unknown_path_is_404(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """A path the server does not know is one request and a permanent failure."""
+        error = download_error(make_stage(), server.url("/missing"))
+        assert isinstance(error, PermanentDownloadError)
+        assert server.request_count("/missing") == 1
+
+    @pytest.mark.parametrize("status", [408, 429, 502, 503])
+    def test_retryable_statuses(
+        self, server: ScopedServer, make_stage: StageFactory, status: int
+    ) -> None:
+        """408, 429 and 5xx are retried and the file then succeeds."""
+        url = server.add("/x.bin", b"ok", statuses=(status, 200))
+        make_stage().download(0, FileData(url))
+        assert server.request_count("/x.bin") == 2
+
+    def test_exponential_backoff(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """Waits grow from retry_backoff: 0.1 s then 0.2 s before the third attempt."""
+        url = server.add("/x.bin", b"ok", statuses=(500, 500, 200))
+        start = time.monotonic()
+        make_stage(retry_backoff=0.1).download(0, FileData(url))
+        elapsed = time.monotonic() - start
+        assert 0.28 <= elapsed < 1.5
+        assert server.request_count("/x.bin") == 3
+
+    def test_backoff_capped(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """retry_backoff_max caps the exponential wait."""
+        url = server.add("/x.bin", b"ok", statuses=(500, 200))
+        start = time.monotonic()
+        make_stage(retry_backoff=30, retry_backoff_max=0.1).download(0, FileData(url))
+        assert time.monotonic() - start < 1.5
+
+    def test_retry_after_honoured(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """A 503 with Retry-After: 1 makes the next attempt wait about a second."""
+        url = server.add("/x.bin", b"ok", statuses=(503, 200), headers={"Retry-After": "1"})
+        start = time.monotonic()
+        make_stage(retry_backoff=0).download(0, FileData(url))
+        elapsed = time.monotonic() - start
+        assert 0.9 <= elapsed < 2.0
+        assert server.request_count("/x.bin") == 2
+
+    def test_retry_after_capped(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """A Retry-After longer than retry_backoff_max waits only retry_backoff_max."""
+        url = server.add("/x.bin", b"ok", statuses=(429, 200), headers={"Retry-After": "3600"})
+        start = time.monotonic()
+        make_stage(retry_backoff_max=0.2).download(0, FileData(url))
+        elapsed = time.monotonic() - start
+        assert 0.15 <= elapsed < 1.5
+
+    def test_truncated_body_retried_then_fails(
+        self, server: ScopedServer, make_stage: StageFactory, cache: DownloadCache
+    ) -> None:
+        """A body shorter than its Content-Length is retried, then fails as truncated."""
+        url = server.add("/x.bin", b"x" * 100_000, truncate_to=1000)
+        error = download_error(make_stage(max_retries=2), url)
+        assert isinstance(error, TransientDownloadError)
+        assert "truncated" in str(error)
+        assert "100000" in str(error)
+        assert server.request_count("/x.bin") == 3
+        assert cached_files(cache) == []
+
+    def test_timeout_is_transient(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """A server slower than the timeout fails transiently, and the timeout is per attempt."""
+        url = server.add("/slow.bin", b"x", delay=0.6)
+        start = time.monotonic()
+        error = download_error(make_stage(timeout=0.2, max_retries=1), url)
+        elapsed = time.monotonic() - start
+        assert isinstance(error, TransientDownloadError)
+        assert "Timeout" in str(error)
+        assert server.request_count("/slow.bin") == 2
+        assert elapsed < 1.0
+
+    def test_connection_refused_is_transient(self, make_stage: StageFactory) -> None:
+        """Nothing listening on the port is a transient connection error."""
+        url = f"http://127.0.0.1:{closed_port()}/x.bin"
+        error = download_error(make_stage(max_retries=1), url)
+        assert isinstance(error, TransientDownloadError)
+        assert "ConnectionError" in str(error)
+
+
+class TestRedirectSafety:
+    """Bad redirects fail the file cleanly and are not retried."""
+
+    def test_redirect_loop(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """A redirect loop fails permanently after at most max_redirects hops, with no retry."""
+        url = server.add("/loop", statuses=(302,), redirect_to=server.url("/loop"))
+        error = download_error(make_stage(max_redirects=3, max_retries=3), url)
+        assert isinstance(error, PermanentDownloadError)
+        assert "redirect" in str(error)
+        assert server.request_count("/loop") <= 4
+
+    @pytest.mark.parametrize("target", ["ftp://127.0.0.1/x.bin", "file:///etc/passwd"])
+    def test_non_http_redirect_refused(
+        self, server: ScopedServer, make_stage: StageFactory, cache: DownloadCache, target: str
+    ) -> None:
+        """A redirect to a scheme other than http or https is refused once, permanently."""
+        url = server.add("/r", statuses=(302,), redirect_to=target)
+        error = download_error(make_stage(), url)
+        assert isinstance(error, PermanentDownloadError)
+        assert "not http or https" in str(error)
+        assert server.request_count("/r") == 1
+        assert cached_files(cache) == []
+
+
+class TestCleanup:
+    """No partial file survives a failure."""
+
+    @pytest.mark.parametrize(
+        "route",
+        [
+            {"statuses": (404,)},
+            {"statuses": (500,)},
+            {"body": b"y" * 50_000, "truncate_to": 10},
+            {"body": b"z", "delay": 0.4},
+        ],
+        ids=["404", "500", "truncated", "timeout"],
+    )
+    def test_no_part_file_after_failure(
+        self,
+        server: ScopedServer,
+        make_stage: StageFactory,
+        cache: DownloadCache,
+        route: dict[str, Any],
+    ) -> None:
+        """After any failed download the cache holds no file, .part or otherwise."""
+        url = server.add("/x.bin", **route)
+        file_data = FileData(url)
+        download_error(make_stage(max_retries=1, timeout=0.2), url)
+        assert cached_files(cache) == []
+        assert file_data.local_path is None
+
+    def test_failed_file_has_no_local_path(
+        self, server: ScopedServer, make_stage: StageFactory
+    ) -> None:
+        """A failed download leaves file_data.local_path unset."""
+        file_data = FileData(server.url("/missing"))
+        with pytest.raises(PermanentDownloadError):
+            make_stage().download(0, file_data)
+        assert file_data.local_path is None
+
+
+class TestStopping:
+    """A stop request ends a download quickly with PipelineInterrupted."""
+
+    def test_stop_before_start(
+        self, server: ScopedServer, make_stage: StageFactory, cache: DownloadCache
+    ) -> None:
+        """With the stop event already set no request is made."""
+        url = server.add("/x.bin", b"x")
+        stop = threading.Event()
+        stop.set()
+        with pytest.raises(PipelineInterrupted):
+            make_stage(stop_event=stop).download(0, FileData(url))
+        assert server.request_count() == 0
+        assert cached_files(cache) == []
+
+    def test_stop_during_backoff(
+        self, server: ScopedServer, make_stage: StageFactory, cache: DownloadCache
+    ) -> None:
+        """A stop during a long backoff wakes the stage at once instead of sleeping it out."""
+        url = server.add("/x.bin", statuses=(500,))
+        stop = threading.Event()
+        stage = make_stage(stop_event=stop, retry_backoff=30, retry_backoff_max=30)
+        timer = threading.Timer(0.2, stop.set)
+        timer.start()
+        start = time.monotonic()
+        try:
+            with pytest.raises(PipelineInterrupted):
+                stage.download(0, FileData(url))
+        finally:
+            timer.cancel()
+        assert time.monotonic() - start < 1.5
+        assert server.request_count("/x.bin") == 1
+        assert cached_files(cache) == []
+
+    def test_stop_during_failing_attempt(
+        self, server: ScopedServer, make_stage: StageFactory
+    ) -> None:
+        """A stop while an attempt is failing reports an interrupt, not that attempt's error."""
+        url = server.add("/slow.bin", b"x", delay=0.5)
+        stop = threading.Event()
+        stage = make_stage(stop_event=stop, timeout=0.3, max_retries=3)
+        timer = threading.Timer(0.1, stop.set)
+        timer.start()
+        try:
+            with pytest.raises(PipelineInterrupted) as info:
+                stage.download(0, FileData(url))
+        finally:
+            timer.cancel()
+        assert isinstance(info.value.__cause__, TransientDownloadError)
+        assert server.request_count("/slow.bin") == 1
+
+    def test_exhausted_retries_still_report_the_error(
+        self, server: ScopedServer, make_stage: StageFactory
+    ) -> None:
+        """When every attempt failed, a stop set afterwards does not hide the real error."""
+        url = server.add("/x.bin", statuses=(500,))
+        stop = threading.Event()
+        stage = make_stage(stop_event=stop, max_retries=0)
+        original_fetch = stage.downloader.fetch
+
+        def fetch_then_stop(*args: Any) -> int:
+            # The stop must arrive after the only attempt; no server hook can time that.
+            try:
+                return original_fetch(*args)
+            finally:
+                stop.set()
+
+        stage.downloader.fetch = fetch_then_stop  # type: ignore[method-assign]
+        with pytest.raises(TransientDownloadError, match="HTTP 500"):
+            stage.download(0, FileData(url))
+
+    def test_fetch_checks_stop_while_streaming(self, server: ScopedServer, tmp_path: Path) -> None:
+        """The requests backend stops between chunks once the event is set."""
+        url = server.add("/big.bin", b"b" * 1_000_000)
+        settings = PipelineSettings(chunk_size=1024)
+        downloader = RequestsDownloader(settings)
+        stop = threading.Event()
+        stop.set()
+        try:
+            with pytest.raises(PipelineInterrupted):
+                downloader.fetch(FileData(url), tmp_path / "out.part", stop)
+        finally:
+            downloader.close()
+        assert (tmp_path / "out.part").stat().st_size < 1_000_000
+
+
+class TestSecretsStayOut:
+    """Query strings and userinfo never reach error messages or logs."""
+
+    @pytest.mark.parametrize(
+        "route",
+        [
+            {"statuses": (404,)},
+            {"statuses": (500,)},
+            {"body": b"y" * 50_000, "truncate_to": 10},
+            {"body": b"z", "delay": 0.4},
+        ],
+        ids=["404", "500", "truncated", "timeout"],
+    )
+    def test_error_messages(
+        self,
+        server: ScopedServer,
+        make_stage: StageFactory,
+        caplog: pytest.LogCaptureFixture,
+        route: dict[str, Any],
+    ) -> None:
+        """Neither the error, its StageError message nor the retry log shows the secrets."""
+        url = with_secrets(server.add("/x", **route))
+        caplog.set_level(logging.DEBUG, logger="download_pipeline_processor")
+        error = download_error(make_stage(max_retries=1, timeout=0.2), url)
+        texts = [str(error), StageError("download", error).message, caplog.text]
+        for text in texts:
+            assert "secret" not in text
+            assert "SECRET" not in text
+            assert "user:" not in text
+
+    @pytest.mark.parametrize("query", ["token=SECRET", "token=my SECRET", "token=SECRET\u00e9"])
+    def test_connection_error_message(self, make_stage: StageFactory, query: str) -> None:
+        """A connection error, whose text quotes the URL as requests re-quoted it, is scrubbed."""
+        url = f"http://user:secret@127.0.0.1:{closed_port()}/x?{query}"
+        message = str(download_error(make_stage(max_retries=0), url))
+        assert "/x?REDACTED" in message
+        assert "SECRET" not in message
+        assert "secret" not in message
+
+    def test_retry_log_names_redacted_url(
+        self, server: ScopedServer, make_stage: StageFactory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Each retry is logged once at INFO with the redacted URL."""
+        url = with_secrets(server.add("/x", b"ok", statuses=(500, 200)))
+        caplog.set_level(logging.INFO, logger="download_pipeline_processor.download")
+        make_stage().download(0, FileData(url))
+        (record,) = [r for r in caplog.records if "retrying" in r.getMessage()]
+        assert server.url("/x") + "?REDACTED" in record.getMessage()
+        assert "SECRET" not in record.getMessage()
+
+
+class TestParseRetryAfter:
+    """Reading the Retry-After header."""
+
+    def test_seconds(self) -> None:
+        """Delta-seconds are read as a number of seconds."""
+        assert parse_retry_after("120") == 120.0
+        assert parse_retry_after(" 3 ") == 3.0
+
+    def test_http_date(self) -> None:
+        """An HTTP-date gives the seconds until then, never negative."""
+        future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 100))
+        assert 95 <= (parse_retry_after(future) or 0) <= 101
+        assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+    @pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5"])
+    def test_unusable(self, value: str | None) -> None:
+        """Missing or unparsable values give None, so the normal backoff applies."""
+        assert parse_retry_after(value) is None
+
+
+class TestSimulatedDownloader:
+    """The network-free backend for dry runs."""
+
+    def make_stage(
+        self, cache: DownloadCache, stop: threading.Event | None = None, **settings: Any
+    ) -> DownloadStage:
+        """A DownloadStage over SimulatedDownloader."""
+        pipeline_settings = PipelineSettings(simulate_downloads=True, **settings)
+        return DownloadStage(
+            SimulatedDownloader(pipeline_settings),
+            cache,
+            pipeline_settings,
+            stop or threading.Event(),
+        )
+
+    def test_placeholder_written(
+        self, cache: DownloadCache, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A placeholder naming the entry (URL redacted) is written into the cache."""
+        monkeypatch.setenv(NO_SLEEP_ENV, "1")
+        file_data = FileData("https://u:pw@example.com/a/talk.mp3?token=SECRET", id="7")
+        size = self.make_stage(cache).download(2, file_data)
+        assert file_data.local_path is not None
+        text = file_data.local_path.read_text()
+        assert size == len(text.encode())
+        assert "simulated download" in text
+        assert "id: 7" in text
+        assert "name: talk" in text
+        assert "https://example.com/a/talk.mp3" in text
+        assert "SECRET" not in text
+        assert "pw" not in text
+        assert cached_files(cache) == [file_data.local_path]
+
+    def test_no_sleep_env(self, cache: DownloadCache, monkeypatch: pytest.MonkeyPatch) -> None:
+        """PIPELINE_NO_SLEEP=1 makes a download with a 5 s simulated delay instant."""
+        monkeypatch.setenv(NO_SLEEP_ENV, "1")
+        stage = self.make_stage(cache, simulate_delay=(5.0, 5.0))
+        start = time.monotonic()
+        stage.download(0, FileData("https://example.com/x"))
+        assert time.monotonic() - start < 0.5
+
+    def test_delay_honoured_without_env(
+        self, cache: DownloadCache, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without PIPELINE_NO_SLEEP the simulated delay is waited."""
+        monkeypatch.delenv(NO_SLEEP_ENV, raising=False)
+        stage = self.make_stage(cache, simulate_delay=(0.2, 0.2))
+        start = time.monotonic()
+        stage.download(0, FileData("https://example.com/x"))
+        assert time.monotonic() - start >= 0.19
+
+    @pytest.mark.parametrize("value", ["0", "", "no"])
+    def test_false_env_values_sleep(
+        self, cache: DownloadCache, monkeypatch: pytest.MonkeyPatch, value: str
+    ) -> None:
+        """PIPELINE_NO_SLEEP set to a false value keeps the delay."""
+        monkeypatch.setenv(NO_SLEEP_ENV, value)
+        stage = self.make_stage(cache, simulate_delay=(0.1, 0.1))
+        start = time.monotonic()
+        stage.download(0, FileData("https://example.com/x"))
+        assert time.monotonic() - start >= 0.09
+
+    def test_stop_interrupts_delay(
+        self, cache: DownloadCache, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A stop during the simulated delay raises PipelineInterrupted at once."""
+        monkeypatch.delenv(NO_SLEEP_ENV, raising=False)
+        stop = threading.Event()
+        stage = self.make_stage(cache, stop, simulate_delay=(10.0, 10.0))
+        timer = threading.Timer(0.1, stop.set)
+        timer.start()
+        start = time.monotonic()
+        try:
+            with pytest.raises(PipelineInterrupted):
+                stage.download(0, FileData("https://example.com/x"))
+        finally:
+            timer.cancel()
+        assert time.monotonic() - start < 1.0
+        assert cached_files(cache) == []

@@ -1,0 +1,78 @@
+"""Tests for paths.py: untrusted names become one harmless path component."""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from download_pipeline_processor.paths import MAX_COMPONENT_BYTES, safe_filename
+
+
+class TestSafeFilename:
+    """safe_filename never yields a separator, a dot name or an over-long component."""
+
+    @pytest.mark.parametrize(
+        ("name", "expected"),
+        [
+            ("../../evil", "_.._evil"),
+            ("/etc/x", "_etc_x"),
+            ("a/b", "a_b"),
+            ("a\\b", "a_b"),
+            ("a\x00b", "a_b"),
+            ("line\nbreak", "line_break"),
+            ('a:b*c?d"e<f>g|h', "a_b_c_d_e_f_g_h"),
+            ("talk.mp3", "talk.mp3"),
+            ("  spaced  ", "spaced"),
+            (".hidden", "hidden"),
+            ("trailing.", "trailing"),
+            ("CON", "_CON"),
+            ("nul.txt", "_nul.txt"),
+        ],
+    )
+    def test_cleaned(self, name: str, expected: str) -> None:
+        """Unsafe characters become '_', leading dots go, reserved device names are prefixed."""
+        assert safe_filename(name) == expected
+
+    @pytest.mark.parametrize("name", ["..", ".", "", "   ", "...", ". ."])
+    def test_empty_or_dots_use_fallback(self, name: str) -> None:
+        """Names that would be empty, '.' or '..' become the fallback."""
+        assert safe_filename(name) == "file"
+        assert safe_filename(name, fallback="other") == "other"
+
+    @pytest.mark.parametrize(
+        "name", ["../../evil", "/etc/x", "a/b", "..", ".", "", "x\x00y", "\\\\server\\share"]
+    )
+    def test_stays_inside_folder(self, tmp_path: Path, name: str) -> None:
+        """Joined to a folder, the result is a direct child of that folder."""
+        joined = (tmp_path / safe_filename(name)).resolve()
+        assert joined.parent == tmp_path.resolve()
+
+    def test_long_name_keeps_extension(self) -> None:
+        """A 300-character name is cut to at most 200 bytes and keeps its extension."""
+        result = safe_filename("a" * 300 + ".mp3")
+        assert len(result.encode("utf-8")) <= MAX_COMPONENT_BYTES == 200
+        assert result.endswith(".mp3")
+        assert result.startswith("a" * 100)
+
+    def test_long_name_without_extension(self) -> None:
+        """A long name without an extension is simply cut to the limit."""
+        assert safe_filename("b" * 300) == "b" * 200
+
+    def test_long_unicode_cut_on_character_boundary(self) -> None:
+        """Multi-byte characters are never split when cutting."""
+        result = safe_filename("é" * 300 + ".txt")
+        assert len(result.encode("utf-8")) <= 200
+        assert result.endswith(".txt")
+        assert set(result[:-4]) == {"é"}
+
+    def test_custom_limit(self) -> None:
+        """max_bytes sets the limit."""
+        assert len(safe_filename("x" * 50, max_bytes=10)) == 10
+
+    def test_unicode_kept_and_normalised(self) -> None:
+        """Non-ASCII letters are kept, in NFC form."""
+        decomposed = unicodedata.normalize("NFD", "café-日本.mp3")
+        assert safe_filename(decomposed) == "café-日本.mp3"
+        assert safe_filename("Ωmega 🎵") == "Ωmega 🎵"
