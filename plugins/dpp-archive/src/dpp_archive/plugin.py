@@ -1,0 +1,14 @@
+"""Hook implementations: registers the ``extract`` processor."""
+
+from __future__ import annotations
+
+from download_pipeline_processor import hookimpl
+from download_pipeline_processor.hookspecs import Register
+
+from .processor import ExtractProcessor
+
+
+@hookimpl
+def register_processors(register: Register) -> None:
+    """Register ``extract``."""
+    register("extract", ExtractProcessor)
