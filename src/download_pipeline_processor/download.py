@@ -38,37 +38,80 @@ class DownloadStage:
         self.settings = settings
         self.stop_event = stop_event
 
-    def _wait_seconds(self, retry_state: tenacity.RetryCallState) -> float:
+    def _delay(self, error: BaseException | None, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
         settings = self.settings
-        error = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(error, TransientDownloadError) and error.retry_after is not None:
             return min(max(error.retry_after, 0.0), settings.retry_backoff_max)
-        exponent = max(retry_state.attempt_number - 1, 0)
-        return float(min(settings.retry_backoff * (2**exponent), settings.retry_backoff_max))
+        return float(min(settings.retry_backoff * (2 ** (attempt - 1)), settings.retry_backoff_max))
+
+    def _wait_seconds(self, retry_state: tenacity.RetryCallState) -> float:
+        # The retry loop starts after the first attempt: its attempt n is attempt n + 1.
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        return self._delay(error, retry_state.attempt_number + 1)
 
     def _sleep(self, seconds: float) -> None:
         # Wake up at once when the run is stopped instead of sleeping out the backoff.
         self.stop_event.wait(seconds)
 
-    def _log_retry(self, retry_state: tenacity.RetryCallState) -> None:
-        if not logger.isEnabledFor(logging.INFO):
-            return
-        file_data: FileData = retry_state.args[0]
+    def _log_retry(
+        self, file_data: FileData, attempt: int, delay: float, error: BaseException | None
+    ) -> None:
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "retrying %s in %.1fs (attempt %d of %d failed: %s)",
+                redact_url(file_data.url),
+                delay,
+                attempt,
+                self.settings.max_retries + 1,
+                error,
+            )
+
+    def _log_tenacity_retry(self, retry_state: tenacity.RetryCallState) -> None:
         error = retry_state.outcome.exception() if retry_state.outcome else None
-        sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
-        logger.info(
-            "retrying %s in %.1fs (attempt %d of %d failed: %s)",
-            redact_url(file_data.url),
-            sleep,
-            retry_state.attempt_number,
-            self.settings.max_retries + 1,
-            error,
-        )
+        delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        self._log_retry(retry_state.args[0], retry_state.attempt_number + 1, delay, error)
 
     def _attempt(self, file_data: FileData, part: Path) -> int:
         if self.stop_event.is_set():
             raise PipelineInterrupted("run stopped before the download finished")
         return self.downloader.fetch(file_data, part, self.stop_event)
+
+    def _retry(self, file_data: FileData, part: Path, first: TransientDownloadError) -> int:
+        """Attempts 2 to max_retries + 1, after the first one failed with ``first``.
+
+        The first attempt runs outside tenacity: building and driving a
+        ``Retrying`` costs more than a whole small download, and most files
+        succeed at once.
+        """
+        remaining = self.settings.max_retries
+        if remaining == 0:
+            raise first
+        if self.stop_event.is_set():
+            raise PipelineInterrupted("run stopped before the download finished") from first
+        delay = self._delay(first, 1)
+        self._log_retry(file_data, 1, delay, first)
+        self._sleep(delay)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientDownloadError),
+            stop=(
+                tenacity.stop_after_attempt(remaining)
+                | tenacity.stop_when_event_set(self.stop_event)
+            ),
+            wait=self._wait_seconds,
+            sleep=self._sleep,
+            before_sleep=self._log_tenacity_retry,
+            reraise=True,
+        )
+        try:
+            size: int = retrying(self._attempt, file_data, part)
+        except TransientDownloadError as exc:
+            attempts = 1 + retrying.statistics.get("attempt_number", 0)
+            if self.stop_event.is_set() and attempts <= remaining:
+                # The stop, not the retry limit, ended the attempts: report an interrupt.
+                raise PipelineInterrupted("run stopped before the download finished") from exc
+            raise
+        return size
 
     def download(self, sequence: int, file_data: FileData) -> int:
         """Download entry ``sequence``; set ``file_data.local_path`` and return the size.
@@ -78,27 +121,12 @@ class DownloadStage:
         """
         target = self.cache.target_for(sequence, file_data)
         part = self.cache.part_path(target)
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(TransientDownloadError),
-            stop=(
-                tenacity.stop_after_attempt(self.settings.max_retries + 1)
-                | tenacity.stop_when_event_set(self.stop_event)
-            ),
-            wait=self._wait_seconds,
-            sleep=self._sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
         try:
-            size = retrying(self._attempt, file_data, part)
+            try:
+                size = self._attempt(file_data, part)
+            except TransientDownloadError as first:
+                size = self._retry(file_data, part, first)
             part.replace(target)
-        except TransientDownloadError as exc:
-            self.cache.discard(part)
-            attempts = retrying.statistics.get("attempt_number", 0)
-            if self.stop_event.is_set() and attempts <= self.settings.max_retries:
-                # The stop, not the retry limit, ended the attempts: report an interrupt.
-                raise PipelineInterrupted("run stopped before the download finished") from exc
-            raise
         except BaseException:
             self.cache.discard(part)
             raise
