@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import posixpath
 import shutil
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 from .file_data import FileData
 from .paths import safe_filename
@@ -29,6 +30,7 @@ class DownloadCache:
         self.root = root
         self._path: Path | None = None
         self._made_shards: set[int] = set()
+        self._shard_folders: list[str] = []
 
     @property
     def path(self) -> Path:
@@ -41,27 +43,32 @@ class DownloadCache:
         """Make the run's folder (and the root, if needed)."""
         self.root.mkdir(parents=True, exist_ok=True)
         self._path = Path(tempfile.mkdtemp(prefix="run-", dir=self.root))
+        self._shard_folders = [os.path.join(self._path, f"{shard:02x}") for shard in range(SHARDS)]  # noqa: PTH118
         return self._path
 
     def target_for(self, sequence: int, file_data: FileData) -> Path:
         """Where the complete download of input entry ``sequence`` will live."""
+        # Built from strings with one Path at the end: this runs for every file,
+        # and pathlib's parsing used to cost more than writing a small file.
         shard = sequence % SHARDS
-        folder = self.path / f"{shard:02x}"
+        folder = self._shard_folders[shard]
         if shard not in self._made_shards:
-            folder.mkdir(exist_ok=True)
+            os.makedirs(folder, exist_ok=True)  # noqa: PTH103 - str path on purpose
             self._made_shards.add(shard)
-        # Keep the URL's extension: processors often dispatch on it.
-        raw_extension = posixpath.splitext(urlsplit(file_data.url).path)[1][1:]
-        extension = safe_filename(raw_extension, fallback="", max_bytes=15)
         name = safe_filename(file_data.name, fallback="file", max_bytes=120)
-        if extension and not name.endswith("." + extension):
-            name += "." + extension
-        return folder / f"{sequence}-{name}"
+        # Keep the URL's extension: processors often dispatch on it.
+        path = file_data.url.partition("#")[0].partition("?")[0]
+        raw_extension = posixpath.splitext(path.rpartition("/")[2])[1][1:]
+        if raw_extension:
+            extension = safe_filename(unquote(raw_extension), fallback="", max_bytes=15)
+            if extension and not name.endswith("." + extension):
+                name += "." + extension
+        return Path(f"{folder}{os.sep}{sequence}-{name}")
 
     @staticmethod
     def part_path(target: Path) -> Path:
         """The temporary name a download is written under until it is complete."""
-        return target.with_name(target.name + PART_SUFFIX)
+        return Path(f"{target}{PART_SUFFIX}")
 
     @staticmethod
     def discard(path: Path | None) -> None:

@@ -8,6 +8,8 @@ import unicodedata
 #: Longest component we produce, in UTF-8 bytes (file systems allow 255).
 MAX_COMPONENT_BYTES = 200
 
+#: Names that need no change: ASCII word characters, dashes and inner dots or spaces.
+_ORDINARY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_. -]*[A-Za-z0-9_-]|[A-Za-z0-9_-]")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 _WINDOWS_RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL"}
@@ -31,6 +33,13 @@ def safe_filename(name: str, fallback: str = "file", max_bytes: int = MAX_COMPON
     is never ``.``, ``..`` or hidden; over-long names are cut on a character
     boundary keeping the extension.  An empty result becomes ``fallback``.
     """
+    if (
+        _ORDINARY.fullmatch(name)
+        and len(name) <= max_bytes
+        and name.partition(".")[0].upper() not in _WINDOWS_RESERVED
+    ):
+        # Already safe (the common case); this runs for every file.
+        return name
     cleaned = unicodedata.normalize("NFC", str(name))
     cleaned = _UNSAFE.sub("_", cleaned).strip().lstrip(". ").rstrip(". ")
     if not cleaned:

@@ -16,6 +16,9 @@ def redact_url(url: str) -> str:
 
     ``https://user:pw@host/a/b.mp3?token=x`` gives ``https://host/a/b.mp3?REDACTED``.
     """
+    if "?" not in url and "#" not in url and "@" not in url and url.isascii():
+        # Nothing secret to remove (the common case): skip parsing, it is per file.
+        return url
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""

@@ -10,7 +10,6 @@ from pathlib import Path
 from ..downloader import Downloader
 from ..errors import PipelineInterrupted
 from ..file_data import FileData
-from ..redact import redact_url
 from ..settings import PipelineSettings
 
 #: The original tool's variable: set to 1 to make simulated downloads instant.
@@ -35,10 +34,7 @@ class SimulatedDownloader(Downloader):
             delay = random.uniform(low, high)  # noqa: S311 - a delay, not a secret
             if should_stop.wait(delay):
                 raise PipelineInterrupted("run stopped during a simulated download")
-        body = (
-            f"simulated download\nid: {file_data.id}\nname: {file_data.name}\n"
-            f"url: {redact_url(file_data.url)}\n"
-        ).encode()
+        body = f"simulated download\nid: {file_data.id}\nname: {file_data.name}\n".encode()
         with destination.open("wb") as out:
             out.write(body)
         return len(body)
