@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -126,7 +127,7 @@ class DownloadStage:
                 size = self._attempt(file_data, part)
             except TransientDownloadError as first:
                 size = self._retry(file_data, part, first)
-            part.replace(target)
+            os.replace(part, target)  # noqa: PTH105 - Path.replace builds another Path
         except BaseException:
             self.cache.discard(part)
             raise

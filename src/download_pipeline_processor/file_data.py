@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+_KNOWN_KEYS = frozenset(("url", "id", "name"))
+
 #: The stages a file passes through, in order.
 STAGES = ("download", "process", "post_process")
 
@@ -70,14 +72,15 @@ class FileData:
     @classmethod
     def from_dict(cls, entry: dict[str, Any]) -> FileData:
         """Build from one input entry; keys other than url, id and name are kept as extras."""
-        extras = {k: v for k, v in entry.items() if k not in ("url", "id", "name")}
+        extras = {k: v for k, v in entry.items() if k not in _KNOWN_KEYS}
         ident = entry.get("id")
         name = entry.get("name")
         return cls(
-            url=entry["url"],
-            id="" if ident is None else str(ident),
-            name="" if name is None else str(name),
-            additional_fields=extras,
+            entry["url"],
+            "" if ident is None else str(ident),
+            "" if name is None else str(name),
+            None,
+            extras,
         )
 
     def __getattr__(self, attribute: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -29,28 +30,50 @@ def _type_name(value: Any) -> str:
     return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-def validate_entry(
+#: URLs that need no closer look: http(s), a plain host name or IPv4, an optional
+#: port, no userinfo.  Anything else goes through urlsplit for a precise message.
+_PLAIN_URL = re.compile(r"(?i)(?:http|https)://[a-z0-9._-]+(?::\d{1,5})?(?:[/?#]\S*)?")
+
+
+def check_entry(
     entry: Any, index: int, source: str, allowed_schemes: Sequence[str] = ("http", "https")
-) -> FileData:
-    """Check one input entry and build its :class:`FileData`.
+) -> Mapping[str, Any] | FileData:
+    """Check one input entry without building anything; return it unchanged.
 
     Raises :class:`InputError` naming ``source``, the 0-based ``index`` and the field.
     """
-    where = f"{source}: entry {index}"
-    if isinstance(entry, FileData):
-        entry_dict: Mapping[str, Any] = {"url": entry.url}
-    elif isinstance(entry, Mapping):
-        entry_dict = entry
+    if isinstance(entry, (FileData, Mapping)):
+        entry_dict: Any = entry
     else:
-        raise InputError(f"{where}: expected an object, got {_type_name(entry)}")
-    if "url" not in entry_dict:
-        raise InputError(f"{where}: missing required field 'url'")
-    url = entry_dict["url"]
+        raise InputError(f"{source}: entry {index}: expected an object, got {_type_name(entry)}")
+    url = entry.url if isinstance(entry, FileData) else entry_dict.get("url")
     if not isinstance(url, str):
+        where = f"{source}: entry {index}"
+        if "url" not in entry_dict:
+            raise InputError(f"{where}: missing required field 'url'")
         raise InputError(f"{where}: field 'url' must be a string, got {_type_name(url)}")
+    plain = allowed_schemes == ("http", "https") and _PLAIN_URL.fullmatch(url)
+    if not plain:
+        _check_url(url.strip(), f"{source}: entry {index}", allowed_schemes)
+    if isinstance(entry, FileData):
+        return entry
+    for key in ("id", "name"):
+        value = entry_dict.get(key)
+        if value is None or type(value) is str:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise InputError(
+                f"{source}: entry {index}: field {key!r} must be a string or number, "
+                f"got {_type_name(value)}"
+            )
+    return entry
+
+
+def _check_url(url: str, where: str, allowed_schemes: Sequence[str]) -> None:
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for an out-of-range port
     except ValueError as exc:
         raise InputError(f"{where}: field 'url' is not a valid URL: {exc}") from None
     if parts.scheme.lower() not in allowed_schemes:
@@ -61,18 +84,26 @@ def validate_entry(
         )
     if not host:
         raise InputError(f"{where}: field 'url' has no host")
-    for key in ("id", "name"):
-        value = entry_dict.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-            raise InputError(
-                f"{where}: field {key!r} must be a string or number, got {_type_name(value)}"
-            )
+
+
+def to_file_data(entry: Mapping[str, Any] | FileData) -> FileData:
+    """Build the :class:`FileData` of an entry that passed :func:`check_entry`."""
     if isinstance(entry, FileData):
         return entry
+    fields = dict(entry)
     # Download the URL that was validated, not one with stray whitespace around it.
-    return FileData.from_dict({**entry_dict, "url": url.strip()})
+    fields["url"] = fields["url"].strip()
+    return FileData.from_dict(fields)
+
+
+def validate_entry(
+    entry: Any, index: int, source: str, allowed_schemes: Sequence[str] = ("http", "https")
+) -> FileData:
+    """Check one input entry and build its :class:`FileData`.
+
+    Raises :class:`InputError` naming ``source``, the 0-based ``index`` and the field.
+    """
+    return to_file_data(check_entry(entry, index, source, allowed_schemes))
 
 
 def read_file_list(path: str | os.PathLike[str]) -> list[Any]:
@@ -99,6 +130,20 @@ def read_file_list(path: str | os.PathLike[str]) -> list[Any]:
     return data
 
 
+class CheckedEntries(Iterator[FileData]):
+    """Entries that passed validation, turned into :class:`FileData` one at a time.
+
+    Handing this to :func:`load_file_list` again (the CLI validates before the
+    pipeline runs) returns it as it is instead of checking every entry twice.
+    """
+
+    def __init__(self, entries: list[Mapping[str, Any] | FileData]) -> None:
+        self._entries = iter(entries)
+
+    def __next__(self) -> FileData:
+        return to_file_data(next(self._entries))
+
+
 def load_file_list(
     source: FileListSource, allowed_schemes: Sequence[str] = ("http", "https")
 ) -> Iterator[FileData]:
@@ -108,13 +153,17 @@ def load_file_list(
     :class:`FileData`.  Any invalid entry raises :class:`InputError` before the
     first one is yielded, so no download starts on bad input.
     """
+    if isinstance(source, CheckedEntries):
+        return source
     if isinstance(source, (str, os.PathLike)):
         label = os.fspath(source)
         entries: Iterable[Any] = read_file_list(source)
     else:
         label = "<files>"
         entries = source
-    validated = [
-        validate_entry(entry, index, label, allowed_schemes) for index, entry in enumerate(entries)
+    checked: list[Mapping[str, Any] | FileData] = [
+        check_entry(entry, index, label, allowed_schemes) for index, entry in enumerate(entries)
     ]
-    return iter(validated)
+    # FileData objects are made one at a time as the pipeline takes them, so a
+    # long list is held once (as parsed), not twice.
+    return CheckedEntries(checked)

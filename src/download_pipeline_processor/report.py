@@ -37,6 +37,10 @@ def outcome_record(result: Any, file_data: FileData) -> dict[str, Any]:
     }
 
 
+# One encoder for the process: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_json_default, separators=(",", ":"))
+
+
 def to_json(value: Any) -> str:
     """Compact JSON; values JSON cannot hold (paths, sets, objects) become strings."""
-    return json.dumps(value, ensure_ascii=False, default=_json_default, separators=(",", ":"))
+    return _ENCODER.encode(value)

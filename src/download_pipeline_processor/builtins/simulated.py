@@ -35,6 +35,11 @@ class SimulatedDownloader(Downloader):
             if should_stop.wait(delay):
                 raise PipelineInterrupted("run stopped during a simulated download")
         body = f"simulated download\nid: {file_data.id}\nname: {file_data.name}\n".encode()
-        with destination.open("wb") as out:
-            out.write(body)
+        # os-level calls: three syscalls instead of the six of open()'s buffered
+        # file object; each one hands the GIL to other workers and back.
+        descriptor = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(descriptor, body)
+        finally:
+            os.close(descriptor)
         return len(body)
