@@ -193,6 +193,20 @@ class TestPluginSelection:
         assert "no selected post-processor (dummy) accepts it" in bad.stderr
 
 
+class TestDownloaderFlag:
+    """--downloader picks a registered download backend."""
+
+    def test_simulated_by_name(self, tmp_path: Path, file_server: FileServer) -> None:
+        """--downloader simulated runs without touching the server; an unknown one is exit 2."""
+        listing = write_list(tmp_path / "l.json", [{"url": file_server.url("/x.bin")}])
+        ok = invoke(["--files", str(listing), "--downloader", "simulated", "--no-sleep"])
+        assert ok.exit_code == 0
+        assert file_server.request_count() == 0
+        bad = invoke(["--files", str(listing), "--downloader", "curl"])
+        assert bad.exit_code == 2
+        assert "unknown downloader 'curl'" in bad.stderr
+
+
 class TestRuns:
     """Exit codes, reports and logs of real runs."""
 

@@ -472,3 +472,40 @@ class TestSimulationAndOptions:
                 files, "checksum", processor_options={"colour": "red"}, download_cache=cache_root
             )
         assert file_server.request_count() == 0
+
+
+class TestDownloaderSeam:
+    """Download backends come from the register_downloaders hook."""
+
+    def test_plugin_downloader_selected_by_name(self, cache_root: Path) -> None:
+        """A downloader registered by a plugin is used when settings name it."""
+        from download_pipeline_processor import Downloader
+
+        class Constant(Downloader):
+            def fetch(self, file_data: FileData, destination: Path, should_stop: Any) -> int:
+                destination.write_bytes(b"constant")
+                return 8
+
+        class Plugin:
+            __name__ = "constant-downloader"
+
+            @hookimpl
+            def register_downloaders(self, register: Any) -> None:
+                register("constant", Constant)
+
+        outcome = run_pipeline(
+            [{"url": "http://127.0.0.1:9/never-contacted"}],
+            "checksum",
+            plugins=[Plugin()],
+            downloader="constant",
+            download_cache=cache_root,
+        )
+        assert outcome.exit_code == 0
+        assert outcome.results[0]["sha256"] == hashlib.sha256(b"constant").hexdigest()
+
+    def test_unknown_downloader_is_usage_error(self, cache_root: Path) -> None:
+        """Naming a downloader nobody registered fails before any work with the choices."""
+        from download_pipeline_processor.errors import UnknownPluginError
+
+        with pytest.raises(UnknownPluginError, match="available: requests, simulated"):
+            run_pipeline([{"url": "http://127.0.0.1:9/x"}], downloader="nope")

@@ -23,7 +23,7 @@ from .options import declared_options, parse_key_values
 from .pipeline import ProcessingPipeline
 from .plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_manager
 from .registry import POST_PROCESSOR, PluginRegistry
-from .settings import PipelineSettings, default_cache_root
+from .settings import PROCESSING_MODES, PipelineSettings, default_cache_root
 
 logger = logging.getLogger("download_pipeline_processor")
 
@@ -243,6 +243,20 @@ def _graceful_signals(pipeline: ProcessingPipeline) -> Iterator[None]:
     help="Seconds for connecting and for each read.",
 )
 @click.option(
+    "--processing-mode",
+    type=click.Choice(PROCESSING_MODES),
+    default=_DEFAULTS.processing_mode,
+    help="Run processors in threads, or in worker processes for CPU-bound work "
+    "(the class must be importable and its results picklable).",
+)
+@click.option(
+    "--downloader",
+    metavar="NAME",
+    default=None,
+    help="Download backend registered by a plugin.  [default: requests, or simulated "
+    "with --simulate-downloads]",
+)
+@click.option(
     "--simulate-downloads",
     is_flag=True,
     help="Run every stage without network, with placeholder files.",
@@ -321,6 +335,8 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         timeout=params["timeout"],
         simulate_downloads=params["simulate_downloads"],
         simulate_delay=delay,
+        processing_mode=params["processing_mode"],
+        downloader=params["downloader"],
     )
     pipeline = ProcessingPipeline(
         params["processor"],

@@ -31,6 +31,7 @@ from .file_data import FileData
 from .inputs import FileListSource, load_file_list
 from .options import resolve_options
 from .plugins import PipelinePluginManager, create_plugin_manager, has_observers, notify_observers
+from .process_pool import ProcessProcessor, start_process_processors
 from .registry import DOWNLOADER, POST_PROCESSOR, PROCESSOR, PluginKind, PluginRegistry
 from .settings import PipelineSettings
 from .summary import RunSummary
@@ -164,15 +165,17 @@ class ProcessingPipeline:
 
     def _build_processors(self) -> list[BaseProcessor]:
         label = f"processor {_label(self.processor_class)}"
+        if self.settings.processing_mode == "process":
+            options = resolve_options(self.processor_class, self.processor_options, label)
+            return list(
+                start_process_processors(
+                    self.processor_class, options, label, self.settings.processing_limit
+                )
+            )
         return [
             build_plugin(self.processor_class, self.processor_options, label)
             for _ in range(self.settings.processing_limit)
         ]
-
-    def _build_downloader(self) -> Downloader:
-        cls = self.registry.resolve(DOWNLOADER, self.settings.downloader_name)
-        downloader: Downloader = cls(self.settings)
-        return downloader
 
     # -- control ----------------------------------------------------------------
 
@@ -196,9 +199,16 @@ class ProcessingPipeline:
         any download when the input or a plugin's options are invalid.
         """
         entries = load_file_list(files, self.settings.allowed_schemes)
+        downloader_class = self.registry.resolve(DOWNLOADER, self.settings.downloader_name)
         processors = self._build_processors()
-        self.post_processors = self._build_post_processors()
-        return _Run(self, entries, processors).execute()
+        try:
+            self.post_processors = self._build_post_processors()
+        except BaseException:
+            for processor in processors:
+                if isinstance(processor, ProcessProcessor):
+                    processor.terminate()
+            raise
+        return _Run(self, entries, processors, downloader_class).execute()
 
 
 def _label(spec: Any) -> str:
@@ -217,8 +227,10 @@ class _Run:
         pipeline: ProcessingPipeline,
         entries: Iterator[FileData],
         processors: list[BaseProcessor],
+        downloader_class: type[Downloader],
     ) -> None:
         self.pipeline = pipeline
+        self.downloader_class = downloader_class
         self.settings = pipeline.settings
         self.stop_event = pipeline._stop_event
         self.manager = pipeline.plugin_manager
@@ -358,6 +370,7 @@ class _Run:
     # -- orchestration ------------------------------------------------------------
 
     def execute(self) -> int:
+        """Run the stages to the end (or to a stop) and return the exit code."""
         settings = self.settings
         started = time.monotonic()
         self.cache.open()
@@ -365,7 +378,7 @@ class _Run:
         post_thread = _thread(self._post_process_worker, "post-process")
         observers = self._register_instance_hooks()
         try:
-            downloader = self.pipeline._build_downloader()
+            downloader = self.downloader_class(settings)
             notify_observers(self.manager, "pipeline_started", settings=settings)
             stage = DownloadStage(downloader, self.cache, settings, self.stop_event)
             post_thread.start()
@@ -390,17 +403,7 @@ class _Run:
                         raise
                     self.pipeline.stop(130)
         finally:
-            if post_thread.is_alive():
-                self.finished.put(_DONE)
-                post_thread.join()
-            for post_processor in self.pipeline.post_processors:
-                try:
-                    post_processor.close()
-                except Exception:
-                    logger.warning("post-processor close() failed", exc_info=True)
-            if downloader is not None:
-                downloader.close()
-            self.cache.close()
+            self._shut_down(post_thread, downloader)
             self.summary.elapsed = time.monotonic() - started
             self.summary.total = self.summary.succeeded + self.summary.failed
             self.summary.stopped_with = self.pipeline._stop_code
@@ -410,6 +413,24 @@ class _Run:
         if self.summary.stopped_with is not None:
             return self.summary.stopped_with
         return 1 if self.summary.failed else 0
+
+    def _shut_down(self, post_thread: threading.Thread, downloader: Downloader | None) -> None:
+        """Let the post-processor finish what it was given, then release everything."""
+        if post_thread.is_alive():
+            self.finished.put(_DONE)
+            post_thread.join()
+        for post_processor in self.pipeline.post_processors:
+            try:
+                post_processor.close()
+            except Exception:
+                logger.warning("post-processor close() failed", exc_info=True)
+        if downloader is not None:
+            downloader.close()
+        for processor in self.processors:
+            # Workers of processing threads abandoned at a stop are still busy.
+            if isinstance(processor, ProcessProcessor):
+                processor.terminate()
+        self.cache.close()
 
     def _register_instance_hooks(self) -> list[str]:
         """Let post-processor instances observe this run through ``@hookimpl`` methods.

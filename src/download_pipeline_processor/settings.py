@@ -11,6 +11,7 @@ from typing import Any
 from .errors import UsageError
 
 DEFAULT_CACHE_FOLDER = "download-pipeline-processor"
+PROCESSING_MODES = ("thread", "process")
 
 
 def default_cache_root() -> Path:
@@ -52,6 +53,9 @@ class PipelineSettings:
     allowed_schemes: tuple[str, ...] = ("http", "https")
     #: Seconds in-flight work gets to finish after a stop before it is abandoned.
     stop_grace: float = 2.0
+    #: Where processors run: "thread" (default) or "process" (one worker process
+    #: per processing slot, for CPU-bound processors).
+    processing_mode: str = "thread"
     #: Extra request headers for every download (never logged).
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -71,6 +75,11 @@ class PipelineSettings:
         for name, value, ok in checks:
             if not ok:
                 raise UsageError(f"invalid setting {name}={value!r}")
+        if self.processing_mode not in PROCESSING_MODES:
+            raise UsageError(
+                f"invalid setting processing_mode={self.processing_mode!r}; "
+                f"choose one of {', '.join(PROCESSING_MODES)}"
+            )
         low, high = self.simulate_delay
         if not 0 <= low <= high:
             raise UsageError(f"invalid setting simulate_delay={self.simulate_delay!r}")

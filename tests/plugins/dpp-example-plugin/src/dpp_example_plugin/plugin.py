@@ -23,6 +23,30 @@ class UpperProcessor(BaseProcessor):
         return self.prefix + head.upper()
 
 
+class PidProcessor(BaseProcessor):
+    """Returns the id of the process it ran in; for tests of the process mode.
+
+    ``crash_on`` makes the worker die (``os._exit``) on files whose id starts
+    with it; ``unpicklable`` returns a result that cannot cross processes.
+    """
+
+    options = (
+        Option("crash_on", default="", help="id prefix of files that kill the worker"),
+        Option("unpicklable", type=bool, default=False, help="return a lambda"),
+    )
+
+    def __init__(self, crash_on: str = "", unpicklable: bool = False) -> None:
+        self.crash_on = crash_on
+        self.unpicklable = unpicklable
+
+    def process(self, file_data: FileData) -> Any:
+        if self.crash_on and file_data.id.startswith(self.crash_on):
+            os._exit(3)
+        if self.unpicklable:
+            return lambda: None
+        return os.getpid()
+
+
 class CountPostProcessor(BasePostProcessor):
     """Counts files and prints the count at the end (to stdout)."""
 
@@ -41,6 +65,7 @@ class CountPostProcessor(BasePostProcessor):
 @hookimpl
 def register_processors(register: Any) -> None:
     register("example-upper", UpperProcessor)
+    register("example-pid", PidProcessor)
 
 
 @hookimpl

@@ -1,0 +1,177 @@
+"""Running processors in worker processes, for CPU-bound work the GIL would serialise.
+
+Each processing thread of the pipeline drives one worker process through a
+pipe, so queues, backpressure and stopping work exactly as in thread mode; only
+``process()`` runs elsewhere.  ``FileData`` goes to the worker and the result
+comes back by pickling, so the processor class must be importable by name (a
+registered plugin or ``module:ClassName``) and its results picklable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import pickle
+import signal
+from collections.abc import Mapping
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .base_processor import BaseProcessor
+from .errors import PipelineError, PluginError
+from .file_data import FileData
+
+#: Seconds a worker gets to exit after it is told to, before it is terminated.
+EXIT_TIMEOUT = 5.0
+
+# "spawn" everywhere: forking a process that already runs threads (ours, a
+# test server's, a library's) can copy a held lock into the child and hang it.
+_CONTEXT = multiprocessing.get_context("spawn")
+
+
+class WorkerProcessError(PipelineError):
+    """The worker process died or could not send back what it produced."""
+
+
+class RemoteProcessingError(PipelineError):
+    """A processor exception that could not be pickled, carried back as text."""
+
+
+def _portable(error: BaseException) -> BaseException:
+    """``error`` if it survives pickling, else a stand-in carrying its text."""
+    try:
+        pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, just made
+    except Exception:  # noqa: BLE001 - any pickling failure means "send the text"
+        return RemoteProcessingError(f"{type(error).__name__}: {error}")
+    return error
+
+
+def _serve(connection: Connection, processor_class: type, options: Mapping[str, Any]) -> None:
+    """The worker process: build one processor, then process what arrives until told to stop."""
+    # Ctrl-C reaches the whole process group; the parent decides how to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        processor = processor_class(**options)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent as a set-up error
+        connection.send(("error", _portable(exc)))
+        return
+    connection.send(("ready", None))
+    try:
+        while True:
+            try:
+                file_data = connection.recv()
+            except EOFError:
+                return
+            if file_data is None:
+                return
+            try:
+                reply: tuple[str, Any] = ("ok", processor.process(file_data))
+            except BaseException as exc:  # noqa: BLE001 - the file's failure, not the worker's
+                reply = ("error", _portable(exc))
+            try:
+                connection.send(reply)
+            except Exception as exc:  # noqa: BLE001 - an unpicklable result fails that file
+                connection.send(("error", WorkerProcessError(f"result cannot be sent back: {exc}")))
+    finally:
+        processor.close()
+
+
+class ProcessProcessor(BaseProcessor):
+    """Stands in for a processor in the pipeline and runs the real one in a worker process.
+
+    A worker that dies fails the file it was processing and is started again
+    for the next file.
+    """
+
+    def __init__(self, processor_class: type, options: Mapping[str, Any], label: str) -> None:
+        self.processor_class = processor_class
+        self.processor_options = dict(options)
+        self.label = label
+        self._start()
+
+    def _start(self) -> None:
+        parent, child = _CONTEXT.Pipe()
+        self._connection = parent
+        self._process = _CONTEXT.Process(
+            target=_serve,
+            args=(child, self.processor_class, self.processor_options),
+            name="dpp-processor",
+            daemon=True,
+        )
+        try:
+            self._process.start()
+        except (pickle.PicklingError, AttributeError, TypeError) as exc:
+            raise PluginError(
+                f"{self.label} cannot run in worker processes: its class or options cannot "
+                f"be pickled ({exc}); use a registered plugin or module:ClassName"
+            ) from exc
+        finally:
+            child.close()
+        self._ready = False
+
+    def wait_ready(self) -> None:
+        """Wait for the worker's processor to be built; raise its set-up error if any."""
+        if self._ready:
+            return
+        try:
+            kind, payload = self._connection.recv()
+        except EOFError:
+            self._process.join(EXIT_TIMEOUT)
+            raise PluginError(
+                f"{self.label}: worker process exited during set-up "
+                f"(exit code {self._process.exitcode})"
+            ) from None
+        if kind == "error":
+            if isinstance(payload, TypeError):
+                raise PluginError(f"{self.label}: {payload}") from payload
+            raise PluginError(
+                f"{self.label}: cannot be set up: {type(payload).__name__}: {payload}"
+            ) from payload
+        self._ready = True
+
+    def process(self, file_data: FileData) -> Any:
+        if not self._process.is_alive():
+            self._start()
+            self.wait_ready()
+        try:
+            self._connection.send(file_data)
+            kind, payload = self._connection.recv()
+        except (EOFError, OSError) as exc:
+            self._process.join(EXIT_TIMEOUT)
+            raise WorkerProcessError(
+                f"worker process died (exit code {self._process.exitcode})"
+            ) from exc
+        if kind == "error":
+            raise payload
+        return payload
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            with contextlib.suppress(OSError):
+                self._connection.send(None)
+            self._process.join(EXIT_TIMEOUT)
+        self.terminate()
+        self._connection.close()
+
+    def terminate(self) -> None:
+        """Stop the worker at once (it is ours: we started it and know its PID)."""
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(EXIT_TIMEOUT)
+
+
+def start_process_processors(
+    processor_class: type, options: Mapping[str, Any], label: str, count: int
+) -> list[ProcessProcessor]:
+    """Start ``count`` workers at once, then wait until every one is ready."""
+    workers: list[ProcessProcessor] = []
+    try:
+        for _ in range(count):
+            workers.append(ProcessProcessor(processor_class, options, label))
+        for worker in workers:
+            worker.wait_ready()
+    except BaseException:
+        for worker in workers:
+            worker.terminate()
+        raise
+    return workers

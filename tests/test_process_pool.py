@@ -1,0 +1,189 @@
+"""Processing in worker processes (--processing-mode process)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dpp_example_plugin.plugin import PidProcessor
+
+from download_pipeline_processor import BaseProcessor, FileData
+from download_pipeline_processor.errors import PluginError, PluginOptionError
+from download_pipeline_processor.process_pool import WorkerProcessError
+from download_pipeline_processor.testing import FileServer, leftover_files, run_pipeline
+
+
+def _files(server: FileServer, count: int, prefix: str = "f") -> list[dict[str, Any]]:
+    return [
+        {"id": f"{prefix}{i}", "url": server.add(f"/{prefix}{i}.bin", f"body {i}".encode())}
+        for i in range(count)
+    ]
+
+
+class TestProcessMode:
+    """Processors run in worker processes and results come back by pickling."""
+
+    def test_checksum_in_processes(self, file_server: FileServer, cache_root: Path) -> None:
+        """The built-in checksum processor gives the same digests in process mode."""
+        files = _files(file_server, 12)
+        outcome = run_pipeline(
+            files,
+            "checksum",
+            processing_mode="process",
+            processing_limit=2,
+            download_cache=cache_root,
+        )
+        assert outcome.exit_code == 0
+        digests = {fd.id: result["sha256"] for result, fd in outcome.outcomes}
+        expected = {f"f{i}": hashlib.sha256(f"body {i}".encode()).hexdigest() for i in range(12)}
+        assert digests == expected
+        assert leftover_files(cache_root) == []
+
+    def test_runs_outside_this_process(self, file_server: FileServer, cache_root: Path) -> None:
+        """Every result comes from a worker process, at most processing_limit of them."""
+        outcome = run_pipeline(
+            _files(file_server, 20),
+            PidProcessor,
+            processing_mode="process",
+            processing_limit=2,
+            download_cache=cache_root,
+        )
+        pids = set(outcome.results)
+        assert os.getpid() not in pids
+        assert 1 <= len(pids) <= 2
+
+    def test_dead_worker_fails_one_file_and_restarts(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """A worker that dies fails only its file; the next files get a fresh worker."""
+        files = _files(file_server, 6) + _files(file_server, 1, prefix="crash")
+        outcome = run_pipeline(
+            files,
+            PidProcessor,
+            processor_options={"crash_on": "crash"},
+            processing_mode="process",
+            processing_limit=1,
+            download_cache=cache_root,
+        )
+        assert outcome.exit_code == 1
+        (failure,) = outcome.failures
+        assert failure.id == "crash0"
+        assert failure.error is not None
+        assert failure.error.stage == "process"
+        assert isinstance(failure.error.error, WorkerProcessError)
+        assert len(outcome.results) == 6
+
+    def test_unpicklable_result_fails_the_file(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """A result that cannot be sent back fails that file with a clear message."""
+        outcome = run_pipeline(
+            _files(file_server, 2),
+            PidProcessor,
+            processor_options={"unpicklable": "yes"},
+            processing_mode="process",
+            processing_limit=1,
+            download_cache=cache_root,
+        )
+        assert outcome.exit_code == 1
+        assert all("cannot be sent back" in str(fd.error) for fd in outcome.failures)
+        assert len(outcome.failures) == 2
+
+    def test_processor_exception_comes_back(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """An exception raised in the worker is recorded on the file as it was raised."""
+        outcome = run_pipeline(
+            _files(file_server, 1),
+            "checksum",
+            processing_mode="process",
+            processing_limit=1,
+            download_cache=cache_root,
+            simulate_downloads=True,
+            simulate_delay=(0.0, 0.0),
+        )
+        assert outcome.exit_code == 0
+        outcome = run_pipeline(
+            [{"url": file_server.url("/nothing.bin"), "id": "x"}],
+            "checksum",
+            processing_mode="process",
+            processing_limit=1,
+            download_cache=cache_root,
+        )
+        assert outcome.failures[0].error.stage == "download"  # type: ignore[union-attr]
+
+
+class TestProcessModeSetup:
+    """Set-up problems surface before any download."""
+
+    def test_bad_option_before_download(self, file_server: FileServer, cache_root: Path) -> None:
+        """An invalid option value is a usage error and no request is made."""
+        with pytest.raises(PluginError, match="unsupported algorithm"):
+            run_pipeline(
+                _files(file_server, 1),
+                "checksum",
+                processor_options={"algorithm": "nope"},
+                processing_mode="process",
+                download_cache=cache_root,
+            )
+        with pytest.raises(PluginOptionError, match="unknown option"):
+            run_pipeline(
+                _files(file_server, 1),
+                "checksum",
+                processor_options={"nope": "1"},
+                processing_mode="process",
+                download_cache=cache_root,
+            )
+        assert file_server.request_count() == 0
+
+    def test_local_class_refused(self, file_server: FileServer, cache_root: Path) -> None:
+        """A class defined inside a function cannot be sent to a worker: exit-2 error."""
+
+        class Local(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                return None
+
+        with pytest.raises(PluginError, match="cannot run in worker processes"):
+            run_pipeline(
+                _files(file_server, 1),
+                Local,
+                processing_mode="process",
+                download_cache=cache_root,
+            )
+        assert file_server.request_count() == 0
+
+    def test_cli_process_mode(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """--processing-mode process selects worker processes from the command line."""
+        listing = tmp_path / "files.json"
+        listing.write_text(json.dumps(_files(file_server, 4)))
+        proc = subprocess.Popen(
+            [
+                str(cli_path),
+                "--files",
+                str(listing),
+                "--processor",
+                "example-pid",
+                "--processing-mode",
+                "process",
+                "--processing-limit",
+                "2",
+                "--post-processor",
+                "jsonl",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "example"},
+        )
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        pids = {json.loads(line)["result"] for line in out.splitlines()}
+        assert proc.pid not in pids
+        assert 1 <= len(pids) <= 2
