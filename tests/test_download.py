@@ -68,6 +68,25 @@ class ScopedServer:
         return [e for e in self._server.request_log if e[1].startswith(self.prefix + "/")]
 
 
+@pytest.fixture(autouse=True, params=["pooled", "session"])
+def transport(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Run every test over both transports of the requests downloader.
+
+    A ``.netrc`` file (here an empty one, named by NETRC) is one of the things
+    only a requests.Session honours, so its presence switches the downloader
+    to the session transport: a real switch, not a patched one.
+    """
+    if request.param == "session":
+        netrc = tmp_path / "netrc"
+        netrc.write_text("")
+        monkeypatch.setenv("NETRC", str(netrc))
+    else:
+        monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
 def shared_server() -> Iterator[FileServer]:
     """One loopback file server for the whole module."""

@@ -1,8 +1,17 @@
-"""The default download backend: requests, one pooled session per worker thread."""
+"""The default download backend, built on requests.
+
+Plain URLs go through :class:`~.pooled.PooledTransport`, the urllib3 pool
+under requests without requests' per-request set-up; URLs that need what only
+a ``requests.Session`` does (an environment proxy, credentials in the URL, a
+``.netrc``) go through a session per worker thread.  Both follow the same
+rules: identity encoding, bounded redirects to http/https only, the same
+retryable statuses, and a body shorter than its Content-Length is an error.
+"""
 
 from __future__ import annotations
 
 import email.utils
+import os
 import threading
 import time
 from pathlib import Path
@@ -15,9 +24,7 @@ from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownl
 from ..file_data import FileData
 from ..redact import scrub
 from ..settings import PipelineSettings
-
-#: Statuses worth another attempt besides every 5xx.
-RETRYABLE_STATUSES = frozenset({408, 429})
+from .pooled import PooledTransport, check_status
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -55,6 +62,37 @@ class RequestsDownloader(Downloader):
             "Accept-Encoding": "identity",
             **settings.headers,
         }
+        # Looked up once, not per request: requests would read these every time.
+        self._netrc = any(
+            Path(candidate).expanduser().exists()
+            for candidate in (os.environ.get("NETRC") or "~/.netrc", "~/_netrc")
+        )
+        self._proxied: dict[str, bool] = {}
+        self._pooled = PooledTransport(
+            workers=settings.download_workers,
+            timeout=settings.timeout,
+            chunk_size=settings.chunk_size,
+            max_redirects=settings.max_redirects,
+            headers=self._headers,
+            ca_bundle=os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("CURL_CA_BUNDLE")
+            or requests.utils.DEFAULT_CA_BUNDLE_PATH,
+        )
+
+    def _needs_session(self, url: str) -> bool:
+        """True when only a requests.Session handles ``url`` right (proxy, credentials)."""
+        if self._netrc:
+            return True
+        scheme, _, rest = url.partition("://")
+        authority = rest.partition("/")[0].partition("?")[0].partition("#")[0]
+        if "@" in authority:
+            return True
+        key = f"{scheme.lower()}://{authority.lower()}"
+        proxied = self._proxied.get(key)
+        if proxied is None:
+            proxied = bool(requests.utils.get_environ_proxies(key))
+            self._proxied[key] = proxied
+        return proxied
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
@@ -72,6 +110,8 @@ class RequestsDownloader(Downloader):
 
     def fetch(self, file_data: FileData, destination: Path, should_stop: threading.Event) -> int:
         url = file_data.url
+        if not self._needs_session(url):
+            return self._pooled.fetch(url, destination, should_stop)
         timeout = self.settings.timeout
         try:
             response = self._session().get(url, stream=True, timeout=(timeout, timeout))
@@ -91,14 +131,11 @@ class RequestsDownloader(Downloader):
 
     @staticmethod
     def _check_status(response: requests.Response) -> None:
-        status = response.status_code
-        if status < 400:
-            return
-        reason = f"HTTP {status} {response.reason or ''}".strip()
-        if status >= 500 or status in RETRYABLE_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise TransientDownloadError(reason, retry_after=retry_after)
-        raise PermanentDownloadError(reason)
+        check_status(
+            response.status_code,
+            response.reason or "",
+            parse_retry_after(response.headers.get("Retry-After")),
+        )
 
     def _stream(
         self,
@@ -139,6 +176,7 @@ class RequestsDownloader(Downloader):
         return written
 
     def close(self) -> None:
+        self._pooled.close()
         with self._sessions_lock:
             for session in self._sessions:
                 session.close()
