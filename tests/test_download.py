@@ -635,3 +635,33 @@ class TestSimulatedDownloader:
             timer.cancel()
         assert time.monotonic() - start < 1.0
         assert cached_files(cache) == []
+
+
+class TestProxies:
+    """Environment proxies are honoured, as requests honours them."""
+
+    def test_http_proxy_from_environment(
+        self, server: ScopedServer, make_stage: StageFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With HTTP_PROXY set, a URL on an unreachable host is fetched through the proxy."""
+        server.add("/via-proxy.bin", b"proxied body")
+        monkeypatch.setenv("HTTP_PROXY", server.base_url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        # .invalid never resolves (RFC 2606): only the proxy can answer.
+        file_data = FileData(f"http://files.invalid/{server.prefix.strip('/')}/via-proxy.bin")
+        stage = make_stage()
+        assert stage.download(0, file_data) == len(b"proxied body")
+        assert file_data.local_path is not None
+        assert file_data.local_path.read_bytes() == b"proxied body"
+        assert server.request_count("/via-proxy.bin") == 1
+
+    def test_no_proxy_goes_direct(
+        self, server: ScopedServer, make_stage: StageFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A host listed in NO_PROXY is fetched directly even when a proxy is set."""
+        url = server.add("/direct.bin", b"direct")
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        file_data = FileData(url)
+        assert make_stage().download(0, file_data) == 6

@@ -72,6 +72,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         server = self.server
         path = self.path.split("?", 1)[0]
+        if "://" in path:
+            # An absolute URI: a client using this server as its HTTP proxy.
+            path = "/" + path.split("://", 1)[1].partition("/")[2]
         with server.lock:
             count = server.counts[path]
             server.counts[path] += 1
@@ -131,6 +134,9 @@ class _Server(ThreadingHTTPServer):
 
 class FileServer:
     """A threaded HTTP/1.1 server on 127.0.0.1 serving in-memory files.
+
+    It also answers as an HTTP forward proxy: a request for an absolute URL is
+    served from the route of that URL's path, whatever its host.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
