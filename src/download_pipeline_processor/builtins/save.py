@@ -106,7 +106,9 @@ class SaveProcessor(BaseProcessor):
         # Defence in depth: safe_filename already yields a single component.
         if component in ("", ".", "..") or Path(component).name != component:
             raise ValueError(f"unsafe file name {component!r}")
-        if target.parent.resolve() != self.dest:
+        # dest was resolved once at start; a single component keeps target directly
+        # in it, so a plain comparison (no per-file realpath syscalls) suffices.
+        if target.parent != self.dest:
             raise ValueError(f"{target} is not inside {self.dest}")
         return target
 
