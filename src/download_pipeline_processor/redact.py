@@ -20,9 +20,9 @@ def redact_url(url: str) -> str:
         # Fast paths for the common shapes; this runs for every file reported.
         _scheme, sep, rest = url.partition("://")
         authority = rest.partition("/")[0].partition("?")[0].partition("#")[0]
-        host, colon, port = authority.partition(":")
-        plain_port = not colon or (port.isdigit() and int(port) <= 65535)
-        if sep and host and plain_port and not any(c in authority for c in "@["):
+        plain_host, colon, port_text = authority.partition(":")
+        plain_port = not colon or (port_text.isdigit() and int(port_text) <= 65535)
+        if sep and plain_host and plain_port and not any(c in authority for c in "@["):
             base, query_mark, query = url.partition("#")[0].partition("?")
             return base + ("?" + REDACTED if query_mark and query else "")
     try:

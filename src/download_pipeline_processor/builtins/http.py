@@ -20,11 +20,11 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..downloader import Downloader
-from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
+from ..errors import PermanentDownloadError, TransientDownloadError
 from ..file_data import FileData
 from ..redact import scrub
 from ..settings import PipelineSettings
-from .pooled import PooledTransport, check_status
+from .pooled import PooledTransport, check_status, stream_to_file
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -127,7 +127,9 @@ class RequestsDownloader(Downloader):
             raise TransientDownloadError(_describe(exc, url)) from exc
         with response:
             self._check_status(response)
-            return self._stream(response, destination, should_stop, url)
+            return stream_to_file(
+                response.raw, destination, should_stop, url, self.settings.chunk_size
+            )
 
     @staticmethod
     def _check_status(response: requests.Response) -> None:
@@ -136,44 +138,6 @@ class RequestsDownloader(Downloader):
             response.reason or "",
             parse_retry_after(response.headers.get("Retry-After")),
         )
-
-    def _stream(
-        self,
-        response: requests.Response,
-        destination: Path,
-        should_stop: threading.Event,
-        url: str,
-    ) -> int:
-        expected: int | None = None
-        if "Content-Encoding" not in response.headers:
-            length = response.headers.get("Content-Length", "")
-            expected = int(length) if length.isdigit() else None
-        written = 0
-        try:
-            with destination.open("wb") as out:
-                for chunk in response.iter_content(chunk_size=self.settings.chunk_size):
-                    if should_stop.is_set():
-                        raise PipelineInterrupted("run stopped during the download")
-                    out.write(chunk)
-                    written += len(chunk)
-        except (
-            requests.ConnectionError,
-            requests.Timeout,
-            requests.exceptions.ChunkedEncodingError,
-            requests.exceptions.ContentDecodingError,
-        ) as exc:
-            if expected is not None and written < expected:
-                # urllib3 2 raises on a short body itself, before the length check below.
-                raise TransientDownloadError(
-                    f"truncated body: connection broken after {written} of {expected} bytes: "
-                    f"{_describe(exc, url)}"
-                ) from exc
-            raise TransientDownloadError(
-                f"connection broken after {written} bytes: {_describe(exc, url)}"
-            ) from exc
-        if expected is not None and written != expected:
-            raise TransientDownloadError(f"truncated body: got {written} of {expected} bytes")
-        return written
 
     def close(self) -> None:
         self._pooled.close()

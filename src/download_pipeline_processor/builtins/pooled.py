@@ -39,6 +39,56 @@ def _describe(error: BaseException, url: str) -> str:
     return scrub(f"{type(error).__name__}: {error}", url)
 
 
+def stream_to_file(
+    response: urllib3.BaseHTTPResponse,
+    destination: Path,
+    should_stop: threading.Event,
+    url: str,
+    chunk_size: int,
+) -> int:
+    """Write the body of ``response`` to ``destination`` in chunks; return its size.
+
+    A body shorter than its Content-Length, or a connection broken midway, is a
+    :class:`TransientDownloadError`; a stop request interrupts between chunks.
+    """
+    expected: int | None = None
+    if "Content-Encoding" not in response.headers:
+        length = response.headers.get("Content-Length", "")
+        expected = int(length) if length.isdigit() else None
+    written = 0
+    # os-level writes: no buffer copy, and fewer syscalls than a file object's.
+    descriptor = os.open(destination, _WRITE_FLAGS, 0o644)
+    try:
+        while True:
+            chunk = response.read(chunk_size)
+            if not chunk:
+                break
+            if should_stop.is_set():
+                response.close()
+                raise PipelineInterrupted("run stopped during the download")
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            written += len(chunk)
+            if expected is not None and written >= expected:
+                break
+    except HTTPError as exc:
+        response.close()
+        if expected is not None and written < expected:
+            raise TransientDownloadError(
+                f"truncated body: connection broken after {written} of {expected} bytes: "
+                f"{_describe(exc, url)}"
+            ) from exc
+        raise TransientDownloadError(
+            f"connection broken after {written} bytes: {_describe(exc, url)}"
+        ) from exc
+    finally:
+        os.close(descriptor)
+    if expected is not None and written != expected:
+        raise TransientDownloadError(f"truncated body: got {written} of {expected} bytes")
+    return written
+
+
 class PooledTransport:
     """GETs over one shared, thread-safe urllib3 pool manager, streaming to a file."""
 
@@ -103,54 +153,10 @@ class PooledTransport:
                     response.reason or "",
                     parse_retry_after(response.headers.get("Retry-After")),
                 )
-                return self._stream(response, destination, should_stop, url)
+                return stream_to_file(response, destination, should_stop, url, self.chunk_size)
             finally:
                 response.release_conn()
         raise PermanentDownloadError(f"redirect loop or more than {self.max_redirects} redirects")
-
-    def _stream(
-        self,
-        response: urllib3.BaseHTTPResponse,
-        destination: Path,
-        should_stop: threading.Event,
-        url: str,
-    ) -> int:
-        expected: int | None = None
-        if "Content-Encoding" not in response.headers:
-            length = response.headers.get("Content-Length", "")
-            expected = int(length) if length.isdigit() else None
-        written = 0
-        # os-level writes: no buffer copy, and fewer syscalls than a file object's.
-        descriptor = os.open(destination, _WRITE_FLAGS, 0o644)
-        try:
-            while True:
-                chunk = response.read(self.chunk_size)
-                if not chunk:
-                    break
-                if should_stop.is_set():
-                    response.close()
-                    raise PipelineInterrupted("run stopped during the download")
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(descriptor, view) :]
-                written += len(chunk)
-                if expected is not None and written >= expected:
-                    break
-        except HTTPError as exc:
-            response.close()
-            if expected is not None and written < expected:
-                raise TransientDownloadError(
-                    f"truncated body: connection broken after {written} of {expected} bytes: "
-                    f"{_describe(exc, url)}"
-                ) from exc
-            raise TransientDownloadError(
-                f"connection broken after {written} bytes: {_describe(exc, url)}"
-            ) from exc
-        finally:
-            os.close(descriptor)
-        if expected is not None and written != expected:
-            raise TransientDownloadError(f"truncated body: got {written} of {expected} bytes")
-        return written
 
     def close(self) -> None:
         """Close every pooled connection."""
