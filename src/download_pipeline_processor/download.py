@@ -6,8 +6,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-
-import tenacity
+from typing import TYPE_CHECKING
 
 from .cache import DownloadCache
 from .downloader import Downloader
@@ -15,6 +14,9 @@ from .errors import PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
 from .redact import redact_url
 from .settings import PipelineSettings
+
+if TYPE_CHECKING:
+    import tenacity
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,9 @@ class DownloadStage:
         delay = self._delay(first, 1)
         self._log_retry(file_data, 1, delay, first)
         self._sleep(delay)
+        # Imported here: most runs never retry, and tenacity costs start-up time.
+        import tenacity
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientDownloadError),
             stop=(

@@ -13,9 +13,9 @@ entry abandoned at a stop is never reported twice.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,7 +31,6 @@ from .file_data import FileData
 from .inputs import FileListSource, load_file_list
 from .options import resolve_options
 from .plugins import PipelinePluginManager, create_plugin_manager, has_observers, notify_observers
-from .process_pool import ProcessProcessor, start_process_processors
 from .registry import DOWNLOADER, POST_PROCESSOR, PROCESSOR, PluginKind, PluginRegistry
 from .settings import PipelineSettings
 from .summary import RunSummary
@@ -54,6 +53,8 @@ PostProcessCall = Callable[[Any, FileData], None]
 
 def _post_process_caller(post_processor: BasePostProcessor) -> PostProcessCall:
     """Adapt the seed's one-argument ``post_process(result)`` to the two-argument form."""
+    import inspect
+
     method = post_processor.post_process
     try:
         parameters = list(inspect.signature(method).parameters.values())
@@ -166,6 +167,8 @@ class ProcessingPipeline:
     def _build_processors(self) -> list[BaseProcessor]:
         label = f"processor {_label(self.processor_class)}"
         if self.settings.processing_mode == "process":
+            from .process_pool import start_process_processors
+
             options = resolve_options(self.processor_class, self.processor_options, label)
             return list(
                 start_process_processors(
@@ -204,9 +207,7 @@ class ProcessingPipeline:
         try:
             self.post_processors = self._build_post_processors()
         except BaseException:
-            for processor in processors:
-                if isinstance(processor, ProcessProcessor):
-                    processor.terminate()
+            _terminate_workers(processors)
             raise
         return _Run(self, entries, processors, downloader_class).execute()
 
@@ -426,10 +427,8 @@ class _Run:
                 logger.warning("post-processor close() failed", exc_info=True)
         if downloader is not None:
             downloader.close()
-        for processor in self.processors:
-            # Workers of processing threads abandoned at a stop are still busy.
-            if isinstance(processor, ProcessProcessor):
-                processor.terminate()
+        # Workers of processing threads abandoned at a stop may still be busy.
+        _terminate_workers(self.processors)
         self.cache.close()
 
     def _register_instance_hooks(self) -> list[str]:
@@ -468,6 +467,17 @@ class _Run:
     def _count_not_started(self) -> None:
         with self.entries_lock:
             self.summary.not_started = sum(1 for _ in self.entries)
+
+
+def _terminate_workers(processors: list[BaseProcessor]) -> None:
+    """Stop the worker processes of process mode at once (no-op in thread mode)."""
+    # No worker can exist unless process mode imported its module.
+    pool = sys.modules.get(f"{__package__}.process_pool")
+    if pool is None:
+        return
+    for processor in processors:
+        if isinstance(processor, pool.ProcessProcessor):
+            processor.terminate()
 
 
 def _thread(target: Callable[..., None], name: str, *args: Any) -> threading.Thread:

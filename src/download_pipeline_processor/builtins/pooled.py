@@ -19,24 +19,9 @@ import urllib3
 from urllib3.exceptions import HTTPError, SSLError
 
 from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
-from ..redact import scrub
+from .http_rules import REDIRECT_STATUSES, check_status, describe
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-
-
-def check_status(status: int, reason: str, retry_after: float | None) -> None:
-    """Raise the download error an HTTP status means, if any."""
-    if status < 400:
-        return
-    text = f"HTTP {status} {reason}".strip()
-    if status >= 500 or status in (408, 429):
-        raise TransientDownloadError(text, retry_after=retry_after)
-    raise PermanentDownloadError(text)
-
-
-def _describe(error: BaseException, url: str) -> str:
-    return scrub(f"{type(error).__name__}: {error}", url)
 
 
 def stream_to_file(
@@ -77,10 +62,10 @@ def stream_to_file(
         if expected is not None and written < expected:
             raise TransientDownloadError(
                 f"truncated body: connection broken after {written} of {expected} bytes: "
-                f"{_describe(exc, url)}"
+                f"{describe(exc, url)}"
             ) from exc
         raise TransientDownloadError(
-            f"connection broken after {written} bytes: {_describe(exc, url)}"
+            f"connection broken after {written} bytes: {describe(exc, url)}"
         ) from exc
     finally:
         os.close(descriptor)
@@ -117,8 +102,6 @@ class PooledTransport:
 
     def fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
         """One attempt: follow redirects, check the status, stream the body to ``destination``."""
-        from .http import parse_retry_after
-
         current = url
         for _ in range(self.max_redirects + 1):
             try:
@@ -133,11 +116,11 @@ class PooledTransport:
                     timeout=self.timeout,
                 )
             except SSLError as exc:
-                raise PermanentDownloadError(_describe(exc, url)) from exc
+                raise PermanentDownloadError(describe(exc, url)) from exc
             except HTTPError as exc:
-                raise TransientDownloadError(_describe(exc, url)) from exc
+                raise TransientDownloadError(describe(exc, url)) from exc
             status = response.status
-            if status in _REDIRECTS and response.headers.get("Location"):
+            if status in REDIRECT_STATUSES and response.headers.get("Location"):
                 location = urljoin(current, response.headers["Location"])
                 response.drain_conn()
                 response.release_conn()
@@ -148,11 +131,7 @@ class PooledTransport:
             try:
                 if status >= 400:
                     response.drain_conn()
-                check_status(
-                    status,
-                    response.reason or "",
-                    parse_retry_after(response.headers.get("Retry-After")),
-                )
+                check_status(status, response.reason or "", response.headers.get("Retry-After"))
                 return stream_to_file(response, destination, should_stop, url, self.chunk_size)
             finally:
                 response.release_conn()
