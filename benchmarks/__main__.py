@@ -1,0 +1,169 @@
+"""``python -m benchmarks``: install, generate, serve, run, verify, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import report
+from .cases import (
+    ALL_CASES,
+    THROUGHPUT_CASES,
+    Context,
+    cpu_case,
+    latency_case,
+    sim_case,
+    throughput_case,
+)
+from .corpus import FULL_SPECS, QUICK_SPECS, Corpus, ensure_corpus
+from .install import ensure_tools
+from .nginx import NginxServer
+from .peers import REPO_ROOT, ProjectCli, tool_versions
+from .runner import Runner
+
+BENCH_DIR = Path(__file__).resolve().parent
+EXT4_WORK = BENCH_DIR / "work"
+TMPFS_WORK = Path("/dev/shm/dpp-bench")
+FILESYSTEMS = ("tmpfs", "ext4")
+
+
+def _parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    chosen = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [item for item in chosen if item not in allowed]
+    if unknown or not chosen:
+        raise SystemExit(f"--{what}: choose from {', '.join(allowed)} (got {text!r})")
+    return chosen
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark this project against aria2c, curl, wget and requests + threads.",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small corpora; writes work/RESULTS-quick.md"
+    )
+    parser.add_argument(
+        "--cases", default=",".join(ALL_CASES), help=f"comma list of {', '.join(ALL_CASES)}"
+    )
+    parser.add_argument("--reps", type=int, default=3, help="repetitions per tool and case")
+    parser.add_argument(
+        "--fs", default=",".join(FILESYSTEMS), help="comma list of tmpfs, ext4 (corpus cases)"
+    )
+    parser.add_argument(
+        "--no-install", action="store_true", help="do not apt-get/pip install missing tools"
+    )
+    args = parser.parse_args(argv)
+    args.cases = _parse_list(args.cases, ALL_CASES, "cases")
+    args.fs = _parse_list(args.fs, FILESYSTEMS, "fs")
+    if args.reps < 1:
+        raise SystemExit("--reps must be at least 1")
+    return args
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _corpora(args: argparse.Namespace) -> dict[str, Corpus]:
+    specs = QUICK_SPECS if args.quick else FULL_SPECS
+    needed = [name for name in THROUGHPUT_CASES if name in args.cases]
+    if "cpu" in args.cases and "small" not in needed:
+        needed.append("small")
+    corpora = {}
+    for name in needed:
+        corpus, made = ensure_corpus(EXT4_WORK / "corpus", specs[name])
+        _say(f"corpus {corpus.spec.folder}: {'generated' if made else 'reused'}")
+        corpus.warm()
+        corpora[name] = corpus
+    return corpora
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected cases and write the results."""
+    args = parse_args(argv)
+    command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
+    started = datetime.now(timezone.utc)
+    load_before = os.getloadavg()
+    if not args.no_install:
+        for step in ensure_tools():
+            _say(f"installed: {step}")
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    fs_roots = {"ext4": EXT4_WORK, "tmpfs": TMPFS_WORK}
+    logs_dir = EXT4_WORK / "logs" / stamp
+    runner = Runner(logs_dir, EXT4_WORK / f"runs-{stamp}.jsonl")
+    cli = ProjectCli()
+    # Taken before the run: the commit and versions are those that were measured.
+    info = report.machine_info(REPO_ROOT, tool_versions(cli))
+    notes = [
+        "this project's runs use the `save` processor (files verified on disk)"
+        if cli.has_save
+        else "no `save` processor is installed yet: this project's runs use `checksum` and "
+        "write one jsonl line per file; the reported sha256 values are verified",
+        "latency, cpu and sim cases run on tmpfs only; the simulation case is verified by "
+        "its exit code (0: every entry succeeded)",
+    ]
+    if "uncommitted" in info["commit"]:
+        notes.append(
+            "the working tree had uncommitted changes when this run started (work in progress): "
+            "the figures are those of that tree, not of the commit alone"
+        )
+    if not cli.has_process_mode:
+        notes.append("the CLI has no processing-process mode yet: the `cpu` case shows n/a for it")
+    ctx = Context(runner, cli, fs_roots, logs_dir, args.reps, args.quick)
+    nginx: NginxServer | None = None
+    try:
+        corpora = _corpora(args)
+        if corpora:
+            nginx = NginxServer(EXT4_WORK / "corpus", EXT4_WORK / "nginx")
+            nginx.start()
+            _say(f"nginx (pid {nginx.pid}) on {nginx.base_url}")
+        for case in args.cases:
+            if case in THROUGHPUT_CASES:
+                assert nginx is not None
+                throughput_case(ctx, corpora[case], nginx.base_url, args.fs)
+            elif case == "latency":
+                latency_case(ctx)
+            elif case == "cpu":
+                assert nginx is not None
+                cpu_case(ctx, corpora["small"], nginx.base_url)
+            elif case == "sim":
+                sim_case(ctx)
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        # Free the memory tmpfs holds; lists and outputs are rebuilt every run.
+        shutil.rmtree(TMPFS_WORK, ignore_errors=True)
+    rows = report.aggregate(runner.records)
+    text = report.render(
+        rows,
+        info,
+        command=command,
+        started=started,
+        load=(load_before, os.getloadavg()),
+        notes=notes,
+    )
+    results = EXT4_WORK / "RESULTS-quick.md" if args.quick else BENCH_DIR / "RESULTS.md"
+    results.write_text(text)
+    raw = {
+        "command": command,
+        "machine": info,
+        "runs": [asdict(r) for r in runner.records],
+        "rows": [asdict(r) for r in rows],
+    }
+    (EXT4_WORK / f"runs-{stamp}.json").write_text(json.dumps(raw, indent=1))
+    print(report.markdown_table(rows))
+    _say(f"written: {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""The benchmark cases: what each downloads, with which tools, on which file system."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from .corpus import Corpus, Entry, corpus_entries, write_lists
+from .peers import (
+    PROCESS_MODE_FLAG,
+    PROCESS_MODE_VALUE,
+    Invocation,
+    Job,
+    ProjectCli,
+    Tool,
+    aria2_tool,
+    baseline_tool,
+    curl_tool,
+    project_tool,
+    wget_tool,
+)
+from .processes import ChildServer, free_port
+from .runner import Runner
+from .slow_server import make_body
+
+THROUGHPUT_CASES = ("small", "medium", "large")
+ALL_CASES = (*THROUGHPUT_CASES, "latency", "cpu", "sim")
+#: Seconds one run of one tool may take, per case, before it is killed and marked failed.
+TIMEOUTS = {
+    "small": 300.0,
+    "medium": 300.0,
+    "large": 600.0,
+    "latency": 300.0,
+    "cpu": 300.0,
+    "sim": 600.0,
+}
+DOWNLOAD_CONCURRENCY = 16
+LATENCY_WORKERS = (16, 64, 256)
+LATENCY_DELAY = 0.05
+LATENCY_BODY = 16 * 1024
+CPU_PROCESSOR = "benchmarks.cpu_processor:CpuBoundProcessor"
+CPU_PROCESSING_LIMIT = 2
+#: Few download workers in the CPU case: downloads are not what it measures.
+CPU_DOWNLOAD_WORKERS = 4
+#: (full, quick) sizes of the cases that are not corpora.
+LATENCY_FILES = (2000, 500)
+CPU_FILES = (300, 100)
+SIM_FILES = (100_000, 10_000)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every case needs."""
+
+    runner: Runner
+    cli: ProjectCli
+    fs_roots: dict[str, Path]
+    logs_dir: Path
+    reps: int
+    quick: bool
+
+    def size(self, pair: tuple[int, int]) -> int:
+        """The full or the quick figure."""
+        return pair[1] if self.quick else pair[0]
+
+
+def _job(
+    ctx: Context,
+    *,
+    case: str,
+    fs: str,
+    entries: list[Entry],
+    expected: Counter[str],
+    total_bytes: int,
+    concurrency: int,
+) -> Job:
+    root = ctx.fs_roots[fs]
+    out_dir = root / "out"
+    lists = write_lists(root / "lists" / case, entries, out_dir)
+    return Job(
+        case=case,
+        fs=fs,
+        files=len(entries),
+        total_bytes=total_bytes,
+        expected=expected,
+        lists=lists,
+        out_dir=out_dir,
+        cache_dir=root / "cache",
+        results_path=root / "results" / "dpp.jsonl",
+        concurrency=concurrency,
+        timeout=TIMEOUTS.get(case.split("-", maxsplit=1)[0], 300.0),
+    )
+
+
+def _banner(text: str) -> None:
+    print(f"== {text}", file=sys.stderr, flush=True)
+
+
+def throughput_case(ctx: Context, corpus: Corpus, base_url: str, filesystems: list[str]) -> None:
+    """A corpus from nginx with this project and every peer at 16 connections."""
+    entries = corpus_entries(corpus, base_url)
+    tools = [project_tool(ctx.cli), aria2_tool(), curl_tool(), wget_tool(), baseline_tool()]
+    for fs in filesystems:
+        _banner(f"{corpus.spec.name}: {len(entries)} files on {fs}")
+        job = _job(
+            ctx,
+            case=corpus.spec.name,
+            fs=fs,
+            entries=entries,
+            expected=corpus.expected(),
+            total_bytes=corpus.total_bytes,
+            concurrency=DOWNLOAD_CONCURRENCY,
+        )
+        ctx.runner.run_job(job, tools, ctx.reps)
+
+
+def latency_case(ctx: Context) -> None:
+    """A server that answers after 50 ms: throughput against concurrency."""
+    files = ctx.size(LATENCY_FILES)
+    port = free_port()
+    server = ChildServer(
+        "slow server",
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.slow_server",
+            "--port",
+            str(port),
+            "--delay",
+            str(LATENCY_DELAY),
+            "--size",
+            str(LATENCY_BODY),
+        ],
+        ctx.logs_dir / "slow_server.log",
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    server.start(port)
+    try:
+        digest = hashlib.sha256(make_body(LATENCY_BODY)).hexdigest()
+        entries = [
+            Entry(f"l{index:05d}.bin", f"http://127.0.0.1:{port}/latency/l{index:05d}.bin")
+            for index in range(files)
+        ]
+        tools = [project_tool(ctx.cli, processor="checksum"), aria2_tool()]
+        for workers in LATENCY_WORKERS:
+            _banner(f"latency: {files} files, 50 ms each, {workers} at once")
+            job = _job(
+                ctx,
+                case=f"latency-{workers}",
+                fs="tmpfs",
+                entries=entries,
+                expected=Counter({digest: files}),
+                total_bytes=files * LATENCY_BODY,
+                concurrency=workers,
+            )
+            ctx.runner.run_job(job, tools, ctx.reps)
+    finally:
+        server.stop()
+
+
+def cpu_case(ctx: Context, corpus: Corpus, base_url: str) -> None:
+    """A pure-Python processor of ~20 ms per file: threads against processes."""
+    files = ctx.size(CPU_FILES)
+    entries = corpus_entries(corpus, base_url, limit=files)
+    expected = Counter(f.sha256 for f in corpus.files[:files])
+    _banner(f"cpu: {files} files, ~20 ms of pure Python each, {CPU_PROCESSING_LIMIT} workers")
+    job = _job(
+        ctx,
+        case="cpu",
+        fs="tmpfs",
+        entries=entries,
+        expected=expected,
+        total_bytes=files * corpus.spec.size,
+        concurrency=CPU_DOWNLOAD_WORKERS,
+    )
+    limit = ["--processing-limit", str(CPU_PROCESSING_LIMIT)]
+    threads = project_tool(ctx.cli, "dpp threads", CPU_PROCESSOR, limit)
+    processes = project_tool(
+        ctx.cli, "dpp processes", CPU_PROCESSOR, [*limit, PROCESS_MODE_FLAG, PROCESS_MODE_VALUE]
+    )
+    if ctx.cli.has_process_mode:
+        ctx.runner.run_job(job, [processes, threads], ctx.reps)
+    else:
+        ctx.runner.run_job(job, [threads], ctx.reps)
+        ctx.runner.skip(job, processes.label, f"the CLI has no {PROCESS_MODE_FLAG} yet")
+
+
+def sim_case(ctx: Context) -> None:
+    """Simulated downloads, no delay: the pipeline's own overhead and memory."""
+    files = ctx.size(SIM_FILES)
+    entries = [
+        Entry(f"s{index:06d}.bin", f"http://127.0.0.1:9/sim/s{index:06d}.bin")
+        for index in range(files)
+    ]
+    job = _job(
+        ctx,
+        case="sim",
+        fs="tmpfs",
+        entries=entries,
+        expected=Counter(),
+        total_bytes=0,
+        concurrency=0,
+    )
+
+    def build(job: Job) -> Invocation:
+        argv = [
+            str(ctx.cli.executable),
+            "--files",
+            str(job.lists.json_list),
+            "--simulate-downloads",
+            "--no-sleep",
+            "--download-cache",
+            str(job.cache_dir),
+            "--processor",
+            "dummy",
+            "--post-processor",
+            "jsonl",
+            "--post-processor-option",
+            "path=/dev/null",
+            "--quiet",
+        ]
+        # Exit 0 means every entry succeeded; there is nothing on disk to check.
+        return Invocation(argv, ctx.cli.env, None)
+
+    _banner(f"sim: {files} simulated entries, no delay, cache on tmpfs")
+    ctx.runner.run_job(job, [Tool("dpp simulated", build)], ctx.reps)
+    # The same command on one entry: the fixed cost (interpreter, imports,
+    # plugin discovery) that every other case's wall time of this project includes.
+    startup = _job(
+        ctx,
+        case="startup",
+        fs="tmpfs",
+        entries=entries[:1],
+        expected=Counter(),
+        total_bytes=0,
+        concurrency=0,
+    )
+    _banner("startup: the same command with one simulated entry")
+    ctx.runner.run_job(startup, [Tool("dpp, 1 entry", build)], ctx.reps)

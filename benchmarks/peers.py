@@ -1,0 +1,262 @@
+"""The tools under test and how each is invoked and verified for one job."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .corpus import ListFiles
+from .processes import clean_env
+from .verify import verify_directory, verify_jsonl
+
+#: The flag (and value) the CLI is expected to grow for a processing pool of processes.
+PROCESS_MODE_FLAG = "--processing-mode"
+PROCESS_MODE_VALUE = "process"
+ARIA2_FAIR_FLAGS = (
+    "--console-log-level=warn",
+    "--summary-interval=0",
+    "--file-allocation=none",
+    "--auto-file-renaming=false",
+    "--allow-overwrite=true",
+)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The project's variable naming the installed plugins to load; empty loads none.
+LOAD_PLUGINS_ENV = "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One download list to run every tool on, and where each run writes."""
+
+    case: str
+    fs: str
+    files: int
+    total_bytes: int
+    expected: Counter[str]
+    lists: ListFiles
+    out_dir: Path
+    cache_dir: Path
+    results_path: Path
+    concurrency: int
+    timeout: float
+
+
+Verifier = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A command line, its environment, and how to check its output afterwards."""
+
+    argv: list[str]
+    env: dict[str, str]
+    verify: Verifier | None
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A labelled way to run a job."""
+
+    label: str
+    build: Callable[[Job], Invocation]
+    notes: list[str] = field(default_factory=list)
+
+
+def _verify_dir(job: Job) -> Verifier:
+    return lambda: verify_directory(job.out_dir, job.expected)
+
+
+def _verify_jsonl(job: Job) -> Verifier:
+    return lambda: verify_jsonl(job.results_path, job.expected)
+
+
+class ProjectCli:
+    """This project's console script, and what the installed version offers."""
+
+    def __init__(self, bin_dir: Path | None = None) -> None:
+        folder = bin_dir or Path(sys.executable).parent
+        self.executable = folder / "download-pipeline-processor"
+        # Only the built-in plugins: a development virtualenv may hold test
+        # fixtures (a plugin that fails to import, an observer of every file)
+        # that a user's installation would not have.
+        self.env = clean_env({"PYTHONPATH": str(REPO_ROOT), LOAD_PLUGINS_ENV: ""})
+        self._plugins: list[dict[str, object]] | None = None
+        self._help: str | None = None
+
+    def _output(self, *args: str) -> str:
+        completed = subprocess.run(
+            [str(self.executable), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
+            check=True,
+        )
+        return completed.stdout
+
+    @property
+    def plugins(self) -> list[dict[str, object]]:
+        """``plugins --json``'s entries."""
+        if self._plugins is None:
+            self._plugins = json.loads(self._output("plugins", "--json"))["plugins"]
+        return self._plugins
+
+    @property
+    def has_save(self) -> bool:
+        """Whether a ``save`` processor is installed (else runs fall back to ``checksum``)."""
+        return any(p["name"] == "save" and p["kind"] == "processor" for p in self.plugins)
+
+    @property
+    def help_text(self) -> str:
+        """``--help``'s text."""
+        if self._help is None:
+            self._help = self._output("--help")
+        return self._help
+
+    @property
+    def has_process_mode(self) -> bool:
+        """Whether ``--help`` mentions the processing-process mode."""
+        return PROCESS_MODE_FLAG in self.help_text
+
+    def version(self) -> str:
+        """``--version``'s line."""
+        return self._output("--version").strip()
+
+
+def project_tool(
+    cli: ProjectCli,
+    label: str = "dpp",
+    processor: str | None = None,
+    extra: Sequence[str] = (),
+) -> Tool:
+    """This project downloading a job.
+
+    With no ``processor``: ``save`` into the output folder when installed
+    (files verified on disk), else ``checksum`` with the digests verified from
+    the jsonl results.  Any other processor must report ``sha256`` too.
+    """
+
+    def build(job: Job) -> Invocation:
+        argv = [
+            str(cli.executable),
+            "--files",
+            str(job.lists.json_list),
+            "--download-workers",
+            str(job.concurrency),
+            "--download-cache",
+            str(job.cache_dir),
+            "--quiet",
+        ]
+        if processor is None and cli.has_save:
+            argv += ["--processor", "save", "--processor-option", f"dest={job.out_dir}"]
+            argv += ["--post-processor", "jsonl", "--post-processor-option", "path=/dev/null"]
+            verify = _verify_dir(job)
+        else:
+            argv += ["--processor", processor or "checksum"]
+            argv += ["--post-processor", "jsonl"]
+            argv += ["--post-processor-option", f"path={job.results_path}"]
+            verify = _verify_jsonl(job)
+        return Invocation([*argv, *extra], cli.env, verify)
+
+    return Tool(label, build)
+
+
+def aria2_tool(label: str = "aria2c") -> Tool:
+    """aria2c, one connection per file, ``-j`` files at once, with fair flags."""
+
+    def build(job: Job) -> Invocation:
+        argv = [
+            "aria2c",
+            f"-j{job.concurrency}",
+            "-x1",
+            "-i",
+            str(job.lists.url_list),
+            "-d",
+            str(job.out_dir),
+            *ARIA2_FAIR_FLAGS,
+        ]
+        return Invocation(argv, clean_env(), _verify_dir(job))
+
+    return Tool(label, build)
+
+
+def curl_tool(label: str = "curl") -> Tool:
+    """curl ``--parallel`` with a config of url/output pairs."""
+
+    def build(job: Job) -> Invocation:
+        argv = [
+            "curl",
+            "--parallel",
+            "--parallel-max",
+            str(job.concurrency),
+            "--silent",
+            "--show-error",
+            "--fail",
+            "--config",
+            str(job.lists.curl_config),
+        ]
+        return Invocation(argv, clean_env(), _verify_dir(job))
+
+    return Tool(label, build)
+
+
+def wget_tool(label: str = "wget") -> Tool:
+    """wget, one connection, one file at a time: a reference point."""
+
+    def build(job: Job) -> Invocation:
+        argv = ["wget", "-i", str(job.lists.url_list), "-P", str(job.out_dir), "-q"]
+        return Invocation(argv, clean_env(), _verify_dir(job))
+
+    return Tool(label, build)
+
+
+def baseline_tool(label: str = "requests+threads") -> Tool:
+    """The hand-written requests + threads script (``baseline_requests.py``)."""
+    script = Path(__file__).resolve().parent / "baseline_requests.py"
+
+    def build(job: Job) -> Invocation:
+        argv = [
+            sys.executable,
+            str(script),
+            str(job.lists.json_list),
+            str(job.out_dir),
+            "--threads",
+            str(job.concurrency),
+        ]
+        return Invocation(argv, clean_env(), _verify_dir(job))
+
+    return Tool(label, build)
+
+
+def tool_versions(cli: ProjectCli) -> dict[str, str]:
+    """One version line per tool, for the results' machine section."""
+    commands = {
+        "aria2c": ["aria2c", "--version"],
+        "curl": ["curl", "--version"],
+        "wget": ["wget", "--version"],
+        "nginx": [shutil.which("nginx", path="/usr/sbin:/usr/local/sbin") or "nginx", "-v"],
+    }
+    versions = {"download-pipeline-processor": cli.version()}
+    for name, argv in commands.items():
+        try:
+            completed = subprocess.run(
+                argv, check=False, capture_output=True, text=True, timeout=30
+            )
+            text = (completed.stdout or completed.stderr).strip().splitlines()
+            versions[name] = text[0] if text else "?"
+        except OSError as exc:
+            versions[name] = f"unavailable ({exc})"
+    try:
+        import requests
+
+        versions["requests"] = requests.__version__
+    except ImportError:
+        versions["requests"] = "unavailable"
+    return versions
