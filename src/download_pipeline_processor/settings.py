@@ -23,8 +23,10 @@ def default_cache_root() -> Path:
 class PipelineSettings:
     """How a run behaves.  Frozen: a run's settings never change under it."""
 
-    #: Concurrent downloads.
-    download_workers: int = 4
+    #: Concurrent downloads.  Against a server 50 ms away throughput grows with
+    #: workers (benchmarks/: 16 -> 291 files/s, 64 -> 763); 8 doubles the old 4
+    #: and stays polite to a single host.
+    download_workers: int = 8
     #: Downloaded files waiting for a processor; a full queue makes downloads wait.
     download_queue_size: int = 10
     #: Processing worker threads, each with its own processor instance.
@@ -45,8 +47,10 @@ class PipelineSettings:
     simulate_delay: tuple[float, float] = (1.0, 3.0)
     #: Name of the registered download backend; None picks from simulate_downloads.
     downloader: str | None = None
-    #: Bytes read from the network and written to disk at a time.
-    chunk_size: int = 256 * 1024
+    #: Bytes read from the network and written to disk at a time.  Memory for
+    #: bodies stays under download_workers x chunk_size; 1 MiB measured ~12 %
+    #: faster than 256 KiB on 1 MiB files and no slower on small ones.
+    chunk_size: int = 1024 * 1024
     #: Redirect hops followed before the file fails.
     max_redirects: int = 10
     #: URL schemes accepted in the input list.
