@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -226,6 +227,36 @@ class TestRuns:
         assert records["gone"]["status"] == "failed"
         assert records["gone"]["error"]["stage"] == "download"
         assert "404" in records["gone"]["error"]["message"]
+
+    def test_hundred_files_checksum_jsonl(self, tmp_path: Path, file_server: FileServer) -> None:
+        """100 served files through checksum + jsonl: 100 lines, right sha256, exit 0, no cache."""
+        expected = {}
+        entries = []
+        for index in range(100):
+            body = f"file number {index} ".encode() * (index + 1)
+            entries.append({"id": f"f{index}", "url": file_server.add(f"/f{index}.bin", body)})
+            expected[f"f{index}"] = hashlib.sha256(body).hexdigest()
+        listing = write_list(tmp_path / "l.json", entries)
+        report, cache = tmp_path / "out.jsonl", tmp_path / "cache"
+        result = invoke(
+            [
+                "--files",
+                str(listing),
+                "--processor",
+                "checksum",
+                "--post-processor",
+                "jsonl",
+                "--post-processor-option",
+                f"path={report}",
+                "--download-cache",
+                str(cache),
+            ]
+        )
+        assert result.exit_code == 0, result.stderr
+        lines = [json.loads(line) for line in report.read_text().splitlines()]
+        assert len(lines) == 100
+        assert {line["id"]: line["result"]["sha256"] for line in lines} == expected
+        assert leftover_files(cache) == []
 
     def test_secrets_never_logged(self, tmp_path: Path, file_server: FileServer) -> None:
         """Query strings and credentials reach neither stderr, the log file nor the report."""
