@@ -242,6 +242,9 @@ class _Run:
         self.entries_lock = threading.Lock()
         self.in_flight: dict[int, FileData] = {}
         self.in_flight_lock = threading.Lock()
+        #: Entries taken out of in_flight and on their way into ``finished``.
+        self.handoffs = 0
+        self.handoffs_done = threading.Condition(self.in_flight_lock)
         self.bytes_lock = threading.Lock()
         self.downloaded: queue.Queue[Any] = queue.Queue(maxsize=self.settings.download_queue_size)
         post_queue_size = self.settings.download_queue_size + self.settings.processing_limit * 2
@@ -323,12 +326,20 @@ class _Run:
     def _finish(self, sequence: int, file_data: FileData, result: Any) -> None:
         """Send an entry to the post-processor unless a stop already abandoned it."""
         with self.in_flight_lock:
-            # Put while holding the lock: once _abandon_in_flight has run, no
-            # late hand-off can slip in behind the end-of-stream marker.
-            if self.in_flight.pop(sequence, None) is not None:
-                self.finished.put((file_data, result))
-                return
-        self.cache.discard(file_data.local_path)
+            owned = self.in_flight.pop(sequence, None) is not None
+            if owned:
+                self.handoffs += 1
+        if not owned:
+            self.cache.discard(file_data.local_path)
+            return
+        # Not under the lock: a full queue would stall every worker behind it.
+        try:
+            self.finished.put((file_data, result))
+        finally:
+            with self.in_flight_lock:
+                self.handoffs -= 1
+                if not self.handoffs:
+                    self.handoffs_done.notify_all()
 
     def _put(self, target: queue.Queue[Any], item: Any) -> bool:
         """Put ``item`` on a bounded queue, giving up (False) once the run is stopping."""
@@ -362,11 +373,12 @@ class _Run:
         with self.in_flight_lock:
             abandoned = sorted(self.in_flight.items())
             self.in_flight.clear()
-            for _, file_data in abandoned:
-                stage = "download" if file_data.local_path is None else "process"
-                file_data.fail(stage, PipelineInterrupted("run stopped before this file finished"))
-                self.cache.discard(file_data.local_path)
-                self.finished.put((file_data, None))
+        # Taken out of in_flight above, so no worker can hand these off as well.
+        for _, file_data in abandoned:
+            stage = "download" if file_data.local_path is None else "process"
+            file_data.fail(stage, PipelineInterrupted("run stopped before this file finished"))
+            self.cache.discard(file_data.local_path)
+            self.finished.put((file_data, None))
 
     # -- orchestration ------------------------------------------------------------
 
@@ -418,6 +430,10 @@ class _Run:
     def _shut_down(self, post_thread: threading.Thread, downloader: Downloader | None) -> None:
         """Let the post-processor finish what it was given, then release everything."""
         if post_thread.is_alive():
+            with self.in_flight_lock:
+                # No late hand-off may land behind the end-of-stream marker.
+                while self.handoffs:
+                    self.handoffs_done.wait()
             self.finished.put(_DONE)
             post_thread.join()
         for post_processor in self.pipeline.post_processors:
