@@ -1,74 +1,29 @@
-"""The pipeline: download workers -> bounded queue -> processing pool -> post-processor.
+"""The pipeline's public face: choosing plugins, checking options, starting a run.
 
-::
-
-    input --> download workers --> [downloaded queue] --> processing pool --> post-processor
-              (N threads)           (bounded)              (M threads)         (1 thread)
-
-Every entry taken from the input reaches the post-processor exactly once,
-successful or failed.  Entries in flight are tracked in one table; whoever
-hands an entry to the post-processor takes it out of that table first, so an
-entry abandoned at a stop is never reported twice.
+The threads that do the work live in :mod:`.run`; this module resolves names
+to classes, builds processor and post-processor instances (so mistakes are
+usage errors before any download) and hands them to a :class:`~.run.PipelineRun`.
 """
 
 from __future__ import annotations
 
-import logging
-import queue
-import sys
 import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Callable, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
 
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
-from .cache import DownloadCache
-from .download import DownloadStage
-from .downloader import Downloader
-from .errors import PipelineInterrupted, PluginError, PluginOptionError
-from .file_data import FileData
+from .errors import PluginError, PluginOptionError
 from .inputs import FileListSource, load_file_list
 from .options import resolve_options
-from .plugins import PipelinePluginManager, create_plugin_manager, has_observers, notify_observers
+from .plugins import PipelinePluginManager, create_plugin_manager
 from .registry import DOWNLOADER, POST_PROCESSOR, PROCESSOR, PluginKind, PluginRegistry
+from .run import PipelineRun, terminate_workers
 from .settings import PipelineSettings
 from .summary import RunSummary
 
-logger = logging.getLogger(__name__)
-
-#: How often idle workers look at the stop flag, in seconds.
-POLL_INTERVAL = 0.1
-
 ProcessorSpec = Union[str, type[BaseProcessor]]
 PostProcessorSpec = Union[str, type[BasePostProcessor], BasePostProcessor]
-
-#: Lifecycle hooks a post-processor instance may implement as ``@hookimpl`` methods.
-OBSERVER_HOOKS = ("pipeline_started", "file_finished", "pipeline_finished")
-
-_DONE = object()  # end-of-stream marker on the queues
-
-PostProcessCall = Callable[[Any, FileData], None]
-
-
-def _post_process_caller(post_processor: BasePostProcessor) -> PostProcessCall:
-    """Adapt the seed's one-argument ``post_process(result)`` to the two-argument form."""
-    import inspect
-
-    method = post_processor.post_process
-    try:
-        parameters = list(inspect.signature(method).parameters.values())
-    except (TypeError, ValueError):
-        return method
-    positional = [
-        p
-        for p in parameters
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-    ]
-    takes_two = len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in positional)
-    if takes_two:
-        return method
-    return lambda result, _file_data: method(result)  # type: ignore[call-arg]
 
 
 def build_plugin(plugin_class: type, raw_options: Mapping[str, Any], label: str) -> Any:
@@ -207,9 +162,9 @@ class ProcessingPipeline:
         try:
             self.post_processors = self._build_post_processors()
         except BaseException:
-            _terminate_workers(processors)
+            terminate_workers(processors)
             raise
-        return _Run(self, entries, processors, downloader_class).execute()
+        return PipelineRun(self, entries, processors, downloader_class).execute()
 
 
 def _label(spec: Any) -> str:
@@ -218,285 +173,3 @@ def _label(spec: Any) -> str:
     if isinstance(spec, type):
         return spec.__name__
     return type(spec).__name__
-
-
-class _Run:
-    """The threads and shared state of one :meth:`ProcessingPipeline.run`."""
-
-    def __init__(
-        self,
-        pipeline: ProcessingPipeline,
-        entries: Iterator[FileData],
-        processors: list[BaseProcessor],
-        downloader_class: type[Downloader],
-    ) -> None:
-        self.pipeline = pipeline
-        self.downloader_class = downloader_class
-        self.settings = pipeline.settings
-        self.stop_event = pipeline._stop_event
-        self.manager = pipeline.plugin_manager
-        self.summary = pipeline.summary = RunSummary()
-        self.processors = processors
-        self.post_calls = [_post_process_caller(pp) for pp in pipeline.post_processors]
-        self.entries = enumerate(entries)
-        self.entries_lock = threading.Lock()
-        self.in_flight: dict[int, FileData] = {}
-        self.in_flight_lock = threading.Lock()
-        #: Entries taken out of in_flight and on their way into ``finished``.
-        self.handoffs = 0
-        self.handoffs_done = threading.Condition(self.in_flight_lock)
-        self.bytes_lock = threading.Lock()
-        self.downloaded: queue.Queue[Any] = queue.Queue(maxsize=self.settings.download_queue_size)
-        post_queue_size = self.settings.download_queue_size + self.settings.processing_limit * 2
-        self.finished: queue.Queue[Any] = queue.Queue(maxsize=post_queue_size)
-        self.cache = DownloadCache(self.settings.cache_root)
-        self.notify_files = has_observers(self.manager, "file_finished")
-        self.grace_ends: float | None = None
-
-    # -- the three stages -------------------------------------------------------
-
-    def _next_entry(self) -> tuple[int, FileData] | None:
-        with self.entries_lock:
-            if self.stop_event.is_set():
-                return None
-            item = next(self.entries, None)
-            if item is not None:
-                with self.in_flight_lock:
-                    self.in_flight[item[0]] = item[1]
-            return item
-
-    def _download_worker(self, stage: DownloadStage) -> None:
-        while (item := self._next_entry()) is not None:
-            sequence, file_data = item
-            try:
-                size = stage.download(sequence, file_data)
-            except BaseException as exc:  # noqa: BLE001 - every failure is the file's, not the run's
-                file_data.fail("download", exc)
-                self._finish(sequence, file_data, None)
-                continue
-            with self.bytes_lock:
-                self.summary.bytes_downloaded += size
-            if not self._put(self.downloaded, (sequence, file_data)):
-                return  # stopping: the entry stays in flight and is abandoned
-
-    def _processing_worker(self, processor: BaseProcessor) -> None:
-        try:
-            while not self.stop_event.is_set():
-                try:
-                    item = self.downloaded.get(timeout=POLL_INTERVAL)
-                except queue.Empty:
-                    continue
-                if item is _DONE:
-                    return
-                sequence, file_data = item
-                result = None
-                try:
-                    result = processor.process(file_data)
-                except BaseException as exc:  # noqa: BLE001 - a processor failure fails the file
-                    file_data.fail("process", exc)
-                finally:
-                    self.cache.discard(file_data.local_path)
-                self._finish(sequence, file_data, result)
-        finally:
-            try:
-                processor.close()
-            except Exception:
-                logger.warning("processor close() failed", exc_info=True)
-
-    def _post_process_worker(self) -> None:
-        summary = self.summary
-        while (item := self.finished.get()) is not _DONE:
-            file_data, result = item
-            for call in self.post_calls:
-                try:
-                    call(result, file_data)
-                except BaseException as exc:  # noqa: BLE001 - recorded on the file
-                    file_data.fail("post_process", exc)
-                    logger.error("post-processor failed on %s: %s", file_data.id, exc)
-            if file_data.error is None:
-                summary.succeeded += 1
-            else:
-                summary.failed += 1
-                summary.failed_by_stage[file_data.error.stage] += 1
-            if self.notify_files:
-                notify_observers(self.manager, "file_finished", file_data=file_data, result=result)
-
-    # -- hand-offs ----------------------------------------------------------------
-
-    def _finish(self, sequence: int, file_data: FileData, result: Any) -> None:
-        """Send an entry to the post-processor unless a stop already abandoned it."""
-        with self.in_flight_lock:
-            owned = self.in_flight.pop(sequence, None) is not None
-            if owned:
-                self.handoffs += 1
-        if not owned:
-            self.cache.discard(file_data.local_path)
-            return
-        # Not under the lock: a full queue would stall every worker behind it.
-        try:
-            self.finished.put((file_data, result))
-        finally:
-            with self.in_flight_lock:
-                self.handoffs -= 1
-                if not self.handoffs:
-                    self.handoffs_done.notify_all()
-
-    def _put(self, target: queue.Queue[Any], item: Any) -> bool:
-        """Put ``item`` on a bounded queue, giving up (False) once the run is stopping."""
-        while True:
-            try:
-                target.put(item, timeout=POLL_INTERVAL)
-                return True
-            except queue.Full:
-                if self.stop_event.is_set():
-                    return False
-
-    def _stop_deadline(self) -> float | None:
-        """When in-flight work stops being waited for: None until a stop is requested."""
-        if not self.stop_event.is_set():
-            return None
-        if self.grace_ends is None:
-            self.grace_ends = time.monotonic() + self.settings.stop_grace
-        return self.grace_ends
-
-    def _join(self, threads: list[threading.Thread]) -> None:
-        """Wait for ``threads``; after a stop, only until the grace period ends."""
-        for thread in threads:
-            while thread.is_alive():
-                limit = self._stop_deadline()
-                if limit is not None and time.monotonic() >= limit:
-                    return
-                thread.join(POLL_INTERVAL)
-
-    def _abandon_in_flight(self) -> None:
-        """Report every entry still in flight as interrupted, at the stage it was in."""
-        with self.in_flight_lock:
-            abandoned = sorted(self.in_flight.items())
-            self.in_flight.clear()
-        # Taken out of in_flight above, so no worker can hand these off as well.
-        for _, file_data in abandoned:
-            stage = "download" if file_data.local_path is None else "process"
-            file_data.fail(stage, PipelineInterrupted("run stopped before this file finished"))
-            self.cache.discard(file_data.local_path)
-            self.finished.put((file_data, None))
-
-    # -- orchestration ------------------------------------------------------------
-
-    def execute(self) -> int:
-        """Run the stages to the end (or to a stop) and return the exit code."""
-        settings = self.settings
-        started = time.monotonic()
-        self.cache.open()
-        downloader: Downloader | None = None
-        post_thread = _thread(self._post_process_worker, "post-process")
-        observers = self._register_instance_hooks()
-        try:
-            downloader = self.downloader_class(settings)
-            notify_observers(self.manager, "pipeline_started", settings=settings)
-            stage = DownloadStage(downloader, self.cache, settings, self.stop_event)
-            post_thread.start()
-            processing = [
-                _thread(self._processing_worker, f"process-{i}", processor)
-                for i, processor in enumerate(self.processors)
-            ]
-            downloads = [
-                _thread(self._download_worker, f"download-{i}", stage)
-                for i in range(settings.download_workers)
-            ]
-            for thread in processing + downloads:
-                thread.start()
-            while True:
-                try:
-                    self._wait_for(downloads, processing)
-                    break
-                except KeyboardInterrupt:
-                    # Library use without signal handlers: the first Ctrl-C stops
-                    # gracefully, a second one propagates.
-                    if self.stop_event.is_set():
-                        raise
-                    self.pipeline.stop(130)
-        finally:
-            self._shut_down(post_thread, downloader)
-            self.summary.elapsed = time.monotonic() - started
-            self.summary.total = self.summary.succeeded + self.summary.failed
-            self.summary.stopped_with = self.pipeline._stop_code
-            notify_observers(self.manager, "pipeline_finished", summary=self.summary)
-            for name in observers:
-                self.manager.unregister(name=name)
-        if self.summary.stopped_with is not None:
-            return self.summary.stopped_with
-        return 1 if self.summary.failed else 0
-
-    def _shut_down(self, post_thread: threading.Thread, downloader: Downloader | None) -> None:
-        """Let the post-processor finish what it was given, then release everything."""
-        if post_thread.is_alive():
-            with self.in_flight_lock:
-                # No late hand-off may land behind the end-of-stream marker.
-                while self.handoffs:
-                    self.handoffs_done.wait()
-            self.finished.put(_DONE)
-            post_thread.join()
-        for post_processor in self.pipeline.post_processors:
-            try:
-                post_processor.close()
-            except Exception:
-                logger.warning("post-processor close() failed", exc_info=True)
-        if downloader is not None:
-            downloader.close()
-        # Workers of processing threads abandoned at a stop may still be busy.
-        _terminate_workers(self.processors)
-        self.cache.close()
-
-    def _register_instance_hooks(self) -> list[str]:
-        """Let post-processor instances observe this run through ``@hookimpl`` methods.
-
-        Post-processors are registered with the plugin manager for the run's
-        duration, so one can, say, record the run summary it receives in
-        ``pipeline_finished``.  Returns the names to unregister afterwards.
-        """
-        names = []
-        for index, post_processor in enumerate(self.pipeline.post_processors):
-            name = f"run-{id(self)}-post-processor-{index}"
-            if not any(
-                self.manager.parse_hookimpl_opts(post_processor, hook) is not None
-                for hook in OBSERVER_HOOKS
-            ):
-                continue
-            self.manager.register(post_processor, name=name)
-            names.append(name)
-        self.notify_files = has_observers(self.manager, "file_finished")
-        return names
-
-    def _wait_for(
-        self, downloads: list[threading.Thread], processing: list[threading.Thread]
-    ) -> None:
-        """Let the workers drain the input, or wind them down after a stop."""
-        self._join(downloads)
-        for _ in processing:
-            if not self._put(self.downloaded, _DONE):
-                break
-        self._join(processing)
-        if self.stop_event.is_set():
-            self._abandon_in_flight()
-            self._count_not_started()
-
-    def _count_not_started(self) -> None:
-        with self.entries_lock:
-            self.summary.not_started = sum(1 for _ in self.entries)
-
-
-def _terminate_workers(processors: list[BaseProcessor]) -> None:
-    """Stop the worker processes of process mode at once (no-op in thread mode)."""
-    # No worker can exist unless process mode imported its module.
-    pool = sys.modules.get(f"{__package__}.process_pool")
-    if pool is None:
-        return
-    for processor in processors:
-        if isinstance(processor, pool.ProcessProcessor):
-            processor.terminate()
-
-
-def _thread(target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
-    # Daemon threads: a worker stuck in user code past the grace period must not
-    # keep the process alive after the run has reported it abandoned.
-    return threading.Thread(target=target, name=f"dpp-{name}", args=args, daemon=True)
