@@ -309,8 +309,8 @@ def render(
 Produced by `{command}` from {started:%Y-%m-%d %H:%M} to {finished:%H:%M} UTC.
 How to re-run and what each case means: [README.md](README.md).
 
-**Noise:** this machine was shared with other engineers running test suites
-while these figures were taken (load average before: {load_before}; after:
+**Noise:** this machine may be shared with other work while figures are
+taken (load average before: {load_before}; after:
 {load_after}), on 2 cores that also run nginx and the client under test.
 Expect differences of 10-30 % between runs; medians of several
 repetitions, tools run in alternation, take some of that out.
