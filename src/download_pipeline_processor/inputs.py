@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Union
 from urllib.parse import urlsplit
 
 from .errors import InputError
 from .file_data import FileData
+from .json_stream import iter_json_array
 
 FileListSource = Union[str, "os.PathLike[str]", Iterable[Union[Mapping[str, Any], FileData]]]
 
@@ -107,27 +106,9 @@ def validate_entry(
 
 
 def read_file_list(path: str | os.PathLike[str]) -> list[Any]:
-    """Parse the JSON file at ``path``; it must hold a list."""
-    label = os.fspath(path)
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{label}: is a directory, expected a JSON file") from None
-    except OSError as exc:
-        raise InputError(f"{label}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{label}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    except UnicodeDecodeError:
-        raise InputError(f"{label}: not UTF-8 text") from None
-    if not isinstance(data, list):
-        raise InputError(f"{label}: expected a JSON list of objects, got {_type_name(data)}")
-    return data
+    """Parse the JSON file at ``path``; it must hold a list.  Holds it all: for tests and
+    small lists; the pipeline streams with :func:`load_file_list` instead."""
+    return list(iter_json_array(path))
 
 
 class CheckedEntries(Iterator[FileData]):
@@ -137,7 +118,7 @@ class CheckedEntries(Iterator[FileData]):
     pipeline runs) returns it as it is instead of checking every entry twice.
     """
 
-    def __init__(self, entries: list[Mapping[str, Any] | FileData]) -> None:
+    def __init__(self, entries: Iterable[Mapping[str, Any] | FileData]) -> None:
         self._entries = iter(entries)
 
     def __next__(self) -> FileData:
@@ -156,14 +137,14 @@ def load_file_list(
     if isinstance(source, CheckedEntries):
         return source
     if isinstance(source, (str, os.PathLike)):
+        # Two passes over the file, holding one entry at a time: every entry is
+        # checked before the first download, and memory does not grow with the
+        # list.  (The file must not change while the run reads it.)
         label = os.fspath(source)
-        entries: Iterable[Any] = read_file_list(source)
-    else:
-        label = "<files>"
-        entries = source
+        for index, entry in enumerate(iter_json_array(source)):
+            check_entry(entry, index, label, allowed_schemes)
+        return CheckedEntries(iter_json_array(source))
     checked: list[Mapping[str, Any] | FileData] = [
-        check_entry(entry, index, label, allowed_schemes) for index, entry in enumerate(entries)
+        check_entry(entry, index, "<files>", allowed_schemes) for index, entry in enumerate(source)
     ]
-    # FileData objects are made one at a time as the pipeline takes them, so a
-    # long list is held once (as parsed), not twice.
     return CheckedEntries(checked)

@@ -1,0 +1,176 @@
+"""Reading the entries of a JSON list one at a time, so memory does not grow with its length.
+
+``json.load`` would hold the whole list (and every entry's dict) at once: for
+millions of entries that is gigabytes.  This reader decodes one element at a
+time with ``JSONDecoder.raw_decode`` from a sliding text buffer, and reports a
+syntax error with the same line and column ``json.load`` would give.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+from collections.abc import Iterator
+from typing import IO, Any
+
+from .errors import InputError
+
+#: Characters read from the file at a time.
+CHUNK = 1 << 20
+_WHITESPACE = " \t\n\r"
+_NUMBER_CHARS = "0123456789+-.eE"
+_TYPE_NAMES = {dict: "an object", str: "a string", int: "a number", float: "a number"}
+_TYPE_NAMES.update({bool: "a boolean", type(None): "null"})
+
+
+class _Buffer:
+    """A window on the file's text that remembers how many lines it has dropped."""
+
+    def __init__(self, handle: IO[bytes], label: str) -> None:
+        self.handle = handle
+        self.label = label
+        self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
+        self.text = ""
+        self.pos = 0
+        self.eof = False
+        self.lines_dropped = 0
+        self.column_base = 0  # characters of the current line that were dropped
+
+    def more(self) -> bool:
+        """Append the next chunk; False at the end of the file."""
+        if self.eof:
+            return False
+        raw = self.handle.read(CHUNK)
+        try:
+            self.text += self.decoder.decode(raw, final=not raw)
+        except UnicodeDecodeError:
+            raise InputError(f"{self.label}: not UTF-8 text") from None
+        self.eof = not raw
+        return True
+
+    def skip_whitespace(self) -> str:
+        """The next non-blank character ("" at the end of the file), not consumed."""
+        while True:
+            while self.pos < len(self.text) and self.text[self.pos] in _WHITESPACE:
+                self.pos += 1
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            if not self.more():
+                return ""
+
+    def drop_consumed(self) -> None:
+        """Forget text before ``pos`` once enough has piled up."""
+        if self.pos < CHUNK:
+            return
+        dropped = self.text[: self.pos]
+        newlines = dropped.count("\n")
+        if newlines:
+            self.lines_dropped += newlines
+            self.column_base = len(dropped) - dropped.rfind("\n") - 1
+        else:
+            self.column_base += len(dropped)
+        self.text = self.text[self.pos :]
+        self.pos = 0
+
+    def error(self, message: str, at: int) -> InputError:
+        """An InputError for position ``at`` of the current text, as line and column."""
+        before = self.text[:at]
+        newlines = before.count("\n")
+        line = self.lines_dropped + newlines + 1
+        column = at - before.rfind("\n") if newlines else self.column_base + at + 1
+        return InputError(
+            f"{self.label}: malformed JSON at line {line}, column {column}: {message}"
+        )
+
+
+def _whole_document(path: str | os.PathLike[str], label: str) -> Any:
+    """Parse the whole file: only for documents that are not a list (to name what they are)."""
+    with open(path, "rb") as handle:  # noqa: PTH123 - str or PathLike on purpose
+        raw = handle.read()
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{label}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except UnicodeDecodeError:
+        raise InputError(f"{label}: not UTF-8 text") from None
+
+
+def _open(path: str | os.PathLike[str], label: str) -> IO[bytes]:
+    try:
+        return open(path, "rb")  # noqa: PTH123 - closed by the caller's with
+    except FileNotFoundError:
+        raise InputError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{label}: is a directory, expected a JSON file") from None
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read: {exc.strerror or exc}") from None
+
+
+def iter_json_array(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """Yield the elements of the JSON list in ``path``, one at a time.
+
+    Raises :class:`InputError` (naming the file, and line and column for
+    syntax errors) when the file is missing, unreadable, not UTF-8, not JSON,
+    or not a list.
+    """
+    label = os.fspath(path)
+    decoder = json.JSONDecoder()
+    with _open(path, label) as handle:
+        buffer = _Buffer(handle, label)
+        first = buffer.skip_whitespace()
+        if first != "[":
+            document = _whole_document(path, label)
+            name = _TYPE_NAMES.get(type(document), type(document).__name__)
+            raise InputError(f"{label}: expected a JSON list of objects, got {name}")
+        buffer.pos += 1
+        after_element = False
+        while True:
+            char = buffer.skip_whitespace()
+            if after_element:
+                if char == "]":
+                    buffer.pos += 1
+                    break
+                if char != ",":
+                    raise buffer.error("Expecting ',' delimiter", buffer.pos)
+                buffer.pos += 1
+                after_element = False
+                if buffer.skip_whitespace() == "]":  # "[1,]" is malformed, as for json.load
+                    raise buffer.error("Expecting value", buffer.pos)
+                continue
+            if char == "]":  # only reachable right after "[": the empty list
+                buffer.pos += 1
+                break
+            if char == "":
+                raise buffer.error("Expecting value", buffer.pos)
+            element, end = _decode_one(decoder, buffer)
+            buffer.pos = end
+            buffer.drop_consumed()
+            after_element = True
+            yield element
+        if buffer.skip_whitespace():
+            raise buffer.error("Extra data", buffer.pos)
+
+
+def _decode_one(decoder: json.JSONDecoder, buffer: _Buffer) -> tuple[Any, int]:
+    """Decode the element at ``buffer.pos``, reading more text while it is cut off."""
+    while True:
+        try:
+            element, end = decoder.raw_decode(buffer.text, buffer.pos)
+        except json.JSONDecodeError as exc:
+            # An element cut at the end of the buffer looks malformed: read on.
+            if not buffer.more():
+                raise buffer.error(exc.msg, exc.pos) from None
+            continue
+        # A number cut by the end of the buffer ("12" of "123", "1.5" of "1.5e3")
+        # decodes "fine" but short: it is only complete once a character that
+        # cannot continue it follows (or the file ends).
+        if not isinstance(element, (int, float)):
+            return element, end
+        text, follow = buffer.text, end
+        while follow < len(text) and text[follow] in _NUMBER_CHARS:
+            follow += 1
+        if follow < len(text) or not buffer.more():
+            return element, end
