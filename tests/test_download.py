@@ -31,6 +31,15 @@ from download_pipeline_processor.testing import FileServer
 
 StageFactory = Callable[..., DownloadStage]
 
+#: One route per way a download can fail: permanent, transient, short body, timeout.
+FAILING_ROUTES: list[dict[str, Any]] = [
+    {"statuses": (404,)},
+    {"statuses": (500,)},
+    {"body": b"y" * 50_000, "truncate_to": 10},
+    {"body": b"z", "delay": 0.4},
+]
+FAILING_ROUTE_IDS = ["404", "500", "truncated", "timeout"]
+
 
 class ScopedServer:
     """One test's view of the module's shared FileServer: its paths get a private prefix.
@@ -365,16 +374,7 @@ class TestRedirectSafety:
 class TestCleanup:
     """No partial file survives a failure."""
 
-    @pytest.mark.parametrize(
-        "route",
-        [
-            {"statuses": (404,)},
-            {"statuses": (500,)},
-            {"body": b"y" * 50_000, "truncate_to": 10},
-            {"body": b"z", "delay": 0.4},
-        ],
-        ids=["404", "500", "truncated", "timeout"],
-    )
+    @pytest.mark.parametrize("route", FAILING_ROUTES, ids=FAILING_ROUTE_IDS)
     def test_no_part_file_after_failure(
         self,
         server: ScopedServer,
@@ -488,16 +488,7 @@ class TestStopping:
 class TestSecretsStayOut:
     """Query strings and userinfo never reach error messages or logs."""
 
-    @pytest.mark.parametrize(
-        "route",
-        [
-            {"statuses": (404,)},
-            {"statuses": (500,)},
-            {"body": b"y" * 50_000, "truncate_to": 10},
-            {"body": b"z", "delay": 0.4},
-        ],
-        ids=["404", "500", "truncated", "timeout"],
-    )
+    @pytest.mark.parametrize("route", FAILING_ROUTES, ids=FAILING_ROUTE_IDS)
     def test_error_messages(
         self,
         server: ScopedServer,
