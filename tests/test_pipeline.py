@@ -509,3 +509,46 @@ class TestDownloaderSeam:
 
         with pytest.raises(UnknownPluginError, match="available: requests, simulated"):
             run_pipeline([{"url": "http://127.0.0.1:9/x"}], downloader="nope")
+
+
+class TestStopCounting:
+    """Files never started are counted without reading the rest of the list."""
+
+    def test_not_started_counted_from_the_checking_pass(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """After a stop, the summary's not_started comes from the count, not by draining."""
+        from download_pipeline_processor.inputs import CheckedEntries
+
+        url = file_server.add("/same.bin", b"s")
+        started = threading.Event()
+
+        def entries() -> Any:
+            for index in range(100):
+                yield {"id": str(index), "url": url}
+            raise AssertionError("the list was read past what the workers took")
+
+        class Slow(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                started.set()
+                time.sleep(0.2)
+                return None
+
+        pipeline = ProcessingPipeline(
+            Slow,
+            CollectingPostProcessor(),
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+            processing_limit=1,
+            stop_grace=0.5,
+        )
+        codes: list[int] = []
+        runner = threading.Thread(
+            target=lambda: codes.append(pipeline.run(CheckedEntries(entries(), 1000)))
+        )
+        runner.start()
+        assert started.wait(10)
+        pipeline.stop()
+        runner.join(10)
+        assert codes == [130]
+        assert pipeline.summary.total + pipeline.summary.not_started == 1000

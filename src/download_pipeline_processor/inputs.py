@@ -118,16 +118,27 @@ class CheckedEntries(Iterator[FileData]):
     pipeline runs) returns it as it is instead of checking every entry twice.
     """
 
-    def __init__(self, entries: Iterable[Mapping[str, Any] | FileData]) -> None:
+    def __init__(self, entries: Iterable[Mapping[str, Any] | FileData], count: int) -> None:
         self._entries = iter(entries)
+        #: How many entries there are in all, known from the checking pass.
+        self.count = count
+        #: How many have been taken so far.
+        self.taken = 0
 
     def __next__(self) -> FileData:
-        return to_file_data(next(self._entries))
+        file_data = to_file_data(next(self._entries))
+        self.taken += 1
+        return file_data
+
+    @property
+    def remaining(self) -> int:
+        """Entries not taken yet, without reading them."""
+        return self.count - self.taken
 
 
 def load_file_list(
     source: FileListSource, allowed_schemes: Sequence[str] = ("http", "https")
-) -> Iterator[FileData]:
+) -> CheckedEntries:
     """Validate every entry of ``source`` up front, then yield them as :class:`FileData`.
 
     ``source`` is a path to a JSON file, or a sequence of dicts or
@@ -141,10 +152,11 @@ def load_file_list(
         # checked before the first download, and memory does not grow with the
         # list.  (The file must not change while the run reads it.)
         label = os.fspath(source)
-        for index, entry in enumerate(iter_json_array(source)):
-            check_entry(entry, index, label, allowed_schemes)
-        return CheckedEntries(iter_json_array(source))
+        count = 0
+        for count, entry in enumerate(iter_json_array(source), start=1):
+            check_entry(entry, count - 1, label, allowed_schemes)
+        return CheckedEntries(iter_json_array(source), count)
     checked: list[Mapping[str, Any] | FileData] = [
         check_entry(entry, index, "<files>", allowed_schemes) for index, entry in enumerate(source)
     ]
-    return CheckedEntries(checked)
+    return CheckedEntries(checked, len(checked))

@@ -18,7 +18,6 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
 from .base_post_processor import BasePostProcessor
@@ -28,6 +27,7 @@ from .download import DownloadStage
 from .downloader import Downloader
 from .errors import PipelineInterrupted
 from .file_data import FileData
+from .inputs import CheckedEntries
 from .plugins import has_observers, notify_observers
 from .summary import RunSummary
 
@@ -73,7 +73,7 @@ class PipelineRun:
     def __init__(
         self,
         pipeline: ProcessingPipeline,
-        entries: Iterator[FileData],
+        entries: CheckedEntries,
         processors: list[BaseProcessor],
         downloader_class: type[Downloader],
     ) -> None:
@@ -85,6 +85,7 @@ class PipelineRun:
         self.summary = pipeline.summary = RunSummary()
         self.processors = processors
         self.post_calls = [_post_process_caller(pp) for pp in pipeline.post_processors]
+        self.source = entries
         self.entries = enumerate(entries)
         self.entries_lock = threading.Lock()
         self.in_flight: dict[int, FileData] = {}
@@ -97,7 +98,7 @@ class PipelineRun:
         post_queue_size = self.settings.download_queue_size + self.settings.processing_limit * 2
         self.finished: queue.Queue[Any] = queue.Queue(maxsize=post_queue_size)
         self.cache = DownloadCache(self.settings.cache_root)
-        self.notify_files = has_observers(self.manager, "file_finished")
+        self.notify_files = False  # set once instance hooks are registered
         self.grace_ends: float | None = None
 
     # -- the three stages -------------------------------------------------------
@@ -328,8 +329,10 @@ class PipelineRun:
             self._count_not_started()
 
     def _count_not_started(self) -> None:
+        # From the checking pass's count: reading the rest of a long list at a
+        # stop would delay the exit by as long as the reading takes.
         with self.entries_lock:
-            self.summary.not_started = sum(1 for _ in self.entries)
+            self.summary.not_started = self.source.remaining
 
 
 def terminate_workers(processors: list[BaseProcessor]) -> None:
