@@ -129,6 +129,22 @@ class TestPluginSelection:
         listing_result = invoke(["plugins"], manager)
         assert "shared (clash)" in listing_result.output
 
+    def test_register_hooks_run_once_per_run(self, tmp_path: Path) -> None:
+        """The CLI hands its registry to the pipeline: plugins register once, not twice."""
+        calls: list[str] = []
+
+        class Counting:
+            __name__ = "counting"
+
+            @hookimpl
+            def register_processors(self, register: Any) -> None:
+                calls.append("processors")
+
+        manager = make_plugin_manager(Counting())
+        listing = write_list(tmp_path / "l.json", [])
+        assert invoke(["--files", str(listing)], manager).exit_code == 0
+        assert calls == ["processors"]
+
     def test_module_class_form(self, tmp_path: Path, file_server: FileServer) -> None:
         """module:ClassName selects a class directly; a non-processor class is exit 2."""
         listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/m", b"m")}])

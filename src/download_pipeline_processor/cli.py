@@ -344,7 +344,7 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         settings=settings,
         processor_options=parse_key_values(params["processor_options"], "--processor-option"),
         post_processor_options=post_options,
-        plugin_manager=manager,
+        registry=registry,
     )
     with _graceful_signals(pipeline):
         try:

@@ -55,12 +55,17 @@ class ProcessingPipeline:
         processor_options: Mapping[str, Any] | None = None,
         post_processor_options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         plugin_manager: PipelinePluginManager | None = None,
+        registry: PluginRegistry | None = None,
         **setting_changes: Any,
     ) -> None:
         base = settings or PipelineSettings()
         self.settings = base.evolve(**setting_changes) if setting_changes else base
+        if registry is not None:
+            plugin_manager = registry.manager
         self.plugin_manager = plugin_manager or create_plugin_manager()
-        self._registry: PluginRegistry | None = None
+        # A caller that already collected the registrations (the CLI) passes them
+        # in, so every plugin's register hooks run once per run, not twice.
+        self._registry: PluginRegistry | None = registry
         self.processor_class = self._resolve(PROCESSOR, processor)
         self.processor_options = dict(processor_options or {})
         self._post_specs = self._resolve_post_processors(post_processor, post_processor_options)
