@@ -552,3 +552,27 @@ class TestStopCounting:
         runner.join(10)
         assert codes == [130]
         assert pipeline.summary.total + pipeline.summary.not_started == 1000
+
+
+class TestInputChangingMidRun:
+    """A list that cannot be read on the second pass ends the input, not the run."""
+
+    def test_unreadable_rest_of_list(self, file_server: FileServer, cache_root: Path) -> None:
+        """Entries read before the failure are processed; the run exits 1 with one log line."""
+        from download_pipeline_processor.errors import InputError
+        from download_pipeline_processor.inputs import CheckedEntries
+
+        url = file_server.add("/ok.bin", b"ok")
+
+        def entries() -> Any:
+            for index in range(3):
+                yield {"id": str(index), "url": url}
+            raise InputError("files.json: malformed JSON at line 9, column 1: Expecting value")
+
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            "dummy", collector, plugin_manager=make_plugin_manager(), download_cache=cache_root
+        )
+        assert pipeline.run(CheckedEntries(entries(), 10)) == 1
+        assert sorted(fd.id for _, fd in collector.outcomes) == ["0", "1", "2"]
+        assert leftover_files(cache_root) == []

@@ -100,6 +100,7 @@ class PipelineRun:
         self.cache = DownloadCache(self.settings.cache_root)
         self.notify_files = False  # set once instance hooks are registered
         self.grace_ends: float | None = None
+        self.input_failure: Exception | None = None
 
     # -- the three stages -------------------------------------------------------
 
@@ -107,7 +108,15 @@ class PipelineRun:
         with self.entries_lock:
             if self.stop_event.is_set():
                 return None
-            item = next(self.entries, None)
+            if self.input_failure is not None:
+                return None
+            try:
+                item = next(self.entries, None)
+            except Exception as exc:  # noqa: BLE001 - reported once, ends the input
+                # Checked up front, so this means the list file changed under the run.
+                self.input_failure = exc
+                logger.error("reading the file list failed during the run: %s", exc)
+                return None
             if item is not None:
                 with self.in_flight_lock:
                     self.in_flight[item[0]] = item[1]
@@ -273,7 +282,7 @@ class PipelineRun:
                 self.manager.unregister(name=name)
         if self.summary.stopped_with is not None:
             return self.summary.stopped_with
-        return 1 if self.summary.failed else 0
+        return 1 if self.summary.failed or self.input_failure is not None else 0
 
     def _shut_down(self, post_thread: threading.Thread, downloader: Downloader | None) -> None:
         """Let the post-processor finish what it was given, then release everything."""
