@@ -25,11 +25,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .base_post_processor import BasePostProcessor
 from .file_data import FileData
 from .plugins import PipelinePluginManager, PluginSource, create_plugin_manager
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "CollectingPostProcessor",
@@ -138,11 +141,17 @@ class FileServer:
     It also answers as an HTTP forward proxy: a request for an absolute URL is
     served from the route of that URL's path, whatever its host.
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.  Given
+    a server-side ``ssl_context``, it serves https instead.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self._server = _Server()
+        self.scheme = "http"
+        if ssl_context is not None:
+            # Serve https: every accepted connection does the TLS handshake first.
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._thread = threading.Thread(
             # A short poll interval makes stop() quick: tests start many servers.
             target=lambda: self._server.serve_forever(poll_interval=0.05),
@@ -168,9 +177,9 @@ class FileServer:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
+        """``http://127.0.0.1:PORT`` (``https://`` when given an SSL context)."""
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self.scheme}://{host!s}:{port}"
 
     def url(self, path: str) -> str:
         """The absolute URL of ``path`` on this server."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..downloader import Downloader
 from ..file_data import FileData
@@ -23,10 +23,9 @@ from ..settings import PipelineSettings
 from .http_rules import parse_retry_after
 
 if TYPE_CHECKING:
-    from .pooled import PooledTransport
     from .session import SessionTransport
 
-__all__ = ["RequestsDownloader", "parse_retry_after"]
+__all__ = ["RequestsDownloader", "Transport", "ca_bundle", "parse_retry_after"]
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 
@@ -35,7 +34,7 @@ def _environment_has_proxies() -> bool:
     return any(name.lower() in _PROXY_VARIABLES and value for name, value in os.environ.items())
 
 
-def _ca_bundle() -> str:
+def ca_bundle() -> str:
     # requests' own order: REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, then certifi.
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if bundle:
@@ -45,13 +44,22 @@ def _ca_bundle() -> str:
     return str(certifi.where())
 
 
+class Transport(Protocol):
+    """What fetches plain URLs for a downloader: one attempt, redirects included."""
+
+    def fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
+        """Write the body of ``url`` to ``destination``; return its size."""
+
+    def close(self) -> None:
+        """Release every connection."""
+
+
 class RequestsDownloader(Downloader):
     """Streams each body to disk in chunks; memory does not grow with file size."""
 
     def __init__(self, settings: PipelineSettings) -> None:
         super().__init__(settings)
         from .. import __version__
-        from .pooled import PooledTransport
 
         self._headers = {
             "User-Agent": f"download-pipeline-processor/{__version__}",
@@ -66,16 +74,23 @@ class RequestsDownloader(Downloader):
         )
         self._proxies = _environment_has_proxies()
         self._proxied: dict[str, bool] = {}
-        self._pooled: PooledTransport = PooledTransport(
+        self._plain = self._plain_transport()
+        self._session_transport: SessionTransport | None = None
+        self._session_lock = threading.Lock()
+
+    def _plain_transport(self) -> Transport:
+        """The transport of every URL that does not need a requests.Session."""
+        from .pooled import PooledTransport
+
+        settings = self.settings
+        return PooledTransport(
             workers=settings.download_workers,
             timeout=settings.timeout,
             chunk_size=settings.chunk_size,
             max_redirects=settings.max_redirects,
             headers=self._headers,
-            ca_bundle=_ca_bundle(),
+            ca_bundle=ca_bundle(),
         )
-        self._session_transport: SessionTransport | None = None
-        self._session_lock = threading.Lock()
 
     def _needs_session(self, url: str) -> bool:
         """True when only a requests.Session handles ``url`` right (proxy, credentials)."""
@@ -112,9 +127,9 @@ class RequestsDownloader(Downloader):
         url = file_data.url
         if self._needs_session(url):
             return self._sessions().fetch(url, destination, should_stop)
-        return self._pooled.fetch(url, destination, should_stop)
+        return self._plain.fetch(url, destination, should_stop)
 
     def close(self) -> None:
-        self._pooled.close()
+        self._plain.close()
         if self._session_transport is not None:
             self._session_transport.close()

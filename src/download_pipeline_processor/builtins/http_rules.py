@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-import email.utils
 import time
+from urllib.parse import urlsplit
 
 from ..errors import PermanentDownloadError, TransientDownloadError
 from ..redact import scrub
 
 #: Statuses that redirect when they carry a Location header.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+#: Request headers that carry credentials: never sent on to another host.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+def same_host(first: str, second: str) -> bool:
+    """True when two URLs name one host (requests' rule for keeping credentials)."""
+    return urlsplit(first).hostname == urlsplit(second).hostname
+
+
+def without_credentials(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` less the ones that carry credentials, for a redirect to another host."""
+    return {
+        name: value for name, value in headers.items() if name.lower() not in CREDENTIAL_HEADERS
+    }
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -19,6 +34,8 @@ def parse_retry_after(value: str | None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # only for an HTTP-date: the import costs start-up time
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

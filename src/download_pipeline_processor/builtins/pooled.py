@@ -19,9 +19,14 @@ import urllib3
 from urllib3.exceptions import HTTPError, SSLError
 
 from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
-from .http_rules import REDIRECT_STATUSES, check_status, describe
-
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+from .http_rules import (
+    REDIRECT_STATUSES,
+    check_status,
+    describe,
+    same_host,
+    without_credentials,
+)
+from .sink import open_destination, write_all
 
 
 def stream_to_file(
@@ -41,8 +46,7 @@ def stream_to_file(
         length = response.headers.get("Content-Length", "")
         expected = int(length) if length.isdigit() else None
     written = 0
-    # os-level writes: no buffer copy, and fewer syscalls than a file object's.
-    descriptor = os.open(destination, _WRITE_FLAGS, 0o644)
+    descriptor = open_destination(destination)
     try:
         while True:
             chunk = response.read(chunk_size)
@@ -51,9 +55,7 @@ def stream_to_file(
             if should_stop.is_set():
                 response.close()
                 raise PipelineInterrupted("run stopped during the download")
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(descriptor, view) :]
+            write_all(descriptor, memoryview(chunk))
             written += len(chunk)
             if expected is not None and written >= expected:
                 break
@@ -103,12 +105,13 @@ class PooledTransport:
     def fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
         """One attempt: follow redirects, check the status, stream the body to ``destination``."""
         current = url
+        headers = self.headers
         for _ in range(self.max_redirects + 1):
             try:
                 response = self.manager.urlopen(
                     "GET",
                     current,
-                    headers=self.headers,
+                    headers=headers,
                     redirect=False,
                     retries=False,
                     preload_content=False,
@@ -126,6 +129,8 @@ class PooledTransport:
                 response.release_conn()
                 if not location.lower().startswith(("http://", "https://")):
                     raise PermanentDownloadError("redirected to a URL that is not http or https")
+                if not same_host(current, location):
+                    headers = without_credentials(headers)
                 current = location
                 continue
             try:

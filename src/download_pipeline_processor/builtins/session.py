@@ -62,7 +62,8 @@ class SessionTransport:
             ) from exc
         except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
             raise PermanentDownloadError("redirected to a URL that is not http or https") from exc
-        except requests.exceptions.InvalidURL as exc:
+        except (requests.exceptions.InvalidURL, requests.exceptions.SSLError) as exc:
+            # A certificate that fails verification fails again: as in the other transports.
             raise PermanentDownloadError(describe(exc, url)) from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientDownloadError(describe(exc, url)) from exc
