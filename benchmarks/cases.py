@@ -38,6 +38,9 @@ TIMEOUTS = {
     "sim": 600.0,
 }
 DOWNLOAD_CONCURRENCY = 16
+#: The downloader on plain sockets, and its rows' label.
+FAST_DOWNLOADER = "fast"
+FAST_LABEL = "dpp fast"
 LATENCY_WORKERS = (16, 64, 256)
 LATENCY_DELAY = 0.05
 LATENCY_BODY = 16 * 1024
@@ -99,10 +102,26 @@ def _banner(text: str) -> None:
     print(f"== {text}", file=sys.stderr, flush=True)
 
 
+def _fast_tools(ctx: Context, processor: str | None = None) -> list[Tool]:
+    """This project with the ``fast`` downloader, when the installed version has it."""
+    if not ctx.cli.has_downloader(FAST_DOWNLOADER):
+        return []
+    return [
+        project_tool(ctx.cli, FAST_LABEL, processor, ["--downloader", FAST_DOWNLOADER]),
+    ]
+
+
 def throughput_case(ctx: Context, corpus: Corpus, base_url: str, filesystems: list[str]) -> None:
     """A corpus from nginx with this project and every peer at 16 connections."""
     entries = corpus_entries(corpus, base_url)
-    tools = [project_tool(ctx.cli), aria2_tool(), curl_tool(), wget_tool(), baseline_tool()]
+    tools = [
+        project_tool(ctx.cli),
+        *_fast_tools(ctx),
+        aria2_tool(),
+        curl_tool(),
+        wget_tool(),
+        baseline_tool(),
+    ]
     for fs in filesystems:
         _banner(f"{corpus.spec.name}: {len(entries)} files on {fs}")
         job = _job(
@@ -144,7 +163,11 @@ def latency_case(ctx: Context) -> None:
             Entry(f"l{index:05d}.bin", f"http://127.0.0.1:{port}/latency/l{index:05d}.bin")
             for index in range(files)
         ]
-        tools = [project_tool(ctx.cli, processor="checksum"), aria2_tool()]
+        tools = [
+            project_tool(ctx.cli, processor="checksum"),
+            *_fast_tools(ctx, processor="checksum"),
+            aria2_tool(),
+        ]
         for workers in LATENCY_WORKERS:
             _banner(f"latency: {files} files, 50 ms each, {workers} at once")
             job = _job(

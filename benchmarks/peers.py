@@ -113,6 +113,10 @@ class ProjectCli:
         """Whether a ``save`` processor is installed (else runs fall back to ``checksum``)."""
         return any(p["name"] == "save" and p["kind"] == "processor" for p in self.plugins)
 
+    def has_downloader(self, name: str) -> bool:
+        """Whether a downloader of that name is installed."""
+        return any(p["name"] == name and p["kind"] == "downloader" for p in self.plugins)
+
     @property
     def help_text(self) -> str:
         """``--help``'s text."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -14,7 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import trustme
 
+from download_pipeline_processor.builtins.fast import FastDownloader
 from download_pipeline_processor.builtins.http import RequestsDownloader, parse_retry_after
 from download_pipeline_processor.builtins.simulated import NO_SLEEP_ENV, SimulatedDownloader
 from download_pipeline_processor.cache import PART_SUFFIX, DownloadCache
@@ -77,11 +80,19 @@ class ScopedServer:
         return [e for e in self._server.request_log if e[1].startswith(self.prefix + "/")]
 
 
-@pytest.fixture(autouse=True, params=["pooled", "session"])
+#: The transport under test -> the downloader class that uses it for plain URLs.
+DOWNLOADERS: dict[str, type[RequestsDownloader]] = {
+    "pooled": RequestsDownloader,
+    "session": RequestsDownloader,
+    "fast": FastDownloader,
+}
+
+
+@pytest.fixture(autouse=True, params=list(DOWNLOADERS))
 def transport(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> str:
-    """Run every test over both transports of the requests downloader.
+    """Run every test over each transport: both of the requests downloader, and ``fast``.
 
     A ``.netrc`` file (here an empty one, named by NETRC) is one of the things
     only a requests.Session honours, so its presence switches the downloader
@@ -119,15 +130,23 @@ def cache(tmp_path: Path) -> Iterator[DownloadCache]:
 
 
 @pytest.fixture
-def make_stage(cache: DownloadCache) -> Iterator[StageFactory]:
-    """Build a DownloadStage over RequestsDownloader; settings default to no backoff."""
+def downloader_class(transport: str) -> type[RequestsDownloader]:
+    """The downloader class of the transport under test."""
+    return DOWNLOADERS[transport]
+
+
+@pytest.fixture
+def make_stage(
+    cache: DownloadCache, downloader_class: type[RequestsDownloader]
+) -> Iterator[StageFactory]:
+    """Build a DownloadStage over the downloader under test; settings default to no backoff."""
     downloaders: list[RequestsDownloader] = []
 
     def factory(stop_event: threading.Event | None = None, **settings: Any) -> DownloadStage:
         settings.setdefault("retry_backoff", 0)
         settings.setdefault("timeout", 5.0)
         pipeline_settings = PipelineSettings(**settings)
-        downloader = RequestsDownloader(pipeline_settings)
+        downloader = downloader_class(pipeline_settings)
         downloaders.append(downloader)
         return DownloadStage(downloader, cache, pipeline_settings, stop_event or threading.Event())
 
@@ -344,11 +363,29 @@ class TestRetries:
         url = f"http://127.0.0.1:{closed_port()}/x.bin"
         error = download_error(make_stage(max_retries=1), url)
         assert isinstance(error, TransientDownloadError)
-        assert "ConnectionError" in str(error)
+        assert "Connection" in str(error)  # ConnectionError, NewConnectionError or ...Refused
 
 
 class TestRedirectSafety:
-    """Bad redirects fail the file cleanly and are not retried."""
+    """Bad redirects fail the file cleanly and are not retried; credentials stay home."""
+
+    def test_credentials_stay_with_their_host(
+        self, server: ScopedServer, make_stage: StageFactory
+    ) -> None:
+        """Authorization follows a redirect on the same host, never one to another host."""
+        elsewhere = server.add("/moved.bin", b"moved").replace("127.0.0.1", "localhost", 1)
+        same = server.add("/same", statuses=(302,), redirect_to=server.url("/other"))
+        server.add("/other", statuses=(302,), redirect_to=elsewhere)
+        stage = make_stage(headers={"Authorization": "Bearer SECRET", "X-Kept": "yes"})
+        file_data = FileData(same)
+        stage.download(0, file_data)
+        assert file_data.local_path is not None
+        assert file_data.local_path.read_bytes() == b"moved"
+        hops = {path.rpartition("/")[2]: headers for _, path, headers in server.request_log}
+        assert hops["same"]["Authorization"] == "Bearer SECRET"
+        assert hops["other"]["Authorization"] == "Bearer SECRET"
+        assert "Authorization" not in hops["moved.bin"]
+        assert hops["moved.bin"]["X-Kept"] == "yes"
 
     def test_redirect_loop(self, server: ScopedServer, make_stage: StageFactory) -> None:
         """A redirect loop fails permanently after at most max_redirects hops, with no retry."""
@@ -368,6 +405,65 @@ class TestRedirectSafety:
         assert isinstance(error, PermanentDownloadError)
         assert "not http or https" in str(error)
         assert server.request_count("/r") == 1
+        assert cached_files(cache) == []
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    """A throwaway certificate authority."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_server(authority: trustme.CA) -> Iterator[FileServer]:
+    """An https FileServer whose certificate (for 127.0.0.1) ``authority`` signed."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    with FileServer(ssl_context=context) as file_server:
+        yield file_server
+
+
+class TestTls:
+    """https is verified against the CA bundle requests would use."""
+
+    def test_verified_download(
+        self,
+        tls_server: FileServer,
+        authority: trustme.CA,
+        make_stage: StageFactory,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """With the server's CA in REQUESTS_CA_BUNDLE, https downloads, twice on one set-up."""
+        bundle = tmp_path / "ca.pem"
+        authority.cert_pem.write_to_path(str(bundle))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        body = b"secure" * 5000
+        url = tls_server.add(f"/{uuid.uuid4().hex}.bin", body)
+        assert url.startswith("https://")
+        stage = make_stage()
+        for sequence in range(2):
+            file_data = FileData(url)
+            assert stage.download(sequence, file_data) == len(body)
+            assert file_data.local_path is not None
+            assert file_data.local_path.read_bytes() == body
+
+    def test_untrusted_certificate_fails_at_once(
+        self,
+        tls_server: FileServer,
+        make_stage: StageFactory,
+        cache: DownloadCache,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A certificate no trusted CA signed is a permanent failure: no retry, no file."""
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+        path = f"/{uuid.uuid4().hex}.bin"
+        url = tls_server.add(path, b"never")
+        error = download_error(make_stage(max_retries=3), url)
+        assert isinstance(error, PermanentDownloadError)
+        assert "CERTIFICATE_VERIFY_FAILED" in str(error)
+        assert tls_server.request_count(path) == 0
         assert cached_files(cache) == []
 
 
@@ -470,11 +566,13 @@ class TestStopping:
         with pytest.raises(TransientDownloadError, match="HTTP 500"):
             stage.download(0, FileData(url))
 
-    def test_fetch_checks_stop_while_streaming(self, server: ScopedServer, tmp_path: Path) -> None:
-        """The requests backend stops between chunks once the event is set."""
+    def test_fetch_checks_stop_while_streaming(
+        self, server: ScopedServer, tmp_path: Path, downloader_class: type[RequestsDownloader]
+    ) -> None:
+        """The backend stops between chunks once the event is set."""
         url = server.add("/big.bin", b"b" * 1_000_000)
         settings = PipelineSettings(chunk_size=1024)
-        downloader = RequestsDownloader(settings)
+        downloader = downloader_class(settings)
         stop = threading.Event()
         stop.set()
         try:

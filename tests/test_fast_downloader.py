@@ -1,0 +1,403 @@
+"""The ``fast`` downloader's own HTTP/1.1 reading, against a scripted server on 127.0.0.1.
+
+``test_download.py`` runs the shared download rules (statuses, retries,
+redirects, truncation, stopping, secrets) over this backend too; the tests
+here cover what only a hand-written client has to get right: message framing
+(chunked, to-the-close, interim answers), keep-alive and stale connections,
+and answers that are not HTTP.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from download_pipeline_processor.builtins.fast import (
+    MAX_HEAD,
+    MAX_IDLE_PER_THREAD,
+    FastDownloader,
+    SocketTransport,
+)
+from download_pipeline_processor.errors import TransientDownloadError
+from download_pipeline_processor.file_data import FileData
+from download_pipeline_processor.settings import PipelineSettings
+
+
+@dataclass
+class Reply:
+    """The raw bytes sent for one request, and whether the server then hangs up."""
+
+    data: bytes
+    close: bool = False
+
+
+@dataclass
+class ScriptedServer:
+    """Answers the n-th request with ``replies[n]`` (the last one repeating), byte for byte."""
+
+    replies: list[Reply]
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+    closed_by_client: int = 0
+
+    def __post_init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    def url(self, path: str = "/file.bin") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            pending = b""
+            while True:
+                while b"\r\n\r\n" not in pending:
+                    data = conn.recv(65536)
+                    if not data:
+                        with self._lock:
+                            self.closed_by_client += 1
+                        return
+                    pending += data
+                head, _, pending = pending.partition(b"\r\n\r\n")
+                with self._lock:
+                    self.requests.append(head)
+                    reply = self.replies[min(len(self.requests) - 1, len(self.replies) - 1)]
+                conn.sendall(reply.data)
+                if reply.close:
+                    conn.shutdown(socket.SHUT_RDWR)
+                    return
+
+    def stop(self) -> None:
+        self._listener.close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[list[ScriptedServer]]:
+    """Servers made by a test, stopped after it."""
+    servers: list[ScriptedServer] = []
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def serve(servers: list[ScriptedServer], *replies: Reply) -> ScriptedServer:
+    server = ScriptedServer(list(replies))
+    servers.append(server)
+    return server
+
+
+@pytest.fixture
+def transport() -> Iterator[SocketTransport]:
+    """A SocketTransport with short timeouts."""
+    transport = SocketTransport(
+        timeout=2.0, chunk_size=1024, max_redirects=3, headers={"User-Agent": "t"}, ca_bundle=None
+    )
+    yield transport
+    transport.close()
+
+
+def ok(body: bytes, *headers: str) -> Reply:
+    lines = "".join(f"{line}\r\n" for line in headers)
+    return Reply(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{lines}\r\n".encode() + body)
+
+
+def fetch(transport: SocketTransport, url: str, tmp_path: Path) -> bytes:
+    destination = tmp_path / "out.part"
+    size = transport.fetch(url, destination, threading.Event())
+    data = destination.read_bytes()
+    assert size == len(data)
+    return data
+
+
+class TestFraming:
+    """Where a body ends: Content-Length, chunks, or the end of the connection."""
+
+    def test_chunked_body_decoded(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """Chunk sizes, extensions and trailers never reach the file; the connection is kept."""
+        chunked = (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;name=value\r\nhello\r\n"
+            b"1\r\n \r\n"
+            b"0005\r\nworld\r\n"
+            b"0\r\nX-Trailer: yes\r\n\r\n"
+        )
+        server = serve(scripted, Reply(chunked), ok(b"second"))
+        assert fetch(transport, server.url(), tmp_path) == b"hello world"
+        assert fetch(transport, server.url(), tmp_path) == b"second"
+        assert server.connections == 1
+
+    def test_chunked_with_connection_close_is_still_decoded(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """Connection: close says nothing about framing: chunks are still decoded."""
+        chunked = (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n"
+        )
+        server = serve(scripted, Reply(chunked, close=True))
+        assert fetch(transport, server.url(), tmp_path) == b"abc"
+
+    def test_body_to_the_close(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """No length and no chunks: the body runs to the close, and a new connection follows."""
+        server = serve(
+            scripted,
+            Reply(b"HTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\n" + b"r" * 5000, close=True),
+            ok(b"next"),
+        )
+        assert fetch(transport, server.url(), tmp_path) == b"r" * 5000
+        assert fetch(transport, server.url(), tmp_path) == b"next"
+        assert server.connections == 2
+
+    def test_http10_answer_closes(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """An HTTP/1.0 answer without keep-alive ends the connection."""
+        server = serve(
+            scripted,
+            Reply(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nv1", close=True),
+            ok(b"v2"),
+        )
+        assert fetch(transport, server.url(), tmp_path) == b"v1"
+        assert fetch(transport, server.url(), tmp_path) == b"v2"
+        assert server.connections == 2
+
+    def test_interim_answers_skipped(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """100 Continue and 103 Early Hints come before the real answer and are skipped."""
+        interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+        server = serve(scripted, Reply(interim + ok(b"final").data))
+        assert fetch(transport, server.url(), tmp_path) == b"final"
+
+    def test_no_content_answer(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """204 has no body even without a length: an empty file, the connection kept."""
+        server = serve(scripted, Reply(b"HTTP/1.1 204 No Content\r\n\r\n"), ok(b"after"))
+        assert fetch(transport, server.url(), tmp_path) == b""
+        assert fetch(transport, server.url(), tmp_path) == b"after"
+        assert server.connections == 1
+
+    def test_large_body_through_small_buffer(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """A body many times the buffer arrives whole."""
+        body = bytes(range(256)) * 4096  # 1 MiB
+        server = serve(scripted, ok(body))
+        assert fetch(transport, server.url(), tmp_path) == body
+
+
+class TestKeepAlive:
+    """Connections are reused per worker thread and replaced when the server dropped them."""
+
+    def test_one_connection_for_many_files(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        server = serve(scripted, ok(b"same"))
+        for _ in range(20):
+            assert fetch(transport, server.url(), tmp_path) == b"same"
+        assert server.connections == 1
+        assert len(server.requests) == 20
+
+    def test_stale_connection_replaced_once(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """A kept connection the server closed meanwhile costs a reconnect, not a failure."""
+        # The first answer claims keep-alive, then the server hangs up anyway.
+        server = serve(scripted, Reply(ok(b"one").data, close=True), ok(b"two"))
+        assert fetch(transport, server.url(), tmp_path) == b"one"
+        assert fetch(transport, server.url(), tmp_path) == b"two"
+        assert server.connections == 2
+        assert len(server.requests) == 2  # the dead connection never got the request
+
+    def test_fresh_connection_closed_without_answer_fails(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """A new connection closed before any answer is a transient error, not retried here."""
+        server = serve(scripted, Reply(b"", close=True))
+        with pytest.raises(TransientDownloadError, match="without a response"):
+            fetch(transport, server.url(), tmp_path)
+        assert len(server.requests) == 1
+
+    def test_idle_connections_bounded(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """A thread keeps one idle connection for each of its last few origins only."""
+        servers = [serve(scripted, ok(b"x")) for _ in range(MAX_IDLE_PER_THREAD + 1)]
+        for server in servers:
+            fetch(transport, server.url(), tmp_path)
+        first = servers[0]
+        deadline = threading.Event()
+        for _ in range(50):
+            if first.closed_by_client:
+                break
+            deadline.wait(0.02)
+        assert first.closed_by_client == 1
+        assert all(server.closed_by_client == 0 for server in servers[1:])
+
+    def test_close_ends_every_connection(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        server = serve(scripted, ok(b"x"))
+        threads = [
+            threading.Thread(target=fetch, args=(transport, server.url(), tmp_path / str(i)))
+            for i in range(3)
+        ]
+        for index, thread in enumerate(threads):
+            (tmp_path / str(index)).mkdir()
+            thread.start()
+        for thread in threads:
+            thread.join()
+        transport.close()
+        waiter = threading.Event()
+        for _ in range(50):
+            if server.closed_by_client == server.connections:
+                break
+            waiter.wait(0.02)
+        assert server.connections >= 1
+        assert server.closed_by_client == server.connections
+
+
+class TestNotHttp:
+    """Answers this client cannot read are transient errors that name the problem."""
+
+    @pytest.mark.parametrize(
+        ("data", "message"),
+        [
+            (b"SSH-2.0-OpenSSH\r\n\r\n", "malformed status line"),
+            (b"HTTP/1.1 2000 OK\r\n\r\n", "malformed status line"),
+            (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header line"),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n", "invalid Content-Length"),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\nabcd", "invalid Content-Length"),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                "invalid chunk size",
+            ),
+            (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "unexpected 101"),
+        ],
+        ids=["not-http", "status", "header", "length", "two-lengths", "chunk", "upgrade"],
+    )
+    def test_protocol_errors(
+        self,
+        scripted: list[ScriptedServer],
+        transport: SocketTransport,
+        tmp_path: Path,
+        data: bytes,
+        message: str,
+    ) -> None:
+        server = serve(scripted, Reply(data, close=True))
+        with pytest.raises(TransientDownloadError, match=message):
+            fetch(transport, server.url(), tmp_path)
+
+    def test_head_too_long(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """A head longer than MAX_HEAD is refused instead of filling memory."""
+        header = b"X-Big: " + b"a" * (MAX_HEAD + 10) + b"\r\n"
+        server = serve(scripted, Reply(b"HTTP/1.1 200 OK\r\n" + header + b"\r\n", close=True))
+        with pytest.raises(TransientDownloadError, match="response head longer"):
+            fetch(transport, server.url(), tmp_path)
+
+    def test_duplicate_equal_lengths_accepted(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """The same Content-Length twice (some proxies do that) is one length."""
+        server = serve(
+            scripted, Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok")
+        )
+        assert fetch(transport, server.url(), tmp_path) == b"ok"
+
+    @pytest.mark.parametrize(
+        "data",
+        [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nshort",
+        ],
+        ids=["length", "chunked"],
+    )
+    def test_truncated_bodies(
+        self,
+        scripted: list[ScriptedServer],
+        transport: SocketTransport,
+        tmp_path: Path,
+        data: bytes,
+    ) -> None:
+        server = serve(scripted, Reply(data, close=True))
+        with pytest.raises(TransientDownloadError, match="truncated body: got 5 of 100 bytes"):
+            fetch(transport, server.url(), tmp_path)
+
+
+class TestRequest:
+    """What goes on the wire."""
+
+    def test_request_bytes(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """One GET with Host and the configured headers; odd characters escaped as requests does."""
+        server = serve(scripted, ok(b"x"))
+        fetch(transport, server.url("/a b/\u00e9.bin?q=1 2#fragment"), tmp_path)
+        (head,) = server.requests
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"GET /a%20b/%C3%A9.bin?q=1%202 HTTP/1.1"
+        assert f"Host: 127.0.0.1:{server.port}".encode() in lines
+        assert b"User-Agent: t" in lines
+
+    def test_downloader_sends_identity_encoding(
+        self, scripted: list[ScriptedServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The registered downloader asks for the bytes as served, under its own name."""
+        monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
+        server = serve(scripted, ok(b"x"))
+        downloader = FastDownloader(PipelineSettings())
+        try:
+            downloader.fetch(FileData(server.url()), tmp_path / "out", threading.Event())
+        finally:
+            downloader.close()
+        (head,) = server.requests
+        assert b"Accept-Encoding: identity" in head.split(b"\r\n")
+        assert b"User-Agent: download-pipeline-processor/" in head
+
+    @pytest.mark.parametrize("name", ["Bad\r\nName", "Colon:", " space"])
+    def test_header_injection_refused(self, name: str) -> None:
+        with pytest.raises(ValueError, match="invalid request header"):
+            SocketTransport(
+                timeout=1, chunk_size=1024, max_redirects=1, headers={name: "v"}, ca_bundle=None
+            )
+
+    def test_header_value_injection_refused(self) -> None:
+        with pytest.raises(ValueError, match="invalid request header"):
+            SocketTransport(
+                timeout=1,
+                chunk_size=1024,
+                max_redirects=1,
+                headers={"X-Ok": "v\r\nHost: evil"},
+                ca_bundle=None,
+            )
