@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import uuid
@@ -19,6 +21,7 @@ import trustme
 
 from download_pipeline_processor.builtins.fast import FastDownloader
 from download_pipeline_processor.builtins.http import RequestsDownloader, parse_retry_after
+from download_pipeline_processor.builtins.http_rules import keeps_credentials
 from download_pipeline_processor.builtins.simulated import NO_SLEEP_ENV, SimulatedDownloader
 from download_pipeline_processor.cache import PART_SUFFIX, DownloadCache
 from download_pipeline_processor.download import DownloadStage
@@ -448,6 +451,29 @@ class TestTls:
             assert file_data.local_path is not None
             assert file_data.local_path.read_bytes() == body
 
+    def test_bundle_may_be_a_folder(
+        self,
+        tls_server: FileServer,
+        authority: trustme.CA,
+        make_stage: StageFactory,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """REQUESTS_CA_BUNDLE naming a hashed certificate folder works, as in requests."""
+        folder = tmp_path / "certs"
+        folder.mkdir()
+        authority.cert_pem.write_to_path(str(folder / "ca.pem"))
+        # OpenSSL finds certificates in a folder by subject-hash names: make them.
+        openssl = shutil.which("openssl")
+        assert openssl, "the openssl command (Debian: openssl) is needed to hash the folder"
+        subprocess.run([openssl, "rehash", str(folder)], check=True, capture_output=True)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(folder))
+        url = tls_server.add(f"/{uuid.uuid4().hex}.bin", b"via folder")
+        file_data = FileData(url)
+        make_stage().download(0, file_data)
+        assert file_data.local_path is not None
+        assert file_data.local_path.read_bytes() == b"via folder"
+
     def test_untrusted_certificate_fails_at_once(
         self,
         tls_server: FileServer,
@@ -625,6 +651,35 @@ class TestSecretsStayOut:
         assert "SECRET" not in record.getMessage()
 
 
+class TestKeepsCredentials:
+    """requests' rule for credentials headers on a redirect."""
+
+    @pytest.mark.parametrize(
+        ("current", "target", "kept"),
+        [
+            ("http://h/a", "http://h/b", True),
+            ("http://h/a", "https://h/b", True),  # upgrade on the default ports
+            ("http://h:80/a", "https://h:443/b", True),
+            ("https://h/a", "http://h/b", False),  # downgrade: would go out in clear text
+            ("http://h:8080/a", "http://h:9090/b", False),
+            ("http://h/a", "http://other/b", False),
+        ],
+    )
+    def test_rule(self, current: str, target: str, kept: bool) -> None:
+        assert keeps_credentials(current, target) is kept
+
+    def test_utf8_location(self, server: ScopedServer, make_stage: StageFactory) -> None:
+        """A Location sent as raw UTF-8 is followed to the same path, not escaped twice."""
+        server.add("/caf\u00e9.bin", b"coffee")
+        # The server writes headers as Latin-1: these are the UTF-8 bytes of the path.
+        raw_location = server.url("/caf\u00e9.bin").encode().decode("latin-1")
+        url = server.add("/to-cafe", statuses=(302,), redirect_to=raw_location)
+        file_data = FileData(url)
+        make_stage().download(0, file_data)
+        assert file_data.local_path is not None
+        assert file_data.local_path.read_bytes() == b"coffee"
+
+
 class TestParseRetryAfter:
     """Reading the Retry-After header."""
 
@@ -639,7 +694,7 @@ class TestParseRetryAfter:
         assert 95 <= (parse_retry_after(future) or 0) <= 101
         assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
 
-    @pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5"])
+    @pytest.mark.parametrize("value", [None, "", "soon", "-5", "1.5", "\u00b2"])
     def test_unusable(self, value: str | None) -> None:
         """Missing or unparsable values give None, so the normal backoff applies."""
         assert parse_retry_after(value) is None

@@ -9,6 +9,7 @@ and answers that are not HTTP.
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from download_pipeline_processor.builtins.fast import (
     FastDownloader,
     SocketTransport,
 )
-from download_pipeline_processor.errors import TransientDownloadError
+from download_pipeline_processor.errors import PermanentDownloadError, TransientDownloadError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings
 
@@ -34,6 +35,8 @@ class Reply:
 
     data: bytes
     close: bool = False
+    #: Sent in a second write, a moment after ``data`` (after the client has read it).
+    tail: bytes = b""
 
 
 @dataclass
@@ -44,6 +47,7 @@ class ScriptedServer:
     connections: int = 0
     requests: list[bytes] = field(default_factory=list)
     closed_by_client: int = 0
+    tail_sent: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -76,7 +80,10 @@ class ScriptedServer:
             pending = b""
             while True:
                 while b"\r\n\r\n" not in pending:
-                    data = conn.recv(65536)
+                    try:
+                        data = conn.recv(65536)
+                    except OSError:
+                        data = b""
                     if not data:
                         with self._lock:
                             self.closed_by_client += 1
@@ -87,6 +94,10 @@ class ScriptedServer:
                     self.requests.append(head)
                     reply = self.replies[min(len(self.requests) - 1, len(self.replies) - 1)]
                 conn.sendall(reply.data)
+                if reply.tail:
+                    threading.Event().wait(0.1)
+                    conn.sendall(reply.tail)
+                    self.tail_sent.set()
                 if reply.close:
                     conn.shutdown(socket.SHUT_RDWR)
                     return
@@ -336,12 +347,23 @@ class TestNotHttp:
         assert fetch(transport, server.url(), tmp_path) == b"ok"
 
     @pytest.mark.parametrize(
-        "data",
+        ("data", "message"),
         [
-            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nshort",
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
+                "truncated body: got 5 of 100 bytes",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nshort",
+                "connection closed after 5 bytes of a chunked body",
+            ),
+            (
+                # The commonest break of all: at a chunk boundary, before the last chunk.
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+                "connection closed after 3 bytes of a chunked body",
+            ),
         ],
-        ids=["length", "chunked"],
+        ids=["length", "chunked", "chunk-boundary"],
     )
     def test_truncated_bodies(
         self,
@@ -349,9 +371,10 @@ class TestNotHttp:
         transport: SocketTransport,
         tmp_path: Path,
         data: bytes,
+        message: str,
     ) -> None:
         server = serve(scripted, Reply(data, close=True))
-        with pytest.raises(TransientDownloadError, match="truncated body: got 5 of 100 bytes"):
+        with pytest.raises(TransientDownloadError, match=message):
             fetch(transport, server.url(), tmp_path)
 
 
@@ -401,3 +424,226 @@ class TestRequest:
                 headers={"X-Ok": "v\r\nHost: evil"},
                 ca_bundle=None,
             )
+
+
+class TestStrayBytes:
+    """A kept connection is checked before reuse, so an answer never lands on the wrong file."""
+
+    def test_bytes_after_the_body_retire_the_connection(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """A body longer than its Content-Length (a growing file): each file keeps its own body."""
+        server = serve(
+            scripted,
+            Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none", tail=b"EXTRA BYTES"),
+            ok(b"two"),
+            ok(b"three"),
+        )
+        assert fetch(transport, server.url("/a"), tmp_path) == b"one"
+        server.tail_sent.wait(2)
+        assert fetch(transport, server.url("/b"), tmp_path) == b"two"
+        assert fetch(transport, server.url("/c"), tmp_path) == b"three"
+        assert server.connections == 2
+
+    def test_timeout_answer_on_an_idle_connection(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """A 408 a server writes on an idle connection before closing it is not the next answer."""
+        server = serve(
+            scripted,
+            Reply(
+                ok(b"one").data,
+                tail=b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n",
+                close=True,
+            ),
+            ok(b"two"),
+        )
+        assert fetch(transport, server.url("/a"), tmp_path) == b"one"
+        server.tail_sent.wait(2)
+        assert fetch(transport, server.url("/b"), tmp_path) == b"two"
+
+    def test_interim_answer_then_close_is_not_sent_twice(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """A request the server acknowledged (100 Continue) is never sent again by the transport."""
+        server = serve(scripted, ok(b"one"), Reply(b"HTTP/1.1 100 Continue\r\n\r\n", close=True))
+        fetch(transport, server.url("/a"), tmp_path)
+        with pytest.raises(TransientDownloadError, match="closed the connection"):
+            fetch(transport, server.url("/b"), tmp_path)
+        assert len(server.requests) == 2
+
+
+class TestLenientReading:
+    """Answers that requests reads, this transport reads too."""
+
+    def test_bare_line_feeds(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        server = serve(scripted, Reply(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"))
+        assert fetch(transport, server.url(), tmp_path) == b"ok"
+
+    def test_folded_header(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        data = b"HTTP/1.1 200 OK\r\nX-Long: a\r\n b\r\nContent-Length: 2\r\n\r\nok"
+        server = serve(scripted, Reply(data))
+        assert fetch(transport, server.url(), tmp_path) == b"ok"
+
+    def test_identity_transfer_coding_uses_the_length(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """Transfer-Encoding: identity means no coding: the Content-Length still frames the body."""
+        data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\nok"
+        server = serve(scripted, Reply(data), ok(b"next"))
+        assert fetch(transport, server.url(), tmp_path) == b"ok"
+        assert fetch(transport, server.url(), tmp_path) == b"next"
+        assert server.connections == 1
+
+
+class TestStatusesSurviveBrokenBodies:
+    """The status decides, even when the body of an error or redirect breaks off."""
+
+    def test_not_found_with_short_body(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        data = b"HTTP/1.1 404 Not Found\r\nContent-Length: 100\r\n\r\nshort"
+        server = serve(scripted, Reply(data, close=True))
+        with pytest.raises(PermanentDownloadError, match="HTTP 404"):
+            fetch(transport, server.url(), tmp_path)
+
+    def test_retry_after_kept(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        data = b"HTTP/1.1 503 Busy\r\nRetry-After: 7\r\nContent-Length: 50\r\n\r\nx"
+        server = serve(scripted, Reply(data, close=True))
+        with pytest.raises(TransientDownloadError, match="HTTP 503") as info:
+            fetch(transport, server.url(), tmp_path)
+        assert info.value.retry_after == 7
+
+    def test_redirect_with_short_body_followed(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        target = serve(scripted, ok(b"there"))
+        data = f"HTTP/1.1 302 Found\r\nLocation: {target.url()}\r\nContent-Length: 9\r\n\r\nx"
+        server = serve(scripted, Reply(data.encode(), close=True))
+        assert fetch(transport, server.url(), tmp_path) == b"there"
+
+
+class TestOddInput:
+    """Odd numbers, hosts and locations are download errors, never raw exceptions."""
+
+    @pytest.mark.parametrize(
+        ("data", "message"),
+        [
+            (b"HTTP/1.1 2\xb20 OK\r\n\r\n", "malformed status line|invalid status"),
+            (b"HTTP/1.1 099 Odd\r\n\r\n", "malformed status line"),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: \xb9\r\n\r\n", "invalid Content-Length"),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n", "Content-Len"),
+        ],
+        ids=["superscript-status", "status-below-100", "superscript-length", "huge-length"],
+    )
+    def test_odd_numbers(
+        self,
+        scripted: list[ScriptedServer],
+        transport: SocketTransport,
+        tmp_path: Path,
+        data: bytes,
+        message: str,
+    ) -> None:
+        server = serve(scripted, Reply(data, close=True))
+        with pytest.raises(TransientDownloadError, match=message):
+            fetch(transport, server.url(), tmp_path)
+
+    @pytest.mark.parametrize("url", ["http://a..b/x", f"http://{'a' * 64}.example/x"])
+    def test_bad_host_names(self, transport: SocketTransport, tmp_path: Path, url: str) -> None:
+        with pytest.raises(PermanentDownloadError, match="invalid host name"):
+            fetch(transport, url, tmp_path)
+
+    def test_bad_redirect_location(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        data = b"HTTP/1.1 302 Found\r\nLocation: http://[::1/x\r\nContent-Length: 0\r\n\r\n"
+        server = serve(scripted, Reply(data))
+        with pytest.raises(PermanentDownloadError, match="redirected to an invalid URL"):
+            fetch(transport, server.url(), tmp_path)
+
+    def test_local_file_errors_are_not_network_errors(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """A destination that cannot be written is the file system's error, not retried."""
+        server = serve(scripted, ok(b"x"))
+        with pytest.raises(FileNotFoundError):
+            transport.fetch(server.url(), tmp_path / "missing" / "out", threading.Event())
+
+
+class TestThreads:
+    def test_finished_thread_closes_its_connections(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """Idle connections belong to their thread's state and close when the thread ends."""
+        server = serve(scripted, ok(b"x"))
+        worker = threading.Thread(target=fetch, args=(transport, server.url(), tmp_path))
+        worker.start()
+        worker.join()
+        del worker
+        gc.collect()
+        waiter = threading.Event()
+        for _ in range(100):
+            if server.closed_by_client:
+                break
+            waiter.wait(0.02)
+        assert server.closed_by_client == 1
+
+
+class TestRequestHeaders:
+    def test_quoting_matches_requests(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """Characters requests escapes are escaped whatever else the URL holds."""
+        server = serve(scripted, ok(b"x"))
+        fetch(transport, server.url('/a|b"c<d>{e}^`/%41'), tmp_path)
+        assert server.requests[0].split(b"\r\n")[0] == (
+            b"GET /a%7Cb%22c%3Cd%3E%7Be%7D%5E%60/%41 HTTP/1.1"
+        )
+
+    def test_host_and_case(self, scripted: list[ScriptedServer], tmp_path: Path) -> None:
+        """A configured Host is sent instead; one header per name, the last spelling winning."""
+        server = serve(scripted, ok(b"x"))
+        transport = SocketTransport(
+            timeout=2,
+            chunk_size=1024,
+            max_redirects=1,
+            headers={"User-Agent": "a", "user-agent": "b", "Host": "files.example"},
+            ca_bundle=None,
+        )
+        try:
+            fetch(transport, server.url(), tmp_path)
+        finally:
+            transport.close()
+        lines = server.requests[0].split(b"\r\n")
+        assert b"Host: files.example" in lines
+        assert [line for line in lines if line.lower().startswith(b"user-agent")] == [
+            b"user-agent: b"
+        ]
+
+    @pytest.mark.parametrize(
+        "headers",
+        [{"": "v"}, {"X": "\u20ac"}],
+        ids=["empty-name", "not-latin-1"],
+    )
+    def test_more_bad_headers(self, headers: dict[str, str]) -> None:
+        with pytest.raises(ValueError, match="invalid request header"):
+            SocketTransport(
+                timeout=1, chunk_size=1024, max_redirects=1, headers=headers, ca_bundle=None
+            )
+
+
+class TestTlsHandshake:
+    def test_dropped_handshake_is_transient(
+        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+    ) -> None:
+        """A connection dropped during the handshake (a busy balancer) is worth another try."""
+        server = serve(scripted, Reply(b"", close=True))
+        url = server.url().replace("http://", "https://")
+        with pytest.raises(TransientDownloadError):
+            fetch(transport, url, tmp_path)

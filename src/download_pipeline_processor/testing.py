@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from .base_post_processor import BasePostProcessor
 from .file_data import FileData
@@ -78,6 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
         if "://" in path:
             # An absolute URI: a client using this server as its HTTP proxy.
             path = "/" + path.split("://", 1)[1].partition("/")[2]
+        path = unquote(path)  # routes are added by their decoded paths
         with server.lock:
             count = server.counts[path]
             server.counts[path] += 1

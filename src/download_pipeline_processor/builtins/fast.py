@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import mmap
 import os
+import select
 import socket
+import struct
+import sys
 import threading
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlsplit
 
 from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
 from .http import RequestsDownloader, Transport, ca_bundle
@@ -30,7 +34,8 @@ from .http_rules import (
     REDIRECT_STATUSES,
     check_status,
     describe,
-    same_host,
+    keeps_credentials,
+    redirect_target,
     without_credentials,
 )
 from .sink import open_destination, write_all
@@ -46,14 +51,18 @@ MIN_BUFFER = 2 * MAX_HEAD
 MAX_LINE = 8 * 1024
 #: Error and redirect bodies up to this size are read off so the connection is kept.
 MAX_DRAIN = 1024 * 1024
-#: Idle connections a worker thread keeps, one per origin, oldest closed first.
-MAX_IDLE_PER_THREAD = 4
+#: Idle connections kept by all worker threads together (file descriptors are finite).
+MAX_IDLE_TOTAL = 256
+#: ... and by one thread, one per origin, oldest closed first.
+MAX_IDLE_PER_THREAD = 16
 #: What requests leaves unquoted when it re-quotes a URL.
 _SAFE_URL_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"
-
 #: How a body ends, besides a Content-Length.
 CHUNKED = -1
 UNTIL_CLOSE = -2
+#: Plain sockets get their timeouts from the kernel (SO_RCVTIMEO): Python's own
+#: socket timeout polls before every send and receive, two more syscalls a file.
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux")
 
 _Origin = tuple[bool, str, int]  # (tls, host, port)
 
@@ -62,61 +71,108 @@ class ProtocolError(Exception):
     """The server's answer is not HTTP/1.x as this transport reads it."""
 
 
-class _Closed(Exception):
+class ConnectionClosed(ConnectionError):
     """The server closed the connection before the response was complete."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(" ".join(("the server closed the connection", detail)).strip())
+
+
+class _Truncated(TransientDownloadError):
+    """The connection closed before ``length`` bytes of a body arrived."""
+
+    def __init__(self, copied: int, length: int) -> None:
+        super().__init__(f"truncated body: got {copied} of {length} bytes")
+        self.copied = copied
 
 
 class _HandshakeFailed(Exception):
-    """TLS set-up failed (certificate, protocol): another attempt will not fix it."""
+    """TLS verification failed: another attempt will not fix it."""
+
+
+class _LocalFileError(Exception):
+    """Writing the destination failed: the caller sees the OSError itself, not a network error."""
+
+
+def _number(text: str, what: str) -> int:
+    """A decimal header value; ``isdigit`` alone lets '²' through, and huge ones are refused."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise ProtocolError(f"invalid {what} {text[:40]!r}")
+    return int(text)
+
+
+#: host -> its IDNA (ASCII) form, for hosts already checked; shared, bounded.
+_CHECKED_HOSTS: dict[str, str] = {}
+
+
+def _ascii_host(host: str) -> str:
+    checked = _CHECKED_HOSTS.get(host)
+    if checked is None:
+        try:
+            # Also refuses empty or over-long labels, which would fail deep in connect().
+            checked = host.encode("idna").decode("ascii") if host else ""
+        except UnicodeError as exc:
+            raise PermanentDownloadError(f"URL has an invalid host name: {exc}") from None
+        if len(_CHECKED_HOSTS) >= 4096:
+            _CHECKED_HOSTS.clear()
+        _CHECKED_HOSTS[host] = checked
+    return checked
 
 
 class _Request:
-    """A URL taken apart once: where to connect and the request line and Host."""
+    """A URL taken apart once: where to connect, and the request line and Host."""
 
     __slots__ = ("host", "origin", "start")
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, host_header: str | None) -> None:
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as exc:
-            raise PermanentDownloadError(f"invalid URL: {exc}") from exc
+            raise PermanentDownloadError(f"invalid URL: {exc}") from None
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
             raise PermanentDownloadError("only http and https URLs can be downloaded")
-        host = parts.hostname
-        if not host:
+        if not parts.hostname:
             raise PermanentDownloadError("URL has no host")
-        netloc = parts.netloc.rpartition("@")[2]
-        if not netloc.isascii():
-            host = _idna(host)
-            netloc = _idna(netloc)
-        if not netloc.isprintable() or " " in netloc:
-            raise PermanentDownloadError("URL has an invalid host")
-        target = parts.path or "/"
-        if parts.query:
-            target = f"{target}?{parts.query}"
-        if not (target.isascii() and target.isprintable()) or " " in target:
-            # Spaces, control and non-ASCII characters: escaped as requests does,
-            # which also keeps a CR or LF from splitting the request.
-            target = quote(target, safe=_SAFE_URL_CHARACTERS)
         tls = scheme == "https"
+        if ":" in parts.hostname:  # an IPv6 literal
+            host = parts.hostname
+            if not host.replace(":", "").replace(".", "").isalnum():
+                raise PermanentDownloadError("URL has an invalid host")
+            authority = f"[{host}]"
+        else:
+            host = _ascii_host(parts.hostname)
+            authority = host
+        if port is not None:
+            authority = f"{authority}:{port}"
+        # Always re-quoted as requests does: the same URL gives the same request,
+        # and no CR, LF or space can split it.
+        target = quote(parts.path or "/", safe=_SAFE_URL_CHARACTERS)
+        if parts.query:
+            target = f"{target}?{quote(parts.query, safe=_SAFE_URL_CHARACTERS)}"
         self.host = host
-        self.origin: _Origin = (tls, host, port or (443 if tls else 80))
-        self.start = f"GET {target} HTTP/1.1\r\nHost: {netloc}\r\n".encode("ascii")
-
-
-def _idna(text: str) -> str:
-    try:
-        return text.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise PermanentDownloadError(f"URL has an invalid host name: {exc}") from exc
+        self.origin: _Origin = (tls, host, (443 if tls else 80) if port is None else port)
+        self.start = f"GET {target} HTTP/1.1\r\nHost: {host_header or authority}\r\n".encode(
+            "latin-1"
+        )
 
 
 class _Response:
     """One response read from a socket through the thread's buffer."""
 
-    __slots__ = ("buffer", "closes", "end", "headers", "reason", "sock", "start", "status", "view")
+    __slots__ = (
+        "buffer",
+        "closes",
+        "end",
+        "headers",
+        "reason",
+        "received",
+        "sock",
+        "start",
+        "status",
+        "view",
+    )
 
     def __init__(self, sock: socket.socket, buffer: mmap.mmap, view: memoryview) -> None:
         self.sock = sock
@@ -124,6 +180,7 @@ class _Response:
         self.view = view
         self.start = 0  # unread bytes are buffer[start:end]
         self.end = 0
+        self.received = False  # any byte of an answer yet
         self.status = 0
         self.reason = ""
         self.headers: dict[str, str] = {}
@@ -132,7 +189,7 @@ class _Response:
     # -- reading ------------------------------------------------------------------
 
     def _fill(self) -> None:
-        """Read more bytes after the unread ones; raise _Closed at the end of the stream."""
+        """Read more bytes after the unread ones; ConnectionClosed at the end of the stream."""
         if self.start == self.end:
             self.start = self.end = 0
         elif self.end == len(self.buffer):
@@ -141,42 +198,62 @@ class _Response:
             self.start, self.end = 0, kept
         received = self.sock.recv_into(self.view[self.end :])
         if not received:
-            raise _Closed
+            raise ConnectionClosed
         self.end += received
+        self.received = True
+
+    def _head_end(self, scanned: int) -> tuple[int, int]:
+        """(where the head ends, where the body starts), or (-1, -1) when not yet read."""
+        at = self.buffer.find(b"\r\n\r\n", self.start + scanned, self.end)
+        if at >= 0:
+            return at, at + 4
+        # Bare LF line ends: rare, but http.client reads them too.
+        at = self.buffer.find(b"\n\n", self.start + scanned, self.end)
+        if at >= 0:
+            return at, at + 2
+        return -1, -1
 
     def read_head(self) -> None:
         """Read the status line and headers, skipping interim (1xx) answers."""
         while True:
             scanned = 0
-            while (at := self.buffer.find(b"\r\n\r\n", self.start + scanned, self.end)) < 0:
+            while (ends := self._head_end(scanned))[0] < 0:
                 if self.end - self.start > MAX_HEAD:
                     raise ProtocolError(f"response head longer than {MAX_HEAD} bytes")
                 scanned = max(self.end - self.start - 3, 0)
                 self._fill()
-            if at - self.start > MAX_HEAD:
+            head_end, body_start = ends
+            if head_end - self.start > MAX_HEAD:
                 raise ProtocolError(f"response head longer than {MAX_HEAD} bytes")
-            lines = self.buffer[self.start : at].decode("latin-1").split("\r\n")
-            self.start = at + 4
-            self._parse_head(lines)
+            head = self.buffer[self.start : head_end].decode("latin-1")
+            self.start = body_start
+            self._parse_head(head.split("\r\n") if "\r\n" in head else head.split("\n"))
             if not 100 <= self.status < 200:
                 return
             if self.status == 101:
                 raise ProtocolError("unexpected 101 Switching Protocols")
 
     def _parse_head(self, lines: list[str]) -> None:
-        version, _, rest = lines[0].partition(" ")
+        status_line = lines[0].rstrip("\r")
+        version, _, rest = status_line.partition(" ")
         code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-            raise ProtocolError(f"malformed status line {lines[0][:80]!r}")
+        if not version.startswith("HTTP/1.") or len(code) != 3 or code < "100":
+            raise ProtocolError(f"malformed status line {status_line[:80]!r}")
+        status = _number(code, "status")  # also refuses non-ASCII digits
         headers: dict[str, str] = {}
-        for line in lines[1:]:
+        key = ""
+        for raw in lines[1:]:
+            line = raw.rstrip("\r")
+            if line[:1] in (" ", "\t") and key:  # an obsolete folded continuation
+                headers[key] = f"{headers[key]} {line.strip()}"
+                continue
             name, colon, value = line.partition(":")
-            if not colon:
+            if not colon or not name.strip():
                 raise ProtocolError(f"malformed header line {line[:80]!r}")
             key = name.strip().lower()
             value = value.strip()
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        self.status = int(code)
+        self.status = status
         self.reason = reason.strip()
         self.headers = headers
         tokens = headers.get("connection", "").lower()
@@ -186,20 +263,24 @@ class _Response:
         """The body's length, or how it ends: CHUNKED or UNTIL_CLOSE."""
         if self.status in (204, 304):
             return 0
-        coding = self.headers.get("transfer-encoding")
-        if coding is not None:
-            if coding.lower().rpartition(",")[2].strip() == "chunked":
-                return CHUNKED
-            self.closes = True  # another coding: the body ends with the connection
-            return UNTIL_CLOSE
-        text = self.headers.get("content-length")
+        headers = self.headers
+        codings = [
+            coding
+            for coding in headers.get("transfer-encoding", "").lower().replace(" ", "").split(",")
+            if coding and coding != "identity"
+        ]
+        if codings and codings[-1] == "chunked":
+            if "content-length" in headers:
+                self.closes = True  # both framings at once: do not trust what follows
+            return CHUNKED
+        text = headers.get("content-length")
         if text is None:
             self.closes = True
             return UNTIL_CLOSE
         values = {value.strip() for value in text.split(",")}
-        if len(values) != 1 or not (value := values.pop()).isdigit():
+        if len(values) != 1:
             raise ProtocolError(f"invalid Content-Length {text[:40]!r}")
-        return int(value)
+        return _number(values.pop(), "Content-Length")
 
     def copy(self, descriptor: int, length: int | None, should_stop: threading.Event) -> int:
         """Move up to ``length`` body bytes (None: to the end) into ``descriptor`` (-1: drop)."""
@@ -211,17 +292,18 @@ class _Response:
                     raise PipelineInterrupted("run stopped during the download")
                 try:
                     self._fill()
-                except _Closed:
+                except ConnectionClosed:
                     if length is None:
                         break
-                    raise TransientDownloadError(
-                        f"truncated body: got {copied} of {length} bytes"
-                    ) from None
+                    raise _Truncated(copied, length) from None
             taken = self.end - self.start
             if length is not None:
                 taken = min(taken, length - copied)
             if descriptor >= 0:
-                write_all(descriptor, view[self.start : self.start + taken])
+                try:
+                    write_all(descriptor, view[self.start : self.start + taken])
+                except OSError as exc:
+                    raise _LocalFileError(exc) from exc
             self.start += taken
             copied += taken
         return copied
@@ -238,21 +320,27 @@ class _Response:
     def copy_chunked(self, descriptor: int, should_stop: threading.Event) -> int:
         """Decode a chunked body into ``descriptor`` (-1: drop); return its size."""
         total = 0
-        while True:
-            size_text = self._line().partition(b";")[0].strip()
-            try:
+        try:
+            while True:
+                size_text = self._line().partition(b";")[0].strip()
+                if not size_text or size_text.strip(b"0123456789abcdefABCDEF"):
+                    raise ProtocolError(f"invalid chunk size {size_text[:20]!r}")
                 size = int(size_text, 16)
-            except ValueError:
-                raise ProtocolError(f"invalid chunk size {size_text[:20]!r}") from None
-            if size < 0:
-                raise ProtocolError(f"invalid chunk size {size_text[:20]!r}")
-            if size == 0:
-                while self._line():  # trailers, up to the empty line
-                    pass
-                return total
-            total += self.copy(descriptor, size, should_stop)
-            if self._line():
-                raise ProtocolError("chunk not followed by CRLF")
+                if size == 0:
+                    while self._line():  # trailers, up to the empty line
+                        pass
+                    return total
+                try:
+                    total += self.copy(descriptor, size, should_stop)
+                except _Truncated as exc:
+                    total += exc.copied
+                    raise ConnectionClosed from None
+                if self._line():
+                    raise ProtocolError("chunk not followed by CRLF")
+        except ConnectionClosed:
+            raise TransientDownloadError(
+                f"truncated body: connection closed after {total} bytes of a chunked body"
+            ) from None
 
     def body(self, descriptor: int, should_stop: threading.Event) -> int:
         """Read the whole body into ``descriptor`` (-1: drop); return its size."""
@@ -267,15 +355,75 @@ class _Response:
         return not self.closes and self.start == self.end
 
 
+class _IdleConnections(dict[_Origin, socket.socket]):
+    """A thread's idle connections, oldest first; closed when the thread is gone."""
+
+    def close_all(self) -> None:
+        for sock in self.values():
+            sock.close()
+        self.clear()
+
+    def __del__(self) -> None:
+        self.close_all()
+
+
 class _ThreadState(threading.local):
-    """A worker thread's buffer and its idle connections, oldest first."""
+    """A worker thread's buffer and its idle connections."""
 
     def __init__(self, buffer_size: int) -> None:
         # Anonymous memory: pages are only committed once a body reaches them,
         # so small files cost a few KiB of the buffer, not all of it.
         self.buffer = mmap.mmap(-1, buffer_size)
         self.view = memoryview(self.buffer)
-        self.idle: dict[_Origin, socket.socket] = {}
+        self.idle = _IdleConnections()
+
+
+def _check_headers(headers: dict[str, str]) -> None:
+    """Refuse header names and values that would break or split the request."""
+    for name, value in headers.items():
+        if not name or name.strip() != name or ":" in name or not name.isprintable():
+            raise ValueError(f"invalid request header name {name!r}")
+        if not value.isprintable():
+            raise ValueError(f"invalid request header {name!r}: unprintable characters")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"invalid request header {name!r}: not Latin-1") from None
+
+
+def _header_block(headers: dict[str, str]) -> bytes:
+    lines = [f"{name}: {value}\r\n" for name, value in headers.items()]
+    return "".join([*lines, "\r\n"]).encode("latin-1")
+
+
+def _is_dead(sock: socket.socket) -> bool:
+    """True when a kept connection has closed, or holds bytes no request asked for."""
+    if _KERNEL_TIMEOUTS and sock.gettimeout() is None:
+        try:
+            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)  # stray bytes, or b"" at EOF
+        except BlockingIOError:
+            return False  # nothing to read: alive and clean
+        except (OSError, ValueError):
+            return True
+        return True
+    pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted
+    if pending is not None and pending():
+        return True
+    try:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
+
+
+def _kernel_timeouts(sock: socket.socket, timeout: float) -> None:
+    """Blocking mode with SO_RCVTIMEO/SO_SNDTIMEO instead of Python's per-call poll."""
+    seconds = int(timeout)
+    interval = struct.pack("ll", seconds, int((timeout - seconds) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, interval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, interval)
+    sock.settimeout(None)
 
 
 class SocketTransport:
@@ -284,6 +432,7 @@ class SocketTransport:
     def __init__(
         self,
         *,
+        workers: int = 1,
         timeout: float,
         chunk_size: int,
         max_redirects: int,
@@ -293,22 +442,20 @@ class SocketTransport:
         self.timeout = timeout
         self.max_redirects = max_redirects
         self.ca_bundle = ca_bundle
-        for name, value in headers.items():
-            if not (f"{name}{value}".isprintable() and name.strip() == name and ":" not in name):
-                raise ValueError(f"invalid request header {name!r}")
-        self._headers = self._header_block(headers)
-        self._safe_headers = self._header_block(without_credentials(headers))
+        _check_headers(headers)
+        # Later spellings win, whatever their case, as in requests' header dict.
+        merged = {name.lower(): (name, value) for name, value in headers.items()}
+        host = merged.pop("host", None)
+        self._host_header = host[1] if host else None
+        plain = dict(merged.values())
+        self._headers = _header_block(plain)
+        self._safe_headers = _header_block(without_credentials(plain))
+        self._idle_limit = max(1, min(MAX_IDLE_PER_THREAD, MAX_IDLE_TOTAL // max(workers, 1)))
         self._state = _ThreadState(max(chunk_size, MIN_BUFFER))
         self._tls: ssl.SSLContext | None = None
-        self._sockets: set[socket.socket] = set()
+        # Weak: a finished thread's idle connections close with its state.
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self._lock = threading.Lock()
-
-    @staticmethod
-    def _header_block(headers: dict[str, str]) -> bytes:
-        lines = [
-            f"{name}: {value}\r\n" for name, value in headers.items() if name.lower() != "host"
-        ]
-        return "".join([*lines, "\r\n"]).encode("latin-1")
 
     # -- connections ------------------------------------------------------------------
 
@@ -317,30 +464,33 @@ class SocketTransport:
             if self._tls is None:
                 import ssl  # only for https: the import costs start-up time
 
-                self._tls = ssl.create_default_context(cafile=self.ca_bundle)
+                bundle = self.ca_bundle
+                if bundle and Path(bundle).is_dir():  # requests takes a folder too
+                    self._tls = ssl.create_default_context(capath=bundle)
+                else:
+                    self._tls = ssl.create_default_context(cafile=bundle)
             return self._tls
 
     def _connect(self, request: _Request) -> socket.socket:
         tls, host, port = request.origin
         sock = socket.create_connection((host, port), timeout=self.timeout)
-        with self._lock:
-            self._sockets.add(sock)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if tls:
+            if not tls:
+                if _KERNEL_TIMEOUTS:
+                    _kernel_timeouts(sock, self.timeout)
+            else:
                 import ssl
 
                 try:
-                    wrapped = self._tls_context().wrap_socket(sock, server_hostname=host)
-                except ssl.SSLError as exc:
+                    sock = self._tls_context().wrap_socket(sock, server_hostname=host)
+                except ssl.SSLCertVerificationError as exc:
                     raise _HandshakeFailed(exc) from exc
-                with self._lock:
-                    self._sockets.discard(sock)
-                    self._sockets.add(wrapped)
-                sock = wrapped
         except BaseException:
-            self._discard(sock)
+            sock.close()
             raise
+        with self._lock:
+            self._sockets.add(sock)
         return sock
 
     def _discard(self, sock: socket.socket) -> None:
@@ -351,17 +501,21 @@ class SocketTransport:
     def _keep(self, origin: _Origin, sock: socket.socket) -> None:
         idle = self._state.idle
         idle[origin] = sock
-        if len(idle) > MAX_IDLE_PER_THREAD:
+        if len(idle) > self._idle_limit:
             self._discard(idle.pop(next(iter(idle))))
 
     def _exchange(self, request: _Request, headers: bytes) -> tuple[socket.socket, _Response]:
         """Send the request and read the response head, on a kept connection if any.
 
-        A kept connection the server has meanwhile closed fails before any byte
-        of an answer: that one is replaced by a new connection once.
+        A kept connection is checked first: one the server closed, or one with
+        stray bytes on it, is replaced.  One that fails before any byte of an
+        answer arrives (the server closed it in the meantime) is replaced once.
         """
         state = self._state
         sock = state.idle.pop(request.origin, None)
+        if sock is not None and _is_dead(sock):
+            self._discard(sock)
+            sock = None
         while True:
             reused = sock is not None
             if sock is None:
@@ -370,15 +524,13 @@ class SocketTransport:
             try:
                 sock.sendall(request.start + headers)
                 response.read_head()
-            except (_Closed, ConnectionError) as exc:
+            except ConnectionError as exc:
                 self._discard(sock)
-                if reused and response.end == 0:
+                if reused and not response.received:
                     sock = None
                     continue
-                if isinstance(exc, _Closed):
-                    raise ConnectionResetError(
-                        "server closed the connection without a response"
-                    ) from None
+                if isinstance(exc, ConnectionClosed) and not response.received:
+                    raise ConnectionClosed("without a response") from None
                 raise
             except BaseException:
                 self._discard(sock)
@@ -391,8 +543,12 @@ class SocketTransport:
         """One attempt: follow redirects, check the status, stream the body to ``destination``."""
         try:
             return self._fetch(url, destination, should_stop)
+        except _LocalFileError as exc:
+            raise exc.args[0] from None  # the file's problem, as the other transports say it
         except _HandshakeFailed as exc:
             raise PermanentDownloadError(describe(exc.args[0], url)) from exc
+        except BlockingIOError as exc:  # a kernel timeout ran out
+            raise TransientDownloadError(describe(TimeoutError("timed out"), url)) from exc
         except (OSError, ProtocolError) as exc:
             raise TransientDownloadError(describe(exc, url)) from exc
 
@@ -400,7 +556,7 @@ class SocketTransport:
         current = url
         headers = self._headers
         for _ in range(self.max_redirects + 1):
-            request = _Request(current)
+            request = _Request(current, self._host_header)
             sock, response = self._exchange(request, headers)
             status = response.status
             location = response.headers.get("location")
@@ -421,17 +577,18 @@ class SocketTransport:
             if not redirect:
                 check_status(status, response.reason, response.headers.get("retry-after"))
                 return size
-            target = urljoin(current, location or "")
-            if not target.lower().startswith(("http://", "https://")):
-                raise PermanentDownloadError("redirected to a URL that is not http or https")
-            if not same_host(current, target):
+            target = redirect_target(current, location or "")
+            if not keeps_credentials(current, target):
                 headers = self._safe_headers
             current = target
         raise PermanentDownloadError(f"redirect loop or more than {self.max_redirects} redirects")
 
     @staticmethod
     def _save(response: _Response, destination: Path, should_stop: threading.Event) -> int:
-        descriptor = open_destination(destination)
+        try:
+            descriptor = open_destination(destination)
+        except OSError as exc:
+            raise _LocalFileError(exc) from exc
         try:
             return response.body(descriptor, should_stop)
         finally:
@@ -439,12 +596,19 @@ class SocketTransport:
 
     @staticmethod
     def _drain(response: _Response, should_stop: threading.Event) -> None:
-        """Read off a small redirect or error body so the connection can be kept."""
-        length = response.framing()
-        if length < 0 or length > MAX_DRAIN:
-            response.closes = True  # closing costs less than reading it off
-            return
-        response.copy(-1, length, should_stop)
+        """Read off a small redirect or error body so the connection can be kept.
+
+        The status is what matters: a body that breaks off or stalls only
+        costs the connection.
+        """
+        try:
+            length = response.framing()
+            if length < 0 or length > MAX_DRAIN:
+                response.closes = True  # closing costs less than reading it off
+                return
+            response.copy(-1, length, should_stop)
+        except (OSError, ProtocolError, TransientDownloadError):
+            response.closes = True
 
     def close(self) -> None:
         """Close every connection of every thread."""
@@ -461,6 +625,7 @@ class FastDownloader(RequestsDownloader):
     def _plain_transport(self) -> Transport:
         settings = self.settings
         return SocketTransport(
+            workers=settings.download_workers,
             timeout=settings.timeout,
             chunk_size=settings.chunk_size,
             max_redirects=settings.max_redirects,
@@ -469,4 +634,4 @@ class FastDownloader(RequestsDownloader):
         )
 
 
-__all__ = ["FastDownloader", "ProtocolError", "SocketTransport"]
+__all__ = ["ConnectionClosed", "FastDownloader", "ProtocolError", "SocketTransport"]

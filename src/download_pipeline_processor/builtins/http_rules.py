@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from ..errors import PermanentDownloadError, TransientDownloadError
 from ..redact import scrub
@@ -15,9 +16,39 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 
-def same_host(first: str, second: str) -> bool:
-    """True when two URLs name one host (requests' rule for keeping credentials)."""
-    return urlsplit(first).hostname == urlsplit(second).hostname
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def keeps_credentials(current: str, target: str) -> bool:
+    """Whether credentials headers may follow a redirect from ``current`` to ``target``.
+
+    requests' rule: only to the same host, on the same scheme and port, or
+    as an upgrade from http on port 80 to https on port 443.
+    """
+    old, new = urlsplit(current), urlsplit(target)
+    if old.hostname != new.hostname:
+        return False
+    old_port = old.port or _DEFAULT_PORTS.get(old.scheme)
+    new_port = new.port or _DEFAULT_PORTS.get(new.scheme)
+    if (old.scheme, old_port, new.scheme, new_port) == ("http", 80, "https", 443):
+        return True
+    return old.scheme == new.scheme and old_port == new_port
+
+
+def redirect_target(current: str, location: str) -> str:
+    """The absolute URL a Location header names; only http and https are followed."""
+    # Headers arrive decoded as Latin-1; a UTF-8 Location is re-read as UTF-8,
+    # as requests does, instead of being escaped twice.
+    with contextlib.suppress(UnicodeError):
+        location = location.encode("latin-1").decode("utf-8")
+    try:
+        target = urljoin(current, location)
+        urlsplit(target).port  # noqa: B018 - raises ValueError on a bad port or IPv6 literal
+    except ValueError as exc:
+        raise PermanentDownloadError(f"redirected to an invalid URL: {exc}") from None
+    if not target.lower().startswith(("http://", "https://")):
+        raise PermanentDownloadError("redirected to a URL that is not http or https")
+    return target
 
 
 def without_credentials(headers: dict[str, str]) -> dict[str, str]:
@@ -32,13 +63,13 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     import email.utils  # only for an HTTP-date: the import costs start-up time
 
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return max(when.timestamp() - time.time(), 0.0)
 

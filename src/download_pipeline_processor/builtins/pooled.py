@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from urllib.parse import urljoin
 
 import urllib3
 from urllib3.exceptions import HTTPError, SSLError
@@ -23,7 +22,8 @@ from .http_rules import (
     REDIRECT_STATUSES,
     check_status,
     describe,
-    same_host,
+    keeps_credentials,
+    redirect_target,
     without_credentials,
 )
 from .sink import open_destination, write_all
@@ -99,7 +99,12 @@ class PooledTransport:
             block=False,
             retries=False,
             cert_reqs="CERT_REQUIRED",
-            ca_certs=ca_bundle,
+            # requests accepts a folder of certificates as the bundle too.
+            **(
+                {"ca_cert_dir": ca_bundle}
+                if ca_bundle and Path(ca_bundle).is_dir()
+                else {"ca_certs": ca_bundle}
+            ),
         )
 
     def fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
@@ -124,12 +129,10 @@ class PooledTransport:
                 raise TransientDownloadError(describe(exc, url)) from exc
             status = response.status
             if status in REDIRECT_STATUSES and response.headers.get("Location"):
-                location = urljoin(current, response.headers["Location"])
                 response.drain_conn()
                 response.release_conn()
-                if not location.lower().startswith(("http://", "https://")):
-                    raise PermanentDownloadError("redirected to a URL that is not http or https")
-                if not same_host(current, location):
+                location = redirect_target(current, response.headers["Location"])
+                if not keeps_credentials(current, location):
                     headers = without_credentials(headers)
                 current = location
                 continue
