@@ -507,7 +507,7 @@ class TestDownloaderSeam:
         """Naming a downloader nobody registered fails before any work with the choices."""
         from download_pipeline_processor.errors import UnknownPluginError
 
-        with pytest.raises(UnknownPluginError, match="available: requests, simulated"):
+        with pytest.raises(UnknownPluginError, match="available: fast, requests, simulated"):
             run_pipeline([{"url": "http://127.0.0.1:9/x"}], downloader="nope")
 
 
