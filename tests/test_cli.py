@@ -223,6 +223,33 @@ class TestDownloaderFlag:
         assert bad.exit_code == 2
         assert "unknown downloader 'curl'" in bad.stderr
 
+    def test_fast_by_name(self, tmp_path: Path, file_server: FileServer) -> None:
+        """--downloader fast downloads over the sockets backend, one request per file."""
+        entries = [{"url": file_server.add(f"/fast{i}.bin", b"f" * i)} for i in range(1, 6)]
+        listing = write_list(tmp_path / "l.json", entries)
+        args = ["--files", str(listing), "--downloader", "fast", "--processor", "checksum"]
+        result = invoke([*args, "--post-processor", "jsonl"])
+        assert result.exit_code == 0
+        sizes = sorted(json.loads(line)["result"]["size"] for line in result.stdout.splitlines())
+        assert sizes == [1, 2, 3, 4, 5]
+        assert file_server.request_count() == 5
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="pinning is Linux-only and needs two CPUs to be seen",
+)
+def test_pin_threads_flag(tmp_path: Path) -> None:
+    """--pin-threads reaches the run: the processor's thread sees one CPU."""
+    listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/a.bin"}])
+    spec = "tests.test_pipeline:AffinityProcessor"
+    args = ["--files", str(listing), "--simulate-downloads", "--no-sleep", "--processor", spec]
+    pinned = invoke([*args, "--pin-threads", "--post-processor", "jsonl"])
+    assert pinned.exit_code == 0, pinned.stderr
+    assert len(json.loads(pinned.stdout)["result"]) == 1
+    spread = invoke([*args, "--post-processor", "jsonl"])
+    assert json.loads(spread.stdout)["result"] == sorted(os.sched_getaffinity(0))
+
 
 class TestRuns:
     """Exit codes, reports and logs of real runs."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from pathlib import Path
@@ -472,6 +473,74 @@ class TestSimulationAndOptions:
                 files, "checksum", processor_options={"colour": "red"}, download_cache=cache_root
             )
         assert file_server.request_count() == 0
+
+
+class AffinityProcessor(BaseProcessor):
+    """Returns the CPUs the thread (or worker process) it runs in may use."""
+
+    def process(self, file_data: FileData) -> list[int]:
+        return sorted(os.sched_getaffinity(0))
+
+
+class AffinityPostProcessor(BasePostProcessor):
+    """Records the CPUs of the post-processor thread."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[int, ...]] = set()
+        self.results: set[tuple[int, ...]] = set()
+
+    def post_process(self, result: Any, file_data: FileData) -> None:
+        assert file_data.error is None, file_data.error
+        self.results.add(tuple(result))
+        self.seen.add(tuple(sorted(os.sched_getaffinity(0))))
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="pinning is Linux-only and needs two CPUs to be seen",
+)
+class TestPinThreads:
+    """--pin-threads keeps the pipeline's threads on one core, never process-mode workers."""
+
+    @staticmethod
+    def _run(
+        cache_root: Path, **settings: Any
+    ) -> tuple[set[tuple[int, ...]], set[tuple[int, ...]]]:
+        post = AffinityPostProcessor()
+        pipeline = ProcessingPipeline(
+            AffinityProcessor,
+            post,
+            plugin_manager=make_plugin_manager(),
+            simulate_downloads=True,
+            simulate_delay=(0.0, 0.0),
+            download_cache=cache_root,
+            **settings,
+        )
+        files = [{"url": f"http://127.0.0.1:9/{i}.bin"} for i in range(20)]
+        assert pipeline.run(files) == 0
+        return post.results, post.seen
+
+    def test_threads_pinned(self, cache_root: Path) -> None:
+        everything = tuple(sorted(os.sched_getaffinity(0)))
+        processors, posts = self._run(cache_root, pin_threads=True)
+        assert processors == {(everything[0],)}
+        assert posts == {(everything[0],)}
+        # The caller's own thread is left alone.
+        assert tuple(sorted(os.sched_getaffinity(0))) == everything
+
+    def test_off_by_default(self, cache_root: Path) -> None:
+        everything = tuple(sorted(os.sched_getaffinity(0)))
+        processors, posts = self._run(cache_root)
+        assert processors == {everything}
+        assert posts == {everything}
+
+    def test_process_workers_keep_every_core(self, cache_root: Path) -> None:
+        everything = tuple(sorted(os.sched_getaffinity(0)))
+        processors, posts = self._run(
+            cache_root, pin_threads=True, processing_mode="process", processing_limit=1
+        )
+        assert processors == {everything}
+        assert posts == {(everything[0],)}
 
 
 class TestDownloaderSeam:

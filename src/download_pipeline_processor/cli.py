@@ -250,6 +250,13 @@ def _graceful_signals(pipeline: ProcessingPipeline) -> Iterator[None]:
     "(the class must be importable and its results picklable).",
 )
 @click.option(
+    "--pin-threads",
+    is_flag=True,
+    help="Run the pipeline's threads on one CPU core: about twice as fast for many "
+    "small files with light processors; not for thread-mode processors using native "
+    "multi-threaded code.  Linux only.",
+)
+@click.option(
     "--downloader",
     metavar="NAME",
     default=None,
@@ -337,6 +344,7 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         simulate_delay=delay,
         processing_mode=params["processing_mode"],
         downloader=params["downloader"],
+        pin_threads=params["pin_threads"],
     )
     pipeline = ProcessingPipeline(
         params["processor"],

@@ -14,6 +14,7 @@ entry abandoned at a stop is never reported twice.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 import threading
@@ -101,6 +102,7 @@ class PipelineRun:
         self.notify_files = False  # set once instance hooks are registered
         self.grace_ends: float | None = None
         self.input_failure: Exception | None = None
+        self.pinned_cpu = _one_cpu() if self.settings.pin_threads else None
 
     # -- the three stages -------------------------------------------------------
 
@@ -122,7 +124,13 @@ class PipelineRun:
                     self.in_flight[item[0]] = item[1]
             return item
 
+    def _pin(self) -> None:
+        """Keep the calling thread on the run's one core, when asked to."""
+        if self.pinned_cpu is not None:
+            os.sched_setaffinity(0, {self.pinned_cpu})  # 0: this thread, on Linux
+
     def _download_worker(self, stage: DownloadStage) -> None:
+        self._pin()
         while (item := self._next_entry()) is not None:
             sequence, file_data = item
             try:
@@ -137,6 +145,9 @@ class PipelineRun:
                 return  # stopping: the entry stays in flight and is abandoned
 
     def _processing_worker(self, processor: BaseProcessor) -> None:
+        if self.settings.processing_mode == "thread":
+            # Process mode: the workers this thread starts must keep every core.
+            self._pin()
         try:
             while not self.stop_event.is_set():
                 try:
@@ -161,6 +172,7 @@ class PipelineRun:
                 logger.warning("processor close() failed", exc_info=True)
 
     def _post_process_worker(self) -> None:
+        self._pin()
         summary = self.summary
         while (item := self.finished.get()) is not _DONE:
             file_data, result = item
@@ -342,6 +354,14 @@ class PipelineRun:
         # stop would delay the exit by as long as the reading takes.
         with self.entries_lock:
             self.summary.not_started = self.source.remaining
+
+
+def _one_cpu() -> int | None:
+    """The CPU pinned threads share: the lowest this process may use (None: cannot pin)."""
+    if not hasattr(os, "sched_setaffinity"):
+        logger.warning("--pin-threads: this platform cannot pin threads; ignored")
+        return None
+    return min(os.sched_getaffinity(0))
 
 
 def terminate_workers(processors: list[BaseProcessor]) -> None:
