@@ -41,6 +41,7 @@ DOWNLOAD_CONCURRENCY = 16
 #: The downloader on plain sockets, and its rows' label.
 FAST_DOWNLOADER = "fast"
 FAST_LABEL = "dpp fast"
+PIN_FLAG = "--pin-threads"
 LATENCY_WORKERS = (16, 64, 256)
 LATENCY_DELAY = 0.05
 LATENCY_BODY = 16 * 1024
@@ -102,13 +103,15 @@ def _banner(text: str) -> None:
     print(f"== {text}", file=sys.stderr, flush=True)
 
 
-def _fast_tools(ctx: Context, processor: str | None = None) -> list[Tool]:
-    """This project with the ``fast`` downloader, when the installed version has it."""
+def _fast_tools(ctx: Context, processor: str | None = None, pinned: bool = True) -> list[Tool]:
+    """This project with the ``fast`` downloader (and pinned threads), when installed."""
     if not ctx.cli.has_downloader(FAST_DOWNLOADER):
         return []
-    return [
-        project_tool(ctx.cli, FAST_LABEL, processor, ["--downloader", FAST_DOWNLOADER]),
-    ]
+    fast = ["--downloader", FAST_DOWNLOADER]
+    tools = [project_tool(ctx.cli, FAST_LABEL, processor, fast)]
+    if pinned and ctx.cli.has_flag(PIN_FLAG):
+        tools.append(project_tool(ctx.cli, f"{FAST_LABEL}, pinned", processor, [*fast, PIN_FLAG]))
+    return tools
 
 
 def throughput_case(ctx: Context, corpus: Corpus, base_url: str, filesystems: list[str]) -> None:
@@ -165,7 +168,7 @@ def latency_case(ctx: Context) -> None:
         ]
         tools = [
             project_tool(ctx.cli, processor="checksum"),
-            *_fast_tools(ctx, processor="checksum"),
+            *_fast_tools(ctx, processor="checksum", pinned=False),
             aria2_tool(),
         ]
         for workers in LATENCY_WORKERS:
@@ -228,9 +231,10 @@ def sim_case(ctx: Context) -> None:
         concurrency=0,
     )
 
-    def build(job: Job) -> Invocation:
+    def build(job: Job, extra: tuple[str, ...] = ()) -> Invocation:
         argv = [
             str(ctx.cli.executable),
+            *extra,
             "--files",
             str(job.lists.json_list),
             "--simulate-downloads",
@@ -249,7 +253,10 @@ def sim_case(ctx: Context) -> None:
         return Invocation(argv, ctx.cli.env, None)
 
     _banner(f"sim: {files} simulated entries, no delay, cache on tmpfs")
-    ctx.runner.run_job(job, [Tool("dpp simulated", build)], ctx.reps)
+    tools = [Tool("dpp simulated", build)]
+    if ctx.cli.has_flag(PIN_FLAG):
+        tools.append(Tool("dpp simulated, pinned", lambda job: build(job, (PIN_FLAG,))))
+    ctx.runner.run_job(job, tools, ctx.reps)
     # The same command on one entry: the fixed cost (interpreter, imports,
     # plugin discovery) that every other case's wall time of this project includes.
     startup = _job(

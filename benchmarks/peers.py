@@ -124,6 +124,10 @@ class ProjectCli:
             self._help = self._output("--help")
         return self._help
 
+    def has_flag(self, flag: str) -> bool:
+        """Whether ``--help`` lists ``flag``."""
+        return flag in self.help_text
+
     @property
     def has_process_mode(self) -> bool:
         """Whether ``--help`` mentions the processing-process mode."""

@@ -162,51 +162,60 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**missed**")
 
 
+#: This project's rows in the corpus and latency cases: the default downloader,
+#: the ``fast`` one, and ``fast`` with ``--pin-threads``.
+OUR_VARIANTS = ("dpp", "dpp fast", "dpp fast, pinned")
+#: ... and in the simulated case.
+SIM_VARIANTS = ("dpp simulated", "dpp simulated, pinned")
+
+
 def _throughput_check(
-    rows: Sequence[Row], case: str, fs: str, peer: str, factor: float
+    rows: Sequence[Row], case: str, fs: str, ours_label: str, peer: str, *, factor: float = 1.0
 ) -> tuple[str, str, str] | None:
-    ours = _find(rows, case, fs, "dpp")
-    theirs = _find(rows, case, fs, peer)
-    if ours is None and theirs is None:
+    ours = _find(rows, case, fs, ours_label)
+    if ours is None:
         return None
-    target = f"{case}/{fs}: dpp ≥ {factor:g}x {peer}"
-    if ours is None or theirs is None or not ours.files_per_s or not theirs.files_per_s:
+    theirs = _find(rows, case, fs, peer)
+    target = f"{case}/{fs}: {ours_label} ≥ {factor:g}x {peer}"
+    if theirs is None or not ours.files_per_s or not theirs.files_per_s:
         return target, "not measured", _verdict(None)
     measured = ours.files_per_s / theirs.files_per_s
     return target, f"{measured:.2f}x", _verdict(measured >= factor)
 
 
 def acceptance(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
-    """(target, measured, verdict) for each of the issue's targets that this run covers."""
-    checks: list[tuple[str, str, str] | None] = [
-        _throughput_check(rows, "small", "tmpfs", "requests+threads", 2.0),
-        _throughput_check(rows, "small", "tmpfs", "aria2c", 1.0),
-        _throughput_check(rows, "small", "ext4", "aria2c", 1.0),
-        _throughput_check(rows, "small", "ext4", "curl", 0.8),
-    ]
-    small = _find(rows, "small", "tmpfs", "dpp")
-    if small is not None and small.cpu_ms_per_file is not None:
-        checks.append(
-            (
-                "small/tmpfs: dpp ≤ 1 ms CPU per file",
-                f"{small.cpu_ms_per_file:.2f} ms",
-                _verdict(small.cpu_ms_per_file <= 1.0),
-            )
-        )
-    for fs in ("tmpfs", "ext4"):
-        checks.append(_throughput_check(rows, "medium", fs, "aria2c", 1.0))
-        checks.append(_throughput_check(rows, "large", fs, "aria2c", 1.0))
-        checks.append(_throughput_check(rows, "large", fs, "curl", 1.0))
-        large = _find(rows, "large", fs, "dpp")
-        if large is not None and large.rss_mib is not None:
+    """(target, measured, verdict) for each of the issue's targets, per variant of this project."""
+    checks: list[tuple[str, str, str] | None] = []
+    for ours in OUR_VARIANTS:
+        checks += [
+            _throughput_check(rows, "small", "tmpfs", ours, "requests+threads", factor=2.0),
+            _throughput_check(rows, "small", "tmpfs", ours, "aria2c", factor=1.0),
+            _throughput_check(rows, "small", "ext4", ours, "aria2c", factor=1.0),
+            _throughput_check(rows, "small", "ext4", ours, "curl", factor=0.8),
+        ]
+        small = _find(rows, "small", "tmpfs", ours)
+        if small is not None and small.cpu_ms_per_file is not None:
             checks.append(
                 (
-                    f"large/{fs}: dpp peak RSS < 64 MiB",
-                    f"{large.rss_mib:.0f} MiB",
-                    _verdict(large.rss_mib < 64),
+                    f"small/tmpfs: {ours} ≤ 1 ms CPU per file",
+                    f"{small.cpu_ms_per_file:.2f} ms",
+                    _verdict(small.cpu_ms_per_file <= 1.0),
                 )
             )
-    checks.append(_throughput_check(rows, "latency-64", "tmpfs", "aria2c", 1.0))
+        for fs in ("tmpfs", "ext4"):
+            checks.append(_throughput_check(rows, "medium", fs, ours, "aria2c", factor=1.0))
+            checks.append(_throughput_check(rows, "large", fs, ours, "aria2c", factor=1.0))
+            checks.append(_throughput_check(rows, "large", fs, ours, "curl", factor=1.0))
+            large = _find(rows, "large", fs, ours)
+            if large is not None and large.rss_mib is not None:
+                checks.append(
+                    (
+                        f"large/{fs}: {ours} peak RSS < 64 MiB",
+                        f"{large.rss_mib:.0f} MiB",
+                        _verdict(large.rss_mib < 64),
+                    )
+                )
+        checks.append(_throughput_check(rows, "latency-64", "tmpfs", ours, "aria2c", factor=1.0))
     threads = _find(rows, "cpu", "tmpfs", "dpp threads")
     processes = _find(rows, "cpu", "tmpfs", "dpp processes")
     if threads is not None:
@@ -216,17 +225,21 @@ def acceptance(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
         else:
             measured = processes.files_per_s / threads.files_per_s
             checks.append((target, f"{measured:.2f}x", _verdict(measured >= 1.7)))
-    sim = _find(rows, "sim", "tmpfs", "dpp simulated")
-    if sim is not None and sim.files_per_s is not None and sim.rss_mib is not None:
+    for label in SIM_VARIANTS:
+        sim = _find(rows, "sim", "tmpfs", label)
+        if sim is None or sim.files_per_s is None or sim.rss_mib is None:
+            continue
         checks.append(
             (
-                "sim: ≥ 10,000 files/s",
+                f"sim: {label} ≥ 10,000 files/s",
                 f"{sim.files_per_s:,.0f} files/s",
                 _verdict(sim.files_per_s >= 10_000),
             )
         )
         rss_mb = sim.rss_mib * 1024 * 1024 / 1e6
-        checks.append(("sim: peak RSS < 100 MB", f"{rss_mb:.0f} MB", _verdict(rss_mb < 100)))
+        checks.append(
+            (f"sim: {label} peak RSS < 100 MB", f"{rss_mb:.0f} MB", _verdict(rss_mb < 100))
+        )
     return [check for check in checks if check is not None]
 
 
