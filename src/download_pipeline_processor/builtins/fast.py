@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
-from .http import RequestsDownloader, Transport, ca_bundle
+from .http import RequestsDownloader, Transport
 from .http_rules import (
     REDIRECT_STATUSES,
     check_status,
@@ -623,15 +623,7 @@ class FastDownloader(RequestsDownloader):
     """The requests downloader with :class:`SocketTransport` for plain URLs."""
 
     def _plain_transport(self) -> Transport:
-        settings = self.settings
-        return SocketTransport(
-            workers=settings.download_workers,
-            timeout=settings.timeout,
-            chunk_size=settings.chunk_size,
-            max_redirects=settings.max_redirects,
-            headers=self._headers,
-            ca_bundle=ca_bundle(),
-        )
+        return SocketTransport(**self._transport_options())
 
 
 __all__ = ["ConnectionClosed", "FastDownloader", "ProtocolError", "SocketTransport"]

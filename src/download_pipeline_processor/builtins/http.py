@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..downloader import Downloader
 from ..file_data import FileData
@@ -78,19 +78,23 @@ class RequestsDownloader(Downloader):
         self._session_transport: SessionTransport | None = None
         self._session_lock = threading.Lock()
 
+    def _transport_options(self) -> dict[str, Any]:
+        """The keyword arguments every plain transport takes."""
+        settings = self.settings
+        return {
+            "workers": settings.download_workers,
+            "timeout": settings.timeout,
+            "chunk_size": settings.chunk_size,
+            "max_redirects": settings.max_redirects,
+            "headers": self._headers,
+            "ca_bundle": ca_bundle(),
+        }
+
     def _plain_transport(self) -> Transport:
         """The transport of every URL that does not need a requests.Session."""
         from .pooled import PooledTransport
 
-        settings = self.settings
-        return PooledTransport(
-            workers=settings.download_workers,
-            timeout=settings.timeout,
-            chunk_size=settings.chunk_size,
-            max_redirects=settings.max_redirects,
-            headers=self._headers,
-            ca_bundle=ca_bundle(),
-        )
+        return PooledTransport(**self._transport_options())
 
     def _needs_session(self, url: str) -> bool:
         """True when only a requests.Session handles ``url`` right (proxy, credentials)."""
