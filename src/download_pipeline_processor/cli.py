@@ -252,9 +252,9 @@ def _graceful_signals(pipeline: ProcessingPipeline) -> Iterator[None]:
 @click.option(
     "--pin-threads",
     is_flag=True,
-    help="Run the pipeline's threads on one CPU core: about twice as fast for many "
-    "small files with light processors; not for thread-mode processors using native "
-    "multi-threaded code.  Linux only.",
+    help="Run the pipeline's threads on one CPU core (Linux): 2-3x faster for many "
+    "small files on fast storage or simulated runs, slower for large files or a slow "
+    "disk, and not for thread-mode processors running multi-threaded native code.",
 )
 @click.option(
     "--downloader",

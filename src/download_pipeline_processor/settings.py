@@ -62,10 +62,12 @@ class PipelineSettings:
     processing_mode: str = "thread"
     #: Run the pipeline's threads on one CPU core.  Python runs one thread at a
     #: time (the GIL); spread over cores, every hand-off between threads is a
-    #: cross-core wake-up, and with many small files or simulated downloads the
-    #: run goes about twice as fast on one core.  Off by default: native code in
-    #: a thread-mode processor (numpy, torch) would inherit the single core.
-    #: Process-mode workers are never pinned.  Linux only; ignored elsewhere.
+    #: cross-core wake-up.  When that is the limit (many small files on fast
+    #: storage, simulated runs) one core is ~2-3x faster; when copying bytes is
+    #: (large files, a slow disk) it is slower, as the kernel's copies then
+    #: share the core too.  Off by default for that reason, and because native
+    #: code in a thread-mode processor (numpy, torch) would inherit the single
+    #: core.  Process-mode workers are never pinned.  Linux only.
     pin_threads: bool = False
     #: Extra request headers for every download (never logged).
     headers: dict[str, str] = field(default_factory=dict)
