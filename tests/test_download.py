@@ -474,6 +474,31 @@ class TestTls:
         assert file_data.local_path is not None
         assert file_data.local_path.read_bytes() == b"via folder"
 
+    def test_dropped_handshake_is_transient(
+        self, make_stage: StageFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A connection closed during the TLS handshake (a busy balancer) is retried."""
+        listener = socket.create_server(("127.0.0.1", 0))
+        accepted: list[int] = []
+
+        def hang_up() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                accepted.append(1)
+                conn.close()
+
+        threading.Thread(target=hang_up, daemon=True).start()
+        try:
+            port = listener.getsockname()[1]
+            error = download_error(make_stage(max_retries=1), f"https://127.0.0.1:{port}/x")
+        finally:
+            listener.close()
+        assert isinstance(error, TransientDownloadError)
+        assert len(accepted) == 2  # tried again
+
     def test_untrusted_certificate_fails_at_once(
         self,
         tls_server: FileServer,

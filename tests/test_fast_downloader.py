@@ -637,13 +637,3 @@ class TestRequestHeaders:
                 timeout=1, chunk_size=1024, max_redirects=1, headers=headers, ca_bundle=None
             )
 
-
-class TestTlsHandshake:
-    def test_dropped_handshake_is_transient(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
-    ) -> None:
-        """A connection dropped during the handshake (a busy balancer) is worth another try."""
-        server = serve(scripted, Reply(b"", close=True))
-        url = server.url().replace("http://", "https://")
-        with pytest.raises(TransientDownloadError):
-            fetch(transport, url, tmp_path)

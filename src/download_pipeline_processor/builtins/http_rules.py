@@ -84,6 +84,26 @@ def check_status(status: int, reason: str, retry_after: str | None) -> None:
     raise PermanentDownloadError(text)
 
 
+def is_certificate_error(error: BaseException) -> bool:
+    """Whether ``error`` is, or wraps, a failed certificate check (never worth a retry).
+
+    Other TLS failures (a handshake cut off by a busy balancer) are transient.
+    """
+    seen: set[int] = set()
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if "CERTIFICATE_VERIFY_FAILED" in str(current) or type(current).__name__ == (
+            "SSLCertVerificationError"
+        ):
+            return True
+        pending += [current.__cause__, current.__context__, *current.args]
+    return False
+
+
 def describe(error: BaseException, url: str) -> str:
     """``Type: message`` of a transport error, with the URL's secrets removed."""
     # Transport messages embed the URL, query string and all.

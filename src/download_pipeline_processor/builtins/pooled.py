@@ -22,6 +22,7 @@ from .http_rules import (
     REDIRECT_STATUSES,
     check_status,
     describe,
+    is_certificate_error,
     keeps_credentials,
     redirect_target,
     without_credentials,
@@ -123,9 +124,9 @@ class PooledTransport:
                     decode_content=False,
                     timeout=self.timeout,
                 )
-            except SSLError as exc:
-                raise PermanentDownloadError(describe(exc, url)) from exc
             except HTTPError as exc:
+                if isinstance(exc, SSLError) and is_certificate_error(exc):
+                    raise PermanentDownloadError(describe(exc, url)) from exc
                 raise TransientDownloadError(describe(exc, url)) from exc
             status = response.status
             if status in REDIRECT_STATUSES and response.headers.get("Location"):

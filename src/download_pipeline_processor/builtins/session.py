@@ -14,7 +14,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..errors import PermanentDownloadError, TransientDownloadError
-from .http_rules import check_status, describe
+from .http_rules import check_status, describe, is_certificate_error
 from .pooled import stream_to_file
 
 
@@ -62,9 +62,13 @@ class SessionTransport:
             ) from exc
         except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
             raise PermanentDownloadError("redirected to a URL that is not http or https") from exc
-        except (requests.exceptions.InvalidURL, requests.exceptions.SSLError) as exc:
-            # A certificate that fails verification fails again: as in the other transports.
+        except requests.exceptions.InvalidURL as exc:
             raise PermanentDownloadError(describe(exc, url)) from exc
+        except requests.exceptions.SSLError as exc:
+            # A certificate that fails verification fails again: as in the other transports.
+            if is_certificate_error(exc):
+                raise PermanentDownloadError(describe(exc, url)) from exc
+            raise TransientDownloadError(describe(exc, url)) from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TransientDownloadError(describe(exc, url)) from exc
         with response:
