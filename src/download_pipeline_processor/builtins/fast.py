@@ -8,8 +8,8 @@ itself and moves the body from a per-thread buffer straight into the file.
 
 It keeps the rules of the ``requests`` downloader: identity encoding, at most
 ``max_redirects`` hops to http or https only (credentials headers dropped when
-the host changes), 5xx/408/429 retried, exact lengths, ``timeout`` per
-connect and per read.  What it leaves out, it hands on: URLs that need a
+the host, scheme or port changes), 5xx/408/429 retried, exact lengths,
+``timeout`` per connect and per read.  What it leaves out, it hands on: URLs that need a
 ``requests.Session`` (an environment proxy, credentials in the URL, a
 ``.netrc``) still go through one.  No HTTP/2, no pipelining, no compression.
 """
