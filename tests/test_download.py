@@ -369,6 +369,41 @@ class TestRetries:
         assert "Connection" in str(error)  # ConnectionError, NewConnectionError or ...Refused
 
 
+def serve_raw_once(answer: bytes) -> tuple[socket.socket, str]:
+    """A listener that answers every connection with ``answer`` and hangs up; and its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_all() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(answer)
+
+    threading.Thread(target=answer_all, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/odd.bin"
+
+
+class TestOddAnswers:
+    def test_non_ascii_length_digits(self, make_stage: StageFactory, cache: DownloadCache) -> None:
+        """A Content-Length of superscript digits is never a raw ValueError."""
+        listener, url = serve_raw_once(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nab")
+        try:
+            file_data = FileData(url)
+            try:
+                make_stage(max_retries=0).download(0, file_data)
+            except DownloadError:
+                pass  # refusing the answer is fine; crashing is not
+            else:
+                assert file_data.local_path is not None
+                assert file_data.local_path.read_bytes() == b"ab"
+        finally:
+            listener.close()
+
+
 class TestRedirectSafety:
     """Bad redirects fail the file cleanly and are not retried; credentials stay home."""
 

@@ -636,4 +636,3 @@ class TestRequestHeaders:
             SocketTransport(
                 timeout=1, chunk_size=1024, max_redirects=1, headers=headers, ca_bundle=None
             )
-

@@ -45,7 +45,7 @@ def stream_to_file(
     expected: int | None = None
     if "Content-Encoding" not in response.headers:
         length = response.headers.get("Content-Length", "")
-        expected = int(length) if length.isdigit() else None
+        expected = int(length) if length.isascii() and length.isdigit() else None
     written = 0
     descriptor = open_destination(destination)
     try:
