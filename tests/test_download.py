@@ -369,7 +369,7 @@ class TestRetries:
         assert "Connection" in str(error)  # ConnectionError, NewConnectionError or ...Refused
 
 
-def serve_raw_once(answer: bytes) -> tuple[socket.socket, str]:
+def serve_raw(answer: bytes) -> tuple[socket.socket, str]:
     """A listener that answers every connection with ``answer`` and hangs up; and its URL."""
     listener = socket.create_server(("127.0.0.1", 0))
 
@@ -390,7 +390,7 @@ def serve_raw_once(answer: bytes) -> tuple[socket.socket, str]:
 class TestOddAnswers:
     def test_non_ascii_length_digits(self, make_stage: StageFactory, cache: DownloadCache) -> None:
         """A Content-Length of superscript digits is never a raw ValueError."""
-        listener, url = serve_raw_once(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nab")
+        listener, url = serve_raw(b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nab")
         try:
             file_data = FileData(url)
             try:
