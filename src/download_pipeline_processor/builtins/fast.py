@@ -330,14 +330,12 @@ class _Response:
                     while self._line():  # trailers, up to the empty line
                         pass
                     return total
-                try:
-                    total += self.copy(descriptor, size, should_stop)
-                except _Truncated as exc:
-                    total += exc.copied
-                    raise ConnectionClosed from None
+                total += self.copy(descriptor, size, should_stop)
                 if self._line():
                     raise ProtocolError("chunk not followed by CRLF")
-        except ConnectionClosed:
+        except (ConnectionClosed, _Truncated) as exc:
+            if isinstance(exc, _Truncated):
+                total += exc.copied
             raise TransientDownloadError(
                 f"truncated body: connection closed after {total} bytes of a chunked body"
             ) from None
