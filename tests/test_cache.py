@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import platform
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from download_pipeline_processor.cache import PART_SUFFIX, SHARDS, DownloadCache
+from download_pipeline_processor.cache import (
+    PART_SUFFIX,
+    SHARDS,
+    DownloadCache,
+    mark_top_directory,
+)
 from download_pipeline_processor.file_data import FileData
 
 
@@ -150,3 +159,81 @@ class TestPartFiles:
         assert not target.exists()
         cache.discard(target)
         cache.discard(None)
+
+
+#: Where Linux mounts its tmpfs for shared memory.
+SHM = Path("/dev/shm")  # noqa: S108 - a file system to test against, not a temp file
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def _filesystem(path: Path) -> str:
+    """The file system type of ``path`` as coreutils names it ("ext2/ext3" covers ext4)."""
+    return subprocess.run(
+        [_tool("stat"), "-f", "-c", "%T", str(path)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _has_top_flag(path: Path) -> bool:
+    """Whether ``lsattr`` (e2fsprogs, not our ioctl code) shows the ``T`` flag."""
+    listing = subprocess.run(
+        [_tool("lsattr"), "-d", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    return "T" in listing.split()[0]
+
+
+@pytest.fixture
+def ext_folder(tmp_path: Path) -> Path:
+    """A folder on ext2/3/4: tmp_path on the CI machines, whose /tmp is ext4."""
+    if _filesystem(tmp_path) != "ext2/ext3":
+        pytest.skip("tmp_path is not on ext2/3/4 here")
+    return tmp_path
+
+
+class TestSpreadShards:
+    """The run folder is marked so ext4 spreads the shards over block groups."""
+
+    def test_run_folder_marked_on_ext4(self, ext_folder: Path) -> None:
+        download_cache = DownloadCache(ext_folder / "root")
+        run_folder = download_cache.open()
+        try:
+            assert _has_top_flag(run_folder)
+            # Only the run's own folder: the user's cache root is left as it was.
+            assert not _has_top_flag(ext_folder / "root")
+        finally:
+            download_cache.close()
+
+    def test_marking_twice_keeps_the_flag(self, ext_folder: Path) -> None:
+        assert mark_top_directory(str(ext_folder))
+        assert mark_top_directory(str(ext_folder))
+        assert _has_top_flag(ext_folder)
+
+    def test_tmpfs_refuses_quietly(self) -> None:
+        if not SHM.is_dir() or _filesystem(SHM) != "tmpfs":
+            pytest.skip("no tmpfs at /dev/shm here")
+        download_cache = DownloadCache(Path(tempfile.mkdtemp(dir=SHM)))
+        try:
+            run_folder = download_cache.open()
+            assert not mark_top_directory(str(run_folder))
+            target = download_cache.target_for(0, FileData(url="http://127.0.0.1/a.bin"))
+            target.write_bytes(b"x")  # the cache works all the same
+        finally:
+            download_cache.close()
+            shutil.rmtree(download_cache.root)
+
+    def test_missing_folder(self, tmp_path: Path) -> None:
+        assert not mark_top_directory(str(tmp_path / "missing"))
+
+    def test_unknown_machine_is_left_alone(
+        self, ext_folder: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Patched because the test cannot change the CPU it runs on: on a machine
+        # whose ioctl numbers use another layout, nothing may be sent at all.
+        monkeypatch.setattr(platform, "machine", lambda: "mips")
+        assert not mark_top_directory(str(ext_folder))
+        assert not _has_top_flag(ext_folder)

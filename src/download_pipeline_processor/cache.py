@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import posixpath
 import shutil
+import struct
+import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import unquote
@@ -16,6 +19,60 @@ from .paths import safe_filename
 #: Sub-folders the cache spreads files over, so no one directory gets hot.
 SHARDS = 256
 PART_SUFFIX = ".part"
+#: ext2/3/4's "top of a directory hierarchy" flag (``chattr +T``), from linux/fs.h.
+FS_TOPDIR_FL = 0x00020000
+#: Machines whose ioctl numbers use the generic layout (asm-generic/ioctl.h).
+_GENERIC_IOCTL_MACHINES = frozenset(
+    {"x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "armv7l", "riscv64", "s390x"}
+)
+
+
+def _flags_ioctls() -> tuple[int, int] | None:
+    """``FS_IOC_GETFLAGS`` and ``FS_IOC_SETFLAGS`` for this machine, or None where unknown."""
+    if not sys.platform.startswith("linux") or platform.machine() not in _GENERIC_IOCTL_MACHINES:
+        return None
+    size = struct.calcsize("l")  # declared as long, though the kernel reads an int
+    read, write = 2, 1
+    return (read << 30) | (size << 16) | (ord("f") << 8) | 1, (
+        (write << 30) | (size << 16) | (ord("f") << 8) | 2
+    )
+
+
+def mark_top_directory(path: str) -> bool:
+    """Ask ext2/3/4 to spread ``path``'s sub-folders over block groups; False if not done.
+
+    The Orlov allocator puts a new folder in its parent's block group unless
+    the parent is marked as the top of a hierarchy, in which case it picks a
+    group with the most room.  Files are created in their folder's group, so
+    spread shards spread inode allocation: on ext4 without a journal, each
+    creation scans its group past every inode freed in the last minute, and a
+    group where thousands of files were just deleted (the previous run's output,
+    the run's own processed files) costs about 0.5 ms per file instead of 0.03.
+    Other file systems refuse the flag or ignore it; both are fine.
+    """
+    numbers = _flags_ioctls()
+    if numbers is None:
+        return False
+    import fcntl  # POSIX only; numbers is None elsewhere
+
+    get_flags, set_flags = numbers
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        buffer = bytearray(struct.calcsize("l"))
+        fcntl.ioctl(fd, get_flags, buffer)
+        (flags,) = struct.unpack_from("i", buffer)
+        if flags & FS_TOPDIR_FL:
+            return True
+        struct.pack_into("i", buffer, 0, flags | FS_TOPDIR_FL)
+        fcntl.ioctl(fd, set_flags, buffer)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 class DownloadCache:
@@ -23,7 +80,9 @@ class DownloadCache:
 
     Files are spread over ``SHARDS`` sub-folders by sequence number and named
     ``<seq>-<safe name><extension>``, so names from the input can neither
-    collide nor point outside the cache.
+    collide nor point outside the cache.  On ext2/3/4 the run's folder is marked
+    as a top directory (see :func:`mark_top_directory`), so the shards, and the
+    files in them, spread over the disk's block groups.
     """
 
     def __init__(self, root: Path) -> None:
@@ -42,7 +101,9 @@ class DownloadCache:
     def open(self) -> Path:
         """Make the run's folder (and the root, if needed)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        self._path = Path(tempfile.mkdtemp(prefix="run-", dir=self.root))
+        folder = tempfile.mkdtemp(prefix="run-", dir=self.root)
+        mark_top_directory(folder)
+        self._path = Path(folder)
         self._shard_folders = [os.path.join(self._path, f"{shard:02x}") for shard in range(SHARDS)]  # noqa: PTH118
         return self._path
 
