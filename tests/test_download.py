@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import socket
 import ssl
@@ -19,6 +20,7 @@ from typing import Any, Callable
 import pytest
 import trustme
 
+from download_pipeline_processor import affinity
 from download_pipeline_processor.builtins.fast import FastDownloader
 from download_pipeline_processor.builtins.http import RequestsDownloader, parse_retry_after
 from download_pipeline_processor.builtins.http_rules import keeps_credentials
@@ -385,6 +387,79 @@ def serve_raw(answer: bytes) -> tuple[socket.socket, str]:
 
     threading.Thread(target=answer_all, daemon=True).start()
     return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/odd.bin"
+
+
+def serve_paused(length: int, first: int, go: threading.Event) -> tuple[socket.socket, str]:
+    """One answer with a ``length``-byte body: ``first`` bytes, the rest once ``go`` is set."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            head = f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+            conn.sendall(head.encode() + b"a" * first)
+            go.wait(10)
+            conn.sendall(b"a" * (length - first))
+
+    threading.Thread(target=answer, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/paused.bin"
+
+
+class TestPinnedThreadsWiden:
+    """A pinned worker copies a large body with every core allowed, then is pinned again."""
+
+    @pytest.mark.parametrize(
+        ("length", "widens"), [(4 * affinity.WIDEN_ABOVE, True), (4096, False)]
+    )
+    def test_cores_during_the_body(
+        self, make_stage: StageFactory, length: int, widens: bool
+    ) -> None:
+        everything = frozenset(os.sched_getaffinity(0))
+        if len(everything) < 2:
+            pytest.skip("pinning is only observable with two cores or more")
+        cpu = min(everything)
+        go = threading.Event()
+        listener, url = serve_paused(length, 1000, go)
+        stage = make_stage()
+        file_data = FileData(url)
+        worker_id: list[int] = []
+        after: list[frozenset[int]] = []
+
+        def download() -> None:
+            affinity.pin_thread(cpu)
+            worker_id.append(threading.get_native_id())
+            stage.download(0, file_data)
+            after.append(frozenset(os.sched_getaffinity(0)))
+
+        worker = threading.Thread(target=download)
+        worker.start()
+        try:
+            deadline = time.monotonic() + 5
+            while not worker_id and time.monotonic() < deadline:
+                time.sleep(0.01)
+            expected = everything if widens else frozenset({cpu})
+            # Wait for the widening when one is due; otherwise give the worker
+            # time to reach the body (the first 1000 bytes are already there).
+            while time.monotonic() < deadline:
+                during = frozenset(os.sched_getaffinity(worker_id[0]))
+                if during == everything or not widens:
+                    break
+                time.sleep(0.01)
+            if not widens:
+                time.sleep(0.3)
+                during = frozenset(os.sched_getaffinity(worker_id[0]))
+        finally:
+            go.set()
+            worker.join(10)
+            listener.close()
+        assert during == expected
+        assert after == [frozenset({cpu})]
+        assert file_data.local_path is not None
+        assert file_data.local_path.read_bytes() == b"a" * length
 
 
 class TestOddAnswers:

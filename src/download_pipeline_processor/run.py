@@ -21,6 +21,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import affinity
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
 from .cache import DownloadCache
@@ -127,7 +128,7 @@ class PipelineRun:
     def _pin(self) -> None:
         """Keep the calling thread on the run's one core, when asked to."""
         if self.pinned_cpu is not None:
-            os.sched_setaffinity(0, {self.pinned_cpu})  # 0: this thread, on Linux
+            affinity.pin_thread(self.pinned_cpu)
 
     def _download_worker(self, stage: DownloadStage) -> None:
         self._pin()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
+from ..affinity import widened_for
 from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
 from .http import RequestsDownloader, Transport
 from .http_rules import (
@@ -343,9 +344,10 @@ class _Response:
     def body(self, descriptor: int, should_stop: threading.Event) -> int:
         """Read the whole body into ``descriptor`` (-1: drop); return its size."""
         length = self.framing()
-        if length == CHUNKED:
-            return self.copy_chunked(descriptor, should_stop)
-        return self.copy(descriptor, None if length == UNTIL_CLOSE else length, should_stop)
+        with widened_for(None if length < 0 else length):
+            if length == CHUNKED:
+                return self.copy_chunked(descriptor, should_stop)
+            return self.copy(descriptor, None if length == UNTIL_CLOSE else length, should_stop)
 
     @property
     def reusable(self) -> bool:

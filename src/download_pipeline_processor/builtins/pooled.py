@@ -17,6 +17,7 @@ from pathlib import Path
 import urllib3
 from urllib3.exceptions import HTTPError, SSLError
 
+from ..affinity import widened_for
 from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
 from .http_rules import (
     REDIRECT_STATUSES,
@@ -41,6 +42,7 @@ def stream_to_file(
 
     A body shorter than its Content-Length, or a connection broken midway, is a
     :class:`TransientDownloadError`; a stop request interrupts between chunks.
+    A large body is copied with every core allowed (see ``affinity``).
     """
     expected: int | None = None
     if "Content-Encoding" not in response.headers:
@@ -49,17 +51,18 @@ def stream_to_file(
     written = 0
     descriptor = open_destination(destination)
     try:
-        while True:
-            chunk = response.read(chunk_size)
-            if not chunk:
-                break
-            if should_stop.is_set():
-                response.close()
-                raise PipelineInterrupted("run stopped during the download")
-            write_all(descriptor, memoryview(chunk))
-            written += len(chunk)
-            if expected is not None and written >= expected:
-                break
+        with widened_for(expected):
+            while True:
+                chunk = response.read(chunk_size)
+                if not chunk:
+                    break
+                if should_stop.is_set():
+                    response.close()
+                    raise PipelineInterrupted("run stopped during the download")
+                write_all(descriptor, memoryview(chunk))
+                written += len(chunk)
+                if expected is not None and written >= expected:
+                    break
     except HTTPError as exc:
         response.close()
         if expected is not None and written < expected:
