@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     logs_dir = EXT4_WORK / "logs" / stamp
     runner = Runner(logs_dir, EXT4_WORK / f"runs-{stamp}.jsonl")
     cli = ProjectCli()
+    cli.byte_compile()
     # Taken before the run: the commit and versions are those that were measured.
     info = report.machine_info(REPO_ROOT, tool_versions(cli))
     notes = [
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if cli.has_save
         else "no `save` processor is installed yet: this project's runs use `checksum` and "
         "write one jsonl line per file; the reported sha256 values are verified",
+        "this project's modules are byte-compiled before the runs, as `pip install` does",
         "latency, cpu and sim cases run on tmpfs only; the simulation case is verified by "
         "its exit code (0: every entry succeeded)",
     ]

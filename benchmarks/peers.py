@@ -90,6 +90,33 @@ class ProjectCli:
         self._plugins: list[dict[str, object]] | None = None
         self._help: str | None = None
 
+    def byte_compile(self) -> None:
+        """Compile the project's modules (and the benchmark's processor) as ``pip install`` does.
+
+        An editable install run with ``PYTHONDONTWRITEBYTECODE=1`` (set on some
+        machines) would otherwise compile every module on every run: ~30 ms
+        of each run's start-up that no installed copy pays.
+        """
+        package = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import download_pipeline_processor as p, os; print(os.path.dirname(p.__file__))",
+            ],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+        folders = [package, str(REPO_ROOT / "benchmarks")]
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", *folders],
+            env=self.env,
+            timeout=300,
+            check=True,
+        )
+
     def _output(self, *args: str) -> str:
         completed = subprocess.run(
             [str(self.executable), *args],
