@@ -15,7 +15,11 @@ from download_pipeline_processor.builtins.post_processors import (
     DummyPostProcessor,
     JsonlPostProcessor,
 )
-from download_pipeline_processor.builtins.processors import ChecksumProcessor, DummyProcessor
+from download_pipeline_processor.builtins.processors import (
+    ALGORITHMS,
+    ChecksumProcessor,
+    DummyProcessor,
+)
 from download_pipeline_processor.errors import PluginOptionError, TransientDownloadError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.options import resolve_options
@@ -67,6 +71,11 @@ class TestDummyProcessor:
 
 class TestChecksumProcessor:
     """Hashing in chunks."""
+
+    def test_algorithms_are_hashlibs_guaranteed_ones(self) -> None:
+        """The spelled-out list is hashlib's guaranteed set, minus the shake_* digests."""
+        guaranteed = {a for a in hashlib.algorithms_guaranteed if not a.startswith("shake_")}
+        assert set(ALGORITHMS) == guaranteed
 
     def test_sha256_matches_hashlib(self, big_file: Path) -> None:
         """The default sha256 digest and size match hashlib over the whole file."""

@@ -408,6 +408,35 @@ class TestSubprocess:
         assert sizes == {str(i): i for i in range(10)}
         assert "10 files: 10 succeeded, 0 failed" in err
 
+    def test_start_up_skips_what_the_run_does_not_need(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """A plain-http run loading no installed plugin imports no entry-point, hash or TLS code.
+
+        Each of them costs milliseconds of every run's start-up; the import log
+        of a real process is what users pay.
+        """
+        listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/a.bin", b"abc")}])
+        run = ["--files", str(listing), "--downloader", "fast", "--processor", "save"]
+        run += ["--processor-option", f"dest={tmp_path / 'out'}"]
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", str(cli_path), *run],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""},
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert (tmp_path / "out" / "a.bin").read_bytes() == b"abc"
+        imported = {
+            line.rsplit("|", 1)[1].strip()
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:")
+        }
+        assert "download_pipeline_processor.builtins.fast" in imported  # the log is complete
+        assert not imported & {"importlib_metadata", "hashlib", "ssl", "requests", "urllib3"}
+
     def test_example_runs_in_simulation(self, cli_path: Path, tmp_path: Path) -> None:
         """The shipped example runs with --simulate-downloads and no network (README command)."""
         proc = subprocess.run(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import posixpath
 import shutil
 import struct
@@ -27,9 +26,9 @@ _GENERIC_IOCTL_MACHINES = frozenset(
 )
 
 
-def _flags_ioctls() -> tuple[int, int] | None:
-    """``FS_IOC_GETFLAGS`` and ``FS_IOC_SETFLAGS`` for this machine, or None where unknown."""
-    if not sys.platform.startswith("linux") or platform.machine() not in _GENERIC_IOCTL_MACHINES:
+def _flags_ioctls(machine: str) -> tuple[int, int] | None:
+    """``FS_IOC_GETFLAGS`` and ``FS_IOC_SETFLAGS`` on ``machine``, or None where unknown."""
+    if not sys.platform.startswith("linux") or machine not in _GENERIC_IOCTL_MACHINES:
         return None
     size = struct.calcsize("l")  # declared as long, though the kernel reads an int
     read, write = 2, 1
@@ -38,7 +37,7 @@ def _flags_ioctls() -> tuple[int, int] | None:
     )
 
 
-def mark_top_directory(path: str) -> bool:
+def mark_top_directory(path: str, machine: str | None = None) -> bool:
     """Ask ext2/3/4 to spread ``path``'s sub-folders over block groups; False if not done.
 
     The Orlov allocator puts a new folder in its parent's block group unless
@@ -48,9 +47,13 @@ def mark_top_directory(path: str) -> bool:
     creation scans its group past every inode freed in the last minute, and a
     group where thousands of files were just deleted (the previous run's output,
     the run's own processed files) costs about 0.5 ms per file instead of 0.03.
-    Other file systems refuse the flag or ignore it; both are fine.
+    Other file systems refuse the flag or ignore it; both are fine.  ``machine``
+    is the CPU architecture as ``os.uname().machine`` names it (default: this
+    one); on one whose ioctl numbers are not known, nothing is sent.
     """
-    numbers = _flags_ioctls()
+    if machine is None:
+        machine = os.uname().machine if hasattr(os, "uname") else ""
+    numbers = _flags_ioctls(machine)
     if numbers is None:
         return False
     import fcntl  # POSIX only; numbers is None elsewhere

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from ..base_processor import BaseProcessor
@@ -12,8 +11,24 @@ from ..options import Option
 from .save import SaveProcessor
 
 HASH_CHUNK = 1024 * 1024
-#: shake_* need a digest length, which a plain hexdigest() cannot give.
-ALGORITHMS = tuple(sorted(a for a in hashlib.algorithms_guaranteed if not a.startswith("shake_")))
+#: ``hashlib.algorithms_guaranteed`` without shake_* (they need a digest length,
+#: which a plain hexdigest() cannot give).  Spelled out so that listing plugins
+#: does not import hashlib, whose OpenSSL set-up costs ~8 ms of start-up;
+#: a test checks the list against hashlib.
+ALGORITHMS = (
+    "blake2b",
+    "blake2s",
+    "md5",
+    "sha1",
+    "sha224",
+    "sha256",
+    "sha384",
+    "sha3_224",
+    "sha3_256",
+    "sha3_384",
+    "sha3_512",
+    "sha512",
+)
 
 
 def _require_path(file_data: FileData) -> Any:
@@ -51,6 +66,8 @@ class ChecksumProcessor(BaseProcessor):
         self.algorithm = algorithm
 
     def process(self, file_data: FileData) -> dict[str, Any]:
+        import hashlib  # here, not at the top: see ALGORITHMS
+
         digest = hashlib.new(self.algorithm)
         size = 0
         with _require_path(file_data).open("rb") as source:
