@@ -23,7 +23,7 @@ from .options import declared_options, parse_key_values
 from .pipeline import ProcessingPipeline
 from .plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_manager
 from .registry import POST_PROCESSOR, PluginRegistry
-from .settings import PROCESSING_MODES, PipelineSettings, default_cache_root
+from .settings import DEFAULT_CACHE_FOLDER, PROCESSING_MODES, PipelineSettings
 
 logger = logging.getLogger("download_pipeline_processor")
 
@@ -218,7 +218,8 @@ def _graceful_signals(pipeline: ProcessingPipeline) -> Iterator[None]:
     metavar="DIR",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    show_default=str(default_cache_root()),
+    # Not default_cache_root(): finding the temp dir writes a test file, on every start.
+    show_default=f"<temp dir>/{DEFAULT_CACHE_FOLDER}",
     help="Folder for the temporary cache; a private folder is made inside and removed.",
 )
 @click.option(
