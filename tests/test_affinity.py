@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Callable, TypeVar
+from typing import Callable, NoReturn, TypeVar
 
 import pytest
 
@@ -13,6 +13,7 @@ from download_pipeline_processor import affinity
 T = TypeVar("T")
 
 EVERYTHING = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
+BIG = affinity.WIDEN_ABOVE + 1
 
 pytestmark = pytest.mark.skipif(
     len(EVERYTHING) < 2, reason="pinning is only observable with two cores or more"
@@ -49,7 +50,7 @@ class TestPinAndWiden:
         def work() -> tuple[frozenset[int], frozenset[int], frozenset[int], bool]:
             affinity.pin_thread(cpu)
             pinned = cores()
-            with affinity.widened():
+            with affinity.widened_for(BIG):
                 wide = cores()
             return pinned, wide, cores(), affinity.is_pinned()
 
@@ -64,24 +65,80 @@ class TestPinAndWiden:
 
         def work() -> frozenset[int]:
             affinity.pin_thread(cpu)
-            with pytest.raises(OSError, match="copy failed"), affinity.widened():
+            with pytest.raises(OSError, match="copy failed"), affinity.widened_for(BIG):
                 raise OSError("the copy failed")
             return cores()
 
         assert in_thread(work) == {cpu}
 
-    def test_widened_leaves_an_unpinned_thread_alone(self) -> None:
-        def work() -> tuple[frozenset[int], bool]:
-            with affinity.widened():
-                return cores(), affinity.is_pinned()
+    def test_nested_widenings_pin_again_at_the_outermost_end(self) -> None:
+        cpu = min(EVERYTHING)
 
-        assert in_thread(work) == (EVERYTHING, False)
+        def work() -> tuple[frozenset[int], frozenset[int]]:
+            affinity.pin_thread(cpu)
+            with affinity.widened_for(BIG):
+                with affinity.widened_for(BIG):
+                    pass
+                between = cores()  # the outer copy still runs on every core
+            return between, cores()
+
+        assert in_thread(work) == (EVERYTHING, {cpu})
+
+    def test_pinning_twice_keeps_the_original_cores(self) -> None:
+        def work() -> frozenset[int]:
+            affinity.pin_thread(min(EVERYTHING))
+            affinity.pin_thread(max(EVERYTHING))
+            with affinity.widened_for(BIG):
+                return cores()
+
+        assert in_thread(work) == EVERYTHING
 
     def test_pinning_is_per_thread(self) -> None:
         affinity_before = cores()
         in_thread(lambda: affinity.pin_thread(min(EVERYTHING)))
         assert cores() == affinity_before
         assert not affinity.is_pinned()
+
+    def test_unpinned_thread_never_changes_cores(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # Patched to observe that no call is made at all (platforms without
+        # sched_setaffinity run this code path too).
+        def refuse(*args: object) -> NoReturn:
+            raise AssertionError("sched_setaffinity called in an unpinned thread")
+
+        monkeypatch.setattr(os, "sched_setaffinity", refuse)
+
+        def work() -> bool:
+            with affinity.widened_for(BIG) as widening:
+                widening.copied(10 * BIG)
+            with affinity.widened_for(None) as widening:
+                widening.copied(10 * BIG)
+            return affinity.is_pinned()
+
+        assert in_thread(work) is False
+
+    def test_cores_that_vanished_do_not_fail_the_copy(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        cpu = min(EVERYTHING)
+        real = os.sched_setaffinity
+
+        def work() -> frozenset[int]:
+            affinity.pin_thread(cpu)
+
+            # Patched because shrinking the process's cpuset needs cgroups: this
+            # is the error sched_setaffinity gives when the cores are gone.
+            def gone(pid: int, cpus: object) -> NoReturn:
+                raise OSError(22, "Invalid argument")
+
+            monkeypatch.setattr(os, "sched_setaffinity", gone)
+            try:
+                with affinity.widened_for(BIG):
+                    pass  # the copy goes on, on the pinned core
+            finally:
+                monkeypatch.setattr(os, "sched_setaffinity", real)
+            return cores()
+
+        assert in_thread(work) == {cpu}
 
 
 class TestWidenedFor:
@@ -92,10 +149,9 @@ class TestWidenedFor:
             (affinity.WIDEN_ABOVE, False),
             (affinity.WIDEN_ABOVE + 1, True),
             (512 * 1024 * 1024, True),
-            (None, True),  # chunked or read to the close: size unknown
         ],
     )
-    def test_threshold(self, length: int | None, widens: bool) -> None:
+    def test_known_length(self, length: int, widens: bool) -> None:
         cpu = min(EVERYTHING)
 
         def work() -> frozenset[int]:
@@ -104,3 +160,20 @@ class TestWidenedFor:
                 return cores()
 
         assert in_thread(work) == (EVERYTHING if widens else {cpu})
+
+    def test_unknown_length_widens_once_the_copy_is_large(self) -> None:
+        cpu = min(EVERYTHING)
+
+        def work() -> list[frozenset[int]]:
+            affinity.pin_thread(cpu)
+            seen = []
+            with affinity.widened_for(None) as widening:
+                seen.append(cores())  # nothing copied yet: a small body stays pinned
+                widening.copied(affinity.WIDEN_ABOVE)
+                seen.append(cores())
+                widening.copied(1)
+                seen.append(cores())
+            seen.append(cores())
+            return seen
+
+        assert in_thread(work) == [{cpu}, {cpu}, EVERYTHING, {cpu}]

@@ -389,8 +389,13 @@ def serve_raw(answer: bytes) -> tuple[socket.socket, str]:
     return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/odd.bin"
 
 
-def serve_paused(length: int, first: int, go: threading.Event) -> tuple[socket.socket, str]:
-    """One answer with a ``length``-byte body: ``first`` bytes, the rest once ``go`` is set."""
+def serve_paused(
+    length: int, first: int, go: threading.Event, announce: bool = True
+) -> tuple[socket.socket, str]:
+    """One answer with a ``length``-byte body: ``first`` bytes, the rest once ``go`` is set.
+
+    With ``announce`` False there is no Content-Length: the body ends at the close.
+    """
     listener = socket.create_server(("127.0.0.1", 0))
 
     def answer() -> None:
@@ -400,7 +405,8 @@ def serve_paused(length: int, first: int, go: threading.Event) -> tuple[socket.s
             return
         with conn:
             conn.recv(65536)
-            head = f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+            framing = f"Content-Length: {length}\r\n" if announce else ""
+            head = f"HTTP/1.1 200 OK\r\n{framing}Connection: close\r\n\r\n"
             conn.sendall(head.encode() + b"a" * first)
             go.wait(10)
             conn.sendall(b"a" * (length - first))
@@ -413,18 +419,27 @@ class TestPinnedThreadsWiden:
     """A pinned worker copies a large body with every core allowed, then is pinned again."""
 
     @pytest.mark.parametrize(
-        ("length", "widens"), [(4 * affinity.WIDEN_ABOVE, True), (4096, False)]
+        ("length", "announce", "widens"),
+        [
+            (4 * affinity.WIDEN_ABOVE, True, True),
+            (4096, True, False),
+            # No length: widened once more than WIDEN_ABOVE bytes were copied.
+            (4 * affinity.WIDEN_ABOVE, False, True),
+        ],
+        ids=["large", "small", "large-unannounced"],
     )
     def test_cores_during_the_body(
-        self, make_stage: StageFactory, length: int, widens: bool
+        self, make_stage: StageFactory, length: int, announce: bool, widens: bool
     ) -> None:
         everything = frozenset(os.sched_getaffinity(0))
         if len(everything) < 2:
             pytest.skip("pinning is only observable with two cores or more")
         cpu = min(everything)
         go = threading.Event()
-        listener, url = serve_paused(length, 1000, go)
-        stage = make_stage()
+        first = 2 * affinity.WIDEN_ABOVE if length > affinity.WIDEN_ABOVE else 1000
+        listener, url = serve_paused(length, first, go, announce)
+        # Small chunks, so that the requests transports report progress before the pause.
+        stage = make_stage(chunk_size=64 * 1024)
         file_data = FileData(url)
         worker_id: list[int] = []
         after: list[frozenset[int]] = []

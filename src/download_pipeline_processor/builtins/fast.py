@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from ..affinity import widened_for
+from ..affinity import Widening, widened_for
 from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
 from .http import RequestsDownloader, Transport
 from .http_rules import (
@@ -283,7 +283,13 @@ class _Response:
             raise ProtocolError(f"invalid Content-Length {text[:40]!r}")
         return _number(values.pop(), "Content-Length")
 
-    def copy(self, descriptor: int, length: int | None, should_stop: threading.Event) -> int:
+    def copy(
+        self,
+        descriptor: int,
+        length: int | None,
+        should_stop: threading.Event,
+        widening: Widening | None = None,
+    ) -> int:
         """Move up to ``length`` body bytes (None: to the end) into ``descriptor`` (-1: drop)."""
         copied = 0
         view = self.view
@@ -307,6 +313,8 @@ class _Response:
                     raise _LocalFileError(exc) from exc
             self.start += taken
             copied += taken
+            if widening is not None:
+                widening.copied(taken)
         return copied
 
     def _line(self) -> bytes:
@@ -318,7 +326,9 @@ class _Response:
         self.start = at + 1
         return line.rstrip(b"\r")
 
-    def copy_chunked(self, descriptor: int, should_stop: threading.Event) -> int:
+    def copy_chunked(
+        self, descriptor: int, should_stop: threading.Event, widening: Widening | None = None
+    ) -> int:
         """Decode a chunked body into ``descriptor`` (-1: drop); return its size."""
         total = 0
         try:
@@ -331,7 +341,7 @@ class _Response:
                     while self._line():  # trailers, up to the empty line
                         pass
                     return total
-                total += self.copy(descriptor, size, should_stop)
+                total += self.copy(descriptor, size, should_stop, widening)
                 if self._line():
                     raise ProtocolError("chunk not followed by CRLF")
         except (ConnectionClosed, _Truncated) as exc:
@@ -344,10 +354,11 @@ class _Response:
     def body(self, descriptor: int, should_stop: threading.Event) -> int:
         """Read the whole body into ``descriptor`` (-1: drop); return its size."""
         length = self.framing()
-        with widened_for(None if length < 0 else length):
+        with widened_for(None if length < 0 else length) as widening:
             if length == CHUNKED:
-                return self.copy_chunked(descriptor, should_stop)
-            return self.copy(descriptor, None if length == UNTIL_CLOSE else length, should_stop)
+                return self.copy_chunked(descriptor, should_stop, widening)
+            size = None if length == UNTIL_CLOSE else length
+            return self.copy(descriptor, size, should_stop, widening)
 
     @property
     def reusable(self) -> bool:

@@ -51,7 +51,7 @@ def stream_to_file(
     written = 0
     descriptor = open_destination(destination)
     try:
-        with widened_for(expected):
+        with widened_for(expected) as widening:
             while True:
                 chunk = response.read(chunk_size)
                 if not chunk:
@@ -61,6 +61,7 @@ def stream_to_file(
                     raise PipelineInterrupted("run stopped during the download")
                 write_all(descriptor, memoryview(chunk))
                 written += len(chunk)
+                widening.copied(len(chunk))
                 if expected is not None and written >= expected:
                     break
     except HTTPError as exc:
