@@ -97,9 +97,10 @@ class ProjectCli:
         machines) would otherwise compile every module on every run: ~30 ms
         of each run's start-up that no installed copy pays.
         """
+        python = str(self.executable.with_name("python"))
         package = subprocess.run(
             [
-                sys.executable,
+                python,
                 "-c",
                 "import download_pipeline_processor as p, os; print(os.path.dirname(p.__file__))",
             ],
@@ -111,7 +112,7 @@ class ProjectCli:
         ).stdout.strip()
         folders = [package, str(REPO_ROOT / "benchmarks")]
         subprocess.run(
-            [sys.executable, "-m", "compileall", "-q", *folders],
+            [python, "-m", "compileall", "-q", *folders],
             env=self.env,
             timeout=300,
             check=True,
