@@ -72,6 +72,28 @@ class TestOpenClose:
         with pytest.raises(RuntimeError):
             _ = cache.path
 
+    def test_close_after_every_file_was_discarded(self, tmp_path: Path) -> None:
+        """The usual end of a run: empty shards, removed with the run folder."""
+        cache = DownloadCache(tmp_path)
+        run = cache.open()
+        for sequence in range(300):
+            target = cache.target_for(sequence, FileData(f"https://h/{sequence}.bin"))
+            target.write_bytes(b"x")
+            cache.discard(target)
+        cache.close()
+        assert not run.exists()
+        assert list(tmp_path.iterdir()) == []
+
+    def test_close_removes_what_others_left_in_the_run_folder(self, tmp_path: Path) -> None:
+        """A folder or file the cache did not make is removed too (rmtree fallback)."""
+        cache = DownloadCache(tmp_path)
+        run = cache.open()
+        cache.discard(cache.target_for(0, FileData("https://h/a.bin")))
+        (run / "extra" / "deeper").mkdir(parents=True)
+        (run / "extra" / "deeper" / "file").write_bytes(b"x")
+        cache.close()
+        assert list(tmp_path.iterdir()) == []
+
     def test_close_twice(self, tmp_path: Path) -> None:
         """A second close() does nothing."""
         cache = DownloadCache(tmp_path)
