@@ -371,11 +371,13 @@ class TestRetries:
         assert "Connection" in str(error)  # ConnectionError, NewConnectionError or ...Refused
 
 
-def serve_raw(answer: bytes) -> tuple[socket.socket, str]:
-    """A listener that answers every connection with ``answer`` and hangs up; and its URL."""
+def serve_loopback(
+    reply: Callable[[socket.socket], None], name: str, once: bool = False
+) -> tuple[socket.socket, str]:
+    """A listener on 127.0.0.1 that reads each request and calls ``reply``; and a URL on it."""
     listener = socket.create_server(("127.0.0.1", 0))
 
-    def answer_all() -> None:
+    def serve() -> None:
         while True:
             try:
                 conn, _ = listener.accept()
@@ -383,10 +385,17 @@ def serve_raw(answer: bytes) -> tuple[socket.socket, str]:
                 return
             with conn:
                 conn.recv(65536)
-                conn.sendall(answer)
+                reply(conn)
+            if once:
+                return
 
-    threading.Thread(target=answer_all, daemon=True).start()
-    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/odd.bin"
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/{name}"
+
+
+def serve_raw(answer: bytes) -> tuple[socket.socket, str]:
+    """A listener that answers every connection with ``answer`` and hangs up; and its URL."""
+    return serve_loopback(lambda conn: conn.sendall(answer), "odd.bin")
 
 
 def serve_paused(
@@ -396,23 +405,15 @@ def serve_paused(
 
     With ``announce`` False there is no Content-Length: the body ends at the close.
     """
-    listener = socket.create_server(("127.0.0.1", 0))
 
-    def answer() -> None:
-        try:
-            conn, _ = listener.accept()
-        except OSError:
-            return
-        with conn:
-            conn.recv(65536)
-            framing = f"Content-Length: {length}\r\n" if announce else ""
-            head = f"HTTP/1.1 200 OK\r\n{framing}Connection: close\r\n\r\n"
-            conn.sendall(head.encode() + b"a" * first)
-            go.wait(10)
-            conn.sendall(b"a" * (length - first))
+    def reply(conn: socket.socket) -> None:
+        framing = f"Content-Length: {length}\r\n" if announce else ""
+        head = f"HTTP/1.1 200 OK\r\n{framing}Connection: close\r\n\r\n"
+        conn.sendall(head.encode() + b"a" * first)
+        go.wait(10)
+        conn.sendall(b"a" * (length - first))
 
-    threading.Thread(target=answer, daemon=True).start()
-    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/paused.bin"
+    return serve_loopback(reply, "paused.bin", once=True)
 
 
 class TestPinnedThreadsWiden:
