@@ -35,6 +35,22 @@ def write_list(path: Path, entries: Any) -> Path:
     return path
 
 
+def checksum_report_args(listing: Path, report: Path, cache: Path) -> list[str]:
+    """Arguments for a checksum run that writes a jsonl report and uses its own cache."""
+    return [
+        "--files",
+        str(listing),
+        "--processor",
+        "checksum",
+        "--post-processor",
+        "jsonl",
+        "--post-processor-option",
+        f"path={report}",
+        "--download-cache",
+        str(cache),
+    ]
+
+
 def error_lines(result: Result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.strip()]
 
@@ -281,20 +297,7 @@ class TestRuns:
             expected[f"f{index}"] = hashlib.sha256(body).hexdigest()
         listing = write_list(tmp_path / "l.json", entries)
         report, cache = tmp_path / "out.jsonl", tmp_path / "cache"
-        result = invoke(
-            [
-                "--files",
-                str(listing),
-                "--processor",
-                "checksum",
-                "--post-processor",
-                "jsonl",
-                "--post-processor-option",
-                f"path={report}",
-                "--download-cache",
-                str(cache),
-            ]
-        )
+        result = invoke(checksum_report_args(listing, report, cache))
         assert result.exit_code == 0, result.stderr
         lines = [json.loads(line) for line in report.read_text().splitlines()]
         assert len(lines) == 100
@@ -488,20 +491,7 @@ class TestSubprocess:
         report = tmp_path / "report.jsonl"
         cache = tmp_path / "cache"
         proc = _spawn(
-            [
-                "--files",
-                str(listing),
-                "--processor",
-                "checksum",
-                "--post-processor",
-                "jsonl",
-                "--post-processor-option",
-                f"path={report}",
-                "--download-cache",
-                str(cache),
-                "--download-workers",
-                "2",
-            ],
+            [*checksum_report_args(listing, report, cache), "--download-workers", "2"],
             cli_path,
         )
         deadline = time.monotonic() + 20

@@ -141,6 +141,19 @@ def fetch(transport: SocketTransport, url: str, tmp_path: Path) -> bytes:
     return data
 
 
+def assert_refused(
+    scripted: list[ScriptedServer],
+    transport: SocketTransport,
+    tmp_path: Path,
+    answer: bytes,
+    message: str,
+) -> None:
+    """The one answer ``answer``, then a close, fails the fetch (to be retried) with ``message``."""
+    server = serve(scripted, Reply(answer, close=True))
+    with pytest.raises(TransientDownloadError, match=message):
+        fetch(transport, server.url(), tmp_path)
+
+
 class TestFraming:
     """Where a body ends: Content-Length, chunks, or the end of the connection."""
 
@@ -321,18 +334,15 @@ class TestNotHttp:
         data: bytes,
         message: str,
     ) -> None:
-        server = serve(scripted, Reply(data, close=True))
-        with pytest.raises(TransientDownloadError, match=message):
-            fetch(transport, server.url(), tmp_path)
+        assert_refused(scripted, transport, tmp_path, data, message)
 
     def test_head_too_long(
         self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """A head longer than MAX_HEAD is refused instead of filling memory."""
         header = b"X-Big: " + b"a" * (MAX_HEAD + 10) + b"\r\n"
-        server = serve(scripted, Reply(b"HTTP/1.1 200 OK\r\n" + header + b"\r\n", close=True))
-        with pytest.raises(TransientDownloadError, match="response head longer"):
-            fetch(transport, server.url(), tmp_path)
+        head = b"HTTP/1.1 200 OK\r\n" + header + b"\r\n"
+        assert_refused(scripted, transport, tmp_path, head, "response head longer")
 
     def test_duplicate_equal_lengths_accepted(
         self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
@@ -370,9 +380,7 @@ class TestNotHttp:
         data: bytes,
         message: str,
     ) -> None:
-        server = serve(scripted, Reply(data, close=True))
-        with pytest.raises(TransientDownloadError, match=message):
-            fetch(transport, server.url(), tmp_path)
+        assert_refused(scripted, transport, tmp_path, data, message)
 
 
 class TestRequest:
@@ -547,9 +555,7 @@ class TestOddInput:
         data: bytes,
         message: str,
     ) -> None:
-        server = serve(scripted, Reply(data, close=True))
-        with pytest.raises(TransientDownloadError, match=message):
-            fetch(transport, server.url(), tmp_path)
+        assert_refused(scripted, transport, tmp_path, data, message)
 
     @pytest.mark.parametrize("url", ["http://a..b/x", f"http://{'a' * 64}.example/x"])
     def test_bad_host_names(self, transport: SocketTransport, tmp_path: Path, url: str) -> None:
