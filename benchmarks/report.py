@@ -256,26 +256,24 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _git(repo: Path, *args: str) -> str:
+    """``git -C repo args``'s output; OSError when git cannot run."""
+    return subprocess.run(
+        ["git", "-C", str(repo), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.strip()
+
+
 def _git_commit(repo: Path) -> str:
     try:
-        completed = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
+        commit = _git(repo, "rev-parse", "--short", "HEAD") or "unknown"
+        dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
     except OSError:
         return "unknown"
-    commit = completed.stdout.strip() or "unknown"
-    return commit + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    return commit + (" (with uncommitted changes)" if dirty else "")
 
 
 def machine_info(repo: Path, versions: dict[str, str]) -> dict[str, str]:
