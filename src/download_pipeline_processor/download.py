@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cache import DownloadCache
-from .downloader import Downloader
+from .downloader import Attempt, Downloader
 from .errors import PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
 from .redact import redact_url
@@ -119,9 +119,18 @@ class DownloadStage:
             raise
         return size
 
-    def download(self, sequence: int, file_data: FileData) -> int:
+    def download(
+        self,
+        sequence: int,
+        file_data: FileData,
+        attempt: Attempt | None = None,
+        failure: TransientDownloadError | None = None,
+    ) -> int:
         """Download entry ``sequence``; set ``file_data.local_path`` and return the size.
 
+        The first attempt is ``downloader.fetch``, or ``attempt()`` when given
+        (the rest of an attempt a multiplexing backend handed over); with
+        ``failure``, the first attempt was made elsewhere and failed so.
         Raises the last :class:`DownloadError` when every attempt failed, or
         :class:`PipelineInterrupted` when the run was stopped meanwhile.
         """
@@ -129,7 +138,9 @@ class DownloadStage:
         part = self.cache.part_path(target)
         try:
             try:
-                size = self._attempt(file_data, part)
+                if failure is not None:
+                    raise failure
+                size = attempt() if attempt is not None else self._attempt(file_data, part)
             except TransientDownloadError as first:
                 size = self._retry(file_data, part, first)
             os.replace(part, target)  # noqa: PTH105 - Path.replace builds another Path

@@ -26,8 +26,8 @@ from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
 from .cache import DownloadCache
 from .download import DownloadStage
-from .downloader import Downloader
-from .errors import PipelineInterrupted
+from .downloader import Attempt, Downloader, drives_many
+from .errors import PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
 from .inputs import CheckedEntries
 from .plugins import has_observers, notify_observers
@@ -133,17 +133,43 @@ class PipelineRun:
     def _download_worker(self, stage: DownloadStage) -> None:
         self._pin()
         while (item := self._next_entry()) is not None:
-            sequence, file_data = item
-            try:
-                size = stage.download(sequence, file_data)
-            except BaseException as exc:  # noqa: BLE001 - every failure is the file's, not the run's
-                file_data.fail("download", exc)
-                self._finish(sequence, file_data, None)
-                continue
-            with self.bytes_lock:
-                self.summary.bytes_downloaded += size
-            if not self._put(self.downloaded, (sequence, file_data)):
+            if not self._download_one(stage, *item):
                 return  # stopping: the entry stays in flight and is abandoned
+
+    def _download_one(
+        self,
+        stage: DownloadStage,
+        sequence: int,
+        file_data: FileData,
+        attempt: Attempt | None = None,
+        failure: TransientDownloadError | None = None,
+    ) -> bool:
+        """Download one entry and queue it; False when stopping left it unqueued."""
+        try:
+            size = stage.download(sequence, file_data, attempt, failure)
+        except BaseException as exc:  # noqa: BLE001 - every failure is the file's, not the run's
+            file_data.fail("download", exc)
+            self._finish(sequence, file_data, None)
+            return True
+        with self.bytes_lock:
+            self.summary.bytes_downloaded += size
+        return self._put(self.downloaded, (sequence, file_data))
+
+    def _download_driver(self, stage: DownloadStage, downloader: Downloader) -> None:
+        """Run a multiplexing backend's ``fetch_many`` on this one thread."""
+        from .feed import RunFeed
+
+        self._pin()
+        feed = RunFeed(self, stage)
+        error: BaseException | None = None
+        try:
+            downloader.fetch_many(feed)
+        except BaseException as exc:
+            logger.error(
+                "the downloader failed: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG)
+            )
+            error = exc
+        feed.close(error)
 
     def _processing_worker(self, processor: BaseProcessor) -> None:
         if self.settings.processing_mode == "thread":
@@ -269,10 +295,13 @@ class PipelineRun:
                 _thread(self._processing_worker, f"process-{i}", processor)
                 for i, processor in enumerate(self.processors)
             ]
-            downloads = [
-                _thread(self._download_worker, f"download-{i}", stage)
-                for i in range(settings.download_workers)
-            ]
+            if drives_many(downloader):
+                downloads = [_thread(self._download_driver, "download", stage, downloader)]
+            else:
+                downloads = [
+                    _thread(self._download_worker, f"download-{i}", stage)
+                    for i in range(settings.download_workers)
+                ]
             for thread in processing + downloads:
                 thread.start()
             while True:

@@ -44,6 +44,8 @@ from .sink import open_destination, write_all
 if TYPE_CHECKING:
     import ssl
 
+    from ..downloader import DownloadFeed
+
 #: The longest response head accepted; a longer one is a protocol error.
 MAX_HEAD = 64 * 1024
 #: The smallest per-thread buffer: a whole head must fit.
@@ -118,6 +120,73 @@ def _ascii_host(host: str) -> str:
             _CHECKED_HOSTS.clear()
         _CHECKED_HOSTS[host] = checked
     return checked
+
+
+def parse_head(lines: list[str]) -> tuple[int, str, dict[str, str], bool]:
+    """(status, reason, headers, closes) of a response head split into lines.
+
+    Header names are lower-cased; repeated ones are joined with ", ".
+    ``closes`` tells that the server closes the connection after this answer.
+    """
+    status_line = lines[0].rstrip("\r")
+    version, _, rest = status_line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or len(code) != 3 or code < "100":
+        raise ProtocolError(f"malformed status line {status_line[:80]!r}")
+    status = _number(code, "status")  # also refuses non-ASCII digits
+    headers: dict[str, str] = {}
+    key = ""
+    for raw in lines[1:]:
+        line = raw.rstrip("\r")
+        if line[:1] in (" ", "\t") and key:  # an obsolete folded continuation
+            headers[key] = f"{headers[key]} {line.strip()}"
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name.strip():
+            raise ProtocolError(f"malformed header line {line[:80]!r}")
+        key = name.strip().lower()
+        value = value.strip()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    tokens = headers.get("connection", "").lower()
+    closes = "close" in tokens or (version == "HTTP/1.0" and "keep-alive" not in tokens)
+    return status, reason.strip(), headers, closes
+
+
+def framing(status: int, headers: dict[str, str]) -> tuple[int, bool]:
+    """(the body's length or CHUNKED or UNTIL_CLOSE, whether the connection must close after it)."""
+    if status in (204, 304):
+        return 0, False
+    codings = [
+        coding
+        for coding in headers.get("transfer-encoding", "").lower().replace(" ", "").split(",")
+        if coding and coding != "identity"
+    ]
+    if codings and codings[-1] == "chunked":
+        # Both framings at once: do not trust what follows.
+        return CHUNKED, "content-length" in headers
+    text = headers.get("content-length")
+    if text is None:
+        return UNTIL_CLOSE, True
+    values = {value.strip() for value in text.split(",")}
+    if len(values) != 1:
+        raise ProtocolError(f"invalid Content-Length {text[:40]!r}")
+    return _number(values.pop(), "Content-Length"), False
+
+
+def head_end(buffer: mmap.mmap | bytearray, start: int, end: int) -> tuple[int, int]:
+    """(where a head in ``buffer[start:end]`` ends, where its body starts), or (-1, -1)."""
+    at = buffer.find(b"\r\n\r\n", start, end)
+    if at >= 0:
+        return at, at + 4
+    # Bare LF line ends: rare, but http.client reads them too.
+    at = buffer.find(b"\n\n", start, end)
+    if at >= 0:
+        return at, at + 2
+    return -1, -1
+
+
+def split_head(head: str) -> list[str]:
+    return head.split("\r\n") if "\r\n" in head else head.split("\n")
 
 
 class _Request:
@@ -205,14 +274,7 @@ class _Response:
 
     def _head_end(self, scanned: int) -> tuple[int, int]:
         """(where the head ends, where the body starts), or (-1, -1) when not yet read."""
-        at = self.buffer.find(b"\r\n\r\n", self.start + scanned, self.end)
-        if at >= 0:
-            return at, at + 4
-        # Bare LF line ends: rare, but http.client reads them too.
-        at = self.buffer.find(b"\n\n", self.start + scanned, self.end)
-        if at >= 0:
-            return at, at + 2
-        return -1, -1
+        return head_end(self.buffer, self.start + scanned, self.end)
 
     def read_head(self) -> None:
         """Read the status line and headers, skipping interim (1xx) answers."""
@@ -228,60 +290,20 @@ class _Response:
                 raise ProtocolError(f"response head longer than {MAX_HEAD} bytes")
             head = self.buffer[self.start : head_end].decode("latin-1")
             self.start = body_start
-            self._parse_head(head.split("\r\n") if "\r\n" in head else head.split("\n"))
+            self._parse_head(split_head(head))
             if not 100 <= self.status < 200:
                 return
             if self.status == 101:
                 raise ProtocolError("unexpected 101 Switching Protocols")
 
     def _parse_head(self, lines: list[str]) -> None:
-        status_line = lines[0].rstrip("\r")
-        version, _, rest = status_line.partition(" ")
-        code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or len(code) != 3 or code < "100":
-            raise ProtocolError(f"malformed status line {status_line[:80]!r}")
-        status = _number(code, "status")  # also refuses non-ASCII digits
-        headers: dict[str, str] = {}
-        key = ""
-        for raw in lines[1:]:
-            line = raw.rstrip("\r")
-            if line[:1] in (" ", "\t") and key:  # an obsolete folded continuation
-                headers[key] = f"{headers[key]} {line.strip()}"
-                continue
-            name, colon, value = line.partition(":")
-            if not colon or not name.strip():
-                raise ProtocolError(f"malformed header line {line[:80]!r}")
-            key = name.strip().lower()
-            value = value.strip()
-            headers[key] = f"{headers[key]}, {value}" if key in headers else value
-        self.status = status
-        self.reason = reason.strip()
-        self.headers = headers
-        tokens = headers.get("connection", "").lower()
-        self.closes = "close" in tokens or (version == "HTTP/1.0" and "keep-alive" not in tokens)
+        self.status, self.reason, self.headers, self.closes = parse_head(lines)
 
     def framing(self) -> int:
         """The body's length, or how it ends: CHUNKED or UNTIL_CLOSE."""
-        if self.status in (204, 304):
-            return 0
-        headers = self.headers
-        codings = [
-            coding
-            for coding in headers.get("transfer-encoding", "").lower().replace(" ", "").split(",")
-            if coding and coding != "identity"
-        ]
-        if codings and codings[-1] == "chunked":
-            if "content-length" in headers:
-                self.closes = True  # both framings at once: do not trust what follows
-            return CHUNKED
-        text = headers.get("content-length")
-        if text is None:
-            self.closes = True
-            return UNTIL_CLOSE
-        values = {value.strip() for value in text.split(",")}
-        if len(values) != 1:
-            raise ProtocolError(f"invalid Content-Length {text[:40]!r}")
-        return _number(values.pop(), "Content-Length")
+        length, closes = framing(self.status, self.headers)
+        self.closes = self.closes or closes
+        return length
 
     def copy(
         self,
@@ -437,6 +459,20 @@ def _kernel_timeouts(sock: socket.socket, timeout: float) -> None:
     sock.settimeout(None)
 
 
+def translate(error: BaseException, url: str) -> BaseException:
+    """The download error an attempt's ``error`` is reported as."""
+    if isinstance(error, _LocalFileError):
+        local: OSError = error.args[0]
+        return local  # the file's problem, as the other transports say it
+    if isinstance(error, _HandshakeFailed):
+        return PermanentDownloadError(describe(error.args[0], url))
+    if isinstance(error, BlockingIOError):  # a kernel timeout ran out
+        return TransientDownloadError(describe(TimeoutError("timed out"), url))
+    if isinstance(error, (OSError, ProtocolError)):
+        return TransientDownloadError(describe(error, url))
+    return error
+
+
 class SocketTransport:
     """GETs over the calling thread's own keep-alive connections."""
 
@@ -554,21 +590,69 @@ class SocketTransport:
         """One attempt: follow redirects, check the status, stream the body to ``destination``."""
         try:
             return self._fetch(url, destination, should_stop)
-        except _LocalFileError as exc:
-            raise exc.args[0] from None  # the file's problem, as the other transports say it
-        except _HandshakeFailed as exc:
-            raise PermanentDownloadError(describe(exc.args[0], url)) from exc
-        except BlockingIOError as exc:  # a kernel timeout ran out
-            raise TransientDownloadError(describe(TimeoutError("timed out"), url)) from exc
-        except (OSError, ProtocolError) as exc:
-            raise TransientDownloadError(describe(exc, url)) from exc
+        except BaseException as exc:
+            translated = translate(exc, url)
+            if translated is exc:
+                raise
+            raise translated from (None if isinstance(exc, _LocalFileError) else exc)
 
-    def _fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
+    def resume(
+        self,
+        url: str,
+        sock: socket.socket,
+        received: bytes,
+        destination: Path,
+        should_stop: threading.Event,
+    ) -> int:
+        """Finish an attempt another thread began: ``url`` was requested on ``sock``.
+
+        ``received`` is what has come back so far, the whole response head at
+        least.  The connection becomes the calling thread's, blocking, with
+        this transport's timeouts.
+        """
+        try:
+            request = _Request(url, self._host_header)
+            if _KERNEL_TIMEOUTS and not request.origin[0]:
+                _kernel_timeouts(sock, self.timeout)
+            else:
+                sock.settimeout(self.timeout)
+            with self._lock:
+                self._sockets.add(sock)
+            state = self._state
+            if len(received) > len(state.buffer):
+                raise ProtocolError("response head too long to hand over")
+            state.buffer[: len(received)] = received
+            response = _Response(sock, state.buffer, state.view)
+            response.end = len(received)
+            response.received = bool(received)
+            try:
+                response.read_head()
+            except BaseException:
+                self._discard(sock)
+                raise
+            return self._fetch(url, destination, should_stop, (request, sock, response))
+        except BaseException as exc:
+            translated = translate(exc, url)
+            if translated is exc:
+                raise
+            raise translated from (None if isinstance(exc, _LocalFileError) else exc)
+
+    def _fetch(
+        self,
+        url: str,
+        destination: Path,
+        should_stop: threading.Event,
+        answer: tuple[_Request, socket.socket, _Response] | None = None,
+    ) -> int:
+        """Follow redirects from ``url``; ``answer``: the first request's, already read."""
         current = url
         headers = self._headers
         for _ in range(self.max_redirects + 1):
-            request = _Request(current, self._host_header)
-            sock, response = self._exchange(request, headers)
+            if answer is None:
+                request = _Request(current, self._host_header)
+                sock, response = self._exchange(request, headers)
+            else:
+                (request, sock, response), answer = answer, None
             status = response.status
             location = response.headers.get("location")
             redirect = status in REDIRECT_STATUSES and bool(location)
@@ -631,10 +715,22 @@ class SocketTransport:
 
 
 class FastDownloader(RequestsDownloader):
-    """The requests downloader with :class:`SocketTransport` for plain URLs."""
+    """The requests downloader with :class:`SocketTransport` for plain URLs.
+
+    A run drives it through :meth:`fetch_many`: one thread multiplexes every
+    plain-http download (:mod:`.fast_loop`), and worker threads take the rest
+    with :meth:`fetch`.
+    """
+
+    _plain: SocketTransport
 
     def _plain_transport(self) -> Transport:
         return SocketTransport(**self._transport_options())
+
+    def fetch_many(self, feed: DownloadFeed) -> None:
+        from .fast_loop import EventLoop
+
+        EventLoop(self, self._plain, feed).run()
 
 
 __all__ = ["ConnectionClosed", "FastDownloader", "ProtocolError", "SocketTransport"]

@@ -1,0 +1,539 @@
+"""The ``fast`` downloader's event loop: every connection on one thread.
+
+With one thread per download, the workers hand the GIL to each other at every
+receive and write (~116 futex calls per 1 MiB file with 16 workers), and on
+two cores that cost a quarter of the run.  Here one thread keeps up to
+``--download-workers`` non-blocking keep-alive connections in a selector
+(epoll on Linux), as aria2c and curl do.
+
+The loop does the common case only: a plain-http GET answered with a 2xx and
+a Content-Length up to :data:`HAND_OFF_ABOVE`.  Everything else goes to a
+worker thread through :meth:`DownloadFeed.hand_off`, where the blocking
+:class:`~.fast.SocketTransport` carries on with the rules it always had:
+
+- before the request: https, URLs that need a ``requests.Session`` (a proxy,
+  credentials, a ``.netrc``), host names not resolved yet;
+- after the response head: redirects, errors, interim answers the loop does
+  not skip, chunked or close-delimited bodies, and big bodies, which then get
+  a core of their own.  The connection and the bytes read so far move with
+  the file, so nothing is requested twice.
+
+Failures of the first attempt go back through :meth:`DownloadFeed.failed`,
+and the framework retries them on worker threads.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import selectors
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..downloader import DownloadFeed, DownloadJob
+from ..errors import PipelineInterrupted, TransientDownloadError
+from .fast import (
+    MAX_HEAD,
+    MIN_BUFFER,
+    ConnectionClosed,
+    ProtocolError,
+    _Request,
+    _Truncated,
+    framing,
+    head_end,
+    parse_head,
+    split_head,
+)
+from .http_rules import describe
+from .sink import open_destination, write_all
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from .fast import FastDownloader, SocketTransport, _Origin
+
+#: Bodies longer than this are handed to a worker thread: another core copies them.
+HAND_OFF_ABOVE = 8 * 1024 * 1024
+#: Bytes read at once until the head is complete; a handed-over head plus
+#: what came with it then fits a worker thread's buffer (MIN_BUFFER).
+HEAD_READ = MIN_BUFFER - MAX_HEAD
+#: How long a resolved host name is used, in seconds (curl keeps them 60 s too).
+DNS_TTL = 60.0
+#: Host name lookups at once (getaddrinfo blocks, so it runs on threads).
+RESOLVERS = 4
+#: How often timeouts are checked, in seconds.
+SWEEP_INTERVAL = 0.1
+
+_CONNECTING, _SENDING, _HEAD, _BODY, _IDLE = range(5)
+
+_Address = tuple[int, Any]  # (family, sockaddr)
+
+
+class _Connection:
+    """One socket and the job it is serving, if any."""
+
+    __slots__ = (
+        "addresses",
+        "descriptor",
+        "events",
+        "head",
+        "job",
+        "left",
+        "origin",
+        "outgoing",
+        "received",
+        "request",
+        "reusable",
+        "reused",
+        "seen",
+        "size",
+        "sock",
+        "state",
+    )
+
+    def __init__(self, sock: socket.socket, origin: _Origin) -> None:
+        self.sock = sock
+        self.origin = origin
+        self.state = _CONNECTING
+        self.events = 0  # what the selector watches for; 0: not registered
+        self.job: DownloadJob | None = None
+        self.request: _Request | None = None
+        self.addresses: list[_Address] = []  # still to try if connecting fails
+        self.outgoing = b""
+        self.head = bytearray()  # an incomplete response head
+        self.descriptor = -1
+        self.left = 0
+        self.size = 0
+        self.received = False
+        self.reused = False
+        self.reusable = True
+        self.seen = 0.0
+
+
+class EventLoop:
+    """Downloads the jobs of one :class:`DownloadFeed` on the calling thread."""
+
+    def __init__(self, downloader: FastDownloader, transport: SocketTransport, feed: DownloadFeed):
+        self.downloader = downloader
+        self.transport = transport
+        self.feed = feed
+        self.timeout = transport.timeout
+        self.selector = selectors.DefaultSelector()
+        size = max(downloader.settings.chunk_size, MIN_BUFFER)
+        self.buffer = bytearray(size)
+        self.view = memoryview(self.buffer)
+        self.busy: set[_Connection] = set()
+        self.idle: dict[_Origin, list[_Connection]] = {}
+        self.idle_count = 0
+        self.idle_limit = max(downloader.settings.download_workers, 16)
+        self.addresses: dict[tuple[str, int], tuple[float, list[_Address]]] = {}
+        self.resolving: dict[tuple[str, int], Future[Any]] = {}
+        self.resolver: ThreadPoolExecutor | None = None
+        self.now = time.monotonic()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        feed = self.feed
+        next_sweep = self.now + SWEEP_INTERVAL
+        try:
+            while True:
+                if feed.should_stop.is_set():
+                    self._abort_all(PipelineInterrupted("run stopped during the download"))
+                    return
+                while (job := feed.take(wait=not self.busy)) is not None:
+                    self.now = time.monotonic()  # take() may have waited
+                    self._start(job)
+                if not self.busy:
+                    return
+                timeout = min(feed.poll_interval, max(next_sweep - self.now, 0.0))
+                events = self.selector.select(timeout)
+                self.now = time.monotonic()
+                for key, _ in events:
+                    self._ready(key.data)
+                if self.now >= next_sweep:
+                    self._sweep()
+                    next_sweep = self.now + SWEEP_INTERVAL
+        except BaseException as exc:
+            self._abort_all(exc)  # the files in flight fail with the loop's own error
+            raise
+        finally:
+            for connections in self.idle.values():
+                for connection in connections:
+                    self._close(connection)
+            self.idle.clear()
+            self.selector.close()
+            if self.resolver is not None:
+                self.resolver.shutdown(wait=False)
+
+    def _ready(self, connection: _Connection) -> None:
+        state = connection.state
+        try:
+            if state == _BODY:
+                self._read_body(connection)
+            elif state == _HEAD:
+                self._read_head(connection)
+            elif state == _IDLE:
+                self._drop_idle(connection)  # closed by the server, or stray bytes
+            elif state == _CONNECTING:
+                self._connected(connection)
+            else:
+                self._send(connection)
+        except _LocalError as exc:
+            self._give_up(connection, exc.args[0])
+        except (OSError, ProtocolError) as exc:
+            self._failed(connection, exc)
+
+    # -- starting a job ---------------------------------------------------------------
+
+    def _start(self, job: DownloadJob) -> None:
+        feed = self.feed
+        url = job.file_data.url
+        try:
+            request = _Request(url, self.transport._host_header)
+        except BaseException as exc:  # noqa: BLE001 - the file's error
+            feed.failed(job, exc)
+            return
+        tls, host, port = request.origin
+        if tls or self.downloader._needs_session(url):
+            feed.hand_off(job)
+            return
+        idle = self.idle.get(request.origin)
+        if idle:
+            connection = idle.pop()
+            self.idle_count -= 1
+            connection.reused = True
+            self._serve(connection, job, request)
+            return
+        addresses = self._addresses(host, port)
+        if addresses is None:
+            feed.hand_off(job)  # the worker thread resolves it; later files use the lookup
+            return
+        self._connect(job, request, list(addresses))
+
+    def _serve(self, connection: _Connection, job: DownloadJob, request: _Request) -> None:
+        """Send ``job``'s request on a connection that is open (or being opened)."""
+        connection.job = job
+        connection.request = request
+        connection.outgoing = request.start + self.transport._headers
+        connection.head.clear()
+        connection.received = False
+        connection.reusable = True
+        connection.seen = self.now
+        self.busy.add(connection)
+        if connection.state != _CONNECTING:
+            connection.state = _SENDING
+            self._ready(connection)
+
+    def _connect(self, job: DownloadJob, request: _Request, addresses: list[_Address]) -> None:
+        family, address = addresses.pop(0)
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            self.feed.failed(job, TransientDownloadError(describe(exc, job.file_data.url)))
+            return
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = _Connection(sock, request.origin)
+        connection.addresses = addresses
+        self._serve(connection, job, request)
+        code = sock.connect_ex(address)
+        if code in (0, errno.EISCONN):
+            connection.state = _SENDING
+            self._ready(connection)
+        elif code in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+            self._watch(connection, selectors.EVENT_WRITE)
+        else:
+            self.busy.discard(connection)
+            sock.close()
+            self._connect_failed(job, request, addresses, OSError(code, os.strerror(code)))
+
+    def _connect_failed(
+        self, job: DownloadJob, request: _Request, addresses: list[_Address], error: OSError
+    ) -> None:
+        if addresses:  # the next address of the name, as socket.create_connection does
+            self._connect(job, request, addresses)
+        else:
+            self.feed.failed(job, TransientDownloadError(describe(error, job.file_data.url)))
+
+    def _connected(self, connection: _Connection) -> None:
+        code = connection.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            job, request = self._job(connection), connection.request
+            assert request is not None
+            self._forget(connection)
+            self._connect_failed(
+                job, request, connection.addresses, OSError(code, os.strerror(code))
+            )
+            return
+        connection.state = _SENDING
+        self._send(connection)
+
+    def _send(self, connection: _Connection) -> None:
+        sent = connection.sock.send(connection.outgoing)
+        connection.outgoing = connection.outgoing[sent:]
+        connection.seen = self.now
+        if connection.outgoing:
+            self._watch(connection, selectors.EVENT_WRITE)
+            return
+        connection.state = _HEAD
+        self._watch(connection, selectors.EVENT_READ)
+
+    def _watch(self, connection: _Connection, events: int) -> None:
+        if connection.events == events:
+            return  # a kept connection is watched for reading already: no syscall
+        if connection.events:
+            self.selector.modify(connection.sock, events, connection)
+        else:
+            self.selector.register(connection.sock, events, connection)
+        connection.events = events
+
+    # -- reading the answer -----------------------------------------------------------
+
+    def _read_head(self, connection: _Connection) -> None:
+        view = self.view
+        count = connection.sock.recv_into(view[:HEAD_READ])
+        if not count:
+            raise ConnectionClosed("without a response" if not connection.received else "")
+        connection.received = True
+        connection.seen = self.now
+        data: bytearray = connection.head
+        if data:
+            data += view[:count]
+            end = len(data)
+        else:
+            data, end = self.buffer, count
+        start = 0
+        while True:
+            head_stop, body_start = head_end(data, start, end)
+            if head_stop < 0:
+                if end - start > MAX_HEAD:
+                    raise ProtocolError(f"response head longer than {MAX_HEAD} bytes")
+                if data is self.buffer:
+                    connection.head[:] = view[start:end]
+                elif start:
+                    del data[:start]
+                return
+            if head_stop - start > MAX_HEAD:
+                raise ProtocolError(f"response head longer than {MAX_HEAD} bytes")
+            status, _, headers, closes = parse_head(
+                split_head(bytes(data[start:head_stop]).decode("latin-1"))
+            )
+            if 100 <= status < 200 and status != 101:
+                start = body_start  # an interim answer: the real one follows
+                continue
+            break
+        length, framing_closes = framing(status, headers) if 200 <= status < 300 else (-1, True)
+        if not 0 <= length <= HAND_OFF_ABOVE:
+            self._hand_off(connection, bytes(data[start:end]))
+            return
+        connection.reusable = not (closes or framing_closes)
+        connection.head.clear()
+        try:
+            connection.descriptor = open_destination(self._job(connection).destination)
+        except OSError as exc:
+            raise _LocalError(exc) from exc
+        connection.size = length
+        connection.left = length
+        connection.state = _BODY
+        self._write(connection, memoryview(data)[body_start:end])
+
+    def _read_body(self, connection: _Connection) -> None:
+        left = connection.left
+        view = self.view
+        count = connection.sock.recv_into(view[: min(left, len(view))])
+        if not count:
+            raise _Truncated(connection.size - left, connection.size)
+        connection.seen = self.now
+        self._write(connection, view[:count])
+
+    def _write(self, connection: _Connection, body: memoryview) -> None:
+        left = connection.left
+        if len(body) > left:
+            body = body[:left]
+            connection.reusable = False  # bytes nobody asked for follow the body
+        try:
+            write_all(connection.descriptor, body)
+        except OSError as exc:
+            raise _LocalError(exc) from exc
+        connection.left = left = left - len(body)
+        if left == 0:
+            self._done(connection)
+
+    def _done(self, connection: _Connection) -> None:
+        job = self._job(connection)
+        os.close(connection.descriptor)
+        connection.descriptor = -1
+        connection.job = None
+        connection.request = None
+        self.busy.discard(connection)
+        if connection.reusable:
+            connection.state = _IDLE
+            connection.reused = False
+            self.idle.setdefault(connection.origin, []).append(connection)
+            self.idle_count += 1
+            self._make_room()
+        else:
+            self._forget(connection)
+        self.feed.done(job, connection.size)
+
+    def _hand_off(self, connection: _Connection, received: bytes) -> None:
+        """Let a worker thread finish this answer on this connection (no second request)."""
+        job = self._job(connection)
+        sock = connection.sock
+        self._unwatch(connection)
+        self.busy.discard(connection)
+        connection.job = None
+        sock.setblocking(True)
+        attempt = functools.partial(
+            self.transport.resume,
+            job.file_data.url,
+            sock,
+            received,
+            job.destination,
+            self.feed.should_stop,
+        )
+        self.feed.hand_off(job, attempt)
+
+    # -- failures -------------------------------------------------------------------------
+
+    def _failed(self, connection: _Connection, error: BaseException) -> None:
+        """A network or protocol error on ``connection``."""
+        job, request = connection.job, connection.request
+        if job is None:  # an idle connection
+            self._drop_idle(connection)
+            return
+        if (
+            connection.reused
+            and not connection.received
+            and isinstance(error, (ConnectionError, ConnectionClosed))
+            and request is not None
+        ):
+            # The server closed the kept connection meanwhile: once on a new one.
+            self._forget(connection)
+            addresses = self._addresses(request.origin[1], request.origin[2])
+            if addresses is None:
+                self.feed.hand_off(job)
+            else:
+                self._connect(job, request, list(addresses))
+            return
+        if isinstance(error, ConnectionClosed) and not connection.received:
+            error = ConnectionClosed("without a response")
+        if not isinstance(error, TransientDownloadError):
+            error = TransientDownloadError(describe(error, job.file_data.url))
+        self._give_up(connection, error)
+
+    def _give_up(self, connection: _Connection, error: BaseException) -> None:
+        job = connection.job
+        self._forget(connection)
+        if job is not None:
+            self.feed.failed(job, error)
+
+    def _sweep(self) -> None:
+        """Fail the connections that have waited longer than the timeout."""
+        limit = self.now - self.timeout
+        for connection in [c for c in self.busy if c.seen < limit]:
+            job = self._job(connection)
+            error = TransientDownloadError(describe(TimeoutError("timed out"), job.file_data.url))
+            self._give_up(connection, error)
+
+    def _abort_all(self, error: BaseException) -> None:
+        for connection in list(self.busy):
+            self._give_up(connection, error)
+
+    # -- connections ----------------------------------------------------------------------
+
+    @staticmethod
+    def _job(connection: _Connection) -> DownloadJob:
+        job = connection.job
+        if job is None:
+            raise RuntimeError("connection without a job")
+        return job
+
+    def _forget(self, connection: _Connection) -> None:
+        """Close a connection that serves a job, or none."""
+        self.busy.discard(connection)
+        connection.job = None
+        self._close(connection)
+
+    def _close(self, connection: _Connection) -> None:
+        if connection.descriptor >= 0:
+            os.close(connection.descriptor)
+            connection.descriptor = -1
+        self._unwatch(connection)
+        connection.sock.close()
+
+    def _unwatch(self, connection: _Connection) -> None:
+        if connection.events:
+            self.selector.unregister(connection.sock)
+            connection.events = 0
+
+    def _drop_idle(self, connection: _Connection) -> None:
+        kept = self.idle.get(connection.origin)
+        if kept and connection in kept:
+            kept.remove(connection)
+            self.idle_count -= 1
+        self._close(connection)
+
+    def _make_room(self) -> None:
+        """Close the oldest idle connections beyond the limit (file descriptors are finite)."""
+        while self.idle_count > self.idle_limit:
+            oldest = min(
+                (connections for connections in self.idle.values() if connections),
+                key=lambda connections: connections[0].seen,
+            )
+            self._drop_idle(oldest[0])
+
+    # -- host names --------------------------------------------------------------------------
+
+    def _addresses(self, host: str, port: int) -> list[_Address] | None:
+        """Where ``host`` is, or None while it is being looked up."""
+        family = _literal_family(host)
+        if family is not None:
+            return [(family, (host, port))]
+        key = (host, port)
+        known = self.addresses.get(key)
+        if known is not None and known[0] > self.now:
+            return known[1]
+        pending = self.resolving.get(key)
+        if pending is None:
+            self._look_up(key)
+            return None
+        if not pending.done():
+            return None
+        del self.resolving[key]
+        try:
+            found = [(entry[0], entry[4]) for entry in pending.result()]
+        except OSError:
+            found = []  # the worker thread's own lookup reports it for each file
+        if not found:
+            return None
+        self.addresses[key] = (self.now + DNS_TTL, found)
+        return found
+
+    def _look_up(self, key: tuple[str, int]) -> None:
+        if self.resolver is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.resolver = ThreadPoolExecutor(RESOLVERS, thread_name_prefix="dpp-resolve")
+        host, port = key
+        self.resolving[key] = self.resolver.submit(
+            socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM
+        )
+
+
+class _LocalError(Exception):
+    """Opening or writing the cache file failed: the file's error, not the network's."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal_family(host: str) -> int | None:
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return family
+    return None

@@ -1,0 +1,175 @@
+"""The framework's side of a multiplexing backend: :class:`RunFeed`.
+
+A backend with :meth:`~.downloader.Downloader.fetch_many` runs on one thread
+and takes its jobs from a :class:`RunFeed`.  The feed keeps the rules the
+download worker threads keep otherwise: at most ``--download-workers`` files
+at once, counting the ones handed back to worker threads; no new file while a
+finished one cannot enter the full downloaded queue; every entry reaches the
+post-processor once.  Retries and hand-offs run on a few helper threads with
+the same :class:`~.download.DownloadStage` the worker threads use.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
+
+from .downloader import Attempt, DownloadJob
+from .errors import PipelineInterrupted, TransientDownloadError
+from .run import POLL_INTERVAL, _thread
+
+if TYPE_CHECKING:
+    from .download import DownloadStage
+    from .run import PipelineRun
+
+logger = logging.getLogger(__name__)
+
+#: How often ``take`` must be called while a finished file waits for room, in seconds.
+BACKLOG_POLL = 0.005
+
+
+class RunFeed:
+    """Jobs for one ``fetch_many`` call; only the backend's thread calls its feed methods."""
+
+    def __init__(self, run: PipelineRun, stage: DownloadStage) -> None:
+        self.run = run
+        self.stage = stage
+        self.should_stop = run.stop_event
+        self.limit = run.settings.download_workers
+        #: Jobs the backend holds, by sequence.
+        self.out: dict[int, DownloadJob] = {}
+        #: Downloaded entries waiting for room in the downloaded queue.
+        self.backlog: collections.deque[tuple[int, Any]] = collections.deque()
+        self.exhausted = False
+        # Helper threads: retries and hand-offs, which block.
+        self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._helpers: list[threading.Thread] = []
+        self._idle_helpers = 0
+        self._busy = 0  # tasks queued or running, each holding a download slot
+        self._slots = threading.Condition()
+
+    # -- what the backend calls ---------------------------------------------------
+
+    @property
+    def poll_interval(self) -> float:
+        return BACKLOG_POLL if self.backlog else POLL_INTERVAL
+
+    def take(self, wait: bool = False) -> DownloadJob | None:
+        if not self._flush(wait):
+            return None
+        with self._slots:
+            while len(self.out) + self._busy >= self.limit:
+                if not wait or self.should_stop.is_set():
+                    return None
+                self._slots.wait(self.poll_interval)
+        while (item := self.run._next_entry()) is not None:
+            sequence, file_data = item
+            cache = self.stage.cache
+            try:
+                target = cache.target_for(sequence, file_data)
+            except OSError as exc:  # the shard folder could not be made
+                file_data.fail("download", exc)
+                self.run._finish(sequence, file_data, None)
+                continue
+            job = DownloadJob(sequence, file_data, cache.part_path(target), target)
+            self.out[sequence] = job
+            return job
+        self.exhausted = True
+        return None
+
+    def done(self, job: DownloadJob, size: int) -> None:
+        self._give_back(job)
+        file_data = job.file_data
+        try:
+            os.replace(job.destination, job.target)  # noqa: PTH105 - Path.replace builds another Path
+        except OSError as exc:
+            self._fail(job, exc)
+            return
+        file_data.local_path = job.target
+        run = self.run
+        with run.bytes_lock:
+            run.summary.bytes_downloaded += size
+        self.backlog.append((job.sequence, file_data))
+        self._flush(block=False)
+
+    def failed(self, job: DownloadJob, error: BaseException) -> None:
+        self._give_back(job)
+        if not isinstance(error, TransientDownloadError) or self.run.settings.max_retries == 0:
+            self._fail(job, error)
+        elif self.should_stop.is_set():
+            interrupted = PipelineInterrupted("run stopped before the download finished")
+            interrupted.__cause__ = error
+            self._fail(job, interrupted)
+        else:
+            self._submit(job, None, error)
+
+    def hand_off(self, job: DownloadJob, attempt: Attempt | None = None) -> None:
+        self._give_back(job)
+        self._submit(job, attempt, None)
+
+    # -- the rest ---------------------------------------------------------------------
+
+    def _give_back(self, job: DownloadJob) -> None:
+        if self.out.pop(job.sequence, None) is None:
+            raise RuntimeError(f"{job!r} was given back twice or never taken")
+
+    def _fail(self, job: DownloadJob, error: BaseException) -> None:
+        self.stage.cache.discard(job.destination)
+        job.file_data.fail("download", error)
+        self.run._finish(job.sequence, job.file_data, None)
+
+    def _flush(self, block: bool) -> bool:
+        """Move the backlog into the downloaded queue; False while some of it must wait."""
+        backlog = self.backlog
+        downloaded = self.run.downloaded
+        while backlog:
+            try:
+                downloaded.put_nowait(backlog[0])
+            except queue.Full:
+                if not block or not self.run._put(downloaded, backlog[0]):
+                    return False
+            backlog.popleft()
+        return True
+
+    def _submit(
+        self, job: DownloadJob, attempt: Attempt | None, failure: TransientDownloadError | None
+    ) -> None:
+        with self._slots:
+            self._busy += 1
+            start = self._idle_helpers == 0 and len(self._helpers) < self.limit
+            if not start:
+                self._idle_helpers -= 1
+        if start:
+            helper = _thread(self._helper, f"download-helper-{len(self._helpers)}")
+            self._helpers.append(helper)
+            helper.start()
+        self._tasks.put((job, attempt, failure))
+
+    def _helper(self) -> None:
+        self.run._pin()
+        while (task := self._tasks.get()) is not None:
+            job, attempt, failure = task
+            try:
+                self.run._download_one(self.stage, job.sequence, job.file_data, attempt, failure)
+            finally:
+                with self._slots:
+                    self._busy -= 1
+                    self._idle_helpers += 1
+                    self._slots.notify_all()
+
+    def close(self, error: BaseException | None = None) -> None:
+        """After ``fetch_many`` returned or raised ``error``: settle every job, end the helpers."""
+        if self.out:
+            if error is None:
+                error = RuntimeError("the downloader returned without finishing this file")
+            for job in list(self.out.values()):
+                self.failed(job, error)
+        self._flush(block=True)  # at a stop, what is left stays in flight and is abandoned
+        for _ in self._helpers:
+            self._tasks.put(None)
+        for helper in self._helpers:
+            helper.join()
