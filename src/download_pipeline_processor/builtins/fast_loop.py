@@ -183,6 +183,8 @@ class EventLoop:
                 self._send(connection)
         except _LocalError as exc:
             self._give_up(connection, exc.args[0])
+        except BlockingIOError:
+            pass  # woken for nothing (epoll may): wait for the next event
         except (OSError, ProtocolError) as exc:
             self._failed(connection, exc)
 
@@ -272,7 +274,10 @@ class EventLoop:
         self._send(connection)
 
     def _send(self, connection: _Connection) -> None:
-        sent = connection.sock.send(connection.outgoing)
+        try:
+            sent = connection.sock.send(connection.outgoing)
+        except BlockingIOError:
+            sent = 0  # the socket's buffer is full: wait until it is writable
         connection.outgoing = connection.outgoing[sent:]
         connection.seen = self.now
         if connection.outgoing:
@@ -318,19 +323,33 @@ class EventLoop:
                 return
             if head_stop - start > MAX_HEAD:
                 raise ProtocolError(f"response head longer than {MAX_HEAD} bytes")
-            status, _, headers, closes = parse_head(
-                split_head(bytes(data[start:head_stop]).decode("latin-1"))
-            )
-            if 100 <= status < 200 and status != 101:
+            head = parse_head(split_head(bytes(data[start:head_stop]).decode("latin-1")))
+            if 100 <= head[0] < 200 and head[0] != 101:
                 start = body_start  # an interim answer: the real one follows
                 continue
             break
+        self._answer(connection, head, data, (start, body_start, end))
+
+    def _answer(
+        self,
+        connection: _Connection,
+        head: tuple[int, str, dict[str, str], bool],
+        data: bytearray,
+        bounds: tuple[int, int, int],
+    ) -> None:
+        """Start the body of the answer in ``data[start:end]``, or hand the answer over."""
+        status, _, headers, closes = head
+        start, body_start, end = bounds
         length, framing_closes = framing(status, headers) if 200 <= status < 300 else (-1, True)
         if not 0 <= length <= HAND_OFF_ABOVE:
             self._hand_off(connection, bytes(data[start:end]))
             return
         connection.reusable = not (closes or framing_closes)
-        connection.head.clear()
+        if data is self.buffer:
+            body = self.view[body_start:end]
+        else:  # the head came in pieces: what follows it is copied before it is cleared
+            body = memoryview(bytes(data[body_start:end]))
+            data.clear()
         try:
             connection.descriptor = open_destination(self._job(connection).destination)
         except OSError as exc:
@@ -338,7 +357,7 @@ class EventLoop:
         connection.size = length
         connection.left = length
         connection.state = _BODY
-        self._write(connection, memoryview(data)[body_start:end])
+        self._write(connection, body)
 
     def _read_body(self, connection: _Connection) -> None:
         left = connection.left
@@ -500,18 +519,17 @@ class EventLoop:
         pending = self.resolving.get(key)
         if pending is None:
             self._look_up(key)
-            return None
-        if not pending.done():
-            return None
-        del self.resolving[key]
-        try:
-            found = [(entry[0], entry[4]) for entry in pending.result()]
-        except OSError:
-            found = []  # the worker thread's own lookup reports it for each file
-        if not found:
-            return None
-        self.addresses[key] = (self.now + DNS_TTL, found)
-        return found
+        elif pending.done():
+            del self.resolving[key]
+            try:
+                found = [(entry[0], entry[4]) for entry in pending.result()]
+            except OSError:
+                found = []  # the worker thread's own lookup reports it for each file
+            if found:
+                self.addresses[key] = (self.now + DNS_TTL, found)
+                return found
+        # Until a new lookup is done, an expired one still serves.
+        return known[1] if known is not None else None
 
     def _look_up(self, key: tuple[str, int]) -> None:
         if self.resolver is None:
