@@ -170,6 +170,19 @@ class PipelineRun:
             )
             error = exc
         feed.close(error)
+        if feed.exhausted or self.stop_event.is_set():
+            return
+        # The backend gave up before the list ended: the rest must not be lost.
+        logger.warning("the downloader stopped taking files; the rest go through fetch()")
+        workers = [
+            _thread(self._download_worker, f"download-{i}", stage)
+            for i in range(1, self.settings.download_workers)
+        ]
+        for worker in workers:
+            worker.start()
+        self._download_worker(stage)
+        for worker in workers:
+            worker.join()
 
     def _processing_worker(self, processor: BaseProcessor) -> None:
         if self.settings.processing_mode == "thread":

@@ -183,6 +183,8 @@ class EventLoop:
                 self._send(connection)
         except _LocalError as exc:
             self._give_up(connection, exc.args[0])
+        except TransientDownloadError as exc:  # a body cut off: this file's alone
+            self._give_up(connection, exc)
         except BlockingIOError:
             pass  # woken for nothing (epoll may): wait for the next event
         except (OSError, ProtocolError) as exc:

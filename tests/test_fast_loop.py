@@ -1,0 +1,875 @@
+"""The ``fast`` downloader's event loop (builtins/fast_loop.py), end to end over 127.0.0.1.
+
+Every test runs the real pipeline with ``downloader="fast"`` against a raw
+socket server that scripts each answer byte for byte and records what it saw:
+connections accepted, requests per path, requests in flight at once.  What the
+loop does itself (small plain-http 2xx bodies) and what it hands to a worker
+thread (redirects, errors, chunked, to-the-close and big bodies, https, host
+names not yet resolved) must both arrive whole, with one request per hop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import trustme
+
+from download_pipeline_processor import BaseProcessor, FileData, ProcessingPipeline
+from download_pipeline_processor.builtins import fast_loop
+from download_pipeline_processor.builtins.fast import FastDownloader, SocketTransport
+from download_pipeline_processor.cache import PART_SUFFIX
+from download_pipeline_processor.errors import (
+    PermanentDownloadError,
+    PipelineInterrupted,
+    TransientDownloadError,
+)
+from download_pipeline_processor.testing import (
+    CollectingPostProcessor,
+    FileServer,
+    PipelineOutcome,
+    leftover_files,
+    make_plugin_manager,
+    run_pipeline,
+)
+
+#: Generous bound on a run that must not hang; the runs themselves take well under a second.
+HANG = 10.0
+
+
+@dataclass
+class Answer:
+    """One scripted answer to a request, byte for byte."""
+
+    data: bytes = b""
+    #: Seconds to wait before answering.
+    delay: float = 0.0
+    #: Sent in a second write, ``pause`` seconds after ``data``.
+    tail: bytes = b""
+    pause: float = 0.05
+    #: Hang up after answering, whatever the answer's headers said.
+    close: bool = False
+    #: Send ``data`` (if any), then nothing more: hang up once the server's ``release``
+    #: is set, the server stops, or HANG seconds passed (so a client that never gives
+    #: up fails a test instead of hanging it).
+    hold: bool = False
+
+
+def ok(body: bytes, *headers: str) -> Answer:
+    """A 200 with a Content-Length; the connection stays open."""
+    lines = "".join(f"{line}\r\n" for line in headers)
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{lines}\r\n"
+    return Answer(head.encode() + body)
+
+
+#: A 200 promising 1000 bytes that sends 10 and hangs up.
+CUT = Answer(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10, close=True)
+NOT_FOUND = Answer(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")
+
+
+class LoopbackServer:
+    """A raw HTTP/1.1 server on 127.0.0.1: scripted answers per path, and what it saw.
+
+    The answers of a path are used one per request, the last one repeating.
+    A path without answers gets a 404.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.routes: dict[str, list[Answer]] = {}
+        self.requests: Counter[str] = Counter()
+        self.connections = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
+        #: Called on the server's thread with the path of every request as it arrives.
+        self.on_request: Callable[[str], None] | None = None
+        #: Lets ``hold`` answers hang up.
+        self.release = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._handlers: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, name="test-server", daemon=True)
+        self._accepting.start()
+
+    # -- set-up and observations ----------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def add(self, path: str, *answers: Answer) -> str:
+        """Answer requests for ``path`` with ``answers``; return its URL."""
+        self.routes[path] = list(answers)
+        return self.url(path)
+
+    def file(self, path: str, body: bytes) -> str:
+        """Serve ``body`` at ``path`` with a Content-Length; return its URL."""
+        return self.add(path, ok(body))
+
+    def count(self, path: str | None = None) -> int:
+        """Requests received for ``path``, or in all."""
+        with self._lock:
+            return self.requests[path] if path is not None else sum(self.requests.values())
+
+    # -- serving ------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    conn.close()
+                    return
+                self.connections += 1
+                self._open.add(conn)
+                handler = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+                self._handlers.append(handler)
+            handler.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._answer_requests(conn)
+        except OSError:
+            pass  # the client hung up (a timeout, a stop): nothing to answer
+        finally:
+            with self._lock:
+                self._open.discard(conn)
+            conn.close()
+
+    def _answer_requests(self, conn: socket.socket) -> None:
+        pending = b""
+        while True:
+            while b"\r\n\r\n" not in pending:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                pending += data
+            head, _, pending = pending.partition(b"\r\n\r\n")
+            path = head.split(b" ", 2)[1].decode("latin-1").partition("?")[0]
+            with self._lock:
+                seen = self.requests[path]
+                self.requests[path] += 1
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+                answers = self.routes.get(path)
+            answer = answers[min(seen, len(answers) - 1)] if answers else NOT_FOUND
+            if self.on_request is not None:
+                self.on_request(path)
+            try:
+                if answer.delay:
+                    self._stopping.wait(answer.delay)
+                conn.sendall(answer.data)
+                if answer.hold:
+                    give_up = time.monotonic() + HANG
+                    while not (self.release.is_set() or self._stopping.is_set()):
+                        if time.monotonic() > give_up:
+                            break
+                        self.release.wait(0.05)
+                    return
+                if answer.tail:
+                    self._stopping.wait(answer.pause)
+                    conn.sendall(answer.tail)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+            if answer.close:
+                conn.shutdown(socket.SHUT_RDWR)
+                return
+
+    def stop(self) -> None:
+        """Stop accepting, hang up every connection and wait for the server's threads."""
+        self._stopping.set()
+        # shutdown() wakes the accept() a close() alone would leave blocked (Linux).
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._accepting.join(5)
+        with self._lock:
+            connections = list(self._open)
+            handlers = list(self._handlers)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        for handler in handlers:
+            handler.join(5)
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    """A scripted loopback server, stopped after the test."""
+    loopback = LoopbackServer()
+    yield loopback
+    loopback.stop()
+
+
+@pytest.fixture(autouse=True)
+def plain_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No .netrc and no proxy: plain URLs are the loop's, whatever the machine has set."""
+    # A .netrc or a proxy sends every URL through a requests.Session, i.e. a worker thread.
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
+    for name in list(os.environ):
+        if name.lower() in ("http_proxy", "https_proxy", "all_proxy"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def resumed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """URLs whose answer the loop handed to a worker thread (SocketTransport.resume).
+
+    A spy around the real method: whether the loop or a worker thread read a
+    body leaves no trace on the wire, and the hand-off is the behaviour pinned.
+    """
+    urls: list[str] = []
+    real = SocketTransport.resume
+
+    def spy(self: SocketTransport, url: str, *args: Any) -> int:
+        urls.append(url)
+        return real(self, url, *args)
+
+    monkeypatch.setattr(SocketTransport, "resume", spy)
+    return urls
+
+
+@pytest.fixture
+def fetched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """URLs the fast downloader's blocking fetch() was called for (a worker thread's attempt).
+
+    A spy around the real method, for the same reason as ``resumed``.
+    """
+    urls: list[str] = []
+    real = FastDownloader.fetch
+
+    def spy(self: FastDownloader, file_data: FileData, *args: Any) -> int:
+        urls.append(file_data.url)
+        return real(self, file_data, *args)
+
+    monkeypatch.setattr(FastDownloader, "fetch", spy)
+    return urls
+
+
+def run_fast(
+    files: list[dict[str, Any]], cache_root: Path, processor: Any = "checksum", **settings: Any
+) -> PipelineOutcome:
+    """Run the pipeline in process with the fast downloader and short timeouts."""
+    settings.setdefault("timeout", 5.0)
+    return run_pipeline(files, processor, downloader="fast", download_cache=cache_root, **settings)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def body_of(index: int, size: int = 3000) -> bytes:
+    """Distinct content for file ``index``."""
+    return (f"<{index}>".encode() * size)[:size]
+
+
+def failure_of(outcome: PipelineOutcome, file_id: str) -> BaseException:
+    """The error the file ``file_id`` failed with (it must have failed in download)."""
+    (file_data,) = [fd for _, fd in outcome.outcomes if fd.id == file_id]
+    assert file_data.error is not None, f"{file_id} did not fail"
+    assert file_data.error.stage == "download"
+    return file_data.error.error
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def download_threads(before: set[threading.Thread]) -> set[str]:
+    """Names of the download stage's threads started since ``before`` was taken."""
+    return {
+        thread.name
+        for thread in threading.enumerate()
+        if thread not in before and thread.name.startswith("dpp-download")
+    }
+
+
+class TestManyFiles:
+    """The common case, all in the loop: many small files, each whole and checked."""
+
+    def test_three_hundred_files(self, server: LoopbackServer, cache_root: Path) -> None:
+        """300 distinct bodies arrive byte for byte; exit 0, no .part, an empty cache after."""
+        files = []
+        expected = {}
+        for index in range(300):
+            body = body_of(index, 500 + index * 13)
+            files.append({"id": f"f{index}", "url": server.file(f"/f{index}.bin", body)})
+            expected[f"f{index}"] = sha256(body)
+        seen_parts: list[Path] = []
+
+        class Checking(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                path = file_data.local_path
+                assert path is not None
+                part = path.with_name(path.name + PART_SUFFIX)
+                if part.exists():
+                    seen_parts.append(part)
+                return {"sha256": sha256(path.read_bytes()), "name": path.name}
+
+        outcome = run_fast(files, cache_root, Checking, download_workers=8)
+        assert outcome.exit_code == 0, outcome.failures[:3]
+        assert {fd.id: result["sha256"] for result, fd in outcome.outcomes} == expected
+        assert not any(result["name"].endswith(PART_SUFFIX) for result in outcome.results)
+        assert seen_parts == []
+        assert outcome.summary.succeeded == 300
+        assert outcome.summary.bytes_downloaded == sum(500 + i * 13 for i in range(300))
+        assert server.count() == 300
+        assert leftover_files(cache_root) == []
+        assert list(cache_root.iterdir()) == []  # the run's folder is gone too
+
+
+class TestMultiplexing:
+    """One thread keeps up to download_workers requests going, on kept connections."""
+
+    def test_workers_limit_requests_in_flight(
+        self, server: LoopbackServer, cache_root: Path
+    ) -> None:
+        """With 4 workers the server sees 4 requests at once, never 5, all from one thread."""
+        threads_seen: list[set[str]] = []
+        before = set(threading.enumerate())
+        server.on_request = lambda _path: threads_seen.append(download_threads(before))
+        files = [
+            {"id": str(i), "url": server.add(f"/slow{i}", Answer(ok(b"s" * i).data, delay=0.1))}
+            for i in range(16)
+        ]
+        outcome = run_fast(files, cache_root, download_workers=4)
+        assert outcome.exit_code == 0
+        assert server.most_in_flight == 4
+        assert server.count() == 16
+        # One download thread, no worker or helper threads: the loop did all of it.
+        assert threads_seen
+        assert all(names == {"dpp-download"} for names in threads_seen), threads_seen
+
+    def test_connections_kept_alive(self, server: LoopbackServer, cache_root: Path) -> None:
+        """50 files over 4 workers reuse a handful of connections, not one per file."""
+        files = [{"url": server.file(f"/k{i}", body_of(i, 100))} for i in range(50)]
+        outcome = run_fast(files, cache_root, download_workers=4)
+        assert outcome.exit_code == 0
+        assert server.count() == 50
+        assert 1 <= server.connections <= 8
+
+
+class TestHandedOff:
+    """What the loop does not read itself goes to a worker thread, never requested twice."""
+
+    def test_redirect(self, server: LoopbackServer, cache_root: Path, resumed: list[str]) -> None:
+        """A 302 is followed on a worker thread: one request per hop, the target's content."""
+        target = server.file("/target.bin", b"the target")
+        head = f"HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n"
+        url = server.add("/moved.bin", Answer(head.encode()))
+        outcome = run_fast([{"url": url}], cache_root)
+        assert outcome.exit_code == 0
+        assert outcome.results[0]["sha256"] == sha256(b"the target")
+        assert server.count("/moved.bin") == 1
+        assert server.count("/target.bin") == 1
+        assert resumed == [url]
+
+    @pytest.mark.parametrize(
+        ("answer", "body"),
+        [
+            (
+                Answer(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"6\r\nchunky\r\n7\r\n body!\n\r\n0\r\n\r\n"
+                ),
+                b"chunky body!\n",
+            ),
+            (
+                Answer(
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"to the close " * 400,
+                    close=True,
+                ),
+                b"to the close " * 400,
+            ),
+        ],
+        ids=["chunked", "close-delimited"],
+    )
+    def test_body_without_length(
+        self,
+        server: LoopbackServer,
+        cache_root: Path,
+        resumed: list[str],
+        answer: Answer,
+        body: bytes,
+    ) -> None:
+        """A chunked or to-the-close body is finished on a worker thread from the same answer."""
+        url = server.add("/unframed.bin", answer)
+        after = server.file("/after.bin", b"after")  # the loop carries on meanwhile
+        outcome = run_fast(
+            [{"id": "unframed", "url": url}, {"id": "after", "url": after}], cache_root
+        )
+        assert outcome.exit_code == 0
+        sums = {fd.id: result["sha256"] for result, fd in outcome.outcomes}
+        assert sums == {"unframed": sha256(body), "after": sha256(b"after")}
+        assert server.count("/unframed.bin") == 1
+        assert resumed == [url]
+
+    def test_big_body(
+        self,
+        server: LoopbackServer,
+        cache_root: Path,
+        resumed: list[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A body above HAND_OFF_ABOVE moves to a worker thread with the bytes read so far."""
+        # HAND_OFF_ABOVE is a tuning knob (8 MiB); lowered so the test moves 200 KB, not 9 MiB.
+        monkeypatch.setattr(fast_loop, "HAND_OFF_ABOVE", 64 * 1024)
+        big = os.urandom(200_000)
+        small = body_of(1, 60_000)
+        # The head and the first bytes come in one write, the rest a moment later.
+        big_url = server.add(
+            "/big.bin",
+            Answer(
+                f"HTTP/1.1 200 OK\r\nContent-Length: {len(big)}\r\n\r\n".encode() + big[:5000],
+                tail=big[5000:],
+            ),
+        )
+        small_url = server.file("/small.bin", small)
+        outcome = run_fast(
+            [{"id": "big", "url": big_url}, {"id": "small", "url": small_url}], cache_root
+        )
+        assert outcome.exit_code == 0
+        sums = {fd.id: result["sha256"] for result, fd in outcome.outcomes}
+        assert sums == {"big": sha256(big), "small": sha256(small)}
+        assert server.count("/big.bin") == 1
+        assert resumed == [big_url]  # the small one stayed in the loop
+
+    def test_not_found(self, server: LoopbackServer, cache_root: Path) -> None:
+        """A 404 fails at once and for good: one request, the error names HTTP 404."""
+        url = server.url("/missing.bin")
+        fine = server.file("/fine.bin", b"fine")
+        outcome = run_fast(
+            [{"id": "missing", "url": url}, {"id": "fine", "url": fine}], cache_root, max_retries=3
+        )
+        assert outcome.exit_code == 1
+        error = failure_of(outcome, "missing")
+        assert isinstance(error, PermanentDownloadError)
+        assert "HTTP 404" in str(error)
+        assert server.count("/missing.bin") == 1
+        assert outcome.summary.succeeded == 1
+
+    def test_unavailable_then_ok(self, server: LoopbackServer, cache_root: Path) -> None:
+        """A 503 is retried once the worker thread read it; the second answer succeeds."""
+        busy = Answer(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
+        url = server.add("/flaky.bin", busy, ok(b"finally"))
+        outcome = run_fast([{"url": url}], cache_root, max_retries=2, retry_backoff=0)
+        assert outcome.exit_code == 0
+        assert outcome.results[0]["sha256"] == sha256(b"finally")
+        assert server.count("/flaky.bin") == 2
+
+
+class TestReadingTheHead:
+    """The loop reads heads that arrive in pieces, after interim answers, or with no body."""
+
+    @pytest.mark.parametrize(
+        "after_blank_line",
+        [-30, -2, 0, 5],
+        ids=["in-status-line", "in-blank-line", "at-body", "in-body"],
+    )
+    def test_head_in_pieces(
+        self, server: LoopbackServer, cache_root: Path, resumed: list[str], after_blank_line: int
+    ) -> None:
+        """A head split over two writes anywhere: the body after it arrives whole."""
+        answer = ok(b"0123456789" * 3)
+        split = answer.data.index(b"\r\n\r\n") + 4 + after_blank_line
+        url = server.add("/split.bin", Answer(answer.data[:split], tail=answer.data[split:]))
+        next_url = server.file("/next.bin", b"next")  # the same connection serves it afterwards
+        outcome = run_fast(
+            [{"id": "split", "url": url}, {"id": "next", "url": next_url}],
+            cache_root,
+            download_workers=1,
+        )
+        assert outcome.exit_code == 0
+        sums = {fd.id: result["sha256"] for result, fd in outcome.outcomes}
+        assert sums == {"split": sha256(b"0123456789" * 3), "next": sha256(b"next")}
+        assert resumed == []
+        assert server.connections == 1
+
+    @pytest.mark.parametrize(
+        "head",
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", b"HTTP/1.1 204 No Content\r\n\r\n"],
+        ids=["length-0", "204"],
+    )
+    def test_empty_body(
+        self, server: LoopbackServer, cache_root: Path, resumed: list[str], head: bytes
+    ) -> None:
+        """No body at all is an empty file, and the connection carries the next request."""
+        url = server.add("/empty.bin", Answer(head))
+        next_url = server.file("/next.bin", b"next")
+        outcome = run_fast(
+            [{"id": "empty", "url": url}, {"id": "next", "url": next_url}],
+            cache_root,
+            download_workers=1,
+        )
+        assert outcome.exit_code == 0
+        sums = {fd.id: result["sha256"] for result, fd in outcome.outcomes}
+        assert sums == {"empty": sha256(b""), "next": sha256(b"next")}
+        assert resumed == []
+        assert server.connections == 1
+
+    @pytest.mark.parametrize("apart", [False, True], ids=["one-write", "two-writes"])
+    def test_continue_skipped(
+        self, server: LoopbackServer, cache_root: Path, resumed: list[str], apart: bool
+    ) -> None:
+        """100 Continue, then the 200: the loop reads the body, one request, the right content."""
+        interim = b"HTTP/1.1 100 Continue\r\n\r\n"
+        final = ok(b"after the interim answer").data
+        answer = Answer(interim, tail=final) if apart else Answer(interim + final)
+        url = server.add("/interim.bin", answer)
+        outcome = run_fast([{"url": url}], cache_root)
+        assert outcome.exit_code == 0
+        assert outcome.results[0]["sha256"] == sha256(b"after the interim answer")
+        assert server.count("/interim.bin") == 1
+        assert resumed == []
+
+
+class TestBrokenConnections:
+    """Truncation, silence, refusal and stale keep-alive connections."""
+
+    @pytest.mark.parametrize("retries", [0, 2])
+    def test_truncated_body(self, server: LoopbackServer, cache_root: Path, retries: int) -> None:
+        """A body cut short fails after max_retries + 1 attempts, named 'truncated body'."""
+        url = server.add("/cut.bin", CUT)
+        outcome = run_fast([{"id": "cut", "url": url}], cache_root, max_retries=retries)
+        assert outcome.exit_code == 1
+        error = failure_of(outcome, "cut")
+        assert isinstance(error, TransientDownloadError)
+        assert "truncated body: got 10 of 1000 bytes" in str(error)
+        assert server.count("/cut.bin") == retries + 1
+        assert leftover_files(cache_root) == []
+
+    @pytest.mark.parametrize("retries", [0, 2])
+    def test_truncation_fails_that_file_alone(
+        self, server: LoopbackServer, cache_root: Path, retries: int
+    ) -> None:
+        """A file in flight beside a truncated one, and the files after them, all succeed."""
+        processed: list[str] = []
+
+        class Recording(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                processed.append(file_data.id)
+
+        files = [
+            {"id": "cut", "url": server.add("/cut.bin", CUT)},
+            # Still on its way when the other body breaks off.
+            {"id": "slow", "url": server.add("/slow.bin", Answer(ok(b"slow").data, delay=0.3))},
+        ]
+        files += [{"id": f"later{i}", "url": server.file(f"/later{i}", b"later")} for i in range(4)]
+        outcome = run_fast(files, cache_root, Recording, download_workers=2, max_retries=retries)
+        reported = {
+            fd.id: None if fd.error is None else str(fd.error) for _, fd in outcome.outcomes
+        }
+        assert sorted(reported) == sorted(entry["id"] for entry in files), reported
+        assert [fd.id for fd in outcome.failures] == ["cut"], reported
+        assert sorted(processed) == sorted(entry["id"] for entry in files[1:])
+        assert outcome.exit_code == 1
+        assert server.count("/cut.bin") == retries + 1
+        assert server.count("/slow.bin") == 1
+
+    def test_silent_server_times_out(self, server: LoopbackServer, cache_root: Path) -> None:
+        """A server that never answers fails the file with 'timed out' after the timeout."""
+        url = server.add("/silent.bin", Answer(hold=True))
+        fine = server.file("/fine.bin", b"fine")
+        began = time.monotonic()
+        outcome = run_fast(
+            [{"id": "silent", "url": url}, {"id": "fine", "url": fine}],
+            cache_root,
+            timeout=0.5,
+            max_retries=0,
+        )
+        elapsed = time.monotonic() - began
+        assert outcome.exit_code == 1
+        error = failure_of(outcome, "silent")
+        assert isinstance(error, TransientDownloadError)
+        assert "timed out" in str(error)
+        assert outcome.summary.succeeded == 1
+        assert 0.4 < elapsed < HANG
+
+    def test_stale_kept_connections_replaced(
+        self, server: LoopbackServer, cache_root: Path
+    ) -> None:
+        """A server that hangs up after each answer, promising keep-alive: no file fails."""
+        files = [
+            {
+                "id": str(i),
+                "url": server.add(f"/h{i}", Answer(ok(body_of(i, 200)).data, close=True)),
+            }
+            for i in range(40)
+        ]
+        outcome = run_fast(files, cache_root, download_workers=2, max_retries=0)
+        assert outcome.exit_code == 0, [str(fd.error) for fd in outcome.failures[:3]]
+        assert {fd.id: r["sha256"] for r, fd in outcome.outcomes} == {
+            str(i): sha256(body_of(i, 200)) for i in range(40)
+        }
+        # The request on a dead connection never reached the server: one per file.
+        assert all(server.count(f"/h{i}") == 1 for i in range(40))
+        assert server.connections >= 40
+
+    def test_connection_refused(self, server: LoopbackServer, cache_root: Path) -> None:
+        """Nothing listening fails that file (transient, 'refused'); the others succeed."""
+        refused = f"http://127.0.0.1:{closed_port()}/nobody.bin"
+        files = [{"id": "refused", "url": refused}] + [
+            {"id": str(i), "url": server.file(f"/r{i}", body_of(i))} for i in range(5)
+        ]
+        # No retries: the error is the loop's own, not that of a retry on a worker thread.
+        outcome = run_fast(files, cache_root, max_retries=0)
+        assert outcome.exit_code == 1
+        error = failure_of(outcome, "refused")
+        assert isinstance(error, TransientDownloadError)
+        assert "refused" in str(error).lower()
+        assert outcome.summary.succeeded == 5
+
+
+class TestBackpressure:
+    """A slow processor holds downloads back; finished files do not pile up in the cache."""
+
+    def test_cache_bounded_by_queue_and_workers(
+        self, server: LoopbackServer, cache_root: Path
+    ) -> None:
+        """At most queue + workers + processors complete files are ever in the cache."""
+        queue_size, workers, processors = 2, 4, 1
+        most: list[int] = []
+
+        class Slow(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                complete = [
+                    path
+                    for path in cache_root.rglob("*")
+                    if path.is_file() and not path.name.endswith(PART_SUFFIX)
+                ]
+                most.append(len(complete))
+                time.sleep(0.02)
+
+        files = [{"url": server.file(f"/b{i}", body_of(i, 500))} for i in range(40)]
+        outcome = run_fast(
+            files,
+            cache_root,
+            Slow,
+            download_queue_size=queue_size,
+            download_workers=workers,
+            processing_limit=processors,
+        )
+        assert outcome.exit_code == 0
+        assert len(most) == 40
+        # The file being processed, the queued ones, one finished per download slot.
+        assert max(most) <= queue_size + workers + processors
+        assert max(most) > queue_size  # the downloads did run ahead of the processor
+
+
+class TestStop:
+    """A stop ends the loop's downloads at once and reports them interrupted."""
+
+    @pytest.mark.parametrize(
+        "paused",
+        [
+            Answer(hold=True),
+            # A chunked body that stops after its first chunk: it is on a worker thread.
+            Answer(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", hold=True
+            ),
+        ],
+        ids=["in-the-loop", "handed-off"],
+    )
+    def test_stop_during_downloads(
+        self, server: LoopbackServer, cache_root: Path, paused: Answer
+    ) -> None:
+        """Four downloads paused by the server: stop(143) returns 143, each reported once."""
+        files = [{"id": str(i), "url": server.add(f"/held{i}", paused)} for i in range(10)]
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            "checksum",
+            collector,
+            plugin_manager=make_plugin_manager(),
+            downloader="fast",
+            download_cache=cache_root,
+            download_workers=4,
+            stop_grace=1.0,
+        )
+        codes: list[int] = []
+        runner = threading.Thread(target=lambda: codes.append(pipeline.run(files)))
+        runner.start()
+        try:
+            deadline = time.monotonic() + HANG
+            while server.in_flight < 4 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert server.in_flight == 4
+            began = time.monotonic()
+            pipeline.stop(143)
+            runner.join(HANG)
+            stopped_in = time.monotonic() - began
+        finally:
+            server.release.set()
+            runner.join(HANG)
+        assert codes == [143]
+        assert stopped_in < 5
+        reported = {fd.id: fd.error for _, fd in collector.outcomes}
+        assert len(reported) == len(collector.outcomes) == 4
+        for error in reported.values():
+            assert error is not None
+            assert error.stage == "download"
+            assert isinstance(error.error, PipelineInterrupted)
+        assert pipeline.summary.not_started == 6
+        assert list(cache_root.iterdir()) == []
+
+
+class TestHostNames:
+    """Names are looked up off the loop's thread; files wait on worker threads meanwhile."""
+
+    def test_localhost(self, server: LoopbackServer, cache_root: Path, fetched: list[str]) -> None:
+        """Every localhost URL succeeds: the first on worker threads, later ones in the loop."""
+        files = [
+            {
+                "id": str(i),
+                "url": server.file(f"/n{i}", body_of(i)).replace("127.0.0.1", "localhost"),
+            }
+            for i in range(40)
+        ]
+        # No retries: the first attempt, the loop's or a worker thread's, must succeed.
+        outcome = run_fast(files, cache_root, download_workers=4, max_retries=0)
+        assert outcome.exit_code == 0, [str(fd.error) for fd in outcome.failures[:3]]
+        assert {fd.id: r["sha256"] for r, fd in outcome.outcomes} == {
+            str(i): sha256(body_of(i)) for i in range(40)
+        }
+        assert server.count() == 40
+        assert 1 <= len(fetched) < 40
+
+    def test_next_address_after_a_refusal(
+        self,
+        server: LoopbackServer,
+        cache_root: Path,
+        fetched: list[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """A name whose first address refuses is served from its next address, in the loop too."""
+        real_getaddrinfo = socket.getaddrinfo
+        dead = ("127.0.0.1", closed_port())
+        live = ("127.0.0.1", server.port)
+
+        def two_addresses(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host != "two-addresses.test":
+                return real_getaddrinfo(host, port, *args, **kwargs)
+            tcp = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+            return [(*tcp, dead), (*tcp, live)]
+
+        # The one fake part: no name on a test machine resolves to a dead and a live
+        # loopback address, so the resolver answers for a made-up name.
+        monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
+        files = [
+            {
+                "id": str(i),
+                "url": server.file(f"/a{i}", body_of(i)).replace("127.0.0.1", "two-addresses.test"),
+            }
+            for i in range(20)
+        ]
+        outcome = run_fast(files, cache_root, download_workers=2, max_retries=0)
+        assert outcome.exit_code == 0, [str(fd.error) for fd in outcome.failures[:3]]
+        assert {fd.id: r["sha256"] for r, fd in outcome.outcomes} == {
+            str(i): sha256(body_of(i)) for i in range(20)
+        }
+        assert len(fetched) < 20  # most went through the loop's own connect
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    """A throwaway certificate authority."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_server(authority: trustme.CA) -> Iterator[FileServer]:
+    """An https FileServer whose certificate (for 127.0.0.1) ``authority`` signed."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    with FileServer(ssl_context=context) as file_server:
+        yield file_server
+
+
+@pytest.fixture
+def trusted(authority: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``authority`` in REQUESTS_CA_BUNDLE, the bundle the downloaders verify against."""
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+
+
+class TestTls:
+    @pytest.mark.usefixtures("trusted")
+    def test_https_goes_to_a_worker_thread(
+        self,
+        tls_server: FileServer,
+        server: LoopbackServer,
+        cache_root: Path,
+        fetched: list[str],
+    ) -> None:
+        """An https URL is fetched by a worker thread; plain ones beside it stay in the loop."""
+        secure = tls_server.add("/secure.bin", b"secure" * 1000)
+        plain = server.file("/plain.bin", b"plain")
+        outcome = run_fast(
+            [{"id": "secure", "url": secure}, {"id": "plain", "url": plain}],
+            cache_root,
+            max_retries=0,  # a failed first attempt in the loop would not be hidden by a retry
+        )
+        assert outcome.exit_code == 0
+        sums = {fd.id: result["sha256"] for result, fd in outcome.outcomes}
+        assert sums == {"secure": sha256(b"secure" * 1000), "plain": sha256(b"plain")}
+        assert fetched == [secure]
+        assert tls_server.request_count("/secure.bin") == 1
+
+
+class TestCommandLine:
+    def test_subprocess(self, server: LoopbackServer, tmp_path: Path, cli_path: Path) -> None:
+        """A real process with --downloader fast checksums every file and exits 0."""
+        bodies = {str(i): body_of(i, 100 + i) for i in range(6)}
+        entries = [
+            {"id": key, "url": server.file(f"/c{key}", body)} for key, body in bodies.items()
+        ]
+        listing = tmp_path / "files.json"
+        listing.write_text(json.dumps(entries))
+        cache = tmp_path / "cache"
+        command = [str(cli_path), "--files", str(listing), "--downloader", "fast"]
+        command += ["--processor", "checksum", "--post-processor", "jsonl"]
+        command += ["--download-cache", str(cache)]
+        proc = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={
+                **os.environ,
+                "NETRC": str(tmp_path / "no-such-netrc"),
+                "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "",
+            },
+        )
+        assert proc.returncode == 0, proc.stderr
+        lines = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert {line["id"]: line["result"]["sha256"] for line in lines} == {
+            key: sha256(body) for key, body in bodies.items()
+        }
+        assert "6 files: 6 succeeded, 0 failed" in proc.stderr
+        assert server.count() == 6
+        assert leftover_files(cache) == []
