@@ -93,6 +93,22 @@ class TestPinAndWiden:
 
         assert in_thread(work) == EVERYTHING
 
+    def test_a_thread_started_by_a_pinned_thread_widens_to_what_it_is_given(self) -> None:
+        """It inherits one CPU; ``allowed`` (the run's set) is what widening restores."""
+        cpu = min(EVERYTHING)
+
+        def child(allowed: set[int] | None) -> frozenset[int]:
+            affinity.pin_thread(cpu, allowed)
+            with affinity.widened_for(BIG):
+                return cores()
+
+        def parent(allowed: set[int] | None) -> frozenset[int]:
+            affinity.pin_thread(cpu)
+            return in_thread(lambda: child(allowed))
+
+        assert in_thread(lambda: parent(set(EVERYTHING))) == EVERYTHING
+        assert in_thread(lambda: parent(None)) == {cpu}  # why the run passes its set
+
     def test_pinning_is_per_thread(self) -> None:
         affinity_before = cores()
         in_thread(lambda: affinity.pin_thread(min(EVERYTHING)))

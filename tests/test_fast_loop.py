@@ -28,7 +28,7 @@ from typing import Any, Callable
 import pytest
 import trustme
 
-from download_pipeline_processor import BaseProcessor, FileData, ProcessingPipeline
+from download_pipeline_processor import BaseProcessor, FileData, ProcessingPipeline, affinity
 from download_pipeline_processor.builtins import fast_loop
 from download_pipeline_processor.builtins.fast import FastDownloader, SocketTransport
 from download_pipeline_processor.cache import PART_SUFFIX
@@ -457,6 +457,53 @@ class TestHandedOff:
         assert sums == {"big": sha256(big), "small": sha256(small)}
         assert server.count("/big.bin") == 1
         assert resumed == [big_url]  # the small one stayed in the loop
+
+    @pytest.mark.skipif(
+        len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2,
+        reason="pinning is only observable with two cores or more",
+    )
+    def test_big_body_uses_every_core_when_pinned(
+        self, server: LoopbackServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Under --pin-threads the worker thread that takes a big body over is widened.
+
+        It is started by the pinned loop thread and inherits its one CPU: it
+        must widen to the run's whole set, not to that one CPU.
+        """
+        monkeypatch.setattr(fast_loop, "HAND_OFF_ABOVE", 64 * 1024)  # as in test_big_body
+        everything = frozenset(os.sched_getaffinity(0))
+        big = os.urandom(4 * affinity.WIDEN_ABOVE)
+        first = 2 * affinity.WIDEN_ABOVE
+        url = server.add(
+            "/big.bin",
+            Answer(
+                f"HTTP/1.1 200 OK\r\nContent-Length: {len(big)}\r\n\r\n".encode() + big[:first],
+                tail=big[first:],
+                pause=1.5,
+            ),
+        )
+        outcomes: list[PipelineOutcome] = []
+        run = threading.Thread(
+            target=lambda: outcomes.append(
+                run_fast([{"id": "big", "url": url}], cache_root, pin_threads=True)
+            )
+        )
+        run.start()
+        seen: set[frozenset[int]] = set()
+        deadline = time.monotonic() + HANG
+        while run.is_alive() and time.monotonic() < deadline:
+            for thread in threading.enumerate():
+                if thread.name.startswith("dpp-download-helper") and thread.native_id:
+                    with contextlib.suppress(OSError):  # the thread may just have ended
+                        seen.add(frozenset(os.sched_getaffinity(thread.native_id)))
+            if everything in seen:
+                break
+            time.sleep(0.01)
+        run.join(HANG)
+        assert everything in seen
+        (outcome,) = outcomes
+        assert outcome.exit_code == 0
+        assert [result["sha256"] for result, _ in outcome.outcomes] == [sha256(big)]
 
     def test_not_found(self, server: LoopbackServer, cache_root: Path) -> None:
         """A 404 fails at once and for good: one request, the error names HTTP 404."""

@@ -29,10 +29,18 @@ class _Pinned(threading.local):
 _state = _Pinned()
 
 
-def pin_thread(cpu: int) -> None:
-    """Keep the calling thread on ``cpu`` (Linux); :func:`widened_for` lets it out for a while."""
+def pin_thread(cpu: int, allowed: set[int] | None = None) -> None:
+    """Keep the calling thread on ``cpu`` (Linux); :func:`widened_for` lets it out for a while.
+
+    A widened thread may use ``allowed``, by default the CPUs the thread may
+    use now.  A thread started by a pinned thread inherits its one CPU, so
+    pass the process's set there.
+    """
     # The set from before the first pinning: pinning twice must not make {cpu} "everything".
-    everything = _state.cpus[1] if _state.cpus is not None else os.sched_getaffinity(0)
+    if _state.cpus is not None:
+        everything = _state.cpus[1]
+    else:
+        everything = set(allowed) if allowed else os.sched_getaffinity(0)
     os.sched_setaffinity(0, {cpu})  # 0: the calling thread, on Linux
     _state.cpus = ({cpu}, everything)
 

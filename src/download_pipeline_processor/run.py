@@ -104,6 +104,9 @@ class PipelineRun:
         self.grace_ends: float | None = None
         self.input_failure: Exception | None = None
         self.pinned_cpu = _one_cpu() if self.settings.pin_threads else None
+        #: What a pinned thread may use while widened (threads started by
+        #: pinned threads, the feed's helpers, inherit one CPU).
+        self.allowed_cpus = os.sched_getaffinity(0) if self.pinned_cpu is not None else None
 
     # -- the three stages -------------------------------------------------------
 
@@ -128,7 +131,7 @@ class PipelineRun:
     def _pin(self) -> None:
         """Keep the calling thread on the run's one core, when asked to."""
         if self.pinned_cpu is not None:
-            affinity.pin_thread(self.pinned_cpu)
+            affinity.pin_thread(self.pinned_cpu, self.allowed_cpus)
 
     def _download_worker(self, stage: DownloadStage) -> None:
         self._pin()
