@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -535,21 +534,6 @@ class TestRedirectSafety:
         assert "not http or https" in str(error)
         assert server.request_count("/r") == 1
         assert cached_files(cache) == []
-
-
-@pytest.fixture(scope="module")
-def authority() -> trustme.CA:
-    """A throwaway certificate authority."""
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def tls_server(authority: trustme.CA) -> Iterator[FileServer]:
-    """An https FileServer whose certificate (for 127.0.0.1) ``authority`` signed."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    with FileServer(ssl_context=context) as file_server:
-        yield file_server
 
 
 class TestTls:

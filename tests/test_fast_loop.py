@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -838,21 +837,6 @@ class TestHostNames:
             str(i): sha256(body_of(i)) for i in range(20)
         }
         assert len(fetched) < 20  # most went through the loop's own connect
-
-
-@pytest.fixture(scope="module")
-def authority() -> trustme.CA:
-    """A throwaway certificate authority."""
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def tls_server(authority: trustme.CA) -> Iterator[FileServer]:
-    """An https FileServer whose certificate (for 127.0.0.1) ``authority`` signed."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    with FileServer(ssl_context=context) as file_server:
-        yield file_server
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ the host, scheme or port changes), 5xx/408/429 retried, exact lengths,
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import select
@@ -43,6 +44,7 @@ from .sink import open_destination, write_all
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Iterator
 
     from ..downloader import DownloadFeed
 
@@ -473,6 +475,18 @@ def translate(error: BaseException, url: str) -> BaseException:
     return error
 
 
+@contextlib.contextmanager
+def _reported_as_download_errors(url: str) -> Iterator[None]:
+    """Raise what an attempt's errors are reported as (:func:`translate`)."""
+    try:
+        yield
+    except BaseException as exc:
+        translated = translate(exc, url)
+        if translated is exc:
+            raise
+        raise translated from (None if isinstance(exc, _LocalFileError) else exc)
+
+
 class SocketTransport:
     """GETs over the calling thread's own keep-alive connections."""
 
@@ -588,13 +602,8 @@ class SocketTransport:
 
     def fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
         """One attempt: follow redirects, check the status, stream the body to ``destination``."""
-        try:
+        with _reported_as_download_errors(url):
             return self._fetch(url, destination, should_stop)
-        except BaseException as exc:
-            translated = translate(exc, url)
-            if translated is exc:
-                raise
-            raise translated from (None if isinstance(exc, _LocalFileError) else exc)
 
     def resume(
         self,
@@ -610,32 +619,27 @@ class SocketTransport:
         least.  The connection becomes the calling thread's, blocking, with
         this transport's timeouts.
         """
-        try:
-            request = _Request(url, self._host_header)
-            if _KERNEL_TIMEOUTS and not request.origin[0]:
-                _kernel_timeouts(sock, self.timeout)
-            else:
-                sock.settimeout(self.timeout)
+        with _reported_as_download_errors(url):
             with self._lock:
                 self._sockets.add(sock)
             state = self._state
-            if len(received) > len(state.buffer):
-                raise ProtocolError("response head too long to hand over")
-            state.buffer[: len(received)] = received
-            response = _Response(sock, state.buffer, state.view)
-            response.end = len(received)
-            response.received = bool(received)
             try:
+                request = _Request(url, self._host_header)
+                if _KERNEL_TIMEOUTS and not request.origin[0]:
+                    _kernel_timeouts(sock, self.timeout)
+                else:
+                    sock.settimeout(self.timeout)
+                if len(received) > len(state.buffer):
+                    raise ProtocolError("response head too long to hand over")
+                state.buffer[: len(received)] = received
+                response = _Response(sock, state.buffer, state.view)
+                response.end = len(received)
+                response.received = bool(received)
                 response.read_head()
             except BaseException:
                 self._discard(sock)
                 raise
             return self._fetch(url, destination, should_stop, (request, sock, response))
-        except BaseException as exc:
-            translated = translate(exc, url)
-            if translated is exc:
-                raise
-            raise translated from (None if isinstance(exc, _LocalFileError) else exc)
 
     def _fetch(
         self,
