@@ -504,6 +504,32 @@ class TestHandedOff:
         assert outcome.exit_code == 0
         assert [result["sha256"] for result, _ in outcome.outcomes] == [sha256(big)]
 
+    def test_a_handed_over_connection_replaces_the_kept_one(
+        self, server: LoopbackServer, tmp_path: Path
+    ) -> None:
+        """The worker thread keeps one connection per origin: the one it had is closed."""
+        transport = SocketTransport(
+            timeout=5.0, chunk_size=64 * 1024, max_redirects=3, headers={}, ca_bundle=None
+        )
+        urls = [server.file(f"/k{i}", body_of(i)) for i in range(3)]
+        stop = threading.Event()
+        try:
+            # An ordinary fetch leaves this thread a kept connection...
+            assert transport.fetch(urls[0], tmp_path / "k0", stop) == len(body_of(0))
+            sockets = []
+            for index in (1, 2):
+                # ... and each hand-over brings one more, as the loop would.
+                sock = socket.create_connection(("127.0.0.1", server.port))
+                sock.sendall(f"GET /k{index} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                size = transport.resume(urls[index], sock, b"", tmp_path / f"k{index}", stop)
+                assert size == len(body_of(index))
+                sockets.append(sock)
+            assert sockets[0].fileno() == -1  # replaced by the second: closed, not leaked
+            assert sockets[1].fileno() >= 0  # the one kept
+        finally:
+            transport.close()
+        assert (tmp_path / "k2").read_bytes() == body_of(2)
+
     def test_not_found(self, server: LoopbackServer, cache_root: Path) -> None:
         """A 404 fails at once and for good: one request, the error names HTTP 404."""
         url = server.url("/missing.bin")
@@ -675,6 +701,38 @@ class TestBrokenConnections:
         assert all(server.count(f"/h{i}") == 1 for i in range(40))
         assert server.connections >= 40
 
+    def test_stray_answer_on_a_kept_connection(
+        self, server: LoopbackServer, cache_root: Path
+    ) -> None:
+        """A 408 a server sends on an idle connection before hanging up is not the next answer.
+
+        With one worker, a queue of one and a slow processor, the loop takes
+        no new file after /s2 until the processor frees the queue (~0.3 s);
+        meanwhile the 408 arrives unseen on the kept connection, which must be
+        checked before /s3 is requested on it.
+        """
+        timeout_answer = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n"
+        urls = [server.file(f"/s{i}", body_of(i)) for i in range(4)]
+        server.add("/s2", Answer(ok(body_of(2)).data, tail=timeout_answer, pause=0.05, close=True))
+        files = [{"id": str(i), "url": url} for i, url in enumerate(urls)]
+
+        class Slow(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                time.sleep(0.3)
+
+        outcome = run_fast(
+            files,
+            cache_root,
+            processor=Slow,
+            download_workers=1,
+            download_queue_size=1,
+            processing_limit=1,
+            max_retries=0,
+        )
+        assert outcome.exit_code == 0, [str(fd.error) for fd in outcome.failures]
+        assert [server.count(f"/s{i}") for i in range(4)] == [1, 1, 1, 1]
+        assert server.connections == 2  # /s3 on a new one, after the stray answer
+
     def test_connection_refused(self, server: LoopbackServer, cache_root: Path) -> None:
         """Nothing listening fails that file (transient, 'refused'); the others succeed."""
         refused = f"http://127.0.0.1:{closed_port()}/nobody.bin"
@@ -838,6 +896,52 @@ class TestHostNames:
         }
         assert len(fetched) < 20  # most went through the loop's own connect
 
+    def test_next_address_after_a_silent_one(
+        self, server: LoopbackServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A first address that never answers a connect times out into the next one."""
+        # A listener whose accept queue is full: the kernel drops new SYNs, so a
+        # connect to it hangs, like one to a blackholed address.
+        hole = socket.socket()
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(0)
+        fillers = [socket.socket() for _ in range(4)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                filler.connect_ex(hole.getsockname())
+            time.sleep(0.2)
+            with socket.socket() as probe:
+                probe.settimeout(0.5)
+                with pytest.raises(TimeoutError):
+                    probe.connect(hole.getsockname())  # the premise: connects hang
+            real_getaddrinfo = socket.getaddrinfo
+
+            def silent_first(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+                if host != "silent-first.test":
+                    return real_getaddrinfo(host, port, *args, **kwargs)
+                tcp = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+                return [(*tcp, hole.getsockname()), (*tcp, ("127.0.0.1", server.port))]
+
+            # As in test_next_address_after_a_refusal: no real name resolves so.
+            monkeypatch.setattr(socket, "getaddrinfo", silent_first)
+            files = [
+                {
+                    "id": str(i),
+                    "url": server.file(f"/q{i}", body_of(i)).replace(
+                        "127.0.0.1", "silent-first.test"
+                    ),
+                }
+                for i in range(4)
+            ]
+            outcome = run_fast(files, cache_root, download_workers=2, max_retries=0, timeout=0.5)
+        finally:
+            for filler in fillers:
+                filler.close()
+            hole.close()
+        assert outcome.exit_code == 0, [str(fd.error) for fd in outcome.failures]
+        assert server.count() == 4
+
 
 @pytest.fixture
 def trusted(authority: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -848,6 +952,8 @@ def trusted(authority: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 class TestTls:
+    """https is not the loop's: a worker thread fetches it."""
+
     @pytest.mark.usefixtures("trusted")
     def test_https_goes_to_a_worker_thread(
         self,
@@ -872,6 +978,8 @@ class TestTls:
 
 
 class TestCommandLine:
+    """The real command with --downloader fast, in a subprocess."""
+
     def test_subprocess(self, server: LoopbackServer, tmp_path: Path, cli_path: Path) -> None:
         """A real process with --downloader fast checksums every file and exits 0."""
         bodies = {str(i): body_of(i, 100 + i) for i in range(6)}

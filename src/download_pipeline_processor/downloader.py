@@ -118,5 +118,15 @@ class Downloader:
 
 
 def drives_many(downloader: Downloader) -> bool:
-    """True when ``downloader`` implements :meth:`Downloader.fetch_many`."""
-    return type(downloader).fetch_many is not Downloader.fetch_many
+    """True when ``downloader`` implements :meth:`Downloader.fetch_many` for its own ``fetch``.
+
+    A subclass that overrides ``fetch`` (to sign URLs, say) but inherits
+    ``fetch_many`` runs on worker threads: the inherited loop would go around
+    its ``fetch``.
+    """
+    cls = type(downloader)
+    if cls.fetch_many is Downloader.fetch_many:
+        return False
+    many = next(k for k in cls.__mro__ if "fetch_many" in vars(k))
+    fetch = next(k for k in cls.__mro__ if "fetch" in vars(k))
+    return fetch is many or not issubclass(fetch, many)

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: How often ``take`` must be called while a finished file waits for room, in seconds.
+#: How often ``take`` must be called while a finished file waits for room, or
+#: while helper threads hold download slots (a slot they free is seen this soon).
 BACKLOG_POLL = 0.005
 
 
@@ -56,9 +57,12 @@ class RunFeed:
 
     @property
     def poll_interval(self) -> float:
-        return BACKLOG_POLL if self.backlog else POLL_INTERVAL
+        return BACKLOG_POLL if self.backlog or self._busy else POLL_INTERVAL
 
     def take(self, wait: bool = False) -> DownloadJob | None:
+        if wait and self.out:
+            # It would wait for slots only the caller itself can free.
+            raise RuntimeError("take(wait=True) while jobs are out; use take() and poll")
         if not self._flush(wait):
             return None
         with self._slots:

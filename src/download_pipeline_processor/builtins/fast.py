@@ -561,6 +561,9 @@ class SocketTransport:
 
     def _keep(self, origin: _Origin, sock: socket.socket) -> None:
         idle = self._state.idle
+        previous = idle.pop(origin, None)  # one after a hand-over (resume) took no idle one
+        if previous is not None and previous is not sock:
+            self._discard(previous)
         idle[origin] = sock
         if len(idle) > self._idle_limit:
             self._discard(idle.pop(next(iter(idle))))
@@ -624,6 +627,8 @@ class SocketTransport:
                 self._sockets.add(sock)
             state = self._state
             try:
+                if should_stop.is_set():
+                    raise PipelineInterrupted("run stopped before the download finished")
                 request = _Request(url, self._host_header)
                 if _KERNEL_TIMEOUTS and not request.origin[0]:
                     _kernel_timeouts(sock, self.timeout)

@@ -24,6 +24,7 @@ and the framework retries them on worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
@@ -63,6 +64,8 @@ HEAD_READ = MIN_BUFFER - MAX_HEAD
 DNS_TTL = 60.0
 #: Host name lookups at once (getaddrinfo blocks, so it runs on threads).
 RESOLVERS = 4
+#: Host names whose lookups are kept; beyond that the cache starts again.
+MAX_HOSTS = 4096
 #: How often timeouts are checked, in seconds.
 SWEEP_INTERVAL = 0.1
 
@@ -115,7 +118,9 @@ class _Connection:
 class EventLoop:
     """Downloads the jobs of one :class:`DownloadFeed` on the calling thread."""
 
-    def __init__(self, downloader: FastDownloader, transport: SocketTransport, feed: DownloadFeed):
+    def __init__(
+        self, downloader: FastDownloader, transport: SocketTransport, feed: DownloadFeed
+    ) -> None:
         self.downloader = downloader
         self.transport = transport
         self.feed = feed
@@ -157,7 +162,8 @@ class EventLoop:
                     self._sweep()
                     next_sweep = self.now + SWEEP_INTERVAL
         except BaseException as exc:
-            self._abort_all(exc)  # the files in flight fail with the loop's own error
+            # The files in flight are retried through fetch(), on worker threads.
+            self._abort_all(TransientDownloadError(f"the download loop failed: {exc!r}"))
             raise
         finally:
             for connections in self.idle.values():
@@ -166,7 +172,8 @@ class EventLoop:
             self.idle.clear()
             self.selector.close()
             if self.resolver is not None:
-                self.resolver.shutdown(wait=False)
+                # Queued lookups are for files that are done: do not let them delay the exit.
+                self.resolver.shutdown(wait=False, cancel_futures=True)
 
     def _ready(self, connection: _Connection) -> None:
         state = connection.state
@@ -204,10 +211,8 @@ class EventLoop:
         if tls or self.downloader._needs_session(url):
             feed.hand_off(job)
             return
-        idle = self.idle.get(request.origin)
-        if idle:
-            connection = idle.pop()
-            self.idle_count -= 1
+        connection = self._kept(request.origin)
+        if connection is not None:
             connection.reused = True
             self._serve(connection, job, request)
             return
@@ -247,7 +252,7 @@ class EventLoop:
         if code in (0, errno.EISCONN):
             connection.state = _SENDING
             self._ready(connection)
-        elif code in (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+        elif code == errno.EINPROGRESS:
             self._watch(connection, selectors.EVENT_WRITE)
         else:
             self.busy.discard(connection)
@@ -385,8 +390,11 @@ class EventLoop:
 
     def _done(self, connection: _Connection) -> None:
         job = self._job(connection)
-        os.close(connection.descriptor)
-        connection.descriptor = -1
+        descriptor, connection.descriptor = connection.descriptor, -1
+        try:
+            os.close(descriptor)  # may report a failed write-back (NFS, a full disk)
+        except OSError as exc:
+            raise _LocalError(exc) from exc
         connection.job = None
         connection.request = None
         self.busy.discard(connection)
@@ -457,8 +465,15 @@ class EventLoop:
         limit = self.now - self.timeout
         for connection in [c for c in self.busy if c.seen < limit]:
             job = self._job(connection)
-            error = TransientDownloadError(describe(TimeoutError("timed out"), job.file_data.url))
-            self._give_up(connection, error)
+            timed_out = TimeoutError("timed out")
+            if connection.state == _CONNECTING and connection.request is not None:
+                # As socket.create_connection does: the name's next address, if any.
+                self._forget(connection)
+                self._connect_failed(job, connection.request, connection.addresses, timed_out)
+                continue
+            self._give_up(
+                connection, TransientDownloadError(describe(timed_out, job.file_data.url))
+            )
 
     def _abort_all(self, error: BaseException) -> None:
         for connection in list(self.busy):
@@ -480,9 +495,10 @@ class EventLoop:
         self._close(connection)
 
     def _close(self, connection: _Connection) -> None:
-        if connection.descriptor >= 0:
-            os.close(connection.descriptor)
-            connection.descriptor = -1
+        descriptor, connection.descriptor = connection.descriptor, -1
+        if descriptor >= 0:
+            with contextlib.suppress(OSError):  # the file is discarded anyway
+                os.close(descriptor)
         self._unwatch(connection)
         connection.sock.close()
 
@@ -491,20 +507,41 @@ class EventLoop:
             self.selector.unregister(connection.sock)
             connection.events = 0
 
+    def _kept(self, origin: _Origin) -> _Connection | None:
+        """An idle connection to ``origin`` that is still open and clean, if any."""
+        kept = self.idle.get(origin)
+        while kept:
+            connection = kept.pop()
+            self.idle_count -= 1
+            if not kept:
+                del self.idle[origin]
+            # As the blocking transport checks: bytes that came after the last
+            # select (a 408 before a close, a stray CRLF) would be read as the
+            # next answer.
+            try:
+                connection.sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                return connection  # nothing to read: alive and clean
+            except OSError:
+                pass
+            self._close(connection)
+            kept = self.idle.get(origin)
+        return None
+
     def _drop_idle(self, connection: _Connection) -> None:
         kept = self.idle.get(connection.origin)
         if kept and connection in kept:
             kept.remove(connection)
             self.idle_count -= 1
+            if not kept:
+                del self.idle[connection.origin]
         self._close(connection)
 
     def _make_room(self) -> None:
         """Close the oldest idle connections beyond the limit (file descriptors are finite)."""
         while self.idle_count > self.idle_limit:
-            oldest = min(
-                (connections for connections in self.idle.values() if connections),
-                key=lambda connections: connections[0].seen,
-            )
+            # Empty lists are removed, so this looks at most idle_limit origins.
+            oldest = min(self.idle.values(), key=lambda connections: connections[0].seen)
             self._drop_idle(oldest[0])
 
     # -- host names --------------------------------------------------------------------------
@@ -539,6 +576,8 @@ class EventLoop:
 
             self.resolver = ThreadPoolExecutor(RESOLVERS, thread_name_prefix="dpp-resolve")
         host, port = key
+        if len(self.addresses) >= MAX_HOSTS:
+            self.addresses.clear()
         self.resolving[key] = self.resolver.submit(
             socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM
         )
