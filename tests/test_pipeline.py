@@ -16,6 +16,7 @@ from download_pipeline_processor import (
     BaseProcessor,
     FileData,
     ProcessingPipeline,
+    affinity,
     hookimpl,
 )
 from download_pipeline_processor.errors import PipelineInterrupted, PluginOptionError
@@ -527,6 +528,22 @@ class TestPinThreads:
         assert posts == {(everything[0],)}
         # The caller's own thread is left alone.
         assert tuple(sorted(os.sched_getaffinity(0))) == everything
+
+    def test_a_failed_pinning_does_not_fail_the_run(
+        self, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """If the CPU cannot be had (it left the process's set), threads run unpinned."""
+
+        def refused(cpu: int, allowed: Any = None) -> None:
+            raise OSError(22, "Invalid argument")
+
+        # Faked: a CPU leaving the process's set mid-run (cgroups) cannot be
+        # arranged from a test; the refusal is what sched_setaffinity then says.
+        monkeypatch.setattr(affinity, "pin_thread", refused)
+        everything = tuple(sorted(os.sched_getaffinity(0)))
+        processors, posts = self._run(cache_root, pin_threads=True)
+        assert processors == {everything}
+        assert posts == {everything}
 
     def test_off_by_default(self, cache_root: Path) -> None:
         everything = tuple(sorted(os.sched_getaffinity(0)))

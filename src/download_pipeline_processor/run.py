@@ -131,7 +131,11 @@ class PipelineRun:
     def _pin(self) -> None:
         """Keep the calling thread on the run's one core, when asked to."""
         if self.pinned_cpu is not None:
-            affinity.pin_thread(self.pinned_cpu, self.allowed_cpus)
+            try:
+                affinity.pin_thread(self.pinned_cpu, self.allowed_cpus)
+            except OSError as exc:
+                # The CPU went away under the run (cgroups, taskset): slower, never wrong.
+                logger.debug("pinning %s failed: %s", threading.current_thread().name, exc)
 
     def _download_worker(self, stage: DownloadStage) -> None:
         self._pin()
