@@ -554,6 +554,20 @@ class TestHandedOff:
         assert server.count("/flaky.bin") == 2
 
 
+def assert_then_next(server: LoopbackServer, cache_root: Path, url: str, body: bytes) -> None:
+    """``url`` arrives as ``body``, and its connection then carries one more file."""
+    next_url = server.file("/next.bin", b"next")
+    outcome = run_fast(
+        [{"id": "first", "url": url}, {"id": "next", "url": next_url}],
+        cache_root,
+        download_workers=1,
+    )
+    assert outcome.exit_code == 0
+    sums = {fd.id: result["sha256"] for result, fd in outcome.outcomes}
+    assert sums == {"first": sha256(body), "next": sha256(b"next")}
+    assert server.connections == 1
+
+
 class TestReadingTheHead:
     """The loop reads heads that arrive in pieces, after interim answers, or with no body."""
 
@@ -569,17 +583,8 @@ class TestReadingTheHead:
         answer = ok(b"0123456789" * 3)
         split = answer.data.index(b"\r\n\r\n") + 4 + after_blank_line
         url = server.add("/split.bin", Answer(answer.data[:split], tail=answer.data[split:]))
-        next_url = server.file("/next.bin", b"next")  # the same connection serves it afterwards
-        outcome = run_fast(
-            [{"id": "split", "url": url}, {"id": "next", "url": next_url}],
-            cache_root,
-            download_workers=1,
-        )
-        assert outcome.exit_code == 0
-        sums = {fd.id: result["sha256"] for result, fd in outcome.outcomes}
-        assert sums == {"split": sha256(b"0123456789" * 3), "next": sha256(b"next")}
+        assert_then_next(server, cache_root, url, b"0123456789" * 3)
         assert resumed == []
-        assert server.connections == 1
 
     @pytest.mark.parametrize(
         "head",
@@ -591,17 +596,8 @@ class TestReadingTheHead:
     ) -> None:
         """No body at all is an empty file, and the connection carries the next request."""
         url = server.add("/empty.bin", Answer(head))
-        next_url = server.file("/next.bin", b"next")
-        outcome = run_fast(
-            [{"id": "empty", "url": url}, {"id": "next", "url": next_url}],
-            cache_root,
-            download_workers=1,
-        )
-        assert outcome.exit_code == 0
-        sums = {fd.id: result["sha256"] for result, fd in outcome.outcomes}
-        assert sums == {"empty": sha256(b""), "next": sha256(b"next")}
+        assert_then_next(server, cache_root, url, b"")
         assert resumed == []
-        assert server.connections == 1
 
     @pytest.mark.parametrize("apart", [False, True], ids=["one-write", "two-writes"])
     def test_continue_skipped(
@@ -840,24 +836,48 @@ class TestStop:
         assert list(cache_root.iterdir()) == []
 
 
+def files_by_name(server: LoopbackServer, prefix: str, count: int, host: str) -> list[Any]:
+    """``count`` distinct files served by ``server``, their URLs naming ``host``."""
+    return [
+        {"id": str(i), "url": server.file(f"/{prefix}{i}", body_of(i)).replace("127.0.0.1", host)}
+        for i in range(count)
+    ]
+
+
+def assert_all_arrived(outcome: PipelineOutcome, count: int) -> None:
+    """Exit 0 and every file ``files_by_name`` made arrived byte for byte."""
+    assert outcome.exit_code == 0, [str(fd.error) for fd in outcome.failures[:3]]
+    assert {fd.id: r["sha256"] for r, fd in outcome.outcomes} == {
+        str(i): sha256(body_of(i)) for i in range(count)
+    }
+
+
+def resolve_as(monkeypatch: pytest.MonkeyPatch, name: str, *addresses: tuple[str, int]) -> None:
+    """Make ``name`` resolve to ``addresses``, in order.
+
+    The one fake part of these tests: no name on a test machine resolves to a
+    dead and a live loopback address, so the resolver answers for made-up names.
+    """
+    real_getaddrinfo = socket.getaddrinfo
+
+    def fake(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != name:
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        tcp = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+        return [(*tcp, address) for address in addresses]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
 class TestHostNames:
     """Names are looked up off the loop's thread; files wait on worker threads meanwhile."""
 
     def test_localhost(self, server: LoopbackServer, cache_root: Path, fetched: list[str]) -> None:
         """Every localhost URL succeeds: the first on worker threads, later ones in the loop."""
-        files = [
-            {
-                "id": str(i),
-                "url": server.file(f"/n{i}", body_of(i)).replace("127.0.0.1", "localhost"),
-            }
-            for i in range(40)
-        ]
+        files = files_by_name(server, "n", 40, "localhost")
         # No retries: the first attempt, the loop's or a worker thread's, must succeed.
         outcome = run_fast(files, cache_root, download_workers=4, max_retries=0)
-        assert outcome.exit_code == 0, [str(fd.error) for fd in outcome.failures[:3]]
-        assert {fd.id: r["sha256"] for r, fd in outcome.outcomes} == {
-            str(i): sha256(body_of(i)) for i in range(40)
-        }
+        assert_all_arrived(outcome, 40)
         assert server.count() == 40
         assert 1 <= len(fetched) < 40
 
@@ -869,31 +889,11 @@ class TestHostNames:
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """A name whose first address refuses is served from its next address, in the loop too."""
-        real_getaddrinfo = socket.getaddrinfo
         dead = ("127.0.0.1", closed_port())
-        live = ("127.0.0.1", server.port)
-
-        def two_addresses(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-            if host != "two-addresses.test":
-                return real_getaddrinfo(host, port, *args, **kwargs)
-            tcp = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
-            return [(*tcp, dead), (*tcp, live)]
-
-        # The one fake part: no name on a test machine resolves to a dead and a live
-        # loopback address, so the resolver answers for a made-up name.
-        monkeypatch.setattr(socket, "getaddrinfo", two_addresses)
-        files = [
-            {
-                "id": str(i),
-                "url": server.file(f"/a{i}", body_of(i)).replace("127.0.0.1", "two-addresses.test"),
-            }
-            for i in range(20)
-        ]
+        resolve_as(monkeypatch, "two-addresses.test", dead, ("127.0.0.1", server.port))
+        files = files_by_name(server, "a", 20, "two-addresses.test")
         outcome = run_fast(files, cache_root, download_workers=2, max_retries=0)
-        assert outcome.exit_code == 0, [str(fd.error) for fd in outcome.failures[:3]]
-        assert {fd.id: r["sha256"] for r, fd in outcome.outcomes} == {
-            str(i): sha256(body_of(i)) for i in range(20)
-        }
+        assert_all_arrived(outcome, 20)
         assert len(fetched) < 20  # most went through the loop's own connect
 
     def test_next_address_after_a_silent_one(
@@ -915,31 +915,16 @@ class TestHostNames:
                 probe.settimeout(0.5)
                 with pytest.raises(TimeoutError):
                     probe.connect(hole.getsockname())  # the premise: connects hang
-            real_getaddrinfo = socket.getaddrinfo
-
-            def silent_first(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-                if host != "silent-first.test":
-                    return real_getaddrinfo(host, port, *args, **kwargs)
-                tcp = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
-                return [(*tcp, hole.getsockname()), (*tcp, ("127.0.0.1", server.port))]
-
-            # As in test_next_address_after_a_refusal: no real name resolves so.
-            monkeypatch.setattr(socket, "getaddrinfo", silent_first)
-            files = [
-                {
-                    "id": str(i),
-                    "url": server.file(f"/q{i}", body_of(i)).replace(
-                        "127.0.0.1", "silent-first.test"
-                    ),
-                }
-                for i in range(4)
-            ]
+            resolve_as(
+                monkeypatch, "silent-first.test", hole.getsockname(), ("127.0.0.1", server.port)
+            )
+            files = files_by_name(server, "q", 4, "silent-first.test")
             outcome = run_fast(files, cache_root, download_workers=2, max_retries=0, timeout=0.5)
         finally:
             for filler in fillers:
                 filler.close()
             hole.close()
-        assert outcome.exit_code == 0, [str(fd.error) for fd in outcome.failures]
+        assert_all_arrived(outcome, 4)
         assert server.count() == 4
 
 
