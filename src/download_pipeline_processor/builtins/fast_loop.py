@@ -31,47 +31,29 @@ import os
 import selectors
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..downloader import DownloadFeed, DownloadJob
 from ..errors import PipelineInterrupted, TransientDownloadError
-from .fast import (
-    MAX_HEAD,
-    MIN_BUFFER,
-    ConnectionClosed,
-    ProtocolError,
-    _Request,
-    _Truncated,
-    framing,
-    head_end,
-    parse_head,
-    split_head,
-)
+from .fast import MIN_BUFFER, ConnectionClosed, _Truncated
+from .host_names import Address, HostNames
+from .http1 import MAX_HEAD, ProtocolError, Request, framing, head_end, parse_head, split_head
 from .http_rules import describe
 from .sink import open_destination, write_all
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    from .fast import FastDownloader, SocketTransport, _Origin
+    from .fast import FastDownloader, SocketTransport
+    from .http1 import Origin
 
 #: Bodies longer than this are handed to a worker thread: another core copies them.
 HAND_OFF_ABOVE = 8 * 1024 * 1024
 #: Bytes read at once until the head is complete; a handed-over head plus
 #: what came with it then fits a worker thread's buffer (MIN_BUFFER).
 HEAD_READ = MIN_BUFFER - MAX_HEAD
-#: How long a resolved host name is used, in seconds (curl keeps them 60 s too).
-DNS_TTL = 60.0
-#: Host name lookups at once (getaddrinfo blocks, so it runs on threads).
-RESOLVERS = 4
-#: Host names whose lookups are kept; beyond that the cache starts again.
-MAX_HOSTS = 4096
 #: How often timeouts are checked, in seconds.
 SWEEP_INTERVAL = 0.1
 
 _CONNECTING, _SENDING, _HEAD, _BODY, _IDLE = range(5)
-
-_Address = tuple[int, Any]  # (family, sockaddr)
 
 
 class _Connection:
@@ -96,14 +78,14 @@ class _Connection:
         "state",
     )
 
-    def __init__(self, sock: socket.socket, origin: _Origin) -> None:
+    def __init__(self, sock: socket.socket, origin: Origin) -> None:
         self.sock = sock
         self.origin = origin
         self.state = _CONNECTING
         self.events = 0  # what the selector watches for; 0: not registered
         self.job: DownloadJob | None = None
-        self.request: _Request | None = None
-        self.addresses: list[_Address] = []  # still to try if connecting fails
+        self.request: Request | None = None
+        self.addresses: list[Address] = []  # still to try if connecting fails
         self.outgoing = b""
         self.head = bytearray()  # an incomplete response head
         self.descriptor = -1
@@ -130,12 +112,10 @@ class EventLoop:
         self.buffer = bytearray(size)
         self.view = memoryview(self.buffer)
         self.busy: set[_Connection] = set()
-        self.idle: dict[_Origin, list[_Connection]] = {}
+        self.idle: dict[Origin, list[_Connection]] = {}
         self.idle_count = 0
         self.idle_limit = max(downloader.settings.download_workers, 16)
-        self.addresses: dict[tuple[str, int], tuple[float, list[_Address]]] = {}
-        self.resolving: dict[tuple[str, int], Future[Any]] = {}
-        self.resolver: ThreadPoolExecutor | None = None
+        self.host_names = HostNames()
         self.now = time.monotonic()
 
     # -- the loop ------------------------------------------------------------------------
@@ -171,9 +151,7 @@ class EventLoop:
                     self._close(connection)
             self.idle.clear()
             self.selector.close()
-            if self.resolver is not None:
-                # Queued lookups are for files that are done: do not let them delay the exit.
-                self.resolver.shutdown(wait=False, cancel_futures=True)
+            self.host_names.close()
 
     def _ready(self, connection: _Connection) -> None:
         state = connection.state
@@ -203,7 +181,7 @@ class EventLoop:
         feed = self.feed
         url = job.file_data.url
         try:
-            request = _Request(url, self.transport._host_header)
+            request = Request(url, self.transport._host_header)
         except BaseException as exc:  # noqa: BLE001 - the file's error
             feed.failed(job, exc)
             return
@@ -216,13 +194,13 @@ class EventLoop:
             connection.reused = True
             self._serve(connection, job, request)
             return
-        addresses = self._addresses(host, port)
+        addresses = self.host_names.addresses(host, port, self.now)
         if addresses is None:
             feed.hand_off(job)  # the worker thread resolves it; later files use the lookup
             return
         self._connect(job, request, list(addresses))
 
-    def _serve(self, connection: _Connection, job: DownloadJob, request: _Request) -> None:
+    def _serve(self, connection: _Connection, job: DownloadJob, request: Request) -> None:
         """Send ``job``'s request on a connection that is open (or being opened)."""
         connection.job = job
         connection.request = request
@@ -236,7 +214,7 @@ class EventLoop:
             connection.state = _SENDING
             self._ready(connection)
 
-    def _connect(self, job: DownloadJob, request: _Request, addresses: list[_Address]) -> None:
+    def _connect(self, job: DownloadJob, request: Request, addresses: list[Address]) -> None:
         family, address = addresses.pop(0)
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
@@ -260,7 +238,7 @@ class EventLoop:
             self._connect_failed(job, request, addresses, OSError(code, os.strerror(code)))
 
     def _connect_failed(
-        self, job: DownloadJob, request: _Request, addresses: list[_Address], error: OSError
+        self, job: DownloadJob, request: Request, addresses: list[Address], error: OSError
     ) -> None:
         if addresses:  # the next address of the name, as socket.create_connection does
             self._connect(job, request, addresses)
@@ -442,7 +420,7 @@ class EventLoop:
         ):
             # The server closed the kept connection meanwhile: once on a new one.
             self._forget(connection)
-            addresses = self._addresses(request.origin[1], request.origin[2])
+            addresses = self.host_names.addresses(request.origin[1], request.origin[2], self.now)
             if addresses is None:
                 self.feed.hand_off(job)
             else:
@@ -507,7 +485,7 @@ class EventLoop:
             self.selector.unregister(connection.sock)
             connection.events = 0
 
-    def _kept(self, origin: _Origin) -> _Connection | None:
+    def _kept(self, origin: Origin) -> _Connection | None:
         """An idle connection to ``origin`` that is still open and clean, if any."""
         kept = self.idle.get(origin)
         while kept:
@@ -544,55 +522,6 @@ class EventLoop:
             oldest = min(self.idle.values(), key=lambda connections: connections[0].seen)
             self._drop_idle(oldest[0])
 
-    # -- host names --------------------------------------------------------------------------
-
-    def _addresses(self, host: str, port: int) -> list[_Address] | None:
-        """Where ``host`` is, or None while it is being looked up."""
-        family = _literal_family(host)
-        if family is not None:
-            return [(family, (host, port))]
-        key = (host, port)
-        known = self.addresses.get(key)
-        if known is not None and known[0] > self.now:
-            return known[1]
-        pending = self.resolving.get(key)
-        if pending is None:
-            self._look_up(key)
-        elif pending.done():
-            del self.resolving[key]
-            try:
-                found = [(entry[0], entry[4]) for entry in pending.result()]
-            except OSError:
-                found = []  # the worker thread's own lookup reports it for each file
-            if found:
-                self.addresses[key] = (self.now + DNS_TTL, found)
-                return found
-        # Until a new lookup is done, an expired one still serves.
-        return known[1] if known is not None else None
-
-    def _look_up(self, key: tuple[str, int]) -> None:
-        if self.resolver is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.resolver = ThreadPoolExecutor(RESOLVERS, thread_name_prefix="dpp-resolve")
-        host, port = key
-        if len(self.addresses) >= MAX_HOSTS:
-            self.addresses.clear()
-        self.resolving[key] = self.resolver.submit(
-            socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM
-        )
-
 
 class _LocalError(Exception):
     """Opening or writing the cache file failed: the file's error, not the network's."""
-
-
-@functools.lru_cache(maxsize=1024)
-def _literal_family(host: str) -> int | None:
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-        except OSError:
-            continue
-        return family
-    return None
