@@ -19,7 +19,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .downloader import Attempt, DownloadJob
-from .errors import PipelineInterrupted, TransientDownloadError
+from .errors import TransientDownloadError
 from .run import POLL_INTERVAL, _thread
 
 if TYPE_CHECKING:
@@ -49,8 +49,7 @@ class RunFeed:
         # Helper threads: retries and hand-offs, which block.
         self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._helpers: list[threading.Thread] = []
-        self._idle_helpers = 0
-        self._busy = 0  # tasks queued or running, each holding a download slot
+        self._busy = 0  # tasks queued or running, each holding a download slot (and a helper)
         self._slots = threading.Condition()
 
     # -- what the backend calls ---------------------------------------------------
@@ -102,14 +101,11 @@ class RunFeed:
 
     def failed(self, job: DownloadJob, error: BaseException) -> None:
         self._give_back(job)
-        if not isinstance(error, TransientDownloadError) or self.run.settings.max_retries == 0:
-            self._fail(job, error)
-        elif self.should_stop.is_set():
-            interrupted = PipelineInterrupted("run stopped before the download finished")
-            interrupted.__cause__ = error
-            self._fail(job, interrupted)
-        else:
+        if isinstance(error, TransientDownloadError):
+            # The stage decides, as for fetch(): no retries left, a stop, or a retry.
             self._submit(job, None, error)
+        else:
+            self._fail(job, error)
 
     def hand_off(self, job: DownloadJob, attempt: Attempt | None = None) -> None:
         self._give_back(job)
@@ -144,9 +140,8 @@ class RunFeed:
     ) -> None:
         with self._slots:
             self._busy += 1
-            start = self._idle_helpers == 0 and len(self._helpers) < self.limit
-            if not start:
-                self._idle_helpers -= 1
+            # Each task keeps a helper busy until it ends, and _busy never passes the limit.
+            start = len(self._helpers) < self._busy
         if start:
             helper = _thread(self._helper, f"download-helper-{len(self._helpers)}")
             self._helpers.append(helper)
@@ -162,7 +157,6 @@ class RunFeed:
             finally:
                 with self._slots:
                     self._busy -= 1
-                    self._idle_helpers += 1
                     self._slots.notify_all()
 
     def close(self, error: BaseException | None = None) -> None:
