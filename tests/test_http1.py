@@ -11,6 +11,7 @@ from download_pipeline_processor.builtins.http1 import (
     Request,
     framing,
     head_end,
+    interim,
     parse_head,
     split_head,
 )
@@ -60,6 +61,14 @@ class TestFraming:
     def test_bad_lengths_are_protocol_errors(self, value: str) -> None:
         with pytest.raises(ProtocolError):
             framing(200, {"content-length": value})
+
+
+def test_interim_answers_are_skipped_and_101_refused() -> None:
+    assert interim(100)
+    assert interim(103)
+    assert not interim(200)
+    with pytest.raises(ProtocolError, match="101"):
+        interim(101)
 
 
 def test_head_end_finds_crlf_and_bare_lf_heads() -> None:

@@ -40,6 +40,7 @@ from .http1 import (
     Request,
     framing,
     head_end,
+    interim,
     parse_head,
     split_head,
 )
@@ -160,10 +161,8 @@ class _Response:
             head = self.buffer[self.start : head_end].decode("latin-1")
             self.start = body_start
             self._parse_head(split_head(head))
-            if not 100 <= self.status < 200:
+            if not interim(self.status):
                 return
-            if self.status == 101:
-                raise ProtocolError("unexpected 101 Switching Protocols")
 
     def _parse_head(self, lines: list[str]) -> None:
         self.status, self.reason, self.headers, self.closes = parse_head(lines)

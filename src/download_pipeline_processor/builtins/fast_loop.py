@@ -35,10 +35,18 @@ from typing import TYPE_CHECKING
 
 from ..downloader import DownloadFeed, DownloadJob
 from ..errors import PipelineInterrupted, TransientDownloadError
-from .fast import MIN_BUFFER, ConnectionClosed, _Truncated
+from .fast import MIN_BUFFER, ConnectionClosed, _Truncated, translate
 from .host_names import Address, HostNames
-from .http1 import MAX_HEAD, ProtocolError, Request, framing, head_end, parse_head, split_head
-from .http_rules import describe
+from .http1 import (
+    MAX_HEAD,
+    ProtocolError,
+    Request,
+    framing,
+    head_end,
+    interim,
+    parse_head,
+    split_head,
+)
 from .sink import open_destination, write_all
 
 if TYPE_CHECKING:
@@ -185,18 +193,21 @@ class EventLoop:
         except BaseException as exc:  # noqa: BLE001 - the file's error
             feed.failed(job, exc)
             return
-        tls, host, port = request.origin
-        if tls or self.downloader._needs_session(url):
+        if request.origin[0] or self.downloader._needs_session(url):  # https, a proxy...
             feed.hand_off(job)
             return
         connection = self._kept(request.origin)
         if connection is not None:
-            connection.reused = True
             self._serve(connection, job, request)
-            return
+        else:
+            self._open(job, request)
+
+    def _open(self, job: DownloadJob, request: Request) -> None:
+        """Connect anew for ``job``, or hand it over while its host name is looked up."""
+        _, host, port = request.origin
         addresses = self.host_names.addresses(host, port, self.now)
         if addresses is None:
-            feed.hand_off(job)  # the worker thread resolves it; later files use the lookup
+            self.feed.hand_off(job)  # the worker thread resolves it; later files use the lookup
             return
         self._connect(job, request, list(addresses))
 
@@ -219,7 +230,7 @@ class EventLoop:
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError as exc:
-            self.feed.failed(job, TransientDownloadError(describe(exc, job.file_data.url)))
+            self.feed.failed(job, translate(exc, job.file_data.url))
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -243,7 +254,7 @@ class EventLoop:
         if addresses:  # the next address of the name, as socket.create_connection does
             self._connect(job, request, addresses)
         else:
-            self.feed.failed(job, TransientDownloadError(describe(error, job.file_data.url)))
+            self.feed.failed(job, translate(error, job.file_data.url))
 
     def _connected(self, connection: _Connection) -> None:
         code = connection.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -309,10 +320,9 @@ class EventLoop:
             if head_stop - start > MAX_HEAD:
                 raise ProtocolError(f"response head longer than {MAX_HEAD} bytes")
             head = parse_head(split_head(bytes(data[start:head_stop]).decode("latin-1")))
-            if 100 <= head[0] < 200 and head[0] != 101:
-                start = body_start  # an interim answer: the real one follows
-                continue
-            break
+            if not interim(head[0]):
+                break
+            start = body_start  # the real answer follows
         self._answer(connection, head, data, (start, body_start, end))
 
     def _answer(
@@ -415,22 +425,16 @@ class EventLoop:
         if (
             connection.reused
             and not connection.received
-            and isinstance(error, (ConnectionError, ConnectionClosed))
+            and isinstance(error, ConnectionError)
             and request is not None
         ):
             # The server closed the kept connection meanwhile: once on a new one.
             self._forget(connection)
-            addresses = self.host_names.addresses(request.origin[1], request.origin[2], self.now)
-            if addresses is None:
-                self.feed.hand_off(job)
-            else:
-                self._connect(job, request, list(addresses))
+            self._open(job, request)
             return
         if isinstance(error, ConnectionClosed) and not connection.received:
             error = ConnectionClosed("without a response")
-        if not isinstance(error, TransientDownloadError):
-            error = TransientDownloadError(describe(error, job.file_data.url))
-        self._give_up(connection, error)
+        self._give_up(connection, translate(error, job.file_data.url))
 
     def _give_up(self, connection: _Connection, error: BaseException) -> None:
         job = connection.job
@@ -449,9 +453,7 @@ class EventLoop:
                 self._forget(connection)
                 self._connect_failed(job, connection.request, connection.addresses, timed_out)
                 continue
-            self._give_up(
-                connection, TransientDownloadError(describe(timed_out, job.file_data.url))
-            )
+            self._give_up(connection, translate(timed_out, job.file_data.url))
 
     def _abort_all(self, error: BaseException) -> None:
         for connection in list(self.busy):
@@ -499,6 +501,7 @@ class EventLoop:
             try:
                 connection.sock.recv(1, socket.MSG_PEEK)
             except BlockingIOError:
+                connection.reused = True
                 return connection  # nothing to read: alive and clean
             except OSError:
                 pass

@@ -86,6 +86,13 @@ def parse_head(lines: list[str]) -> tuple[int, str, dict[str, str], bool]:
     return status, reason.strip(), headers, closes
 
 
+def interim(status: int) -> bool:
+    """True for a 1xx answer, which the real answer follows; 101 is refused."""
+    if status == 101:
+        raise ProtocolError("unexpected 101 Switching Protocols")
+    return 100 <= status < 200
+
+
 def framing(status: int, headers: dict[str, str]) -> tuple[int, bool]:
     """(the body's length or CHUNKED or UNTIL_CLOSE, whether the connection must close after it)."""
     if status in (204, 304):
