@@ -103,10 +103,11 @@ class PipelineRun:
         self.notify_files = False  # set once instance hooks are registered
         self.grace_ends: float | None = None
         self.input_failure: Exception | None = None
-        self.pinned_cpu = _one_cpu() if self.settings.pin_threads else None
-        #: What a pinned thread may use while widened (threads started by
-        #: pinned threads, the feed's helpers, inherit one CPU).
-        self.allowed_cpus = os.sched_getaffinity(0) if self.pinned_cpu is not None else None
+        #: What a pinned thread may use while widened: the process's CPUs, taken
+        #: here (threads started by pinned threads, the feed's helpers, inherit one).
+        self.allowed_cpus = _pinnable_cpus() if self.settings.pin_threads else None
+        #: The CPU pinned threads share: the lowest of them.
+        self.pinned_cpu = min(self.allowed_cpus) if self.allowed_cpus else None
 
     # -- the three stages -------------------------------------------------------
 
@@ -142,6 +143,13 @@ class PipelineRun:
         while (item := self._next_entry()) is not None:
             if not self._download_one(stage, *item):
                 return  # stopping: the entry stays in flight and is abandoned
+
+    def _download_workers(self, stage: DownloadStage, first: int = 0) -> list[threading.Thread]:
+        """Download worker threads ``first`` to ``--download-workers`` - 1, not started."""
+        return [
+            _thread(self._download_worker, f"download-{i}", stage)
+            for i in range(first, self.settings.download_workers)
+        ]
 
     def _download_one(
         self,
@@ -181,10 +189,7 @@ class PipelineRun:
             return
         # The backend gave up before the list ended: the rest must not be lost.
         logger.warning("the downloader stopped taking files; the rest go through fetch()")
-        workers = [
-            _thread(self._download_worker, f"download-{i}", stage)
-            for i in range(1, self.settings.download_workers)
-        ]
+        workers = self._download_workers(stage, first=1)
         for worker in workers:
             worker.start()
         self._download_worker(stage)
@@ -318,10 +323,7 @@ class PipelineRun:
             if drives_many(downloader):
                 downloads = [_thread(self._download_driver, "download", stage, downloader)]
             else:
-                downloads = [
-                    _thread(self._download_worker, f"download-{i}", stage)
-                    for i in range(settings.download_workers)
-                ]
+                downloads = self._download_workers(stage)
             for thread in processing + downloads:
                 thread.start()
             while True:
@@ -406,12 +408,12 @@ class PipelineRun:
             self.summary.not_started = self.source.remaining
 
 
-def _one_cpu() -> int | None:
-    """The CPU pinned threads share: the lowest this process may use (None: cannot pin)."""
+def _pinnable_cpus() -> set[int] | None:
+    """The CPUs this process may use, or None where threads cannot be pinned."""
     if not hasattr(os, "sched_setaffinity"):
         logger.warning("--pin-threads: this platform cannot pin threads; ignored")
         return None
-    return min(os.sched_getaffinity(0))
+    return os.sched_getaffinity(0)
 
 
 def terminate_workers(processors: list[BaseProcessor]) -> None:
