@@ -588,22 +588,11 @@ class TestTls:
         self, make_stage: StageFactory, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A connection closed during the TLS handshake (a busy balancer) is retried."""
-        listener = socket.create_server(("127.0.0.1", 0))
         accepted: list[int] = []
-
-        def hang_up() -> None:
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                accepted.append(1)
-                conn.close()
-
-        threading.Thread(target=hang_up, daemon=True).start()
+        # Reads the ClientHello, then hangs up without a ServerHello.
+        listener, url = serve_loopback(lambda _conn: accepted.append(1), "x")
         try:
-            port = listener.getsockname()[1]
-            error = download_error(make_stage(max_retries=1), f"https://127.0.0.1:{port}/x")
+            error = download_error(make_stage(max_retries=1), url.replace("http:", "https:"))
         finally:
             listener.close()
         assert isinstance(error, TransientDownloadError)
