@@ -82,6 +82,8 @@ class DownloadStage:
             raise PipelineInterrupted("run stopped before the download finished")
         # A retry, or a job the feed reserved for, holds its room already: no wait.
         self.cache.budget.reserve(str(part), expected_size(file_data), self.stop_event)
+        if attempt is None and self.stop_event.is_set():
+            raise PipelineInterrupted("run stopped before the download finished")
         try:
             if attempt is not None:
                 return attempt()
