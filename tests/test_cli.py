@@ -510,3 +510,40 @@ class TestSubprocess:
         assert "not started" in err
         assert "Traceback" not in err
         assert leftover_files(cache) == []
+
+
+class TestCacheSizeOption:
+    """--cache-size SIZE on the command line."""
+
+    @pytest.mark.parametrize("value", ["1", "250K", "1.5m", "2G"])
+    def test_good_values_run(self, tmp_path: Path, file_server: FileServer, value: str) -> None:
+        """A size with or without a suffix is accepted and the run gets every file."""
+        entries = [{"id": str(i), "url": file_server.add(f"/c{i}", b"c" * 4096)} for i in range(5)]
+        listing = write_list(tmp_path / "l.json", entries)
+        report = tmp_path / "report.jsonl"
+        cache = tmp_path / "cache"
+        result = invoke([*checksum_report_args(listing, report, cache), "--cache-size", value])
+        assert result.exit_code == 0, result.stderr
+        assert len(report.read_text().splitlines()) == 5
+        assert leftover_files(cache) == []
+
+    @pytest.mark.parametrize(
+        ("value", "problem"),
+        [
+            ("lots", "expected a number of bytes"),
+            ("10X", "expected a number of bytes"),
+            ("-5K", "expected a number of bytes"),
+            ("0", "at least 1 byte"),
+            ("0.5", "not a whole number of bytes"),
+        ],
+    )
+    def test_bad_values_exit_2(self, tmp_path: Path, value: str, problem: str) -> None:
+        """A bad size is one line naming --cache-size, exit 2, before any request."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        result = invoke(["--files", str(listing), "--cache-size", value])
+        assert result.exit_code == 2
+        lines = error_lines(result)
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("Error: --cache-size: ")
+        assert problem in lines[0]
+        assert "Traceback" not in result.stderr

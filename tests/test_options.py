@@ -12,6 +12,7 @@ from download_pipeline_processor.options import (
     Option,
     declared_options,
     parse_key_values,
+    parse_size,
     resolve_options,
 )
 
@@ -169,3 +170,31 @@ class TestOptionDescription:
             "help": "how many",
         }
         assert Option("x").describe()["default"] is None
+
+
+class TestParseSize:
+    """parse_size reads the SIZE of every size option."""
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("0", 0),
+            ("512", 512),
+            ("250K", 250 * 1024),
+            ("250k", 250 * 1024),
+            ("1.5M", 1536 * 1024),
+            ("2G", 2 * 1024**3),
+            ("1T", 1024**4),
+            (" 10K ", 10 * 1024),
+        ],
+    )
+    def test_good_values(self, text: str, expected: int) -> None:
+        """A number with an optional K, M, G or T suffix gives bytes in powers of 1024."""
+        assert parse_size(text) == expected
+
+    @pytest.mark.parametrize("text", ["", "K", "-1", "12X", "1.5", "1e6", "10 KB", "inf", "1,000"])
+    def test_bad_values(self, text: str) -> None:
+        """Anything else is a ValueError that quotes the value."""
+        with pytest.raises(ValueError, match="bytes") as info:
+            parse_size(text)
+        assert repr(text) in str(info.value)

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote
 
+from .cache_budget import CacheBudget
 from .file_data import FileData
 from .paths import safe_filename
 
@@ -85,11 +86,13 @@ class DownloadCache:
     ``<seq>-<safe name><extension>``, so names from the input can neither
     collide nor point outside the cache.  On ext2/3/4 the run's folder is marked
     as a top directory (see :func:`mark_top_directory`), so the shards, and the
-    files in them, spread over the disk's block groups.
+    files in them, spread over the disk's block groups.  ``budget`` counts the
+    bytes the cache holds; :meth:`discard` gives a file's room back.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, budget: CacheBudget | None = None) -> None:
         self.root = root
+        self.budget = budget if budget is not None else CacheBudget()
         self._path: Path | None = None
         self._made_shards: set[int] = set()
         self._shard_folders: list[str] = []
@@ -134,12 +137,14 @@ class DownloadCache:
         """The temporary name a download is written under until it is complete."""
         return Path(f"{target}{PART_SUFFIX}")
 
-    @staticmethod
-    def discard(path: Path | None) -> None:
-        """Delete a cached file if it is still there."""
+    def discard(self, path: Path | None) -> None:
+        """Delete a cached file if it is still there, and give its room back."""
         if path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            try:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            finally:
+                self.budget.release(str(path))
 
     def close(self) -> None:
         """Remove the run's folder and everything left in it."""

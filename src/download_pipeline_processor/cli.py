@@ -19,7 +19,7 @@ from . import __version__
 from .errors import PluginOptionError, UsageError
 from .inputs import load_file_list
 from .listing import describe_plugins, format_plugins
-from .options import declared_options, parse_key_values
+from .options import declared_options, parse_key_values, parse_size
 from .pipeline import ProcessingPipeline
 from .plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_manager
 from .registry import POST_PROCESSOR, PluginRegistry
@@ -39,6 +39,28 @@ class CliUsageError(click.ClickException):
     """A usage or input error: one line on stderr, exit 2."""
 
     exit_code = EXIT_USAGE
+
+
+# Not subscripted: ParamType is generic only from click 8.2, and 8.1 is supported.
+class SizeType(click.ParamType):  # type: ignore[type-arg]
+    """A size in bytes, with an optional K, M, G or T suffix (:func:`~.options.parse_size`)."""
+
+    name = "size"
+
+    def __init__(self, minimum: int = 0) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        flag = param.opts[0] if param is not None and param.opts else "size"
+        try:
+            size = parse_size(str(value))
+        except ValueError as exc:
+            raise CliUsageError(f"{flag}: {exc}") from None
+        if size < self.minimum:
+            raise CliUsageError(f"{flag}: must be at least {self.minimum} byte(s), not {value!r}")
+        return size
 
 
 def _plugin_manager(ctx: click.Context) -> PipelinePluginManager:
@@ -223,6 +245,15 @@ def _graceful_signals(pipeline: ProcessingPipeline) -> Iterator[None]:
     help="Folder for the temporary cache; a private folder is made inside and removed.",
 )
 @click.option(
+    "--cache-size",
+    metavar="SIZE",
+    type=SizeType(minimum=1),
+    default=None,
+    show_default="unlimited",
+    help="Most bytes the cache holds at once (K, M, G, T suffixes, powers of 1024); "
+    "downloads wait for room, and a single larger file runs alone.",
+)
+@click.option(
     "--max-retries",
     metavar="N",
     type=click.IntRange(min=0),
@@ -338,6 +369,7 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         processing_limit=params["processing_limit"],
         download_queue_size=params["download_queue_size"],
         download_cache=params["download_cache"],
+        cache_size=params["cache_size"],
         max_retries=params["max_retries"],
         retry_backoff=params["retry_backoff"],
         timeout=params["timeout"],

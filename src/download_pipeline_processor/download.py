@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cache import DownloadCache
+from .cache_budget import disk_full_error, expected_size
 from .downloader import Attempt, Downloader
-from .errors import PipelineInterrupted, TransientDownloadError
+from .errors import DiskFullError, PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
 from .redact import redact_url
 from .settings import PipelineSettings
@@ -75,10 +76,39 @@ class DownloadStage:
         delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
         self._log_retry(retry_state.args[0], retry_state.attempt_number + 1, delay, error)
 
-    def _attempt(self, file_data: FileData, part: Path) -> int:
-        if self.stop_event.is_set():
+    def _attempt(self, file_data: FileData, part: Path, attempt: Attempt | None = None) -> int:
+        """One attempt, once there is room in the cache: ``attempt()``, or ``fetch``."""
+        if attempt is None and self.stop_event.is_set():
             raise PipelineInterrupted("run stopped before the download finished")
-        return self.downloader.fetch(file_data, part, self.stop_event)
+        # A retry, or a job the feed reserved for, holds its room already: no wait.
+        self.cache.budget.reserve(str(part), expected_size(file_data), self.stop_event)
+        if attempt is None and self.stop_event.is_set():
+            raise PipelineInterrupted("run stopped before the download finished")
+        try:
+            if attempt is not None:
+                return attempt()
+            return self.downloader.fetch(file_data, part, self.stop_event)
+        except OSError as exc:
+            full = disk_full_error(exc)
+            if full is None:
+                raise
+            self._after_disk_full(file_data, part)
+            raise full from exc
+
+    def _after_disk_full(self, file_data: FileData, part: Path) -> None:
+        """Free the partial file and wait for the files already downloaded to be processed.
+
+        Sleeping the backoff alone would try again into the same full disk:
+        the room comes back as processing discards cached files.
+        """
+        self.cache.discard(part)
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "no space left on device while writing %s: waiting for the cached files "
+                "to be processed",
+                redact_url(file_data.url),
+            )
+        self.cache.budget.wait_drained(self.stop_event, self.settings.retry_backoff_max)
 
     def _retry(self, file_data: FileData, part: Path, first: TransientDownloadError) -> int:
         """Attempts 2 to max_retries + 1, after the first one failed with ``first``.
@@ -139,13 +169,16 @@ class DownloadStage:
         try:
             try:
                 if failure is not None:
+                    if isinstance(failure, DiskFullError):
+                        self._after_disk_full(file_data, part)
                     raise failure
-                size = attempt() if attempt is not None else self._attempt(file_data, part)
+                size = self._attempt(file_data, part, attempt)
             except TransientDownloadError as first:
                 size = self._retry(file_data, part, first)
             os.replace(part, target)  # noqa: PTH105 - Path.replace builds another Path
         except BaseException:
             self.cache.discard(part)
             raise
+        self.cache.budget.complete(str(part), str(target), size)
         file_data.local_path = target
         return size

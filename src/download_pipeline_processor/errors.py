@@ -68,6 +68,10 @@ class TransientDownloadError(DownloadError):
         self.retry_after = retry_after
 
 
+class DiskFullError(TransientDownloadError):
+    """The cache's disk or quota is full (ENOSPC, EDQUOT): retried once the cache drains."""
+
+
 class PermanentDownloadError(DownloadError):
     """A failure that another attempt will not fix: 404 and most 4xx, bad redirects."""
 

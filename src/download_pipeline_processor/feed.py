@@ -4,9 +4,10 @@ A backend with :meth:`~.downloader.Downloader.fetch_many` runs on one thread
 and takes its jobs from a :class:`RunFeed`.  The feed keeps the rules the
 download worker threads keep otherwise: at most ``--download-workers`` files
 at once, counting the ones handed back to worker threads; no new file while a
-finished one cannot enter the full downloaded queue; every entry reaches the
-post-processor once.  Retries and hand-offs run on a few helper threads with
-the same :class:`~.download.DownloadStage` the worker threads use.
+finished one cannot enter the full downloaded queue, or while the cache has no
+room (``--cache-size``); every entry reaches the post-processor once.
+Retries and hand-offs run on a few helper threads with the same
+:class:`~.download.DownloadStage` the worker threads use.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any
 
+from .cache_budget import disk_full_error, expected_size
 from .downloader import Attempt, DownloadJob
 from .errors import TransientDownloadError
 from .run import POLL_INTERVAL, _thread
@@ -64,12 +66,22 @@ class RunFeed:
             raise RuntimeError("take(wait=True) while jobs are out; use take() and poll")
         if not self._flush(wait):
             return None
-        with self._slots:
-            while len(self.out) + self._busy >= self.limit:
+        budget = self.stage.cache.budget
+        while True:
+            with self._slots:
+                while len(self.out) + self._busy >= self.limit:
+                    if not wait or self.should_stop.is_set():
+                        return None
+                    self._slots.wait(self.poll_interval)
+            # --cache-size: no new file while the cache is full; processing makes room.
+            while not budget.has_room():
                 if not wait or self.should_stop.is_set():
                     return None
-                self._slots.wait(self.poll_interval)
-        while (item := self.run._next_entry()) is not None:
+                budget.wait_for_room(self.poll_interval)
+            item = self.run._next_entry()
+            if item is None:
+                self.exhausted = True
+                return None
             sequence, file_data = item
             cache = self.stage.cache
             try:
@@ -79,10 +91,12 @@ class RunFeed:
                 self.run._finish(sequence, file_data, None)
                 continue
             job = DownloadJob(sequence, file_data, cache.part_path(target), target)
+            if not budget.try_reserve(str(job.destination), expected_size(file_data)):
+                # Announced larger than the room left: a helper thread waits its turn.
+                self._submit(job, None, None)
+                continue
             self.out[sequence] = job
             return job
-        self.exhausted = True
-        return None
 
     def done(self, job: DownloadJob, size: int) -> None:
         self._give_back(job)
@@ -92,6 +106,7 @@ class RunFeed:
         except OSError as exc:
             self._fail(job, exc)
             return
+        self.stage.cache.budget.complete(str(job.destination), str(job.target), size)
         file_data.local_path = job.target
         run = self.run
         with run.bytes_lock:
@@ -101,6 +116,10 @@ class RunFeed:
 
     def failed(self, job: DownloadJob, error: BaseException) -> None:
         self._give_back(job)
+        full = disk_full_error(error)
+        if full is not None:
+            full.__cause__ = error
+            error = full
         if isinstance(error, TransientDownloadError):
             # The stage decides, as for fetch(): no retries left, a stop, or a retry.
             self._submit(job, None, error)

@@ -15,8 +15,10 @@ class that declares nothing receives the raw strings as keyword arguments.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
@@ -67,6 +69,30 @@ class Option:
             "default": None if self.default is None else str(self.default),
             "help": self.help,
         }
+
+
+#: Multipliers of the size suffixes: powers of 1024, as curl and wget read them.
+SIZE_SUFFIXES = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_SIZE_PATTERN = re.compile(r"(\d+(?:\.\d+)?)([KMGT]?)", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"512"``, ``"250K"``, ``"1.5G"``: a number and an optional K, M, G or T.
+
+    Shared by every size option.  Raises :class:`ValueError` with a message
+    that names what was given and what was expected.
+    """
+    match = _SIZE_PATTERN.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(
+            f"expected a number of bytes with an optional K, M, G or T suffix"
+            f" (powers of 1024), not {text!r}"
+        )
+    number, suffix = match.groups()
+    size = Decimal(number) * SIZE_SUFFIXES[suffix.upper()]
+    if size != size.to_integral_value():
+        raise ValueError(f"{text!r} is not a whole number of bytes")
+    return int(size)
 
 
 def parse_key_values(pairs: Iterable[str], flag: str) -> dict[str, str]:

@@ -25,6 +25,7 @@ from . import affinity
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
 from .cache import DownloadCache
+from .cache_budget import CacheBudget
 from .download import DownloadStage
 from .downloader import Attempt, Downloader, drives_many
 from .errors import PipelineInterrupted, TransientDownloadError
@@ -99,7 +100,7 @@ class PipelineRun:
         self.downloaded: queue.Queue[Any] = queue.Queue(maxsize=self.settings.download_queue_size)
         post_queue_size = self.settings.download_queue_size + self.settings.processing_limit * 2
         self.finished: queue.Queue[Any] = queue.Queue(maxsize=post_queue_size)
-        self.cache = DownloadCache(self.settings.cache_root)
+        self.cache = DownloadCache(self.settings.cache_root, CacheBudget(self.settings.cache_size))
         self.notify_files = False  # set once instance hooks are registered
         self.grace_ends: float | None = None
         self.input_failure: Exception | None = None
@@ -140,9 +141,18 @@ class PipelineRun:
 
     def _download_worker(self, stage: DownloadStage) -> None:
         self._pin()
-        while (item := self._next_entry()) is not None:
+        while self._wait_for_room() and (item := self._next_entry()) is not None:
             if not self._download_one(stage, *item):
                 return  # stopping: the entry stays in flight and is abandoned
+
+    def _wait_for_room(self) -> bool:
+        """Wait while the cache is full (--cache-size); the entry stays unread until then."""
+        budget = self.cache.budget
+        while not budget.has_room():
+            if self.stop_event.is_set():
+                return False
+            budget.wait_for_room(POLL_INTERVAL)
+        return True
 
     def _download_workers(self, stage: DownloadStage, first: int = 0) -> list[threading.Thread]:
         """Download worker threads ``first`` to ``--download-workers`` - 1, not started."""

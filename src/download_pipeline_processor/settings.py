@@ -69,6 +69,19 @@ class PipelineSettings:
     #: code in a thread-mode processor (numpy, torch) would inherit the single
     #: core.  Process-mode workers are never pinned.  Linux only.
     pin_threads: bool = False
+    #: The most bytes the run's cache holds at once (``--cache-size``); None: no
+    #: bound.  A download takes room before it starts and gives it back when
+    #: its file is discarded after processing; one that does not fit waits,
+    #: first come first served, and one larger than the bound waits for an
+    #: empty cache and then runs alone.  The room is the entry's ``size`` when
+    #: it has one, else the largest of the last 16 downloads (the whole bound
+    #: before the first), replaced by the real size once the file is whole:
+    #: the cache keeps within the bound when sizes are announced or similar,
+    #: and a file of unknown size larger than those before it can pass it
+    #: until it is processed, while nothing new starts.  A full disk (ENOSPC,
+    #: EDQUOT) is retried whatever the bound, after the files downloaded
+    #: before it are processed (at most retry_backoff_max seconds of waiting).
+    cache_size: int | None = None
     #: Extra request headers for every download (never logged).
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -84,6 +97,7 @@ class PipelineSettings:
             ("chunk_size", self.chunk_size, self.chunk_size >= 1),
             ("max_redirects", self.max_redirects, self.max_redirects >= 0),
             ("stop_grace", self.stop_grace, self.stop_grace >= 0),
+            ("cache_size", self.cache_size, self.cache_size is None or self.cache_size >= 1),
         ]
         for name, value, ok in checks:
             if not ok:

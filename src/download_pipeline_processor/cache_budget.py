@@ -1,0 +1,201 @@
+"""Room in the download cache: :class:`CacheBudget`, the bytes a run holds there at once.
+
+A download takes room before it starts and keeps it until its cached file is
+discarded after processing.  With a bound (``--cache-size``) a download starts
+only when its room fits under the bound; one that does not fit waits, in the
+order the downloads asked, and one larger than the whole bound waits until the
+cache is empty and then runs alone.  Without a bound nothing waits, but the
+bytes are still counted, so that a download that met a full disk can wait for
+the cache to drain before it tries again.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import itertools
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from .errors import DiskFullError, PipelineInterrupted
+
+if TYPE_CHECKING:
+    from .file_data import FileData
+
+#: How often a wait for room looks at the run's stop flag, in seconds.
+WAIT_POLL = 0.1
+#: Downloads whose sizes estimate the room a file of unknown size takes.
+RECENT_SIZES = 16
+#: ``OSError`` numbers that mean the cache's disk (or the user's quota) is full.
+DISK_FULL_ERRNOS = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if code is not None
+)
+
+
+def disk_full_error(error: BaseException) -> DiskFullError | None:
+    """The retryable error a full disk is reported as, or None when ``error`` is another one."""
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+        return DiskFullError("no space left on device while writing the cache")
+    return None
+
+
+def expected_size(file_data: FileData) -> int | None:
+    """The size the entry announces in its ``size`` field, if it is a usable one."""
+    size = file_data.additional_fields.get("size")
+    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+        return size
+    return None
+
+
+class CacheBudget:
+    """Counts the bytes held in a run's cache; thread-safe.
+
+    Room is held under a key (the path of the file it is for): :meth:`reserve`
+    or :meth:`try_reserve` before the download, :meth:`complete` once the file
+    is whole (its real size replaces the reservation), :meth:`release` when
+    the file leaves the cache.  A reservation is the entry's announced size,
+    or, when it has none, the largest of the last :data:`RECENT_SIZES`
+    downloads (the whole bound before the first one), so a list of files of
+    similar sizes keeps within the bound without knowing them up front.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError(f"cache size must be at least 1 byte, not {limit}")
+        #: The most bytes held at once; None: no bound.
+        self.limit = limit
+        self._held: dict[str, int] = {}  # key -> bytes (a reservation or a whole file)
+        self._whole: set[str] = set()  # keys of complete files
+        self._total = 0
+        self._stored = 0  # bytes of complete files
+        self._recent: collections.deque[int] = collections.deque(maxlen=RECENT_SIZES)
+        self._queue: collections.deque[int] = collections.deque()  # waiting downloads, in order
+        self._tickets = itertools.count()
+        self._changed = threading.Condition()
+
+    # -- what is held ---------------------------------------------------------------
+
+    @property
+    def held(self) -> int:
+        """Bytes held: complete files not yet discarded plus the room of downloads in flight."""
+        with self._changed:
+            return self._total
+
+    @property
+    def stored(self) -> int:
+        """Bytes of complete files that wait for (or are in) processing."""
+        with self._changed:
+            return self._stored
+
+    def room_for(self, size: int | None) -> int:
+        """The bytes a download of ``size`` (None: unknown) reserves."""
+        with self._changed:
+            return self._room_for(size)
+
+    # -- taking room ----------------------------------------------------------------------
+
+    def try_reserve(self, key: str, size: int | None) -> bool:
+        """Take room for a download at once, or return False when it would have to wait."""
+        with self._changed:
+            if key in self._held:
+                return True
+            room = self._room_for(size)
+            if self._queue or not self._fits(room):
+                return False
+            self._hold(key, room)
+            return True
+
+    def reserve(self, key: str, size: int | None, should_stop: threading.Event) -> None:
+        """Take room for a download, waiting for it (first come, first served).
+
+        Raises :class:`PipelineInterrupted` when ``should_stop`` is set meanwhile.
+        Holding room under ``key`` already (a retry) returns at once.
+        """
+        with self._changed:
+            if key in self._held:
+                return
+            room = self._room_for(size)
+            if not self._queue and self._fits(room):
+                self._hold(key, room)
+                return
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
+            try:
+                while self._queue[0] != ticket or not self._fits(room):
+                    if should_stop.is_set():
+                        raise PipelineInterrupted("run stopped while waiting for room in the cache")
+                    self._changed.wait(WAIT_POLL)
+                self._hold(key, room)
+            finally:
+                self._queue.remove(ticket)
+                self._changed.notify_all()  # the next in line may fit too
+
+    def has_room(self) -> bool:
+        """Whether a download of unknown size could start now without waiting."""
+        with self._changed:
+            return not self._queue and self._fits(self._room_for(None))
+
+    def wait_for_room(self, timeout: float) -> None:
+        """Block until the held bytes change, or ``timeout`` seconds pass."""
+        with self._changed:
+            self._changed.wait(timeout)
+
+    # -- giving it back ---------------------------------------------------------------------
+
+    def complete(self, key: str, new_key: str, size: int) -> None:
+        """The download under ``key`` is whole, ``size`` bytes, now named ``new_key``."""
+        with self._changed:
+            self._total -= self._held.pop(key, 0)
+            self._whole.discard(key)
+            self._held[new_key] = size
+            self._whole.add(new_key)
+            self._total += size
+            self._stored += size
+            self._recent.append(size)
+            self._changed.notify_all()
+
+    def release(self, key: str) -> None:
+        """The file under ``key`` left the cache (or its download failed); no-op if not held."""
+        with self._changed:
+            size = self._held.pop(key, None)
+            if size is None:
+                return
+            self._total -= size
+            if key in self._whole:
+                self._whole.discard(key)
+                self._stored -= size
+            self._changed.notify_all()
+
+    def wait_drained(self, should_stop: threading.Event, timeout: float) -> bool:
+        """Wait until every complete file held now has left the cache; True if they did.
+
+        Files completed meanwhile are not waited for, so a busy run cannot keep
+        the wait going; it ends after ``timeout`` seconds or at a stop anyway.
+        """
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            waiting_for = set(self._whole)
+            while not waiting_for.isdisjoint(self._whole):
+                left = deadline - time.monotonic()
+                if left <= 0 or should_stop.is_set():
+                    return False
+                self._changed.wait(min(left, WAIT_POLL))
+            return True
+
+    # -- rules -----------------------------------------------------------------------------
+
+    def _room_for(self, size: int | None) -> int:
+        if size is not None:
+            return size
+        if self.limit is None:
+            return 0
+        return max(self._recent) if self._recent else self.limit
+
+    def _fits(self, room: int) -> bool:
+        # An empty cache takes any file, so one larger than the bound still runs, alone.
+        return self.limit is None or self._total == 0 or self._total + room <= self.limit
+
+    def _hold(self, key: str, room: int) -> None:
+        self._held[key] = room
+        self._total += room

@@ -1,0 +1,362 @@
+"""Tests for cache_budget.py: --cache-size and full disks, through the real pipeline over HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from download_pipeline_processor import BaseProcessor, FileData
+from download_pipeline_processor.cache_budget import CacheBudget
+from download_pipeline_processor.errors import PipelineInterrupted
+from download_pipeline_processor.testing import FileServer, leftover_files, run_pipeline
+
+KIB = 1024
+
+
+@pytest.fixture(params=["pooled", "session", "fast"])
+def downloader(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Run the test over both transports of the requests downloader, and over ``fast``.
+
+    An empty ``.netrc`` (named by NETRC) sends the requests downloader through
+    its session transport, as in tests/test_download.py.
+    """
+    if request.param == "session":
+        netrc = tmp_path / "netrc"
+        netrc.write_text("")
+        monkeypatch.setenv("NETRC", str(netrc))
+    else:
+        monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
+    return "fast" if request.param == "fast" else "requests"
+
+
+def cache_contents(file_data: FileData) -> dict[str, int]:
+    """Every file in the run's cache folder (partial ones too) and its size."""
+    assert file_data.local_path is not None
+    run_folder = file_data.local_path.parent.parent
+    sizes = {}
+    for folder, _, names in os.walk(run_folder):
+        for name in names:
+            path = os.path.join(folder, name)  # noqa: PTH118 - os.walk gives strings
+            with contextlib.suppress(FileNotFoundError):  # discarded meanwhile
+                sizes[name] = os.path.getsize(path)  # noqa: PTH202
+    return sizes
+
+
+class CacheWatcher(BaseProcessor):
+    """Records what the cache holds each time a file is processed, then takes a moment."""
+
+    seen: ClassVar[list[tuple[str, dict[str, int]]]] = []
+
+    def process(self, file_data: FileData) -> Any:
+        self.seen.append((file_data.id, cache_contents(file_data)))
+        time.sleep(0.01)  # slower than the loopback downloads, so they would pile up
+        return file_data.id
+
+
+@pytest.fixture
+def watcher() -> Iterator[type[CacheWatcher]]:
+    """The CacheWatcher class with an empty record."""
+    CacheWatcher.seen = []
+    yield CacheWatcher
+    CacheWatcher.seen = []
+
+
+class TestCacheSizeBound:
+    """--cache-size bounds the bytes held in the cache, and the run still gets every file."""
+
+    @pytest.mark.parametrize("announced", [False, True], ids=["unknown-size", "size-field"])
+    def test_cache_never_holds_more_than_the_bound(
+        self,
+        file_server: FileServer,
+        cache_root: Path,
+        downloader: str,
+        watcher: type[CacheWatcher],
+        announced: bool,
+    ) -> None:
+        """20 files of 100 KiB under a 250 KiB bound: the cache never holds more than 250 KiB."""
+        files = []
+        for index in range(20):
+            entry: dict[str, Any] = {
+                "id": str(index),
+                "url": file_server.add(f"/f{index}.bin", bytes([index]) * (100 * KIB)),
+            }
+            if announced:
+                entry["size"] = 100 * KIB
+            files.append(entry)
+        outcome = run_pipeline(
+            files,
+            watcher,
+            downloader=downloader,
+            download_cache=cache_root,
+            cache_size=250 * KIB,
+            download_workers=8,
+            processing_limit=2,
+        )
+        assert outcome.exit_code == 0, outcome.failures
+        assert sorted(outcome.results, key=int) == [str(i) for i in range(20)]
+        held = [sum(contents.values()) for _, contents in watcher.seen]
+        assert max(held) <= 250 * KIB
+        assert leftover_files(cache_root) == []
+
+    def test_larger_file_runs_alone(
+        self,
+        file_server: FileServer,
+        cache_root: Path,
+        downloader: str,
+        watcher: type[CacheWatcher],
+    ) -> None:
+        """A file announced larger than the bound succeeds, with nothing else in the cache."""
+        files = [
+            {
+                "id": f"small{i}",
+                "url": file_server.add(f"/s{i}", b"s" * (100 * KIB)),
+                "size": 100 * KIB,
+            }
+            for i in range(6)
+        ]
+        files.insert(
+            3, {"id": "big", "url": file_server.add("/big", b"B" * (400 * KIB)), "size": 400 * KIB}
+        )
+        outcome = run_pipeline(
+            files,
+            watcher,
+            downloader=downloader,
+            download_cache=cache_root,
+            cache_size=250 * KIB,
+            download_workers=4,
+        )
+        assert outcome.exit_code == 0, outcome.failures
+        assert len(outcome.results) == 7
+        seen = dict(watcher.seen)
+        assert list(seen["big"].values()) == [400 * KIB]  # the big file, and nothing else
+        assert all(
+            sum(contents.values()) <= 250 * KIB for name, contents in seen.items() if name != "big"
+        )
+
+
+HOLDER_MODULE = '''
+import time
+from download_pipeline_processor import BaseProcessor
+
+class Holder(BaseProcessor):
+    """Keeps every file for a long time, so the downloads behind it wait for room."""
+
+    def process(self, file_data):
+        time.sleep(30)
+        return None
+'''
+
+
+class TestStopWhileWaiting:
+    """A stop wakes downloads that wait for room in the cache."""
+
+    def test_sigint_during_wait_stops_promptly(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path, downloader: str
+    ) -> None:
+        """SIGINT while downloads wait for room ends the run in seconds, exit 130, cache empty."""
+        (tmp_path / "holder_module.py").write_text(HOLDER_MODULE)
+        entries = [
+            {"id": str(i), "url": file_server.add(f"/h{i}", b"h" * (10 * KIB))} for i in range(20)
+        ]
+        listing = tmp_path / "files.json"
+        listing.write_text(json.dumps(entries))
+        cache = tmp_path / "cache"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(tmp_path)}
+        proc = subprocess.Popen(
+            [
+                str(cli_path),
+                "--files",
+                str(listing),
+                "--processor",
+                "holder_module:Holder",
+                "--downloader",
+                downloader,
+                "--download-cache",
+                str(cache),
+                "--cache-size",
+                "1K",
+                "--download-workers",
+                "4",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            # The first file is in the cache (held by the processor): the rest wait for room.
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and file_server.request_count() < 1:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            assert file_server.request_count() == 1
+            proc.send_signal(signal.SIGINT)
+            sent = time.monotonic()
+            _, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert time.monotonic() - sent < 6  # the 2 s grace for the held file, then out
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        assert leftover_files(cache) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs, private to the user, mounted for the test: a disk that really fills up."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    if sys.platform != "linux" or mount is None or umount is None:
+        pytest.skip("mounting a tmpfs needs Linux and mount(8)")
+    result = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run([umount, str(mount_point)], check=False)
+
+
+class DiskFullLog(logging.Handler):
+    """Sets ``event`` when the download stage logs that the disk was full."""
+
+    def __init__(self, event: threading.Event) -> None:
+        super().__init__(logging.INFO)
+        self.event = event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "no space left on device" in record.getMessage():
+            self.event.set()
+
+
+class TestDiskFull:
+    """A full disk (ENOSPC) is retried once the cache has drained."""
+
+    def test_enospc_retried_after_the_cache_drains(
+        self, file_server: FileServer, small_disk: Path, downloader: str
+    ) -> None:
+        """A big file meeting a full disk while others are held succeeds once they are processed."""
+        disk_full = threading.Event()
+        handler = DiskFullLog(disk_full)
+        stage_logger = logging.getLogger("download_pipeline_processor.download")
+        stage_logger.addHandler(handler)
+        previous_level = stage_logger.level
+        stage_logger.setLevel(logging.INFO)
+
+        class HoldUntilDiskFull(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                if file_data.id.startswith("small"):
+                    disk_full.wait(10)  # keep the small files in the cache until the disk fills
+                assert file_data.local_path is not None
+                return file_data.local_path.stat().st_size
+
+        # 3 x 200 KiB held, then 500 KiB: more than the 1 MiB disk.
+        files = [
+            {"id": f"small{i}", "url": file_server.add(f"/small{i}", b"s" * (200 * KIB))}
+            for i in range(3)
+        ]
+        files.append({"id": "big", "url": file_server.add("/big", b"B" * (500 * KIB))})
+        try:
+            outcome = run_pipeline(
+                files,
+                HoldUntilDiskFull,
+                downloader=downloader,
+                download_cache=small_disk,
+                download_workers=1,
+                processing_limit=3,
+            )
+        finally:
+            stage_logger.removeHandler(handler)
+            stage_logger.setLevel(previous_level)
+        assert outcome.exit_code == 0, [str(f.error) for f in outcome.failures]
+        assert disk_full.is_set()
+        assert sorted(outcome.results) == [200 * KIB] * 3 + [500 * KIB]
+        assert file_server.request_count("/big") == 2  # failed once on the full disk, then done
+        assert leftover_files(small_disk) == []
+
+    def test_enospc_fails_with_a_clear_message_when_retries_run_out(
+        self, file_server: FileServer, small_disk: Path, downloader: str
+    ) -> None:
+        """A file larger than the whole disk fails at stage download, naming the full disk."""
+        files = [{"id": "huge", "url": file_server.add("/huge", b"H" * (2048 * KIB))}]
+        outcome = run_pipeline(
+            files, downloader=downloader, download_cache=small_disk, max_retries=1
+        )
+        assert outcome.exit_code == 1
+        [failure] = outcome.failures
+        assert failure.error is not None
+        assert failure.error.stage == "download"
+        assert "no space left on device while writing the cache" in str(failure.error.error)
+        assert file_server.request_count("/huge") == 2
+        assert leftover_files(small_disk) == []
+
+
+class TestCacheBudget:
+    """The budget's own rules, without a run."""
+
+    def test_waits_in_order_and_a_larger_file_waits_for_an_empty_cache(self) -> None:
+        """A download larger than the bound starts only once everything held is released."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        assert budget.try_reserve("a", 60)
+        started = threading.Event()
+        waiter = threading.Thread(
+            target=lambda: (budget.reserve("big", 500, stop), started.set()), daemon=True
+        )
+        waiter.start()
+        time.sleep(0.2)
+        assert not started.is_set()
+        assert not budget.try_reserve("b", 10)  # no jumping the queue
+        budget.complete("a", "a-done", 60)
+        time.sleep(0.2)
+        assert not started.is_set()
+        budget.release("a-done")
+        waiter.join(5)
+        assert started.is_set()
+        assert budget.held == 500
+        assert not budget.has_room()
+
+    def test_stop_wakes_a_waiting_reservation(self) -> None:
+        """reserve() raises PipelineInterrupted soon after the stop event is set."""
+        budget = CacheBudget(10)
+        stop = threading.Event()
+        budget.try_reserve("a", 10)
+        errors: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                budget.reserve("b", 5, stop)
+            except PipelineInterrupted as exc:
+                errors.append(exc)
+
+        waiter = threading.Thread(target=wait, daemon=True)
+        waiter.start()
+        time.sleep(0.1)
+        stop.set()
+        waiter.join(2)
+        assert not waiter.is_alive()
+        assert len(errors) == 1
+        assert budget.held == 10
