@@ -753,7 +753,7 @@ class TestKilledRuns:
     def test_next_run_removes_a_killed_runs_folder(
         self, tmp_path: Path, file_server: FileServer, cli_path: Path
     ) -> None:
-        """A folder left by kill -9 goes at the next run (--debug says bytes freed); a live one stays."""
+        """A folder left by kill -9 goes at the next run (--debug: bytes freed); live ones stay."""
         root = tmp_path / "cache"
         live_list = write_list(
             tmp_path / "v.json", [{"url": file_server.add("/live.bin", b"v", delay=30)}]
