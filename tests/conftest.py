@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
 import ssl
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,3 +53,32 @@ def tls_server(authority: trustme.CA) -> Iterator[FileServer]:
     authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
     with FileServer(ssl_context=context) as file_server:
         yield file_server
+
+
+@pytest.fixture(scope="session")
+def other_user() -> Iterator[pwd.struct_passwd]:
+    """A real second user made with useradd for the session, removed after; skip without it."""
+    useradd, userdel = shutil.which("useradd"), shutil.which("userdel")
+    if os.geteuid() != 0 or useradd is None or userdel is None:
+        pytest.skip("needs root and useradd to make a second user")
+    # One name per test process: other test runs on the machine may make theirs too.
+    name = f"dpp-test-{os.getpid()}"
+    for _ in range(20):  # useradd fails while another one holds the passwd lock
+        made = subprocess.run(
+            [useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if made.returncode == 0:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.skip(f"useradd failed: {made.stderr.strip()}")
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        for _ in range(20):
+            if subprocess.run([userdel, name], capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.2)

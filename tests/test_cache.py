@@ -2,21 +2,47 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import pwd
 import shutil
+import signal
+import stat
 import subprocess
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from download_pipeline_processor.builtins.fast import FastDownloader
+from download_pipeline_processor.builtins.http import RequestsDownloader
+from download_pipeline_processor.builtins.simulated import SimulatedDownloader
 from download_pipeline_processor.cache import (
     PART_SUFFIX,
     SHARDS,
+    STARTING_GRACE,
     DownloadCache,
+    create_cache_file,
     mark_top_directory,
 )
+from download_pipeline_processor.download import DownloadStage
+from download_pipeline_processor.errors import CacheError
 from download_pipeline_processor.file_data import FileData
+from download_pipeline_processor.settings import PipelineSettings, default_cache_root
+from download_pipeline_processor.testing import FileServer
+
+#: A uid no account needs to have: chown takes any number, so "someone else's
+#: folder" is tested even where no second account can be made.
+FOREIGN_UID = 54321
+VICTIM_BYTES = b"the victim's own data\n"
+
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown to another uid needs root"
+)
 
 
 @pytest.fixture
@@ -255,3 +281,362 @@ class TestSpreadShards:
         # sparc), nothing may be sent at all.
         assert not mark_top_directory(str(ext_folder), machine="mips")
         assert not _has_top_flag(ext_folder)
+
+
+def _victim_file(folder: Path) -> Path:
+    """A 0600 file of the user's outside the cache, which nothing may overwrite."""
+    folder.mkdir(parents=True, exist_ok=True)
+    victim = folder / "secret.txt"
+    victim.write_bytes(VICTIM_BYTES)
+    victim.chmod(0o600)
+    return victim
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+class TestCacheRoot:
+    """A cache root that another user could tamper with is refused before use."""
+
+    def test_default_root_is_per_user_and_private(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Without --download-cache the root is <temp>/download-pipeline-processor-<uid>, 0700."""
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        root = default_cache_root()
+        assert root == tmp_path / f"download-pipeline-processor-{os.geteuid()}"
+        assert PipelineSettings().cache_root == root
+        cache = DownloadCache(root)
+        run = cache.open()
+        try:
+            assert run.parent == root
+            assert _mode(root) == 0o700
+            assert root.lstat().st_uid == os.geteuid()
+        finally:
+            cache.close()
+
+    def test_run_folder_is_private_and_fresh(self, tmp_path: Path) -> None:
+        """The run folder is made 0700, owned by the user, under a new random run-* name."""
+        previous = os.umask(0)  # a lax umask must not widen it
+        try:
+            first, second = DownloadCache(tmp_path / "root"), DownloadCache(tmp_path / "root")
+            one, two = first.open(), second.open()
+        finally:
+            os.umask(previous)
+        try:
+            for run in (one, two):
+                assert _mode(run) == 0o700
+                assert run.lstat().st_uid == os.geteuid()
+                assert run.name.startswith("run-")
+            assert _mode(tmp_path / "root") == 0o700
+            assert one != two
+        finally:
+            first.close()
+            second.close()
+
+    @needs_root
+    def test_root_of_another_owner_refused(self, tmp_path: Path) -> None:
+        """A root owned by another uid is a CacheError naming it, and nothing is made in it."""
+        root = tmp_path / "theirs"
+        root.mkdir(mode=0o700)
+        os.chown(root, FOREIGN_UID, FOREIGN_UID)
+        with pytest.raises(CacheError, match="belongs to another user") as caught:
+            DownloadCache(root).open()
+        assert str(root) in str(caught.value)
+        assert list(root.iterdir()) == []
+
+    def test_root_of_a_real_other_user_refused(
+        self, tmp_path: Path, other_user: pwd.struct_passwd
+    ) -> None:
+        """A root made by a real second account (useradd) is refused."""
+        root = tmp_path / "theirs"
+        root.mkdir(mode=0o755)
+        os.chown(root, other_user.pw_uid, other_user.pw_gid)
+        with pytest.raises(CacheError, match=rf"uid {other_user.pw_uid}, not {os.geteuid()}"):
+            DownloadCache(root).open()
+        assert list(root.iterdir()) == []
+
+    @needs_root
+    def test_default_root_taken_by_another_user_refused(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Another user who makes the default root first gets a refusal, not the victim's files."""
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        root = default_cache_root()
+        root.mkdir(mode=0o777)
+        root.chmod(0o777)
+        os.chown(root, FOREIGN_UID, FOREIGN_UID)
+        with pytest.raises(CacheError, match="belongs to another user"):
+            DownloadCache(root).open()
+        assert list(root.iterdir()) == []
+
+    def test_root_symlink_refused(self, tmp_path: Path) -> None:
+        """A root that is a symbolic link (even to the user's own folder) is refused."""
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir(mode=0o700)
+        root = tmp_path / "root"
+        root.symlink_to(elsewhere)
+        with pytest.raises(CacheError, match="is a symbolic link"):
+            DownloadCache(root).open()
+        assert list(elsewhere.iterdir()) == []
+
+    def test_dangling_symlink_root_refused(self, tmp_path: Path) -> None:
+        """A root that is a link to nowhere is refused, and nothing is made where it points."""
+        root = tmp_path / "root"
+        root.symlink_to(tmp_path / "planted")
+        with pytest.raises(CacheError, match="is a symbolic link"):
+            DownloadCache(root).open()
+        assert not (tmp_path / "planted").exists()
+
+    @pytest.mark.parametrize("mode", [0o770, 0o702, 0o1777])
+    def test_root_writable_by_others_refused(self, tmp_path: Path, mode: int) -> None:
+        """A root that group or others may write to (sticky or not) is refused."""
+        root = tmp_path / "root"
+        root.mkdir()
+        root.chmod(mode)
+        with pytest.raises(CacheError, match="writable by group or others"):
+            DownloadCache(root).open()
+        assert list(root.iterdir()) == []
+
+    def test_root_that_cannot_be_made(self, tmp_path: Path) -> None:
+        """A root under a regular file (which stops root too) is a CacheError, not an OSError."""
+        (tmp_path / "somefile").write_bytes(b"")
+        with pytest.raises(CacheError, match="cannot be created: Not a directory"):
+            DownloadCache(tmp_path / "somefile" / "sub").open()
+
+    def test_root_that_is_a_file(self, tmp_path: Path) -> None:
+        """A root that is a regular file is refused as not a folder."""
+        (tmp_path / "somefile").write_bytes(b"")
+        with pytest.raises(CacheError, match="is not a folder"):
+            DownloadCache(tmp_path / "somefile").open()
+
+
+DOWNLOADERS = {
+    "requests": RequestsDownloader,
+    "fast": FastDownloader,
+    "simulated": SimulatedDownloader,
+}
+
+
+class TestCacheFiles:
+    """Nothing in the cache is created through a link or over an existing file."""
+
+    @pytest.mark.parametrize("backend", list(DOWNLOADERS))
+    def test_planted_link_at_part_name_not_written_through(
+        self, tmp_path: Path, cache: DownloadCache, file_server: FileServer, backend: str
+    ) -> None:
+        """A symlink at a .part name is replaced by a new file; what it points to is unchanged."""
+        victim = _victim_file(tmp_path / "home")
+        settings = PipelineSettings(max_retries=0, simulate_delay=(0.0, 0.0))
+        file_data = FileData(file_server.add("/a.bin", b"downloaded body"))
+        part = cache.part_path(cache.target_for(0, file_data))
+        part.symlink_to(victim)
+        downloader = DOWNLOADERS[backend](settings)
+        try:
+            DownloadStage(downloader, cache, settings, threading.Event()).download(0, file_data)
+        finally:
+            downloader.close()
+        assert victim.read_bytes() == VICTIM_BYTES
+        assert _mode(victim) == 0o600
+        assert file_data.local_path is not None
+        assert not file_data.local_path.is_symlink()
+        assert not part.exists()
+        if backend != "simulated":
+            assert file_data.local_path.read_bytes() == b"downloaded body"
+
+    def test_planted_link_at_final_name_not_replaced(
+        self, tmp_path: Path, cache: DownloadCache, file_server: FileServer
+    ) -> None:
+        """A download whose final name is taken (a planted link) fails; nothing is overwritten."""
+        victim = _victim_file(tmp_path / "home")
+        settings = PipelineSettings(max_retries=0)
+        file_data = FileData(file_server.add("/b.bin", b"downloaded body"))
+        target = cache.target_for(1, file_data)
+        target.symlink_to(victim)
+        downloader = RequestsDownloader(settings)
+        try:
+            with pytest.raises(FileExistsError):
+                DownloadStage(downloader, cache, settings, threading.Event()).download(1, file_data)
+        finally:
+            downloader.close()
+        assert victim.read_bytes() == VICTIM_BYTES
+        assert target.is_symlink()
+        assert not cache.part_path(target).exists()
+
+    def test_planted_link_at_shard_name_refused(self, tmp_path: Path) -> None:
+        """A symlink where a shard folder goes is not used as the shard."""
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        cache = DownloadCache(tmp_path / "root")
+        run = cache.open()
+        try:
+            (run / "00").symlink_to(elsewhere)
+            with pytest.raises(FileExistsError):
+                cache.target_for(0, FileData("https://h/x.bin"))
+            assert list(elsewhere.iterdir()) == []
+        finally:
+            cache.close()
+        assert list(elsewhere.iterdir()) == []
+
+    def test_existing_file_is_replaced_by_a_new_one(self, tmp_path: Path) -> None:
+        """A retry's .part is a new, empty file, not the earlier attempt's file reopened."""
+        part = tmp_path / "x.part"
+        part.write_bytes(b"earlier attempt")
+        earlier = part.stat().st_ino
+        other_name = tmp_path / "hard-link"
+        os.link(part, other_name)  # keeps the earlier inode alive, so its number is not reused
+        descriptor = create_cache_file(part)
+        os.close(descriptor)
+        assert part.read_bytes() == b""
+        assert part.stat().st_ino != earlier
+        assert other_name.read_bytes() == b"earlier attempt"
+
+
+#: A process that opens a cache, leaves a .part of argv[2] bytes in it, says
+#: where, and waits to be killed.
+HOLD_CACHE = """
+import sys, time
+from pathlib import Path
+from download_pipeline_processor.cache import DownloadCache
+from download_pipeline_processor.file_data import FileData
+cache = DownloadCache(Path(sys.argv[1]))
+cache.open()
+target = cache.target_for(0, FileData("http://127.0.0.1/a.bin"))
+cache.part_path(target).write_bytes(b"x" * int(sys.argv[2]))
+print(cache.path, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """A live process holding a run folder in tmp_path/root with a 12345-byte .part."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_CACHE, str(tmp_path / "root"), "12345"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        run = Path(process.stdout.readline().strip())
+        assert run.is_dir()
+        yield process, run
+    finally:
+        process.kill()
+        process.wait()
+
+
+class TestAbandonedRuns:
+    """A later run removes the run folders of runs that are gone, and only those."""
+
+    def test_folder_of_a_killed_run_removed(
+        self,
+        tmp_path: Path,
+        holder: tuple[subprocess.Popen[str], Path],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """After SIGKILL, the next open() removes the dead run's folder and logs the bytes freed."""
+        process, leftover = holder
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert leftover.is_dir()  # the killed process could not clean up
+        cache = DownloadCache(tmp_path / "root")
+        with caplog.at_level(logging.DEBUG, logger="download_pipeline_processor.cache"):
+            run = cache.open()
+        try:
+            assert not leftover.exists()
+            assert [p.name for p in (tmp_path / "root").iterdir()] == [run.name]
+            assert "removed 1 run folder(s)" in caplog.text
+            assert "12345 bytes freed" in caplog.text
+        finally:
+            cache.close()
+
+    def test_folder_of_a_live_run_kept(
+        self, tmp_path: Path, holder: tuple[subprocess.Popen[str], Path]
+    ) -> None:
+        """Another process's live run keeps its folder and its files."""
+        process, live = holder
+        cache = DownloadCache(tmp_path / "root")
+        cache.open()
+        cache.close()
+        assert process.poll() is None
+        assert [p.name for p in live.rglob("*.part")] == ["0-a.bin.part"]
+
+    def test_live_run_of_the_same_process_kept(self, tmp_path: Path) -> None:
+        """Two caches of one process on one root: opening the second keeps the first's folder."""
+        first, second = DownloadCache(tmp_path / "root"), DownloadCache(tmp_path / "root")
+        one = first.open()
+        try:
+            second.open()
+            assert one.is_dir()
+        finally:
+            second.close()
+            first.close()
+
+    def test_link_named_like_a_run_not_followed(self, tmp_path: Path) -> None:
+        """A run-* symlink in the root is neither followed nor removed."""
+        victim = _victim_file(tmp_path / "home")
+        root = tmp_path / "root"
+        root.mkdir(mode=0o700)
+        (root / "run-planted").symlink_to(victim.parent)
+        cache = DownloadCache(root)
+        cache.open()
+        cache.close()
+        assert victim.read_bytes() == VICTIM_BYTES
+        assert (root / "run-planted").is_symlink()
+
+    def test_links_inside_a_dead_folder_not_followed(self, tmp_path: Path) -> None:
+        """Removing a dead run's folder removes links in it, never what they point to."""
+        victim = _victim_file(tmp_path / "home")
+        root = tmp_path / "root"
+        dead = root / "run-0123456789ab"
+        (dead / "00").mkdir(parents=True)
+        root.chmod(0o700)
+        (dead / "00" / "0-a.bin.part").symlink_to(victim)
+        (dead / "01").symlink_to(victim.parent)
+        cache = DownloadCache(root)
+        cache.open()
+        cache.close()
+        assert not dead.exists()
+        assert victim.read_bytes() == VICTIM_BYTES
+
+    @needs_root
+    def test_other_users_folder_kept(self, tmp_path: Path) -> None:
+        """A run-* folder in the root that belongs to another uid is left alone."""
+        root = tmp_path / "root"
+        theirs = root / "run-0123456789ab"
+        theirs.mkdir(parents=True)
+        root.chmod(0o700)
+        os.chown(theirs, FOREIGN_UID, FOREIGN_UID)
+        cache = DownloadCache(root)
+        cache.open()
+        cache.close()
+        assert theirs.is_dir()
+
+    def test_starting_folder_kept_while_young(self, tmp_path: Path) -> None:
+        """A new-* folder (a run starting) is kept until it is older than STARTING_GRACE."""
+        root = tmp_path / "root"
+        young, old = root / "new-000000000001", root / "new-000000000002"
+        young.mkdir(parents=True)
+        old.mkdir()
+        root.chmod(0o700)
+        long_ago = time.time() - STARTING_GRACE - 5
+        os.utime(old, (long_ago, long_ago))
+        cache = DownloadCache(root)
+        cache.open()
+        cache.close()
+        assert young.is_dir()
+        assert not old.exists()
+
+    def test_other_entries_left_alone(self, tmp_path: Path) -> None:
+        """Files and folders in the root that are not run folders are never touched."""
+        root = tmp_path / "root"
+        (root / "keep").mkdir(parents=True)
+        root.chmod(0o700)
+        (root / "notes.txt").write_bytes(b"mine")
+        (root / "run-file").write_bytes(b"a file, not a folder")
+        cache = DownloadCache(root)
+        cache.open()
+        cache.close()
+        assert sorted(p.name for p in root.iterdir()) == ["keep", "notes.txt", "run-file"]

@@ -5,10 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -547,3 +552,284 @@ class TestCacheSizeOption:
         assert lines[0].startswith("Error: --cache-size: ")
         assert problem in lines[0]
         assert "Traceback" not in result.stderr
+#: A uid no account needs to have: chown takes any number (see tests/test_cache.py).
+FOREIGN_UID = 54321
+
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="chown to another uid needs root"
+)
+
+
+def _only_error_line(result: Result, *parts: str) -> None:
+    """Exit 2 with one stderr line holding every one of ``parts``, and no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1, lines
+    for part in parts:
+        assert part in lines[0]
+    assert "internal error" not in lines[0]
+    assert "Traceback" not in result.output
+
+
+class TestCacheSafety:
+    """A cache root another user could tamper with, or one that cannot be used, is exit 2."""
+
+    @needs_root
+    def test_root_of_another_user(self, tmp_path: Path, file_server: FileServer) -> None:
+        """--download-cache owned by another uid: exit 2 naming it and why, no request."""
+        root = tmp_path / "theirs"
+        root.mkdir()
+        os.chown(root, FOREIGN_UID, FOREIGN_UID)
+        listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/a", b"a")}])
+        result = invoke(["--files", str(listing), "--download-cache", str(root)])
+        _only_error_line(result, str(root), "belongs to another user")
+        assert file_server.request_count() == 0
+        assert list(root.iterdir()) == []
+
+    def test_root_is_a_symlink(self, tmp_path: Path) -> None:
+        """--download-cache that is a symbolic link: exit 2."""
+        (tmp_path / "real").mkdir(mode=0o700)
+        (tmp_path / "link").symlink_to(tmp_path / "real")
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/a"}])
+        result = invoke(["--files", str(listing), "--download-cache", str(tmp_path / "link")])
+        _only_error_line(result, str(tmp_path / "link"), "is a symbolic link")
+        assert list((tmp_path / "real").iterdir()) == []
+
+    def test_root_writable_by_others(self, tmp_path: Path) -> None:
+        """--download-cache that group or others may write to: exit 2 saying so."""
+        root = tmp_path / "shared"
+        root.mkdir()
+        root.chmod(0o777)
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/a"}])
+        result = invoke(["--files", str(listing), "--download-cache", str(root)])
+        _only_error_line(result, str(root), "writable by group or others (mode 777)")
+
+    def test_root_that_cannot_be_made(self, tmp_path: Path) -> None:
+        """--download-cache under a regular file (fails as root too): exit 2, no internal error."""
+        (tmp_path / "somefile").write_bytes(b"")
+        root = tmp_path / "somefile" / "sub"
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/a"}])
+        result = invoke(["--files", str(listing), "--download-cache", str(root)])
+        _only_error_line(result, str(root), "cannot be created: Not a directory")
+
+    @needs_root
+    def test_default_root_taken_subprocess(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """A real process whose default root another user made first exits 2 with one line."""
+        root = tmp_path / f"download-pipeline-processor-{os.geteuid()}"
+        root.mkdir()
+        root.chmod(0o777)
+        os.chown(root, FOREIGN_UID, FOREIGN_UID)
+        listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/a", b"a")}])
+        proc = subprocess.run(
+            [str(cli_path), "--files", str(listing)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={
+                **os.environ,
+                "TMPDIR": str(tmp_path),
+                "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "",
+            },
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"Error: download cache {root}: belongs to another user "
+            f"(uid {FOREIGN_UID}, not {os.geteuid()}); refused"
+        ]
+        assert file_server.request_count() == 0
+        assert list(root.iterdir()) == []
+
+
+@pytest.fixture
+def shared_workspace(other_user: pwd.struct_passwd) -> Iterator[Path]:
+    """A folder in the temp dir that the second user owns (tmp_path is root's own, 0700)."""
+    workspace = Path(tempfile.mkdtemp(prefix="dpp-other-"))
+    os.chown(workspace, other_user.pw_uid, other_user.pw_gid)
+    try:
+        yield workspace
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _python_for(user: pwd.struct_passwd, cwd: Path) -> str:
+    """An interpreter of this version that ``user`` can run.
+
+    This one may sit where the user cannot reach it (a venv under /root):
+    then the system's interpreter of the same version, given this
+    environment's import paths.
+    """
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", "pass"],
+            user=user.pw_uid,
+            group=user.pw_gid,
+            extra_groups=[],
+            cwd=cwd,
+            capture_output=True,
+            check=False,
+        )
+        if probe.returncode == 0:
+            return sys.executable
+    except OSError:
+        pass
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    system = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
+    if system is None:
+        pytest.skip(f"no {version} the second user can run")
+    return system
+
+
+RUN_CLI = "from download_pipeline_processor.cli import main; main()"
+
+
+def _run_as(
+    user: pwd.struct_passwd, args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CLI run by ``user`` with this environment's packages."""
+    import download_pipeline_processor
+
+    package_paths = [
+        str(Path(download_pipeline_processor.__file__).parents[1]),
+        sysconfig.get_paths()["purelib"],
+    ]
+    return subprocess.run(
+        [_python_for(user, cwd), "-c", RUN_CLI, *args],
+        user=user.pw_uid,
+        group=user.pw_gid,
+        extra_groups=[],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": os.pathsep.join(package_paths),
+            "HOME": str(cwd),
+            "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "",
+            **(env or {}),
+        },
+    )
+
+
+class TestCacheAsAnotherUser:
+    """Runs by a real second (non-root) account, where permission bits do apply."""
+
+    def test_read_only_root(
+        self, shared_workspace: Path, other_user: pwd.struct_passwd, file_server: FileServer
+    ) -> None:
+        """The user's own read-only --download-cache: exit 2, one line, no request."""
+        listing = write_list(shared_workspace / "l.json", [{"url": file_server.add("/a", b"a")}])
+        root = shared_workspace / "cache"
+        root.mkdir()
+        os.chown(root, other_user.pw_uid, other_user.pw_gid)
+        root.chmod(0o500)
+        proc = _run_as(
+            other_user, ["--files", str(listing), "--download-cache", str(root)], shared_workspace
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [
+            f"Error: download cache {root}: cannot make a folder in it: Permission denied"
+        ]
+        assert file_server.request_count() == 0
+
+    def test_root_of_root_refused(
+        self, tmp_path: Path, shared_workspace: Path, other_user: pwd.struct_passwd
+    ) -> None:
+        """A root folder owned by the superuser is refused to the second user too."""
+        listing = write_list(shared_workspace / "l.json", [{"url": "http://127.0.0.1:9/a"}])
+        root = shared_workspace / "roots"
+        root.mkdir(mode=0o755)
+        proc = _run_as(
+            other_user, ["--files", str(listing), "--download-cache", str(root)], shared_workspace
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "belongs to another user (uid 0" in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+
+    def test_default_root_is_the_users_own(
+        self, shared_workspace: Path, other_user: pwd.struct_passwd, file_server: FileServer
+    ) -> None:
+        """The second user's default root is their own 0700 folder and the run succeeds."""
+        listing = write_list(shared_workspace / "l.json", [{"url": file_server.add("/b", b"b")}])
+        tmp = shared_workspace / "tmp"
+        tmp.mkdir()
+        tmp.chmod(0o1777)
+        proc = _run_as(
+            other_user, ["--files", str(listing)], shared_workspace, env={"TMPDIR": str(tmp)}
+        )
+        assert proc.returncode == 0, proc.stderr
+        root = tmp / f"download-pipeline-processor-{other_user.pw_uid}"
+        info = root.lstat()
+        assert info.st_uid == other_user.pw_uid
+        assert info.st_mode & 0o777 == 0o700
+        assert list(root.iterdir()) == []
+
+
+def _run_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.name.startswith("run-")) if root.exists() else []
+
+
+def _wait_for(condition: Any, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class TestKilledRuns:
+    """What a run killed with SIGKILL leaves is removed by the next run; live runs are kept."""
+
+    @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+    def test_next_run_removes_a_killed_runs_folder(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """A folder left by kill -9 goes at the next run (--debug: bytes freed); live ones stay."""
+        root = tmp_path / "cache"
+        live_list = write_list(
+            tmp_path / "v.json", [{"url": file_server.add("/live.bin", b"v", delay=30)}]
+        )
+        live = _spawn(["--files", str(live_list), "--download-cache", str(root)], cli_path)
+        try:
+            _wait_for(lambda: len(_run_folders(root)) == 1, "the live run's folder")
+            (live_folder,) = _run_folders(root)
+            cut = file_server.add("/cut.bin", b"c" * 100_000, truncate_to=50_000)
+            slow = [file_server.add(f"/slow{i}.bin", b"s" * 10, delay=30) for i in range(3)]
+            killed_list = write_list(
+                tmp_path / "k.json", [{"url": cut}] + [{"url": url} for url in slow]
+            )
+            # The truncated file's .part (50 000 bytes) waits out a long backoff: data to free.
+            killed = _spawn(
+                [
+                    *["--files", str(killed_list), "--download-cache", str(root)],
+                    *["--retry-backoff", "60", "--max-retries", "1", "--download-workers", "4"],
+                ],
+                cli_path,
+            )
+            try:
+                _wait_for(
+                    lambda: any(p.stat().st_size == 50_000 for p in root.rglob("*.part")),
+                    "the killed run's .part file",
+                )
+                (leftover,) = [p for p in _run_folders(root) if p != live_folder]
+            finally:
+                killed.send_signal(signal.SIGKILL)
+                killed.communicate(timeout=20)
+            assert killed.returncode == -signal.SIGKILL
+            assert leftover.is_dir()  # nothing cleaned up after the killed run
+
+            listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/a", b"a")}])
+            result = invoke(["--files", str(listing), "--download-cache", str(root), "--debug"])
+            assert result.exit_code == 0, result.stderr
+            assert not leftover.exists()
+            assert live_folder.is_dir()
+            assert live.poll() is None
+            assert "removed 1 run folder(s)" in result.stderr
+            assert "50000 bytes freed" in result.stderr
+        finally:
+            live.send_signal(signal.SIGKILL)
+            live.communicate(timeout=20)

@@ -1,24 +1,140 @@
-"""The run's private download cache folder."""
+"""The run's private download cache folder.
+
+Safety rules (DESIGN.md): the cache root must be a real folder of the user
+running the tool, writable by nobody else, so no one can swap what is inside
+it; the run's folder in it is made as ``mkdtemp`` makes folders (0700, a fresh
+random name); nothing in it is created through a symbolic link or over an
+existing file.  A lock (flock) held on the run folder for the run's life
+tells later runs which folders belong to runs that are gone.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import posixpath
 import shutil
+import stat
 import struct
 import sys
-import tempfile
+import time
 from pathlib import Path
 from urllib.parse import unquote
 
 from .cache_budget import CacheBudget
+from .errors import CacheError
 from .file_data import FileData
 from .paths import safe_filename
+
+logger = logging.getLogger(__name__)
 
 #: Sub-folders the cache spreads files over, so no one directory gets hot.
 SHARDS = 256
 PART_SUFFIX = ".part"
+#: Run folders are named ``run-<random hex>``; only such folders are ever cleaned up.
+RUN_PREFIX = "run-"
+#: A run folder is made under this prefix, locked, then renamed to ``run-*``.
+STARTING_PREFIX = "new-"
+#: Seconds after which a ``new-*`` folder counts as left by a run killed while
+#: starting: a live run renames its own within microseconds of making it.
+STARTING_GRACE = 60.0
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+#: A cache file is always new: O_EXCL fails on any existing name, a symbolic
+#: link included (O_NOFOLLOW says so explicitly for the last component).
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+_OPEN_FOLDER_FLAGS = os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC
+#: Errors of link() on file systems without hard links.
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK})
+
+
+def _user_id() -> int:
+    return os.geteuid()
+
+
+def create_cache_file(path: str | os.PathLike[str]) -> int:
+    """Create ``path`` anew for writing and return its descriptor.
+
+    Never opens an existing file and never follows a symbolic link.  A name
+    already taken (the ``.part`` file of an earlier attempt at the same file,
+    which a retry starts over) is unlinked first: unlinking removes a link
+    itself, never what it points to.
+    """
+    try:
+        return os.open(path, _CREATE_FLAGS, 0o644)
+    except FileExistsError:
+        os.unlink(path)  # noqa: PTH108 - str or PathLike on purpose
+        return os.open(path, _CREATE_FLAGS, 0o644)
+
+
+def commit_file(part: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Give the complete ``part`` its final name ``target``, which must not exist yet.
+
+    A hard link then an unlink: unlike rename, link fails on an existing name
+    (a link planted there included) instead of replacing it.  On a file system
+    without hard links, a checked rename.
+    """
+    try:
+        os.link(part, target, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target)) from exc
+        os.rename(part, target)  # noqa: PTH104 - str or PathLike on purpose
+        return
+    os.unlink(part)  # noqa: PTH108 - str or PathLike on purpose
+
+
+def _refuse(root: Path, reason: str) -> CacheError:
+    return CacheError(f"download cache {root}: {reason}")
+
+
+def open_cache_root(root: Path) -> int:
+    """Make ``root`` if missing (mode 0700), check it is safe, and return a descriptor of it.
+
+    Raises :class:`CacheError` when it cannot be made or opened, or when it is
+    a symbolic link, not a folder, someone else's, or writable by group or
+    others: any of those would let another user swap what the run puts there.
+    """
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        pass  # a file or a dangling link: the checks below name it
+    except OSError as exc:
+        raise _refuse(root, f"cannot be created: {exc.strerror}") from exc
+    try:
+        descriptor = os.open(root, _OPEN_FOLDER_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or root.is_symlink():
+            raise _refuse(root, "is a symbolic link; refused") from exc
+        if exc.errno == errno.ENOTDIR:
+            raise _refuse(root, "is not a folder") from exc
+        raise _refuse(root, f"cannot be opened: {exc.strerror}") from exc
+    try:
+        _check_root(root, os.fstat(descriptor))
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _check_root(root: Path, info: os.stat_result) -> None:
+    user = _user_id()
+    if info.st_uid != user:
+        raise _refuse(root, f"belongs to another user (uid {info.st_uid}, not {user}); refused")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise _refuse(
+            root,
+            f"is writable by group or others (mode {stat.S_IMODE(info.st_mode):o}); "
+            "refused (chmod go-w it, or choose another folder)",
+        )
+
+
 #: ext2/3/4's "top of a directory hierarchy" flag (``chattr +T``), from linux/fs.h.
 FS_TOPDIR_FL = 0x00020000
 #: Machines whose ioctl numbers use the generic layout (asm-generic/ioctl.h).
@@ -96,6 +212,7 @@ class DownloadCache:
         self._path: Path | None = None
         self._made_shards: set[int] = set()
         self._shard_folders: list[str] = []
+        self._lock: int | None = None
 
     @property
     def path(self) -> Path:
@@ -105,9 +222,20 @@ class DownloadCache:
         return self._path
 
     def open(self) -> Path:
-        """Make the run's folder (and the root, if needed)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        folder = tempfile.mkdtemp(prefix="run-", dir=self.root)
+        """Make the run's folder (and the root, if needed); remove folders of dead runs.
+
+        Raises :class:`CacheError` when the root is unsafe or unusable.
+        """
+        root_fd = open_cache_root(self.root)
+        try:
+            name, self._lock = _make_run_folder(self.root, root_fd)
+            try:
+                remove_abandoned_runs(self.root, root_fd)
+            except OSError:  # housekeeping: it never stops the run
+                logger.debug("could not clean up %s", self.root, exc_info=True)
+        finally:
+            os.close(root_fd)
+        folder = os.path.join(self.root, name)  # noqa: PTH118 - str for the shard paths
         mark_top_directory(folder)
         self._path = Path(folder)
         self._shard_folders = [os.path.join(self._path, f"{shard:02x}") for shard in range(SHARDS)]  # noqa: PTH118
@@ -120,7 +248,7 @@ class DownloadCache:
         shard = sequence % SHARDS
         folder = self._shard_folders[shard]
         if shard not in self._made_shards:
-            os.makedirs(folder, exist_ok=True)  # noqa: PTH103 - str path on purpose
+            _make_shard(folder)
             self._made_shards.add(shard)
         name = safe_filename(file_data.name, fallback="file", max_bytes=120)
         # Keep the URL's extension: processors often dispatch on it.
@@ -136,6 +264,11 @@ class DownloadCache:
     def part_path(target: Path) -> Path:
         """The temporary name a download is written under until it is complete."""
         return Path(f"{target}{PART_SUFFIX}")
+
+    @staticmethod
+    def commit(part: Path, target: Path) -> None:
+        """Rename a complete download to its final name (see :func:`commit_file`)."""
+        commit_file(part, target)
 
     def discard(self, path: Path | None) -> None:
         """Delete a cached file if it is still there, and give its room back."""
@@ -159,5 +292,146 @@ class DownloadCache:
             self._path.rmdir()
         except OSError:  # something is left (a stop, a processor's extra file)
             shutil.rmtree(self._path, ignore_errors=True)
+        finally:
+            # Released only once the folder is gone: no later run may take it
+            # for a dead run's while this one still removes it.
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
         self._path = None
         self._made_shards.clear()
+
+
+def _make_run_folder(root: Path, root_fd: int) -> tuple[str, int | None]:
+    """Make a fresh ``run-*`` folder in the root as mkdtemp would; its name and lock.
+
+    Made relative to the checked root's descriptor, so the folder lands in the
+    very folder that was checked.  It is made as ``new-*``, locked, and only
+    then renamed: a ``run-*`` folder whose lock is free belongs to a run that
+    is gone, never to one that is starting.
+    """
+    for _ in range(100):
+        suffix = os.urandom(6).hex()
+        name, starting = RUN_PREFIX + suffix, STARTING_PREFIX + suffix
+        if _exists(name, root_fd):
+            continue
+        try:
+            os.mkdir(starting, 0o700, dir_fd=root_fd)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _refuse(root, f"cannot make a folder in it: {exc.strerror}") from exc
+        break
+    else:  # pragma: no cover - 100 collisions of 48 random bits
+        raise _refuse(root, "no free run folder name")
+    folder_fd: int | None = None
+    try:
+        folder_fd = os.open(starting, _OPEN_FOLDER_FLAGS, dir_fd=root_fd)
+        # Not locked (a file system without flock): no later run will remove it.
+        locked = _try_lock(folder_fd)
+        os.rename(starting, name, src_dir_fd=root_fd, dst_dir_fd=root_fd)
+    except OSError as exc:
+        if folder_fd is not None:
+            os.close(folder_fd)
+        with contextlib.suppress(OSError):
+            os.rmdir(starting, dir_fd=root_fd)
+        raise _refuse(root, f"cannot make a folder in it: {exc.strerror}") from exc
+    if not locked:
+        os.close(folder_fd)
+        return name, None
+    return name, folder_fd
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _try_lock(descriptor: int) -> bool:
+    """Take the exclusive lock of ``descriptor`` without waiting; False if it is held.
+
+    flock, not a PID file: the kernel drops the lock when its process dies,
+    however it dies, and a reused PID cannot pass for the dead run.  Where
+    flock is refused (some network file systems), False too: a folder whose
+    run cannot be known to be gone is left alone.
+    """
+    import fcntl  # POSIX only
+
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _make_shard(folder: str) -> None:
+    """Make a shard folder; one another worker just made is fine, anything else is not."""
+    try:
+        os.mkdir(folder, 0o700)  # noqa: PTH102 - str path on purpose
+    except FileExistsError:
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != _user_id():
+            raise
+
+
+def remove_abandoned_runs(root: Path, root_fd: int) -> tuple[int, int]:
+    """Remove the run folders in ``root`` whose run is gone; return (folders, bytes) freed.
+
+    A run folder is the user's own ``run-*`` folder (never a link) whose lock
+    no process holds, or a ``new-*`` one (a run killed while starting) older
+    than :data:`STARTING_GRACE`.  Live runs keep theirs; nothing here follows
+    a link.
+    """
+    removed = freed = 0
+    user = _user_id()
+    now = time.time()
+    with os.scandir(root_fd) as entries:
+        candidates = [
+            entry.name
+            for entry in entries
+            if entry.name.startswith((RUN_PREFIX, STARTING_PREFIX))
+            and entry.is_dir(follow_symlinks=False)
+        ]
+    for name in candidates:
+        try:
+            folder_fd = os.open(name, _OPEN_FOLDER_FLAGS, dir_fd=root_fd)
+        except OSError:
+            continue  # gone meanwhile, or turned into something else
+        try:
+            info = os.fstat(folder_fd)
+            if info.st_uid != user:
+                continue
+            if name.startswith(STARTING_PREFIX) and now - info.st_mtime < STARTING_GRACE:
+                continue  # a run may be about to lock it
+            if not _try_lock(folder_fd):
+                continue  # a live run
+            size = _tree_size(folder_fd)
+            # rmtree walks by descriptors and never follows a link (where
+            # shutil.rmtree.avoids_symlink_attacks, as on Linux).
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)  # noqa: PTH118
+            removed += 1
+            freed += size
+        finally:
+            os.close(folder_fd)  # releases the lock, once the folder is gone
+    if removed:
+        logger.debug(
+            "removed %d run folder(s) left in %s by runs that ended without cleaning up: "
+            "%d bytes freed",
+            removed,
+            root,
+            freed,
+        )
+    return removed, freed
+
+
+def _tree_size(folder_fd: int) -> int:
+    """Bytes in the files under an open folder, links not followed."""
+    total = 0
+    for _, _, files, dir_fd in os.fwalk(".", dir_fd=folder_fd, follow_symlinks=False):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
+    return total

@@ -241,8 +241,9 @@ def _graceful_signals(pipeline: ProcessingPipeline) -> Iterator[None]:
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
     # Not default_cache_root(): finding the temp dir writes a test file, on every start.
-    show_default=f"<temp dir>/{DEFAULT_CACHE_FOLDER}",
-    help="Folder for the temporary cache; a private folder is made inside and removed.",
+    show_default=f"<temp dir>/{DEFAULT_CACHE_FOLDER}-<uid>",
+    help="Folder for the temporary cache, the user's own and writable by no one else; "
+    "a private folder is made inside and removed.",
 )
 @click.option(
     "--cache-size",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -175,7 +174,7 @@ class DownloadStage:
                 size = self._attempt(file_data, part, attempt)
             except TransientDownloadError as first:
                 size = self._retry(file_data, part, first)
-            os.replace(part, target)  # noqa: PTH105 - Path.replace builds another Path
+            self.cache.commit(part, target)
         except BaseException:
             self.cache.discard(part)
             raise

@@ -17,6 +17,10 @@ class UsageError(PipelineError):
     """The run cannot start: bad input, options or plugin choice (exit 2)."""
 
 
+class CacheError(UsageError):
+    """The cache root cannot be used, or not safely: a link, someone else's, writable by others."""
+
+
 class InputError(UsageError):
     """The file list is missing, malformed, or holds an invalid entry."""
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import queue
 import threading
 from typing import TYPE_CHECKING, Any
@@ -102,7 +101,7 @@ class RunFeed:
         self._give_back(job)
         file_data = job.file_data
         try:
-            os.replace(job.destination, job.target)  # noqa: PTH105 - Path.replace builds another Path
+            self.stage.cache.commit(job.destination, job.target)
         except OSError as exc:
             self._fail(job, exc)
             return

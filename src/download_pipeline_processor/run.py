@@ -317,9 +317,14 @@ class PipelineRun:
         """Run the stages to the end (or to a stop) and return the exit code."""
         settings = self.settings
         started = time.monotonic()
-        self.cache.open()
         downloader: Downloader | None = None
         post_thread = _thread(self._post_process_worker, "post-process")
+        try:
+            self.cache.open()
+        except BaseException:
+            # An unusable cache root (a CacheError): release the plugins built already.
+            self._shut_down(post_thread, None)
+            raise
         observers = self._register_instance_hooks()
         try:
             downloader = self.downloader_class(settings)

@@ -10,13 +10,20 @@ from typing import Any
 
 from .errors import UsageError
 
+#: The default cache root's name in the temp dir, before ``-<uid>``.
 DEFAULT_CACHE_FOLDER = "download-pipeline-processor"
 PROCESSING_MODES = ("thread", "process")
 
 
 def default_cache_root() -> Path:
-    """The cache's parent folder when ``--download-cache`` is not given."""
-    return Path(tempfile.gettempdir()) / DEFAULT_CACHE_FOLDER
+    """The cache's parent folder when ``--download-cache`` is not given.
+
+    One per user (``<temp dir>/download-pipeline-processor-<uid>``, as tmux
+    names its socket folder): a single shared name in the world-writable temp
+    dir would be the folder of whoever made it first.  The cache checks it is
+    the user's own (see ``cache.open_cache_root``).
+    """
+    return Path(tempfile.gettempdir()) / f"{DEFAULT_CACHE_FOLDER}-{os.geteuid()}"
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,8 @@ class PipelineSettings:
     retry_backoff_max: float = 60.0
     #: Seconds allowed for connecting and for each read, not for a whole file.
     timeout: float = 30.0
-    #: Where the run's private cache folder is made; None uses the system temp dir.
+    #: Where the run's private cache folder is made: a folder of the user's own,
+    #: writable by nobody else.  None: a per-user folder in the system temp dir.
     download_cache: str | os.PathLike[str] | None = None
     #: Use the simulated downloader: no network, placeholder files.
     simulate_downloads: bool = False

@@ -11,6 +11,7 @@ from ..downloader import Downloader
 from ..errors import PipelineInterrupted
 from ..file_data import FileData
 from ..settings import PipelineSettings
+from .sink import open_destination
 
 #: The original tool's variable: set to 1 to make simulated downloads instant.
 NO_SLEEP_ENV = "PIPELINE_NO_SLEEP"
@@ -37,7 +38,7 @@ class SimulatedDownloader(Downloader):
         body = f"simulated download\nid: {file_data.id}\nname: {file_data.name}\n".encode()
         # os-level calls: three syscalls instead of the six of open()'s buffered
         # file object; each one hands the GIL to other workers and back.
-        descriptor = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        descriptor = open_destination(destination)
         try:
             os.write(descriptor, body)
         finally:

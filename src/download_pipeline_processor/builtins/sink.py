@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+from ..cache import create_cache_file
 
 
 def open_destination(destination: Path) -> int:
-    """Create or truncate ``destination`` for writing and return its descriptor."""
-    return os.open(destination, _WRITE_FLAGS, 0o644)
+    """Create ``destination`` anew for writing and return its descriptor.
+
+    Never through a symbolic link, never into an existing file: an earlier
+    attempt's ``.part`` is replaced by a new file (see ``create_cache_file``).
+    """
+    return create_cache_file(destination)
 
 
 def write_all(descriptor: int, data: memoryview) -> None:
