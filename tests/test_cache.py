@@ -208,6 +208,53 @@ class TestPartFiles:
         cache.discard(None)
 
 
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder outside the cache with one file, which nothing may touch."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("keep")
+    return folder
+
+
+class TestDiscard:
+    """discard removes whatever a processor left at its file's path, following no link."""
+
+    @pytest.mark.parametrize(
+        "leave",
+        ["file", "nothing", "empty-folder", "full-folder", "link-to-file", "link-to-folder"],
+    )
+    def test_removes_what_is_there(self, cache: DownloadCache, outside: Path, leave: str) -> None:
+        """A file, a folder with its contents or a link goes, a link's target stays; None back."""
+        target = cache.target_for(0, FileData("https://h/x.bin"))
+        if leave == "file":
+            target.write_bytes(b"x")
+        elif leave == "empty-folder":
+            target.mkdir()
+        elif leave == "full-folder":
+            (target / "sub").mkdir(parents=True)
+            (target / "sub" / "data").write_bytes(b"d")
+            (target / "sub" / "out").symlink_to(outside)
+            (target / "file-out").symlink_to(outside / "keep.txt")
+        elif leave == "link-to-file":
+            target.symlink_to(outside / "keep.txt")
+        elif leave == "link-to-folder":
+            target.symlink_to(outside)
+        assert cache.discard(target) is None
+        assert not target.exists()
+        assert not target.is_symlink()
+        assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
+        assert (outside / "keep.txt").read_text() == "keep"
+
+    def test_failure_is_returned_not_raised(self, cache: DownloadCache, tmp_path: Path) -> None:
+        """A path that cannot be removed gives back the OSError instead of raising it."""
+        a_file = tmp_path / "plain"
+        a_file.write_bytes(b"p")
+        error = cache.discard(a_file / "below-a-file")
+        assert isinstance(error, NotADirectoryError)
+        assert a_file.read_bytes() == b"p"
+
+
 #: Where Linux mounts its tmpfs for shared memory.
 SHM = Path("/dev/shm")  # noqa: S108 - a file system to test against, not a temp file
 

@@ -26,6 +26,7 @@ from download_pipeline_processor.plugins import PluginSource
 from download_pipeline_processor.testing import FileServer, leftover_files, make_plugin_manager
 
 REPO = Path(__file__).resolve().parents[1]
+PLUGIN_MODULES = Path(__file__).resolve().parent / "plugin_modules"
 
 
 def invoke(args: list[str], manager: Any = None, env: dict[str, str] | None = None) -> Result:
@@ -552,6 +553,8 @@ class TestCacheSizeOption:
         assert lines[0].startswith("Error: --cache-size: ")
         assert problem in lines[0]
         assert "Traceback" not in result.stderr
+
+
 #: A uid no account needs to have: chown takes any number (see tests/test_cache.py).
 FOREIGN_UID = 54321
 
@@ -833,3 +836,66 @@ class TestKilledRuns:
         finally:
             live.send_signal(signal.SIGKILL)
             live.communicate(timeout=20)
+
+
+class TestLeakedThreads:
+    """A plugin's leftover threads cannot keep the finished command alive."""
+
+    @pytest.mark.parametrize("failing", [False, True])
+    def test_non_daemon_thread_left_by_a_processor(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path, failing: bool
+    ) -> None:
+        """The CLI exits with its code, output flushed, and one warning naming the thread."""
+        entries = [{"id": str(i), "url": file_server.add(f"/l{i}", b"l" * i)} for i in range(3)]
+        if failing:
+            entries.append({"id": "gone", "url": file_server.url("/gone")})
+        listing = write_list(tmp_path / "l.json", entries)
+        python_path = os.pathsep.join(
+            [str(PLUGIN_MODULES), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        env = {
+            **os.environ,
+            "PYTHONPATH": python_path,
+            "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "",
+        }
+        args = ["--files", str(listing), "--processor", "faulty_plugins:LeakyProcessor"]
+        args += ["--post-processor", "jsonl", "--download-cache", str(tmp_path / "cache")]
+        proc = subprocess.Popen(
+            [str(cli_path), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # the process this test started, by its handle
+            proc.communicate()
+            pytest.fail("the CLI was still running 60 s after it was started")
+        assert proc.returncode == (1 if failing else 0), err
+        # Written to a pipe, so block-buffered: all of it arrived only if it was flushed.
+        assert sorted(json.loads(line)["id"] for line in out.splitlines()) == sorted(
+            entry["id"] for entry in entries
+        )
+        warnings = [line for line in err.splitlines() if "still running" in line]
+        assert len(warnings) == 1, err
+        assert "leaked-by-plugin" in warnings[0]
+        assert "Traceback" not in err
+        assert f"{len(entries)} files: 3 succeeded" in err
+
+    def test_no_warning_without_leaked_threads(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """A run whose plugins leave no thread behind says nothing about threads."""
+        listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/n.bin", b"n")}])
+        proc = subprocess.run(
+            [str(cli_path), "--files", str(listing), "--processing-mode", "process"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""},
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "still running" not in proc.stderr

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import threading
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import pytest
@@ -19,7 +21,10 @@ from download_pipeline_processor import (
     affinity,
     hookimpl,
 )
+from download_pipeline_processor.cache import DownloadCache
 from download_pipeline_processor.errors import PipelineInterrupted, PluginOptionError
+from download_pipeline_processor.plugins import PluginSource
+from download_pipeline_processor.registry import DOWNLOADER, PluginRegistry
 from download_pipeline_processor.testing import (
     CollectingPostProcessor,
     FileServer,
@@ -662,3 +667,302 @@ class TestInputChangingMidRun:
         assert pipeline.run(CheckedEntries(entries(), 10)) == 1
         assert sorted(fd.id for _, fd in collector.outcomes) == ["0", "1", "2"]
         assert leftover_files(cache_root) == []
+
+
+PLUGIN_MODULES = Path(__file__).resolve().parent / "plugin_modules"
+
+
+@pytest.fixture
+def faulty(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """The misbehaving processors, importable by name here and in worker processes."""
+    # Worker processes of process mode start with this process's sys.path.
+    monkeypatch.syspath_prepend(str(PLUGIN_MODULES))
+    return importlib.import_module("faulty_plugins")
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder outside the cache, which links planted in the cache point into."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("must survive")
+    return folder
+
+
+def _fault_files(server: FileServer) -> list[dict[str, Any]]:
+    good = [{"id": f"ok{i}", "url": server.add(f"/ok{i}.bin", _body(i, 100))} for i in range(4)]
+    bad = [{"id": f"bad{i}", "url": server.add(f"/bad{i}.bin", _body(i, 50))} for i in range(2)]
+    return good + bad
+
+
+def _run_bounded(pipeline: ProcessingPipeline, files: list[dict[str, Any]]) -> int:
+    """Run ``pipeline``, failing the test (instead of hanging it) if the run never ends."""
+    codes: list[int] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            codes.append(pipeline.run(files))
+        except BaseException as exc:  # handed to the test below
+            errors.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(30)
+    if runner.is_alive():
+        pipeline.stop()
+        runner.join(5)
+        pytest.fail("the run did not finish")
+    if errors:
+        raise errors[0]
+    return codes[0]
+
+
+def _assert_clean_end(
+    collector: CollectingPostProcessor, files: list[dict[str, Any]], cache_root: Path
+) -> None:
+    """Every file reported exactly once, and nothing at all left in the cache root."""
+    ids = [fd.id for _, fd in collector.outcomes]
+    assert sorted(ids) == sorted(entry["id"] for entry in files)
+    assert list(cache_root.iterdir()) == []
+
+
+# A pipeline thread that dies of an exception is the failure these tests exist for.
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+class TestPluginFaults:
+    """Whatever plugin code or clean-up does, the run finishes and reports every file once."""
+
+    @pytest.mark.parametrize("mode", ["thread", "process"])
+    @pytest.mark.parametrize(
+        "action",
+        [
+            "raise-base-exception",
+            "raise-system-exit",
+            "close-raises",
+            "replace-with-folder",
+            "replace-with-full-folder",
+            "replace-with-link-to-file",
+            "replace-with-link-to-folder",
+            "delete",
+            "move-out",
+        ],
+    )
+    def test_processor_fault_touches_its_file_only(
+        self,
+        *,
+        faulty: ModuleType,
+        outside: Path,
+        file_server: FileServer,
+        cache_root: Path,
+        capfd: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture,
+        mode: str,
+        action: str,
+    ) -> None:
+        """A processor that raises or does anything to its file fails or passes that file alone."""
+        files = _fault_files(file_server)
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            faulty.FaultyProcessor,
+            collector,
+            processor_options={"action": action, "outside": str(outside)},
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+            processing_mode=mode,
+            processing_limit=2,
+            download_queue_size=2,
+        )
+        code = _run_bounded(pipeline, files)
+        raises = action.startswith("raise-")
+        assert code == (1 if raises else 0)
+        _assert_clean_end(collector, files, cache_root)
+        failed = {fd.id: fd.error for _, fd in collector.outcomes if fd.error}
+        if raises:
+            assert set(failed) == {"bad0", "bad1"}
+            assert {error.stage for error in failed.values()} == {"process"}
+        else:
+            assert failed == {}
+        # Links planted in the cache were removed, never followed.
+        assert (outside / "keep.txt").read_text() == "must survive"
+        # A failing close() is logged in the run's log in both modes, not as a
+        # worker process's traceback on stderr.
+        assert "Traceback" not in capfd.readouterr().err
+        closing = [r.getMessage() for r in caplog.records if "close() failed" in r.getMessage()]
+        if action == "close-raises":
+            assert closing == ["processor close() failed: PluginBug: close bug"] * 2
+        else:
+            assert closing == []
+
+    @pytest.mark.parametrize("mode", ["thread", "process"])
+    @pytest.mark.parametrize("how", ["returns-error", "raises"])
+    def test_failed_clean_up_fails_that_file(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        file_server: FileServer,
+        cache_root: Path,
+        mode: str,
+        how: str,
+    ) -> None:
+        """A cached file that cannot be removed fails that file; the cache still goes at the end."""
+        original = DownloadCache.discard
+
+        # Root removes any file it owns, so a real unlink failure cannot be staged here.
+        def discard(cache: DownloadCache, path: Path | None) -> OSError | None:
+            if path is not None and "-bad" in path.name:
+                error = PermissionError(13, "Permission denied", str(path))
+                if how == "raises":
+                    raise error
+                return error
+            return original(cache, path)
+
+        monkeypatch.setattr(DownloadCache, "discard", discard)
+        files = _fault_files(file_server)
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            "checksum",
+            collector,
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+            processing_mode=mode,
+            processing_limit=2,
+        )
+        assert _run_bounded(pipeline, files) == 1
+        _assert_clean_end(collector, files, cache_root)
+        failed = {fd.id: fd.error for _, fd in collector.outcomes if fd.error}
+        assert set(failed) == {"bad0", "bad1"}
+        assert all(error.stage == "process" for error in failed.values())
+        assert all(isinstance(error.error, PermissionError) for error in failed.values())
+
+    @pytest.mark.parametrize("where", ["post_process", "close"])
+    def test_post_processor_fault(
+        self, file_server: FileServer, cache_root: Path, where: str
+    ) -> None:
+        """A post-processor raising a BaseException fails that file; close() raising, none."""
+
+        class Faulty(CollectingPostProcessor):
+            def post_process(self, result: Any, file_data: FileData) -> None:
+                super().post_process(result, file_data)
+                if where == "post_process" and file_data.id.startswith("bad"):
+                    raise _PluginBug("post-processor bug")
+
+            def close(self) -> None:
+                if where == "close":
+                    raise _PluginBug("close bug")
+
+        files = _fault_files(file_server)
+        collector = Faulty()
+        pipeline = ProcessingPipeline(
+            "checksum", collector, plugin_manager=make_plugin_manager(), download_cache=cache_root
+        )
+        code = _run_bounded(pipeline, files)
+        _assert_clean_end(collector, files, cache_root)
+        failed = {fd.id: fd.error for _, fd in collector.outcomes if fd.error}
+        if where == "post_process":
+            assert code == 1
+            assert set(failed) == {"bad0", "bad1"}
+            assert all(error.stage == "post_process" for error in failed.values())
+        else:
+            assert code == 0
+            assert failed == {}
+
+    @pytest.mark.parametrize("hook", ["pipeline_started", "file_finished", "pipeline_finished"])
+    def test_observer_raising_base_exception(
+        self, file_server: FileServer, cache_root: Path, hook: str
+    ) -> None:
+        """An observer hook raising a BaseException subclass changes nothing in the run."""
+
+        class Observer:
+            __name__ = "faulty-observer"
+
+        def raiser(**_kwargs: Any) -> None:
+            raise _PluginBug(f"{hook} bug")
+
+        # One hook per case, with the signature pluggy checks against the spec.
+        implementations = {
+            "pipeline_started": lambda settings: raiser(),
+            "file_finished": lambda file_data: raiser(),
+            "pipeline_finished": lambda summary: raiser(),
+        }
+        setattr(Observer, hook, staticmethod(hookimpl(implementations[hook])))
+        files = _fault_files(file_server)
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            "checksum",
+            collector,
+            plugin_manager=make_plugin_manager(Observer()),
+            download_cache=cache_root,
+        )
+        assert _run_bounded(pipeline, files) == 0
+        _assert_clean_end(collector, files, cache_root)
+
+    @pytest.mark.parametrize("downloader", ["requests", "fast"])
+    def test_downloader_close_raising(
+        self, file_server: FileServer, cache_root: Path, downloader: str
+    ) -> None:
+        """A downloader whose close() raises still leaves an empty cache and the run's exit code."""
+        manager = make_plugin_manager()
+        base = PluginRegistry(manager).resolve(DOWNLOADER, downloader)
+
+        class ClosingBadly(base):  # type: ignore[misc, valid-type]
+            def close(self) -> None:
+                super().close()
+                raise _PluginBug("downloader close bug")
+
+        class Plugin:
+            __name__ = "closing-badly"
+
+            @hookimpl
+            def register_downloaders(self, register: Any) -> None:
+                register("closing-badly", ClosingBadly)
+
+        manager.register_source(Plugin(), PluginSource("closing-badly", "test", "0"))
+        files = _fault_files(file_server)
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            "checksum",
+            collector,
+            plugin_manager=manager,
+            download_cache=cache_root,
+            downloader="closing-badly",
+        )
+        assert _run_bounded(pipeline, files) == 0
+        _assert_clean_end(collector, files, cache_root)
+
+    def test_stop_while_a_folder_stands_in_for_the_file(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """A file abandoned at a stop after its processor made a folder of it is removed too."""
+        started = threading.Event()
+        release = threading.Event()
+
+        class FolderThenStuck(BaseProcessor):
+            def process(self, file_data: FileData) -> Any:
+                assert file_data.local_path is not None
+                file_data.local_path.unlink()
+                (file_data.local_path / "inner").mkdir(parents=True)
+                started.set()
+                release.wait(30)
+                return None
+
+        files = [{"id": "only", "url": file_server.add("/only.bin", b"o")}]
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            FolderThenStuck,
+            collector,
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+            processing_limit=1,
+            stop_grace=0.2,
+        )
+        threading.Timer(0, lambda: started.wait(10) and pipeline.stop()).start()
+        try:
+            assert _run_bounded(pipeline, files) == 130
+        finally:
+            release.set()
+        _assert_clean_end(collector, files, cache_root)
+        ((_, file_data),) = collector.outcomes
+        assert isinstance(file_data.error.error, PipelineInterrupted)  # type: ignore[union-attr]
+
+
+class _PluginBug(BaseException):
+    """A plugin's own BaseException subclass, which ``except Exception`` lets through."""

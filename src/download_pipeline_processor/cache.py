@@ -270,14 +270,22 @@ class DownloadCache:
         """Rename a complete download to its final name (see :func:`commit_file`)."""
         commit_file(part, target)
 
-    def discard(self, path: Path | None) -> None:
-        """Delete a cached file if it is still there, and give its room back."""
-        if path is not None:
-            try:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            finally:
-                self.budget.release(str(path))
+    def discard(self, path: Path | None) -> OSError | None:
+        """Remove whatever is at ``path`` and give its room back; the error if something is left.
+
+        A processor may have deleted or moved its file, or put a link or a
+        folder in its place.  A link is removed itself, never followed; a
+        folder goes with everything in it, links inside removed, not followed.
+        Never raises :class:`OSError`: clean-up must not end a pipeline thread.
+        What is left goes with the run's folder in :meth:`close`, so its room
+        is given back either way: a download waiting for it would wait until then.
+        """
+        if path is None:
+            return None
+        try:
+            return _remove(path)
+        finally:
+            self.budget.release(str(path))
 
     def close(self) -> None:
         """Remove the run's folder and everything left in it."""
@@ -435,3 +443,24 @@ def _tree_size(folder_fd: int) -> int:
             with contextlib.suppress(OSError):
                 total += os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
     return total
+
+
+def _remove(path: Path) -> OSError | None:
+    """Remove the file, link or folder at ``path``, following no link; the error if any."""
+    try:
+        path.unlink()  # a file or a link: unlink never follows a link
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        try:
+            # EISDIR on Linux, EPERM elsewhere: lstat says whether a folder is there.
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                return exc
+            # Removes links inside without following them (and, where the
+            # platform allows, without a race that would make it follow one).
+            shutil.rmtree(path)
+        except FileNotFoundError:
+            return None
+        except OSError as rmtree_exc:
+            return rmtree_exc
+    return None

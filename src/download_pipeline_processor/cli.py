@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -177,7 +179,56 @@ def _graceful_signals(pipeline: ProcessingPipeline) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _leftover_threads() -> list[threading.Thread]:
+    """Threads that would keep the interpreter from exiting: alive, not daemon, not this one."""
+    current = threading.current_thread()
+    return [
+        thread
+        for thread in threading.enumerate()
+        if thread is not current and not thread.daemon and thread.is_alive()
+    ]
+
+
+def _exit_despite_leftover_threads(code: object) -> None:
+    """End the process with ``code`` now if a plugin's threads would keep it alive forever.
+
+    Everything of the run is finished and closed by then; Python would wait for
+    every non-daemon thread before exiting, and one that never ends would hang
+    the command after its summary.
+    """
+    leftover = _leftover_threads()
+    if not leftover:
+        return
+    logger.warning(
+        "a plugin left %d thread(s) still running (%s); exiting without waiting for them",
+        len(leftover),
+        ", ".join(sorted(thread.name for thread in leftover)),
+    )
+    logging.shutdown()  # flushes every handler, the --log-file one included
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream: nothing to save
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+
+
+class _Command(click.Group):
+    """The top command; run as the process's own program, it also ends the process."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        own_command_line = kwargs.get("args", args[0] if args else None) is None
+        if not own_command_line:
+            # Called with arguments (click's test runner, a script): the caller
+            # owns the process and its threads.
+            return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exc:
+            _exit_despite_leftover_threads(exc.code)
+            raise
+
+
 @click.group(
+    cls=_Command,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
 )

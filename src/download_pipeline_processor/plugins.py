@@ -124,7 +124,9 @@ def notify_observers(manager: pluggy.PluginManager, hook_name: str, **kwargs: ob
     """Call every implementation of a lifecycle hook; one that raises is logged, not fatal.
 
     Implementations are called one by one (not through pluggy's single call) so
-    that a failing observer cannot keep the others from running.
+    that a failing observer cannot keep the others from running.  Whatever one
+    raises, ``SystemExit`` included, stays here: hooks run on pipeline threads
+    that must live to the end of the run.
     """
     caller = getattr(manager.hook, hook_name)
     for impl in reversed(caller.get_hookimpls()):
@@ -132,7 +134,7 @@ def notify_observers(manager: pluggy.PluginManager, hook_name: str, **kwargs: ob
             continue
         try:
             impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-        except Exception:
+        except BaseException:  # a plugin's SystemExit or own BaseException too
             logger.warning(
                 "plugin %r failed in %s; ignored",
                 manager.get_name(impl.plugin),

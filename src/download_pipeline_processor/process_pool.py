@@ -73,7 +73,13 @@ def _serve(connection: Connection, processor_class: type, options: Mapping[str, 
             except Exception as exc:  # noqa: BLE001 - an unpicklable result fails that file
                 connection.send(("error", WorkerProcessError(f"result cannot be sent back: {exc}")))
     finally:
-        processor.close()
+        try:
+            processor.close()
+        except BaseException as exc:  # noqa: BLE001 - the parent logs it, as in thread mode
+            # The parent waits for this after telling the worker to stop; if it
+            # is gone, nobody is left to tell.
+            with contextlib.suppress(Exception):
+                connection.send(("close-error", _portable(exc)))
 
 
 class ProcessProcessor(BaseProcessor):
@@ -146,12 +152,28 @@ class ProcessProcessor(BaseProcessor):
         return payload
 
     def close(self) -> None:
+        """Stop the worker; raise what the real processor's ``close()`` raised, if anything."""
+        error: BaseException | None = None
         if self._process.is_alive():
             with contextlib.suppress(OSError):
                 self._connection.send(None)
+                error = self._close_error()
             self._process.join(EXIT_TIMEOUT)
         self.terminate()
         self._connection.close()
+        if error is not None:
+            raise error
+
+    def _close_error(self) -> BaseException | None:
+        """What the worker reports of its processor's ``close()``: the error, or None (EOF)."""
+        # The worker's end closes when it exits, so a clean exit ends the wait at once.
+        if not self._connection.poll(EXIT_TIMEOUT):
+            return None
+        try:
+            kind, payload = self._connection.recv()
+        except EOFError:
+            return None
+        return payload if kind == "close-error" else None
 
     def terminate(self) -> None:
         """Stop the worker at once (it is ours: we started it and know its PID)."""

@@ -35,6 +35,8 @@ from .plugins import has_observers, notify_observers
 from .summary import RunSummary
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .pipeline import ProcessingPipeline
 
 logger = logging.getLogger(__name__)
@@ -224,14 +226,14 @@ class PipelineRun:
                     result = processor.process(file_data)
                 except BaseException as exc:  # noqa: BLE001 - a processor failure fails the file
                     file_data.fail("process", exc)
-                finally:
-                    self.cache.discard(file_data.local_path)
+                # Whatever the processor left at its file's path, only that file fails of it.
+                left = self._discard(file_data.local_path)
+                if left is not None and file_data.error is None:
+                    file_data.fail("process", left)
+                    result = None
                 self._finish(sequence, file_data, result)
         finally:
-            try:
-                processor.close()
-            except Exception:
-                logger.warning("processor close() failed", exc_info=True)
+            _call_plugin(processor.close, "processor close() failed")
 
     def _post_process_worker(self) -> None:
         self._pin()
@@ -261,7 +263,7 @@ class PipelineRun:
             if owned:
                 self.handoffs += 1
         if not owned:
-            self.cache.discard(file_data.local_path)
+            self._discard(file_data.local_path)
             return
         # Not under the lock: a full queue would stall every worker behind it.
         try:
@@ -271,6 +273,17 @@ class PipelineRun:
                 self.handoffs -= 1
                 if not self.handoffs:
                     self.handoffs_done.notify_all()
+
+    def _discard(self, path: Path | None) -> Exception | None:
+        """Remove a cached file (see :meth:`DownloadCache.discard`); the error if any is left."""
+        try:
+            error: Exception | None = self.cache.discard(path)
+        except Exception as exc:  # noqa: BLE001 - clean-up must never end a pipeline thread
+            error = exc
+        if error is not None:
+            # What is left goes with the run's folder at the end.
+            logger.warning("could not remove %s from the cache: %s", path, error)
+        return error
 
     def _put(self, target: queue.Queue[Any], item: Any) -> bool:
         """Put ``item`` on a bounded queue, giving up (False) once the run is stopping."""
@@ -308,7 +321,7 @@ class PipelineRun:
         for _, file_data in abandoned:
             stage = "download" if file_data.local_path is None else "process"
             file_data.fail(stage, PipelineInterrupted("run stopped before this file finished"))
-            self.cache.discard(file_data.local_path)
+            self._discard(file_data.local_path)
             self.finished.put((file_data, None))
 
     # -- orchestration ------------------------------------------------------------
@@ -373,12 +386,9 @@ class PipelineRun:
             self.finished.put(_DONE)
             post_thread.join()
         for post_processor in self.pipeline.post_processors:
-            try:
-                post_processor.close()
-            except Exception:
-                logger.warning("post-processor close() failed", exc_info=True)
+            _call_plugin(post_processor.close, "post-processor close() failed")
         if downloader is not None:
-            downloader.close()
+            _call_plugin(downloader.close, "downloader close() failed")
         # Workers of processing threads abandoned at a stop may still be busy.
         terminate_workers(self.processors)
         self.cache.close()
@@ -440,6 +450,20 @@ def terminate_workers(processors: list[BaseProcessor]) -> None:
     for processor in processors:
         if isinstance(processor, pool.ProcessProcessor):
             processor.terminate()
+
+
+def _call_plugin(function: Callable[[], object], failure: str) -> None:
+    """Call a plugin's clean-up; whatever it raises is logged, never passed on."""
+    try:
+        function()
+    except BaseException as exc:  # a plugin's SystemExit or own BaseException too
+        logger.warning(
+            "%s: %s: %s",
+            failure,
+            type(exc).__name__,
+            exc,
+            exc_info=logger.isEnabledFor(logging.DEBUG),
+        )
 
 
 def _thread(target: Callable[..., None], name: str, *args: Any) -> threading.Thread:
