@@ -358,7 +358,7 @@ class TestRetries:
         error = download_error(make_stage(timeout=0.2, max_retries=1), url)
         elapsed = time.monotonic() - start
         assert isinstance(error, TransientDownloadError)
-        assert "Timeout" in str(error)
+        assert str(error) == "timed out"  # the same words on every downloader
         assert server.request_count("/slow.bin") == 2
         assert elapsed < 1.0
 
@@ -367,7 +367,7 @@ class TestRetries:
         url = f"http://127.0.0.1:{closed_port()}/x.bin"
         error = download_error(make_stage(max_retries=1), url)
         assert isinstance(error, TransientDownloadError)
-        assert "Connection" in str(error)  # ConnectionError, NewConnectionError or ...Refused
+        assert str(error) == "connection refused"  # the same words on every downloader
 
 
 def serve_loopback(
@@ -751,7 +751,8 @@ class TestTls:
         url = tls_server.add(path, b"never")
         error = download_error(make_stage(max_retries=3), url)
         assert isinstance(error, PermanentDownloadError)
-        assert "CERTIFICATE_VERIFY_FAILED" in str(error)
+        # The same words on every downloader.
+        assert str(error).startswith("TLS certificate check failed: CERTIFICATE_VERIFY_FAILED: ")
         assert tls_server.request_count(path) == 0
         assert cached_files(cache) == []
 
@@ -895,10 +896,10 @@ class TestSecretsStayOut:
 
     @pytest.mark.parametrize("query", ["token=SECRET", "token=my%20SECRET", "token=SECRET\u00e9"])
     def test_connection_error_message(self, make_stage: StageFactory, query: str) -> None:
-        """A connection error, whose text quotes the URL as requests re-quoted it, is scrubbed."""
+        """A connection error, which requests words with the URL re-quoted, shows no secret."""
         url = f"http://user:secret@127.0.0.1:{closed_port()}/x?{query}"
         message = str(download_error(make_stage(max_retries=0), url))
-        assert "/x?REDACTED" in message
+        assert message == "connection refused"
         assert "SECRET" not in message
         assert "secret" not in message
 

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 from ..affinity import Widening, widened_for
 from ..errors import (
     DownloadError,
-    PermanentDownloadError,
     PipelineInterrupted,
     TransientDownloadError,
 )
@@ -51,9 +50,11 @@ from .http1 import (
 )
 from .http_rules import (
     REDIRECT_STATUSES,
+    certificate_error,
     check_status,
     describe,
     keeps_credentials,
+    network_error,
     redirect_target,
     too_many_redirects,
     truncated,
@@ -356,10 +357,12 @@ def translate(error: BaseException, *urls: str) -> BaseException:
     if isinstance(error, _Truncated):
         return error.reported()
     if isinstance(error, _HandshakeFailed):
-        return PermanentDownloadError(describe(error.args[0], *urls))
-    if isinstance(error, BlockingIOError):  # a kernel timeout ran out
-        return TransientDownloadError(describe(TimeoutError("timed out"), *urls))
-    if isinstance(error, (OSError, ProtocolError)):
+        return certificate_error(error.args[0])
+    if isinstance(error, OSError):
+        # A BlockingIOError is a kernel timeout (SO_RCVTIMEO) that ran out.
+        timed_out = isinstance(error, BlockingIOError)
+        return network_error(TimeoutError("timed out") if timed_out else error, *urls)
+    if isinstance(error, ProtocolError):
         return TransientDownloadError(describe(error, *urls))
     return error
 

@@ -9,6 +9,7 @@ answer.  Nothing here imports a transport library.
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from urllib.parse import urljoin, urlsplit
 
@@ -186,24 +187,74 @@ def check_status(status: int, reason: str, retry_after: str | None) -> None:
     raise PermanentDownloadError(text)
 
 
+def _chain(error: BaseException) -> list[BaseException]:
+    """``error`` and every exception it wraps: causes, contexts, arguments, ``reason``."""
+    seen: set[int] = set()
+    found: list[BaseException] = []
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        found.append(current)
+        # urllib3's MaxRetryError keeps what went wrong in ``reason``.
+        pending += [current.__cause__, current.__context__, *current.args]
+        pending.append(getattr(current, "reason", None))
+    return found
+
+
 def is_certificate_error(error: BaseException) -> bool:
     """Whether ``error`` is, or wraps, a failed certificate check (never worth a retry).
 
     Other TLS failures (a handshake cut off by a busy balancer) are transient.
     """
-    seen: set[int] = set()
-    pending: list[object] = [error]
-    while pending:
-        current = pending.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if "CERTIFICATE_VERIFY_FAILED" in str(current) or type(current).__name__ == (
-            "SSLCertVerificationError"
+    return any(
+        "CERTIFICATE_VERIFY_FAILED" in str(current)
+        or type(current).__name__ == "SSLCertVerificationError"
+        for current in _chain(error)
+    )
+
+
+def certificate_error(error: BaseException) -> PermanentDownloadError:
+    """The error of a failed certificate check, worded the same by every downloader."""
+    for current in _chain(error):
+        reason = getattr(current, "verify_message", None)  # ssl.SSLCertVerificationError
+        if isinstance(reason, str) and reason:
+            return PermanentDownloadError(
+                f"TLS certificate check failed: CERTIFICATE_VERIFY_FAILED: {reason}"
+            )
+    return PermanentDownloadError("TLS certificate check failed: CERTIFICATE_VERIFY_FAILED")
+
+
+def network_error(
+    error: BaseException, *urls: str
+) -> PermanentDownloadError | TransientDownloadError:
+    """The download error a failed connect, send or receive is reported as.
+
+    The common failures read the same on every downloader, whatever library
+    raised them and however deeply it wrapped the cause: ``timed out``,
+    ``connection refused``, ``host name lookup failed: ...``, and a failed
+    certificate check (permanent).  Anything else is transient and described
+    as the library said it, without the secrets of ``urls`` (every hop).
+    """
+    if is_certificate_error(error):
+        return certificate_error(error)
+    chain = _chain(error)
+    for current in chain:
+        if isinstance(current, socket.gaierror):
+            return TransientDownloadError(f"host name lookup failed: {current.strerror}")
+    for current in chain:
+        if isinstance(current, ConnectionRefusedError):
+            return TransientDownloadError("connection refused")
+    for current in chain:
+        # socket.timeout (an alias of TimeoutError from Python 3.10), and the
+        # timeouts urllib3 and requests wrap it in.
+        if isinstance(current, (TimeoutError, socket.timeout)) or type(current).__name__.endswith(
+            ("TimeoutError", "Timeout")
         ):
-            return True
-        pending += [current.__cause__, current.__context__, *current.args]
-    return False
+            return TransientDownloadError("timed out")
+    return TransientDownloadError(describe(error, *urls))
 
 
 def describe(error: BaseException, *urls: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import urllib3
-from urllib3.exceptions import HTTPError, InvalidHeader, SSLError
+from urllib3.exceptions import HTTPError, InvalidHeader
 
 from ..affinity import widened_for
 from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
@@ -28,8 +28,8 @@ from .http_rules import (
     check_status,
     describe,
     invalid_content_length,
-    is_certificate_error,
     keeps_credentials,
+    network_error,
     redirect_target,
     too_many_redirects,
     truncated,
@@ -174,9 +174,7 @@ class PooledTransport:
             except HTTPError as exc:
                 if isinstance(exc, InvalidHeader) and (refused := framing_error(exc)):
                     raise refused from exc
-                if isinstance(exc, SSLError) and is_certificate_error(exc):
-                    raise PermanentDownloadError(describe(exc, *hops)) from exc
-                raise TransientDownloadError(describe(exc, *hops)) from exc
+                raise network_error(exc, *hops) from exc
             status = response.status
             if status in REDIRECT_STATUSES and response.headers.get("Location"):
                 response.drain_conn()

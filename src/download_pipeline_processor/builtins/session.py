@@ -13,11 +13,11 @@ from pathlib import Path
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..errors import PermanentDownloadError, TransientDownloadError
+from ..errors import PermanentDownloadError
 from .http_rules import (
     check_status,
     describe,
-    is_certificate_error,
+    network_error,
     not_http_redirect,
     redirect_target,
     too_many_redirects,
@@ -95,13 +95,8 @@ class SessionTransport:
             if refused is None:
                 raise PermanentDownloadError(describe(exc, *hops)) from exc
             raise refused from exc
-        except requests.exceptions.SSLError as exc:
-            # A certificate that fails verification fails again: as in the other transports.
-            if is_certificate_error(exc):
-                raise PermanentDownloadError(describe(exc, *hops)) from exc
-            raise TransientDownloadError(describe(exc, *hops)) from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientDownloadError(describe(exc, *hops)) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:  # SSLError among them
+            raise network_error(exc, *hops) from exc
         with response:
             check_status(
                 response.status_code, response.reason or "", response.headers.get("Retry-After")
