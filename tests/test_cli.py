@@ -8,6 +8,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -74,6 +75,12 @@ class TestBadInput:
             ('[{"url": 5}]', "entry 0: field 'url' must be a string, got a number"),
             ('[{"url": "ftp://host/a"}]', "entry 0: field 'url' has unsupported scheme 'ftp'"),
             ('[{"url": "file:///etc/passwd"}]', "unsupported scheme 'file'"),
+            (
+                '[{"url": "http://h/a\\r\\nX-Injected: 1"}]',
+                "entry 0: field 'url' contains a control character (U+000D) at position 10",
+            ),
+            ('[{"url": "http://h/a b"}]', "entry 0: field 'url' contains a space at position 10"),
+            ('[{"url": "http://bad\\u200d.example/"}]', "entry 0: field 'url' has an invalid host"),
         ],
     )
     def test_bad_file_list(
@@ -335,6 +342,63 @@ class TestRuns:
         everything = result.output + result.stderr + log_file.read_text()
         assert "503" in everything
         for secret in ("SECRET123", "hunter2", "alice"):
+            assert secret not in everything
+
+    @pytest.mark.parametrize(
+        ("downloader", "netrc"),
+        [("requests", True), ("requests", False), ("fast", False)],
+        ids=["requests-session", "requests-pooled", "fast"],
+    )
+    def test_redirect_target_secrets_never_reported(
+        self, tmp_path: Path, file_server: FileServer, downloader: str, netrc: bool
+    ) -> None:
+        """A redirect target's query string reaches neither stderr, the log, jsonl nor sqlite."""
+        import sqlite3
+
+        import dpp_sqlite.plugin
+
+        with socket.socket() as sock:  # a port nothing listens on once released
+            sock.bind(("127.0.0.1", 0))
+            closed = sock.getsockname()[1]
+        hop = f"http://127.0.0.1:{closed}/z?sig=HOPSECRET"
+        url = file_server.add(f"/hop-{downloader}-{netrc}", statuses=(302,), redirect_to=hop)
+        listing = write_list(tmp_path / "l.json", [{"url": url + "?token=FIRSTSECRET"}])
+        report, database, log_file = tmp_path / "r.jsonl", tmp_path / "r.db", tmp_path / "run.log"
+        # An empty .netrc sends the requests downloader through a requests.Session.
+        (tmp_path / "netrc").write_text("")
+        netrc_path = tmp_path / ("netrc" if netrc else "no-such-netrc")
+        result = invoke(
+            [
+                "--files",
+                str(listing),
+                "--downloader",
+                downloader,
+                "--post-processor",
+                "jsonl",
+                "--post-processor",
+                "sqlite",
+                "--post-processor-option",
+                f"jsonl.path={report}",
+                "--post-processor-option",
+                f"sqlite.db={database}",
+                "--max-retries",
+                "1",
+                "--retry-backoff",
+                "0",
+                "--log-file",
+                str(log_file),
+                "--debug",
+            ],
+            manager=make_plugin_manager(dpp_sqlite.plugin),
+            env={"NETRC": str(netrc_path)},
+        )
+        assert result.exit_code == 1, result.stderr
+        with sqlite3.connect(database) as connection:
+            rows = connection.execute("SELECT * FROM files").fetchall()
+        stored = report.read_text() + repr(rows)
+        assert "Connection refused" in stored or "refused" in stored.lower()
+        everything = result.output + result.stderr + log_file.read_text() + stored
+        for secret in ("HOPSECRET", "FIRSTSECRET"):
             assert secret not in everything
 
     def test_cache_empty_after_run(self, tmp_path: Path, file_server: FileServer) -> None:

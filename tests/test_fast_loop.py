@@ -744,6 +744,44 @@ class TestBrokenConnections:
         assert outcome.summary.succeeded == 5
 
 
+class TestFramingInTheLoop:
+    """The loop frames bodies by the rule every downloader shares (``http_rules.body_framing``)."""
+
+    @pytest.mark.parametrize("length", ["-1", "ten", "3, 4"])
+    def test_invalid_content_length_fails_for_good(
+        self, server: LoopbackServer, cache_root: Path, length: str
+    ) -> None:
+        """A negative or garbage Content-Length fails that file once, with the shared message."""
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\nabcd"
+        files = [
+            {"id": "bad", "url": server.add("/bad.bin", Answer(head.encode(), close=True))},
+            {"id": "good", "url": server.file("/good.bin", b"good")},
+        ]
+        outcome = run_fast(files, cache_root, max_retries=2)
+        error = failure_of(outcome, "bad")
+        assert isinstance(error, PermanentDownloadError)
+        assert str(error) == f"invalid Content-Length {length!r} in the response"
+        assert server.count("/bad.bin") == 1
+        assert [fd.id for fd in outcome.failures] == ["bad"]
+        assert leftover_files(cache_root) == []
+
+    def test_chunked_wins_over_content_length(
+        self, server: LoopbackServer, cache_root: Path
+    ) -> None:
+        """A chunked body with a smaller Content-Length beside it arrives whole."""
+        body = body_of(7, 20_000)
+        chunks = b"".join(
+            b"%x\r\n%s\r\n" % (len(body[at : at + 4096]), body[at : at + 4096])
+            for at in range(0, len(body), 4096)
+        )
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100\r\n\r\n"
+        url = server.add("/both.bin", Answer(head + chunks + b"0\r\n\r\n", close=True))
+        outcome = run_fast([{"id": "both", "url": url}], cache_root, max_retries=0)
+        assert outcome.exit_code == 0, outcome.failures
+        assert outcome.summary.bytes_downloaded == len(body)
+        assert [result["sha256"] for result in outcome.results] == [sha256(body)]
+
+
 class TestBackpressure:
     """A slow processor holds downloads back; finished files do not pile up in the cache."""
 

@@ -58,8 +58,9 @@ class TestFraming:
         assert framing(200, both) == (CHUNKED, True)
 
     @pytest.mark.parametrize("value", ["10, 11", "-1", "1e3", "9" * 19])
-    def test_bad_lengths_are_protocol_errors(self, value: str) -> None:
-        with pytest.raises(ProtocolError):
+    def test_bad_lengths_are_permanent_errors(self, value: str) -> None:
+        """A Content-Length no body can be framed by fails the file, not retried (RFC 9112 6.3)."""
+        with pytest.raises(PermanentDownloadError, match="invalid Content-Length"):
             framing(200, {"content-length": value})
 
 

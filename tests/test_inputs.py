@@ -128,6 +128,56 @@ class TestEntryValidation:
             assert f"field {field}" in message
         assert "\n" not in message
 
+    @pytest.mark.parametrize(
+        ("url", "fragment"),
+        [
+            ("https://h/a\nb", "contains a control character (U+000A) at position 11"),
+            ("https://h/a\r\nX: 1", "contains a control character (U+000D) at position 11"),
+            ("https://h/a\tb", "contains a control character (U+0009) at position 11"),
+            ("https://h/a\x00b", "contains a control character (U+0000) at position 11"),
+            ("https://h/a\x1fb", "contains a control character (U+001F) at position 11"),
+            ("https://h/a\x7fb", "contains a control character (U+007F) at position 11"),
+            ("https://h/a b", "contains a space at position 11"),
+            ("https://h/a?q=b c", "contains a space at position 15"),
+            ("https://bad\u200d.example/x", "has an invalid host name"),
+            ("https://a..b/x", "has an invalid host name"),
+            (f"https://{'a' * 64}.example/x", "has an invalid host name"),
+        ],
+        ids=[
+            "lf",
+            "crlf",
+            "tab",
+            "nul",
+            "c0",
+            "del",
+            "space",
+            "query-space",
+            "idna",
+            "empty-label",
+            "long-label",
+        ],
+    )
+    def test_url_no_downloader_could_fetch(self, tmp_path: Path, url: str, fragment: str) -> None:
+        """A URL with a control character, a space or a host with no IDNA form is an input error."""
+        path = write_json(tmp_path / "files.json", [GOOD, {"url": url}])
+        assert load_error(path) == f"{path}: entry 1: field 'url' {fragment}"
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://\uff11\uff12\uff17.\uff10.\uff10.\uff11:8080/x",
+            "https://m\u00fcnchen.example/caf\u00e9.mp3",
+            "  https://h/padded  ",
+            "https://my_host.example/x",
+        ],
+        ids=["full-width", "unicode", "padded", "underscore"],
+    )
+    def test_urls_every_downloader_fetches(self, tmp_path: Path, url: str) -> None:
+        """Unicode host names that normalise, and whitespace around a URL, pass the check."""
+        path = write_json(tmp_path / "files.json", [{"url": url}])
+        (entry,) = list(load_file_list(path))
+        assert entry.url == url.strip()
+
     def test_first_bad_entry_reported(self, tmp_path: Path) -> None:
         """With several bad entries the first one (by index) is reported."""
         path = write_json(tmp_path / "files.json", [GOOD, {"url": "ftp://h"}, {"id": 1}])

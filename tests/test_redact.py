@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from download_pipeline_processor.redact import REDACTED, redact_url, scrub, secrets_of
+from download_pipeline_processor.redact import (
+    REDACTED,
+    redact_url,
+    scrub,
+    scrub_error,
+    scrub_urls,
+    secrets_of,
+)
 
 
 class TestRedactUrl:
@@ -88,3 +95,41 @@ class TestScrub:
         """With an unparsable URL the whole URL is scrubbed."""
         url = "http://[::1/x?token=s"
         assert scrub(f"failed: {url}", url) == f"failed: {REDACTED}"
+
+
+class TestScrubUrls:
+    """Library texts lose the query string and userinfo of any URL they quote."""
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            (
+                "Max retries exceeded with url: /z?sig=abc%20d (Caused by X)",
+                "Max retries exceeded with url: /z?REDACTED (Caused by X)",
+            ),
+            (
+                "Invalid URL 'http://u:p@h/?a=b': No host",
+                "Invalid URL 'http://h/?REDACTED': No host",
+            ),
+            ("what? no URL here", "what? no URL here"),
+        ],
+        ids=["request-target", "absolute-url", "plain-text"],
+    )
+    def test_scrub_urls(self, text: str, expected: str) -> None:
+        """A path or URL followed by a query keeps the path; other text is left alone."""
+        assert scrub_urls(text) == expected
+
+    def test_scrub_knows_every_hop(self) -> None:
+        """scrub removes the secrets of each URL it is given, even quoted without a URL."""
+        text = "first token=ONE then sig=TWO"
+        scrubbed = scrub(text, "http://h/a?token=ONE", "http://other/z?sig=TWO")
+        assert "ONE" not in scrubbed
+        assert "TWO" not in scrubbed
+
+    def test_scrub_error_in_place(self) -> None:
+        """An exception's one-text message is scrubbed where it is; others are left as they are."""
+        error = RuntimeError("failed on http://h/z?sig=SECRET")
+        assert scrub_error(error) is error
+        assert str(error) == "failed on http://h/z?REDACTED"
+        oserror = OSError(2, "No such file")
+        assert scrub_error(oserror).args == (2, "No such file")

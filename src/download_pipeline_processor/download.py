@@ -12,7 +12,7 @@ from .cache_budget import disk_full_error, expected_size
 from .downloader import Attempt, Downloader
 from .errors import DiskFullError, PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
-from .redact import redact_url
+from .redact import redact_url, scrub
 from .settings import PipelineSettings
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ class DownloadStage:
                 delay,
                 attempt,
                 self.settings.max_retries + 1,
-                error,
+                # A backend's text may quote a URL this file's URL does not show (a hop).
+                scrub(str(error), file_data.url),
             )
 
     def _log_tenacity_retry(self, retry_state: tenacity.RetryCallState) -> None:

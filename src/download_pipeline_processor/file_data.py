@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .redact import scrub_error
+
 _KNOWN_KEYS = frozenset(("url", "id", "name"))
 
 #: The stages a file passes through, in order.
@@ -103,8 +105,13 @@ class FileData:
         return self.error is not None
 
     def fail(self, stage: str, error: BaseException) -> None:
-        """Record that ``stage`` failed with ``error``; the first failure wins."""
+        """Record that ``stage`` failed with ``error``; the first failure wins.
+
+        The error's message loses the secrets of :attr:`url` and the query
+        string and userinfo of any URL it quotes (a library's text may quote a
+        redirect's target) before it is kept: every report reads it from here.
+        """
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
         if self.error is None:
-            self.error = StageError(stage, error)
+            self.error = StageError(stage, scrub_error(error, self.url))

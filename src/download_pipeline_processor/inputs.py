@@ -6,11 +6,11 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Union
-from urllib.parse import urlsplit
 
 from .errors import InputError
 from .file_data import FileData
 from .json_stream import iter_json_array
+from .urls import URLProblem, check_url
 
 FileListSource = Union[str, "os.PathLike[str]", Iterable[Union[Mapping[str, Any], FileData]]]
 
@@ -29,9 +29,13 @@ def _type_name(value: Any) -> str:
     return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-#: URLs that need no closer look: http(s), a plain host name or IPv4, an optional
-#: port, no userinfo.  Anything else goes through urlsplit for a precise message.
-_PLAIN_URL = re.compile(r"(?i)(?:http|https)://[a-z0-9._-]+(?::\d{1,5})?(?:[/?#]\S*)?")
+#: URLs that need no closer look: http(s), a plain host name or IPv4 (labels of
+#: 1 to 63 characters), an optional port, no userinfo, no space or control
+#: character.  Anything else goes through :func:`.urls.check_url`.
+_PLAIN_URL = re.compile(
+    r"(?i)(?:http|https)://(?P<host>[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*\.?)"
+    r"(?::\d{1,5})?(?:[/?#][^\x00-\x20\x7f]*)?"
+)
 
 
 def check_entry(
@@ -52,7 +56,7 @@ def check_entry(
             raise InputError(f"{where}: missing required field 'url'")
         raise InputError(f"{where}: field 'url' must be a string, got {_type_name(url)}")
     plain = allowed_schemes == ("http", "https") and _PLAIN_URL.fullmatch(url)
-    if not plain:
+    if not plain or len(plain["host"]) > 253:
         _check_url(url.strip(), f"{source}: entry {index}", allowed_schemes)
     if isinstance(entry, FileData):
         return entry
@@ -70,19 +74,9 @@ def check_entry(
 
 def _check_url(url: str, where: str, allowed_schemes: Sequence[str]) -> None:
     try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for an out-of-range port
-    except ValueError as exc:
-        raise InputError(f"{where}: field 'url' is not a valid URL: {exc}") from None
-    if parts.scheme.lower() not in allowed_schemes:
-        shown = parts.scheme or "none"
-        raise InputError(
-            f"{where}: field 'url' has unsupported scheme {shown!r} "
-            f"(allowed: {', '.join(allowed_schemes)})"
-        )
-    if not host:
-        raise InputError(f"{where}: field 'url' has no host")
+        check_url(url, allowed_schemes)
+    except URLProblem as exc:
+        raise InputError(f"{where}: field 'url' {exc}") from None
 
 
 def to_file_data(entry: Mapping[str, Any] | FileData) -> FileData:

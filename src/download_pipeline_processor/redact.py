@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 REDACTED = "REDACTED"
@@ -54,8 +55,50 @@ def secrets_of(url: str) -> list[str]:
     return sorted({s for s in found if s}, key=len, reverse=True)
 
 
-def scrub(text: str, url: str) -> str:
-    """``text`` with every secret part of ``url`` replaced by a marker."""
-    for secret in secrets_of(url):
-        text = text.replace(secret, REDACTED)
+#: A query string in anything that looks like a URL or a request target (an
+#: absolute URL, or a path such as urllib3's "Max retries exceeded with url:
+#: /z?sig=..."), up to the next space or quote.
+_QUERY_IN_TEXT = re.compile(r"((?:[A-Za-z][A-Za-z0-9+.-]*://|/)[^\s'\"<>?]*)\?[^\s'\"<>]+")
+#: Userinfo in an absolute URL: ``scheme://user:password@``.
+_USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>/?#@]*@")
+
+
+def scrub_urls(text: str) -> str:
+    """``text`` with the query string and userinfo of every URL-looking part removed.
+
+    For text no one can vouch for, such as a library's exception message that
+    may quote a URL this program never saw (a redirect's target).
+    """
+    if "?" in text:
+        text = _QUERY_IN_TEXT.sub(rf"\1?{REDACTED}", text)
+    if "@" in text:
+        text = _USERINFO_IN_TEXT.sub(r"\1", text)
     return text
+
+
+def scrub(text: str, *urls: str) -> str:
+    """``text`` with every secret part of each of ``urls`` replaced by a marker.
+
+    Any other URL-looking part loses its query string and userinfo too
+    (:func:`scrub_urls`): a message may quote a URL, such as a redirect's
+    target, whose secrets the caller did not know.
+    """
+    for url in urls:
+        for secret in secrets_of(url):
+            text = text.replace(secret, REDACTED)
+    return scrub_urls(text)
+
+
+def scrub_error(error: BaseException, *urls: str) -> BaseException:
+    """``error`` with :func:`scrub` applied to its message, in place; returns it.
+
+    Only an exception whose message is its single text argument (the usual
+    shape, and that of every error this package raises) is changed: that is
+    what ``str(error)`` shows.
+    """
+    args = error.args
+    if len(args) == 1 and isinstance(args[0], str):
+        scrubbed = scrub(args[0], *urls)
+        if scrubbed != args[0]:
+            error.args = (scrubbed,)
+    return error

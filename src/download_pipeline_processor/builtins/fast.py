@@ -29,7 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..affinity import Widening, widened_for
-from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
+from ..errors import (
+    DownloadError,
+    PipelineInterrupted,
+    TransientDownloadError,
+)
 from .http import RequestsDownloader, Transport
 from .http1 import (
     CHUNKED,
@@ -46,10 +50,15 @@ from .http1 import (
 )
 from .http_rules import (
     REDIRECT_STATUSES,
+    certificate_error,
     check_status,
     describe,
     keeps_credentials,
+    network_error,
     redirect_target,
+    too_many_redirects,
+    truncated,
+    truncated_chunked,
     without_credentials,
 )
 from .sink import open_destination, write_all
@@ -82,12 +91,21 @@ class ConnectionClosed(ConnectionError):
         super().__init__(" ".join(("the server closed the connection", detail)).strip())
 
 
-class _Truncated(TransientDownloadError):
-    """The connection closed before ``length`` bytes of a body arrived."""
+class _Truncated(Exception):
+    """The connection closed before ``length`` bytes of a body arrived.
+
+    Internal: the caller reports it as :func:`.http_rules.truncated` (or, in a
+    chunked body, :func:`.http_rules.truncated_chunked`), never by this name.
+    """
 
     def __init__(self, copied: int, length: int) -> None:
-        super().__init__(f"truncated body: got {copied} of {length} bytes")
+        super().__init__(copied, length)
         self.copied = copied
+        self.length = length
+
+    def reported(self) -> TransientDownloadError:
+        """The download error every downloader gives for this short body."""
+        return truncated(self.copied, self.length)
 
 
 class _HandshakeFailed(Exception):
@@ -237,9 +255,7 @@ class _Response:
         except (ConnectionClosed, _Truncated) as exc:
             if isinstance(exc, _Truncated):
                 total += exc.copied
-            raise TransientDownloadError(
-                f"truncated body: connection closed after {total} bytes of a chunked body"
-            ) from None
+            raise truncated_chunked(total) from None
 
     def body(self, descriptor: int, should_stop: threading.Event) -> int:
         """Read the whole body into ``descriptor`` (-1: drop); return its size."""
@@ -248,7 +264,10 @@ class _Response:
             if length == CHUNKED:
                 return self.copy_chunked(descriptor, should_stop, widening)
             size = None if length == UNTIL_CLOSE else length
-            return self.copy(descriptor, size, should_stop, widening)
+            try:
+                return self.copy(descriptor, size, should_stop, widening)
+            except _Truncated as exc:
+                raise exc.reported() from None
 
     @property
     def reusable(self) -> bool:
@@ -327,30 +346,40 @@ def _kernel_timeouts(sock: socket.socket, timeout: float) -> None:
     sock.settimeout(None)
 
 
-def translate(error: BaseException, url: str) -> BaseException:
-    """The download error an attempt's ``error`` is reported as."""
+def translate(error: BaseException, *urls: str) -> BaseException:
+    """The download error an attempt's ``error`` is reported as.
+
+    ``urls``: every URL the attempt visited, whose secrets the text must not show.
+    """
     if isinstance(error, _LocalFileError):
         local: OSError = error.args[0]
         return local  # the file's problem, as the other transports say it
+    if isinstance(error, _Truncated):
+        return error.reported()
     if isinstance(error, _HandshakeFailed):
-        return PermanentDownloadError(describe(error.args[0], url))
-    if isinstance(error, BlockingIOError):  # a kernel timeout ran out
-        return TransientDownloadError(describe(TimeoutError("timed out"), url))
-    if isinstance(error, (OSError, ProtocolError)):
-        return TransientDownloadError(describe(error, url))
+        return certificate_error(error.args[0])
+    if isinstance(error, OSError):
+        # A BlockingIOError is a kernel timeout (SO_RCVTIMEO) that ran out.
+        timed_out = isinstance(error, BlockingIOError)
+        return network_error(TimeoutError("timed out") if timed_out else error, *urls)
+    if isinstance(error, ProtocolError):
+        return TransientDownloadError(describe(error, *urls))
     return error
 
 
 @contextlib.contextmanager
-def _reported_as_download_errors(url: str) -> Iterator[None]:
-    """Raise what an attempt's errors are reported as (:func:`translate`)."""
+def _reported_as_download_errors(hops: list[str]) -> Iterator[None]:
+    """Raise what an attempt's errors are reported as (:func:`translate`).
+
+    ``hops``: the URLs visited so far, which the attempt appends to.
+    """
     try:
         yield
     except BaseException as exc:
-        translated = translate(exc, url)
+        translated = translate(exc, *hops)
         if translated is exc:
             raise
-        raise translated from (None if isinstance(exc, _LocalFileError) else exc)
+        raise translated from (None if isinstance(exc, (_LocalFileError, _Truncated)) else exc)
 
 
 class SocketTransport:
@@ -471,8 +500,9 @@ class SocketTransport:
 
     def fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
         """One attempt: follow redirects, check the status, stream the body to ``destination``."""
-        with _reported_as_download_errors(url):
-            return self._fetch(url, destination, should_stop)
+        hops = [url]
+        with _reported_as_download_errors(hops):
+            return self._fetch(url, destination, should_stop, hops)
 
     def resume(
         self,
@@ -488,7 +518,8 @@ class SocketTransport:
         least.  The connection becomes the calling thread's, blocking, with
         this transport's timeouts.
         """
-        with _reported_as_download_errors(url):
+        hops = [url]
+        with _reported_as_download_errors(hops):
             with self._lock:
                 self._sockets.add(sock)
             state = self._state
@@ -510,16 +541,18 @@ class SocketTransport:
             except BaseException:
                 self._discard(sock)
                 raise
-            return self._fetch(url, destination, should_stop, (request, sock, response))
+            return self._fetch(url, destination, should_stop, hops, (request, sock, response))
 
     def _fetch(
         self,
         url: str,
         destination: Path,
         should_stop: threading.Event,
+        hops: list[str],
         answer: tuple[Request, socket.socket, _Response] | None = None,
     ) -> int:
-        """Follow redirects from ``url``; ``answer``: the first request's, already read."""
+        """Follow redirects from ``url``, adding each to ``hops``; ``answer``: the first
+        request's, already read."""
         current = url
         headers = self._headers
         for _ in range(self.max_redirects + 1):
@@ -551,7 +584,8 @@ class SocketTransport:
             if not keeps_credentials(current, target):
                 headers = self._safe_headers
             current = target
-        raise PermanentDownloadError(f"redirect loop or more than {self.max_redirects} redirects")
+            hops.append(target)
+        raise too_many_redirects(self.max_redirects)
 
     @staticmethod
     def _save(response: _Response, destination: Path, should_stop: threading.Event) -> int:
@@ -577,7 +611,7 @@ class SocketTransport:
                 response.closes = True  # closing costs less than reading it off
                 return
             response.copy(-1, length, should_stop)
-        except (OSError, ProtocolError, TransientDownloadError):
+        except (OSError, ProtocolError, DownloadError, _Truncated):
             response.closes = True
 
     def close(self) -> None:

@@ -34,8 +34,8 @@ import time
 from typing import TYPE_CHECKING
 
 from ..downloader import DownloadFeed, DownloadJob
-from ..errors import PipelineInterrupted, TransientDownloadError
-from .fast import MIN_BUFFER, ConnectionClosed, _Truncated, translate
+from ..errors import DownloadError, PipelineInterrupted, TransientDownloadError
+from .fast import MIN_BUFFER, ConnectionClosed, translate
 from .host_names import Address, HostNames
 from .http1 import (
     MAX_HEAD,
@@ -47,6 +47,7 @@ from .http1 import (
     parse_head,
     split_head,
 )
+from .http_rules import truncated
 from .sink import open_destination, write_all
 
 if TYPE_CHECKING:
@@ -176,7 +177,7 @@ class EventLoop:
                 self._send(connection)
         except _LocalError as exc:
             self._give_up(connection, exc.args[0])
-        except TransientDownloadError as exc:  # a body cut off: this file's alone
+        except DownloadError as exc:  # a body cut off, a bad Content-Length: this file's alone
             self._give_up(connection, exc)
         except BlockingIOError:
             pass  # woken for nothing (epoll may): wait for the next event
@@ -359,7 +360,7 @@ class EventLoop:
         view = self.view
         count = connection.sock.recv_into(view[: min(left, len(view))])
         if not count:
-            raise _Truncated(connection.size - left, connection.size)
+            raise truncated(connection.size - left, connection.size)
         connection.seen = self.now
         self._write(connection, view[:count])
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..downloader import Downloader
 from ..file_data import FileData
 from ..settings import PipelineSettings
-from .http_rules import parse_retry_after
+from .http_rules import parse_retry_after, request_url
 
 if TYPE_CHECKING:
     from .session import SessionTransport
@@ -128,7 +128,7 @@ class RequestsDownloader(Downloader):
             return self._session_transport
 
     def fetch(self, file_data: FileData, destination: Path, should_stop: threading.Event) -> int:
-        url = file_data.url
+        url = request_url(file_data.url)
         if self._needs_session(url):
             return self._sessions().fetch(url, destination, should_stop)
         return self._plain.fetch(url, destination, should_stop)

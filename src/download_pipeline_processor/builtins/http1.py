@@ -11,6 +11,24 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from ..errors import PermanentDownloadError
+from ..urls import URLProblem, canonical_host, check_characters
+from .http_rules import CHUNKED, UNTIL_CLOSE, body_framing, request_url
+
+__all__ = [
+    "CHUNKED",
+    "MAX_HEAD",
+    "UNTIL_CLOSE",
+    "Origin",
+    "ProtocolError",
+    "Request",
+    "ascii_host",
+    "framing",
+    "head_end",
+    "interim",
+    "number",
+    "parse_head",
+    "split_head",
+]
 
 if TYPE_CHECKING:
     import mmap
@@ -20,9 +38,6 @@ MAX_HEAD = 64 * 1024
 
 #: What requests leaves unquoted when it re-quotes a URL.
 _SAFE_URL_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"
-#: How a body ends, besides a Content-Length.
-CHUNKED = -1
-UNTIL_CLOSE = -2
 
 Origin = tuple[bool, str, int]  # (tls, host, port)
 
@@ -38,22 +53,12 @@ def number(text: str, what: str) -> int:
     return int(text)
 
 
-#: host -> its IDNA (ASCII) form, for hosts already checked; shared, bounded.
-_CHECKED_HOSTS: dict[str, str] = {}
-
-
 def ascii_host(host: str) -> str:
-    checked = _CHECKED_HOSTS.get(host)
-    if checked is None:
-        try:
-            # Also refuses empty or over-long labels, which would fail deep in connect().
-            checked = host.encode("idna").decode("ascii") if host else ""
-        except UnicodeError as exc:
-            raise PermanentDownloadError(f"URL has an invalid host name: {exc}") from None
-        if len(_CHECKED_HOSTS) >= 4096:
-            _CHECKED_HOSTS.clear()
-        _CHECKED_HOSTS[host] = checked
-    return checked
+    """The ASCII form of ``host`` by the rule of every downloader (:mod:`..urls`)."""
+    try:
+        return canonical_host(host)
+    except URLProblem as exc:
+        raise PermanentDownloadError(f"URL {exc}") from None
 
 
 def parse_head(lines: list[str]) -> tuple[int, str, dict[str, str], bool]:
@@ -94,24 +99,11 @@ def interim(status: int) -> bool:
 
 
 def framing(status: int, headers: dict[str, str]) -> tuple[int, bool]:
-    """(the body's length or CHUNKED or UNTIL_CLOSE, whether the connection must close after it)."""
-    if status in (204, 304):
-        return 0, False
-    codings = [
-        coding
-        for coding in headers.get("transfer-encoding", "").lower().replace(" ", "").split(",")
-        if coding and coding != "identity"
-    ]
-    if codings and codings[-1] == "chunked":
-        # Both framings at once: do not trust what follows.
-        return CHUNKED, "content-length" in headers
-    text = headers.get("content-length")
-    if text is None:
-        return UNTIL_CLOSE, True
-    values = {value.strip() for value in text.split(",")}
-    if len(values) != 1:
-        raise ProtocolError(f"invalid Content-Length {text[:40]!r}")
-    return number(values.pop(), "Content-Length"), False
+    """(the body's length or CHUNKED or UNTIL_CLOSE, whether the connection must close after it).
+
+    ``headers`` as :func:`parse_head` gives them; the rule is :func:`.http_rules.body_framing`.
+    """
+    return body_framing(status, headers.get("transfer-encoding"), headers.get("content-length"))
 
 
 def head_end(buffer: mmap.mmap | bytearray, start: int, end: int) -> tuple[int, int]:
@@ -137,23 +129,24 @@ class Request:
 
     def __init__(self, url: str, host_header: str | None) -> None:
         try:
+            check_characters(url, spaces=True)  # a redirect's target may hold spaces
             parts = urlsplit(url)
             port = parts.port
-        except ValueError as exc:
-            raise PermanentDownloadError(f"invalid URL: {exc}") from None
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise PermanentDownloadError("only http and https URLs can be downloaded")
-        if not parts.hostname:
-            raise PermanentDownloadError("URL has no host")
+            scheme = parts.scheme.lower()
+            hostname = parts.hostname
+        except (URLProblem, ValueError):
+            hostname = scheme = ""
+        if scheme not in ("http", "https") or not hostname:
+            request_url(url)  # raises the error every downloader gives for this URL
+            raise PermanentDownloadError("URL cannot be requested")
         tls = scheme == "https"
-        if ":" in parts.hostname:  # an IPv6 literal
-            host = parts.hostname
+        if ":" in hostname:  # an IPv6 literal
+            host = hostname
             if not host.replace(":", "").replace(".", "").isalnum():
                 raise PermanentDownloadError("URL has an invalid host")
             authority = f"[{host}]"
         else:
-            host = ascii_host(parts.hostname)
+            host = ascii_host(hostname)
             authority = host
         if port is not None:
             authority = f"{authority}:{port}"

@@ -1,13 +1,21 @@
-"""What an HTTP answer means for a download, shared by both transports."""
+"""What an HTTP answer means for a download: the rules every downloader calls.
+
+Each rule and each message text lives here once, so that the transports of
+the ``requests`` downloader, the ``fast`` downloader and any other backend
+(a libcurl one calls the same functions) say the same thing about the same
+answer.  Nothing here imports a transport library.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import PermanentDownloadError, TransientDownloadError
 from ..redact import scrub
+from ..urls import URLProblem, canonical_url, check_characters
 
 #: Statuses that redirect when they carry a Location header.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -17,6 +25,92 @@ CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+#: How a body ends when no Content-Length says it (see :func:`body_framing`).
+CHUNKED = -1
+UNTIL_CLOSE = -2
+
+
+def request_url(url: str) -> str:
+    """The URL a downloader requests for ``url``: checked, its host in ASCII (``urls``).
+
+    Raises :class:`PermanentDownloadError` for a URL no downloader could
+    fetch (input checking refuses those before a run; this is for callers of
+    the library that skip it).
+    """
+    try:
+        return canonical_url(url)
+    except URLProblem as exc:
+        raise PermanentDownloadError(f"URL {exc}") from None
+
+
+def body_framing(
+    status: int, transfer_encoding: str | None, content_length: str | None
+) -> tuple[int, bool]:
+    """(the body's length, or CHUNKED or UNTIL_CLOSE; whether the connection must close after it).
+
+    RFC 9112 section 6.3: a Transfer-Encoding wins over a Content-Length,
+    which is then ignored (and the connection not reused: a server that sends
+    both cannot be trusted with the next answer).  A Content-Length that is
+    not a non-negative decimal number, or a list of differing ones, makes the
+    framing unknowable: an unrecoverable error, :class:`PermanentDownloadError`.
+    """
+    if status in (204, 304) or 100 <= status < 200:
+        return 0, False
+    if transfer_encoding is not None:
+        codings = [
+            coding
+            for coding in transfer_encoding.lower().replace(" ", "").split(",")
+            if coding and coding != "identity"
+        ]
+        if codings:
+            if codings[-1] == "chunked":
+                return CHUNKED, content_length is not None
+            # Another final coding: only the close tells where the body ends.
+            return UNTIL_CLOSE, True
+    if content_length is None:
+        return UNTIL_CLOSE, True
+    return parse_content_length(content_length), False
+
+
+def parse_content_length(text: str) -> int:
+    """The value of a Content-Length header; :class:`PermanentDownloadError` when invalid.
+
+    Repeated equal values (``10, 10``) are one value; ``isdigit`` alone would
+    let '²' through, and more than 18 digits is no real length.
+    """
+    values = {value.strip() for value in text.split(",")}
+    value = values.pop() if len(values) == 1 else ""
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise invalid_content_length(text)
+    return int(value)
+
+
+def invalid_content_length(text: str) -> PermanentDownloadError:
+    """The error of a Content-Length no body can be framed by (not retried: RFC 9112 6.3)."""
+    return PermanentDownloadError(f"invalid Content-Length {text[:40]!r} in the response")
+
+
+def truncated(got: int, expected: int) -> TransientDownloadError:
+    """The error of a body that ended after ``got`` of its ``expected`` bytes."""
+    return TransientDownloadError(f"truncated body: got {got} of {expected} bytes")
+
+
+def truncated_chunked(got: int) -> TransientDownloadError:
+    """The error of a chunked body that ended before its last chunk."""
+    return TransientDownloadError(
+        f"truncated body: connection closed after {got} bytes of a chunked body"
+    )
+
+
+def too_many_redirects(max_redirects: int) -> PermanentDownloadError:
+    """The error of a redirect loop, or of a chain longer than ``max_redirects``."""
+    return PermanentDownloadError(f"redirect loop or more than {max_redirects} redirects")
+
+
+def not_http_redirect() -> PermanentDownloadError:
+    """The error of a redirect to a scheme other than http or https."""
+    return PermanentDownloadError("redirected to a URL that is not http or https")
 
 
 def keeps_credentials(current: str, target: str) -> bool:
@@ -42,13 +136,22 @@ def redirect_target(current: str, location: str) -> str:
     with contextlib.suppress(UnicodeError):
         location = location.encode("latin-1").decode("utf-8")
     try:
+        # Checked before urljoin, which drops TAB, CR and LF without a word.
+        check_characters(location, spaces=True)
+    except URLProblem as exc:
+        raise PermanentDownloadError(f"redirected to an invalid URL: the target {exc}") from None
+    try:
         target = urljoin(current, location)
         urlsplit(target).port  # noqa: B018 - raises ValueError on a bad port or IPv6 literal
     except ValueError as exc:
         raise PermanentDownloadError(f"redirected to an invalid URL: {exc}") from None
     if not target.lower().startswith(("http://", "https://")):
-        raise PermanentDownloadError("redirected to a URL that is not http or https")
-    return target
+        raise not_http_redirect()
+    try:
+        # The same rule as for the first URL; a space in a Location is percent-encoded.
+        return canonical_url(target, spaces=True)
+    except URLProblem as exc:
+        raise PermanentDownloadError(f"redirected to an invalid URL: the target {exc}") from None
 
 
 def without_credentials(headers: dict[str, str]) -> dict[str, str]:
@@ -84,27 +187,81 @@ def check_status(status: int, reason: str, retry_after: str | None) -> None:
     raise PermanentDownloadError(text)
 
 
+def _chain(error: BaseException) -> list[BaseException]:
+    """``error`` and every exception it wraps: causes, contexts, arguments, ``reason``."""
+    seen: set[int] = set()
+    found: list[BaseException] = []
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        found.append(current)
+        # urllib3's MaxRetryError keeps what went wrong in ``reason``.
+        pending += [current.__cause__, current.__context__, *current.args]
+        pending.append(getattr(current, "reason", None))
+    return found
+
+
 def is_certificate_error(error: BaseException) -> bool:
     """Whether ``error`` is, or wraps, a failed certificate check (never worth a retry).
 
     Other TLS failures (a handshake cut off by a busy balancer) are transient.
     """
-    seen: set[int] = set()
-    pending: list[object] = [error]
-    while pending:
-        current = pending.pop()
-        if not isinstance(current, BaseException) or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if "CERTIFICATE_VERIFY_FAILED" in str(current) or type(current).__name__ == (
-            "SSLCertVerificationError"
+    return any(
+        "CERTIFICATE_VERIFY_FAILED" in str(current)
+        or type(current).__name__ == "SSLCertVerificationError"
+        for current in _chain(error)
+    )
+
+
+def certificate_error(error: BaseException) -> PermanentDownloadError:
+    """The error of a failed certificate check, worded the same by every downloader."""
+    for current in _chain(error):
+        reason = getattr(current, "verify_message", None)  # ssl.SSLCertVerificationError
+        if isinstance(reason, str) and reason:
+            return PermanentDownloadError(
+                f"TLS certificate check failed: CERTIFICATE_VERIFY_FAILED: {reason}"
+            )
+    return PermanentDownloadError("TLS certificate check failed: CERTIFICATE_VERIFY_FAILED")
+
+
+def network_error(
+    error: BaseException, *urls: str
+) -> PermanentDownloadError | TransientDownloadError:
+    """The download error a failed connect, send or receive is reported as.
+
+    The common failures read the same on every downloader, whatever library
+    raised them and however deeply it wrapped the cause: ``timed out``,
+    ``connection refused``, ``host name lookup failed: ...``, and a failed
+    certificate check (permanent).  Anything else is transient and described
+    as the library said it, without the secrets of ``urls`` (every hop).
+    """
+    if is_certificate_error(error):
+        return certificate_error(error)
+    chain = _chain(error)
+    for current in chain:
+        if isinstance(current, socket.gaierror):
+            return TransientDownloadError(f"host name lookup failed: {current.strerror}")
+    for current in chain:
+        if isinstance(current, ConnectionRefusedError):
+            return TransientDownloadError("connection refused")
+    for current in chain:
+        # socket.timeout (an alias of TimeoutError from Python 3.10), and the
+        # timeouts urllib3 and requests wrap it in.
+        if isinstance(current, (TimeoutError, socket.timeout)) or type(current).__name__.endswith(
+            ("TimeoutError", "Timeout")
         ):
-            return True
-        pending += [current.__cause__, current.__context__, *current.args]
-    return False
+            return TransientDownloadError("timed out")
+    return TransientDownloadError(describe(error, *urls))
 
 
-def describe(error: BaseException, url: str) -> str:
-    """``Type: message`` of a transport error, with the URL's secrets removed."""
-    # Transport messages embed the URL, query string and all.
-    return scrub(f"{type(error).__name__}: {error}", url)
+def describe(error: BaseException, *urls: str) -> str:
+    """``Type: message`` of a transport error, without the secrets of any of ``urls``.
+
+    Pass every URL the attempt visited (each redirect hop): transport
+    messages embed the URL they failed on, query string and all.  Any other
+    URL-looking text loses its query string and userinfo too.
+    """
+    return scrub(f"{type(error).__name__}: {error}", *urls)

@@ -10,22 +10,30 @@ status and length rules.
 
 from __future__ import annotations
 
+import http.client
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import urllib3
-from urllib3.exceptions import HTTPError, SSLError
+from urllib3.exceptions import HTTPError, InvalidHeader
 
 from ..affinity import widened_for
 from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
 from .http_rules import (
+    CHUNKED,
     REDIRECT_STATUSES,
+    body_framing,
     check_status,
     describe,
-    is_certificate_error,
+    invalid_content_length,
     keeps_credentials,
+    network_error,
     redirect_target,
+    too_many_redirects,
+    truncated,
+    truncated_chunked,
     without_credentials,
 )
 from .sink import open_destination, write_all
@@ -35,19 +43,28 @@ def stream_to_file(
     response: urllib3.BaseHTTPResponse,
     destination: Path,
     should_stop: threading.Event,
-    url: str,
+    hops: Sequence[str],
     chunk_size: int,
 ) -> int:
     """Write the body of ``response`` to ``destination`` in chunks; return its size.
 
-    A body shorter than its Content-Length, or a connection broken midway, is a
+    The body is framed by :func:`.http_rules.body_framing`: a chunked body is
+    read to its last chunk whatever a Content-Length beside it says, and an
+    invalid Content-Length fails before anything is written.  A body shorter
+    than its Content-Length, or a connection broken midway, is a
     :class:`TransientDownloadError`; a stop request interrupts between chunks.
-    A large body is copied with every core allowed (see ``affinity``).
+    ``hops``: the URLs the attempt visited, kept out of messages.  A large
+    body is copied with every core allowed (see ``affinity``).
     """
-    expected: int | None = None
-    if "Content-Encoding" not in response.headers:
-        length = response.headers.get("Content-Length", "")
-        expected = int(length) if length.isascii() and length.isdigit() else None
+    headers = response.headers
+    try:
+        length, _ = body_framing(
+            response.status, headers.get("Transfer-Encoding"), headers.get("Content-Length")
+        )
+    except PermanentDownloadError:
+        response.close()  # an unread body of unknown length: the connection is not reusable
+        raise
+    expected = length if length >= 0 else None
     written = 0
     descriptor = open_destination(destination)
     try:
@@ -67,18 +84,43 @@ def stream_to_file(
     except HTTPError as exc:
         response.close()
         if expected is not None and written < expected:
-            raise TransientDownloadError(
-                f"truncated body: connection broken after {written} of {expected} bytes: "
-                f"{describe(exc, url)}"
-            ) from exc
+            raise truncated(written, expected) from exc
+        if length == CHUNKED:
+            # http.client keeps the last read's bytes in the error, not in the file.
+            raise truncated_chunked(written + _partial_length(exc)) from exc
         raise TransientDownloadError(
-            f"connection broken after {written} bytes: {describe(exc, url)}"
+            f"connection broken after {written} bytes: {describe(exc, *hops)}"
         ) from exc
     finally:
         os.close(descriptor)
     if expected is not None and written != expected:
-        raise TransientDownloadError(f"truncated body: got {written} of {expected} bytes")
+        raise truncated(written, expected)
     return written
+
+
+def _partial_length(error: BaseException) -> int:
+    """Bytes of a body that http.client read before ``error`` and kept inside it."""
+    pending: list[object] = [error]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, http.client.IncompleteRead) and isinstance(current.partial, bytes):
+            return len(current.partial)
+        if isinstance(current, BaseException):
+            pending += [*current.args, current.__cause__, current.__context__]
+    return 0
+
+
+def framing_error(error: BaseException) -> PermanentDownloadError | None:
+    """The error :func:`.http_rules.body_framing` gives for what urllib3 refused as ``error``.
+
+    urllib3 refuses Content-Length values that differ before the body is read.
+    """
+    text = str(error)
+    marker = "Content-Length contained multiple unmatching values ("
+    at = text.find(marker)
+    if at < 0:
+        return None
+    return invalid_content_length(text[at + len(marker) :].rpartition(")")[0])
 
 
 class PooledTransport:
@@ -115,6 +157,7 @@ class PooledTransport:
     def fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
         """One attempt: follow redirects, check the status, stream the body to ``destination``."""
         current = url
+        hops = [url]
         headers = self.headers
         for _ in range(self.max_redirects + 1):
             try:
@@ -129,9 +172,9 @@ class PooledTransport:
                     timeout=self.timeout,
                 )
             except HTTPError as exc:
-                if isinstance(exc, SSLError) and is_certificate_error(exc):
-                    raise PermanentDownloadError(describe(exc, url)) from exc
-                raise TransientDownloadError(describe(exc, url)) from exc
+                if isinstance(exc, InvalidHeader) and (refused := framing_error(exc)):
+                    raise refused from exc
+                raise network_error(exc, *hops) from exc
             status = response.status
             if status in REDIRECT_STATUSES and response.headers.get("Location"):
                 response.drain_conn()
@@ -140,15 +183,16 @@ class PooledTransport:
                 if not keeps_credentials(current, location):
                     headers = without_credentials(headers)
                 current = location
+                hops.append(location)
                 continue
             try:
                 if status >= 400:
                     response.drain_conn()
                 check_status(status, response.reason or "", response.headers.get("Retry-After"))
-                return stream_to_file(response, destination, should_stop, url, self.chunk_size)
+                return stream_to_file(response, destination, should_stop, hops, self.chunk_size)
             finally:
                 response.release_conn()
-        raise PermanentDownloadError(f"redirect loop or more than {self.max_redirects} redirects")
+        raise too_many_redirects(self.max_redirects)
 
     def close(self) -> None:
         """Close every pooled connection."""

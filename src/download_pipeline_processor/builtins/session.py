@@ -13,14 +13,40 @@ from pathlib import Path
 import requests
 from requests.adapters import HTTPAdapter
 
-from ..errors import PermanentDownloadError, TransientDownloadError
-from .http_rules import check_status, describe, is_certificate_error
-from .pooled import stream_to_file
+from ..errors import PermanentDownloadError
+from .http_rules import (
+    check_status,
+    describe,
+    network_error,
+    not_http_redirect,
+    redirect_target,
+    too_many_redirects,
+)
+from .pooled import framing_error, stream_to_file
 
 
 def has_environment_proxy(origin: str) -> bool:
     """True when the environment sends ``scheme://host[:port]`` through a proxy."""
     return bool(requests.utils.get_environ_proxies(origin))
+
+
+class _Session(requests.Session):
+    """A session that follows redirects by :func:`.http_rules.redirect_target`, noting each hop.
+
+    requests keeps its own redirect handling (netrc and proxies per hop,
+    credentials dropped across hosts); only where a Location leads is decided
+    by the rule every downloader shares.  ``hops`` lists the URLs the current
+    attempt visited, so that no error message shows their secrets.
+    """
+
+    hops: list[str]
+
+    def get_redirect_target(self, resp: requests.Response) -> str | None:
+        if not resp.is_redirect:
+            return None
+        target = redirect_target(resp.url or "", resp.headers["location"])
+        self.hops.append(target)
+        return target
 
 
 class SessionTransport:
@@ -37,10 +63,10 @@ class SessionTransport:
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
 
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
+    def _session(self) -> _Session:
+        session: _Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = _Session()
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -54,28 +80,28 @@ class SessionTransport:
     def fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
         """One attempt through the thread's session; same rules as the pooled transport."""
         timeout = (self.timeout, self.timeout)
+        session = self._session()
+        hops = session.hops = [url]
         try:
-            response = self._session().get(url, stream=True, timeout=timeout)
+            response = session.get(url, stream=True, timeout=timeout)
         except requests.TooManyRedirects as exc:
-            raise PermanentDownloadError(
-                f"redirect loop or more than {self.max_redirects} redirects"
-            ) from exc
+            raise too_many_redirects(self.max_redirects) from exc
         except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
-            raise PermanentDownloadError("redirected to a URL that is not http or https") from exc
+            raise not_http_redirect() from exc
         except requests.exceptions.InvalidURL as exc:
-            raise PermanentDownloadError(describe(exc, url)) from exc
-        except requests.exceptions.SSLError as exc:
-            # A certificate that fails verification fails again: as in the other transports.
-            if is_certificate_error(exc):
-                raise PermanentDownloadError(describe(exc, url)) from exc
-            raise TransientDownloadError(describe(exc, url)) from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientDownloadError(describe(exc, url)) from exc
+            raise PermanentDownloadError(describe(exc, *hops)) from exc
+        except requests.exceptions.InvalidHeader as exc:
+            refused = framing_error(exc)
+            if refused is None:
+                raise PermanentDownloadError(describe(exc, *hops)) from exc
+            raise refused from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:  # SSLError among them
+            raise network_error(exc, *hops) from exc
         with response:
             check_status(
                 response.status_code, response.reason or "", response.headers.get("Retry-After")
             )
-            return stream_to_file(response.raw, destination, should_stop, url, self.chunk_size)
+            return stream_to_file(response.raw, destination, should_stop, hops, self.chunk_size)
 
     def close(self) -> None:
         """Close every thread's session."""
