@@ -53,6 +53,7 @@ class FlushTimer:
         self._condition = threading.Condition(threading.RLock())
         self._due: float | None = None
         self._closed = False
+        self._failing = False
         self._thread: threading.Thread | None = None
 
     @property
@@ -103,9 +104,13 @@ class FlushTimer:
                 except Exception:
                     # The owner's next flush (a full batch, close()) retries and
                     # reports the error where the pipeline sees it; here it can
-                    # only be logged, and tried again after another interval.
-                    logger.warning("%s: timed flush failed", self._name, exc_info=True)
+                    # only be logged, once until a flush works (a closed pipe
+                    # would fail every interval), and tried again later.
+                    if not self._failing:
+                        logger.warning("%s: timed flush failed", self._name, exc_info=True)
+                    self._failing = True
                     self._due = time.monotonic() + self.interval
                 else:
+                    self._failing = False
                     # The lock was held throughout: nothing was buffered since.
                     self._due = None
