@@ -268,24 +268,29 @@ class TestJsonlCrash:
     def test_sigkill_keeps_every_finished_file(
         self, tmp_path: Path, file_server: FileServer, cli_path: Path
     ) -> None:
-        """After SIGKILL, every file that finished a second before is a line in the report."""
+        """After SIGKILL, every file that finished 1.5 s before is a line in the report."""
         # The hanging file is first, so it holds a worker while the quick ones finish.
         hanging = {"id": "hang", "url": file_server.add("/hang", b"h", delay=60)}
         quick = [{"id": f"q{i}", "url": file_server.add(f"/q{i}", b"q" * i)} for i in range(12)]
         listing = tmp_path / "files.json"
         listing.write_text(json.dumps([hanging, *quick]), encoding="utf-8")
         report = tmp_path / "report.jsonl"
-        args = ["--files", str(listing), "--processor", "checksum", "--post-processor", "jsonl"]
-        args += ["--post-processor-option", f"path={report}"]
+        # dummy, after jsonl, logs "processed ID" once jsonl has had the file:
+        # the moment the file finished, seen from outside the process.
+        args = ["--files", str(listing), "--processor", "checksum"]
+        args += ["--post-processor", "jsonl", "--post-processor", "dummy"]
+        args += ["--post-processor-option", f"jsonl.path={report}"]
         args += ["--download-cache", str(tmp_path / "cache"), "--download-workers", "4"]
-        proc = subprocess.Popen(
-            [str(cli_path), *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""},
-        )
+        log = tmp_path / "stderr.log"
+        with log.open("w") as stderr:
+            proc = subprocess.Popen(
+                [str(cli_path), *args],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env={**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""},
+            )
         try:
-            _wait_for(lambda: file_server.request_count() == 13, 30)
+            _wait_for(lambda: log.read_text().count("INFO processed q") == len(quick), 30)
             time.sleep(1.5)
             assert proc.poll() is None  # still waiting for the hanging file
         finally:
