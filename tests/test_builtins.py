@@ -5,13 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
 from download_pipeline_processor.builtins.post_processors import (
+    FLUSH_INTERVAL,
     DummyPostProcessor,
     JsonlPostProcessor,
 )
@@ -23,6 +30,7 @@ from download_pipeline_processor.builtins.processors import (
 from download_pipeline_processor.errors import PluginOptionError, TransientDownloadError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.options import resolve_options
+from download_pipeline_processor.testing import FileServer
 
 SECRET_URL = "https://user:pw@example.com/a/talk.mp3?token=SECRET"
 
@@ -177,6 +185,33 @@ class TestJsonlPostProcessor:
         finally:
             post.close()
 
+    def test_burst_flushed_without_a_next_file(self, tmp_path: Path) -> None:
+        """Lines written in a burst reach the file within FLUSH_INTERVAL, with no later file."""
+        out = tmp_path / "out.jsonl"
+        post = JsonlPostProcessor(path=str(out))
+        try:
+            for value in range(5):
+                post.post_process(value, FileData(f"https://h/{value}"))
+            deadline = time.monotonic() + 1 + FLUSH_INTERVAL
+            while len(read_jsonl(out)) < 5 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert [r["result"] for r in read_jsonl(out)] == [0, 1, 2, 3, 4]
+        finally:
+            post.close()
+
+    def test_close_stops_the_flush_thread(self, tmp_path: Path) -> None:
+        """close() ends the timed flush's thread and leaves every line in the file."""
+        out = tmp_path / "out.jsonl"
+        before = set(threading.enumerate())
+        post = JsonlPostProcessor(path=str(out))
+        for value in range(3):
+            post.post_process(value, FileData(f"https://h/{value}"))
+        started = set(threading.enumerate()) - before
+        assert started
+        post.close()
+        assert [r["result"] for r in read_jsonl(out)] == [0, 1, 2]
+        assert not started & set(threading.enumerate())
+
     def test_replaces_by_default(self, tmp_path: Path) -> None:
         """Without append an existing file is replaced."""
         out = tmp_path / "out.jsonl"
@@ -216,3 +251,50 @@ class TestJsonlPostProcessor:
         post.close()
         (record,) = read_jsonl(out)
         assert record["result"] == {"tags": ["a"], "raw": "hi", "obj": "1j"}
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+class TestJsonlCrash:
+    """What a killed run leaves in the jsonl report."""
+
+    def test_sigkill_keeps_every_finished_file(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """After SIGKILL, every file that finished 1.5 s before is a line in the report."""
+        # The hanging file is first, so it holds a worker while the quick ones finish.
+        hanging = {"id": "hang", "url": file_server.add("/hang", b"h", delay=60)}
+        quick = [{"id": f"q{i}", "url": file_server.add(f"/q{i}", b"q" * i)} for i in range(12)]
+        listing = tmp_path / "files.json"
+        listing.write_text(json.dumps([hanging, *quick]), encoding="utf-8")
+        report = tmp_path / "report.jsonl"
+        # dummy, after jsonl, logs "processed ID" once jsonl has had the file:
+        # the moment the file finished, seen from outside the process.
+        args = ["--files", str(listing), "--processor", "checksum"]
+        args += ["--post-processor", "jsonl", "--post-processor", "dummy"]
+        args += ["--post-processor-option", f"jsonl.path={report}"]
+        args += ["--download-cache", str(tmp_path / "cache"), "--download-workers", "4"]
+        log = tmp_path / "stderr.log"
+        with log.open("w") as stderr:
+            proc = subprocess.Popen(
+                [str(cli_path), *args],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                env={**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""},
+            )
+        try:
+            _wait_for(lambda: log.read_text().count("INFO processed q") == len(quick), 30)
+            time.sleep(1.5)
+            assert proc.poll() is None  # still waiting for the hanging file
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        assert {r["id"] for r in read_jsonl(report)} == {entry["id"] for entry in quick}

@@ -98,6 +98,30 @@ class TestBadInput:
         assert "Traceback" not in result.output + result.stderr
         assert file_server.request_count() == 0
 
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("[" * 100_000 + "]" * 100_000, "entry 1: lists or objects nested too deeply"),
+            ("9" * 5000, "entry 1: an integer has too many digits"),
+            ("NaN", "entry 1: field 'extra' holds NaN: only finite numbers are accepted"),
+            ("-Infinity", "entry 1: field 'extra' holds -Infinity: only finite numbers"),
+        ],
+        ids=["deep-list", "long-integer", "nan", "infinity"],
+    )
+    def test_hostile_values(
+        self, tmp_path: Path, file_server: FileServer, value: str, expected: str
+    ) -> None:
+        """Values json.load chokes on or a report cannot hold are exit 2 naming the entry."""
+        url = file_server.add("/a", b"a")
+        listing = tmp_path / "files.json"
+        listing.write_text(f'[{{"url": "{url}"}}, {{"url": "{url}", "extra": {value}}}]')
+        result = invoke(["--files", str(listing)])
+        assert result.exit_code == 2
+        (line,) = error_lines(result)
+        assert line.startswith(f"Error: {listing}: {expected}")
+        assert "internal error" not in result.stderr
+        assert file_server.request_count() == 0
+
     def test_bad_entry_after_good_ones_stops_everything(
         self, tmp_path: Path, file_server: FileServer
     ) -> None:
@@ -545,6 +569,25 @@ class TestSubprocess:
         assert proc.stderr.strip().splitlines() == [
             f"Error: {listing}: entry 0: field 'url' has unsupported scheme 'gopher' "
             "(allowed: http, https)"
+        ]
+
+    def test_hostile_input_subprocess(self, tmp_path: Path, cli_path: Path) -> None:
+        """A real process given a 100,000-deep list exits 2 with one line, no traceback."""
+        listing = tmp_path / "l.json"
+        listing.write_text(
+            '[{"url": "http://127.0.0.1:9/a", "x": ' + "[" * 100_000 + "]" * 100_000 + "}]"
+        )
+        proc = subprocess.run(
+            [str(cli_path), "--files", str(listing)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""},
+        )
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines() == [
+            f"Error: {listing}: entry 0: lists or objects nested too deeply"
         ]
 
     @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

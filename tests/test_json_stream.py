@@ -116,6 +116,66 @@ class TestErrors:
             list(iter_json_array(path))
 
 
+class TestHostileValues:
+    """What json.load accepts but a report cannot hold is an input error naming the entry."""
+
+    def test_deep_nesting(self, tmp_path: Path, chunk: int) -> None:
+        """A 100,000-deep list is refused naming its entry, not a RecursionError."""
+        path = tmp_path / "deep.json"
+        path.write_text('[{"url": "http://h/a"}, ' + "[" * 100_000 + "]" * 100_000 + "]")
+        with pytest.raises(InputError) as got:
+            list(iter_json_array(path))
+        assert str(got.value) == f"{path}: entry 1: lists or objects nested too deeply"
+
+    def test_long_integer(self, tmp_path: Path, chunk: int) -> None:
+        """A 5,000-digit integer is refused naming its entry, not a ValueError."""
+        path = tmp_path / "long.json"
+        path.write_text('[{"url": "http://h/a", "size": ' + "9" * 5000 + "}]")
+        with pytest.raises(InputError, match=r"^\S+: entry 0: an integer has too many digits"):
+            list(iter_json_array(path))
+
+    @pytest.mark.parametrize(
+        ("value", "shown"),
+        [
+            ("NaN", "NaN"),
+            ("Infinity", "Infinity"),
+            ("-Infinity", "-Infinity"),
+            ("1e999", "1e999"),
+            ('{"scores": [1.5, -1E400]}', "-1E400"),
+            ("9" * 400 + ".5", "9" * 17 + "..."),
+        ],
+    )
+    def test_non_finite_numbers(self, tmp_path: Path, chunk: int, value: str, shown: str) -> None:
+        """NaN, Infinity and floats beyond range are refused naming the entry and the field."""
+        path = tmp_path / "nan.json"
+        path.write_text('[{"url": "http://h/a"},\n {"url": "http://h/b", "meta": ' + value + "}]")
+        with pytest.raises(InputError) as got:
+            list(iter_json_array(path))
+        assert str(got.value) == (
+            f"{path}: entry 1: field 'meta' holds {shown}: only finite numbers are accepted"
+            " (JSON has no NaN or Infinity)"
+        )
+
+    def test_big_floats_that_fit(self, tmp_path: Path, chunk: int) -> None:
+        """A float whose cut-off start would overflow but which fits whole is read as it is."""
+        text = "9" * 309 + ".0e-10"
+        path = tmp_path / "fits.json"
+        path.write_text(f"[{text}, 1e308]")
+        assert list(iter_json_array(path)) == [float(text), 1e308]
+
+    @pytest.mark.parametrize(
+        ("text", "kind"),
+        [('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "an object"), ("9" * 5000, "a number")],
+        ids=["deep-object", "long-integer"],
+    )
+    def test_hostile_document_not_a_list(self, tmp_path: Path, text: str, kind: str) -> None:
+        """A deep object or a huge number instead of a list is named, not an internal error."""
+        path = tmp_path / "doc.json"
+        path.write_text(text)
+        with pytest.raises(InputError, match=f"expected a JSON list of objects, got {kind}$"):
+            list(iter_json_array(path))
+
+
 class TestMemory:
     """Reading a long list holds one element at a time, not the list."""
 

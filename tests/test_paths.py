@@ -71,6 +71,52 @@ class TestSafeFilename:
         """max_bytes sets the limit."""
         assert len(safe_filename("x" * 50, max_bytes=10)) == 10
 
+    @pytest.mark.parametrize(
+        "invisible",
+        [
+            "\u061c",  # Arabic letter mark
+            "\u200e",  # left-to-right mark
+            "\u200f",  # right-to-left mark
+            *(chr(code) for code in range(0x202A, 0x202F)),  # embeddings and overrides
+            *(chr(code) for code in range(0x2066, 0x206A)),  # isolates
+            "\u200b",  # zero-width space
+            "\u200d",  # zero-width joiner
+            "\u2060",  # word joiner
+            "\ufeff",  # byte-order mark
+            "\u00ad",  # soft hyphen
+            "\U000e0041",  # tag letter A
+        ],
+        ids=lambda char: f"U+{ord(char):04X}",
+    )
+    def test_format_characters_dropped(self, invisible: str) -> None:
+        """Bidi controls and other invisible format characters (category Cf) are removed."""
+        assert safe_filename(f"evil{invisible}gpj.exe") == "evilgpj.exe"
+        assert safe_filename(invisible * 3) == "file"
+
+    def test_no_format_character_survives(self) -> None:
+        """No character of Unicode category Cf is left in any result."""
+        every_format_character = "".join(
+            chr(code) for code in range(0x110000) if unicodedata.category(chr(code)) == "Cf"
+        )
+        result = safe_filename("a" + every_format_character + "b", max_bytes=10_000)
+        assert result == "ab"
+
+    @pytest.mark.parametrize(
+        ("name", "expected"),
+        [
+            ("next\u0085line", "next_line"),  # C1 control NEL
+            ("csi\u009bx", "csi_x"),  # C1 control CSI
+            ("line\u2028sep", "line_sep"),
+            ("para\u2029sep", "para_sep"),
+            ("lone\ud800surrogate", "lone_surrogate"),
+        ],
+    )
+    def test_unicode_breaks_and_surrogates_replaced(self, name: str, expected: str) -> None:
+        """C1 controls, line and paragraph separators and lone surrogates become '_'."""
+        result = safe_filename(name)
+        assert result == expected
+        result.encode("utf-8")  # a name every file system call can take
+
     def test_unicode_kept_and_normalised(self) -> None:
         """Non-ASCII letters are kept, in NFC form."""
         decomposed = unicodedata.normalize("NFD", "café-日本.mp3")

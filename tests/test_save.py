@@ -35,6 +35,8 @@ HOSTILE_NAMES = [
     "..",
     "",
     "nul\x00inside",
+    "lone\ud800surrogate",
+    "next\u0085line",
 ]
 
 
@@ -176,6 +178,22 @@ class TestHostileNames:
         )
         assert outcome.exit_code == 0
         assert (out / "café-日本語.txt").read_bytes() == b"u"
+
+    def test_invisible_characters_dropped_end_to_end(
+        self, server: FileServer, out: Path, tmp_path: Path
+    ) -> None:
+        """A right-to-left override or zero-width space in a name never reaches the saved name."""
+        names = {"rlo": "evil\u202egpj.exe", "zwsp": "pay\u200bment\u2066.pdf"}
+        files = [
+            {"url": server.add(f"/{key}.bin", key.encode()), "id": key, "name": name}
+            for key, name in names.items()
+        ]
+        outcome = run_save(files, tmp_path, dest=str(out))
+        assert outcome.exit_code == 0, [str(f.error) for f in outcome.failures]
+        assert (out / "evilgpj.exe").read_bytes() == b"rlo"
+        assert (out / "payment.pdf").read_bytes() == b"zwsp"
+        assert {path.name for path in out.iterdir()} == {"evilgpj.exe", "payment.pdf"}
+        assert_cache_empty(tmp_path)
 
     def test_existing_symlink_is_never_followed(
         self, server: FileServer, out: Path, tmp_path: Path

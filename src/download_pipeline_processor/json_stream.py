@@ -4,13 +4,20 @@
 millions of entries that is gigabytes.  This reader decodes one element at a
 time with ``JSONDecoder.raw_decode`` from a sliding text buffer, and reports a
 syntax error with the same line and column ``json.load`` would give.
+
+What ``json.load`` accepts but a report cannot carry is refused as an input
+error naming the entry: ``NaN``, ``Infinity`` and numbers too large for a
+float (they would be written back as invalid JSON), integers longer than
+Python converts, and elements nested deeper than the decoder can recurse.
 """
 
 from __future__ import annotations
 
 import codecs
 import json
+import math
 import os
+import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -84,7 +91,54 @@ class _Buffer:
         )
 
 
-def _whole_document(path: str | os.PathLike[str], label: str) -> Any:
+class _NumberCheck:
+    """Decoder hooks that note a number JSON cannot carry (``NaN``, ``Infinity``, ``1e999``).
+
+    The element still decodes (to a float); the caller asks :attr:`found`
+    afterwards, so the error can name the field that holds it.
+    """
+
+    def __init__(self) -> None:
+        #: The first such number of the element, as written in the file.
+        self.found: str | None = None
+
+    def constant(self, name: str) -> float:
+        if self.found is None:
+            self.found = name
+        return float(name)
+
+    def real(self, text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value) and self.found is None:
+            self.found = text if len(text) <= 20 else text[:17] + "..."
+        return value
+
+
+def _field_holding_non_finite(element: Any) -> str | None:
+    """The top-level key of ``element`` whose value holds a non-finite float, if any."""
+    if not isinstance(element, dict):
+        return None
+    for key, value in element.items():
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, float) and not math.isfinite(item):
+                return str(key)
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+    return None
+
+
+def _unreadable_number(label: str, index: int) -> InputError:
+    """The error for an integer longer than Python converts (a ValueError from ``int``)."""
+    limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+    limit_text = f" (the limit is {limit})" if limit else ""
+    return InputError(f"{label}: entry {index}: an integer has too many digits{limit_text}")
+
+
+def _whole_document(path: str | os.PathLike[str], label: str, first: str) -> Any:
     """Parse the whole file: only for documents that are not a list (to name what they are)."""
     with open(path, "rb") as handle:  # noqa: PTH123 - str or PathLike on purpose
         raw = handle.read()
@@ -96,6 +150,10 @@ def _whole_document(path: str | os.PathLike[str], label: str) -> Any:
         ) from None
     except UnicodeDecodeError:
         raise InputError(f"{label}: not UTF-8 text") from None
+    except (RecursionError, ValueError):
+        # Too deep or a too long integer: not a list either way, which is the error.
+        name = "an object" if first == "{" else "a number"
+        raise InputError(f"{label}: expected a JSON list of objects, got {name}") from None
 
 
 def _open(path: str | os.PathLike[str], label: str) -> IO[bytes]:
@@ -117,16 +175,18 @@ def iter_json_array(path: str | os.PathLike[str]) -> Iterator[Any]:
     or not a list.
     """
     label = os.fspath(path)
-    decoder = json.JSONDecoder()
+    numbers = _NumberCheck()
+    decoder = json.JSONDecoder(parse_float=numbers.real, parse_constant=numbers.constant)
     with _open(path, label) as handle:
         buffer = _Buffer(handle, label)
         first = buffer.skip_whitespace()
         if first != "[":
-            document = _whole_document(path, label)
+            document = _whole_document(path, label, first)
             name = _TYPE_NAMES.get(type(document), type(document).__name__)
             raise InputError(f"{label}: expected a JSON list of objects, got {name}")
         buffer.pos += 1
         after_element = False
+        index = 0
         while True:
             char = buffer.skip_whitespace()
             if after_element:
@@ -145,18 +205,31 @@ def iter_json_array(path: str | os.PathLike[str]) -> Iterator[Any]:
                 break
             if char == "":
                 raise buffer.error("Expecting value", buffer.pos)
-            element, end = _decode_one(decoder, buffer)
+            element, end = _decode_one(decoder, numbers, buffer, index)
+            if numbers.found is not None:
+                field = _field_holding_non_finite(element)
+                where = f"field {field!r} holds" if field is not None else "holds"
+                raise InputError(
+                    f"{label}: entry {index}: {where} {numbers.found}: only finite numbers"
+                    " are accepted (JSON has no NaN or Infinity)"
+                )
             buffer.pos = end
             buffer.drop_consumed()
             after_element = True
+            index += 1
             yield element
         if buffer.skip_whitespace():
             raise buffer.error("Extra data", buffer.pos)
 
 
-def _decode_one(decoder: json.JSONDecoder, buffer: _Buffer) -> tuple[Any, int]:
-    """Decode the element at ``buffer.pos``, reading more text while it is cut off."""
+def _decode_one(
+    decoder: json.JSONDecoder, numbers: _NumberCheck, buffer: _Buffer, index: int
+) -> tuple[Any, int]:
+    """Decode element ``index`` at ``buffer.pos``, reading more text while it is cut off."""
     while True:
+        # Only the last, whole decode counts: a float cut short can overflow
+        # ("9" * 309 + ".0" of "...e-10").
+        numbers.found = None
         try:
             element, end = decoder.raw_decode(buffer.text, buffer.pos)
         except json.JSONDecodeError as exc:
@@ -164,6 +237,15 @@ def _decode_one(decoder: json.JSONDecoder, buffer: _Buffer) -> tuple[Any, int]:
             if not buffer.more():
                 raise buffer.error(exc.msg, exc.pos) from None
             continue
+        except RecursionError:
+            # The C decoder recurses once per level; past the interpreter's limit
+            # it gives up cleanly, however much of the element is read.
+            raise InputError(
+                f"{buffer.label}: entry {index}: lists or objects nested too deeply"
+            ) from None
+        except ValueError:
+            # Not a syntax error: int() refusing more digits than it converts.
+            raise _unreadable_number(buffer.label, index) from None
         # A number cut by the end of the buffer ("12" of "123", "1.5" of "1.5e3")
         # decodes "fine" but short: it is only complete once a character that
         # cannot continue it follows (or the file ends).

@@ -11,6 +11,10 @@ MAX_COMPONENT_BYTES = 200
 #: Names that need no change: ASCII word characters, dashes and inner dots or spaces.
 _ORDINARY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_. -]*[A-Za-z0-9_-]|[A-Za-z0-9_-]")
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+#: Unicode categories that become ``_`` like ASCII controls: every control (the
+#: C1 range too: U+0085 is a line break), lone surrogates (no file system name
+#: can hold them) and the line and paragraph separators.
+_BREAKING_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 _WINDOWS_RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL"}
     | {f"COM{i}" for i in range(1, 10)}
@@ -25,13 +29,35 @@ def _truncate_utf8(text: str, limit: int) -> str:
     return encoded[:limit].decode("utf-8", errors="ignore")
 
 
+def _visible_characters(text: str) -> str:
+    """``text`` without invisible format characters and with line-breaking ones as ``_``.
+
+    Format characters (category Cf) are dropped: bidirectional controls make a
+    name display other than it is (``evil``, U+202E, ``gpj.exe`` shows as
+    ``evilexe.jpg``), and zero-width spaces, joiners and byte-order marks make
+    names that look alike differ.  Dropping them, rather than writing ``_``,
+    keeps names that use a joiner honestly (Persian words, emoji sequences)
+    readable.
+    """
+    kept = []
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "Cf":
+            continue
+        kept.append("_" if category in _BREAKING_CATEGORIES else char)
+    return "".join(kept)
+
+
 def safe_filename(name: str, fallback: str = "file", max_bytes: int = MAX_COMPONENT_BYTES) -> str:
     """A single, harmless path component made from ``name``.
 
-    Separators, control characters (NUL included) and characters that some
-    file systems reject become ``_``; leading dots and spaces go, so the result
-    is never ``.``, ``..`` or hidden; over-long names are cut on a character
-    boundary keeping the extension.  An empty result becomes ``fallback``.
+    Separators, control characters (NUL and C1 included), lone surrogates,
+    line separators and characters that some file systems reject become
+    ``_``; invisible format characters (Unicode category Cf: bidirectional
+    controls such as U+202E, zero-width spaces and joiners, U+FEFF) are
+    dropped; leading dots and spaces go, so the result is never ``.``, ``..``
+    or hidden; over-long names are cut on a character boundary keeping the
+    extension.  An empty result becomes ``fallback``.
     """
     if (
         _ORDINARY.fullmatch(name)
@@ -40,7 +66,9 @@ def safe_filename(name: str, fallback: str = "file", max_bytes: int = MAX_COMPON
     ):
         # Already safe (the common case); this runs for every file.
         return name
-    cleaned = unicodedata.normalize("NFC", str(name))
+    cleaned = str(name)
+    if not cleaned.isascii():
+        cleaned = _visible_characters(unicodedata.normalize("NFC", cleaned))
     cleaned = _UNSAFE.sub("_", cleaned).strip().lstrip(". ").rstrip(". ")
     if not cleaned:
         cleaned = fallback

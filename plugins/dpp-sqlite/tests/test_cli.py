@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
+
+import pytest
+
+from download_pipeline_processor.testing import FileServer
 
 Query = Callable[..., list[sqlite3.Row]]
 
@@ -64,3 +70,47 @@ class TestCli:
         assert tuple(run) == (4, 3, 1, 0)
         assert secret not in out.read_text(encoding="utf-8")
         assert secret not in completed.stderr + completed.stdout
+
+    @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+    def test_sigkill_keeps_every_finished_file(
+        self, tmp_path: Path, db: Path, query: Query, server: FileServer
+    ) -> None:
+        """After SIGKILL, every file that finished 1.5 s before is a row and a jsonl line.
+
+        The default batch of 500 rows is never filled: only the time bound writes them.
+        """
+        # The hanging file is first, so it holds a worker while the quick ones finish.
+        hanging = {"id": "hang", "url": server.add("/hang", b"h", delay=60)}
+        quick = [{"id": f"q{i}", "url": server.add(f"/q{i}", b"q" * i)} for i in range(12)]
+        files = tmp_path / "files.json"
+        files.write_text(json.dumps([hanging, *quick]), encoding="utf-8")
+        out = tmp_path / "out.jsonl"
+        # dummy, last, logs "processed ID" once jsonl and sqlite have had the
+        # file: the moment the file finished, seen from outside the process.
+        args = ["--files", str(files), "--processor", "checksum"]
+        args += ["--post-processor", "jsonl", "--post-processor", "sqlite"]
+        args += ["--post-processor", "dummy"]
+        args += ["--post-processor-option", f"sqlite.db={db}"]
+        args += ["--post-processor-option", f"jsonl.path={out}"]
+        args += ["--download-cache", str(tmp_path / "cache"), "--download-workers", "4"]
+        env = {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "sqlite"}
+        log = tmp_path / "stderr.log"
+        with log.open("w") as stderr:
+            proc = subprocess.Popen(
+                [str(CLI), *args], stdout=subprocess.DEVNULL, stderr=stderr, env=env
+            )
+        try:
+            deadline = time.monotonic() + 30
+            while log.read_text().count("INFO processed q") < len(quick):
+                assert time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.05)
+            time.sleep(1.5)
+            assert proc.poll() is None  # still waiting for the hanging file
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        finished = {entry["id"] for entry in quick}
+        assert {row["id"] for row in query("SELECT id FROM files")} == finished
+        lines = out.read_text(encoding="utf-8").splitlines()
+        assert {json.loads(line)["id"] for line in lines} == finished

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -107,7 +108,7 @@ class TestRecording:
 class TestBatching:
     def test_rows_commit_a_batch_at_a_time(self, make_processor: Make, query: Query) -> None:
         """Rows become visible to readers only when a full batch is committed."""
-        processor = make_processor(batch_size=3)
+        processor = make_processor(batch_size=3, flush_interval=60)
         processor.post_process(None, failed_file("a", "process", RuntimeError("x")))
         processor.post_process({}, ok_file("b"))
         assert count(query) == 0
@@ -115,6 +116,36 @@ class TestBatching:
         assert count(query) == 3
         processor.post_process({}, ok_file("d"))
         assert count(query) == 3
+
+    def test_partial_batch_committed_within_a_second(
+        self, make_processor: Make, query: Query
+    ) -> None:
+        """With the defaults, rows short of a batch are committed within a second, no file after."""
+        processor = make_processor()
+        processor.post_process({}, ok_file("a"))
+        processor.post_process({}, ok_file("b"))
+        deadline = time.monotonic() + 1
+        while count(query) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert count(query) == 2
+
+    def test_timed_commit_repeats(self, make_processor: Make, query: Query) -> None:
+        """Each new partial batch gets its own deadline after the previous one was written."""
+        processor = make_processor(flush_interval=0.05)
+        for written, file_id in enumerate(("a", "b", "c"), start=1):
+            processor.post_process({}, ok_file(file_id))
+            deadline = time.monotonic() + 2
+            while count(query) < written and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert count(query) == written
+
+    @pytest.mark.parametrize("flush_interval", [0, -1.5])
+    def test_flush_interval_must_be_positive(
+        self, make_processor: Make, flush_interval: float
+    ) -> None:
+        """A flush interval of zero or less is refused."""
+        with pytest.raises(ValueError, match="flush_interval"):
+            make_processor(flush_interval=flush_interval)
 
     def test_close_commits_the_rest(self, make_processor: Make, query: Query) -> None:
         """``close()`` writes a partial batch."""
@@ -290,10 +321,12 @@ class TestPlugin:
         assert entry_point.dist.name == "dpp-sqlite"
 
     def test_declared_options(self) -> None:
-        """``db`` is a required path; ``table`` and ``batch_size`` have defaults."""
+        """``db`` is a required path; the other options have defaults."""
         options = {option.name: option for option in SqlitePostProcessor.options}
         assert options["db"].required
         assert options["db"].type is Path
         assert options["table"].default == "files"
         assert options["batch_size"].type is int
         assert options["batch_size"].default == 500
+        assert options["flush_interval"].type is float
+        assert options["flush_interval"].default <= 1

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from ..base_post_processor import BasePostProcessor
 from ..file_data import FileData
+from ..flush_timer import FlushTimer
 from ..hookspecs import Register, hookimpl
 from ..options import Option
 from ..redact import redact_url
@@ -44,7 +45,11 @@ FLUSH_INTERVAL = 0.2
 class JsonlPostProcessor(BasePostProcessor):
     """Writes one JSON object per file: id, name, url, status, error and result.
 
-    Lines are flushed at least every ``FLUSH_INTERVAL`` seconds and at the end.
+    A line reaches the file (the operating system, not necessarily the disk)
+    at most ``FLUSH_INTERVAL`` seconds after its file finished, even if no
+    other file follows: a run killed with SIGKILL loses only the lines of
+    files that finished in its last ``FLUSH_INTERVAL`` seconds.  A power loss
+    can lose more (no fsync).  Everything is flushed at the end.
     """
 
     options = (
@@ -60,21 +65,35 @@ class JsonlPostProcessor(BasePostProcessor):
         else:
             self._out = sys.stdout
         self._flushed_at = 0.0
+        # The pipeline's post-process thread may wait long for the next file;
+        # the timer's thread flushes a burst of lines meanwhile.
+        self._timer = FlushTimer(self.flush, FLUSH_INTERVAL, name="jsonl")
 
     def post_process(self, result: Any, file_data: FileData) -> None:
-        self._out.write(to_json(outcome_record(result, file_data)) + "\n")
-        # Lines reach the file at most FLUSH_INTERVAL after they are written, so a
-        # killed run loses little, without a write syscall for every file.
-        now = time.monotonic()
-        if now - self._flushed_at >= FLUSH_INTERVAL:
+        line = to_json(outcome_record(result, file_data)) + "\n"
+        with self._timer.lock:
+            self._out.write(line)
+            # A file after a quiet spell is flushed at once; one in a burst
+            # waits for the timer, so a burst costs one write syscall per interval.
+            if time.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
+                self.flush()
+            else:
+                self._timer.pending()
+
+    def flush(self) -> None:
+        """Hand every written line to the operating system."""
+        with self._timer.lock:
             self._out.flush()
-            self._flushed_at = now
+            self._flushed_at = time.monotonic()
+            self._timer.flushed()
 
     def close(self) -> None:
-        if self._owned:
-            self._out.close()
-        else:
-            self._out.flush()
+        self._timer.close()
+        with self._timer.lock:
+            if self._owned:
+                self._out.close()
+            else:
+                self._out.flush()
 
 
 @hookimpl

@@ -69,7 +69,8 @@ def connect(path: Path) -> sqlite3.Connection:
     """Open ``path`` in WAL mode with ``synchronous=NORMAL``, transactions managed by hand.
 
     ``check_same_thread=False``: the connection is opened in the main thread but
-    used from the pipeline's single post-processing thread, one caller at a time.
+    used from the pipeline's post-processing thread and the post-processor's
+    flush timer, one caller at a time (the caller holds a lock).
     """
     connection = sqlite3.connect(
         str(path), timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
