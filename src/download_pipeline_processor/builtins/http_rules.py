@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from ..errors import PermanentDownloadError, TransientDownloadError
 from ..redact import scrub
@@ -108,3 +108,60 @@ def describe(error: BaseException, url: str) -> str:
     """``Type: message`` of a transport error, with the URL's secrets removed."""
     # Transport messages embed the URL, query string and all.
     return scrub(f"{type(error).__name__}: {error}", url)
+
+
+#: What requests leaves unquoted when it re-quotes a URL for the wire.
+WIRE_SAFE_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"
+
+
+def wire_url(url: str) -> str:
+    """``url`` as it goes on the wire: http or https, an ASCII (IDNA) host, re-quoted.
+
+    Re-quoted as requests re-quotes it, so that every downloader requests the
+    same bytes for the same entry, and no space, CR or LF can reach a request
+    line.  The fragment is dropped; userinfo is kept (it is the request's
+    credentials).
+    """
+    from .http1 import ascii_host  # the one IDNA rule of the downloaders
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise PermanentDownloadError(f"invalid URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise PermanentDownloadError("only http and https URLs can be downloaded")
+    hostname = parts.hostname
+    if not hostname:
+        raise PermanentDownloadError("URL has no host")
+    if ":" in hostname:  # an IPv6 literal
+        if not hostname.replace(":", "").replace(".", "").isalnum():
+            raise PermanentDownloadError("URL has an invalid host")
+        host = f"[{hostname}]"
+    else:
+        host = ascii_host(hostname)
+    authority = host if port is None else f"{host}:{port}"
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at:
+        authority = f"{quote(userinfo, safe=WIRE_SAFE_CHARACTERS)}@{authority}"
+    target = quote(parts.path or "/", safe=WIRE_SAFE_CHARACTERS)
+    if parts.query:
+        target = f"{target}?{quote(parts.query, safe=WIRE_SAFE_CHARACTERS)}"
+    return f"{scheme}://{authority}{target}"
+
+
+def too_many_redirects(max_redirects: int) -> PermanentDownloadError:
+    """The error of a file whose redirects loop or outnumber ``max_redirects``."""
+    return PermanentDownloadError(f"redirect loop or more than {max_redirects} redirects")
+
+
+def truncated_body(received: int, expected: int | None, detail: str = "") -> TransientDownloadError:
+    """The error of a body that ended before its length (None: a chunked body)."""
+    if expected is None:
+        text = f"truncated body: connection closed after {received} bytes of a chunked body"
+    elif detail:
+        text = f"truncated body: connection broken after {received} of {expected} bytes: {detail}"
+    else:
+        text = f"truncated body: got {received} of {expected} bytes"
+    return TransientDownloadError(text)
