@@ -23,7 +23,6 @@ import pycurl
 
 from download_pipeline_processor.errors import TransientDownloadError
 
-from .failures import TIMED_OUT
 from .transfer import new_handle
 
 if TYPE_CHECKING:
@@ -152,6 +151,19 @@ class Engine:
         if not transfer.finish(code, message, os_errno) or not self.start(transfer):
             self.ended.append(transfer)  # done, failed, or its next redirect hop could not start
 
+    def _timed_out(self, handle: pycurl.Curl, transfer: Transfer) -> None:
+        """End a hop that saw no byte for the timeout, as libcurl's own timeout would end it.
+
+        So a redirect or error answer whose body stalls still counts by its status.
+        """
+        del self.transfers[handle]
+        self.multi.remove_handle(handle)
+        self._release(handle)
+        if not transfer.finish(pycurl.E_OPERATION_TIMEDOUT, "timed out", 0) or not self.start(
+            transfer
+        ):
+            self.ended.append(transfer)
+
     def _release(self, handle: pycurl.Curl) -> None:
         if len(self.spare) < self.spare_limit:
             self.spare.append(handle)
@@ -163,7 +175,7 @@ class Engine:
         limit = now - self.config.timeout
         for handle, transfer in list(self.transfers.items()):
             if transfer.seen < limit:
-                self.abort(transfer, TransientDownloadError(TIMED_OUT), handle)
+                self._timed_out(handle, transfer)
 
     def abort(
         self, transfer: Transfer, error: BaseException, handle: pycurl.Curl | None = None
