@@ -26,6 +26,7 @@ from download_pipeline_processor.builtins.http_rules import keeps_credentials
 from download_pipeline_processor.builtins.simulated import NO_SLEEP_ENV, SimulatedDownloader
 from download_pipeline_processor.cache import PART_SUFFIX, DownloadCache
 from download_pipeline_processor.download import DownloadStage
+from download_pipeline_processor.downloader import Downloader
 from download_pipeline_processor.errors import (
     DownloadError,
     PermanentDownloadError,
@@ -35,6 +36,7 @@ from download_pipeline_processor.errors import (
 from download_pipeline_processor.file_data import FileData, StageError
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import FileServer
+from dpp_curl import CurlDownloader
 
 StageFactory = Callable[..., DownloadStage]
 
@@ -85,10 +87,11 @@ class ScopedServer:
 
 
 #: The transport under test -> the downloader class that uses it for plain URLs.
-DOWNLOADERS: dict[str, type[RequestsDownloader]] = {
+DOWNLOADERS: dict[str, type[Downloader]] = {
     "pooled": RequestsDownloader,
     "session": RequestsDownloader,
     "fast": FastDownloader,
+    "curl": CurlDownloader,
 }
 
 
@@ -134,17 +137,17 @@ def cache(tmp_path: Path) -> Iterator[DownloadCache]:
 
 
 @pytest.fixture
-def downloader_class(transport: str) -> type[RequestsDownloader]:
+def downloader_class(transport: str) -> type[Downloader]:
     """The downloader class of the transport under test."""
     return DOWNLOADERS[transport]
 
 
 @pytest.fixture
 def make_stage(
-    cache: DownloadCache, downloader_class: type[RequestsDownloader]
+    cache: DownloadCache, downloader_class: type[Downloader]
 ) -> Iterator[StageFactory]:
     """Build a DownloadStage over the downloader under test; settings default to no backoff."""
-    downloaders: list[RequestsDownloader] = []
+    downloaders: list[Downloader] = []
 
     def factory(stop_event: threading.Event | None = None, **settings: Any) -> DownloadStage:
         settings.setdefault("retry_backoff", 0)
@@ -833,7 +836,10 @@ class TestStopping:
                 stage.download(0, FileData(url))
         finally:
             timer.cancel()
-        assert isinstance(info.value.__cause__, TransientDownloadError)
+        # Ended by the stop itself (curl watches it while waiting), or by the
+        # attempt's timeout noticed after the stop: never reported as that timeout.
+        cause = info.value.__cause__
+        assert cause is None or isinstance(cause, TransientDownloadError)
         assert server.request_count("/slow.bin") == 1
 
     def test_exhausted_retries_still_report_the_error(
@@ -857,7 +863,7 @@ class TestStopping:
             stage.download(0, FileData(url))
 
     def test_fetch_checks_stop_while_streaming(
-        self, server: ScopedServer, tmp_path: Path, downloader_class: type[RequestsDownloader]
+        self, server: ScopedServer, tmp_path: Path, downloader_class: type[Downloader]
     ) -> None:
         """The backend stops between chunks once the event is set."""
         url = server.add("/big.bin", b"b" * 1_000_000)
@@ -870,7 +876,8 @@ class TestStopping:
                 downloader.fetch(FileData(url), tmp_path / "out.part", stop)
         finally:
             downloader.close()
-        assert (tmp_path / "out.part").stat().st_size < 1_000_000
+        part = tmp_path / "out.part"  # curl may stop before the head, and so the file
+        assert not part.exists() or part.stat().st_size < 1_000_000
 
 
 class TestSecretsStayOut:

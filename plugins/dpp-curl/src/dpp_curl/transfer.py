@@ -1,0 +1,378 @@
+"""One attempt at one file: its redirect hops, each answer's head, and the body on its way to disk.
+
+libcurl does the wire (connections, TLS, HTTP/1.1 and HTTP/2, proxies,
+netrc); a :class:`Transfer` keeps the pipeline's rules on what comes back,
+through the framework's shared ones (:mod:`~download_pipeline_processor.builtins.http_rules`
+and the head rules of :mod:`~download_pipeline_processor.builtins.http1`):
+
+- Redirects are followed here, not by libcurl, one hop at a time: each
+  target is checked (http or https only, a bounded number of hops), and
+  credentials headers are dropped on the way to another host, by the same
+  rule and with the same texts as the other downloaders.
+- A redirect or error answer's body is read off (up to :data:`MAX_DRAIN`, so
+  the connection is kept) and never written; only a 2xx body reaches the file.
+- The length rules: Transfer-Encoding wins over Content-Length, a garbage
+  Content-Length fails the attempt, and a body must be as long as announced.
+- Body bytes are gathered into blocks of ``block_size`` and written with one
+  ``writev``: a small file is one write, a large one a write per block.
+
+The callbacks run inside libcurl: they never raise (pycurl would print the
+traceback), they keep the error and tell libcurl to stop instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from http import HTTPStatus
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pycurl
+
+from download_pipeline_processor import affinity
+from download_pipeline_processor.builtins.http1 import UNTIL_CLOSE, ProtocolError, framing
+from download_pipeline_processor.builtins.http_rules import (
+    REDIRECT_STATUSES,
+    check_status,
+    keeps_credentials,
+    redirect_target,
+    too_many_redirects,
+    truncated_body,
+    wire_url,
+)
+from download_pipeline_processor.builtins.sink import open_destination, write_all
+from download_pipeline_processor.errors import PipelineInterrupted, TransientDownloadError
+from download_pipeline_processor.redact import scrub
+
+from .failures import curl_error
+
+if TYPE_CHECKING:
+    import threading
+
+    from download_pipeline_processor.affinity import Widening
+    from download_pipeline_processor.downloader import DownloadJob
+
+    from .config import CurlConfig
+
+#: Error and redirect bodies up to this size are read off so the connection is kept.
+MAX_DRAIN = 1024 * 1024
+#: Chunks gathered at most before a write (writev takes at most IOV_MAX of them).
+MAX_PENDING_CHUNKS = 512
+
+_HEAD, _BODY, _DRAIN = range(3)
+_HTTP = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
+#: libcurl's CURLOPT_SUPPRESS_CONNECT_HEADERS, which pycurl does not name: a
+#: proxy's answer to CONNECT is then not passed to the header callback.
+_SUPPRESS_CONNECT_HEADERS = 265
+#: Errors after which a body shorter than announced is reported as truncated.
+_BROKEN = frozenset(
+    {pycurl.E_PARTIAL_FILE, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR, pycurl.E_GOT_NOTHING}
+)
+
+_now = time.monotonic
+
+
+def new_handle(config: CurlConfig) -> pycurl.Curl:
+    """An easy handle with what every transfer of ``config`` shares."""
+    handle = pycurl.Curl()
+    setopt = handle.setopt
+    setopt(pycurl.NOSIGNAL, 1)
+    setopt(pycurl.NOPROGRESS, 1)
+    setopt(pycurl.PROTOCOLS, _HTTP)
+    setopt(pycurl.REDIR_PROTOCOLS, _HTTP)
+    setopt(pycurl.FOLLOWLOCATION, 0)  # hop by hop, in Transfer.finish
+    setopt(pycurl.CONNECTTIMEOUT_MS, max(1, round(config.timeout * 1000)))
+    setopt(pycurl.BUFFERSIZE, config.buffer_size)
+    # HTTP/2 when the server offers it over TLS (ALPN); HTTP/1.1 otherwise.
+    setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_2TLS)
+    setopt(pycurl.SSL_VERIFYPEER, 1)
+    setopt(pycurl.SSL_VERIFYHOST, 2)
+    # Exactly the bundle requests would use: no compiled-in default beside it.
+    if config.ca_path is not None:
+        setopt(pycurl.CAPATH, config.ca_path)
+        handle.unsetopt(pycurl.CAINFO)
+    else:
+        if config.ca_file is not None:
+            setopt(pycurl.CAINFO, config.ca_file)
+        handle.unsetopt(pycurl.CAPATH)
+    if config.netrc_file is not None:
+        setopt(pycurl.NETRC, pycurl.NETRC_OPTIONAL)
+        setopt(pycurl.NETRC_FILE, config.netrc_file)
+    else:
+        setopt(pycurl.NETRC, pycurl.NETRC_IGNORED)
+    setopt(_SUPPRESS_CONNECT_HEADERS, 1)
+    # ACCEPT_ENCODING stays unset: libcurl then neither asks for nor decodes
+    # a compression; the Accept-Encoding: identity header says so to the server.
+    return handle
+
+
+class Transfer:
+    """One attempt at ``url`` into ``destination``: a redirect hop at a time on an easy handle."""
+
+    __slots__ = (
+        "config",
+        "descriptor",
+        "destination",
+        "drained",
+        "error",
+        "expected",
+        "finished",
+        "headers",
+        "hops",
+        "job",
+        "mode",
+        "pending",
+        "pending_size",
+        "reason",
+        "request_headers",
+        "seen",
+        "should_stop",
+        "size",
+        "status",
+        "target",
+        "visited",
+        "widening",
+    )
+
+    def __init__(
+        self,
+        config: CurlConfig,
+        url: str,
+        destination: Path,
+        should_stop: threading.Event,
+        job: DownloadJob | None = None,
+    ) -> None:
+        self.config = config
+        self.destination = destination
+        self.should_stop = should_stop
+        self.job = job
+        #: Every URL of this attempt, as given and as sent: none may show in a message.
+        self.visited = [url]
+        self.target = wire_url(url)  # raises PermanentDownloadError for a bad URL
+        if self.target != url:
+            self.visited.append(self.target)
+        self.request_headers = config.headers
+        self.hops = 0
+        self.error: BaseException | None = None
+        self.finished = False
+        self.size = 0
+        self.seen = 0.0
+        self.descriptor = -1
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.widening: Widening | None = None
+        self.mode = _HEAD
+        self.status = 0
+        self.reason = ""
+        self.headers: dict[str, str] = {}
+        self.expected: int | None = None
+        self.drained = 0
+
+    # -- one hop ----------------------------------------------------------------------
+
+    def setup(self, handle: pycurl.Curl) -> None:
+        """Point ``handle`` at this hop: URL, headers, proxy, callbacks."""
+        target = self.target
+        setopt = handle.setopt
+        setopt(pycurl.URL, target)
+        setopt(pycurl.HTTPHEADER, self.request_headers)
+        setopt(pycurl.PROXY, self.config.proxies.for_url(target))
+        # Over TLS, wait for a connection being set up that may multiplex
+        # (HTTP/2) rather than open another; plain http is HTTP/1.1 anyway.
+        setopt(pycurl.PIPEWAIT, 1 if target.startswith("https:") else 0)
+        setopt(pycurl.HEADERFUNCTION, self.on_header)
+        setopt(pycurl.WRITEFUNCTION, self.on_body)
+        self.seen = _now()
+
+    def on_header(self, line: bytes) -> int | None:
+        """libcurl's header callback: one line of a head (or of a chunked body's trailers)."""
+        self.seen = _now()
+        if line[:5] == b"HTTP/":
+            self._status_line(line)
+        elif self.mode != _HEAD:
+            pass  # trailers after a chunked body: nothing to act on
+        elif line in (b"\r\n", b"\n"):
+            try:
+                self._head_done()
+            except BaseException as exc:  # noqa: BLE001 - kept for finish(); libcurl stops
+                self.error = exc
+                return 0
+        else:
+            name, colon, value = line.partition(b":")
+            if colon:
+                key = name.strip().lower().decode("latin-1")
+                text = value.strip().decode("latin-1")
+                headers = self.headers
+                headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        return None
+
+    def _status_line(self, line: bytes) -> None:
+        # A new answer: an interim one (1xx) was followed by the real one.
+        self._close_file()
+        version, _, rest = line.decode("latin-1").strip().partition(" ")
+        code, _, reason = rest.partition(" ")
+        self.status = int(code) if code.isascii() and code.isdigit() else 0
+        if not reason and version.startswith(("HTTP/2", "HTTP/3")):
+            # HTTP/2 and 3 carry no reason phrase: the standard one, as over HTTP/1.1.
+            try:
+                reason = HTTPStatus(self.status).phrase
+            except ValueError:
+                reason = ""
+        self.reason = reason.strip()
+        self.headers = {}
+        self.mode = _HEAD
+        self.expected = None
+        self.size = 0
+        self.drained = 0
+
+    def _head_done(self) -> None:
+        status = self.status
+        if 100 <= status < 200:
+            return  # the real answer follows
+        if (status in REDIRECT_STATUSES and "location" in self.headers) or status >= 400:
+            self.mode = _DRAIN
+            return
+        try:
+            length, _ = framing(status, self.headers)
+        except ProtocolError as exc:
+            raise TransientDownloadError(f"ProtocolError: {exc}") from None
+        self.expected = length if length >= 0 else None
+        self.descriptor = open_destination(self.destination)
+        self.mode = _BODY
+        if affinity.is_pinned():
+            # A large body is copied with every core allowed (see affinity).
+            widening = affinity.widened_for(None if length == UNTIL_CLOSE else self.expected)
+            self.widening = widening.__enter__()
+
+    def on_body(self, chunk: bytes) -> int | None:
+        """libcurl's write callback: body bytes, gathered into blocks for the file."""
+        self.seen = _now()
+        if self.mode == _BODY:
+            if self.should_stop.is_set():
+                self.error = PipelineInterrupted("run stopped during the download")
+                return 0
+            size = len(chunk)
+            self.size += size
+            if self.widening is not None:
+                self.widening.copied(size)
+            pending = self.pending
+            pending.append(chunk)
+            self.pending_size += size
+            if self.pending_size >= self.config.block_size or len(pending) >= MAX_PENDING_CHUNKS:
+                try:
+                    self._flush(self.descriptor)
+                except OSError as exc:
+                    self.error = exc
+                    return 0
+            return None
+        if self.mode == _DRAIN:
+            self.drained += len(chunk)
+            # Past the limit, closing the connection costs less than reading on.
+            return 0 if self.drained > MAX_DRAIN else None
+        self.error = TransientDownloadError("ProtocolError: a body without a response head")
+        return 0
+
+    def _flush(self, descriptor: int) -> None:
+        pending = self.pending
+        if not pending:
+            return
+        total = self.pending_size
+        self.pending = []
+        self.pending_size = 0
+        written = os.writev(descriptor, pending) if len(pending) > 1 else 0
+        if written < total:  # one chunk, or writev took fewer bytes than it was given
+            rest = memoryview(b"".join(pending) if len(pending) > 1 else pending[0])
+            write_all(descriptor, rest[written:])
+
+    def _close_file(self) -> None:
+        """Write what is gathered and close the file; raises OSError (a full disk, say)."""
+        descriptor = self.descriptor
+        if descriptor < 0:
+            return
+        self.descriptor = -1
+        try:
+            self._flush(descriptor)
+        finally:
+            os.close(descriptor)  # may report a failed write-back
+            self._end_widening()
+
+    def _end_widening(self) -> None:
+        widening, self.widening = self.widening, None
+        if widening is not None:
+            widening.__exit__(None, None, None)
+
+    # -- the end of a hop -----------------------------------------------------------------
+
+    def finish(self, code: int, message: str, os_errno: int) -> bool:
+        """The hop ended with libcurl's ``code``; True when another hop follows (call setup)."""
+        try:
+            if self._finish(code, message, os_errno):
+                return True
+        except BaseException as exc:  # noqa: BLE001 - the file's error, given back as such
+            self.fail(exc)
+            return False
+        self.finished = True
+        return False
+
+    def fail(self, error: BaseException) -> None:
+        """End the attempt with ``error``; the file is closed, the caller removes it."""
+        self.error = error
+        self.finished = True
+        descriptor, self.descriptor = self.descriptor, -1
+        self.pending = []
+        if descriptor >= 0:
+            with contextlib.suppress(OSError):  # the file is discarded anyway
+                os.close(descriptor)
+        self._end_widening()
+
+    def redacted(self, text: str) -> str:
+        """``text`` without the secrets of any URL this attempt visited."""
+        for url in self.visited:
+            text = scrub(text, url)
+        return text
+
+    def _finish(self, code: int, message: str, os_errno: int) -> bool:
+        if self.error is not None:
+            raise self.error  # a callback's: it made libcurl stop
+        if self.mode == _DRAIN:
+            # The status decides; a body cut off or left unread costs the connection only.
+            location = self.headers.get("location")
+            if self.status >= 400 or location is None:
+                check_status(self.status, self.reason, self.headers.get("retry-after"))
+            else:
+                self._follow(location)
+                return True
+        if code:
+            expected = self.expected
+            short = expected is None or self.size < expected
+            if self.mode == _BODY and code in _BROKEN and short:
+                if code == pycurl.E_PARTIAL_FILE or expected is None:
+                    raise truncated_body(self.size, expected)
+                raise truncated_body(self.size, expected, self.redacted(message))
+            raise curl_error(code, self.redacted(message), os_errno)
+        if self.mode != _BODY:
+            raise TransientDownloadError("ProtocolError: the answer ended before its head")
+        self._close_file()
+        if self.expected is not None and self.size != self.expected:
+            raise truncated_body(self.size, self.expected)
+        check_status(self.status, self.reason, self.headers.get("retry-after"))
+        return False
+
+    def _follow(self, location: str) -> None:
+        if self.hops >= self.config.max_redirects:
+            raise too_many_redirects(self.config.max_redirects)
+        current = self.target
+        target = redirect_target(current, location)
+        self.visited.append(target)
+        wire = wire_url(target)
+        if wire != target:
+            self.visited.append(wire)
+        if not keeps_credentials(current, target):
+            self.request_headers = self.config.safe_headers
+        self.target = wire
+        self.hops += 1
+        self.mode = _HEAD
+        self.status = 0
+        self.headers = {}
