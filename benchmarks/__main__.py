@@ -15,6 +15,7 @@ from pathlib import Path
 from . import report
 from .cases import (
     ALL_CASES,
+    CURL_DOWNLOADER,
     THROUGHPUT_CASES,
     TLS_CASES,
     Context,
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "`curl CLI` is the curl command line; `dpp curl` is this project with the `curl` "
         "downloader of the dpp-curl plugin package, run with only that package's plugins loaded",
     ]
-    if cli.downloader_env("curl") is None:
+    if cli.downloader_env(CURL_DOWNLOADER) is None:
         notes.append(
             "no `curl` downloader is installed (plugins/dpp-curl): the `dpp curl` rows "
             "and the targets that need them are missing"
