@@ -357,6 +357,16 @@ def tool_versions(cli: ProjectCli) -> dict[str, str]:
                 versions[f"downloader {name}"] = (
                     f"{plugin['distribution']} {plugin['version']} ({plugin['class']})"
                 )
+    pycurl = subprocess.run(
+        [str(cli.executable.with_name("python")), "-c", "import pycurl; print(pycurl.version)"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if pycurl.returncode == 0:
+        # The libcurl the curl downloader runs on (pycurl's wheels carry their own).
+        versions["pycurl"] = pycurl.stdout.strip()
     for name, argv in commands.items():
         try:
             completed = subprocess.run(

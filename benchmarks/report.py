@@ -221,6 +221,13 @@ def _fs_of(rows: Sequence[Row], case: str) -> list[str]:
     return list(dict.fromkeys(row.fs for row in rows if row.case == case))
 
 
+def _times(measured: float, factor: float) -> str:
+    """``measured`` as ``0.93x``; with a third digit where two would round up to ``factor``."""
+    if measured < factor <= round(measured, 2):
+        return f"{measured:.3f}x"
+    return f"{measured:.2f}x"
+
+
 def _rates(mine: Row, theirs: Row) -> str:
     """Both rows' throughput, in MB/s where files/s is too coarse to tell them apart."""
     assert mine.files_per_s is not None
@@ -254,7 +261,7 @@ def _ratio_check(
     if mine is None or theirs is None or not mine.files_per_s or not theirs.files_per_s:
         return target, "not measured", _verdict(None)
     measured = mine.files_per_s / theirs.files_per_s
-    figures = f"{measured:.2f}x ({_rates(mine, theirs)})"
+    figures = f"{_times(measured, factor)} ({_rates(mine, theirs)})"
     return target, figures, _verdict(measured >= factor)
 
 
@@ -313,7 +320,7 @@ def fate_check(rows: Sequence[Row]) -> Check | None:
         if worst is None or measured < worst[0]:
             worst = (measured, where)
         if measured < FATE_FACTOR:
-            below.append(f"{where} {measured:.2f}x")
+            below.append(f"{where} {_times(measured, FATE_FACTOR)}")
     if worst is None:
         return target, "not measured", _verdict(None)
     summary = f"lowest {worst[0]:.2f}x ({worst[1]}); {len(pairs) - len(below)} of {len(pairs)} rows"
