@@ -15,8 +15,11 @@ from pathlib import Path
 from . import report
 from .cases import (
     ALL_CASES,
+    CURL_DOWNLOADER,
     THROUGHPUT_CASES,
+    TLS_CASES,
     Context,
+    Transport,
     cpu_case,
     latency_case,
     sim_case,
@@ -27,6 +30,7 @@ from .install import ensure_tools
 from .nginx import NginxServer
 from .peers import REPO_ROOT, ProjectCli, tool_versions
 from .runner import Runner
+from .tls import make_tls_files
 
 BENCH_DIR = Path(__file__).resolve().parent
 EXT4_WORK = BENCH_DIR / "work"
@@ -76,8 +80,10 @@ def _say(text: str) -> None:
 def _corpora(args: argparse.Namespace) -> dict[str, Corpus]:
     specs = QUICK_SPECS if args.quick else FULL_SPECS
     needed = [name for name in THROUGHPUT_CASES if name in args.cases]
-    if "cpu" in args.cases and "small" not in needed:
-        needed.append("small")
+    extra = [name for case in args.cases for name in TLS_CASES.get(case, ())]
+    if "cpu" in args.cases:
+        extra.append("small")
+    needed += [name for name in dict.fromkeys(extra) if name not in needed]
     corpora = {}
     for name in needed:
         corpus, made = ensure_corpus(EXT4_WORK / "corpus", specs[name])
@@ -112,7 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         "this project's modules are byte-compiled before the runs, as `pip install` does",
         "latency, cpu and sim cases run on tmpfs only; the simulation case is verified by "
         "its exit code (0: every entry succeeded)",
+        "`curl CLI` is the curl command line; `dpp curl` is this project with the `curl` "
+        "downloader of the dpp-curl plugin package, run with only that package's plugins loaded",
     ]
+    if cli.downloader_env(CURL_DOWNLOADER) is None:
+        notes.append(
+            "no `curl` downloader is installed (plugins/dpp-curl): the `dpp curl` rows "
+            "and the targets that need them are missing"
+        )
     if "uncommitted" in info["commit"]:
         notes.append(
             "the working tree had uncommitted changes when this run started (work in progress): "
@@ -125,13 +138,35 @@ def main(argv: list[str] | None = None) -> int:
     try:
         corpora = _corpora(args)
         if corpora:
-            nginx = NginxServer(EXT4_WORK / "corpus", EXT4_WORK / "nginx")
+            # A new CA and certificate on every run, only when a TLS case needs them.
+            tls = None
+            if any(case in TLS_CASES for case in args.cases):
+                tls = make_tls_files(EXT4_WORK / "tls")
+            nginx = NginxServer(EXT4_WORK / "corpus", EXT4_WORK / "nginx", tls=tls)
             nginx.start()
             _say(f"nginx (pid {nginx.pid}) on {nginx.base_url}")
+            if tls is not None:
+                _say(f"  HTTPS on {nginx.https_url}, HTTPS with HTTP/2 on {nginx.h2_url}")
         for case in args.cases:
             if case in THROUGHPUT_CASES:
                 assert nginx is not None
-                throughput_case(ctx, corpora[case], nginx.base_url, args.fs)
+                throughput_case(ctx, corpora[case], Transport(nginx.base_url), args.fs)
+            elif case in TLS_CASES:
+                assert nginx is not None
+                assert nginx.tls is not None
+                transport = (
+                    Transport(nginx.https_url, "https-", nginx.tls.ca_bundle)
+                    if case == "https"
+                    else Transport(
+                        nginx.h2_url,
+                        "http2-",
+                        nginx.tls.ca_bundle,
+                        protocol_log=nginx.protocol_log,
+                        curl_flags=("--http2",),
+                    )
+                )
+                for name in TLS_CASES[case]:
+                    throughput_case(ctx, corpora[name], transport, args.fs)
             elif case == "latency":
                 latency_case(ctx)
             elif case == "cpu":

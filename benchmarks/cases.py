@@ -27,12 +27,16 @@ from .runner import Runner
 from .slow_server import make_body
 
 THROUGHPUT_CASES = ("small", "medium", "large")
-ALL_CASES = (*THROUGHPUT_CASES, "latency", "cpu", "sim")
+#: The cases over TLS, and the corpora each downloads.
+TLS_CASES = {"https": ("small", "medium"), "http2": ("small",)}
+ALL_CASES = (*THROUGHPUT_CASES, *TLS_CASES, "latency", "cpu", "sim")
 #: Seconds one run of one tool may take, per case, before it is killed and marked failed.
 TIMEOUTS = {
     "small": 300.0,
     "medium": 300.0,
     "large": 600.0,
+    "https": 300.0,
+    "http2": 300.0,
     "latency": 300.0,
     "cpu": 300.0,
     "sim": 600.0,
@@ -42,7 +46,10 @@ DOWNLOAD_CONCURRENCY = 16
 FAST_DOWNLOADER = "fast"
 FAST_LABEL = "dpp fast"
 PIN_FLAG = "--pin-threads"
-LATENCY_WORKERS = (16, 64, 256)
+#: The libcurl downloader of the ``dpp-curl`` plugin package, and its rows' label.
+CURL_DOWNLOADER = "curl"
+CURL_LABEL = "dpp curl"
+LATENCY_WORKERS = (64, 256)
 LATENCY_DELAY = 0.05
 LATENCY_BODY = 16 * 1024
 CPU_PROCESSOR = "benchmarks.cpu_processor:CpuBoundProcessor"
@@ -50,7 +57,7 @@ CPU_PROCESSING_LIMIT = 2
 #: Few download workers in the CPU case: downloads are not what it measures.
 CPU_DOWNLOAD_WORKERS = 4
 #: (full, quick) sizes of the cases that are not corpora.
-LATENCY_FILES = (2000, 500)
+LATENCY_FILES = (4000, 500)
 CPU_FILES = (300, 100)
 SIM_FILES = (100_000, 10_000)
 
@@ -80,6 +87,8 @@ def _job(
     expected: Counter[str],
     total_bytes: int,
     concurrency: int,
+    ca_bundle: Path | None = None,
+    protocol_log: Path | None = None,
 ) -> Job:
     root = ctx.fs_roots[fs]
     out_dir = root / "out"
@@ -96,6 +105,8 @@ def _job(
         results_path=root / "results" / "dpp.jsonl",
         concurrency=concurrency,
         timeout=TIMEOUTS.get(case.split("-", maxsplit=1)[0], 300.0),
+        ca_bundle=ca_bundle,
+        protocol_log=protocol_log,
     )
 
 
@@ -114,27 +125,58 @@ def _fast_tools(ctx: Context, processor: str | None = None, pinned: bool = True)
     return tools
 
 
-def throughput_case(ctx: Context, corpus: Corpus, base_url: str, filesystems: list[str]) -> None:
+def _curl_tools(ctx: Context, processor: str | None = None) -> list[Tool]:
+    """This project with the ``curl`` downloader, when a plugin package provides it.
+
+    Its runs load that package's entry points and no other plugin.
+    """
+    env = ctx.cli.downloader_env(CURL_DOWNLOADER)
+    if env is None:
+        return []
+    return [project_tool(ctx.cli, CURL_LABEL, processor, ["--downloader", CURL_DOWNLOADER], env)]
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How a corpus case reaches nginx: URL, case-name prefix, CA, curl's flags."""
+
+    base_url: str
+    prefix: str = ""
+    ca_bundle: Path | None = None
+    protocol_log: Path | None = None
+    curl_flags: tuple[str, ...] = ()
+
+
+def throughput_case(
+    ctx: Context,
+    corpus: Corpus,
+    transport: Transport,
+    filesystems: list[str],
+) -> None:
     """A corpus from nginx with this project and every peer at 16 connections."""
-    entries = corpus_entries(corpus, base_url)
+    entries = corpus_entries(corpus, transport.base_url)
     tools = [
         project_tool(ctx.cli),
         *_fast_tools(ctx),
+        *_curl_tools(ctx),
         aria2_tool(),
-        curl_tool(),
+        curl_tool(extra=transport.curl_flags),
         wget_tool(),
         baseline_tool(),
     ]
+    case = f"{transport.prefix}{corpus.spec.name}"
     for fs in filesystems:
-        _banner(f"{corpus.spec.name}: {len(entries)} files on {fs}")
+        _banner(f"{case}: {len(entries)} files from {transport.base_url} on {fs}")
         job = _job(
             ctx,
-            case=corpus.spec.name,
+            case=case,
             fs=fs,
             entries=entries,
             expected=corpus.expected(),
             total_bytes=corpus.total_bytes,
             concurrency=DOWNLOAD_CONCURRENCY,
+            ca_bundle=transport.ca_bundle,
+            protocol_log=transport.protocol_log,
         )
         ctx.runner.run_job(job, tools, ctx.reps)
 
@@ -169,7 +211,9 @@ def latency_case(ctx: Context) -> None:
         tools = [
             project_tool(ctx.cli, processor="checksum"),
             *_fast_tools(ctx, processor="checksum", pinned=False),
+            *_curl_tools(ctx, processor="checksum"),
             aria2_tool(),
+            curl_tool(),
         ]
         for workers in LATENCY_WORKERS:
             _banner(f"latency: {files} files, 50 ms each, {workers} at once")

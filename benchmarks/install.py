@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -18,8 +19,11 @@ DEBIAN_PACKAGES = {
     # GNU time reports a child's own peak RSS (see measure.py).
     "time": "/usr/bin/time",
 }
-#: PyPI distribution -> the module it provides (installed into the running venv).
-PYPI_PACKAGES = {"requests": "requests"}
+#: PyPI distribution -> the module it provides (installed into the running venv):
+#: requests for the baseline, trustme for the TLS cases' throwaway CA.
+PYPI_PACKAGES = {"requests": "requests", "trustme": "trustme"}
+#: This repository's plugin packages that add rows (distribution -> folder).
+LOCAL_PLUGINS = {"dpp-curl": Path(__file__).resolve().parent.parent / "plugins" / "dpp-curl"}
 SBIN_PATH = "/usr/sbin:/usr/local/sbin:/sbin"
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
 
@@ -70,9 +74,26 @@ def ensure_pypi_packages(log: list[str]) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", *missing], check=True, timeout=600)
 
 
+def ensure_local_plugins(log: list[str]) -> None:
+    """``pip install`` this repository's plugin packages that exist but are not installed."""
+    for dist, folder in LOCAL_PLUGINS.items():
+        if not (folder / "pyproject.toml").is_file():
+            continue
+        try:
+            importlib.metadata.distribution(dist)
+        except importlib.metadata.PackageNotFoundError:
+            log.append(f"pip install {folder}")
+            subprocess.run(
+                [sys.executable, "-m", "pip", "install", "-q", str(folder)],
+                check=True,
+                timeout=900,
+            )
+
+
 def ensure_tools() -> list[str]:
     """Install whatever is missing; return what was done."""
     log: list[str] = []
     ensure_debian_packages(log)
     ensure_pypi_packages(log)
+    ensure_local_plugins(log)
     return log

@@ -13,6 +13,8 @@ from pathlib import Path
 
 #: GNU time (Debian package ``time``), which reports its child's own peak RSS.
 GNU_TIME = Path("/usr/bin/time")
+#: Seconds between two readings of the tool's thread count.
+THREAD_SAMPLE_INTERVAL = 0.05
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,76 @@ class Measurement:
     max_rss_kib: int
     returncode: int
     timed_out: bool
+    #: The most threads the tool's process had at one of the samples; None if never read.
+    peak_threads: int | None = None
 
     @property
     def cpu_s(self) -> float:
         """User plus system CPU seconds."""
         return self.user_s + self.sys_s
+
+
+def _children(pid: int) -> list[int]:
+    """``pid``'s child processes (Linux ``/proc``), oldest first."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(part) for part in text.split()]
+
+
+def _thread_count(pid: int) -> int | None:
+    """The ``Threads:`` line of ``/proc/PID/status``; None once the process is gone."""
+    try:
+        with Path(f"/proc/{pid}/status").open(encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class ThreadSampler:
+    """Reads the tool's thread count every 50 ms while it runs; keeps the largest.
+
+    The tool is the child's child when GNU time wraps it (``wrapped``), else
+    the child itself.  Only that one process is counted: worker processes it
+    forks (a processing pool in process mode) are not summed.  A thread that
+    lives less than the interval between two readings can be missed.
+    """
+
+    def __init__(self, pid: int, wrapped: bool) -> None:
+        self.pid = pid
+        self.wrapped = wrapped
+        self.peak: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="thread-sampler", daemon=True)
+
+    def _tool_pid(self) -> int | None:
+        if not self.wrapped:
+            return self.pid
+        children = _children(self.pid)
+        return children[0] if children else None
+
+    def _run(self) -> None:
+        while True:
+            tool = self._tool_pid()
+            count = _thread_count(tool) if tool is not None else None
+            if count is not None:
+                self.peak = count if self.peak is None else max(self.peak, count)
+            if self._stop.wait(THREAD_SAMPLE_INTERVAL):
+                return
+
+    def start(self) -> None:
+        """Start sampling."""
+        self._thread.start()
+
+    def stop(self) -> int | None:
+        """Stop sampling and return the peak."""
+        self._stop.set()
+        self._thread.join()
+        return self.peak
 
 
 def run_measured(
@@ -49,7 +116,8 @@ def run_measured(
     least the harness's own peak.  GNU time, itself tiny, forks the tool and
     reports that grandchild's ``ru_maxrss``; with it the figure is the tool's.
     The child gets its own process group so a timeout can kill it and
-    anything it forked, and nothing else.
+    anything it forked, and nothing else.  The tool's peak thread count is
+    sampled from ``/proc`` meanwhile (:class:`ThreadSampler`).
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     rss_path = log_path.with_suffix(".rss")
@@ -79,8 +147,11 @@ def run_measured(
         timer = threading.Timer(timeout, kill_group)
         timer.daemon = True
         timer.start()
+        sampler = ThreadSampler(process.pid, wrapped=wrapped is not argv)
+        sampler.start()
         try:
             _, status, usage = os.wait4(process.pid, 0)
+            wall = time.perf_counter() - started
         except BaseException:
             # Interrupted (Ctrl-C): leave no tool running behind the harness.
             kill_group()
@@ -88,7 +159,7 @@ def run_measured(
             raise
         finally:
             timer.cancel()
-        wall = time.perf_counter() - started
+            peak_threads = sampler.stop()
     # Popen must not try to reap the child a second time.
     process.returncode = os.waitstatus_to_exitcode(status)
     return Measurement(
@@ -98,6 +169,7 @@ def run_measured(
         max_rss_kib=_reported_rss(rss_path, usage.ru_maxrss),
         returncode=process.returncode,
         timed_out=expired.is_set(),
+        peak_threads=peak_threads,
     )
 
 

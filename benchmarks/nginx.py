@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
-from .processes import ChildServer, free_port
+from .processes import ChildServer, free_ports
+from .tls import TlsFiles
+
+#: The nginx release that replaced ``listen ... http2`` with the ``http2 on;`` directive.
+HTTP2_DIRECTIVE_SINCE = (1, 25, 1)
+#: Where nginx logs, per request on the HTTP/2 server, the protocol it spoke.
+PROTOCOL_LOG = "h2-protocols.log"
 
 CONFIG_TEMPLATE = """\
 daemon off;
@@ -37,6 +45,9 @@ http {{
     open_file_cache max=20000 inactive=60s;
     default_type application/octet-stream;
     types {{ }}
+    # One line per request, only where a server turns it on: the HTTP/2 case
+    # checks which protocol each tool really spoke.
+    log_format protocol '$server_protocol';
 
     server {{
         listen 127.0.0.1:{port} backlog=4096;
@@ -44,7 +55,30 @@ http {{
         root {root};
         location / {{ }}
     }}
-}}
+{tls_servers}}}
+"""
+
+#: The TLS servers: HTTPS offering only HTTP/1.1, and HTTPS offering HTTP/2 (ALPN h2).
+TLS_TEMPLATE = """\
+    ssl_certificate {certificate};
+    ssl_certificate_key {private_key};
+    ssl_protocols TLSv1.3;
+    ssl_session_cache shared:bench:10m;
+
+    server {{
+        listen 127.0.0.1:{https_port} ssl backlog=4096;
+        server_name localhost;
+        root {root};
+        location / {{ }}
+    }}
+
+    server {{
+        listen 127.0.0.1:{h2_port} ssl{h2_listen_flag} backlog=4096;
+{h2_directive}        server_name localhost;
+        root {root};
+        access_log {prefix}/{protocol_log} protocol;
+        location / {{ }}
+    }}
 """
 
 
@@ -56,14 +90,39 @@ def nginx_binary() -> str:
     return found
 
 
-class NginxServer:
-    """Serves ``root`` on a free port of 127.0.0.1 until :meth:`stop`."""
+def nginx_version(binary: str) -> tuple[int, ...]:
+    """``nginx -v``'s version as a tuple of ints; (0,) when it cannot be read."""
+    completed = subprocess.run(
+        [binary, "-v"], check=False, capture_output=True, text=True, timeout=30
+    )
+    found = re.search(r"nginx/(\d+(?:\.\d+)*)", completed.stderr + completed.stdout)
+    return tuple(int(part) for part in found.group(1).split(".")) if found else (0,)
 
-    def __init__(self, root: Path, prefix: Path, workers: int = 2) -> None:
+
+def http2_syntax(version: tuple[int, ...]) -> tuple[str, str]:
+    """(flag after ``listen ... ssl``, directive line) that turn HTTP/2 on in this nginx."""
+    if version >= HTTP2_DIRECTIVE_SINCE:
+        return "", "        http2 on;\n"
+    return " http2", ""
+
+
+class NginxServer:
+    """Serves ``root`` on free ports of 127.0.0.1 until :meth:`stop`.
+
+    Always over plain HTTP; with ``tls`` also over HTTPS (HTTP/1.1 only) and
+    over HTTPS with HTTP/2 offered, each on a port of its own.
+    """
+
+    def __init__(
+        self, root: Path, prefix: Path, workers: int = 2, tls: TlsFiles | None = None
+    ) -> None:
         self.root = root
         self.prefix = prefix
         self.workers = workers
+        self.tls = tls
         self.port = 0
+        self.https_port = 0
+        self.h2_port = 0
         self._child: ChildServer | None = None
 
     @property
@@ -72,14 +131,45 @@ class NginxServer:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def https_url(self) -> str:
+        """``https://127.0.0.1:PORT`` of the HTTPS server that speaks only HTTP/1.1."""
+        return f"https://127.0.0.1:{self.https_port}"
+
+    @property
+    def h2_url(self) -> str:
+        """``https://127.0.0.1:PORT`` of the HTTPS server that offers HTTP/2."""
+        return f"https://127.0.0.1:{self.h2_port}"
+
+    @property
+    def protocol_log(self) -> Path:
+        """The HTTP/2 server's log: one ``$server_protocol`` line per request."""
+        return self.prefix / PROTOCOL_LOG
+
+    @property
     def pid(self) -> int | None:
         """The nginx master's PID while it runs."""
         return self._child.pid if self._child is not None else None
 
     def start(self) -> None:
         """Write the config and start nginx; wait until it accepts connections."""
-        self.port = free_port()
+        self.port, self.https_port, self.h2_port = free_ports(3)
         (self.prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        binary = nginx_binary()
+        tls_servers = ""
+        if self.tls is not None:
+            flag, directive = http2_syntax(nginx_version(binary))
+            self.protocol_log.unlink(missing_ok=True)
+            tls_servers = "\n" + TLS_TEMPLATE.format(
+                certificate=self.tls.certificate,
+                private_key=self.tls.private_key,
+                https_port=self.https_port,
+                h2_port=self.h2_port,
+                h2_listen_flag=flag,
+                h2_directive=directive,
+                root=self.root,
+                prefix=self.prefix,
+                protocol_log=PROTOCOL_LOG,
+            )
         config = self.prefix / "nginx.conf"
         config.write_text(
             CONFIG_TEMPLATE.format(
@@ -88,9 +178,10 @@ class NginxServer:
                 prefix=self.prefix,
                 port=self.port,
                 root=self.root,
+                tls_servers=tls_servers,
             )
         )
-        argv = [nginx_binary(), "-p", str(self.prefix), "-c", str(config)]
+        argv = [binary, "-p", str(self.prefix), "-c", str(config)]
         # -e keeps nginx from touching /var/log/nginx before it has read the config.
         argv += ["-e", str(self.prefix / "error.log")]
         self._child = ChildServer("nginx", argv, self.prefix / "stdout.log")

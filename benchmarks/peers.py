@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .corpus import ListFiles
 from .processes import clean_env
@@ -29,6 +29,12 @@ ARIA2_FAIR_FLAGS = (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: The project's variable naming the installed plugins to load; empty loads none.
 LOAD_PLUGINS_ENV = "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS"
+#: The CA bundle variable this project's downloaders (and requests) honour.
+CA_BUNDLE_ENV = "REQUESTS_CA_BUNDLE"
+#: Downloaders from plugin packages whose version the results record.
+PLUGIN_DOWNLOADERS = ("curl",)
+#: The label of the curl command line's rows (``dpp curl`` is this project's plugin).
+CURL_CLI_LABEL = "curl CLI"
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,17 @@ class Job:
     results_path: Path
     concurrency: int
     timeout: float
+    #: The CA that signed the server's certificate, for HTTPS jobs; None over plain HTTP.
+    ca_bundle: Path | None = None
+    #: nginx's per-request protocol log for this job's server, if it keeps one.
+    protocol_log: Path | None = None
+
+
+def _tls_env(job: Job, env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the job's CA bundle in the variable requests and this project read."""
+    if job.ca_bundle is None:
+        return env
+    return {**env, CA_BUNDLE_ENV: str(job.ca_bundle)}
 
 
 Verifier = Callable[[], None]
@@ -89,6 +106,7 @@ class ProjectCli:
         self.env = clean_env({"PYTHONPATH": str(REPO_ROOT), LOAD_PLUGINS_ENV: ""})
         self._plugins: list[dict[str, object]] | None = None
         self._help: str | None = None
+        self._plugin_envs: dict[str, dict[str, str] | None] = {}
 
     def byte_compile(self) -> None:
         """Compile the project's modules (and the benchmark's processor) as ``pip install`` does.
@@ -118,16 +136,55 @@ class ProjectCli:
             check=True,
         )
 
-    def _output(self, *args: str) -> str:
+    def _output(self, *args: str, env: dict[str, str] | None = None) -> str:
         completed = subprocess.run(
             [str(self.executable), *args],
             capture_output=True,
             text=True,
-            env=self.env,
+            env=self.env if env is None else env,
             timeout=60,
             check=True,
         )
         return completed.stdout
+
+    def listing(self, env: dict[str, str] | None = None) -> dict[str, Any]:
+        """``plugins --json`` run in ``env`` (default :attr:`env`)."""
+        found: dict[str, Any] = json.loads(self._output("plugins", "--json", env=env))
+        return found
+
+    def downloader_env(self, name: str) -> dict[str, str] | None:
+        """The environment that offers downloader ``name``; None when none is installed.
+
+        A built-in downloader needs nothing beyond :attr:`env`.  For one from an
+        installed plugin package, the plugin list is read once with every
+        plugin loaded, to learn which distribution registers it and that
+        distribution's entry-point names (what ``LOAD_PLUGINS_ENV`` selects
+        by); the environment then loads those entry points and no other, and
+        is checked to list the downloader.
+        """
+        if name in self._plugin_envs:
+            return self._plugin_envs[name]
+        found: dict[str, str] | None = None
+        if self.has_downloader(name):
+            found = self.env
+        else:
+            everything = {k: v for k, v in self.env.items() if k != LOAD_PLUGINS_ENV}
+            listing = self.listing(everything)
+            sources = {
+                str(p["distribution"])
+                for p in listing["plugins"]
+                if p["name"] == name and p["kind"] == "downloader"
+            }
+            entry_points = sorted(
+                str(m["name"]) for m in listing["modules"] if m["distribution"] in sources
+            )
+            if entry_points:
+                env = {**self.env, LOAD_PLUGINS_ENV: ",".join(entry_points)}
+                check = self.listing(env)["plugins"]
+                if any(p["name"] == name and p["kind"] == "downloader" for p in check):
+                    found = env
+        self._plugin_envs[name] = found
+        return found
 
     @property
     def plugins(self) -> list[dict[str, object]]:
@@ -171,13 +228,17 @@ def project_tool(
     label: str = "dpp",
     processor: str | None = None,
     extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> Tool:
     """This project downloading a job.
 
     With no ``processor``: ``save`` into the output folder when installed
     (files verified on disk), else ``checksum`` with the digests verified from
     the jsonl results.  Any other processor must report ``sha256`` too.
+    ``env`` replaces :attr:`ProjectCli.env` (to load one plugin package);
+    an HTTPS job adds its CA bundle to either.
     """
+    base_env = cli.env if env is None else env
 
     def build(job: Job) -> Invocation:
         argv = [
@@ -199,7 +260,7 @@ def project_tool(
             argv += ["--post-processor", "jsonl"]
             argv += ["--post-processor-option", f"path={job.results_path}"]
             verify = _verify_jsonl(job)
-        return Invocation([*argv, *extra], cli.env, verify)
+        return Invocation([*argv, *extra], _tls_env(job, base_env), verify)
 
     return Tool(label, build)
 
@@ -218,13 +279,15 @@ def aria2_tool(label: str = "aria2c") -> Tool:
             str(job.out_dir),
             *ARIA2_FAIR_FLAGS,
         ]
+        if job.ca_bundle is not None:
+            argv.append(f"--ca-certificate={job.ca_bundle}")
         return Invocation(argv, clean_env(), _verify_dir(job))
 
     return Tool(label, build)
 
 
-def curl_tool(label: str = "curl") -> Tool:
-    """curl ``--parallel`` with a config of url/output pairs."""
+def curl_tool(label: str = CURL_CLI_LABEL, extra: Sequence[str] = ()) -> Tool:
+    """curl ``--parallel`` with a config of url/output pairs (``extra``: e.g. ``--http2``)."""
 
     def build(job: Job) -> Invocation:
         argv = [
@@ -237,7 +300,10 @@ def curl_tool(label: str = "curl") -> Tool:
             "--fail",
             "--config",
             str(job.lists.curl_config),
+            *extra,
         ]
+        if job.ca_bundle is not None:
+            argv += ["--cacert", str(job.ca_bundle)]
         return Invocation(argv, clean_env(), _verify_dir(job))
 
     return Tool(label, build)
@@ -248,6 +314,8 @@ def wget_tool(label: str = "wget") -> Tool:
 
     def build(job: Job) -> Invocation:
         argv = ["wget", "-i", str(job.lists.url_list), "-P", str(job.out_dir), "-q"]
+        if job.ca_bundle is not None:
+            argv.append(f"--ca-certificate={job.ca_bundle}")
         return Invocation(argv, clean_env(), _verify_dir(job))
 
     return Tool(label, build)
@@ -266,7 +334,7 @@ def baseline_tool(label: str = "requests+threads") -> Tool:
             "--threads",
             str(job.concurrency),
         ]
-        return Invocation(argv, clean_env(), _verify_dir(job))
+        return Invocation(argv, _tls_env(job, clean_env()), _verify_dir(job))
 
     return Tool(label, build)
 
@@ -280,6 +348,25 @@ def tool_versions(cli: ProjectCli) -> dict[str, str]:
         "nginx": [shutil.which("nginx", path="/usr/sbin:/usr/local/sbin") or "nginx", "-v"],
     }
     versions = {"download-pipeline-processor": cli.version()}
+    for name in PLUGIN_DOWNLOADERS:
+        env = cli.downloader_env(name)
+        if env is None or env is cli.env:
+            continue
+        for plugin in cli.listing(env)["plugins"]:
+            if plugin["name"] == name and plugin["kind"] == "downloader":
+                versions[f"downloader {name}"] = (
+                    f"{plugin['distribution']} {plugin['version']} ({plugin['class']})"
+                )
+    pycurl = subprocess.run(
+        [str(cli.executable.with_name("python")), "-c", "import pycurl; print(pycurl.version)"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if pycurl.returncode == 0:
+        # The libcurl the curl downloader runs on (pycurl's wheels carry their own).
+        versions["pycurl"] = pycurl.stdout.strip()
     for name, argv in commands.items():
         try:
             completed = subprocess.run(

@@ -24,6 +24,18 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: the probes stay bound until all are chosen."""
+    probes = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for children: no proxy may turn loopback traffic into network traffic."""
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}

@@ -6,6 +6,7 @@ import os
 import platform
 import statistics
 import subprocess
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -13,12 +14,21 @@ from pathlib import Path
 
 from .runner import RunRecord
 
-#: The row each group's ratios are taken against.
-REFERENCE_TOOLS = ("dpp", "dpp processes")
+#: The peers every row's files/s is divided by: (column, the rows that stand for
+#: it in a case, first found wins).  In the ``cpu`` case "÷ dpp" is process
+#: mode over thread mode.
+PEERS = (
+    ("÷ dpp", ("dpp", "dpp threads")),
+    ("÷ dpp fast", ("dpp fast",)),
+    ("÷ aria2c", ("aria2c",)),
+    ("÷ curl CLI", ("curl CLI",)),
+)
 TABLE_HEAD = (
     "| case | fs | tool | median wall s | min-max s | files/s | MB/s | CPU ms/file "
-    "| peak RSS MiB | dpp ÷ tool | ok runs |\n"
-    "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+    "| peak RSS MiB | peak threads | "
+    + " | ".join(column for column, _ in PEERS)
+    + " | ok runs |\n"
+    "|---|---|---|--:|--:|--:|--:|--:|--:|--:|" + "--:|" * len(PEERS) + "--:|"
 )
 
 
@@ -40,6 +50,10 @@ class Row:
     rss_mib: float | None
     error: str | None
     skipped: bool
+    #: The most threads the tool's process had in any verified run.
+    peak_threads: int | None = None
+    #: Requests per protocol over the verified runs (jobs with a protocol log).
+    protocols: dict[str, int] | None = None
 
 
 def aggregate(records: Sequence[RunRecord]) -> list[Row]:
@@ -76,6 +90,11 @@ def aggregate(records: Sequence[RunRecord]) -> list[Row]:
         files = good[0].files
         size = good[0].bytes
         cpu = statistics.median(r.user_s + r.sys_s for r in good)
+        threads = [r.peak_threads for r in good if r.peak_threads is not None]
+        protocols: Counter[str] | None = None
+        for r in good:
+            if r.protocols is not None:
+                protocols = (protocols or Counter()) + Counter(r.protocols)
         rows.append(
             Row(
                 case=case,
@@ -92,13 +111,15 @@ def aggregate(records: Sequence[RunRecord]) -> list[Row]:
                 rss_mib=max(r.max_rss_kib for r in good) / 1024,
                 error=errors[0] if errors else None,
                 skipped=False,
+                peak_threads=max(threads) if threads else None,
+                protocols=None if protocols is None else dict(protocols),
             )
         )
     return rows
 
 
-def _reference(rows: Sequence[Row], case: str, fs: str) -> Row | None:
-    for name in REFERENCE_TOOLS:
+def _peer(rows: Sequence[Row], case: str, fs: str, names: Sequence[str]) -> Row | None:
+    for name in names:
         for row in rows:
             if (row.case, row.fs, row.tool) == (case, fs, name):
                 return row
@@ -111,14 +132,14 @@ def _num(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def ratio(rows: Sequence[Row], row: Row) -> float | None:
-    """The group's reference throughput over this row's (> 1: this project is faster)."""
-    reference = _reference(rows, row.case, row.fs)
-    if reference is None or reference is row:
+def ratio(rows: Sequence[Row], row: Row, peer_names: Sequence[str]) -> float | None:
+    """This row's files/s over the peer's in the same case and fs (> 1: this row is faster)."""
+    peer = _peer(rows, row.case, row.fs, peer_names)
+    if peer is None or peer is row:
         return None
-    if reference.files_per_s is None or row.files_per_s is None:
+    if not peer.files_per_s or row.files_per_s is None:
         return None
-    return reference.files_per_s / row.files_per_s
+    return row.files_per_s / peer.files_per_s
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
@@ -127,20 +148,39 @@ def markdown_table(rows: Sequence[Row]) -> str:
     for row in rows:
         if row.ok_runs == 0:
             label = "n/a" if row.skipped else "FAILED"
+            blanks = " | " * (7 + len(PEERS))
             lines.append(
-                f"| {row.case} | {row.fs} | {row.tool} | {label} | | | | | | | "
-                f"{row.ok_runs}/{row.runs} |"
+                f"| {row.case} | {row.fs} | {row.tool} | {label}{blanks}{row.ok_runs}/{row.runs} |"
             )
             continue
-        found = ratio(rows, row)
+        ratios = []
+        for _, names in PEERS:
+            found = ratio(rows, row, names)
+            ratios.append("—" if found is None else f"{found:.2f}x")
+        threads = "—" if row.peak_threads is None else str(row.peak_threads)
         lines.append(
             f"| {row.case} | {row.fs} | {row.tool} | {_num(row.wall_s, 2)} "
             f"| {_num(row.wall_min_s, 2)}-{_num(row.wall_max_s, 2)} "
             f"| {_num(row.files_per_s)} | {_num(row.mb_per_s, 0)} "
-            f"| {_num(row.cpu_ms_per_file, 2)} | {_num(row.rss_mib, 0)} "
-            f"| {'—' if found is None else f'{found:.2f}x'} | {row.ok_runs}/{row.runs} |"
+            f"| {_num(row.cpu_ms_per_file, 2)} | {_num(row.rss_mib, 0)} | {threads} "
+            f"| {' | '.join(ratios)} | {row.ok_runs}/{row.runs} |"
         )
     return "\n".join(lines)
+
+
+def protocol_lines(rows: Sequence[Row]) -> list[str]:
+    """Per row with a protocol log: the requests nginx served per protocol, over its runs."""
+    lines = []
+    for row in rows:
+        if row.protocols is None:
+            continue
+        total = sum(row.protocols.values())
+        parts = [
+            f"{name} {count:,} ({count / total:.0%})"
+            for name, count in sorted(row.protocols.items())
+        ]
+        lines.append(f"{row.case}/{row.fs}/{row.tool}: {', '.join(parts) or 'nothing logged'}")
+    return lines
 
 
 def failures(rows: Sequence[Row]) -> list[str]:
@@ -148,7 +188,17 @@ def failures(rows: Sequence[Row]) -> list[str]:
     return [f"{r.case}/{r.fs}/{r.tool}: {r.error}" for r in rows if r.error]
 
 
-# -- the issue's acceptance targets -------------------------------------------------------
+# -- the acceptance targets ---------------------------------------------------------------
+
+#: (target, measured, verdict)
+Check = tuple[str, str, str]
+
+CURL = "dpp curl"
+FAST = "dpp fast"
+FAST_PINNED = "dpp fast, pinned"
+CURL_CLI = "curl CLI"
+#: ``dpp curl`` within this factor of ``dpp fast`` on every shared row keeps ``curl`` alone.
+FATE_FACTOR = 0.9
 
 
 def _find(rows: Sequence[Row], case: str, fs: str, tool: str) -> Row | None:
@@ -158,40 +208,170 @@ def _find(rows: Sequence[Row], case: str, fs: str, tool: str) -> Row | None:
     return None
 
 
+def _ran(rows: Sequence[Row], case: str, fs: str) -> bool:
+    return any((row.case, row.fs) == (case, fs) for row in rows)
+
+
 def _verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("met" if ok else "**missed**")
+    return "n/a" if ok is None else ("PASS" if ok else "**MISS**")
+
+
+def _fs_of(rows: Sequence[Row], case: str) -> list[str]:
+    """The file systems ``case`` ran on, in order."""
+    return list(dict.fromkeys(row.fs for row in rows if row.case == case))
+
+
+def _times(measured: float, factor: float) -> str:
+    """``measured`` as ``0.93x``; with a third digit where two would round up to ``factor``."""
+    if measured < factor <= round(measured, 2):
+        return f"{measured:.3f}x"
+    return f"{measured:.2f}x"
+
+
+def _rates(mine: Row, theirs: Row) -> str:
+    """Both rows' throughput, in MB/s where files/s is too coarse to tell them apart."""
+    assert mine.files_per_s is not None
+    assert theirs.files_per_s is not None
+    if min(mine.files_per_s, theirs.files_per_s) < 100 and mine.mb_per_s and theirs.mb_per_s:
+        return f"{mine.mb_per_s:,.0f} vs {theirs.mb_per_s:,.0f} MB/s"
+    return f"{mine.files_per_s:,.0f} vs {theirs.files_per_s:,.0f} files/s"
+
+
+def _ratio_check(
+    rows: Sequence[Row],
+    case: str,
+    fs: str,
+    ours: str,
+    peer: str,
+    *,
+    factor: float = 1.0,
+    skip_absent: bool = False,
+) -> Check | None:
+    """``ours`` throughput ≥ ``factor`` times ``peer``'s (same files: the ratio of wall times).
+
+    None when the case did not run on ``fs``, or (``skip_absent``) when
+    ``ours`` was not among its tools.
+    """
+    if not _ran(rows, case, fs):
+        return None
+    if skip_absent and not any((r.case, r.fs, r.tool) == (case, fs, ours) for r in rows):
+        return None
+    target = f"{case}/{fs}: {ours} ≥ {factor:g}x {peer}"
+    mine, theirs = _find(rows, case, fs, ours), _find(rows, case, fs, peer)
+    if mine is None or theirs is None or not mine.files_per_s or not theirs.files_per_s:
+        return target, "not measured", _verdict(None)
+    measured = mine.files_per_s / theirs.files_per_s
+    figures = f"{_times(measured, factor)} ({_rates(mine, theirs)})"
+    return target, figures, _verdict(measured >= factor)
+
+
+def _cpu_check(rows: Sequence[Row], case: str, fs: str, ours: str, peer: str) -> Check | None:
+    """``ours`` CPU ms per file ≤ ``peer``'s."""
+    if not _ran(rows, case, fs):
+        return None
+    target = f"{case}/{fs}: {ours} CPU per file ≤ {peer}'s"
+    mine, theirs = _find(rows, case, fs, ours), _find(rows, case, fs, peer)
+    if mine is None or theirs is None or mine.cpu_ms_per_file is None:
+        return target, "not measured", _verdict(None)
+    if theirs.cpu_ms_per_file is None:
+        return target, "not measured", _verdict(None)
+    figures = f"{mine.cpu_ms_per_file:.2f} vs {theirs.cpu_ms_per_file:.2f} ms"
+    return target, figures, _verdict(mine.cpu_ms_per_file <= theirs.cpu_ms_per_file)
+
+
+def _limit_check(
+    rows: Sequence[Row], case: str, fs: str, ours: str, *, what: str, limit: float
+) -> Check | None:
+    """``ours``'s peak RSS (``what="rss"``, MiB) or peak thread count below ``limit``."""
+    if not _ran(rows, case, fs):
+        return None
+    mine = _find(rows, case, fs, ours)
+    if what == "rss":
+        target = f"{case}/{fs}: {ours} peak RSS < {limit:g} MiB"
+        value = None if mine is None else mine.rss_mib
+        shown = "" if value is None else f"{value:.0f} MiB"
+    else:
+        target = f"{case}/{fs}: {ours} peak threads < {limit:g}"
+        value = None if mine is None or mine.peak_threads is None else float(mine.peak_threads)
+        shown = "" if value is None else f"{value:.0f} threads"
+    if value is None:
+        return target, "not measured", _verdict(None)
+    return target, shown, _verdict(value < limit)
+
+
+def fate_check(rows: Sequence[Row]) -> Check | None:
+    """``dpp curl`` within 10 % of ``dpp fast`` or better on every row where ``fast`` ran."""
+    target = (
+        f"every row: {CURL} ≥ {FATE_FACTOR:g}x {FAST} (PASS: delete `fast`; "
+        "MISS: move it to plugins/dpp-fast)"
+    )
+    pairs = [(row, _find(rows, row.case, row.fs, CURL)) for row in rows if row.tool == FAST]
+    pairs = [(fast, curl) for fast, curl in pairs if fast.ok_runs]
+    if not pairs:
+        return None
+    worst: tuple[float, str] | None = None
+    below = []
+    for fast, curl in pairs:
+        where = f"{fast.case}/{fast.fs}"
+        if curl is None or not curl.files_per_s or not fast.files_per_s:
+            below.append(f"{where} (no {CURL} figure)")
+            continue
+        measured = curl.files_per_s / fast.files_per_s
+        if worst is None or measured < worst[0]:
+            worst = (measured, where)
+        if measured < FATE_FACTOR:
+            below.append(f"{where} {_times(measured, FATE_FACTOR)}")
+    if worst is None:
+        return target, "not measured", _verdict(None)
+    summary = f"lowest {worst[0]:.2f}x ({worst[1]}); {len(pairs) - len(below)} of {len(pairs)} rows"
+    if below:
+        summary += "; below: " + ", ".join(below)
+    return target, summary, _verdict(not below)
+
+
+def curl_targets(rows: Sequence[Row]) -> list[Check]:
+    """The targets for the ``curl`` downloader, as the issue words them."""
+    checks: list[Check | None] = [
+        _ratio_check(rows, "https-small", "tmpfs", CURL, "aria2c"),
+        _ratio_check(rows, "https-small", "tmpfs", CURL, "dpp", factor=2.0),
+        _cpu_check(rows, "https-small", "tmpfs", CURL, "aria2c"),
+        _ratio_check(rows, "small", "tmpfs", CURL, FAST),
+        _ratio_check(rows, "small", "tmpfs", CURL, FAST_PINNED, factor=0.9),
+    ]
+    for case in ("medium", "https-medium"):
+        for fs in _fs_of(rows, case):
+            checks.append(_ratio_check(rows, case, fs, CURL, "aria2c"))
+            checks.append(_ratio_check(rows, case, fs, CURL, CURL_CLI, factor=0.8))
+    for fs in _fs_of(rows, "large"):
+        checks.append(_ratio_check(rows, "large", fs, CURL, CURL_CLI))
+        checks.append(_limit_check(rows, "large", fs, CURL, what="rss", limit=64))
+    checks.append(_ratio_check(rows, "latency-256", "tmpfs", CURL, CURL_CLI, factor=0.8))
+    checks.append(_limit_check(rows, "latency-256", "tmpfs", CURL, what="threads", limit=20))
+    checks.append(fate_check(rows))
+    return [check for check in checks if check is not None]
 
 
 #: This project's rows in the corpus and latency cases: the default downloader,
-#: the ``fast`` one, and ``fast`` with ``--pin-threads``.
-OUR_VARIANTS = ("dpp", "dpp fast", "dpp fast, pinned")
+#: the ``fast`` one, ``fast`` with ``--pin-threads``, and the ``curl`` plugin.
+OUR_VARIANTS = ("dpp", FAST, FAST_PINNED, CURL)
 #: ... and in the simulated case.
 SIM_VARIANTS = ("dpp simulated", "dpp simulated, pinned")
 
 
-def _throughput_check(
-    rows: Sequence[Row], case: str, fs: str, ours_label: str, peer: str, *, factor: float = 1.0
-) -> tuple[str, str, str] | None:
-    ours = _find(rows, case, fs, ours_label)
-    if ours is None:
-        return None
-    theirs = _find(rows, case, fs, peer)
-    target = f"{case}/{fs}: {ours_label} ≥ {factor:g}x {peer}"
-    if theirs is None or not ours.files_per_s or not theirs.files_per_s:
-        return target, "not measured", _verdict(None)
-    measured = ours.files_per_s / theirs.files_per_s
-    return target, f"{measured:.2f}x", _verdict(measured >= factor)
+def earlier_targets(rows: Sequence[Row]) -> list[Check]:
+    """The earlier issues' targets, for each of this project's rows in each case it ran in."""
+    checks: list[Check | None] = []
+    present = {row.tool for row in rows}
 
+    def ratio(case: str, fs: str, ours: str, peer: str, factor: float = 1.0) -> Check | None:
+        return _ratio_check(rows, case, fs, ours, peer, factor=factor, skip_absent=True)
 
-def acceptance(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
-    """(target, measured, verdict) for each of the issue's targets, per variant of this project."""
-    checks: list[tuple[str, str, str] | None] = []
-    for ours in OUR_VARIANTS:
+    for ours in (variant for variant in OUR_VARIANTS if variant in present):
         checks += [
-            _throughput_check(rows, "small", "tmpfs", ours, "requests+threads", factor=2.0),
-            _throughput_check(rows, "small", "tmpfs", ours, "aria2c", factor=1.0),
-            _throughput_check(rows, "small", "ext4", ours, "aria2c", factor=1.0),
-            _throughput_check(rows, "small", "ext4", ours, "curl", factor=0.8),
+            ratio("small", "tmpfs", ours, "requests+threads", factor=2.0),
+            ratio("small", "tmpfs", ours, "aria2c"),
+            ratio("small", "ext4", ours, "aria2c"),
+            ratio("small", "ext4", ours, CURL_CLI, factor=0.8),
         ]
         small = _find(rows, "small", "tmpfs", ours)
         if small is not None and small.cpu_ms_per_file is not None:
@@ -203,19 +383,12 @@ def acceptance(rows: Sequence[Row]) -> list[tuple[str, str, str]]:
                 )
             )
         for fs in ("tmpfs", "ext4"):
-            checks.append(_throughput_check(rows, "medium", fs, ours, "aria2c", factor=1.0))
-            checks.append(_throughput_check(rows, "large", fs, ours, "aria2c", factor=1.0))
-            checks.append(_throughput_check(rows, "large", fs, ours, "curl", factor=1.0))
-            large = _find(rows, "large", fs, ours)
-            if large is not None and large.rss_mib is not None:
-                checks.append(
-                    (
-                        f"large/{fs}: {ours} peak RSS < 64 MiB",
-                        f"{large.rss_mib:.0f} MiB",
-                        _verdict(large.rss_mib < 64),
-                    )
-                )
-        checks.append(_throughput_check(rows, "latency-64", "tmpfs", ours, "aria2c", factor=1.0))
+            checks.append(ratio("medium", fs, ours, "aria2c"))
+            checks.append(ratio("large", fs, ours, "aria2c"))
+            checks.append(ratio("large", fs, ours, CURL_CLI))
+            if _find(rows, "large", fs, ours) is not None:
+                checks.append(_limit_check(rows, "large", fs, ours, what="rss", limit=64))
+        checks.append(ratio("latency-64", "tmpfs", ours, "aria2c"))
     threads = _find(rows, "cpu", "tmpfs", "dpp threads")
     processes = _find(rows, "cpu", "tmpfs", "dpp processes")
     if threads is not None:
@@ -296,6 +469,20 @@ def machine_info(repo: Path, versions: dict[str, str]) -> dict[str, str]:
     return info
 
 
+PROTOCOL_SECTION = """\
+## Protocols nginx served (`http2` case)
+
+Requests per protocol, from the HTTP/2 server's log, summed over each
+row's verified runs. Tools that do not offer HTTP/2 get HTTP/1.1 from the
+same server.
+
+"""
+
+
+def _check_table(checks: Sequence[Check]) -> str:
+    return "\n".join(f"| {t} | {m} | {v} |" for t, m, v in checks) or "| — | — | — |"
+
+
 def render(
     rows: Sequence[Row],
     info: dict[str, str],
@@ -308,8 +495,14 @@ def render(
     """The whole RESULTS.md."""
     finished = datetime.now(timezone.utc)
     machine = "\n".join(f"- {key}: {value}" for key, value in info.items())
-    checks = acceptance(rows)
-    check_lines = "\n".join(f"| {t} | {m} | {v} |" for t, m, v in checks) or "| — | — | — |"
+    curl_checks = curl_targets(rows)
+    # An earlier target that is also one of the curl downloader's is listed once.
+    listed = {target for target, _, _ in curl_checks}
+    earlier = [check for check in earlier_targets(rows) if check[0] not in listed]
+    protocols = protocol_lines(rows)
+    protocol_section = ""
+    if protocols:
+        protocol_section = PROTOCOL_SECTION + "".join(f"- {line}\n" for line in protocols) + "\n"
     failed = failures(rows)
     failed_text = "\n".join(f"- {line}" for line in failed) if failed else "- none"
     note_text = "\n".join(f"- {note}" for note in notes)
@@ -334,17 +527,32 @@ repetitions, tools run in alternation, take some of that out.
 
 Medians over the verified runs; "min-max s" is the fastest and the slowest
 of them. MB = 10^6 bytes; RSS in MiB (2^20 bytes), the largest peak over
-the runs. "dpp ÷ tool" is this project's files/s
-divided by that row's (above 1: this project is faster); in the `cpu` case
-it is process mode over thread mode.
+the runs. "peak threads" is the most threads the tool's own process had
+at any 50 ms sample. Each "÷ peer" column is this row's files/s divided by
+that peer's in the same case and file system (above 1: this row is faster;
+"÷ dpp" is the default `requests` downloader, and in the `cpu` case process
+mode over thread mode). `curl CLI` is the curl command line; `dpp curl`
+is this project with the `curl` downloader plugin.
 
 {markdown_table(rows)}
 
-## The issue's targets
+{protocol_section}## Targets for the `curl` downloader
+
+Figures are this project's `dpp curl` row against the named row of the same
+case and file system (medians); the last line is the rule that decides the
+`fast` downloader's fate.
 
 | target | measured | verdict |
 |---|---|---|
-{check_lines}
+{_check_table(curl_checks)}
+
+## Earlier targets
+
+The earlier issues' targets, for each of this project's rows that ran.
+
+| target | measured | verdict |
+|---|---|---|
+{_check_table(earlier)}
 
 ## Failed or skipped runs
 

@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import sys
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +35,35 @@ class RunRecord:
     ok: bool
     error: str | None = None
     skipped: bool = False
+    #: The most threads the tool's process had (sampled every 50 ms).
+    peak_threads: int | None = None
+    #: Requests per protocol nginx logged during the run (jobs with a protocol log).
+    protocols: dict[str, int] | None = None
+
+
+#: Seconds to let nginx finish logging the last requests of a run (outside the timing).
+PROTOCOL_LOG_SETTLE = 0.2
+
+
+def _log_size(path: Path | None) -> int:
+    if path is None:
+        return 0
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _protocols_since(path: Path, offset: int) -> dict[str, int]:
+    """Requests per protocol in the lines nginx appended to ``path`` after ``offset``."""
+    time.sleep(PROTOCOL_LOG_SETTLE)
+    try:
+        with path.open("rb") as log:
+            log.seek(offset)
+            lines = log.read().decode("ascii", errors="replace").split()
+    except FileNotFoundError:
+        return {}
+    return dict(Counter(lines))
 
 
 def reset_dir(path: Path) -> None:
@@ -47,6 +78,12 @@ def _tail(path: Path, limit: int = 400) -> str:
     except OSError:
         return ""
     return " ".join(text[-limit:].split())
+
+
+def _protocol_text(protocols: dict[str, int] | None) -> str:
+    if protocols is None:
+        return ""
+    return ", " + (" + ".join(f"{n} {name}" for name, n in sorted(protocols.items())) or "no log")
 
 
 class Runner:
@@ -102,6 +139,7 @@ class Runner:
         # Start from no dirty pages, so one run's writeback does not land in the next.
         os.sync()
         invocation = tool.build(job)
+        log_offset = _log_size(job.protocol_log)
         slug = f"{job.case}-{job.fs}-{tool.label}-{rep}".replace(" ", "_").replace("/", "_")
         log_path = self.logs_dir / f"{slug}.log"
         measured = run_measured(
@@ -111,6 +149,9 @@ class Runner:
             env=invocation.env,
             cwd=REPO_ROOT,
         )
+        protocols = None
+        if job.protocol_log is not None:
+            protocols = _protocols_since(job.protocol_log, log_offset)
         error: str | None = None
         if measured.timed_out:
             error = f"timed out after {job.timeout:.0f} s"
@@ -136,13 +177,17 @@ class Runner:
                 returncode=measured.returncode,
                 ok=error is None,
                 error=error,
+                peak_threads=measured.peak_threads,
+                protocols=protocols,
             )
         )
         status = "ok" if error is None else f"FAILED: {error}"
         print(
             f"  [{job.case}/{job.fs} rep {rep + 1}] {tool.label}: {measured.wall_s:.2f} s, "
             f"cpu {measured.user_s + measured.sys_s:.2f} s, "
-            f"rss {measured.max_rss_kib / 1024:.0f} MiB, {status}",
+            f"rss {measured.max_rss_kib / 1024:.0f} MiB, "
+            f"threads {measured.peak_threads if measured.peak_threads is not None else '?'}"
+            f"{_protocol_text(protocols)}, {status}",
             file=sys.stderr,
             flush=True,
         )
