@@ -115,13 +115,20 @@ def _banner(text: str) -> None:
 
 
 def _fast_tools(ctx: Context, processor: str | None = None, pinned: bool = True) -> list[Tool]:
-    """This project with the ``fast`` downloader (and pinned threads), when installed."""
-    if not ctx.cli.has_downloader(FAST_DOWNLOADER):
+    """This project with the ``fast`` downloader (and pinned threads), when installed.
+
+    Built in before, the ``dpp-fast`` plugin package now: its runs load that
+    package's entry points and no other plugin, as the ``curl`` rows do.
+    """
+    env = ctx.cli.downloader_env(FAST_DOWNLOADER)
+    if env is None:
         return []
     fast = ["--downloader", FAST_DOWNLOADER]
-    tools = [project_tool(ctx.cli, FAST_LABEL, processor, fast)]
+    tools = [project_tool(ctx.cli, FAST_LABEL, processor, fast, env=env)]
     if pinned and ctx.cli.has_flag(PIN_FLAG):
-        tools.append(project_tool(ctx.cli, f"{FAST_LABEL}, pinned", processor, [*fast, PIN_FLAG]))
+        tools.append(
+            project_tool(ctx.cli, f"{FAST_LABEL}, pinned", processor, [*fast, PIN_FLAG], env=env)
+        )
     return tools
 
 

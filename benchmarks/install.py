@@ -23,7 +23,8 @@ DEBIAN_PACKAGES = {
 #: requests for the baseline, trustme for the TLS cases' throwaway CA.
 PYPI_PACKAGES = {"requests": "requests", "trustme": "trustme"}
 #: This repository's plugin packages that add rows (distribution -> folder).
-LOCAL_PLUGINS = {"dpp-curl": Path(__file__).resolve().parent.parent / "plugins" / "dpp-curl"}
+_PLUGINS_DIR = Path(__file__).resolve().parent.parent / "plugins"
+LOCAL_PLUGINS = {name: _PLUGINS_DIR / name for name in ("dpp-curl", "dpp-fast")}
 SBIN_PATH = "/usr/sbin:/usr/local/sbin:/sbin"
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
 

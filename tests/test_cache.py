@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from download_pipeline_processor.builtins.fast import FastDownloader
 from download_pipeline_processor.builtins.http import RequestsDownloader
 from download_pipeline_processor.builtins.simulated import SimulatedDownloader
 from download_pipeline_processor.cache import (
@@ -34,6 +33,7 @@ from download_pipeline_processor.errors import CacheError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings, default_cache_root
 from download_pipeline_processor.testing import FileServer
+from dpp_fast.fast import FastDownloader
 
 #: A uid no account needs to have: chown takes any number, so "someone else's
 #: folder" is tested even where no second account can be made.

@@ -20,7 +20,6 @@ import pytest
 import trustme
 
 from download_pipeline_processor import affinity
-from download_pipeline_processor.builtins.fast import FastDownloader
 from download_pipeline_processor.builtins.http import RequestsDownloader, parse_retry_after
 from download_pipeline_processor.builtins.http_rules import keeps_credentials
 from download_pipeline_processor.builtins.simulated import NO_SLEEP_ENV, SimulatedDownloader
@@ -37,6 +36,7 @@ from download_pipeline_processor.file_data import FileData, StageError
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import FileServer
 from dpp_curl import CurlDownloader
+from dpp_fast.fast import FastDownloader
 
 StageFactory = Callable[..., DownloadStage]
 
@@ -143,9 +143,7 @@ def downloader_class(transport: str) -> type[Downloader]:
 
 
 @pytest.fixture
-def make_stage(
-    cache: DownloadCache, downloader_class: type[Downloader]
-) -> Iterator[StageFactory]:
+def make_stage(cache: DownloadCache, downloader_class: type[Downloader]) -> Iterator[StageFactory]:
     """Build a DownloadStage over the downloader under test; settings default to no backoff."""
     downloaders: list[Downloader] = []
 

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from download_pipeline_processor import BaseProcessor, Downloader, FileData, hookimpl
-from download_pipeline_processor.builtins.fast import FastDownloader
 from download_pipeline_processor.cache import PART_SUFFIX
 from download_pipeline_processor.downloader import DownloadFeed, DownloadJob, drives_many
 from download_pipeline_processor.errors import PermanentDownloadError, TransientDownloadError
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import PipelineOutcome, leftover_files, run_pipeline
+from dpp_fast.fast import FastDownloader
 
 #: Generous bound on a run that must not hang; the runs themselves take well under a second.
 HANG = 10.0

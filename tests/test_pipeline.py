@@ -32,6 +32,7 @@ from download_pipeline_processor.testing import (
     make_plugin_manager,
     run_pipeline,
 )
+from dpp_fast import plugin as fast_plugin
 
 
 def _body(index: int, size: int = 2048) -> bytes:
@@ -598,7 +599,7 @@ class TestDownloaderSeam:
         """Naming a downloader nobody registered fails before any work with the choices."""
         from download_pipeline_processor.errors import UnknownPluginError
 
-        with pytest.raises(UnknownPluginError, match="available: fast, requests, simulated"):
+        with pytest.raises(UnknownPluginError, match="available: requests, simulated"):
             run_pipeline([{"url": "http://127.0.0.1:9/x"}], downloader="nope")
 
 
@@ -900,7 +901,7 @@ class TestPluginFaults:
         self, file_server: FileServer, cache_root: Path, downloader: str
     ) -> None:
         """A downloader whose close() raises still leaves an empty cache and the run's exit code."""
-        manager = make_plugin_manager()
+        manager = make_plugin_manager(fast_plugin)
         base = PluginRegistry(manager).resolve(DOWNLOADER, downloader)
 
         class ClosingBadly(base):  # type: ignore[misc, valid-type]

@@ -133,7 +133,7 @@ class TestBuiltins:
         registry = PluginRegistry(create_plugin_manager(load_entrypoints=False))
         assert {"dummy", "checksum"} <= set(registry.names(PROCESSOR))
         assert {"dummy", "jsonl"} <= set(registry.names(POST_PROCESSOR))
-        assert registry.names(DOWNLOADER) == ["fast", "requests", "simulated"]
+        assert registry.names(DOWNLOADER) == ["requests", "simulated"]
         assert registry.problems == []
         assert registry.clashes() == []
 

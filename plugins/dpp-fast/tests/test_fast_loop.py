@@ -28,8 +28,6 @@ import pytest
 import trustme
 
 from download_pipeline_processor import BaseProcessor, FileData, ProcessingPipeline, affinity
-from download_pipeline_processor.builtins import fast_loop
-from download_pipeline_processor.builtins.fast import FastDownloader, SocketTransport
 from download_pipeline_processor.cache import PART_SUFFIX
 from download_pipeline_processor.errors import (
     PermanentDownloadError,
@@ -44,6 +42,9 @@ from download_pipeline_processor.testing import (
     make_plugin_manager,
     run_pipeline,
 )
+from dpp_fast import fast_loop
+from dpp_fast import plugin as fast_plugin
+from dpp_fast.fast import FastDownloader, SocketTransport
 
 #: Generous bound on a run that must not hang; the runs themselves take well under a second.
 HANG = 10.0
@@ -271,7 +272,14 @@ def run_fast(
 ) -> PipelineOutcome:
     """Run the pipeline in process with the fast downloader and short timeouts."""
     settings.setdefault("timeout", 5.0)
-    return run_pipeline(files, processor, downloader="fast", download_cache=cache_root, **settings)
+    return run_pipeline(
+        files,
+        processor,
+        downloader="fast",
+        plugins=[fast_plugin],
+        download_cache=cache_root,
+        **settings,
+    )
 
 
 def sha256(data: bytes) -> str:
@@ -841,7 +849,7 @@ class TestStop:
         pipeline = ProcessingPipeline(
             "checksum",
             collector,
-            plugin_manager=make_plugin_manager(),
+            plugin_manager=make_plugin_manager(fast_plugin),
             downloader="fast",
             download_cache=cache_root,
             download_workers=4,
@@ -1024,7 +1032,7 @@ class TestCommandLine:
             env={
                 **os.environ,
                 "NETRC": str(tmp_path / "no-such-netrc"),
-                "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "",
+                "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "fast",
             },
         )
         assert proc.returncode == 0, proc.stderr

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from download_pipeline_processor.builtins.http1 import (
+from download_pipeline_processor.errors import PermanentDownloadError
+from dpp_fast.http1 import (
     CHUNKED,
     UNTIL_CLOSE,
     ProtocolError,
@@ -15,7 +16,6 @@ from download_pipeline_processor.builtins.http1 import (
     parse_head,
     split_head,
 )
-from download_pipeline_processor.errors import PermanentDownloadError
 
 
 class TestParseHead:

@@ -18,12 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from download_pipeline_processor.builtins.fast import (
-    MAX_HEAD,
-    MAX_IDLE_PER_THREAD,
-    FastDownloader,
-    SocketTransport,
-)
 from download_pipeline_processor.errors import (
     DownloadError,
     PermanentDownloadError,
@@ -31,6 +25,12 @@ from download_pipeline_processor.errors import (
 )
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings
+from dpp_fast.fast import (
+    MAX_HEAD,
+    MAX_IDLE_PER_THREAD,
+    FastDownloader,
+    SocketTransport,
+)
 
 
 @dataclass

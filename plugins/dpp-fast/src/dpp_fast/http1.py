@@ -10,9 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from ..errors import PermanentDownloadError
-from ..urls import URLProblem, canonical_host, check_characters
-from .http_rules import CHUNKED, UNTIL_CLOSE, body_framing, request_url
+from download_pipeline_processor.builtins.http_rules import (
+    CHUNKED,
+    UNTIL_CLOSE,
+    body_framing,
+    request_url,
+)
+from download_pipeline_processor.errors import PermanentDownloadError
+from download_pipeline_processor.urls import URLProblem, canonical_host, check_characters
 
 __all__ = [
     "CHUNKED",

@@ -28,13 +28,28 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..affinity import Widening, widened_for
-from ..errors import (
+from download_pipeline_processor.affinity import Widening, widened_for
+from download_pipeline_processor.builtins.http import RequestsDownloader, Transport
+from download_pipeline_processor.builtins.http_rules import (
+    REDIRECT_STATUSES,
+    certificate_error,
+    check_status,
+    describe,
+    keeps_credentials,
+    network_error,
+    redirect_target,
+    too_many_redirects,
+    truncated,
+    truncated_chunked,
+    without_credentials,
+)
+from download_pipeline_processor.builtins.sink import open_destination, write_all
+from download_pipeline_processor.errors import (
     DownloadError,
     PipelineInterrupted,
     TransientDownloadError,
 )
-from .http import RequestsDownloader, Transport
+
 from .http1 import (
     CHUNKED,
     MAX_HEAD,
@@ -48,26 +63,12 @@ from .http1 import (
     parse_head,
     split_head,
 )
-from .http_rules import (
-    REDIRECT_STATUSES,
-    certificate_error,
-    check_status,
-    describe,
-    keeps_credentials,
-    network_error,
-    redirect_target,
-    too_many_redirects,
-    truncated,
-    truncated_chunked,
-    without_credentials,
-)
-from .sink import open_destination, write_all
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Iterator
 
-    from ..downloader import DownloadFeed
+    from download_pipeline_processor.downloader import DownloadFeed
 
 #: The smallest per-thread buffer: a whole head must fit.
 MIN_BUFFER = 2 * MAX_HEAD

@@ -33,8 +33,15 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from ..downloader import DownloadFeed, DownloadJob
-from ..errors import DownloadError, PipelineInterrupted, TransientDownloadError
+from download_pipeline_processor.builtins.http_rules import truncated
+from download_pipeline_processor.builtins.sink import open_destination, write_all
+from download_pipeline_processor.downloader import DownloadFeed, DownloadJob
+from download_pipeline_processor.errors import (
+    DownloadError,
+    PipelineInterrupted,
+    TransientDownloadError,
+)
+
 from .fast import MIN_BUFFER, ConnectionClosed, translate
 from .host_names import Address, HostNames
 from .http1 import (
@@ -47,8 +54,6 @@ from .http1 import (
     parse_head,
     split_head,
 )
-from .http_rules import truncated
-from .sink import open_destination, write_all
 
 if TYPE_CHECKING:
     from .fast import FastDownloader, SocketTransport

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from download_pipeline_processor.builtins.host_names import DNS_TTL, HostNames
+from dpp_fast.host_names import DNS_TTL, HostNames
 
 
 def wait_for(names: HostNames, host: str, now: float) -> list[Any]:
