@@ -76,7 +76,8 @@ def _click_option(setting: dataclasses.Field[Any]) -> Callable[[F], F]:
     above = setting.metadata["above"]
     choices = setting.metadata["choices"]
     default = setting.default
-    extra: dict[str, Any] = {}
+    # Shown whatever command the option is added to, not only one whose context says so.
+    extra: dict[str, Any] = {"show_default": True}
     if option.shown_default is not None:
         extra["show_default"] = option.shown_default
     if choices is not None:
