@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner
@@ -55,7 +55,7 @@ class LevelPostProcessor(BasePostProcessor):
     """Keeps every result next to its ``level`` option."""
 
     options = (Option("level", type=counted("post-processor"), required=True),)
-    seen: list[tuple[int, Any]] = []
+    seen: ClassVar[list[tuple[int, Any]]] = []
 
     def __init__(self, level: int) -> None:
         self.level = level
@@ -158,7 +158,8 @@ class TestPlanRun:
             ("JsonlPostProcessor", {"path": str(tmp_path / "r")}),
         ]
         assert plan.downloader_class.__name__ == "SimulatedDownloader"
-        assert plan.entries is not None and plan.entries.count == 1
+        assert plan.entries is not None
+        assert plan.entries.count == 1
 
     def test_input_is_checked_before_plugins_load(self, tmp_path: Path) -> None:
         """A bad input fails before the registry is made, so its error comes first."""

@@ -28,10 +28,8 @@ FIELDS = {setting.name: setting for setting in cli_fields()}
 
 def wide_help(command: click.Command, obj: Any = None) -> str:
     """``--help`` on one line per option, so a default is never wrapped apart."""
-    runner = CliRunner()
-    result = runner.invoke(
-        command, ["--help"], obj=obj, terminal_width=400, max_content_width=400, catch_exceptions=False
-    )
+    width = {"terminal_width": 400, "max_content_width": 400}
+    result = CliRunner().invoke(command, ["--help"], obj=obj, catch_exceptions=False, **width)
     assert result.exit_code == 0
     return result.output
 
@@ -127,9 +125,7 @@ class TestCliOptionsFromSettings:
         assert [section for section, _ in sorted(positions, key=lambda p: p[1])] == [
             section for section, _ in positions
         ]
-        assert {setting.metadata["cli"].section for setting in FIELDS.values()} <= set(
-            CLI_SECTIONS
-        )
+        assert {setting.metadata["cli"].section for setting in FIELDS.values()} <= set(CLI_SECTIONS)
 
     def test_unknown_section_is_refused(self) -> None:
         """A CLI declaration naming a section --help does not have is an error at once."""
