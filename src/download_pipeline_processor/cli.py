@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -10,22 +11,22 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import click
 
 from . import __version__
-from .errors import PluginOptionError, UsageError
-from .inputs import load_file_list
+from .errors import UsageError
 from .listing import describe_plugins, format_plugins
-from .options import declared_options, parse_key_values, parse_size
+from .options import parse_key_values
 from .pipeline import ProcessingPipeline
+from .plan import plan_run
 from .plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_manager
-from .registry import POST_PROCESSOR, PluginRegistry
-from .settings import DEFAULT_CACHE_FOLDER, PROCESSING_MODES, PipelineSettings
+from .registry import PluginRegistry
+from .settings import CliOption, PipelineSettings, cli_fields
 
 logger = logging.getLogger("download_pipeline_processor")
 
@@ -34,7 +35,7 @@ EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 DEBUG_LOG_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
 
-_DEFAULTS = PipelineSettings()
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CliUsageError(click.ClickException):
@@ -44,25 +45,84 @@ class CliUsageError(click.ClickException):
 
 
 # Not subscripted: ParamType is generic only from click 8.2, and 8.1 is supported.
-class SizeType(click.ParamType):  # type: ignore[type-arg]
-    """A size in bytes, with an optional K, M, G or T suffix (:func:`~.options.parse_size`)."""
+class ParsedType(click.ParamType):  # type: ignore[type-arg]
+    """A value read by a setting's own parser (``parse_size``), with an optional minimum."""
 
-    name = "size"
-
-    def __init__(self, minimum: int = 0) -> None:
+    def __init__(self, parse: Callable[[str], Any], minimum: float | None, unit: str) -> None:
+        self.parse = parse
         self.minimum = minimum
+        self.unit = unit
+        self.name = getattr(parse, "__name__", "value").removeprefix("parse_")
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        flag = param.opts[0] if param is not None and param.opts else "size"
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value  # a default, already a value
+        flag = param.opts[0] if param is not None and param.opts else self.name
         try:
-            size = parse_size(str(value))
+            parsed = self.parse(value)
         except ValueError as exc:
             raise CliUsageError(f"{flag}: {exc}") from None
-        if size < self.minimum:
-            raise CliUsageError(f"{flag}: must be at least {self.minimum} byte(s), not {value!r}")
-        return size
+        if self.minimum is not None and parsed < self.minimum:
+            raise CliUsageError(
+                f"{flag}: must be at least {self.minimum} {self.unit}".rstrip() + f", not {value!r}"
+            )
+        return parsed
+
+
+def _click_option(setting: dataclasses.Field[Any]) -> Callable[[F], F]:
+    """The click option of one setting, from its declaration in ``settings.py``."""
+    option: CliOption = setting.metadata["cli"]
+    minimum = setting.metadata["minimum"]
+    above = setting.metadata["above"]
+    choices = setting.metadata["choices"]
+    default = setting.default
+    # Shown whatever command the option is added to, not only one whose context says so.
+    extra: dict[str, Any] = {"show_default": True}
+    if option.shown_default is not None:
+        extra["show_default"] = option.shown_default
+    if choices is not None:
+        extra["type"] = click.Choice(choices)
+    elif option.parse is not None:
+        extra["type"] = ParsedType(option.parse, minimum, option.unit)
+    elif option.directory:
+        extra["type"] = click.Path(path_type=Path, file_okay=False)
+    elif isinstance(default, bool):
+        extra["is_flag"] = True
+    elif isinstance(default, int):
+        extra["type"] = click.IntRange(min=minimum, min_open=above)
+    elif isinstance(default, float):
+        extra["type"] = click.FloatRange(min=minimum, min_open=above)
+    return click.option(
+        option.flag,
+        setting.name,
+        metavar=option.metavar,
+        default=default,
+        help=option.help,
+        **extra,
+    )
+
+
+def setting_options(section: str) -> Callable[[F], F]:
+    """Add the click options of the settings ``--help`` lists in ``section``, in order."""
+
+    def decorate(function: F) -> F:
+        # Decorators apply bottom-up: the last one applied is listed first.
+        for setting in reversed(cli_fields(section)):
+            function = _click_option(setting)(function)
+        return function
+
+    return decorate
+
+
+def settings_from_params(params: dict[str, Any]) -> PipelineSettings:
+    """The run's settings: every setting option's value, taken out of ``params``.
+
+    ``--no-sleep`` is not a setting of its own: it zeroes ``simulate_delay``.
+    """
+    changes = {setting.name: params.pop(setting.name) for setting in cli_fields()}
+    if params.pop("no_sleep"):
+        changes["simulate_delay"] = (0.0, 0.0)
+    return PipelineSettings(**changes)
 
 
 def _plugin_manager(ctx: click.Context) -> PipelinePluginManager:
@@ -121,37 +181,6 @@ def _configure_logging(debug: bool, quiet: bool, log_file: Path | None) -> None:
     root.setLevel(min(handler.level for handler in handlers))
     # urllib3 logs every new connection at DEBUG, URLs included: keep it quiet.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-
-
-def _split_post_processor_options(
-    names: Sequence[str], classes: Sequence[type], raw: dict[str, str]
-) -> list[dict[str, str]]:
-    """Give each post-processor its options.
-
-    ``NAME.KEY=VALUE`` targets the post-processor selected as NAME; a plain
-    ``KEY=VALUE`` goes to every selected post-processor that declares KEY (or
-    declares nothing), and is an error when none does.
-    """
-    split: list[dict[str, str]] = [{} for _ in names]
-    for key, value in raw.items():
-        target, dot, option = key.partition(".")
-        if dot and target in names:
-            split[list(names).index(target)][option] = value
-            continue
-        takers = [
-            index
-            for index, cls in enumerate(classes)
-            if (declared := declared_options(cls)) is None
-            or any(opt.name == key for opt in declared)
-        ]
-        if not takers:
-            raise PluginOptionError(
-                f"--post-processor-option {key!r}: no selected post-processor "
-                f"({', '.join(names)}) accepts it"
-            )
-        for index in takers:
-            split[index][key] = value
-    return split
 
 
 @contextmanager
@@ -238,18 +267,19 @@ class _Command(click.Group):
     type=click.Path(path_type=Path, dir_okay=True),
     help='JSON list of files to fetch: [{"url": ..., "id": ..., "name": ...}].',
 )
+@setting_options("input")
+@setting_options("download")
+@click.option(
+    "--no-sleep",
+    is_flag=True,
+    envvar="PIPELINE_NO_SLEEP",
+    help="Make simulated downloads instant (env PIPELINE_NO_SLEEP=1).",
+)
 @click.option(
     "--processor",
     default="dummy",
     metavar="NAME",
     help="Processor: a registered name (see 'plugins') or module:ClassName.",
-)
-@click.option(
-    "--post-processor",
-    "post_processors",
-    multiple=True,
-    metavar="NAME",
-    help="Post-processor, by name or module:ClassName; repeat for several.  [default: dummy]",
 )
 @click.option(
     "--processor-option",
@@ -258,6 +288,14 @@ class _Command(click.Group):
     metavar="KEY=VALUE",
     help="Keyword argument for the processor; repeatable.",
 )
+@setting_options("processing")
+@click.option(
+    "--post-processor",
+    "post_processors",
+    multiple=True,
+    metavar="NAME",
+    help="Post-processor, by name or module:ClassName; repeat for several.  [default: dummy]",
+)
 @click.option(
     "--post-processor-option",
     "post_processor_options",
@@ -265,99 +303,7 @@ class _Command(click.Group):
     metavar="[NAME.]KEY=VALUE",
     help="Keyword argument for the post-processor(s); repeatable.",
 )
-@click.option(
-    "--download-workers",
-    metavar="N",
-    type=click.IntRange(min=1),
-    default=_DEFAULTS.download_workers,
-    help="Concurrent downloads.",
-)
-@click.option(
-    "--processing-limit",
-    metavar="N",
-    type=click.IntRange(min=1),
-    default=_DEFAULTS.processing_limit,
-    help="Processing threads, each with its own processor instance.",
-)
-@click.option(
-    "--download-queue-size",
-    metavar="N",
-    type=click.IntRange(min=1),
-    default=_DEFAULTS.download_queue_size,
-    help="Downloaded files waiting for processing before downloads pause.",
-)
-@click.option(
-    "--download-cache",
-    metavar="DIR",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=None,
-    # Not default_cache_root(): finding the temp dir writes a test file, on every start.
-    show_default=f"<temp dir>/{DEFAULT_CACHE_FOLDER}-<uid>",
-    help="Folder for the temporary cache, the user's own and writable by no one else; "
-    "a private folder is made inside and removed.",
-)
-@click.option(
-    "--cache-size",
-    metavar="SIZE",
-    type=SizeType(minimum=1),
-    default=None,
-    show_default="unlimited",
-    help="Most bytes the cache holds at once (K, M, G, T suffixes, powers of 1024); "
-    "downloads wait for room, and a single larger file runs alone.",
-)
-@click.option(
-    "--max-retries",
-    metavar="N",
-    type=click.IntRange(min=0),
-    default=_DEFAULTS.max_retries,
-    help="Retries after the first attempt of a download.",
-)
-@click.option(
-    "--retry-backoff",
-    metavar="SECONDS",
-    type=click.FloatRange(min=0),
-    default=_DEFAULTS.retry_backoff,
-    help="Base seconds of the exponential backoff between attempts.",
-)
-@click.option(
-    "--timeout",
-    metavar="SECONDS",
-    type=click.FloatRange(min=0, min_open=True),
-    default=_DEFAULTS.timeout,
-    help="Seconds for connecting and for each read.",
-)
-@click.option(
-    "--processing-mode",
-    type=click.Choice(PROCESSING_MODES),
-    default=_DEFAULTS.processing_mode,
-    help="Run processors in threads, or in worker processes for CPU-bound work "
-    "(the class must be importable and its results picklable).",
-)
-@click.option(
-    "--pin-threads",
-    is_flag=True,
-    help="Run the pipeline's threads on one CPU core (Linux): 2-3x faster for many "
-    "small files on fast storage or simulated runs, slower for large files or a slow "
-    "disk, and not for thread-mode processors running multi-threaded native code.",
-)
-@click.option(
-    "--downloader",
-    metavar="NAME",
-    default=None,
-    help="Download backend registered by a plugin.  [default: requests, or simulated "
-    "with --simulate-downloads]",
-)
-@click.option(
-    "--simulate-downloads",
-    is_flag=True,
-    help="Run every stage without network, with placeholder files.",
-)
-@click.option(
-    "--no-sleep",
-    is_flag=True,
-    envvar="PIPELINE_NO_SLEEP",
-    help="Make simulated downloads instant (env PIPELINE_NO_SLEEP=1).",
-)
+@setting_options("output")
 @click.option(
     "--log-file",
     metavar="FILE",
@@ -367,6 +313,7 @@ class _Command(click.Group):
 )
 @click.option("--quiet", "-q", is_flag=True, help="Log warnings and errors only.")
 @click.option("--debug", is_flag=True, help="Log everything and show tracebacks.")
+@setting_options("logging")
 @click.version_option(__version__, prog_name="download-pipeline-processor")
 @click.pass_context
 def main(ctx: click.Context, /, **params: Any) -> None:
@@ -403,45 +350,29 @@ def main(ctx: click.Context, /, **params: Any) -> None:
 
 
 def _run(ctx: click.Context, params: dict[str, Any]) -> int:
-    # The input is checked first: its error is the one line a user must see.
-    entries = load_file_list(params["files"], _DEFAULTS.allowed_schemes)
-    manager = _plugin_manager(ctx)
-    registry = PluginRegistry(manager)
-    _warn_about_plugins(registry, params["debug"])
-    post_names = list(params["post_processors"]) or ["dummy"]
-    post_classes = [registry.resolve(POST_PROCESSOR, name) for name in post_names]
-    post_options = _split_post_processor_options(
-        post_names,
-        post_classes,
-        parse_key_values(params["post_processor_options"], "--post-processor-option"),
-    )
-    delay = (0.0, 0.0) if params["no_sleep"] else _DEFAULTS.simulate_delay
-    settings = PipelineSettings(
-        download_workers=params["download_workers"],
-        processing_limit=params["processing_limit"],
-        download_queue_size=params["download_queue_size"],
-        download_cache=params["download_cache"],
-        cache_size=params["cache_size"],
-        max_retries=params["max_retries"],
-        retry_backoff=params["retry_backoff"],
-        timeout=params["timeout"],
-        simulate_downloads=params["simulate_downloads"],
-        simulate_delay=delay,
-        processing_mode=params["processing_mode"],
-        downloader=params["downloader"],
-        pin_threads=params["pin_threads"],
-    )
-    pipeline = ProcessingPipeline(
+    settings = settings_from_params(params)
+
+    def registry() -> PluginRegistry:
+        # Made once the input is checked: its error is the one line a user must see.
+        made = PluginRegistry(_plugin_manager(ctx))
+        _warn_about_plugins(made, params["debug"])
+        return made
+
+    plan = plan_run(
         params["processor"],
-        post_classes,
+        list(params["post_processors"]) or ["dummy"],
+        registry=registry,
         settings=settings,
         processor_options=parse_key_values(params["processor_options"], "--processor-option"),
-        post_processor_options=post_options,
-        registry=registry,
+        routed_post_processor_options=parse_key_values(
+            params["post_processor_options"], "--post-processor-option"
+        ),
+        files=params["files"],
     )
+    pipeline = ProcessingPipeline.from_plan(plan)
     with _graceful_signals(pipeline):
         try:
-            code = pipeline.run(entries)
+            code = pipeline.run()
         except KeyboardInterrupt:
             code = pipeline.summary.stopped_with or 130
     logger.info("%s", pipeline.summary)

@@ -1,18 +1,30 @@
-"""Every setting of a run, with its default, in one place."""
+"""Every setting of a run, with its default, in one place.
+
+A setting the command line exposes carries its flag, help text and help
+section in its field's metadata (:class:`CliOption`); ``cli.py`` makes the
+click options from these fields, so a setting is spelled once.  Bounds and
+choices live in the metadata too, read by both the CLI's checks and
+:meth:`PipelineSettings.__post_init__`.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import UsageError
+from .options import parse_size
 
 #: The default cache root's name in the temp dir, before ``-<uid>``.
 DEFAULT_CACHE_FOLDER = "download-pipeline-processor"
 PROCESSING_MODES = ("thread", "process")
+#: The sections of ``--help``, in order; every CLI option belongs to one.
+CLI_SECTIONS = ("input", "download", "processing", "output", "logging")
 
 
 def default_cache_root() -> Path:
@@ -27,47 +39,182 @@ def default_cache_root() -> Path:
 
 
 @dataclass(frozen=True)
+class CliOption:
+    """How a setting is spelled on the command line; ``cli.py`` builds the click option."""
+
+    flag: str
+    #: One of :data:`CLI_SECTIONS`: where ``--help`` lists the option.
+    section: str
+    help: str
+    metavar: str | None = None
+    #: Reads the command line's text (``parse_size``), raising ValueError on bad
+    #: text; None: read by the default's type (int, float, str; bool is a flag).
+    parse: Callable[[str], Any] | None = None
+    #: What the bound's minimum counts, for the error message ("byte(s)").
+    unit: str = ""
+    #: The value is a folder (a path naming an existing file is refused).
+    directory: bool = False
+    #: Shown as the default when the real one is worked out at run time.
+    shown_default: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.section not in CLI_SECTIONS:
+            raise ValueError(f"{self.flag}: unknown help section {self.section!r}")
+
+
+def _setting(
+    default: Any,
+    *,
+    minimum: float | None = None,
+    above: bool = False,
+    choices: Sequence[str] | None = None,
+    cli: CliOption | None = None,
+) -> Any:
+    """A settings field: its default, its bound (``>= minimum``, or ``> minimum``
+    with ``above``), its choices and how the command line spells it."""
+    metadata = {"minimum": minimum, "above": above, "choices": choices, "cli": cli}
+    return field(default=default, metadata=metadata)
+
+
+def cli_fields(section: str | None = None) -> list[dataclasses.Field[Any]]:
+    """The settings the command line exposes (of one help section), in declaration order."""
+    return [
+        setting
+        for setting in dataclasses.fields(PipelineSettings)
+        if (option := setting.metadata.get("cli")) is not None
+        and (section is None or option.section == section)
+    ]
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """How a run behaves.  Frozen: a run's settings never change under it."""
 
     #: Concurrent downloads.  Against a server 50 ms away throughput grows with
     #: workers (benchmarks/: 16 -> 291 files/s, 64 -> 763); 8 doubles the old 4
     #: and stays polite to a single host.
-    download_workers: int = 8
+    download_workers: int = _setting(
+        8,
+        minimum=1,
+        cli=CliOption("--download-workers", "download", "Concurrent downloads.", metavar="N"),
+    )
     #: Downloaded files waiting for a processor; a full queue makes downloads wait.
-    download_queue_size: int = 10
+    download_queue_size: int = _setting(
+        10,
+        minimum=1,
+        cli=CliOption(
+            "--download-queue-size",
+            "processing",
+            "Downloaded files waiting for processing before downloads pause.",
+            metavar="N",
+        ),
+    )
     #: Processing worker threads, each with its own processor instance.
-    processing_limit: int = 3
+    processing_limit: int = _setting(
+        3,
+        minimum=1,
+        cli=CliOption(
+            "--processing-limit",
+            "processing",
+            "Processing threads, each with its own processor instance.",
+            metavar="N",
+        ),
+    )
     #: Retries after the first attempt (so at most max_retries + 1 attempts).
-    max_retries: int = 3
+    max_retries: int = _setting(
+        3,
+        minimum=0,
+        cli=CliOption(
+            "--max-retries",
+            "download",
+            "Retries after the first attempt of a download.",
+            metavar="N",
+        ),
+    )
     #: Base seconds of the exponential backoff between attempts; 0 retries at once.
-    retry_backoff: float = 1.0
+    retry_backoff: float = _setting(
+        1.0,
+        minimum=0,
+        cli=CliOption(
+            "--retry-backoff",
+            "download",
+            "Base seconds of the exponential backoff between attempts.",
+            metavar="SECONDS",
+        ),
+    )
     #: The longest single wait between attempts, Retry-After included.
-    retry_backoff_max: float = 60.0
+    retry_backoff_max: float = _setting(60.0, minimum=0)
     #: Seconds allowed for connecting and for each read, not for a whole file.
-    timeout: float = 30.0
+    timeout: float = _setting(
+        30.0,
+        minimum=0,
+        above=True,
+        cli=CliOption(
+            "--timeout",
+            "download",
+            "Seconds for connecting and for each read.",
+            metavar="SECONDS",
+        ),
+    )
     #: Where the run's private cache folder is made: a folder of the user's own,
     #: writable by nobody else.  None: a per-user folder in the system temp dir.
-    download_cache: str | os.PathLike[str] | None = None
+    download_cache: str | os.PathLike[str] | None = _setting(  # noqa: RUF009 - a field()
+        None,
+        cli=CliOption(
+            "--download-cache",
+            "download",
+            "Folder for the temporary cache, the user's own and writable by no one else; "
+            "a private folder is made inside and removed.",
+            metavar="DIR",
+            directory=True,
+            # Not default_cache_root(): finding the temp dir writes a test file, on every start.
+            shown_default=f"<temp dir>/{DEFAULT_CACHE_FOLDER}-<uid>",
+        ),
+    )
     #: Use the simulated downloader: no network, placeholder files.
-    simulate_downloads: bool = False
+    simulate_downloads: bool = _setting(
+        False,
+        cli=CliOption(
+            "--simulate-downloads",
+            "download",
+            "Run every stage without network, with placeholder files.",
+        ),
+    )
     #: Seconds (low, high) a simulated download waits; (0, 0) for none.
     simulate_delay: tuple[float, float] = (1.0, 3.0)
     #: Name of the registered download backend; None picks from simulate_downloads.
-    downloader: str | None = None
+    downloader: str | None = _setting(
+        None,
+        cli=CliOption(
+            "--downloader",
+            "download",
+            "Download backend registered by a plugin.",
+            metavar="NAME",
+            shown_default="requests, or simulated with --simulate-downloads",
+        ),
+    )
     #: Bytes read from the network and written to disk at a time.  Memory for
     #: bodies stays under download_workers x chunk_size; 1 MiB measured ~12 %
     #: faster than 256 KiB on 1 MiB files and no slower on small ones.
-    chunk_size: int = 1024 * 1024
+    chunk_size: int = _setting(1024 * 1024, minimum=1)
     #: Redirect hops followed before the file fails.
-    max_redirects: int = 10
+    max_redirects: int = _setting(10, minimum=0)
     #: URL schemes accepted in the input list.
     allowed_schemes: tuple[str, ...] = ("http", "https")
     #: Seconds in-flight work gets to finish after a stop before it is abandoned.
-    stop_grace: float = 2.0
+    stop_grace: float = _setting(2.0, minimum=0)
     #: Where processors run: "thread" (default) or "process" (one worker process
     #: per processing slot, for CPU-bound processors).
-    processing_mode: str = "thread"
+    processing_mode: str = _setting(
+        "thread",
+        choices=PROCESSING_MODES,
+        cli=CliOption(
+            "--processing-mode",
+            "processing",
+            "Run processors in threads, or in worker processes for CPU-bound work "
+            "(the class must be importable and its results picklable).",
+        ),
+    )
     #: Run the pipeline's threads on one CPU core.  Python runs one thread at a
     #: time (the GIL); spread over cores, every hand-off between threads is a
     #: cross-core wake-up.  When that is the limit (many small files on fast
@@ -76,7 +223,17 @@ class PipelineSettings:
     #: share the core too.  Off by default for that reason, and because native
     #: code in a thread-mode processor (numpy, torch) would inherit the single
     #: core.  Process-mode workers are never pinned.  Linux only.
-    pin_threads: bool = False
+    pin_threads: bool = _setting(
+        False,
+        cli=CliOption(
+            "--pin-threads",
+            "processing",
+            "Run the pipeline's threads on one CPU core (Linux): 2-3x faster for many "
+            "small files on fast storage or simulated runs, slower for large files or a "
+            "slow disk, and not for thread-mode processors running multi-threaded native "
+            "code.",
+        ),
+    )
     #: The most bytes the run's cache holds at once (``--cache-size``); None: no
     #: bound.  A download takes room before it starts and gives it back when
     #: its file is discarded after processing; one that does not fit waits,
@@ -89,32 +246,38 @@ class PipelineSettings:
     #: until it is processed, while nothing new starts.  A full disk (ENOSPC,
     #: EDQUOT) is retried whatever the bound, after the files downloaded
     #: before it are processed (at most retry_backoff_max seconds of waiting).
-    cache_size: int | None = None
+    cache_size: int | None = _setting(
+        None,
+        minimum=1,
+        cli=CliOption(
+            "--cache-size",
+            "download",
+            "Most bytes the cache holds at once (K, M, G, T suffixes, powers of 1024); "
+            "downloads wait for room, and a single larger file runs alone.",
+            metavar="SIZE",
+            parse=parse_size,
+            unit="byte(s)",
+            shown_default="unlimited",
+        ),
+    )
     #: Extra request headers for every download (never logged).
     headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        checks: list[tuple[str, Any, bool]] = [
-            ("download_workers", self.download_workers, self.download_workers >= 1),
-            ("download_queue_size", self.download_queue_size, self.download_queue_size >= 1),
-            ("processing_limit", self.processing_limit, self.processing_limit >= 1),
-            ("max_retries", self.max_retries, self.max_retries >= 0),
-            ("retry_backoff", self.retry_backoff, self.retry_backoff >= 0),
-            ("retry_backoff_max", self.retry_backoff_max, self.retry_backoff_max >= 0),
-            ("timeout", self.timeout, self.timeout > 0),
-            ("chunk_size", self.chunk_size, self.chunk_size >= 1),
-            ("max_redirects", self.max_redirects, self.max_redirects >= 0),
-            ("stop_grace", self.stop_grace, self.stop_grace >= 0),
-            ("cache_size", self.cache_size, self.cache_size is None or self.cache_size >= 1),
-        ]
-        for name, value, ok in checks:
-            if not ok:
-                raise UsageError(f"invalid setting {name}={value!r}")
-        if self.processing_mode not in PROCESSING_MODES:
-            raise UsageError(
-                f"invalid setting processing_mode={self.processing_mode!r}; "
-                f"choose one of {', '.join(PROCESSING_MODES)}"
-            )
+        for setting in dataclasses.fields(self):
+            value = getattr(self, setting.name)
+            if value is None and setting.default is None:
+                continue  # None means "not bounded" or "worked out at run time"
+            minimum = setting.metadata.get("minimum")
+            if minimum is not None and not (
+                value > minimum if setting.metadata["above"] else value >= minimum
+            ):
+                raise UsageError(f"invalid setting {setting.name}={value!r}")
+            choices = setting.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise UsageError(
+                    f"invalid setting {setting.name}={value!r}; choose one of {', '.join(choices)}"
+                )
         low, high = self.simulate_delay
         if not 0 <= low <= high:
             raise UsageError(f"invalid setting simulate_delay={self.simulate_delay!r}")

@@ -1,0 +1,224 @@
+"""The run plan: every choice of a run made once, before any work starts.
+
+:func:`plan_run` resolves the processor, the post-processors and the
+downloader to classes, checks and converts each plugin's options (one
+:func:`~.options.resolve_options` per plugin) and, when given the input,
+checks every entry.  A mistake in any of them is a usage error raised here,
+before a download.  Building the plugin instances of a run then only calls
+the classes with the options already resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+from .base_post_processor import BasePostProcessor
+from .base_processor import BaseProcessor
+from .downloader import Downloader
+from .errors import PluginError, PluginOptionError, UsageError
+from .inputs import CheckedEntries, FileListSource, load_file_list
+from .options import declared_options, resolve_options
+from .registry import DOWNLOADER, POST_PROCESSOR, PROCESSOR, PluginKind, PluginRegistry
+from .settings import PipelineSettings
+
+ProcessorSpec = Union[str, type[BaseProcessor]]
+PostProcessorSpec = Union[str, type[BasePostProcessor], BasePostProcessor]
+PostProcessorOptions = Union[Mapping[str, Any], Sequence[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class PluginChoice:
+    """One selected plugin class with its options checked and converted."""
+
+    cls: type
+    #: The keyword arguments the class is called with, already converted.
+    options: Mapping[str, Any]
+    #: How errors name the plugin: ``processor 'checksum'``.
+    label: str
+    #: A ready post-processor the caller passed in: used as given, never rebuilt.
+    instance: Any = None
+
+    @classmethod
+    def resolve(
+        cls, plugin_class: type, raw_options: Mapping[str, Any], label: str
+    ) -> PluginChoice:
+        """Check ``raw_options`` against what ``plugin_class`` declares."""
+        return cls(plugin_class, resolve_options(plugin_class, raw_options, label), label)
+
+    def build(self) -> Any:
+        """A new instance (or the ready one); a failing constructor is a plugin error."""
+        if self.instance is not None:
+            return self.instance
+        try:
+            return self.cls(**self.options)
+        except TypeError as exc:
+            raise PluginOptionError(f"{self.label}: {exc}") from exc
+        except Exception as exc:
+            raise PluginError(
+                f"{self.label}: cannot be set up: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run does: settings, plugin classes with their options, and the input."""
+
+    settings: PipelineSettings
+    registry: PluginRegistry
+    processor: PluginChoice
+    post_processors: tuple[PluginChoice, ...]
+    downloader_class: type[Downloader]
+    #: The checked input; read by one run.  None until given (:meth:`with_entries`).
+    entries: CheckedEntries | None = None
+
+    def checked_entries(self, files: FileListSource | None) -> CheckedEntries:
+        """``files`` checked (returned as is when checked already), or the plan's own input."""
+        if files is not None:
+            return load_file_list(files, self.settings.allowed_schemes)
+        if self.entries is None:
+            raise UsageError("no list of files to run")
+        return self.entries
+
+    def build_processors(self) -> list[BaseProcessor]:
+        """One processor per processing slot: instances, or worker processes in process mode."""
+        choice, settings = self.processor, self.settings
+        if settings.processing_mode == "process":
+            from .process_pool import start_process_processors
+
+            return list(
+                start_process_processors(
+                    choice.cls, choice.options, choice.label, settings.processing_limit
+                )
+            )
+        return [choice.build() for _ in range(settings.processing_limit)]
+
+    def build_post_processors(self) -> list[BasePostProcessor]:
+        """Fresh instances for one run; ready instances the caller passed in as given."""
+        return [choice.build() for choice in self.post_processors]
+
+
+def plan_run(
+    processor: ProcessorSpec = "dummy",
+    post_processor: PostProcessorSpec | Sequence[PostProcessorSpec] = "dummy",
+    *,
+    registry: PluginRegistry | Callable[[], PluginRegistry],
+    settings: PipelineSettings,
+    processor_options: Mapping[str, Any] | None = None,
+    post_processor_options: PostProcessorOptions | None = None,
+    routed_post_processor_options: Mapping[str, str] | None = None,
+    files: FileListSource | None = None,
+) -> RunPlan:
+    """Resolve every choice of a run once; raise a usage error for the first mistake.
+
+    ``post_processor_options`` is one mapping for every post-processor or one
+    per post-processor.  ``routed_post_processor_options`` are ``KEY=VALUE``
+    pairs as ``--post-processor-option`` takes them (see
+    :func:`split_post_processor_options`).  ``files`` is checked first, so a bad
+    input is the error a user sees; ``registry`` may be a callable making it,
+    called after that check.
+    """
+    entries = None if files is None else load_file_list(files, settings.allowed_schemes)
+    if not isinstance(registry, PluginRegistry):
+        registry = registry()
+    processor_choice = PluginChoice.resolve(
+        _resolve(registry, PROCESSOR, processor),
+        processor_options or {},
+        f"processor {_label(processor)}",
+    )
+    specs: list[Any] = (
+        list(post_processor) if isinstance(post_processor, (list, tuple)) else [post_processor]
+    )
+    post_classes = [
+        spec if isinstance(spec, BasePostProcessor) else _resolve(registry, POST_PROCESSOR, spec)
+        for spec in specs
+    ]
+    if routed_post_processor_options is not None:
+        if post_processor_options is not None:
+            raise PluginOptionError(
+                "give post-processor options either routed or per post-processor, not both"
+            )
+        post_processor_options = split_post_processor_options(
+            [_label(spec, quote=False) for spec in specs],
+            [type(cls) if isinstance(cls, BasePostProcessor) else cls for cls in post_classes],
+            routed_post_processor_options,
+        )
+    return RunPlan(
+        settings=settings,
+        registry=registry,
+        processor=processor_choice,
+        post_processors=_post_processor_choices(specs, post_classes, post_processor_options),
+        downloader_class=registry.resolve(DOWNLOADER, settings.downloader_name),
+        entries=entries,
+    )
+
+
+def split_post_processor_options(
+    names: Sequence[str], classes: Sequence[type], raw: Mapping[str, str]
+) -> list[dict[str, str]]:
+    """Give each post-processor its options.
+
+    ``NAME.KEY=VALUE`` targets the post-processor selected as NAME; a plain
+    ``KEY=VALUE`` goes to every selected post-processor that declares KEY (or
+    declares nothing), and is an error when none does.
+    """
+    split: list[dict[str, str]] = [{} for _ in names]
+    for key, value in raw.items():
+        target, dot, option = key.partition(".")
+        if dot and target in names:
+            split[list(names).index(target)][option] = value
+            continue
+        takers = [
+            index
+            for index, cls in enumerate(classes)
+            if (declared := declared_options(cls)) is None
+            or any(opt.name == key for opt in declared)
+        ]
+        if not takers:
+            raise PluginOptionError(
+                f"--post-processor-option {key!r}: no selected post-processor "
+                f"({', '.join(names)}) accepts it"
+            )
+        for index in takers:
+            split[index][key] = value
+    return split
+
+
+def _post_processor_choices(
+    specs: Sequence[PostProcessorSpec],
+    classes: Sequence[Any],
+    options: PostProcessorOptions | None,
+) -> tuple[PluginChoice, ...]:
+    if options is None:
+        option_list: list[Mapping[str, Any]] = [{} for _ in specs]
+    elif isinstance(options, Mapping):
+        option_list = [options for _ in specs]
+    else:
+        option_list = list(options)
+    if len(option_list) != len(specs):
+        raise PluginOptionError("post-processor options do not match the post-processors")
+    choices = []
+    for spec, cls, raw in zip(specs, classes, option_list):
+        label = f"post-processor {_label(spec)}"
+        if isinstance(cls, BasePostProcessor):
+            choices.append(PluginChoice(type(cls), {}, label, instance=cls))
+        else:
+            choices.append(PluginChoice.resolve(cls, raw, label))
+    return tuple(choices)
+
+
+def _resolve(registry: PluginRegistry, kind: PluginKind, spec: Any) -> type:
+    if isinstance(spec, str):
+        return registry.resolve(kind, spec)
+    if isinstance(spec, type) and issubclass(spec, kind.base):
+        return spec
+    raise PluginError(f"{kind.label} {spec!r} is not a name or a {kind.base.__name__} subclass")
+
+
+def _label(spec: Any, *, quote: bool = True) -> str:
+    if isinstance(spec, str):
+        return repr(spec) if quote else spec
+    if isinstance(spec, type):
+        return spec.__name__
+    return type(spec).__name__

@@ -1,0 +1,180 @@
+"""Settings are declared once, in PipelineSettings, and the CLI's options come from them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner, Result
+
+from download_pipeline_processor import hookimpl
+from download_pipeline_processor.cli import main, setting_options
+from download_pipeline_processor.errors import UsageError
+from download_pipeline_processor.settings import (
+    CLI_SECTIONS,
+    CliOption,
+    PipelineSettings,
+    cli_fields,
+)
+from download_pipeline_processor.testing import FileServer, make_plugin_manager
+
+FIELDS = {setting.name: setting for setting in cli_fields()}
+
+
+def wide_help(command: click.Command, obj: Any = None) -> str:
+    """``--help`` on one line per option, so a default is never wrapped apart."""
+    width = {"terminal_width": 400, "max_content_width": 400}
+    result = CliRunner().invoke(command, ["--help"], obj=obj, catch_exceptions=False, **width)
+    assert result.exit_code == 0
+    return result.output
+
+
+def option_records(help_text: str) -> dict[str, str]:
+    """Each option's entry in ``--help``, by its first flag, on one line."""
+    entries = re.findall(r"^  (-.*?)(?=^  -|^\S|\Z)", help_text, re.MULTILINE | re.DOTALL)
+    return {entry.split()[0].rstrip(","): " ".join(entry.split()) for entry in entries}
+
+
+def shown_default(setting: dataclasses.Field[Any]) -> str | None:
+    """What ``--help`` shows as the setting's default; None for a flag that is off."""
+    option: CliOption = setting.metadata["cli"]
+    if option.shown_default is not None:
+        return f"[default: ({option.shown_default})"
+    if setting.default is False:
+        return None
+    return f"[default: {setting.default}"
+
+
+class SettingsRecorder:
+    """Keeps the settings a run starts with (the observer hook every run calls)."""
+
+    def __init__(self) -> None:
+        self.seen: list[PipelineSettings] = []
+
+    @hookimpl
+    def pipeline_started(self, settings: PipelineSettings) -> None:
+        self.seen.append(settings)
+
+
+def run_cli(args: list[str], recorder: SettingsRecorder) -> Result:
+    manager = make_plugin_manager(recorder)
+    return CliRunner().invoke(main, args, obj={"plugin_manager": manager}, catch_exceptions=False)
+
+
+def non_default_value(setting: dataclasses.Field[Any], tmp_path: Path) -> tuple[list[str], Any]:
+    """Arguments giving ``setting`` a value other than its default, and that value."""
+    option: CliOption = setting.metadata["cli"]
+    default = setting.default
+    if setting.metadata["choices"] is not None:
+        other = next(choice for choice in setting.metadata["choices"] if choice != default)
+        return [option.flag, other], other
+    if option.parse is not None:
+        return [option.flag, "3K"], 3 * 1024
+    if option.directory:
+        return [option.flag, str(tmp_path / "elsewhere")], tmp_path / "elsewhere"
+    if isinstance(default, bool):
+        return [option.flag], True
+    if isinstance(default, (int, float)):
+        return [option.flag, str(default + 2)], default + 2
+    if setting.name == "downloader":
+        return [option.flag, "simulated"], "simulated"
+    raise AssertionError(f"no test value for {setting.name}: teach non_default_value its kind")
+
+
+class TestCliOptionsFromSettings:
+    """Every CLI setting's option is generated from its PipelineSettings field."""
+
+    def test_every_cli_setting_is_in_help_with_its_default(self) -> None:
+        """--help lists each setting's flag with the dataclass default (or its shown text)."""
+        records = option_records(wide_help(main, {"plugin_manager": make_plugin_manager()}))
+        assert FIELDS, "no settings are exposed on the command line"
+        for setting in FIELDS.values():
+            flag = setting.metadata["cli"].flag
+            assert flag in records, f"{flag} not listed in --help"
+            expected = shown_default(setting)
+            if expected is not None:
+                assert expected in records[flag], f"{flag}: {expected!r} not in {records[flag]!r}"
+
+    def test_option_defaults_are_the_dataclass_defaults(self) -> None:
+        """Each generated click option's default is its field's default, for every field."""
+        params = {param.name: param for param in main.params}
+        for name, setting in FIELDS.items():
+            assert name in params, f"setting {name} has no CLI option"
+            assert params[name].default == setting.default, name
+
+    def test_a_changed_default_flows_to_the_cli(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Changing a field's declared default changes the option built from it and its help."""
+        monkeypatch.setattr(FIELDS["max_retries"], "default", 7)
+        command = click.command()(setting_options("download")(lambda **_params: None))
+        params = {param.name: param for param in command.params}
+        assert params["max_retries"].default == 7
+        assert "[default: 7; x>=0]" in wide_help(command)
+
+    def test_sections_order_the_options(self) -> None:
+        """Each setting names a known help section, and --help lists the sections in order."""
+        help_text = wide_help(main, {"plugin_manager": make_plugin_manager()})
+        positions = []
+        for section in CLI_SECTIONS:
+            for setting in cli_fields(section):
+                positions.append((section, help_text.index(setting.metadata["cli"].flag + " ")))
+        assert [section for section, _ in sorted(positions, key=lambda p: p[1])] == [
+            section for section, _ in positions
+        ]
+        assert {setting.metadata["cli"].section for setting in FIELDS.values()} <= set(CLI_SECTIONS)
+
+    def test_unknown_section_is_refused(self) -> None:
+        """A CLI declaration naming a section --help does not have is an error at once."""
+        with pytest.raises(ValueError, match="unknown help section 'extras'"):
+            CliOption("--x", "extras", "X.")
+
+
+class TestSettingsFromCommandLine:
+    """One generic step turns the CLI's parameters into PipelineSettings."""
+
+    def test_no_flags_give_the_dataclass_defaults(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """A run given no setting flags starts with PipelineSettings' own defaults."""
+        listing = tmp_path / "l.json"
+        listing.write_text(json.dumps([{"url": file_server.add("/a", b"a")}]), encoding="utf-8")
+        recorder = SettingsRecorder()
+        cache = tmp_path / "cache"  # the one flag given: keeps the test's files its own
+        result = run_cli(["--files", str(listing), "--download-cache", str(cache)], recorder)
+        assert result.exit_code == 0, result.output
+        assert recorder.seen == [PipelineSettings(download_cache=cache)]
+
+    def test_every_setting_flag_reaches_the_settings(self, tmp_path: Path) -> None:
+        """Each setting's flag, given a non-default value, sets that field of the run's settings."""
+        listing = tmp_path / "l.json"
+        listing.write_text(json.dumps([{"url": "http://127.0.0.1:9/a"}]), encoding="utf-8")
+        cache = ["--download-cache", str(tmp_path / "cache")]
+        base = ["--files", str(listing), *cache, "--simulate-downloads", "--no-sleep"]
+        for name, setting in FIELDS.items():
+            if name == "simulate_downloads":
+                continue  # every run here simulates: no network is needed to see settings
+            args, value = non_default_value(setting, tmp_path)
+            recorder = SettingsRecorder()
+            result = run_cli([*base, *args], recorder)
+            assert result.exit_code == 0, (name, result.output)
+            assert getattr(recorder.seen[0], name) == value, name
+            assert recorder.seen[0].simulate_delay == (0.0, 0.0)
+
+    def test_bounds_are_shared_by_cli_and_dataclass(self, tmp_path: Path) -> None:
+        """A value just past a setting's bound is exit 2 on the CLI and a UsageError in code."""
+        listing = tmp_path / "l.json"
+        listing.write_text(json.dumps([{"url": "http://127.0.0.1:9/a"}]), encoding="utf-8")
+        bounded = [s for s in FIELDS.values() if s.metadata["minimum"] is not None]
+        assert bounded
+        for setting in bounded:
+            minimum = setting.metadata["minimum"]
+            value = minimum if setting.metadata["above"] else minimum - 1
+            flag = setting.metadata["cli"].flag
+            result = run_cli(["--files", str(listing), flag, str(value)], SettingsRecorder())
+            assert result.exit_code == 2, (flag, result.output)
+            with pytest.raises(UsageError, match=f"invalid setting {setting.name}="):
+                PipelineSettings(**{setting.name: value})
