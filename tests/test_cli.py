@@ -25,6 +25,7 @@ from download_pipeline_processor import BaseProcessor, FileData, __version__, ho
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.plugins import PluginSource
 from download_pipeline_processor.testing import FileServer, leftover_files, make_plugin_manager
+from dpp_fast import plugin as fast_plugin
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_MODULES = Path(__file__).resolve().parent / "plugin_modules"
@@ -276,17 +277,6 @@ class TestDownloaderFlag:
         assert bad.exit_code == 2
         assert "unknown downloader 'curl'" in bad.stderr
 
-    def test_fast_by_name(self, tmp_path: Path, file_server: FileServer) -> None:
-        """--downloader fast downloads over the sockets backend, one request per file."""
-        entries = [{"url": file_server.add(f"/fast{i}.bin", b"f" * i)} for i in range(1, 6)]
-        listing = write_list(tmp_path / "l.json", entries)
-        args = ["--files", str(listing), "--downloader", "fast", "--processor", "checksum"]
-        result = invoke([*args, "--post-processor", "jsonl"])
-        assert result.exit_code == 0
-        sizes = sorted(json.loads(line)["result"]["size"] for line in result.stdout.splitlines())
-        assert sizes == [1, 2, 3, 4, 5]
-        assert file_server.request_count() == 5
-
 
 @pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
@@ -413,7 +403,7 @@ class TestRuns:
                 str(log_file),
                 "--debug",
             ],
-            manager=make_plugin_manager(dpp_sqlite.plugin),
+            manager=make_plugin_manager(dpp_sqlite.plugin, fast_plugin),
             env={"NETRC": str(netrc_path)},
         )
         assert result.exit_code == 1, result.stderr
