@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pycurl
-from download_pipeline_processor.builtins.http1 import UNTIL_CLOSE, ProtocolError, framing
 
 from download_pipeline_processor import affinity
 from download_pipeline_processor.builtins.http_rules import (
