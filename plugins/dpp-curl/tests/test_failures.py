@@ -3,9 +3,9 @@
 The common failures (timeout, refused connection, untrusted certificate) are
 pinned over real connections by the framework's download suite, which runs
 against ``curl`` too.  These call :func:`curl_error` with libcurl's codes and
-words directly, for the failures a test cannot cause on the loopback
-interface: a failed host name lookup would ask a real DNS server, and a
-reset or an expired certificate cannot be staged reliably from one process.
+words directly: a failed host name lookup cannot be caused without asking a
+real DNS server, and each of libcurl's wordings (older and newer releases)
+and system error numbers is pinned one by one.
 """
 
 from __future__ import annotations
