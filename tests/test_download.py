@@ -216,6 +216,18 @@ class TestSuccessfulDownloads:
         make_stage().download(0, FileData(url))
         assert [method for method, _, _ in server.request_log] == ["GET"]
 
+    @pytest.mark.parametrize(
+        "headers",
+        [{"X-Bad": "a\r\nInjected: 1"}, {"Bad:Name": "v"}, {"": "v"}, {"X-Euro": "\u20ac"}],
+        ids=["crlf-value", "colon-name", "empty-name", "not-latin-1"],
+    )
+    def test_bad_request_header_refused(
+        self, downloader_class: type[Downloader], headers: dict[str, str]
+    ) -> None:
+        """A header that would break or split a request is refused when the downloader is built."""
+        with pytest.raises(ValueError, match=r"^invalid request header"):
+            downloader_class(PipelineSettings(headers=headers))
+
     def test_request_headers(self, server: ScopedServer, make_stage: StageFactory) -> None:
         """Requests carry Accept-Encoding: identity, a User-Agent and the configured headers."""
         url = server.add("/x.bin", b"x")
@@ -526,7 +538,7 @@ class TestFraming:
 
     @pytest.mark.parametrize("length", ["-1", "ten", "3, 4", "0x10"])
     def test_invalid_content_length_fails_for_good(
-        self, make_stage: StageFactory, cache: DownloadCache, length: str
+        self, make_stage: StageFactory, cache: DownloadCache, length: str, transport: str
     ) -> None:
         """A negative or garbage Content-Length fails the file at once, not retried, same text."""
         answer = f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\nabcd"
@@ -536,7 +548,12 @@ class TestFraming:
         finally:
             listener.close()
         assert isinstance(error, PermanentDownloadError)
-        assert str(error) == f"invalid Content-Length {length!r} in the response"
+        if transport == "curl":
+            # libcurl refuses such a header before any callback sees it, so
+            # the value cannot be quoted: the shared text without it.
+            assert str(error) == "invalid Content-Length in the response"
+        else:
+            assert str(error) == f"invalid Content-Length {length!r} in the response"
         assert cached_files(cache) == []
 
     def test_truncated_body_message(self, server: ScopedServer, make_stage: StageFactory) -> None:
@@ -620,6 +637,30 @@ class TestUrlRules:
             "redirected to an invalid URL: the target contains a control character (U+0009)"
         )
         assert server.request_count("/ab") == 0
+
+    def test_non_ascii_path_sent_escaped(
+        self, server: ScopedServer, make_stage: StageFactory
+    ) -> None:
+        """A non-ASCII path goes out as escaped UTF-8, the same bytes on every downloader."""
+        url = server.add("/caf\u00e9.bin", b"coffee")
+        file_data = FileData(url)
+        make_stage(max_retries=0).download(0, file_data)
+        assert file_data.local_path is not None
+        assert file_data.local_path.read_bytes() == b"coffee"
+        ((_, path, _),) = server.request_log
+        assert path.endswith("/caf%C3%A9.bin")
+
+    def test_redirect_location_with_space(
+        self, server: ScopedServer, make_stage: StageFactory
+    ) -> None:
+        """A space in a Location is followed, sent as %20 by every downloader."""
+        server.add("/a b.bin", b"spaced")
+        url = server.add("/r", statuses=(302,), redirect_to=server.url("/a b.bin"))
+        file_data = FileData(url)
+        make_stage(max_retries=0).download(0, file_data)
+        assert file_data.local_path is not None
+        assert file_data.local_path.read_bytes() == b"spaced"
+        assert server.request_log[-1][1].endswith("/a%20b.bin")
 
     def test_redirect_to_full_width_host(
         self, server: ScopedServer, make_stage: StageFactory
@@ -752,8 +793,11 @@ class TestTls:
         url = tls_server.add(path, b"never")
         error = download_error(make_stage(max_retries=3), url)
         assert isinstance(error, PermanentDownloadError)
-        # The same words on every downloader.
-        assert str(error).startswith("TLS certificate check failed: CERTIFICATE_VERIFY_FAILED: ")
+        # The same words on every downloader, OpenSSL's reason included.
+        assert str(error) == (
+            "TLS certificate check failed: CERTIFICATE_VERIFY_FAILED: "
+            "unable to get local issuer certificate"
+        )
         assert tls_server.request_count(path) == 0
         assert cached_files(cache) == []
 
@@ -821,7 +865,7 @@ class TestStopping:
         assert cached_files(cache) == []
 
     def test_stop_during_failing_attempt(
-        self, server: ScopedServer, make_stage: StageFactory
+        self, server: ScopedServer, make_stage: StageFactory, transport: str
     ) -> None:
         """A stop while an attempt is failing reports an interrupt, not that attempt's error."""
         url = server.add("/slow.bin", b"x", delay=0.5)
@@ -834,10 +878,14 @@ class TestStopping:
                 stage.download(0, FileData(url))
         finally:
             timer.cancel()
-        # Ended by the stop itself (curl watches it while waiting), or by the
-        # attempt's timeout noticed after the stop: never reported as that timeout.
-        cause = info.value.__cause__
-        assert cause is None or isinstance(cause, TransientDownloadError)
+        if transport == "curl":
+            # curl looks at the stop while it waits for the answer (every 0.1 s)
+            # and ends the attempt with the interrupt itself, before the timeout.
+            assert info.value.__cause__ is None
+        else:
+            # The others wait in a blocking read: the attempt times out first,
+            # and that failure is the interrupt's cause, never the file's error.
+            assert isinstance(info.value.__cause__, TransientDownloadError)
         assert server.request_count("/slow.bin") == 1
 
     def test_exhausted_retries_still_report_the_error(
@@ -861,9 +909,13 @@ class TestStopping:
             stage.download(0, FileData(url))
 
     def test_fetch_checks_stop_while_streaming(
-        self, server: ScopedServer, tmp_path: Path, downloader_class: type[Downloader]
+        self,
+        server: ScopedServer,
+        tmp_path: Path,
+        downloader_class: type[Downloader],
+        transport: str,
     ) -> None:
-        """The backend stops between chunks once the event is set."""
+        """A set stop event ends a fetch before the body is whole (curl: before the request)."""
         url = server.add("/big.bin", b"b" * 1_000_000)
         settings = PipelineSettings(chunk_size=1024)
         downloader = downloader_class(settings)
@@ -874,8 +926,14 @@ class TestStopping:
                 downloader.fetch(FileData(url), tmp_path / "out.part", stop)
         finally:
             downloader.close()
-        part = tmp_path / "out.part"  # curl may stop before the head, and so the file
-        assert not part.exists() or part.stat().st_size < 1_000_000
+        part = tmp_path / "out.part"
+        if transport == "curl":
+            # curl looks at the stop before its first wait for the network too:
+            # the request is never sent, so no file is started.
+            assert not part.exists()
+            assert server.request_count() == 0
+        else:
+            assert part.stat().st_size < 1_000_000
 
 
 class TestSecretsStayOut:

@@ -63,14 +63,27 @@ class TestLengths:
         assert fetch(url, tmp_path / "out") == 10
         assert (tmp_path / "out").read_bytes() == b"0123456789"
 
-    @pytest.mark.parametrize("length", [b"-5", b"abc", b"\xb2", b"3, 4"])
+    @pytest.mark.parametrize(
+        ("length", "expected"),
+        [
+            # libcurl refuses these itself, without showing the value to any callback.
+            (b"-5", "invalid Content-Length in the response"),
+            (b"abc", "invalid Content-Length in the response"),
+            (b"\xb2", "invalid Content-Length in the response"),
+            (b"3, 4", "invalid Content-Length in the response"),
+            # libcurl takes this for "unknown"; the shared rule refuses it.
+            (b"9" * 20, f"invalid Content-Length {'9' * 20!r} in the response"),
+        ],
+    )
     def test_garbage_content_length_fails(
-        self, raw_server: Serve, tmp_path: Path, length: bytes
+        self, raw_server: Serve, tmp_path: Path, length: bytes, expected: str
     ) -> None:
-        """A Content-Length that is not one decimal number fails the attempt (retried)."""
+        """A Content-Length that is not one decimal number fails the file for good, shared text."""
         url = raw_server(b"HTTP/1.1 200 OK\r\nContent-Length: " + length + b"\r\n\r\nabc")
         error = fetch_error(url, tmp_path / "out")
-        assert isinstance(error, TransientDownloadError)
+        assert isinstance(error, PermanentDownloadError)
+        assert str(error) == expected
+        assert not (tmp_path / "out").exists()
 
     def test_truncated_chunked_body(self, raw_server: Serve, tmp_path: Path) -> None:
         """A chunked body cut off before its last chunk is truncated, and says how much came."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..downloader import Downloader
 from ..file_data import FileData
 from ..settings import PipelineSettings
-from .http_rules import parse_retry_after, request_url
+from .http_rules import check_headers, parse_retry_after, request_url
 
 if TYPE_CHECKING:
     from .session import SessionTransport
@@ -61,6 +61,7 @@ class RequestsDownloader(Downloader):
         super().__init__(settings)
         from .. import __version__
 
+        check_headers(settings.headers)
         self._headers = {
             "User-Agent": f"download-pipeline-processor/{__version__}",
             # The bytes as served: no transparent decompression, exact lengths.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from ..errors import PermanentDownloadError, TransientDownloadError
 from ..redact import scrub
@@ -25,6 +25,9 @@ CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+#: What requests leaves unquoted when it re-quotes a URL (``requests.utils.requote_uri``).
+SAFE_URL_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"
 
 #: How a body ends when no Content-Length says it (see :func:`body_framing`).
 CHUNKED = -1
@@ -42,6 +45,43 @@ def request_url(url: str) -> str:
         return canonical_url(url)
     except URLProblem as exc:
         raise PermanentDownloadError(f"URL {exc}") from None
+
+
+def quote_target(text: str) -> str:
+    """A URL, or its path or query, re-quoted as requests re-quotes it.
+
+    Spaces and non-ASCII characters become %-escapes, an existing escape is
+    kept: every downloader requests the same bytes for the same URL, and no
+    space, CR or LF can reach a request line.
+    """
+    return quote(text, safe=SAFE_URL_CHARACTERS)
+
+
+def quoted_url(url: str) -> str:
+    """``url`` re-quoted whole as requests re-quotes it (:func:`quote_target`), less its fragment.
+
+    For a transport that is handed a whole URL and sends it as given
+    (libcurl refuses a space and cannot take non-ASCII).  ``url`` has passed
+    :func:`request_url` or :func:`redirect_target` already: this checks
+    nothing.  Userinfo is kept, escaped: it is the request's credentials.
+    """
+    return quote_target(url.partition("#")[0])
+
+
+def check_headers(headers: dict[str, str]) -> None:
+    """Raise ValueError for a header name or value that would break or split a request.
+
+    Every downloader refuses them when it is built, before any request.
+    """
+    for name, value in headers.items():
+        if not name or name.strip() != name or ":" in name or not name.isprintable():
+            raise ValueError(f"invalid request header name {name!r}")
+        if not value.isprintable():
+            raise ValueError(f"invalid request header {name!r}: unprintable characters")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"invalid request header {name!r}: not Latin-1") from None
 
 
 def body_framing(
@@ -86,8 +126,14 @@ def parse_content_length(text: str) -> int:
     return int(value)
 
 
-def invalid_content_length(text: str) -> PermanentDownloadError:
-    """The error of a Content-Length no body can be framed by (not retried: RFC 9112 6.3)."""
+def invalid_content_length(text: str | None) -> PermanentDownloadError:
+    """The error of a Content-Length no body can be framed by (not retried: RFC 9112 6.3).
+
+    ``text`` is None for a transport that refuses the header without showing
+    it to its caller (libcurl): the value is then not quoted.
+    """
+    if text is None:
+        return PermanentDownloadError("invalid Content-Length in the response")
     return PermanentDownloadError(f"invalid Content-Length {text[:40]!r} in the response")
 
 
@@ -221,10 +267,29 @@ def certificate_error(error: BaseException) -> PermanentDownloadError:
     for current in _chain(error):
         reason = getattr(current, "verify_message", None)  # ssl.SSLCertVerificationError
         if isinstance(reason, str) and reason:
-            return PermanentDownloadError(
-                f"TLS certificate check failed: CERTIFICATE_VERIFY_FAILED: {reason}"
-            )
-    return PermanentDownloadError("TLS certificate check failed: CERTIFICATE_VERIFY_FAILED")
+            return certificate_rejected(reason)
+    return certificate_rejected("")
+
+
+def certificate_rejected(reason: str) -> PermanentDownloadError:
+    """The error of a failed certificate check, for OpenSSL's ``reason`` ("self-signed ...")."""
+    text = "TLS certificate check failed: CERTIFICATE_VERIFY_FAILED"
+    return PermanentDownloadError(f"{text}: {reason}" if reason else text)
+
+
+def timed_out() -> TransientDownloadError:
+    """The error of a connect, send or receive that waited longer than the timeout."""
+    return TransientDownloadError("timed out")
+
+
+def connection_refused() -> TransientDownloadError:
+    """The error of a connection the server's host refused (nothing listening)."""
+    return TransientDownloadError("connection refused")
+
+
+def lookup_failed(reason: str) -> TransientDownloadError:
+    """The error of a host name that could not be resolved, for ``reason``."""
+    return TransientDownloadError(f"host name lookup failed: {reason}")
 
 
 def network_error(
@@ -243,17 +308,17 @@ def network_error(
     chain = _chain(error)
     for current in chain:
         if isinstance(current, socket.gaierror):
-            return TransientDownloadError(f"host name lookup failed: {current.strerror}")
+            return lookup_failed(str(current.strerror))
     for current in chain:
         if isinstance(current, ConnectionRefusedError):
-            return TransientDownloadError("connection refused")
+            return connection_refused()
     for current in chain:
         # socket.timeout (an alias of TimeoutError from Python 3.10), and the
         # timeouts urllib3 and requests wrap it in.
         if isinstance(current, (TimeoutError, socket.timeout)) or type(current).__name__.endswith(
             ("TimeoutError", "Timeout")
         ):
-            return TransientDownloadError("timed out")
+            return timed_out()
     return TransientDownloadError(describe(error, *urls))
 
 

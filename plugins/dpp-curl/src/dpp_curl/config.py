@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from download_pipeline_processor.builtins.http import ca_bundle
-from download_pipeline_processor.builtins.http_rules import without_credentials
+from download_pipeline_processor.builtins.http_rules import check_headers, without_credentials
 from download_pipeline_processor.settings import PipelineSettings
 
 #: libcurl's receive buffer is 1 KiB to 10 MiB (CURLOPT_BUFFERSIZE).
@@ -29,19 +29,6 @@ def _user_agent() -> str:
     from download_pipeline_processor import __version__
 
     return f"download-pipeline-processor/{__version__}"
-
-
-def check_headers(headers: dict[str, str]) -> None:
-    """Refuse header names and values that would break or split the request."""
-    for name, value in headers.items():
-        if not name or name.strip() != name or ":" in name or not name.isprintable():
-            raise ValueError(f"invalid request header name {name!r}")
-        if not value.isprintable():
-            raise ValueError(f"invalid request header {name!r}: unprintable characters")
-        try:
-            value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValueError(f"invalid request header {name!r}: not Latin-1") from None
 
 
 def header_lines(headers: dict[str, str]) -> list[str]:

@@ -2,8 +2,7 @@
 
 libcurl does the wire (connections, TLS, HTTP/1.1 and HTTP/2, proxies,
 netrc); a :class:`Transfer` keeps the pipeline's rules on what comes back,
-through the framework's shared ones (:mod:`~download_pipeline_processor.builtins.http_rules`
-and the head rules of :mod:`~download_pipeline_processor.builtins.http1`):
+through the framework's shared ones (:mod:`~download_pipeline_processor.builtins.http_rules`):
 
 - Redirects are followed here, not by libcurl, one hop at a time: each
   target is checked (http or https only, a bounded number of hops), and
@@ -12,7 +11,7 @@ and the head rules of :mod:`~download_pipeline_processor.builtins.http1`):
 - A redirect or error answer's body is read off (up to :data:`MAX_DRAIN`, so
   the connection is kept) and never written; only a 2xx body reaches the file.
 - The length rules: Transfer-Encoding wins over Content-Length, a garbage
-  Content-Length fails the attempt, and a body must be as long as announced.
+  Content-Length fails the file, and a body must be as long as announced.
 - Body bytes are gathered into blocks of ``block_size`` and written with one
   ``writev``: a small file is one write, a large one a write per block.
 
@@ -30,17 +29,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pycurl
-from download_pipeline_processor.builtins.http1 import UNTIL_CLOSE, ProtocolError, framing
 
 from download_pipeline_processor import affinity
 from download_pipeline_processor.builtins.http_rules import (
+    CHUNKED,
     REDIRECT_STATUSES,
+    UNTIL_CLOSE,
+    body_framing,
     check_status,
+    invalid_content_length,
     keeps_credentials,
+    quoted_url,
     redirect_target,
+    request_url,
     too_many_redirects,
-    truncated_body,
-    wire_url,
+    truncated,
+    truncated_chunked,
 )
 from download_pipeline_processor.builtins.sink import open_destination, write_all
 from download_pipeline_processor.errors import PipelineInterrupted, TransientDownloadError
@@ -70,6 +74,11 @@ _SUPPRESS_CONNECT_HEADERS = 265
 _BROKEN = frozenset(
     {pycurl.E_PARTIAL_FILE, pycurl.E_RECV_ERROR, pycurl.E_SEND_ERROR, pycurl.E_GOT_NOTHING}
 )
+
+#: CURLE_WEIRD_SERVER_REPLY (8), which pycurl names by its old FTP name.
+_WEIRD_SERVER_REPLY = pycurl.E_FTP_WEIRD_SERVER_REPLY
+#: libcurl's message when it refuses a Content-Length header.
+_INVALID_LENGTH = "Invalid Content-Length"
 
 _now = time.monotonic
 
@@ -119,6 +128,7 @@ class Transfer:
         "error",
         "expected",
         "finished",
+        "framing",
         "headers",
         "hops",
         "job",
@@ -150,7 +160,8 @@ class Transfer:
         self.job = job
         #: Every URL of this attempt, as given and as sent: none may show in a message.
         self.visited = [url]
-        self.target = wire_url(url)  # raises PermanentDownloadError for a bad URL
+        # request_url raises PermanentDownloadError for a URL no downloader could fetch.
+        self.target = quoted_url(request_url(url))
         if self.target != url:
             self.visited.append(self.target)
         self.request_headers = config.headers
@@ -167,6 +178,7 @@ class Transfer:
         self.status = 0
         self.reason = ""
         self.headers: dict[str, str] = {}
+        self.framing = UNTIL_CLOSE
         self.expected: int | None = None
         self.drained = 0
 
@@ -223,6 +235,7 @@ class Transfer:
         self.reason = reason.strip()
         self.headers = {}
         self.mode = _HEAD
+        self.framing = UNTIL_CLOSE
         self.expected = None
         self.size = 0
         self.drained = 0
@@ -234,10 +247,11 @@ class Transfer:
         if (status in REDIRECT_STATUSES and "location" in self.headers) or status >= 400:
             self.mode = _DRAIN
             return
-        try:
-            length, _ = framing(status, self.headers)
-        except ProtocolError as exc:
-            raise TransientDownloadError(f"ProtocolError: {exc}") from None
+        headers = self.headers
+        length, _ = body_framing(
+            status, headers.get("transfer-encoding"), headers.get("content-length")
+        )
+        self.framing = length
         self.expected = length if length >= 0 else None
         self.descriptor = open_destination(self.destination)
         self.mode = _BODY
@@ -329,9 +343,7 @@ class Transfer:
 
     def redacted(self, text: str) -> str:
         """``text`` without the secrets of any URL this attempt visited."""
-        for url in self.visited:
-            text = scrub(text, url)
-        return text
+        return scrub(text, *self.visited)
 
     def _finish(self, code: int, message: str, os_errno: int) -> bool:
         if self.error is not None:
@@ -345,18 +357,26 @@ class Transfer:
                 self._follow(location)
                 return True
         if code:
-            expected = self.expected
-            short = expected is None or self.size < expected
-            if self.mode == _BODY and code in _BROKEN and short:
-                if code == pycurl.E_PARTIAL_FILE or expected is None:
-                    raise truncated_body(self.size, expected)
-                raise truncated_body(self.size, expected, self.redacted(message))
-            raise curl_error(code, self.redacted(message), os_errno)
+            if self.mode == _BODY and code in _BROKEN:
+                # Cut off inside the body: what came, in the shared words.
+                expected = self.expected
+                if expected is not None and self.size < expected:
+                    raise truncated(self.size, expected)
+                if self.framing == CHUNKED:
+                    raise truncated_chunked(self.size)
+            elif code == _WEIRD_SERVER_REPLY and message.startswith(_INVALID_LENGTH):
+                # libcurl refuses a Content-Length that is not a number (or
+                # a list of differing ones) before any callback sees the
+                # header, so its value cannot be quoted; the error is the
+                # shared rule's.  The values libcurl lets through meet
+                # body_framing in _head_done.
+                raise invalid_content_length(None)
+            raise curl_error(code, message, os_errno, *self.visited)
         if self.mode != _BODY:
             raise TransientDownloadError("ProtocolError: the answer ended before its head")
         self._close_file()
         if self.expected is not None and self.size != self.expected:
-            raise truncated_body(self.size, self.expected)
+            raise truncated(self.size, self.expected)
         check_status(self.status, self.reason, self.headers.get("retry-after"))
         return False
 
@@ -366,7 +386,7 @@ class Transfer:
         current = self.target
         target = redirect_target(current, location)
         self.visited.append(target)
-        wire = wire_url(target)
+        wire = quoted_url(target)
         if wire != target:
             self.visited.append(wire)
         if not keeps_credentials(current, target):

@@ -33,6 +33,7 @@ from download_pipeline_processor.builtins.http import RequestsDownloader, Transp
 from download_pipeline_processor.builtins.http_rules import (
     REDIRECT_STATUSES,
     certificate_error,
+    check_headers,
     check_status,
     describe,
     keeps_credentials,
@@ -299,19 +300,6 @@ class _ThreadState(threading.local):
         self.idle = _IdleConnections()
 
 
-def _check_headers(headers: dict[str, str]) -> None:
-    """Refuse header names and values that would break or split the request."""
-    for name, value in headers.items():
-        if not name or name.strip() != name or ":" in name or not name.isprintable():
-            raise ValueError(f"invalid request header name {name!r}")
-        if not value.isprintable():
-            raise ValueError(f"invalid request header {name!r}: unprintable characters")
-        try:
-            value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValueError(f"invalid request header {name!r}: not Latin-1") from None
-
-
 def _header_block(headers: dict[str, str]) -> bytes:
     lines = [f"{name}: {value}\r\n" for name, value in headers.items()]
     return "".join([*lines, "\r\n"]).encode("latin-1")
@@ -399,7 +387,7 @@ class SocketTransport:
         self.timeout = timeout
         self.max_redirects = max_redirects
         self.ca_bundle = ca_bundle
-        _check_headers(headers)
+        check_headers(headers)
         # Later spellings win, whatever their case, as in requests' header dict.
         merged = {name.lower(): (name, value) for name, value in headers.items()}
         host = merged.pop("host", None)

@@ -8,12 +8,13 @@ answer by the same rules.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from download_pipeline_processor.builtins.http_rules import (
     CHUNKED,
     UNTIL_CLOSE,
     body_framing,
+    quote_target,
     request_url,
 )
 from download_pipeline_processor.errors import PermanentDownloadError
@@ -40,9 +41,6 @@ if TYPE_CHECKING:
 
 #: The longest response head accepted; a longer one is a protocol error.
 MAX_HEAD = 64 * 1024
-
-#: What requests leaves unquoted when it re-quotes a URL.
-_SAFE_URL_CHARACTERS = "!#$%&'()*+,/:;=?@[]~"
 
 Origin = tuple[bool, str, int]  # (tls, host, port)
 
@@ -157,9 +155,9 @@ class Request:
             authority = f"{authority}:{port}"
         # Always re-quoted as requests does: the same URL gives the same request,
         # and no CR, LF or space can split it.
-        target = quote(parts.path or "/", safe=_SAFE_URL_CHARACTERS)
+        target = quote_target(parts.path or "/")
         if parts.query:
-            target = f"{target}?{quote(parts.query, safe=_SAFE_URL_CHARACTERS)}"
+            target = f"{target}?{quote_target(parts.query)}"
         self.host = host
         self.origin: Origin = (tls, host, (443 if tls else 80) if port is None else port)
         self.start = f"GET {target} HTTP/1.1\r\nHost: {host_header or authority}\r\n".encode(
