@@ -20,12 +20,14 @@ import pytest
 import trustme
 
 from download_pipeline_processor import affinity
-from download_pipeline_processor.builtins.http import RequestsDownloader, parse_retry_after
-from download_pipeline_processor.builtins.http_rules import keeps_credentials
-from download_pipeline_processor.builtins.simulated import NO_SLEEP_ENV, SimulatedDownloader
-from download_pipeline_processor.cache import PART_SUFFIX, DownloadCache
-from download_pipeline_processor.download import DownloadStage
-from download_pipeline_processor.downloader import Downloader
+from download_pipeline_processor._cache import PART_SUFFIX, DownloadCache
+from download_pipeline_processor._download_stage import DownloadStage
+from download_pipeline_processor.backend import Downloader
+from download_pipeline_processor.builtins._requests_downloader import (
+    RequestsDownloader,
+    parse_retry_after,
+)
+from download_pipeline_processor.builtins._simulated import NO_SLEEP_ENV, SimulatedDownloader
 from download_pipeline_processor.errors import (
     DownloadError,
     PermanentDownloadError,
@@ -33,6 +35,7 @@ from download_pipeline_processor.errors import (
     TransientDownloadError,
 )
 from download_pipeline_processor.file_data import FileData, StageError
+from download_pipeline_processor.http_rules import keeps_credentials
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import FileServer
 from dpp_curl import CurlDownloader
@@ -985,7 +988,7 @@ class TestSecretsStayOut:
     ) -> None:
         """Each retry is logged once at INFO with the redacted URL."""
         url = with_secrets(server.add("/x", b"ok", statuses=(500, 200)))
-        caplog.set_level(logging.INFO, logger="download_pipeline_processor.download")
+        caplog.set_level(logging.INFO, logger="download_pipeline_processor._download_stage")
         make_stage().download(0, FileData(url))
         (record,) = [r for r in caplog.records if "retrying" in r.getMessage()]
         assert server.url("/x") + "?REDACTED" in record.getMessage()

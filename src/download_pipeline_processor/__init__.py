@@ -4,9 +4,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .backend import Downloader
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
-from .downloader import Downloader
 from .file_data import FileData, StageError
 from .hookspecs import hookimpl
 from .options import Option
