@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 from .backend import Downloader
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
-from .file_data import FileData, StageError
+from .file_data import DownloadRecord, FileData, StageError
 from .hookspecs import hookimpl
 from .options import Option
 from .pipeline import ProcessingPipeline
@@ -17,6 +17,7 @@ from .summary import RunSummary
 __all__ = [
     "BasePostProcessor",
     "BaseProcessor",
+    "DownloadRecord",
     "Downloader",
     "FileData",
     "Option",
