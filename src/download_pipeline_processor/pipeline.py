@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._inputs import FileListSource
 from ._registry import PluginRegistry
@@ -27,6 +27,9 @@ from .plan import (
 from .plugins import PipelinePluginManager, create_plugin_manager
 from .settings import PipelineSettings
 from .summary import RunSummary
+
+if TYPE_CHECKING:
+    from ._journal import Journal
 
 __all__ = ["PostProcessorSpec", "ProcessingPipeline", "ProcessorSpec", "build_plugin"]
 
@@ -136,10 +139,39 @@ class ProcessingPipeline:
         entries = plan.checked_entries(files)
         # The plan's input is read by this run; the next one needs its own.
         self.plan = replace(plan, entries=None)
-        processors = plan.build_processors()
+        journal = self._open_journal()
         try:
-            self.post_processors = plan.build_post_processors()
+            if journal is not None:
+                entries.skipping(journal.already_done)
+            processors = plan.build_processors()
+            try:
+                self.post_processors = plan.build_post_processors()
+            except BaseException:
+                terminate_workers(processors)
+                raise
         except BaseException:
-            terminate_workers(processors)
+            if journal is not None:
+                journal.close()
             raise
-        return PipelineRun(self, entries, processors, plan.downloader_class).execute()
+        if journal is None:
+            return PipelineRun(self, entries, processors, plan.downloader_class).execute()
+        own = self.post_processors
+        # Last, so a file is recorded once every post-processor is done with it;
+        # the run closes it last too, which commits the rest and frees the journal.
+        self.post_processors = [*own, journal.recorder()]
+        try:
+            run = PipelineRun(self, entries, processors, plan.downloader_class)
+            journal.summary = run.summary
+            return run.execute()
+        finally:
+            self.post_processors = own
+            journal.close()
+
+    def _open_journal(self) -> Journal | None:
+        """The run's hold on ``--journal``, or None without one; a busy journal is a usage error."""
+        if self.settings.journal is None:
+            return None
+        # Imported here: a run without a journal needs neither sqlite3 nor hashlib.
+        from ._journal import Journal
+
+        return Journal(self.settings.journal, skip_failed=self.settings.skip_failed)
