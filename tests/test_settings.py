@@ -75,8 +75,9 @@ def non_default_value(setting: dataclasses.Field[Any], tmp_path: Path) -> tuple[
         return [option.flag, other], other
     if option.parse is not None:
         return [option.flag, "3K"], 3 * 1024
-    if option.directory:
-        return [option.flag, str(tmp_path / "elsewhere")], tmp_path / "elsewhere"
+    if option.directory or option.file:
+        path = tmp_path / ("elsewhere" if option.directory else "a.file")
+        return [option.flag, str(path)], path
     if isinstance(default, bool):
         return [option.flag], True
     if isinstance(default, (int, float)):
