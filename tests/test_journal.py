@@ -178,15 +178,22 @@ class TestRerun:
     ) -> None:
         """Rows written by the run itself never skip its own entries: duplicates run as without
         a journal."""
-        url = file_server.add("/dup", b"d")
-        listing = write_list(tmp_path / "l.json", [{"url": url}] * 3)
         journal = tmp_path / "j.db"
-        invoke(run_args(listing, journal, tmp_path / "0.jsonl", tmp_path / "c"))  # a first run
+        first = write_list(tmp_path / "0.json", [{"url": file_server.add("/first", b"f")}])
+        invoke(run_args(first, journal, tmp_path / "0.jsonl", tmp_path / "c"))
         other = file_server.add("/other", b"o")
-        write_list(listing, [{"url": other}] * 3)
-        result = invoke(run_args(listing, journal, tmp_path / "1.jsonl", tmp_path / "c"))
+        # The slow file between the two keeps the run going until the first one is committed.
+        slow = file_server.add("/slow", b"s", delay=FLUSH_INTERVAL + 0.4)
+        listing = write_list(tmp_path / "l.json", [{"url": other}, {"url": slow}, {"url": other}])
+        result = invoke(
+            [
+                *run_args(listing, journal, tmp_path / "1.jsonl", tmp_path / "c"),
+                *("--download-workers", "1"),
+            ]
+        )
         assert result.exit_code == 0, result.stderr
-        assert jsonl_ids(tmp_path / "1.jsonl") == ["other"] * 3
+        assert jsonl_ids(tmp_path / "1.jsonl") == ["other", "slow", "other"]
+        assert journal_rows(journal)["other"]["tries"] == 2
 
     def test_summary_adds_up_after_a_stop(self, tmp_path: Path, file_server: FileServer) -> None:
         """Stopped mid-rerun: succeeded + failed + skipped + not started is the input's size."""
@@ -421,6 +428,15 @@ class TestBadJournal:
         assert result.exit_code == 2
         assert "newer than this version understands" in result.stderr
         assert "Traceback" not in result.stderr
+
+    def test_skip_failed_needs_a_journal(self, tmp_path: Path) -> None:
+        """--skip-failed without --journal is exit 2, not a silent no-op."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/a"}])
+        result = invoke(["--files", str(listing), "--skip-failed"])
+        assert result.exit_code == 2
+        assert result.stderr.strip() == (
+            "Error: --skip-failed needs --journal: only a journal knows what failed"
+        )
 
     def test_folder_refused(self, tmp_path: Path) -> None:
         """--journal naming a folder is exit 2."""

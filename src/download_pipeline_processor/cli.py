@@ -353,6 +353,8 @@ def main(ctx: click.Context, /, **params: Any) -> None:
 
 def _run(ctx: click.Context, params: dict[str, Any]) -> int:
     settings = settings_from_params(params)
+    if settings.skip_failed and settings.journal is None:
+        raise UsageError("--skip-failed needs --journal: only a journal knows what failed")
     if settings.journal is not None:
         # A second run on a journal says so at once, not after checking a long input.
         from ._journal import check_not_busy
