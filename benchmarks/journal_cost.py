@@ -15,6 +15,10 @@ journal every time, so every file is recorded), medians of the repetitions:
 - ``simulated``: ``--simulate-downloads`` with no sleep, where a file costs
   the least, so the journal's share of it is the largest.
 
+``--recorder`` times the journal's recorder alone (the post-processor the
+pipeline adds), per file, commits included: the steadiest figure on a
+machine shared with other work.
+
 It also times a rerun on a full journal, which requests nothing and skips
 every entry (``skip`` row).  It prints one row per corpus and mode, and the
 ratio of the files/s with the journal to those without.
@@ -80,17 +84,17 @@ class Discard(BasePostProcessor):
 
 def one_run(
     entries: list[dict[str, str]], work: Path, journal: Path | None, **settings: Any
-) -> float:
-    """Files per second of one in-process run."""
+) -> tuple[float, float]:
+    """Files per second of one in-process run, and this process's CPU microseconds per file."""
     pipeline = ProcessingPipeline(
         "checksum", Discard(), journal=journal, download_cache=work / "cache", **settings
     )
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     code = pipeline.run(entries)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     if code != 0:
         raise SystemExit(f"a run failed (exit {code}): {pipeline.summary}")
-    return len(entries) / elapsed
+    return len(entries) / elapsed, cpu / len(entries) * 1e6
 
 
 def cost(args: argparse.Namespace) -> None:
@@ -114,10 +118,10 @@ def cost(args: argparse.Namespace) -> None:
             ),
         }
         print(f"{args.files} files per run, {args.reps} runs each way, medians")
-        print(f"{'corpus':<10} {'mode':<10} {'files/s':>9}   runs (files/s)")
+        print(f"{'corpus':<10} {'mode':<8} {'files/s':>8} {'CPU us/file':>12}   runs (files/s)")
         for name, (entries, settings) in corpora.items():
-            rates: dict[str, list[float]] = {"without": [], "with": [], "skip": []}
-            with tempfile.TemporaryDirectory(prefix="journal-cost-") as folder:
+            rates: dict[str, list[tuple[float, float]]] = {"without": [], "with": [], "skip": []}
+            with tempfile.TemporaryDirectory(prefix="journal-cost-", dir=args.work) as folder:
                 work = Path(folder)
                 one_run(entries, work, None, **settings)  # warm-up: imports, connections
                 for rep in range(args.reps):
@@ -129,10 +133,22 @@ def cost(args: argparse.Namespace) -> None:
                         )
                     rates["skip"].append(one_run(entries, work, journal, **settings))
             for mode, values in rates.items():
-                runs = ", ".join(f"{value:,.0f}" for value in values)
-                print(f"{name:<10} {mode:<10} {statistics.median(values):>9,.0f}   {runs}")
-            ratio = statistics.median(rates["with"]) / statistics.median(rates["without"])
-            print(f"{name:<10} with/without = {ratio:.3f} ({(1 - ratio) * 100:+.1f} % slower)")
+                speeds = [speed for speed, _ in values]
+                cpu = statistics.median(used for _, used in values)
+                runs = ", ".join(f"{speed:,.0f}" for speed in speeds)
+                median = statistics.median(speeds)
+                print(f"{name:<10} {mode:<8} {median:>8,.0f} {cpu:>12,.0f}   {runs}")
+            # Each repetition's pair ran back to back: their ratio cancels slow drifts of load.
+            paired = statistics.median(
+                w[0] / wo[0] for w, wo in zip(rates["with"], rates["without"])
+            )
+            cpu_with = statistics.median(used for _, used in rates["with"])
+            cpu_without = statistics.median(used for _, used in rates["without"])
+            print(
+                f"{name:<10} with/without files/s: median of pairs {paired:.3f} "
+                f"({(1 - paired) * 100:+.1f} % slower); CPU per file "
+                f"{cpu_with - cpu_without:+,.0f} us ({(cpu_with / cpu_without - 1) * 100:+.1f} %)"
+            )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(10)
@@ -203,15 +219,44 @@ def loss(args: argparse.Namespace) -> None:
     print(f"largest loss over {args.reps} kills: {max(worst) * 1000:.0f} ms of finished files")
 
 
+def recorder_cost(args: argparse.Namespace) -> None:
+    """The journal's own time per file, without a pipeline around it: steadier on a busy machine."""
+    from download_pipeline_processor._journal import Journal
+
+    files = [FileData(f"http://h.invalid/r{i:06d}.bin", f"r{i:06d}") for i in range(args.files)]
+    timings = []
+    with tempfile.TemporaryDirectory(prefix="journal-recorder-", dir=args.work) as folder:
+        for rep in range(args.reps):
+            recorder = Journal(Path(folder) / f"j{rep}.db").recorder()
+            started = time.perf_counter()
+            for file_data in files:
+                recorder.post_process(None, file_data)
+            recorder.close()  # the last commit counts too
+            timings.append((time.perf_counter() - started) / len(files) * 1e6)
+    runs = ", ".join(f"{timing:.1f}" for timing in timings)
+    print(
+        f"recorder: {statistics.median(timings):.1f} us per file (median of {args.reps} runs "
+        f"of {args.files} files, commits included: {runs})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=5000, help="files per run")
     parser.add_argument("--reps", type=int, default=5, help="runs each way (or kills, --loss)")
     parser.add_argument("--loss", action="store_true", help="measure what a kill -9 loses")
+    parser.add_argument(
+        "--recorder", action="store_true", help="time the journal's recorder alone, per file"
+    )
     parser.add_argument("--seed", type=int, default=1, help="random kill moments (--loss)")
+    parser.add_argument(
+        "--work", default=None, help="folder for caches and journals (default: the temp dir)"
+    )
     args = parser.parse_args()
     if args.loss:
         loss(args)
+    elif args.recorder:
+        recorder_cost(args)
     else:
         cost(args)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -617,3 +618,37 @@ class TestKilledRuns:
         rerun_finishes_the_job(
             tmp_path, file_server, cli_path, listing=listing, journal=journal, tag=sig.name
         )
+
+
+class TestDocs:
+    """docs/journal.md stays true."""
+
+    def test_example_queries_run(self, tmp_path: Path, file_server: FileServer) -> None:
+        """Every SQL example of the guide runs against a real journal, and the schema table
+        lists exactly the columns of each table."""
+        guide = (Path(__file__).resolve().parents[1] / "docs" / "journal.md").read_text()
+        entries = [
+            {"id": "ok", "url": file_server.add("/ok", b"o")},
+            {"id": "gone", "url": file_server.url("/gone")},
+        ]
+        listing = write_list(tmp_path / "l.json", entries)
+        journal = tmp_path / "j.db"
+        invoke(run_args(listing, journal, tmp_path / "1.jsonl", tmp_path / "c"))
+        queries = re.findall(r"```sql\n(.*?)```", guide, re.DOTALL)
+        assert len(queries) >= 8
+        connection = sqlite3.connect(journal)
+        try:
+            for query in queries:
+                connection.execute(query).fetchall()
+            connection.commit()
+            for table in ("entries", "runs"):
+                section = guide.split(f"### `{table}`", 1)[1].split("\n#", 1)[0]
+                documented = set()
+                for cell in re.findall(r"^\| (`[^|]+) \|", section, re.MULTILINE):
+                    documented |= set(re.findall(r"`(\w+)`", cell))
+                columns = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+                assert documented == columns, table
+        finally:
+            connection.close()
+        assert journal_rows(journal)["ok"]["status"] == "succeeded"  # the DELETE example ran
+        assert "gone" not in journal_rows(journal)
