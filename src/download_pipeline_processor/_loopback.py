@@ -14,7 +14,7 @@ import socket
 import struct
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Callable, Literal, Union
@@ -47,8 +47,8 @@ class Wait:
     timeout: float = WAIT_LIMIT
 
 
-class _Hangup:
-    """An answer step that ends the connection: ``CLOSE`` cleanly, ``RESET`` with a TCP RST."""
+class _Action:
+    """A named answer step: ``CLOSE``, ``RESET`` or ``RECEIVE``."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -58,14 +58,17 @@ class _Hangup:
 
 
 #: Answer step: shut the connection down cleanly (FIN), whatever the answer's headers said.
-CLOSE = _Hangup("CLOSE")
+CLOSE = _Action("CLOSE")
 #: Answer step: abort the connection (RST), as a crashed server or a middlebox does.
-RESET = _Hangup("RESET")
+RESET = _Action("RESET")
+#: Answer step: read what the client sent (one read, up to 64 KiB), e.g. a TLS ClientHello.
+RECEIVE = _Action("RECEIVE")
 
-#: One step of a scripted answer: bytes to write (one write each), a pause, a wait,
-#: a hang-up, or a callable run on the server's thread (``event.set`` tells the
-#: test a step was reached).
-Step = Union[bytes, Pause, Wait, _Hangup, Callable[[], object]]
+#: One step of a scripted answer: bytes to write (one write each); an iterator of
+#: bytes (a generator: each piece written in turn, a huge body without holding it
+#: in memory); a pause, a wait; ``CLOSE``, ``RESET``, ``RECEIVE``; or a callable
+#: run on the server's thread (``event.set`` tells the test a step was reached).
+Step = Union[bytes, Iterator[bytes], Pause, Wait, _Action, Callable[[], object]]
 
 
 class Answer:
@@ -150,6 +153,7 @@ class LoopbackServer:
         self._ssl_context = ssl_context
         self.scheme = "https" if ssl_context is not None else "http"
         self.routes: dict[str, _Handler] = {}
+        self.greetings: list[Answer] = []
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
@@ -232,6 +236,11 @@ class LoopbackServer:
     # -- one connection ----------------------------------------------------------------
 
     def _answer_requests(self, conn: socket.socket, number: int) -> None:
+        if self.greetings:
+            ending = self._play(conn, self.greetings[min(number, len(self.greetings)) - 1])
+            if ending is not None:
+                self._hang_up(conn, ending)
+                return
         pending = b""
         while True:
             while b"\r\n\r\n" not in pending:
@@ -285,12 +294,17 @@ class LoopbackServer:
             with self.lock:
                 for key in keys:
                     self.in_flight[key] -= 1
-        if ending is CLOSE:
-            conn.shutdown(socket.SHUT_RDWR)
-        elif ending is RESET:
+        if ending is not None:
+            self._hang_up(conn, ending)
+        return ending is None
+
+    @staticmethod
+    def _hang_up(conn: socket.socket, how: _Action) -> None:
+        if how is RESET:
             # A zero linger time makes close() send an RST instead of a FIN.
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        return ending is None
+        else:
+            conn.shutdown(socket.SHUT_RDWR)
 
     def _handler(self, path: str) -> tuple[str, _Handler]:
         """The route serving ``path``, and what it serves."""
@@ -301,7 +315,7 @@ class LoopbackServer:
                 return key, handler
         return "", _NOT_FOUND
 
-    def _play(self, conn: socket.socket, answer: Answer) -> _Hangup | None:
+    def _play(self, conn: socket.socket, answer: Answer) -> _Action | None:
         """Play ``answer``'s steps up to the first hang-up, which is returned."""
         for step in answer.steps:
             if isinstance(step, bytes):
@@ -310,15 +324,20 @@ class LoopbackServer:
                 self.stopping.wait(step.seconds)
             elif isinstance(step, Wait):
                 _wait(step.event or self.release, self.stopping, step.timeout)
-            elif isinstance(step, _Hangup):
+            elif step is RECEIVE:
+                conn.recv(65536)
+            elif isinstance(step, _Action):
                 return step
+            elif isinstance(step, Iterator):
+                for piece in step:
+                    conn.sendall(piece)
             elif callable(step):
                 step()
         return None
 
     def _serve_file(
         self, conn: socket.socket, request: Request, route: Route, seen: int
-    ) -> _Hangup | None:
+    ) -> _Action | None:
         if route.delay:
             self.stopping.wait(route.delay)
         status = route.statuses[min(seen, len(route.statuses) - 1)]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from ._loopback import (
     CLOSE,
+    RECEIVE,
     RESET,
     Answer,
     LoopbackServer,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOSE",
+    "RECEIVE",
     "RESET",
     "Answer",
     "CollectingPostProcessor",
@@ -164,6 +166,18 @@ class FileServer:
             answer if isinstance(answer, Answer) else Answer(answer) for answer in answers
         ]
         return self.url(path)
+
+    @property
+    def script_connections(self, *answers: Answer | bytes) -> None:
+        """Play ``answers`` on new connections, one per connection, before any request is read.
+
+        The last one repeats.  One that ends in ``CLOSE`` or ``RESET`` ends its
+        connection there (``Answer(RECEIVE, CLOSE)``: a TLS handshake dropped
+        after the ClientHello); any other goes on to answer requests.
+        """
+        self._server.greetings = [
+            answer if isinstance(answer, Answer) else Answer(answer) for answer in answers
+        ]
 
     @property
     def on_request(self) -> Callable[[Request], object] | None:
