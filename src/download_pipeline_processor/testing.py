@@ -167,7 +167,6 @@ class FileServer:
         ]
         return self.url(path)
 
-    @property
     def script_connections(self, *answers: Answer | bytes) -> None:
         """Play ``answers`` on new connections, one per connection, before any request is read.
 
