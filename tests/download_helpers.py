@@ -46,6 +46,12 @@ DOWNLOADER_NAMES: dict[str, str] = {
     "curl": "curl",
 }
 
+#: The plugin modules of the shipped downloaders that are not built in (for ``run_pipeline``).
+SHIPPED_PLUGINS: tuple[object, ...] = (dpp_fast.plugin, dpp_curl.plugin)
+
+#: The registered names of the shipped downloaders (``--downloader``), each once.
+SHIPPED_DOWNLOADER_NAMES: list[str] = list(dict.fromkeys(DOWNLOADER_NAMES.values()))
+
 StageFactory = Callable[..., DownloadStage]
 
 #: One route per way a download can fail: permanent, transient, short body, timeout.
@@ -76,7 +82,7 @@ def use_downloader(setup: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def shipped_plugin_manager(*plugins: object) -> PipelinePluginManager:
     """A fresh manager with the built-ins, the shipped downloader plugins and ``plugins``."""
-    return make_plugin_manager(dpp_fast.plugin, dpp_curl.plugin, *plugins)
+    return make_plugin_manager(*SHIPPED_PLUGINS, *plugins)
 
 
 def cached_files(cache: DownloadCache) -> list[Path]:
