@@ -150,6 +150,8 @@ class LoopbackServer:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         # Many concurrent workers connect at once in tests; a small backlog drops some.
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        #: Kept after a stop, so URLs made earlier still name the (closed) port.
+        self.port = int(self._listener.getsockname()[1])
         self._ssl_context = ssl_context
         self.scheme = "https" if ssl_context is not None else "http"
         self.routes: dict[str, _Handler] = {}
@@ -169,9 +171,6 @@ class LoopbackServer:
         self._threads: list[threading.Thread] = []
         self._accepting = threading.Thread(target=self._accept, name="dpp-test-server", daemon=True)
 
-    @property
-    def port(self) -> int:
-        return int(self._listener.getsockname()[1])
 
     def start(self) -> None:
         self._accepting.start()
@@ -320,10 +319,13 @@ class LoopbackServer:
         for step in answer.steps:
             if isinstance(step, bytes):
                 conn.sendall(step)
-            elif isinstance(step, Pause):
-                self.stopping.wait(step.seconds)
-            elif isinstance(step, Wait):
-                _wait(step.event or self.release, self.stopping, step.timeout)
+            elif isinstance(step, (Pause, Wait)):
+                if isinstance(step, Pause):
+                    self.stopping.wait(step.seconds)
+                else:
+                    _wait(step.event or self.release, self.stopping, step.timeout)
+                if self.stopping.is_set():
+                    return CLOSE  # a stop hangs up, whatever the rest of the answer
             elif step is RECEIVE:
                 conn.recv(65536)
             elif isinstance(step, _Action):
