@@ -18,7 +18,7 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from . import __version__
+from ._version import __version__
 from ._listing import describe_plugins, format_plugins
 from ._registry import PluginRegistry
 from .errors import UsageError

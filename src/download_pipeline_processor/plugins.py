@@ -67,7 +67,7 @@ class PipelinePluginManager(pluggy.PluginManager):
 
 
 def _builtin_version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 
