@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ._version import __version__
-
 from .backend import Downloader
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
