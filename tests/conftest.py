@@ -18,9 +18,9 @@ import pytest
 import trustme
 
 from download_helpers import DOWNLOADER_CLASSES, SHIPPED_DOWNLOADERS, StageFactory, use_downloader
-from download_pipeline_processor.cache import DownloadCache
-from download_pipeline_processor.download import DownloadStage
-from download_pipeline_processor.downloader import Downloader
+from download_pipeline_processor._cache import DownloadCache
+from download_pipeline_processor._download_stage import DownloadStage
+from download_pipeline_processor.backend import Downloader
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import FileServer
 

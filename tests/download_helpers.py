@@ -15,10 +15,10 @@ import pytest
 
 import dpp_curl.plugin
 import dpp_fast.plugin
-from download_pipeline_processor.builtins.http import RequestsDownloader
-from download_pipeline_processor.cache import DownloadCache
-from download_pipeline_processor.download import DownloadStage
-from download_pipeline_processor.downloader import Downloader
+from download_pipeline_processor._cache import DownloadCache
+from download_pipeline_processor._download_stage import DownloadStage
+from download_pipeline_processor.backend import Downloader
+from download_pipeline_processor.builtins._requests_downloader import RequestsDownloader
 from download_pipeline_processor.errors import DownloadError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.plugins import PipelinePluginManager

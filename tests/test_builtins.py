@@ -17,12 +17,12 @@ from typing import Any, Callable
 
 import pytest
 
-from download_pipeline_processor.builtins.post_processors import (
+from download_pipeline_processor.builtins._post_processors import (
     FLUSH_INTERVAL,
     DummyPostProcessor,
     JsonlPostProcessor,
 )
-from download_pipeline_processor.builtins.processors import (
+from download_pipeline_processor.builtins._processors import (
     ALGORITHMS,
     ChecksumProcessor,
     DummyProcessor,

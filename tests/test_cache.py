@@ -19,9 +19,7 @@ from pathlib import Path
 import pytest
 
 from download_helpers import DOWNLOADER_CLASSES, use_downloader
-from download_pipeline_processor.builtins.http import RequestsDownloader
-from download_pipeline_processor.builtins.simulated import SimulatedDownloader
-from download_pipeline_processor.cache import (
+from download_pipeline_processor._cache import (
     PART_SUFFIX,
     SHARDS,
     STARTING_GRACE,
@@ -29,8 +27,10 @@ from download_pipeline_processor.cache import (
     create_cache_file,
     mark_top_directory,
 )
-from download_pipeline_processor.download import DownloadStage
-from download_pipeline_processor.downloader import Downloader
+from download_pipeline_processor._download_stage import DownloadStage
+from download_pipeline_processor.backend import Downloader
+from download_pipeline_processor.builtins._requests_downloader import RequestsDownloader
+from download_pipeline_processor.builtins._simulated import SimulatedDownloader
 from download_pipeline_processor.errors import CacheError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings, default_cache_root
@@ -550,7 +550,7 @@ class TestCacheFiles:
 HOLD_CACHE = """
 import sys, time
 from pathlib import Path
-from download_pipeline_processor.cache import DownloadCache
+from download_pipeline_processor._cache import DownloadCache
 from download_pipeline_processor.file_data import FileData
 cache = DownloadCache(Path(sys.argv[1]))
 cache.open()
@@ -594,7 +594,7 @@ class TestAbandonedRuns:
         process.wait()
         assert leftover.is_dir()  # the killed process could not clean up
         cache = DownloadCache(tmp_path / "root")
-        with caplog.at_level(logging.DEBUG, logger="download_pipeline_processor.cache"):
+        with caplog.at_level(logging.DEBUG, logger="download_pipeline_processor._cache"):
             run = cache.open()
         try:
             assert not leftover.exists()

@@ -20,7 +20,7 @@ import pytest
 
 from download_helpers import SHIPPED_DOWNLOADERS, SHIPPED_PLUGINS, use_downloader
 from download_pipeline_processor import BaseProcessor, FileData
-from download_pipeline_processor.cache_budget import CacheBudget
+from download_pipeline_processor._cache_budget import CacheBudget
 from download_pipeline_processor.errors import PipelineInterrupted
 from download_pipeline_processor.testing import FileServer, leftover_files, run_pipeline
 
@@ -259,7 +259,7 @@ class TestDiskFull:
         """A big file meeting a full disk while others are held succeeds once they are processed."""
         disk_full = threading.Event()
         handler = DiskFullLog(disk_full)
-        stage_logger = logging.getLogger("download_pipeline_processor.download")
+        stage_logger = logging.getLogger("download_pipeline_processor._download_stage")
         stage_logger.addHandler(handler)
         previous_level = stage_logger.level
         stage_logger.setLevel(logging.INFO)

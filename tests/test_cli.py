@@ -202,7 +202,7 @@ class TestPluginSelection:
     def test_module_class_form(self, tmp_path: Path, file_server: FileServer) -> None:
         """module:ClassName selects a class directly; a non-processor class is exit 2."""
         listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/m", b"m")}])
-        spec = "download_pipeline_processor.builtins.processors:ChecksumProcessor"
+        spec = "download_pipeline_processor.builtins._processors:ChecksumProcessor"
         ok = invoke(["--files", str(listing), "--processor", spec, "--post-processor", "jsonl"])
         assert ok.exit_code == 0
         assert json.loads(ok.stdout)["result"]["size"] == 1
@@ -518,7 +518,7 @@ class TestSubprocess:
             for line in proc.stderr.splitlines()
             if line.startswith("import time:")
         }
-        assert "download_pipeline_processor.builtins.simulated" in imported  # the log is complete
+        assert "download_pipeline_processor.builtins._simulated" in imported  # the log is complete
         assert not imported & {"importlib_metadata", "hashlib", "ssl", "requests", "urllib3"}
 
     def test_example_runs_in_simulation(self, cli_path: Path, tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ class TestSecretsStayOut:
     ) -> None:
         """Each retry is logged once at INFO with the redacted URL."""
         url = with_secrets(file_server.add("/x", b"ok", statuses=(500, 200)))
-        caplog.set_level(logging.INFO, logger="download_pipeline_processor.download")
+        caplog.set_level(logging.INFO, logger="download_pipeline_processor._download_stage")
         make_stage().download(0, FileData(url))
         (record,) = [r for r in caplog.records if "retrying" in r.getMessage()]
         assert file_server.url("/x") + "?REDACTED" in record.getMessage()

@@ -17,8 +17,8 @@ from download_helpers import (
     closed_port,
     download_error,
 )
-from download_pipeline_processor.cache import PART_SUFFIX, DownloadCache
-from download_pipeline_processor.downloader import Downloader
+from download_pipeline_processor._cache import PART_SUFFIX, DownloadCache
+from download_pipeline_processor.backend import Downloader
 from download_pipeline_processor.errors import PermanentDownloadError, TransientDownloadError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings

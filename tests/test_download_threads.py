@@ -12,8 +12,8 @@ import pytest
 
 from download_helpers import StageFactory, cached_files
 from download_pipeline_processor import affinity
-from download_pipeline_processor.cache import DownloadCache
-from download_pipeline_processor.downloader import Downloader
+from download_pipeline_processor._cache import DownloadCache
+from download_pipeline_processor.backend import Downloader
 from download_pipeline_processor.errors import PipelineInterrupted, TransientDownloadError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings

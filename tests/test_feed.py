@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from download_pipeline_processor import BaseProcessor, Downloader, FileData, hookimpl
-from download_pipeline_processor.cache import PART_SUFFIX
-from download_pipeline_processor.downloader import DownloadFeed, DownloadJob, drives_many
+from download_pipeline_processor._cache import PART_SUFFIX
+from download_pipeline_processor.backend import DownloadFeed, DownloadJob, drives_many
 from download_pipeline_processor.errors import PermanentDownloadError, TransientDownloadError
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import PipelineOutcome, leftover_files, run_pipeline

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from download_pipeline_processor.builtins.http import parse_retry_after
+from download_pipeline_processor.builtins._requests_downloader import parse_retry_after
 
 
 class TestParseRetryAfter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from download_helpers import StageFactory, cached_files, download_error
-from download_pipeline_processor.cache import DownloadCache
+from download_pipeline_processor._cache import DownloadCache
 from download_pipeline_processor.errors import DownloadError, PermanentDownloadError
 from download_pipeline_processor.file_data import FileData, StageError
 from download_pipeline_processor.testing import CLOSE, Answer, FileServer, raw_chunked

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from download_helpers import StageFactory, cached_files, download_error
-from download_pipeline_processor.builtins.http_rules import keeps_credentials
-from download_pipeline_processor.cache import DownloadCache
+from download_pipeline_processor._cache import DownloadCache
 from download_pipeline_processor.errors import PermanentDownloadError
 from download_pipeline_processor.file_data import FileData
+from download_pipeline_processor.http_rules import keeps_credentials
 from download_pipeline_processor.testing import FileServer
 
 #: Every test here runs once per shipped downloader (the ``transport`` fixture).

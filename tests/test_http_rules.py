@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from download_pipeline_processor.builtins.http_rules import quoted_url
+from download_pipeline_processor.http_rules import quoted_url
 
 
 class TestQuotedUrl:

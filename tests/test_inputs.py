@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from download_pipeline_processor._inputs import load_file_list
 from download_pipeline_processor.errors import InputError
 from download_pipeline_processor.file_data import FileData
-from download_pipeline_processor.inputs import load_file_list
 
 GOOD = {"url": "https://example.com/a/one.mp3"}
 

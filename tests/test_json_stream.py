@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from download_pipeline_processor import json_stream
+from download_pipeline_processor import _json_stream as json_stream
+from download_pipeline_processor._json_stream import iter_json_array
 from download_pipeline_processor.errors import InputError
-from download_pipeline_processor.json_stream import iter_json_array
 
 
 @pytest.fixture(params=[1, 3, 7, 64, 1 << 20], ids=lambda size: f"chunk{size}")

@@ -22,10 +22,10 @@ from download_pipeline_processor import (
     affinity,
     hookimpl,
 )
-from download_pipeline_processor.cache import DownloadCache
+from download_pipeline_processor._cache import DownloadCache
+from download_pipeline_processor._registry import DOWNLOADER, PluginRegistry
 from download_pipeline_processor.errors import PipelineInterrupted, PluginOptionError
 from download_pipeline_processor.plugins import PluginSource
-from download_pipeline_processor.registry import DOWNLOADER, PluginRegistry
 from download_pipeline_processor.testing import (
     CollectingPostProcessor,
     FileServer,
@@ -610,7 +610,7 @@ class TestStopCounting:
         self, file_server: FileServer, cache_root: Path
     ) -> None:
         """After a stop, the summary's not_started comes from the count, not by draining."""
-        from download_pipeline_processor.inputs import CheckedEntries
+        from download_pipeline_processor._inputs import CheckedEntries
 
         url = file_server.add("/same.bin", b"s")
         started = threading.Event()
@@ -651,8 +651,8 @@ class TestInputChangingMidRun:
 
     def test_unreadable_rest_of_list(self, file_server: FileServer, cache_root: Path) -> None:
         """Entries read before the failure are processed; the run exits 1 with one log line."""
+        from download_pipeline_processor._inputs import CheckedEntries
         from download_pipeline_processor.errors import InputError
-        from download_pipeline_processor.inputs import CheckedEntries
 
         url = file_server.add("/ok.bin", b"ok")
 

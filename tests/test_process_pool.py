@@ -13,8 +13,8 @@ import pytest
 from dpp_example_plugin.plugin import PidProcessor
 
 from download_pipeline_processor import BaseProcessor, FileData
+from download_pipeline_processor._process_pool import WorkerProcessError
 from download_pipeline_processor.errors import PluginError, PluginOptionError
-from download_pipeline_processor.process_pool import WorkerProcessError
 from download_pipeline_processor.testing import FileServer, leftover_files, run_pipeline
 
 

@@ -9,15 +9,21 @@ from pathlib import Path
 
 import pytest
 
+from download_pipeline_processor._registry import (
+    DOWNLOADER,
+    POST_PROCESSOR,
+    PROCESSOR,
+    PluginRegistry,
+)
 from download_pipeline_processor.base_post_processor import BasePostProcessor
 from download_pipeline_processor.base_processor import BaseProcessor
-from download_pipeline_processor.builtins.http import RequestsDownloader
-from download_pipeline_processor.builtins.post_processors import (
+from download_pipeline_processor.builtins._post_processors import (
     DummyPostProcessor,
     JsonlPostProcessor,
 )
-from download_pipeline_processor.builtins.processors import ChecksumProcessor, DummyProcessor
-from download_pipeline_processor.builtins.simulated import SimulatedDownloader
+from download_pipeline_processor.builtins._processors import ChecksumProcessor, DummyProcessor
+from download_pipeline_processor.builtins._requests_downloader import RequestsDownloader
+from download_pipeline_processor.builtins._simulated import SimulatedDownloader
 from download_pipeline_processor.errors import (
     DuplicatePluginError,
     PluginError,
@@ -31,12 +37,6 @@ from download_pipeline_processor.plugins import (
     PluginSource,
     create_plugin_manager,
     load_entry_points,
-)
-from download_pipeline_processor.registry import (
-    DOWNLOADER,
-    POST_PROCESSOR,
-    PROCESSOR,
-    PluginRegistry,
 )
 from download_pipeline_processor.testing import make_plugin_manager
 
@@ -315,7 +315,7 @@ class TestModuleClassSpec:
 
     def test_imports_class(self, registry: PluginRegistry) -> None:
         """module:ClassName imports the class when it derives from the base."""
-        spec = "download_pipeline_processor.builtins.processors:ChecksumProcessor"
+        spec = "download_pipeline_processor.builtins._processors:ChecksumProcessor"
         assert registry.resolve(PROCESSOR, spec) is ChecksumProcessor
 
     def test_user_module(self, registry: PluginRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -329,7 +329,7 @@ class TestModuleClassSpec:
 
     def test_wrong_base(self, registry: PluginRegistry) -> None:
         """A post-processor class given as a processor is rejected."""
-        spec = "download_pipeline_processor.builtins.post_processors:JsonlPostProcessor"
+        spec = "download_pipeline_processor.builtins._post_processors:JsonlPostProcessor"
         with pytest.raises(PluginError, match="not a subclass of BaseProcessor"):
             registry.resolve(PROCESSOR, spec)
 
@@ -345,7 +345,7 @@ class TestModuleClassSpec:
 
     def test_missing_attribute(self, registry: PluginRegistry) -> None:
         """A missing class in an existing module is a PluginError naming both."""
-        spec = "download_pipeline_processor.builtins.processors:NoSuchProcessor"
+        spec = "download_pipeline_processor.builtins._processors:NoSuchProcessor"
         with pytest.raises(PluginError, match="has no attribute 'NoSuchProcessor'"):
             registry.resolve(PROCESSOR, spec)
 

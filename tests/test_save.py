@@ -13,8 +13,8 @@ from typing import IO, Any
 import pytest
 from click.testing import CliRunner
 
-from download_pipeline_processor.builtins import save
-from download_pipeline_processor.builtins.save import SaveProcessor
+from download_pipeline_processor.builtins import _save as save
+from download_pipeline_processor.builtins._save import SaveProcessor
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.errors import PluginError
 from download_pipeline_processor.file_data import FileData

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from download_helpers import cached_files
-from download_pipeline_processor.builtins.simulated import NO_SLEEP_ENV, SimulatedDownloader
-from download_pipeline_processor.cache import DownloadCache
-from download_pipeline_processor.download import DownloadStage
+from download_pipeline_processor._cache import DownloadCache
+from download_pipeline_processor._download_stage import DownloadStage
+from download_pipeline_processor.builtins._simulated import NO_SLEEP_ENV, SimulatedDownloader
 from download_pipeline_processor.errors import PipelineInterrupted
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings

@@ -11,7 +11,7 @@ import pytest
 import trustme
 
 from download_helpers import StageFactory, cached_files, download_error
-from download_pipeline_processor.cache import DownloadCache
+from download_pipeline_processor._cache import DownloadCache
 from download_pipeline_processor.errors import PermanentDownloadError, TransientDownloadError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.testing import CLOSE, RECEIVE, Answer, FileServer

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
+from .backend import Downloader
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
-from .downloader import Downloader
-from .file_data import FileData, StageError
+from .file_data import DownloadRecord, FileData, StageError
 from .hookspecs import hookimpl
 from .options import Option
 from .pipeline import ProcessingPipeline
@@ -17,6 +16,7 @@ from .summary import RunSummary
 __all__ = [
     "BasePostProcessor",
     "BaseProcessor",
+    "DownloadRecord",
     "Downloader",
     "FileData",
     "Option",

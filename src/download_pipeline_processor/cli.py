@@ -18,14 +18,14 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from . import __version__
+from ._listing import describe_plugins, format_plugins
+from ._registry import PluginRegistry
+from ._version import __version__
 from .errors import UsageError
-from .listing import describe_plugins, format_plugins
 from .options import parse_key_values
 from .pipeline import ProcessingPipeline
 from .plan import plan_run
 from .plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_manager
-from .registry import PluginRegistry
 from .settings import CliOption, PipelineSettings, cli_fields
 
 logger = logging.getLogger("download_pipeline_processor")

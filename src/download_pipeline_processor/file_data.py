@@ -49,6 +49,29 @@ def default_name_from_url(url: str) -> str:
 
 
 @dataclass
+class DownloadRecord:
+    """What the download stage learnt about one file, for reports and the journal.
+
+    Downloaders fill in what they know (``http_status`` of the last answer,
+    ``sha256`` when they computed it while the body streamed); the framework
+    counts ``attempts`` and times them.  Every field stays ``None`` (or 0) when
+    nothing was downloaded (a simulated run, a file a processor said it did
+    not need).
+    """
+
+    #: Download attempts made (the first one included).
+    attempts: int = 0
+    #: The HTTP status of the last answer, when there was one.
+    http_status: int | None = None
+    #: Bytes of the complete body in the cache.
+    size: int | None = None
+    #: Hex SHA-256 of the body, when it was computed while streaming.
+    sha256: str | None = None
+    #: Seconds from the first attempt's start to the complete file.
+    elapsed: float | None = None
+
+
+@dataclass
 class FileData:
     """One entry of the input list and everything learnt about it on the way.
 
@@ -64,6 +87,8 @@ class FileData:
     local_path: Path | None = None
     additional_fields: dict[str, Any] = field(default_factory=dict)
     error: StageError | None = None
+    #: What the download stage learnt (attempts, HTTP status, size, digest, time).
+    download: DownloadRecord = field(default_factory=DownloadRecord)
 
     def __post_init__(self) -> None:
         if not self.id or not self.name:

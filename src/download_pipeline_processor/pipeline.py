@@ -13,8 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from ._inputs import FileListSource
+from ._registry import PluginRegistry
+from ._run import PipelineRun, terminate_workers
 from .base_post_processor import BasePostProcessor
-from .inputs import FileListSource
 from .plan import (
     PluginChoice,
     PostProcessorSpec,
@@ -23,8 +25,6 @@ from .plan import (
     plan_run,
 )
 from .plugins import PipelinePluginManager, create_plugin_manager
-from .registry import PluginRegistry
-from .run import PipelineRun, terminate_workers
 from .settings import PipelineSettings
 from .summary import RunSummary
 

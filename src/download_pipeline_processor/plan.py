@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
+from ._inputs import CheckedEntries, FileListSource, load_file_list
+from ._registry import DOWNLOADER, POST_PROCESSOR, PROCESSOR, PluginKind, PluginRegistry
+from .backend import Downloader
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
-from .downloader import Downloader
 from .errors import PluginError, PluginOptionError, UsageError
-from .inputs import CheckedEntries, FileListSource, load_file_list
 from .options import declared_options, resolve_options
-from .registry import DOWNLOADER, POST_PROCESSOR, PROCESSOR, PluginKind, PluginRegistry
 from .settings import PipelineSettings
 
 ProcessorSpec = Union[str, type[BaseProcessor]]
@@ -85,7 +85,7 @@ class RunPlan:
         """One processor per processing slot: instances, or worker processes in process mode."""
         choice, settings = self.processor, self.settings
         if settings.processing_mode == "process":
-            from .process_pool import start_process_processors
+            from ._process_pool import start_process_processors
 
             return list(
                 start_process_processors(

@@ -13,12 +13,13 @@ from . import hookspecs
 
 logger = logging.getLogger(__name__)
 
-#: Modules holding the built-in hook implementations; registered like any plugin.
-DEFAULT_PLUGINS = (
-    "download_pipeline_processor.builtins.processors",
-    "download_pipeline_processor.builtins.post_processors",
-    "download_pipeline_processor.builtins.downloaders",
-)
+#: The built-in hook implementations, registered like any plugin: the name the
+#: listing shows for each -> the module that holds them.
+DEFAULT_PLUGINS = {
+    "builtin.processors": "download_pipeline_processor.builtins._processors",
+    "builtin.post_processors": "download_pipeline_processor.builtins._post_processors",
+    "builtin.downloaders": "download_pipeline_processor.builtins._backend_registrations",
+}
 
 #: Comma-separated entry-point names to load; empty loads none; unset loads all.
 LOAD_PLUGINS_ENV = "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS"
@@ -66,7 +67,7 @@ class PipelinePluginManager(pluggy.PluginManager):
 
 
 def _builtin_version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 
@@ -111,9 +112,8 @@ def create_plugin_manager(load_entrypoints: bool = True) -> PipelinePluginManage
     """A fresh manager with the built-ins registered and, optionally, installed plugins."""
     manager = PipelinePluginManager()
     version = _builtin_version()
-    for module_name in DEFAULT_PLUGINS:
+    for short, module_name in DEFAULT_PLUGINS.items():
         module = importlib.import_module(module_name)
-        short = "builtin." + module_name.rsplit(".", 1)[-1]
         manager.register_source(module, PluginSource(short, BUILTIN_DISTRIBUTION, version))
     if load_entrypoints:
         load_entry_points(manager)

@@ -2,7 +2,7 @@
 
 A plugin's test can be a few lines::
 
-    from download_pipeline_processor.testing import FileServer, run_pipeline
+    from .testing import FileServer, run_pipeline
 
     def test_my_processor():
         with FileServer() as server:

@@ -26,7 +26,7 @@ import pytest
 import trustme
 
 from download_pipeline_processor import BaseProcessor, FileData, ProcessingPipeline, affinity
-from download_pipeline_processor.cache import PART_SUFFIX
+from download_pipeline_processor._cache import PART_SUFFIX
 from download_pipeline_processor.errors import (
     PermanentDownloadError,
     PipelineInterrupted,

@@ -15,8 +15,8 @@ import pytest
 
 import dpp_sqlite.plugin
 from download_pipeline_processor import FileData, RunSummary
+from download_pipeline_processor._registry import POST_PROCESSOR, PluginRegistry
 from download_pipeline_processor.errors import PermanentDownloadError
-from download_pipeline_processor.registry import POST_PROCESSOR, PluginRegistry
 from download_pipeline_processor.testing import make_plugin_manager
 from dpp_sqlite import SqlitePostProcessor, schema
 

@@ -12,7 +12,7 @@ import pytest
 
 import dpp_sqlite.plugin
 from download_pipeline_processor import FileData, ProcessingPipeline
-from download_pipeline_processor.builtins.processors import ChecksumProcessor
+from download_pipeline_processor.builtins._processors import ChecksumProcessor
 from download_pipeline_processor.testing import FileServer, make_plugin_manager
 from dpp_sqlite import SqlitePostProcessor
 

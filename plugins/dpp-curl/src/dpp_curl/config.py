@@ -14,8 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from download_pipeline_processor.builtins.http import ca_bundle
-from download_pipeline_processor.builtins.http_rules import check_headers, without_credentials
+from download_pipeline_processor.http_rules import ca_bundle, check_headers, without_credentials
 from download_pipeline_processor.settings import PipelineSettings
 
 #: libcurl's receive buffer is 1 KiB to 10 MiB (CURLOPT_BUFFERSIZE).

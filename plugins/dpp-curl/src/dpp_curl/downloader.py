@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from download_pipeline_processor.downloader import Downloader
+from download_pipeline_processor.backend import Downloader
 from download_pipeline_processor.errors import PipelineInterrupted, TransientDownloadError
 from download_pipeline_processor.settings import PipelineSettings
 
@@ -24,7 +24,7 @@ from .engine import Engine
 from .transfer import Transfer
 
 if TYPE_CHECKING:
-    from download_pipeline_processor.downloader import DownloadFeed
+    from download_pipeline_processor.backend import DownloadFeed
     from download_pipeline_processor.file_data import FileData
 
 #: How often a blocking :meth:`CurlDownloader.fetch` looks at its stop event, in seconds.

@@ -1,7 +1,7 @@
 """What a libcurl error code means for a download: the error raised, and its text.
 
 The common failures read as on every other downloader, through the
-framework's shared messages (:mod:`~download_pipeline_processor.builtins.http_rules`):
+framework's shared messages (:mod:`~download_pipeline_processor.http_rules`):
 ``timed out``, ``connection refused``, ``host name lookup failed: ...``,
 ``TLS certificate check failed: CERTIFICATE_VERIFY_FAILED: ...``; a failure
 that carries the system's error number reads as Python words that error,
@@ -17,16 +17,16 @@ import re
 
 import pycurl
 
-from download_pipeline_processor.builtins.http_rules import (
-    certificate_rejected,
-    lookup_failed,
-    network_error,
-    timed_out,
-)
 from download_pipeline_processor.errors import (
     DownloadError,
     PermanentDownloadError,
     TransientDownloadError,
+)
+from download_pipeline_processor.http_rules import (
+    certificate_rejected,
+    lookup_failed,
+    network_error,
+    timed_out,
 )
 from download_pipeline_processor.redact import scrub
 

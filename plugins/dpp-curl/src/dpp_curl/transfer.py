@@ -2,7 +2,7 @@
 
 libcurl does the wire (connections, TLS, HTTP/1.1 and HTTP/2, proxies,
 netrc); a :class:`Transfer` keeps the pipeline's rules on what comes back,
-through the framework's shared ones (:mod:`~download_pipeline_processor.builtins.http_rules`):
+through the framework's shared ones (:mod:`~download_pipeline_processor.http_rules`):
 
 - Redirects are followed here, not by libcurl, one hop at a time: each
   target is checked (http or https only, a bounded number of hops), and
@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 import pycurl
 
 from download_pipeline_processor import affinity
-from download_pipeline_processor.builtins.http_rules import (
+from download_pipeline_processor.errors import PipelineInterrupted, TransientDownloadError
+from download_pipeline_processor.http_rules import (
     CHUNKED,
     REDIRECT_STATUSES,
     UNTIL_CLOSE,
@@ -46,9 +47,8 @@ from download_pipeline_processor.builtins.http_rules import (
     truncated,
     truncated_chunked,
 )
-from download_pipeline_processor.builtins.sink import open_destination, write_all
-from download_pipeline_processor.errors import PipelineInterrupted, TransientDownloadError
 from download_pipeline_processor.redact import scrub
+from download_pipeline_processor.sink import open_destination, write_all
 
 from .failures import curl_error
 
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     import threading
 
     from download_pipeline_processor.affinity import Widening
-    from download_pipeline_processor.downloader import DownloadJob
+    from download_pipeline_processor.backend import DownloadJob
 
     from .config import CurlConfig
 

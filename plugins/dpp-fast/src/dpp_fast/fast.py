@@ -29,8 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from download_pipeline_processor.affinity import Widening, widened_for
-from download_pipeline_processor.builtins.http import RequestsDownloader, Transport
-from download_pipeline_processor.builtins.http_rules import (
+from download_pipeline_processor.builtins import RequestsDownloader, Transport
+from download_pipeline_processor.errors import (
+    DownloadError,
+    PipelineInterrupted,
+    TransientDownloadError,
+)
+from download_pipeline_processor.http_rules import (
     REDIRECT_STATUSES,
     certificate_error,
     check_headers,
@@ -44,12 +49,7 @@ from download_pipeline_processor.builtins.http_rules import (
     truncated_chunked,
     without_credentials,
 )
-from download_pipeline_processor.builtins.sink import open_destination, write_all
-from download_pipeline_processor.errors import (
-    DownloadError,
-    PipelineInterrupted,
-    TransientDownloadError,
-)
+from download_pipeline_processor.sink import open_destination, write_all
 
 from .http1 import (
     CHUNKED,
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Iterator
 
-    from download_pipeline_processor.downloader import DownloadFeed
+    from download_pipeline_processor.backend import DownloadFeed
 
 #: The smallest per-thread buffer: a whole head must fit.
 MIN_BUFFER = 2 * MAX_HEAD

@@ -33,14 +33,14 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from download_pipeline_processor.builtins.http_rules import truncated
-from download_pipeline_processor.builtins.sink import open_destination, write_all
-from download_pipeline_processor.downloader import DownloadFeed, DownloadJob
+from download_pipeline_processor.backend import DownloadFeed, DownloadJob
 from download_pipeline_processor.errors import (
     DownloadError,
     PipelineInterrupted,
     TransientDownloadError,
 )
+from download_pipeline_processor.http_rules import truncated
+from download_pipeline_processor.sink import open_destination, write_all
 
 from .fast import MIN_BUFFER, ConnectionClosed, translate
 from .host_names import Address, HostNames

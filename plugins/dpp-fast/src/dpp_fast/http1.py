@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from download_pipeline_processor.builtins.http_rules import (
+from download_pipeline_processor.errors import PermanentDownloadError
+from download_pipeline_processor.http_rules import (
     CHUNKED,
     UNTIL_CLOSE,
     body_framing,
     quote_target,
     request_url,
 )
-from download_pipeline_processor.errors import PermanentDownloadError
 from download_pipeline_processor.urls import URLProblem, canonical_host, check_characters
 
 __all__ = [

@@ -22,15 +22,15 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import affinity
+from ._cache import DownloadCache
+from ._cache_budget import CacheBudget
+from ._download_stage import DownloadStage
+from ._inputs import CheckedEntries
+from .backend import Attempt, Downloader, drives_many
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
-from .cache import DownloadCache
-from .cache_budget import CacheBudget
-from .download import DownloadStage
-from .downloader import Attempt, Downloader, drives_many
 from .errors import PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
-from .inputs import CheckedEntries
 from .plugins import has_observers, notify_observers
 from .summary import RunSummary
 
@@ -184,7 +184,7 @@ class PipelineRun:
 
     def _download_driver(self, stage: DownloadStage, downloader: Downloader) -> None:
         """Run a multiplexing backend's ``fetch_many`` on this one thread."""
-        from .feed import RunFeed
+        from ._feed import RunFeed
 
         self._pin()
         feed = RunFeed(self, stage)
@@ -444,7 +444,7 @@ def _pinnable_cpus() -> set[int] | None:
 def terminate_workers(processors: list[BaseProcessor]) -> None:
     """Stop the worker processes of process mode at once (no-op in thread mode)."""
     # No worker can exist unless process mode imported its module.
-    pool = sys.modules.get(f"{__package__}.process_pool")
+    pool = sys.modules.get(f"{__package__}._process_pool")
     if pool is None:
         return
     for processor in processors:

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from urllib.parse import unquote
 
-from .cache_budget import CacheBudget
+from ._cache_budget import CacheBudget
 from .errors import CacheError
 from .file_data import FileData
 from .paths import safe_filename

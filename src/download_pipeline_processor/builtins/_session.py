@@ -14,7 +14,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..errors import PermanentDownloadError
-from .http_rules import (
+from ..http_rules import (
     check_status,
     describe,
     network_error,
@@ -22,7 +22,7 @@ from .http_rules import (
     redirect_target,
     too_many_redirects,
 )
-from .pooled import framing_error, stream_to_file
+from ._pooled import framing_error, stream_to_file
 
 
 def has_environment_proxy(origin: str) -> bool:

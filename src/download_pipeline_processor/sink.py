@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..cache import create_cache_file
+from ._cache import create_cache_file
 
 
 def open_destination(destination: Path) -> int:

@@ -8,7 +8,7 @@ from ..base_processor import BaseProcessor
 from ..file_data import FileData
 from ..hookspecs import Register, hookimpl
 from ..options import Option
-from .save import SaveProcessor
+from ._save import SaveProcessor
 
 HASH_CHUNK = 1024 * 1024
 #: ``hashlib.algorithms_guaranteed`` without shake_* (they need a digest length,

@@ -9,13 +9,14 @@ answer.  Nothing here imports a transport library.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import time
 from urllib.parse import quote, urljoin, urlsplit
 
-from ..errors import PermanentDownloadError, TransientDownloadError
-from ..redact import scrub
-from ..urls import URLProblem, canonical_url, check_characters
+from .errors import PermanentDownloadError, TransientDownloadError
+from .redact import scrub
+from .urls import URLProblem, canonical_url, check_characters
 
 #: Statuses that redirect when they carry a Location header.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -330,3 +331,14 @@ def describe(error: BaseException, *urls: str) -> str:
     URL-looking text loses its query string and userinfo too.
     """
     return scrub(f"{type(error).__name__}: {error}", *urls)
+
+
+def ca_bundle() -> str:
+    """The CA bundle TLS is verified against, as requests chooses it; every downloader uses it."""
+    # requests' own order: REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, then certifi.
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        return bundle
+    import certifi
+
+    return str(certifi.where())

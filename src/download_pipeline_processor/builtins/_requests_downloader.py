@@ -17,13 +17,13 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..downloader import Downloader
+from ..backend import Downloader
 from ..file_data import FileData
+from ..http_rules import ca_bundle, check_headers, parse_retry_after, request_url
 from ..settings import PipelineSettings
-from .http_rules import check_headers, parse_retry_after, request_url
 
 if TYPE_CHECKING:
-    from .session import SessionTransport
+    from ._session import SessionTransport
 
 __all__ = ["RequestsDownloader", "Transport", "ca_bundle", "parse_retry_after"]
 
@@ -32,16 +32,6 @@ _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 
 def _environment_has_proxies() -> bool:
     return any(name.lower() in _PROXY_VARIABLES and value for name, value in os.environ.items())
-
-
-def ca_bundle() -> str:
-    # requests' own order: REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, then certifi.
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    if bundle:
-        return bundle
-    import certifi
-
-    return str(certifi.where())
 
 
 class Transport(Protocol):
@@ -59,7 +49,7 @@ class RequestsDownloader(Downloader):
 
     def __init__(self, settings: PipelineSettings) -> None:
         super().__init__(settings)
-        from .. import __version__
+        from .._version import __version__
 
         check_headers(settings.headers)
         self._headers = {
@@ -93,7 +83,7 @@ class RequestsDownloader(Downloader):
 
     def _plain_transport(self) -> Transport:
         """The transport of every URL that does not need a requests.Session."""
-        from .pooled import PooledTransport
+        from ._pooled import PooledTransport
 
         return PooledTransport(**self._transport_options())
 
@@ -110,7 +100,7 @@ class RequestsDownloader(Downloader):
         origin = f"{scheme.lower()}://{authority.lower()}"
         proxied = self._proxied.get(origin)
         if proxied is None:
-            from .session import has_environment_proxy
+            from ._session import has_environment_proxy
 
             proxied = self._proxied[origin] = has_environment_proxy(origin)
         return proxied
@@ -118,7 +108,7 @@ class RequestsDownloader(Downloader):
     def _sessions(self) -> SessionTransport:
         with self._session_lock:
             if self._session_transport is None:
-                from .session import SessionTransport
+                from ._session import SessionTransport
 
                 self._session_transport = SessionTransport(
                     timeout=self.settings.timeout,

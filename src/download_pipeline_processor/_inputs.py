@@ -7,9 +7,9 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Union
 
+from ._json_stream import iter_json_array
 from .errors import InputError
 from .file_data import FileData
-from .json_stream import iter_json_array
 from .urls import URLProblem, check_url
 
 FileListSource = Union[str, "os.PathLike[str]", Iterable[Union[Mapping[str, Any], FileData]]]

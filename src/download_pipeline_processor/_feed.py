@@ -18,14 +18,14 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .cache_budget import disk_full_error, expected_size
-from .downloader import Attempt, DownloadJob
+from ._cache_budget import disk_full_error, expected_size
+from ._run import POLL_INTERVAL, _thread
+from .backend import Attempt, DownloadJob
 from .errors import TransientDownloadError
-from .run import POLL_INTERVAL, _thread
 
 if TYPE_CHECKING:
-    from .download import DownloadStage
-    from .run import PipelineRun
+    from ._download_stage import DownloadStage
+    from ._run import PipelineRun
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from urllib3.exceptions import HTTPError, InvalidHeader
 
 from ..affinity import widened_for
 from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
-from .http_rules import (
+from ..http_rules import (
     CHUNKED,
     REDIRECT_STATUSES,
     body_framing,
@@ -36,7 +36,7 @@ from .http_rules import (
     truncated_chunked,
     without_credentials,
 )
-from .sink import open_destination, write_all
+from ..sink import open_destination, write_all
 
 
 def stream_to_file(

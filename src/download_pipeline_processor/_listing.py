@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._registry import KINDS, PluginRegistry
 from .options import declared_options
-from .registry import KINDS, PluginRegistry
 
 
 def describe_plugins(registry: PluginRegistry) -> dict[str, Any]:

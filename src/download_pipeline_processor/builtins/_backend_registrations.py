@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..hookspecs import Register, hookimpl
-from .http import RequestsDownloader
-from .simulated import SimulatedDownloader
+from ._requests_downloader import RequestsDownloader
+from ._simulated import SimulatedDownloader
 
 
 @hookimpl

@@ -7,11 +7,11 @@ import random
 import threading
 from pathlib import Path
 
-from ..downloader import Downloader
+from ..backend import Downloader
 from ..errors import PipelineInterrupted
 from ..file_data import FileData
 from ..settings import PipelineSettings
-from .sink import open_destination
+from ..sink import open_destination
 
 #: The original tool's variable: set to 1 to make simulated downloads instant.
 NO_SLEEP_ENV = "PIPELINE_NO_SLEEP"

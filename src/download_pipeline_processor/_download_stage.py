@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cache import DownloadCache
-from .cache_budget import disk_full_error, expected_size
-from .downloader import Attempt, Downloader
+from ._cache import DownloadCache
+from ._cache_budget import disk_full_error, expected_size
+from .backend import Attempt, Downloader
 from .errors import DiskFullError, PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
 from .redact import redact_url, scrub
