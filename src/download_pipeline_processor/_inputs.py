@@ -89,22 +89,6 @@ def to_file_data(entry: Mapping[str, Any] | FileData) -> FileData:
     return FileData.from_dict(fields)
 
 
-def validate_entry(
-    entry: Any, index: int, source: str, allowed_schemes: Sequence[str] = ("http", "https")
-) -> FileData:
-    """Check one input entry and build its :class:`FileData`.
-
-    Raises :class:`InputError` naming ``source``, the 0-based ``index`` and the field.
-    """
-    return to_file_data(check_entry(entry, index, source, allowed_schemes))
-
-
-def read_file_list(path: str | os.PathLike[str]) -> list[Any]:
-    """Parse the JSON file at ``path``; it must hold a list.  Holds it all: for tests and
-    small lists; the pipeline streams with :func:`load_file_list` instead."""
-    return list(iter_json_array(path))
-
-
 class CheckedEntries(Iterator[FileData]):
     """Entries that passed validation, turned into :class:`FileData` one at a time.
 
