@@ -39,6 +39,7 @@ __all__ = [
     "CollectingPostProcessor",
     "FileServer",
     "PipelineOutcome",
+    "RangeOptions",
     "Route",
     "leftover_files",
     "make_plugin_manager",
@@ -61,6 +62,32 @@ class Route:
     truncate_to: int | None = None
     delay: float = 0.0
     redirect_to: str | None = None
+    #: Byte ranges (see :class:`RangeOptions`); None: every answer is whole.
+    range_options: RangeOptions | None = None
+
+
+@dataclass
+class RangeOptions:
+    """Range requests, broken transfers and slow bodies, for resume and time-limit tests.
+
+    With ``ranges``, ``Range: bytes=N-`` is answered ``206`` with the rest of
+    the body, unless an ``If-Range`` does not match the answer's ETag (or
+    Last-Modified): then ``200`` with the whole body.  ``bodies`` and
+    ``etags`` are consumed one per request, the last repeating (a file that
+    changes between attempts).  The first ``cut_requests`` answers stop
+    after ``cut_after`` body bytes and close the connection.  ``drip``
+    sends the body a byte at a time, that many seconds apart; ``chunked``
+    sends it without a Content-Length.
+    """
+
+    ranges: bool = True
+    bodies: Sequence[bytes] = ()
+    etags: Sequence[str] = ()
+    last_modified: str | None = None
+    cut_after: int | None = None
+    cut_requests: int = 1
+    drip: float = 0.0
+    chunked: bool = False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -92,6 +119,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(route.delay)
         status = route.statuses[min(count, len(route.statuses) - 1)]
         headers = dict(route.headers)
+        if route.range_options is not None and status == 200:
+            self._ranged(route, route.range_options, count, headers)
+            return
         if route.redirect_to is not None and 300 <= status < 400:
             headers["Location"] = route.redirect_to
             self._reply(status, b"", headers)
@@ -102,6 +132,69 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             self._reply(status, route.body, headers)
+
+    def _ranged(
+        self, route: Route, options: RangeOptions, count: int, headers: dict[str, str]
+    ) -> None:
+        """Answer as ``options`` says: a range, a cut, a drip, or chunks."""
+
+        def nth(values: Sequence[Any], default: Any) -> Any:
+            return values[min(count, len(values) - 1)] if values else default
+
+        body: bytes = nth(options.bodies, route.body)
+        etag: str | None = nth(options.etags, None)
+        if etag is not None:
+            headers["ETag"] = etag
+        if options.last_modified is not None:
+            headers["Last-Modified"] = options.last_modified
+        status, start = 200, 0
+        if options.ranges:
+            headers["Accept-Ranges"] = "bytes"
+            first = self._range_start(options, etag, len(body))
+            if first is not None:
+                status, start = 206, first
+                headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+        part = body[start:]
+        cut = options.cut_after if count < options.cut_requests else None
+        self.send_response(status)
+        headers.setdefault("Content-Type", "application/octet-stream")
+        if options.chunked:
+            headers["Transfer-Encoding"] = "chunked"
+        else:
+            headers["Content-Length"] = str(len(part))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        sent = part if cut is None else part[:cut]
+        try:
+            if options.drip:
+                for index in range(len(sent)):
+                    self._send_piece(sent[index : index + 1], options.chunked)
+                    time.sleep(options.drip)
+            elif sent:
+                self._send_piece(sent, options.chunked)
+            if cut is not None:
+                self.close_connection = True
+            elif options.chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _range_start(self, options: RangeOptions, etag: str | None, length: int) -> int | None:
+        """The first byte a ``Range: bytes=N-`` asks for, when it is served as a range."""
+        asked = self.headers.get("Range", "")
+        condition = self.headers.get("If-Range")
+        if condition and condition not in (etag, options.last_modified):
+            return None  # the file changed: the whole of it
+        first = asked[6:-1] if asked.startswith("bytes=") and asked.endswith("-") else ""
+        return int(first) if first.isdigit() and int(first) < length else None
+
+    def _send_piece(self, data: bytes, chunked: bool) -> None:
+        if chunked:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        else:
+            self.wfile.write(data)
+        self.wfile.flush()
 
     def _reply(
         self, status: int, body: bytes, headers: dict[str, str], length: int | None = None
@@ -197,11 +290,18 @@ class FileServer:
         truncate_to: int | None = None,
         delay: float = 0.0,
         redirect_to: str | None = None,
+        range_options: RangeOptions | None = None,
     ) -> str:
         """Serve ``body`` at ``path`` (see :class:`Route`) and return its URL."""
         path = path if path.startswith("/") else "/" + path
         self._server.routes[path] = Route(
-            body, tuple(statuses), dict(headers or {}), truncate_to, delay, redirect_to
+            body,
+            tuple(statuses),
+            dict(headers or {}),
+            truncate_to,
+            delay,
+            redirect_to,
+            range_options,
         )
         return self.url(path)
 
