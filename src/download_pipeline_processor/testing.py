@@ -166,13 +166,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         sent = part if cut is None else part[:cut]
+        pieces = [sent[i : i + 1] for i in range(len(sent))] if options.drip else [sent]
         try:
-            if options.drip:
-                for index in range(len(sent)):
-                    self._send_piece(sent[index : index + 1], options.chunked)
-                    time.sleep(options.drip)
-            elif sent:
-                self._send_piece(sent, options.chunked)
+            for piece in filter(None, pieces):
+                self._send_piece(piece, options.chunked)
+                time.sleep(options.drip)
             if cut is not None:
                 self.close_connection = True
             elif options.chunked:
