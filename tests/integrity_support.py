@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -34,8 +34,8 @@ def transport_fixture(
 class DigestingProcessor(BaseProcessor):
     """Returns the sha256 of every file it is given, and records that it saw it."""
 
-    seen: list[str] = []
-    lock = threading.Lock()
+    seen: ClassVar[list[str]] = []
+    lock: ClassVar[threading.Lock] = threading.Lock()
 
     def process(self, file_data: FileData) -> Any:
         assert file_data.local_path is not None
@@ -62,4 +62,5 @@ def run(
 
 
 def sha256(data: bytes) -> str:
+    """The hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()

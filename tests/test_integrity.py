@@ -145,7 +145,7 @@ class TestBadInputValues:
         fields: dict[str, Any],
         message: str,
     ) -> None:
-        """A malformed size or digest is a one-line input error naming entry and field; no request."""
+        """A malformed size or digest: one line naming entry and field, exit 2, no request."""
         route = path()
         listing = tmp_path / "files.json"
         good = {"url": server.add(route, BODY)}

@@ -46,7 +46,7 @@ class TestResume:
     def test_a_cut_body_continues_from_the_cached_bytes(
         self, server: FileServer, transport: str, tmp_path: Path
     ) -> None:
-        """The retry asks bytes=N- with If-Range (the ETag); the 206 is appended; sha256 covers all."""
+        """The retry asks bytes=N- with If-Range (the ETag); the 206 is appended; sha256 fits."""
         route, url = serve(server, RangeOptions(etags=('"v1"',), cut_after=CUT))
         outcome = run(transport, [{"url": url, "sha256": sha256(BODY)}], tmp_path)
         assert outcome.exit_code == 0, outcome.failures
@@ -76,7 +76,7 @@ class TestResume:
     def test_a_changed_file_starts_over(
         self, server: FileServer, transport: str, tmp_path: Path
     ) -> None:
-        """A new ETag makes the server answer 200 to the If-Range: the file is the new one, whole."""
+        """A new ETag makes the server answer 200 to the If-Range: the new file, whole."""
         new = bytes(reversed(BODY))
         route, url = serve(
             server, RangeOptions(etags=('"v1"', '"v2"'), bodies=(BODY, new), cut_after=CUT)
