@@ -7,7 +7,6 @@ reads the checks of a valid entry with :func:`expected_checks`.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +38,8 @@ class Checks:
 
 def _digest_size(algorithm: str) -> int:
     """The digest length of ``algorithm`` in bytes; ValueError when hashlib cannot give one."""
+    import hashlib  # here: only entries with a digest need it (start-up time)
+
     if algorithm not in hashlib.algorithms_available:
         raise ValueError(f"unknown checksum algorithm {algorithm!r}")
     if algorithm.startswith("shake_"):

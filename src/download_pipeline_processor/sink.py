@@ -16,7 +16,6 @@ files after the fact, with one more read.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import stat
@@ -110,11 +109,16 @@ class BodyWriter:
         self._validator: str | None = None
         self._asked: int | None = None  # the offset this attempt's Range asked for
         self._descriptor = -1
-        self._hashers = self._new_hashers()
+        self._digests: dict[str, Any] | None = None  # made with the first byte
 
-    def _new_hashers(self) -> dict[str, Any]:
-        names = ["sha256", *(digest.algorithm for digest in self.checks.digests)]
-        return {name: hashlib.new(name) for name in dict.fromkeys(names)}
+    @property
+    def _hashers(self) -> dict[str, Any]:
+        if self._digests is None:
+            import hashlib  # here: a simulated run never needs it (start-up time)
+
+            names = ["sha256", *(digest.algorithm for digest in self.checks.digests)]
+            self._digests = {name: hashlib.new(name) for name in dict.fromkeys(names)}
+        return self._digests
 
     # -- the framework's side -----------------------------------------------------------
 
@@ -142,7 +146,7 @@ class BodyWriter:
         self.close()
         self.size = 0
         self._validator = None
-        self._hashers = self._new_hashers()
+        self._digests = None
 
     def verify(self) -> None:
         """Check the complete file against its entry; a mismatch starts the file over.
