@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from ._cache_budget import disk_full_error, expected_size
 from ._run import POLL_INTERVAL, _thread
 from .backend import Attempt, DownloadJob
-from .errors import TransientDownloadError
+from .errors import DownloadError, TransientDownloadError
+from .sink import registered_writer, unregister_writer
 
 if TYPE_CHECKING:
     from ._download_stage import DownloadStage
@@ -90,16 +91,31 @@ class RunFeed:
                 self.run._finish(sequence, file_data, None)
                 continue
             job = DownloadJob(sequence, file_data, cache.part_path(target), target)
+            try:
+                writer = self.stage.writer(file_data, job.destination)
+            except DownloadError as exc:  # announced past --max-file-size: no request
+                self._fail(job, exc)
+                continue
             if not budget.try_reserve(str(job.destination), expected_size(file_data)):
                 # Announced larger than the room left: a helper thread waits its turn.
                 self._submit(job, None, None)
                 continue
+            self.stage.begin_attempt(file_data, writer)
             self.out[sequence] = job
             return job
 
     def done(self, job: DownloadJob, size: int) -> None:
-        self._give_back(job)
         file_data = job.file_data
+        writer = registered_writer(job.destination)
+        if writer is not None:
+            try:
+                writer.close()
+                self.stage.verify(file_data, writer, size)
+            except (DownloadError, OSError) as exc:  # a mismatch is retried as a failure is
+                self.failed(job, exc)
+                return
+        self._give_back(job)
+        unregister_writer(job.destination)
         try:
             self.stage.cache.commit(job.destination, job.target)
         except OSError as exc:
@@ -127,6 +143,9 @@ class RunFeed:
 
     def hand_off(self, job: DownloadJob, attempt: Attempt | None = None) -> None:
         self._give_back(job)
+        if attempt is None:
+            # No request was made: fetch() makes the attempt, and counts it.
+            job.file_data.download.attempts -= 1
         self._submit(job, attempt, None)
 
     # -- the rest ---------------------------------------------------------------------
@@ -136,6 +155,7 @@ class RunFeed:
             raise RuntimeError(f"{job!r} was given back twice or never taken")
 
     def _fail(self, job: DownloadJob, error: BaseException) -> None:
+        unregister_writer(job.destination)
         self.stage.cache.discard(job.destination)
         job.file_data.fail("download", error)
         self.run._finish(job.sequence, job.file_data, None)

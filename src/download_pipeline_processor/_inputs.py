@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Union
 
+from ._integrity import check_fields
 from ._json_stream import iter_json_array
 from .errors import InputError
 from .file_data import FileData
@@ -69,6 +70,9 @@ def check_entry(
                 f"{source}: entry {index}: field {key!r} must be a string or number, "
                 f"got {_type_name(value)}"
             )
+    bad = check_fields(entry_dict)
+    if bad is not None:
+        raise InputError(f"{source}: entry {index}: field {bad[0]!r} {bad[1]}")
     return entry
 
 

@@ -156,6 +156,41 @@ class PipelineSettings:
             metavar="SECONDS",
         ),
     )
+    #: A deadline for one whole attempt of one file, in seconds (``--timeout``
+    #: still bounds each network operation inside it); None: no deadline.  An
+    #: attempt past it fails and is retried like a timeout.
+    file_timeout: float | None = _setting(
+        None,
+        minimum=0,
+        above=True,
+        cli=CliOption(
+            "--file-timeout",
+            "download",
+            "Seconds one attempt at one file may take in all (--timeout still applies "
+            "to each read); a slower attempt fails and is retried.",
+            metavar="SECONDS",
+            parse=float,
+            unit="second(s)",
+            shown_default="none",
+        ),
+    )
+    #: The largest file accepted, in bytes; None: no limit.  A file announced
+    #: larger (Content-Length, or the entry's ``size``) fails without its body
+    #: being written, one that grows past it is cut off; neither is retried.
+    max_file_size: int | None = _setting(
+        None,
+        minimum=0,
+        cli=CliOption(
+            "--max-file-size",
+            "download",
+            "Largest file accepted (K, M, G, T suffixes, powers of 1024); a larger one "
+            "fails at once and is not retried.",
+            metavar="SIZE",
+            parse=parse_size,
+            unit="byte(s)",
+            shown_default="unlimited",
+        ),
+    )
     #: Where the run's private cache folder is made: a folder of the user's own,
     #: writable by nobody else.  None: a per-user folder in the system temp dir.
     download_cache: str | os.PathLike[str] | None = _setting(  # noqa: RUF009 - a field()
