@@ -1,23 +1,27 @@
-"""EntryFlow (flow.py): the in-flight table, the queues and the hand-offs of one run."""
+"""EntryFlow (_flow.py): the in-flight table, the queues and the hand-offs of one run."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import pytest
 
-from download_pipeline_processor.cache import DownloadCache
+from download_pipeline_processor._cache import DownloadCache
+from download_pipeline_processor._flow import EntryFlow
+from download_pipeline_processor._inputs import CheckedEntries
+from download_pipeline_processor._stop_signal import StopSignal
 from download_pipeline_processor.errors import PipelineInterrupted
 from download_pipeline_processor.file_data import FileData
-from download_pipeline_processor.flow import EntryFlow
-from download_pipeline_processor.inputs import CheckedEntries
-from download_pipeline_processor.stop_signal import StopSignal
+
+T = TypeVar("T")
 
 #: Generous bound for a thread that must end; reached only when a test fails.
 JOIN_LIMIT = 10.0
+#: What collect() appends once the end marker came.
+END_SEEN: Any = ("end", None)
 
 
 @pytest.fixture
@@ -59,10 +63,35 @@ def cached_file(cache: DownloadCache, sequence: int, file_data: FileData) -> Pat
     return target
 
 
-def drain(flow: EntryFlow) -> list[tuple[FileData, Any]]:
-    """Everything handed to the post-processor, up to the end marker."""
-    flow.end_finished()
-    return list(flow.finished_entries())
+def bounded(call: Callable[[], T]) -> T:
+    """``call()`` on a thread of its own, failing the test if it does not return in time."""
+    outcome: list[T] = []
+    thread = threading.Thread(target=lambda: outcome.append(call()), daemon=True)
+    thread.start()
+    thread.join(JOIN_LIMIT)
+    assert outcome, "the call never returned"
+    return outcome[0]
+
+
+def collect(flow: EntryFlow, end: bool = True) -> list[tuple[FileData, Any]]:
+    """Everything handed to the post-processor up to the end marker (sent first if ``end``).
+
+    On a thread of its own, so a flow that never ends its stream fails the
+    test instead of hanging it.
+    """
+    received: list[tuple[FileData, Any]] = []
+
+    def post_processor() -> None:
+        if end:
+            flow.end_finished()
+        received.extend(flow.finished_entries())
+        received.append(END_SEEN)
+
+    thread = threading.Thread(target=post_processor, daemon=True)
+    thread.start()
+    thread.join(JOIN_LIMIT)
+    assert received[-1:] == [END_SEEN], "the end marker never came"
+    return received[:-1]
 
 
 class TestNextEntry:
@@ -114,7 +143,7 @@ class TestNextEntry:
                 with lock:
                     taken.append(item[0])
 
-        threads = [threading.Thread(target=take) for _ in range(8)]
+        threads = [threading.Thread(target=take, daemon=True) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -134,12 +163,12 @@ class TestFinish:
         flow.finish(sequence, file_data, "result")
         path = cached_file(cache, sequence, file_data)
         flow.finish(sequence, file_data, "again")
-        assert drain(flow) == [(file_data, "result")]
+        assert collect(flow) == [(file_data, "result")]
         assert flow.in_flight == 0
         assert not path.exists()
 
-    def test_end_marker_waits_for_handoffs_under_way(self, cache: DownloadCache) -> None:
-        """The end marker lands behind a hand-off that was waiting for room in the queue."""
+    def test_a_blocked_handoff_lands_before_the_end(self, cache: DownloadCache) -> None:
+        """A hand-off waiting for room in the queue reaches the post-processor before the end."""
         entries = files(2)
         flow = make_flow(cache, entries, 2, finished_queue_size=1)
         first = flow.next_entry()
@@ -147,13 +176,13 @@ class TestFinish:
         assert first is not None
         assert second is not None
         flow.finish(*first, "one")  # fills the queue
-        late = threading.Thread(target=flow.finish, args=(*second, "two"))
+        late = threading.Thread(target=flow.finish, args=(*second, "two"), daemon=True)
         late.start()
         while flow.in_flight:  # out of the table: its hand-off is under way
             late.join(0.01)
-        ender = threading.Thread(target=flow.end_finished)
+        ender = threading.Thread(target=flow.end_finished, daemon=True)
         ender.start()
-        received = list(flow.finished_entries())
+        received = collect(flow, end=False)
         late.join(JOIN_LIMIT)
         ender.join(JOIN_LIMIT)
         assert received == [(entries[0], "one"), (entries[1], "two")]
@@ -176,7 +205,7 @@ class TestAbandonInFlight:
         assert flow.abandon_in_flight() == 0
         # A worker that finishes an abandoned entry late must not report it again.
         flow.finish(1, entries[1], "late")
-        received = drain(flow)
+        received = collect(flow)
         assert [(file_data.id, result) for file_data, result in received] == [
             ("f0", "done"),
             ("f1", None),
@@ -205,7 +234,10 @@ class TestAbandonInFlight:
             for sequence, file_data in items:
                 flow.finish(sequence, file_data, "worked")
 
-        workers = [threading.Thread(target=finish_all, args=(taken[i:half:4],)) for i in range(4)]
+        workers = [
+            threading.Thread(target=finish_all, args=(taken[i:half:4],), daemon=True)
+            for i in range(4)
+        ]
         for worker in workers:
             worker.start()
         started.wait(JOIN_LIMIT)
@@ -213,7 +245,7 @@ class TestAbandonInFlight:
         abandoned = flow.abandon_in_flight()
         for worker in workers:
             worker.join(JOIN_LIMIT)
-        received = drain(flow)
+        received = collect(flow)
         ids = sorted(int(file_data.id[1:]) for file_data, _ in received)
         assert ids == list(range(count))
         assert sum(result is None for _, result in received) == abandoned
@@ -227,8 +259,8 @@ class TestQueues:
         """Without waiting, a full downloaded queue refuses the entry at once."""
         entries = files(2)
         flow = make_flow(cache, entries, 2, download_queue_size=1)
-        assert flow.queue_downloaded(0, entries[0], wait=False)
-        assert not flow.queue_downloaded(1, entries[1], wait=False)
+        assert bounded(lambda: flow.queue_downloaded(0, entries[0], wait=False))
+        assert not bounded(lambda: flow.queue_downloaded(1, entries[1], wait=False))
 
     def test_waiting_put_gives_up_once_stopped(self, cache: DownloadCache) -> None:
         """A put waiting for room in a full queue returns False once the run stops."""
@@ -238,7 +270,7 @@ class TestQueues:
         assert flow.queue_downloaded(0, entries[0])
         outcome: list[bool] = []
         waiter = threading.Thread(
-            target=lambda: outcome.append(flow.queue_downloaded(1, entries[1]))
+            target=lambda: outcome.append(flow.queue_downloaded(1, entries[1])), daemon=True
         )
         waiter.start()
         waiter.join(0.3)
@@ -254,8 +286,8 @@ class TestQueues:
         for sequence, file_data in enumerate(entries):
             assert flow.queue_downloaded(sequence, file_data)
         flow.end_downloads(2)
-        first = list(flow.downloaded_entries())
-        second = list(flow.downloaded_entries())
+        first = bounded(lambda: list(flow.downloaded_entries()))
+        second = bounded(lambda: list(flow.downloaded_entries()))
         assert first == [(0, entries[0]), (1, entries[1]), (2, entries[2])]
         assert second == []
 
@@ -264,22 +296,18 @@ class TestQueues:
         stop = StopSignal()
         flow = make_flow(cache, files(1), 1, stop=stop)
         received: list[Any] = []
-        worker = threading.Thread(target=lambda: received.extend(flow.downloaded_entries()))
+        worker = threading.Thread(
+            target=lambda: received.extend(flow.downloaded_entries()), daemon=True
+        )
         worker.start()
         stop.stop()
         worker.join(JOIN_LIMIT)
         assert not worker.is_alive()
         assert received == []
 
-    def test_bytes_are_counted_across_threads(self, cache: DownloadCache) -> None:
-        """count_bytes from many threads adds up without losing any."""
+    def test_bytes_add_up(self, cache: DownloadCache) -> None:
+        """count_bytes adds each file's size to the run's total."""
         flow = make_flow(cache, [], 0)
-        threads = [
-            threading.Thread(target=lambda: [flow.count_bytes(3) for _ in range(1000)])
-            for _ in range(4)
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(JOIN_LIMIT)
-        assert flow.bytes_downloaded == 12000
+        flow.count_bytes(3)
+        flow.count_bytes(4)
+        assert flow.bytes_downloaded == 7

@@ -1,10 +1,10 @@
-"""StopSignal (stop_signal.py): a stop request and the exit code it asks for."""
+"""StopSignal (_stop_signal.py): a stop request and the exit code it asks for."""
 
 from __future__ import annotations
 
 import threading
 
-from download_pipeline_processor.stop_signal import StopSignal
+from download_pipeline_processor._stop_signal import StopSignal
 
 
 class TestStopSignal:

@@ -6,8 +6,9 @@ download worker threads keep otherwise: at most ``--download-workers`` files
 at once, counting the ones handed back to worker threads; no new file while a
 finished one cannot enter the full downloaded queue, or while the cache has no
 room (``--cache-size``); every entry reaches the post-processor once.
-Retries and hand-offs run on a few helper threads with the same
-:class:`~._download_stage.DownloadStage` the worker threads use.
+Retries and hand-offs run on a few helper threads through
+:meth:`~._download_workers.DownloadWorkers.download`, as the worker threads do; entries come
+from and go to the run's :class:`~._flow.EntryFlow`.
 """
 
 from __future__ import annotations
