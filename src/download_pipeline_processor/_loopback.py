@@ -216,7 +216,7 @@ class LoopbackServer:
 
     def _serve(self, conn: socket.socket, number: int) -> None:
         # Headers and body go out in separate writes; without this, Nagle's algorithm
-        # and delayed ACKs add ~40 ms to an answer.
+        # and delayed ACKs would hold every answer back by a delayed-ACK timeout.
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         stream = conn
         try:

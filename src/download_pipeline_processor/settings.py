@@ -90,9 +90,9 @@ def cli_fields(section: str | None = None) -> list[dataclasses.Field[Any]]:
 class PipelineSettings:
     """How a run behaves.  Frozen: a run's settings never change under it."""
 
-    #: Concurrent downloads.  Against a server 50 ms away throughput grows with
-    #: workers (benchmarks/: 16 -> 291 files/s, 64 -> 763); 8 doubles the old 4
-    #: and stays polite to a single host.
+    #: Concurrent downloads.  Against a far server throughput grows with workers
+    #: (benchmarks/, the latency cases); 8 doubles the old 4 and stays polite
+    #: to a single host.
     download_workers: int = _setting(
         8,
         minimum=1,
@@ -229,8 +229,8 @@ class PipelineSettings:
         ),
     )
     #: Bytes read from the network and written to disk at a time.  Memory for
-    #: bodies stays under download_workers x chunk_size; 1 MiB measured ~12 %
-    #: faster than 256 KiB on 1 MiB files and no slower on small ones.
+    #: bodies stays under download_workers x chunk_size; larger blocks mean
+    #: fewer system calls per file (benchmarks/RESULTS.md has the figures).
     chunk_size: int = _setting(1024 * 1024, minimum=1)
     #: Redirect hops followed before the file fails.
     max_redirects: int = _setting(10, minimum=0)
@@ -253,7 +253,7 @@ class PipelineSettings:
     #: Run the pipeline's threads on one CPU core.  Python runs one thread at a
     #: time (the GIL); spread over cores, every hand-off between threads is a
     #: cross-core wake-up.  When that is the limit (many small files on fast
-    #: storage, simulated runs) one core is ~2-3x faster; when copying bytes is
+    #: storage, simulated runs) one core is faster; when copying bytes is
     #: (large files, a slow disk) it is slower, as the kernel's copies then
     #: share the core too.  Off by default for that reason, and because native
     #: code in a thread-mode processor (numpy, torch) would inherit the single
@@ -263,7 +263,7 @@ class PipelineSettings:
         cli=CliOption(
             "--pin-threads",
             "processing",
-            "Run the pipeline's threads on one CPU core (Linux): 2-3x faster for many "
+            "Run the pipeline's threads on one CPU core (Linux): faster for many "
             "small files on fast storage or simulated runs, slower for large files or a "
             "slow disk, and not for thread-mode processors running multi-threaded native "
             "code.",
