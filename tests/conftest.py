@@ -8,13 +8,20 @@ import shutil
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 
+from download_helpers import DOWNLOADER_CLASSES, SHIPPED_DOWNLOADERS, StageFactory, use_downloader
+from download_pipeline_processor._cache import DownloadCache
+from download_pipeline_processor._download_stage import DownloadStage
+from download_pipeline_processor.backend import Downloader
+from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import FileServer
 
 
@@ -53,6 +60,48 @@ def tls_server(authority: trustme.CA) -> Iterator[FileServer]:
     authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
     with FileServer(ssl_context=context) as file_server:
         yield file_server
+
+
+@pytest.fixture(params=SHIPPED_DOWNLOADERS)
+def transport(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Run the test once per shipped downloader set-up (see ``download_helpers``)."""
+    use_downloader(request.param, tmp_path, monkeypatch)
+    return str(request.param)
+
+
+@pytest.fixture
+def downloader_class(transport: str) -> type[Downloader]:
+    """The downloader class of the set-up under test."""
+    return DOWNLOADER_CLASSES[transport]
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[DownloadCache]:
+    """An opened download cache under tmp_path, closed after the test."""
+    download_cache = DownloadCache(tmp_path / "cache")
+    download_cache.open()
+    yield download_cache
+    download_cache.close()
+
+
+@pytest.fixture
+def make_stage(cache: DownloadCache, downloader_class: type[Downloader]) -> Iterator[StageFactory]:
+    """Build a DownloadStage over the downloader under test; settings default to no backoff."""
+    downloaders: list[Downloader] = []
+
+    def factory(stop_event: threading.Event | None = None, **settings: Any) -> DownloadStage:
+        settings.setdefault("retry_backoff", 0)
+        settings.setdefault("timeout", 5.0)
+        pipeline_settings = PipelineSettings(**settings)
+        downloader = downloader_class(pipeline_settings)
+        downloaders.append(downloader)
+        return DownloadStage(downloader, cache, pipeline_settings, stop_event or threading.Event())
+
+    yield factory
+    for downloader in downloaders:
+        downloader.close()
 
 
 @pytest.fixture(scope="session")

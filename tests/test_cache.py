@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from download_helpers import DOWNLOADER_CLASSES, use_downloader
 from download_pipeline_processor._cache import (
     PART_SUFFIX,
     SHARDS,
@@ -27,13 +28,13 @@ from download_pipeline_processor._cache import (
     mark_top_directory,
 )
 from download_pipeline_processor._download_stage import DownloadStage
+from download_pipeline_processor.backend import Downloader
 from download_pipeline_processor.builtins._requests_downloader import RequestsDownloader
 from download_pipeline_processor.builtins._simulated import SimulatedDownloader
 from download_pipeline_processor.errors import CacheError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings, default_cache_root
 from download_pipeline_processor.testing import FileServer
-from dpp_fast.fast import FastDownloader
 
 #: A uid no account needs to have: chown takes any number, so "someone else's
 #: folder" is tested even where no second account can be made.
@@ -459,11 +460,8 @@ class TestCacheRoot:
             DownloadCache(tmp_path / "somefile").open()
 
 
-DOWNLOADERS = {
-    "requests": RequestsDownloader,
-    "fast": FastDownloader,
-    "simulated": SimulatedDownloader,
-}
+#: Every shipped downloader, and the simulated one of dry runs.
+DOWNLOADERS: dict[str, type[Downloader]] = {**DOWNLOADER_CLASSES, "simulated": SimulatedDownloader}
 
 
 class TestCacheFiles:
@@ -471,9 +469,16 @@ class TestCacheFiles:
 
     @pytest.mark.parametrize("backend", list(DOWNLOADERS))
     def test_planted_link_at_part_name_not_written_through(
-        self, tmp_path: Path, cache: DownloadCache, file_server: FileServer, backend: str
+        self,
+        tmp_path: Path,
+        cache: DownloadCache,
+        file_server: FileServer,
+        backend: str,
+        monkeypatch: pytest.MonkeyPatch,
     ) -> None:
         """A symlink at a .part name is replaced by a new file; what it points to is unchanged."""
+        if backend in DOWNLOADER_CLASSES:
+            use_downloader(backend, tmp_path, monkeypatch)
         victim = _victim_file(tmp_path / "home")
         settings = PipelineSettings(max_retries=0, simulate_delay=(0.0, 0.0))
         file_data = FileData(file_server.add("/a.bin", b"downloaded body"))

@@ -18,31 +18,21 @@ from typing import Any, ClassVar
 
 import pytest
 
+from download_helpers import SHIPPED_DOWNLOADERS, SHIPPED_PLUGINS, use_downloader
 from download_pipeline_processor import BaseProcessor, FileData
 from download_pipeline_processor._cache_budget import CacheBudget
 from download_pipeline_processor.errors import PipelineInterrupted
 from download_pipeline_processor.testing import FileServer, leftover_files, run_pipeline
-from dpp_fast import plugin as fast_plugin
 
 KIB = 1024
 
 
-@pytest.fixture(params=["pooled", "session", "fast"])
+@pytest.fixture(params=SHIPPED_DOWNLOADERS)
 def downloader(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> str:
-    """Run the test over both transports of the requests downloader, and over ``fast``.
-
-    An empty ``.netrc`` (named by NETRC) sends the requests downloader through
-    its session transport, as in tests/test_download.py.
-    """
-    if request.param == "session":
-        netrc = tmp_path / "netrc"
-        netrc.write_text("")
-        monkeypatch.setenv("NETRC", str(netrc))
-    else:
-        monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
-    return "fast" if request.param == "fast" else "requests"
+    """Run the test once per shipped downloader set-up; the downloader's registered name."""
+    return use_downloader(request.param, tmp_path, monkeypatch)
 
 
 def cache_contents(file_data: FileData) -> dict[str, int]:
@@ -108,7 +98,7 @@ class TestCacheSizeBound:
             files,
             watcher,
             downloader=downloader,
-            plugins=[fast_plugin],
+            plugins=SHIPPED_PLUGINS,
             download_cache=cache_root,
             cache_size=250 * KIB,
             download_workers=8,
@@ -143,7 +133,7 @@ class TestCacheSizeBound:
             files,
             watcher,
             downloader=downloader,
-            plugins=[fast_plugin],
+            plugins=SHIPPED_PLUGINS,
             download_cache=cache_root,
             cache_size=250 * KIB,
             download_workers=4,
@@ -292,7 +282,7 @@ class TestDiskFull:
                 files,
                 HoldUntilDiskFull,
                 downloader=downloader,
-                plugins=[fast_plugin],
+                plugins=SHIPPED_PLUGINS,
                 download_cache=small_disk,
                 download_workers=1,
                 processing_limit=3,
@@ -314,7 +304,7 @@ class TestDiskFull:
         outcome = run_pipeline(
             files,
             downloader=downloader,
-            plugins=[fast_plugin],
+            plugins=SHIPPED_PLUGINS,
             download_cache=small_disk,
             max_retries=1,
         )

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from download_helpers import DOWNLOADER_NAMES, SHIPPED_DOWNLOADERS, shipped_plugin_manager
 from download_pipeline_processor import BaseProcessor, FileData, __version__, hookimpl
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.plugins import PluginSource
 from download_pipeline_processor.testing import FileServer, leftover_files, make_plugin_manager
-from dpp_fast import plugin as fast_plugin
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_MODULES = Path(__file__).resolve().parent / "plugin_modules"
@@ -358,15 +358,12 @@ class TestRuns:
         for secret in ("SECRET123", "hunter2", "alice"):
             assert secret not in everything
 
-    @pytest.mark.parametrize(
-        ("downloader", "netrc"),
-        [("requests", True), ("requests", False), ("fast", False)],
-        ids=["requests-session", "requests-pooled", "fast"],
-    )
+    @pytest.mark.parametrize("setup", SHIPPED_DOWNLOADERS)
     def test_redirect_target_secrets_never_reported(
-        self, tmp_path: Path, file_server: FileServer, downloader: str, netrc: bool
+        self, tmp_path: Path, file_server: FileServer, setup: str
     ) -> None:
         """A redirect target's query string reaches neither stderr, the log, jsonl nor sqlite."""
+        downloader, netrc = DOWNLOADER_NAMES[setup], setup == "session"
         import sqlite3
 
         import dpp_sqlite.plugin
@@ -403,7 +400,7 @@ class TestRuns:
                 str(log_file),
                 "--debug",
             ],
-            manager=make_plugin_manager(dpp_sqlite.plugin, fast_plugin),
+            manager=shipped_plugin_manager(dpp_sqlite.plugin),
             env={"NETRC": str(netrc_path)},
         )
         assert result.exit_code == 1, result.stderr

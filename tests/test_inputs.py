@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from download_pipeline_processor._inputs import load_file_list, read_file_list
+from download_pipeline_processor._inputs import load_file_list
 from download_pipeline_processor.errors import InputError
 from download_pipeline_processor.file_data import FileData
 
@@ -35,13 +35,13 @@ class TestReadFileList:
         """A missing file is an InputError naming the path."""
         path = tmp_path / "nope.json"
         with pytest.raises(InputError, match="no such file") as info:
-            read_file_list(path)
+            load_file_list(path)
         assert str(path) in str(info.value)
 
     def test_directory(self, tmp_path: Path) -> None:
         """A directory is an InputError saying so."""
         with pytest.raises(InputError, match="is a directory") as info:
-            read_file_list(tmp_path)
+            load_file_list(tmp_path)
         assert str(tmp_path) in str(info.value)
 
     def test_malformed_json_has_line_and_column(self, tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ class TestReadFileList:
         path = tmp_path / "bad.json"
         path.write_text('[\n  {"url": "https://h/x"},\n  {"url": }\n]\n', encoding="utf-8")
         with pytest.raises(InputError) as info:
-            read_file_list(path)
+            load_file_list(path)
         message = str(info.value)
         assert str(path) in message
         assert "line 3" in message
@@ -60,14 +60,14 @@ class TestReadFileList:
         path = tmp_path / "empty.json"
         path.write_bytes(b"")
         with pytest.raises(InputError, match="malformed JSON at line 1"):
-            read_file_list(path)
+            load_file_list(path)
 
     def test_not_utf8(self, tmp_path: Path) -> None:
         """Bytes that are not UTF-8 give an InputError, not a traceback."""
         path = tmp_path / "latin1.json"
         path.write_bytes(b'[{"url": "https://h/caf\xe9"}]')
         with pytest.raises(InputError, match="not UTF-8") as info:
-            read_file_list(path)
+            load_file_list(path)
         assert str(path) in str(info.value)
 
     @pytest.mark.parametrize(
@@ -78,7 +78,7 @@ class TestReadFileList:
         """A top level that is not a list is an InputError saying what it is."""
         path = write_json(tmp_path / "files.json", data)
         with pytest.raises(InputError, match="expected a JSON list") as info:
-            read_file_list(path)
+            load_file_list(path)
         assert kind in str(info.value)
         assert str(path) in str(info.value)
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from download_helpers import SHIPPED_DOWNLOADER_NAMES, shipped_plugin_manager
 from download_pipeline_processor import (
     BasePostProcessor,
     BaseProcessor,
@@ -32,7 +33,6 @@ from download_pipeline_processor.testing import (
     make_plugin_manager,
     run_pipeline,
 )
-from dpp_fast import plugin as fast_plugin
 
 
 def _body(index: int, size: int = 2048) -> bytes:
@@ -896,12 +896,12 @@ class TestPluginFaults:
         assert _run_bounded(pipeline, files) == 0
         _assert_clean_end(collector, files, cache_root)
 
-    @pytest.mark.parametrize("downloader", ["requests", "fast"])
+    @pytest.mark.parametrize("downloader", SHIPPED_DOWNLOADER_NAMES)
     def test_downloader_close_raising(
         self, file_server: FileServer, cache_root: Path, downloader: str
     ) -> None:
         """A downloader whose close() raises still leaves an empty cache and the run's exit code."""
-        manager = make_plugin_manager(fast_plugin)
+        manager = shipped_plugin_manager()
         base = PluginRegistry(manager).resolve(DOWNLOADER, downloader)
 
         class ClosingBadly(base):  # type: ignore[misc, valid-type]

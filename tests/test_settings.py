@@ -74,7 +74,8 @@ def non_default_value(setting: dataclasses.Field[Any], tmp_path: Path) -> tuple[
         other = next(choice for choice in setting.metadata["choices"] if choice != default)
         return [option.flag, other], other
     if option.parse is not None:
-        return [option.flag, "3K"], 3 * 1024
+        # A size ("3K"), or seconds given as a float.
+        return ([option.flag, "2.5"], 2.5) if option.parse is float else ([option.flag, "3K"], 3072)
     if option.directory or option.file:
         path = tmp_path / ("elsewhere" if option.directory else "a.file")
         return [option.flag, str(path)], path

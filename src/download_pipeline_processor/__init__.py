@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .backend import Downloader
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor

@@ -163,7 +163,8 @@ def mark_top_directory(path: str, machine: str | None = None) -> bool:
     spread shards spread inode allocation: on ext4 without a journal, each
     creation scans its group past every inode freed in the last minute, and a
     group where thousands of files were just deleted (the previous run's output,
-    the run's own processed files) costs about 0.5 ms per file instead of 0.03.
+    the run's own processed files) makes every creation many times slower
+    (benchmarks/README.md has the profile).
     Other file systems refuse the flag or ignore it; both are fine.  ``machine``
     is the CPU architecture as ``os.uname().machine`` names it (default: this
     one); on one whose ioctl numbers are not known, nothing is sent.
@@ -294,7 +295,7 @@ class DownloadCache:
         try:
             # After a normal run every file was discarded already: one rmdir per
             # shard made costs a fraction of rmtree's walk (open, stat, list,
-            # close per folder), which took ~10 ms of every run's end.
+            # close per folder), a cost every run's end would pay.
             for shard in list(self._made_shards):  # list(): a late worker may add one
                 os.rmdir(self._shard_folders[shard])  # noqa: PTH106 - str paths, as above
             self._path.rmdir()

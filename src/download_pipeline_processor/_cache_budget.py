@@ -82,17 +82,6 @@ class CacheBudget:
         with self._changed:
             return self._total
 
-    @property
-    def stored(self) -> int:
-        """Bytes of complete files that wait for (or are in) processing."""
-        with self._changed:
-            return self._stored
-
-    def room_for(self, size: int | None) -> int:
-        """The bytes a download of ``size`` (None: unknown) reserves."""
-        with self._changed:
-            return self._room_for(size)
-
     # -- taking room ----------------------------------------------------------------------
 
     def try_reserve(self, key: str, size: int | None) -> bool:

@@ -4,21 +4,49 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._cache import DownloadCache
 from ._cache_budget import disk_full_error, expected_size
+from ._integrity import expected_checks
 from .backend import Attempt, Downloader
 from .errors import DiskFullError, PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
+from .http_rules import announced_too_large
 from .redact import redact_url, scrub
 from .settings import PipelineSettings
+from .sink import BodyWriter, register_writer, registered_writer, unregister_writer
 
 if TYPE_CHECKING:
     import tenacity
 
 logger = logging.getLogger(__name__)
+
+
+class AttemptStop(threading.Event):
+    """The stop signal of one ``fetch``: set when the run stops or ``--file-timeout`` runs out.
+
+    Downloaders already look at their stop event between reads; this one
+    also turns true at the attempt's deadline, so every ``fetch`` keeps the
+    deadline without a timer thread.
+    """
+
+    def __init__(self, run_stop: threading.Event, writer: BodyWriter) -> None:
+        super().__init__()
+        self.run_stop = run_stop
+        self.writer = writer
+
+    def is_set(self) -> bool:
+        return self.run_stop.is_set() or self.writer.timed_out
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = self.writer.deadline
+        if deadline is not None:
+            left = max(deadline - time.monotonic(), 0.0)
+            timeout = left if timeout is None else min(timeout, left)
+        return self.run_stop.wait(timeout) or self.is_set()
 
 
 class DownloadStage:
@@ -76,24 +104,83 @@ class DownloadStage:
         delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
         self._log_retry(retry_state.args[0], retry_state.attempt_number + 1, delay, error)
 
+    def writer(self, file_data: FileData, part: Path) -> BodyWriter:
+        """The body writer of ``file_data``'s ``part`` across its attempts, made on first use.
+
+        Raises the too-large error when the entry announces a size past
+        ``--max-file-size``: the file fails before any request.
+        """
+        writer = registered_writer(part)
+        if writer is None:
+            checks = expected_checks(file_data.additional_fields)
+            limit = self.settings.max_file_size
+            if limit is not None and checks.size is not None and checks.size > limit:
+                raise announced_too_large(checks.size, limit)
+            writer = BodyWriter(part, checks, limit, self.settings.file_timeout)
+            register_writer(writer)
+        return writer
+
+    def begin_attempt(self, file_data: FileData, writer: BodyWriter) -> None:
+        """Count a new attempt at ``file_data`` and start its ``--file-timeout`` clock."""
+        file_data.download.attempts += 1
+        writer.new_attempt()
+
+    def verify(self, file_data: FileData, writer: BodyWriter, size: int) -> int:
+        """Check an attempt's complete file against its entry; fill ``file_data.download``.
+
+        A downloader that did not write through the writer had its file read
+        once more here.  Raises the mismatch error, which is retried.
+        """
+        if self.downloader.placeholder_bodies:
+            return size  # nothing was downloaded: nothing to check or record
+        if writer.used:
+            writer.verify()
+        elif writer.checks:
+            writer.verify_file()
+        record = file_data.download
+        if writer.used or writer.checks:
+            record.sha256 = writer.sha256
+            record.http_status = writer.http_status or record.http_status
+        record.size = size
+        if writer.started is not None:
+            record.elapsed = time.monotonic() - writer.started
+        return size
+
     def _attempt(self, file_data: FileData, part: Path, attempt: Attempt | None = None) -> int:
         """One attempt, once there is room in the cache: ``attempt()``, or ``fetch``."""
         if attempt is None and self.stop_event.is_set():
             raise PipelineInterrupted("run stopped before the download finished")
+        writer = self.writer(file_data, part)
         # A retry, or a job the feed reserved for, holds its room already: no wait.
         self.cache.budget.reserve(str(part), expected_size(file_data), self.stop_event)
         if attempt is None and self.stop_event.is_set():
             raise PipelineInterrupted("run stopped before the download finished")
         try:
-            if attempt is not None:
-                return attempt()
-            return self.downloader.fetch(file_data, part, self.stop_event)
+            try:
+                if attempt is not None:
+                    # The rest of an attempt a multiplexing backend began: same clock.
+                    size = attempt()
+                else:
+                    self.begin_attempt(file_data, writer)
+                    should_stop = (
+                        self.stop_event
+                        if writer.deadline is None
+                        else AttemptStop(self.stop_event, writer)
+                    )
+                    size = self.downloader.fetch(file_data, part, should_stop)
+            finally:
+                writer.close()
+        except PipelineInterrupted:
+            if self.stop_event.is_set() or not writer.timed_out:
+                raise
+            raise writer.timeout_error() from None
         except OSError as exc:
             full = disk_full_error(exc)
             if full is None:
                 raise
             self._after_disk_full(file_data, part)
             raise full from exc
+        return self.verify(file_data, writer, size)
 
     def _after_disk_full(self, file_data: FileData, part: Path) -> None:
         """Free the partial file and wait for the files already downloaded to be processed.
@@ -102,6 +189,9 @@ class DownloadStage:
         the room comes back as processing discards cached files.
         """
         self.cache.discard(part)
+        writer = registered_writer(part)
+        if writer is not None:
+            writer.start_over()
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "no space left on device while writing %s: waiting for the cached files "
@@ -177,8 +267,10 @@ class DownloadStage:
                 size = self._retry(file_data, part, first)
             self.cache.commit(part, target)
         except BaseException:
+            unregister_writer(part)
             self.cache.discard(part)
             raise
+        unregister_writer(part)
         self.cache.budget.complete(str(part), str(target), size)
         file_data.local_path = target
         return size

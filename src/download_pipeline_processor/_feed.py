@@ -1,13 +1,14 @@
 """The framework's side of a multiplexing backend: :class:`RunFeed`.
 
-A backend with :meth:`~.downloader.Downloader.fetch_many` runs on one thread
+A backend with :meth:`~.backend.Downloader.fetch_many` runs on one thread
 and takes its jobs from a :class:`RunFeed`.  The feed keeps the rules the
 download worker threads keep otherwise: at most ``--download-workers`` files
 at once, counting the ones handed back to worker threads; no new file while a
 finished one cannot enter the full downloaded queue, or while the cache has no
 room (``--cache-size``); every entry reaches the post-processor once.
-Retries and hand-offs run on a few helper threads with the same
-:class:`~.download.DownloadStage` the worker threads use.
+Retries and hand-offs run on a few helper threads through
+:meth:`~._download_workers.DownloadWorkers.download`, as the worker threads do; entries come
+from and go to the run's :class:`~._flow.EntryFlow`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ._cache_budget import disk_full_error, expected_size
-from ._run import POLL_INTERVAL, _thread
+from ._flow import POLL_INTERVAL
+from ._threads import worker_thread
 from .backend import Attempt, DownloadJob
-from .errors import TransientDownloadError
+from .errors import DownloadError, TransientDownloadError
+from .sink import registered_writer, unregister_writer
 
 if TYPE_CHECKING:
-    from ._download_stage import DownloadStage
-    from ._run import PipelineRun
+    from ._download_workers import DownloadWorkers
+    from .backend import Downloader
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +40,12 @@ BACKLOG_POLL = 0.005
 class RunFeed:
     """Jobs for one ``fetch_many`` call; only the backend's thread calls its feed methods."""
 
-    def __init__(self, run: PipelineRun, stage: DownloadStage) -> None:
-        self.run = run
-        self.stage = stage
-        self.should_stop = run.stop_event
-        self.limit = run.settings.download_workers
+    def __init__(self, workers: DownloadWorkers) -> None:
+        self.workers = workers
+        self.stage = workers.stage
+        self.flow = workers.flow
+        self.should_stop = workers.flow.stop.event
+        self.limit = workers.count
         #: Jobs the backend holds, by sequence.
         self.out: dict[int, DownloadJob] = {}
         #: Downloaded entries waiting for room in the downloaded queue.
@@ -77,7 +81,7 @@ class RunFeed:
                 if not wait or self.should_stop.is_set():
                     return None
                 budget.wait_for_room(self.poll_interval)
-            item = self.run._next_entry()
+            item = self.flow.next_entry()
             if item is None:
                 self.exhausted = True
                 return None
@@ -87,19 +91,34 @@ class RunFeed:
                 target = cache.target_for(sequence, file_data)
             except OSError as exc:  # the shard folder could not be made
                 file_data.fail("download", exc)
-                self.run._finish(sequence, file_data, None)
+                self.flow.finish(sequence, file_data, None)
                 continue
             job = DownloadJob(sequence, file_data, cache.part_path(target), target)
+            try:
+                writer = self.stage.writer(file_data, job.destination)
+            except DownloadError as exc:  # announced past --max-file-size: no request
+                self._fail(job, exc)
+                continue
             if not budget.try_reserve(str(job.destination), expected_size(file_data)):
                 # Announced larger than the room left: a helper thread waits its turn.
                 self._submit(job, None, None)
                 continue
+            self.stage.begin_attempt(file_data, writer)
             self.out[sequence] = job
             return job
 
     def done(self, job: DownloadJob, size: int) -> None:
-        self._give_back(job)
         file_data = job.file_data
+        writer = registered_writer(job.destination)
+        if writer is not None:
+            try:
+                writer.close()
+                self.stage.verify(file_data, writer, size)
+            except (DownloadError, OSError) as exc:  # a mismatch is retried as a failure is
+                self.failed(job, exc)
+                return
+        self._give_back(job)
+        unregister_writer(job.destination)
         try:
             self.stage.cache.commit(job.destination, job.target)
         except OSError as exc:
@@ -107,9 +126,7 @@ class RunFeed:
             return
         self.stage.cache.budget.complete(str(job.destination), str(job.target), size)
         file_data.local_path = job.target
-        run = self.run
-        with run.bytes_lock:
-            run.summary.bytes_downloaded += size
+        self.flow.count_bytes(size)
         self.backlog.append((job.sequence, file_data))
         self._flush(block=False)
 
@@ -127,6 +144,9 @@ class RunFeed:
 
     def hand_off(self, job: DownloadJob, attempt: Attempt | None = None) -> None:
         self._give_back(job)
+        if attempt is None:
+            # No request was made: fetch() makes the attempt, and counts it.
+            job.file_data.download.attempts -= 1
         self._submit(job, attempt, None)
 
     # -- the rest ---------------------------------------------------------------------
@@ -136,20 +156,18 @@ class RunFeed:
             raise RuntimeError(f"{job!r} was given back twice or never taken")
 
     def _fail(self, job: DownloadJob, error: BaseException) -> None:
+        unregister_writer(job.destination)
         self.stage.cache.discard(job.destination)
         job.file_data.fail("download", error)
-        self.run._finish(job.sequence, job.file_data, None)
+        self.flow.finish(job.sequence, job.file_data, None)
 
     def _flush(self, block: bool) -> bool:
         """Move the backlog into the downloaded queue; False while some of it must wait."""
         backlog = self.backlog
-        downloaded = self.run.downloaded
+        flow = self.flow
         while backlog:
-            try:
-                downloaded.put_nowait(backlog[0])
-            except queue.Full:
-                if not block or not self.run._put(downloaded, backlog[0]):
-                    return False
+            if not flow.queue_downloaded(*backlog[0], wait=block):
+                return False
             backlog.popleft()
         return True
 
@@ -161,17 +179,17 @@ class RunFeed:
             # Each task keeps a helper busy until it ends, and _busy never passes the limit.
             start = len(self._helpers) < self._busy
         if start:
-            helper = _thread(self._helper, f"download-helper-{len(self._helpers)}")
+            helper = worker_thread(self._helper, f"download-helper-{len(self._helpers)}")
             self._helpers.append(helper)
             helper.start()
         self._tasks.put((job, attempt, failure))
 
     def _helper(self) -> None:
-        self.run._pin()
+        self.workers.pinning.pin()
         while (task := self._tasks.get()) is not None:
             job, attempt, failure = task
             try:
-                self.run._download_one(self.stage, job.sequence, job.file_data, attempt, failure)
+                self.workers.download(job.sequence, job.file_data, attempt, failure)
             finally:
                 with self._slots:
                     self._busy -= 1
@@ -189,3 +207,30 @@ class RunFeed:
             self._tasks.put(None)
         for helper in self._helpers:
             helper.join()
+
+
+def drive_fetch_many(downloader: Downloader, workers: DownloadWorkers) -> None:
+    """Run a multiplexing backend's ``fetch_many`` on this one thread.
+
+    If the backend gives up before the input ends, the rest of the entries
+    go through ``fetch()`` on worker threads, this one among them.
+    """
+    workers.pinning.pin()
+    feed = RunFeed(workers)
+    error: BaseException | None = None
+    try:
+        downloader.fetch_many(feed)
+    except BaseException as exc:
+        logger.error("the downloader failed: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+        error = exc
+    feed.close(error)
+    if feed.exhausted or feed.should_stop.is_set():
+        return
+    # The backend gave up before the list ended: the rest must not be lost.
+    logger.warning("the downloader stopped taking files; the rest go through fetch()")
+    threads = workers.threads(first=1)
+    for thread in threads:
+        thread.start()
+    workers.work()
+    for thread in threads:
+        thread.join()

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Callable, Union
 
+from ._integrity import check_fields
 from ._json_stream import iter_json_array
 from .errors import InputError
 from .file_data import FileData
@@ -69,6 +70,9 @@ def check_entry(
                 f"{source}: entry {index}: field {key!r} must be a string or number, "
                 f"got {_type_name(value)}"
             )
+    bad = check_fields(entry_dict)
+    if bad is not None:
+        raise InputError(f"{source}: entry {index}: field {bad[0]!r} {bad[1]}")
     return entry
 
 
@@ -87,22 +91,6 @@ def to_file_data(entry: Mapping[str, Any] | FileData) -> FileData:
     # Download the URL that was validated, not one with stray whitespace around it.
     fields["url"] = fields["url"].strip()
     return FileData.from_dict(fields)
-
-
-def validate_entry(
-    entry: Any, index: int, source: str, allowed_schemes: Sequence[str] = ("http", "https")
-) -> FileData:
-    """Check one input entry and build its :class:`FileData`.
-
-    Raises :class:`InputError` naming ``source``, the 0-based ``index`` and the field.
-    """
-    return to_file_data(check_entry(entry, index, source, allowed_schemes))
-
-
-def read_file_list(path: str | os.PathLike[str]) -> list[Any]:
-    """Parse the JSON file at ``path``; it must hold a list.  Holds it all: for tests and
-    small lists; the pipeline streams with :func:`load_file_list` instead."""
-    return list(iter_json_array(path))
 
 
 class CheckedEntries(Iterator[FileData]):

@@ -88,11 +88,21 @@ class Downloader:
     cleanup belong to the framework: :meth:`fetch` makes one attempt.
     """
 
+    #: True for a downloader whose files are placeholders (``simulated``): the
+    #: framework then checks no size or digest an entry gives.
+    placeholder_bodies = False
+
     def __init__(self, settings: PipelineSettings) -> None:
         self.settings = settings
 
     def fetch(self, file_data: FileData, destination: Path, should_stop: threading.Event) -> int:
         """Write the body of ``file_data.url`` to ``destination`` and return its size.
+
+        Write it through ``sink.body_writer(destination)``: the entry's size
+        and digests are then checked while it streams, ``--max-file-size`` and
+        ``--file-timeout`` kept, and a retry continues a broken transfer
+        (send :meth:`~.sink.BodyWriter.range_headers`).  A file written
+        otherwise is read once more afterwards to be checked.
 
         Raise :class:`~download_pipeline_processor.errors.TransientDownloadError`
         for a failure worth retrying, :class:`PermanentDownloadError` otherwise,

@@ -18,9 +18,9 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from . import __version__
 from ._listing import describe_plugins, format_plugins
 from ._registry import PluginRegistry
+from ._version import __version__
 from .errors import UsageError
 from .options import parse_key_values
 from .pipeline import ProcessingPipeline

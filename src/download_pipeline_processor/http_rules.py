@@ -342,3 +342,41 @@ def ca_bundle() -> str:
     import certifi
 
     return str(certifi.where())
+
+
+def integrity_mismatch(check: str, expected: str, actual: str) -> TransientDownloadError:
+    """The error of a file whose ``check`` (``size``, ``sha256``...) is not what its entry says.
+
+    Retried like a truncated body: the next attempt may bring the right bytes.
+    """
+    return TransientDownloadError(f"{check} mismatch: expected {expected}, got {actual}")
+
+
+def size_mismatch(expected: int, actual: int) -> TransientDownloadError:
+    """The error of a file of ``actual`` bytes whose entry says ``expected``."""
+    return integrity_mismatch("size", f"{expected} bytes", f"{actual} bytes")
+
+
+def announced_too_large(size: int, limit: int) -> PermanentDownloadError:
+    """The error of a file announced larger than ``--max-file-size``; not retried."""
+    return PermanentDownloadError(
+        f"file too large: {size} bytes announced, --max-file-size is {limit} bytes"
+    )
+
+
+def grew_too_large(limit: int) -> PermanentDownloadError:
+    """The error of a body cut off when it grew past ``--max-file-size``; not retried."""
+    return PermanentDownloadError(f"file too large: cut off past --max-file-size of {limit} bytes")
+
+
+def file_timed_out(seconds: float) -> TransientDownloadError:
+    """The error of an attempt that ran past ``--file-timeout``; retried like a timeout."""
+    return TransientDownloadError(f"file timeout: attempt took longer than {seconds:g} s")
+
+
+def range_refused(offset: int, content_range: str | None) -> TransientDownloadError:
+    """The error of a 206 answer that does not continue the file at byte ``offset``."""
+    shown = "none" if content_range is None else repr(content_range[:60])
+    return TransientDownloadError(
+        f"partial answer does not continue at byte {offset} (Content-Range {shown})"
+    )

@@ -3,12 +3,11 @@
 The threads that do the work live in :mod:`.run`; the choices (classes,
 options, input) are made once in a :class:`~.plan.RunPlan`, so mistakes are
 usage errors before any download.  This module builds the plan, the plugin
-instances of each run from it, and hands them to a :class:`~.run.PipelineRun`.
+instances of each run from it, and hands them to a :class:`~._run.PipelineRun`.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ._inputs import FileListSource
 from ._registry import PluginRegistry
 from ._run import PipelineRun, terminate_workers
+from ._stop_signal import StopSignal
 from .base_post_processor import BasePostProcessor
 from .plan import (
     PluginChoice,
@@ -92,8 +92,7 @@ class ProcessingPipeline:
         #: The post-processor instances of the latest run.
         self.post_processors: list[BasePostProcessor] = []
         self.summary = RunSummary()
-        self._stop_event = threading.Event()
-        self._stop_code: int | None = None
+        self._stop = StopSignal()
 
     # -- set-up -----------------------------------------------------------------
 
@@ -116,14 +115,12 @@ class ProcessingPipeline:
 
     def stop(self, exit_code: int = 130) -> None:
         """Ask a running pipeline to stop gracefully; safe from a signal handler."""
-        if self._stop_code is None:
-            self._stop_code = exit_code
-        self._stop_event.set()
+        self._stop.stop(exit_code)
 
     @property
     def stopping(self) -> bool:
         """True once :meth:`stop` was called."""
-        return self._stop_event.is_set()
+        return self._stop.is_set()
 
     # -- the run ------------------------------------------------------------------
 
@@ -153,19 +150,28 @@ class ProcessingPipeline:
             if journal is not None:
                 journal.close()
             raise
-        if journal is None:
-            return PipelineRun(self, entries, processors, plan.downloader_class).execute()
-        own = self.post_processors
-        # Last, so a file is recorded once every post-processor is done with it;
-        # the run closes it last too, which commits the rest and frees the journal.
-        self.post_processors = [*own, journal.recorder()]
+        self.summary = RunSummary()
+        post_processors = self.post_processors
+        if journal is not None:
+            journal.summary = self.summary
+            # Last, so a file is recorded once every post-processor is done with
+            # it; the run closes it last too, committing the rest and freeing it.
+            post_processors = [*post_processors, journal.recorder()]
+        run = PipelineRun(
+            self.settings,
+            entries,
+            processors=processors,
+            post_processors=post_processors,
+            downloader_class=plan.downloader_class,
+            plugin_manager=self.plugin_manager,
+            stop=self._stop,
+            summary=self.summary,
+        )
         try:
-            run = PipelineRun(self, entries, processors, plan.downloader_class)
-            journal.summary = run.summary
             return run.execute()
         finally:
-            self.post_processors = own
-            journal.close()
+            if journal is not None:
+                journal.close()
 
     def _open_journal(self) -> Journal | None:
         """The run's hold on ``--journal``, or None without one; a busy journal is a usage error."""

@@ -67,7 +67,7 @@ class PipelinePluginManager(pluggy.PluginManager):
 
 
 def _builtin_version() -> str:
-    from . import __version__
+    from ._version import __version__
 
     return __version__
 
@@ -88,7 +88,7 @@ def load_entry_points(manager: PipelinePluginManager) -> None:
     selected = _selected_entry_point_names()
     if selected == set():
         return  # none wanted: skip scanning every installed distribution
-    # Imported here: it costs ~10 ms of start-up that a run loading no plugins skips.
+    # Imported here: its import is start-up time that a run loading no plugins skips.
     import importlib_metadata
 
     for entry_point in importlib_metadata.entry_points(group=hookspecs.PROJECT_NAME):

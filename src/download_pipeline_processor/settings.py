@@ -92,9 +92,9 @@ def cli_fields(section: str | None = None) -> list[dataclasses.Field[Any]]:
 class PipelineSettings:
     """How a run behaves.  Frozen: a run's settings never change under it."""
 
-    #: Concurrent downloads.  Against a server 50 ms away throughput grows with
-    #: workers (benchmarks/: 16 -> 291 files/s, 64 -> 763); 8 doubles the old 4
-    #: and stays polite to a single host.
+    #: Concurrent downloads.  Against a far server throughput grows with workers
+    #: (benchmarks/, the latency cases); 8 doubles the old 4 and stays polite
+    #: to a single host.
     download_workers: int = _setting(
         8,
         minimum=1,
@@ -158,6 +158,41 @@ class PipelineSettings:
             metavar="SECONDS",
         ),
     )
+    #: A deadline for one whole attempt of one file, in seconds (``--timeout``
+    #: still bounds each network operation inside it); None: no deadline.  An
+    #: attempt past it fails and is retried like a timeout.
+    file_timeout: float | None = _setting(
+        None,
+        minimum=0,
+        above=True,
+        cli=CliOption(
+            "--file-timeout",
+            "download",
+            "Seconds one attempt at one file may take in all (--timeout still applies "
+            "to each read); a slower attempt fails and is retried.",
+            metavar="SECONDS",
+            parse=float,
+            unit="second(s)",
+            shown_default="none",
+        ),
+    )
+    #: The largest file accepted, in bytes; None: no limit.  A file announced
+    #: larger (Content-Length, or the entry's ``size``) fails without its body
+    #: being written, one that grows past it is cut off; neither is retried.
+    max_file_size: int | None = _setting(
+        None,
+        minimum=0,
+        cli=CliOption(
+            "--max-file-size",
+            "download",
+            "Largest file accepted (K, M, G, T suffixes, powers of 1024); a larger one "
+            "fails at once and is not retried.",
+            metavar="SIZE",
+            parse=parse_size,
+            unit="byte(s)",
+            shown_default="unlimited",
+        ),
+    )
     #: Where the run's private cache folder is made: a folder of the user's own,
     #: writable by nobody else.  None: a per-user folder in the system temp dir.
     download_cache: str | os.PathLike[str] | None = _setting(  # noqa: RUF009 - a field()
@@ -196,8 +231,8 @@ class PipelineSettings:
         ),
     )
     #: Bytes read from the network and written to disk at a time.  Memory for
-    #: bodies stays under download_workers x chunk_size; 1 MiB measured ~12 %
-    #: faster than 256 KiB on 1 MiB files and no slower on small ones.
+    #: bodies stays under download_workers x chunk_size; larger blocks mean
+    #: fewer system calls per file (benchmarks/RESULTS.md has the figures).
     chunk_size: int = _setting(1024 * 1024, minimum=1)
     #: Redirect hops followed before the file fails.
     max_redirects: int = _setting(10, minimum=0)
@@ -220,7 +255,7 @@ class PipelineSettings:
     #: Run the pipeline's threads on one CPU core.  Python runs one thread at a
     #: time (the GIL); spread over cores, every hand-off between threads is a
     #: cross-core wake-up.  When that is the limit (many small files on fast
-    #: storage, simulated runs) one core is ~2-3x faster; when copying bytes is
+    #: storage, simulated runs) one core is faster; when copying bytes is
     #: (large files, a slow disk) it is slower, as the kernel's copies then
     #: share the core too.  Off by default for that reason, and because native
     #: code in a thread-mode processor (numpy, torch) would inherit the single
@@ -230,7 +265,7 @@ class PipelineSettings:
         cli=CliOption(
             "--pin-threads",
             "processing",
-            "Run the pipeline's threads on one CPU core (Linux): 2-3x faster for many "
+            "Run the pipeline's threads on one CPU core (Linux): faster for many "
             "small files on fast storage or simulated runs, slower for large files or a "
             "slow disk, and not for thread-mode processors running multi-threaded native "
             "code.",

@@ -2,14 +2,50 @@
 
 A file object would copy every chunk into its own buffer and add syscalls;
 each syscall also hands the GIL to the other workers and back.
+
+A downloader writes a body through the :class:`BodyWriter` of its
+destination (:func:`body_writer`): the writer creates the file safely, keeps
+the digests while the bytes stream, enforces ``--max-file-size`` and
+``--file-timeout``, and carries what a retry needs to resume (the bytes
+already written, the ETag or Last-Modified, the digests' state) from one
+attempt to the next.  :func:`open_destination` and :func:`write_all` stay for
+downloaders that write bodies themselves; the framework then checks their
+files after the fact, with one more read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import stat
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Callable, Union
 
 from ._cache import create_cache_file
+from ._integrity import Checks
+from .errors import TransientDownloadError
+from .http_rules import (
+    announced_too_large,
+    file_timed_out,
+    grew_too_large,
+    integrity_mismatch,
+    range_refused,
+    size_mismatch,
+)
+
+#: What a body chunk may be: bytes, or a view of a reused buffer.
+Chunk = Union[bytes, bytearray, memoryview]
+#: Looks up a response header by its lower-case name: ``headers.get``.
+HeaderLookup = Callable[[str], Any]
+
+_APPEND_FLAGS = (
+    os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+)
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d{1,18})-(\d{1,18})/(\d{1,18}|\*)\s*", re.IGNORECASE)
 
 
 def open_destination(destination: Path) -> int:
@@ -21,7 +57,269 @@ def open_destination(destination: Path) -> int:
     return create_cache_file(destination)
 
 
-def write_all(descriptor: int, data: memoryview) -> None:
+def write_all(descriptor: int, data: Chunk) -> None:
     """Write every byte of ``data``: ``os.write`` may take fewer than it is given."""
-    while data:
-        data = data[os.write(descriptor, data) :]
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]
+
+
+def content_range_start(value: str | None) -> tuple[int, int | None] | None:
+    """(first byte, whole length or None) of a ``Content-Range: bytes A-B/L`` value, or None."""
+    match = _CONTENT_RANGE.fullmatch(value or "")
+    if match is None:
+        return None
+    total = match.group(3)
+    return int(match.group(1)), None if total == "*" else int(total)
+
+
+class BodyWriter:
+    """The body of one file across its attempts: its cache file, digests, limits and resume.
+
+    One attempt at a time uses a writer.  A downloader calls
+    :meth:`range_headers` for the request, :meth:`begin` with the answer's
+    head, :meth:`write` for each piece of the body, and :meth:`close` when
+    the attempt ends, however it ends; the framework calls :meth:`verify`
+    once an attempt returned.  A retry after a broken transfer then asks for
+    the rest only; a ``206`` answer appends to the file and continues the
+    same digests, anything else starts the file over.
+    """
+
+    def __init__(
+        self,
+        destination: Path,
+        checks: Checks | None = None,
+        max_size: int | None = None,
+        file_timeout: float | None = None,
+    ) -> None:
+        self.destination = destination
+        self.checks = checks or Checks()
+        self.max_size = max_size
+        self.file_timeout = file_timeout
+        #: Bytes in the cache file, counted into the digests.
+        self.size = 0
+        #: The HTTP status of the last body's answer.
+        self.http_status: int | None = None
+        #: True once a downloader began a body in the current attempt.
+        self.used = False
+        #: Bytes kept from earlier attempts and not fetched again (all attempts).
+        self.resumed_bytes = 0
+        self.deadline: float | None = None
+        self.started: float | None = None
+        self._validator: str | None = None
+        self._asked: int | None = None  # the offset this attempt's Range asked for
+        self._descriptor = -1
+        self._digests: dict[str, Any] | None = None  # made with the first byte
+
+    @property
+    def _hashers(self) -> dict[str, Any]:
+        if self._digests is None:
+            import hashlib  # here: a simulated run never needs it (start-up time)
+
+            names = ["sha256", *(digest.algorithm for digest in self.checks.digests)]
+            self._digests = {name: hashlib.new(name) for name in dict.fromkeys(names)}
+        return self._digests
+
+    # -- the framework's side -----------------------------------------------------------
+
+    def new_attempt(self) -> None:
+        """An attempt starts: its clock (``--file-timeout``) starts too."""
+        self.close()
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+        self.deadline = None if self.file_timeout is None else now + self.file_timeout
+        self.used = False
+        self._asked = None
+
+    @property
+    def timed_out(self) -> bool:
+        """True once the current attempt ran past ``--file-timeout``."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def timeout_error(self) -> TransientDownloadError:
+        """The error of an attempt that ran past ``--file-timeout``."""
+        return file_timed_out(self.file_timeout or 0.0)
+
+    def start_over(self) -> None:
+        """Forget the bytes written: the next attempt starts the file over."""
+        self.close()
+        self.size = 0
+        self._validator = None
+        self._digests = None
+
+    def verify(self) -> None:
+        """Check the complete file against its entry; a mismatch starts the file over.
+
+        Raises the shared mismatch error (retried like a truncated body).
+        """
+        self.close()
+        error = self._mismatch(self.size, {n: h.hexdigest() for n, h in self._hashers.items()})
+        if error is not None:
+            self.start_over()
+            raise error
+
+    def verify_file(self) -> None:
+        """Check a file a downloader wrote itself, reading it once (no streaming digests)."""
+        self.start_over()
+        with open(self.destination, "rb") as stream:  # noqa: PTH123 - the path as given
+            while block := stream.read(1024 * 1024):
+                for hasher in self._hashers.values():
+                    hasher.update(block)
+                self.size += len(block)
+        self.verify()
+
+    def _mismatch(self, size: int, digests: dict[str, str]) -> TransientDownloadError | None:
+        expected = self.checks.size
+        if expected is not None and size != expected:
+            return size_mismatch(expected, size)
+        for digest in self.checks.digests:
+            if digests[digest.algorithm] != digest.hex:
+                return integrity_mismatch(digest.algorithm, digest.hex, digests[digest.algorithm])
+        return None
+
+    @property
+    def sha256(self) -> str:
+        """The hex SHA-256 of the bytes written so far."""
+        return str(self._hashers["sha256"].hexdigest())
+
+    # -- the downloader's side ------------------------------------------------------------
+
+    def range_headers(self) -> dict[str, str]:
+        """Request headers that ask for the rest of the file only, or none.
+
+        ``Range`` with ``If-Range`` (the ETag, else Last-Modified), when an
+        earlier attempt left bytes and its answer gave a validator: without
+        one the server could not tell whether the bytes are still current.
+        """
+        if self.size <= 0 or self._validator is None:
+            return {}
+        self._asked = self.size
+        return {"Range": f"bytes={self.size}-", "If-Range": self._validator}
+
+    def begin(self, status: int, header: HeaderLookup, length: int | None) -> None:
+        """The body of an answer with ``status`` starts; ``length``: its Content-Length, if any.
+
+        ``header`` looks up the answer's headers by lower-case name.  Opens
+        the file: appends on a ``206`` that continues it, starts it over
+        otherwise.  Raises :class:`PermanentDownloadError` for a file
+        announced larger than ``--max-file-size``.
+        """
+        self.close()
+        self.used = True
+        self.http_status = status
+        asked = self._asked
+        if status == 206 and asked:
+            found = content_range_start(header("content-range"))
+            if found is None or found[0] != asked:
+                self.start_over()
+                raise range_refused(asked, header("content-range"))
+            total = found[1] if found[1] is not None else None
+            if total is None and length is not None:
+                total = asked + length
+            self._check_announced(total)
+            self._descriptor = self._reopen()
+            self.resumed_bytes += asked
+            return
+        self.start_over()
+        self._check_announced(length)
+        etag = header("etag")
+        # A weak ETag cannot make a range conditional (RFC 9110 13.1.5).
+        if etag and not etag.startswith("W/"):
+            self._validator = etag
+        else:
+            self._validator = header("last-modified") or None
+        self._descriptor = create_cache_file(self.destination)
+
+    def _check_announced(self, size: int | None) -> None:
+        if self.max_size is not None and size is not None and size > self.max_size:
+            raise announced_too_large(size, self.max_size)
+
+    def _reopen(self) -> int:
+        """The cache file of the earlier attempts, for appending; never through a link."""
+        try:
+            descriptor = os.open(self.destination, _APPEND_FLAGS)
+        except OSError:
+            descriptor = -1
+        if descriptor >= 0:
+            info = os.fstat(descriptor)
+            if stat.S_ISREG(info.st_mode) and info.st_size == self.size:
+                return descriptor
+            os.close(descriptor)
+        self.start_over()
+        raise TransientDownloadError("the partly downloaded file changed in the cache")
+
+    def write(self, data: Chunk) -> None:
+        """Append ``data`` to the file and to the digests."""
+        self.write_many((data,))
+
+    def write_many(self, chunks: Sequence[Chunk]) -> None:
+        """Append every chunk (one ``writev`` when there are several)."""
+        total = sum(len(chunk) for chunk in chunks)
+        if self.max_size is not None and self.size + total > self.max_size:
+            self.close()
+            raise grew_too_large(self.max_size)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.close()
+            raise self.timeout_error()
+        descriptor = self._descriptor
+        if descriptor < 0:
+            raise RuntimeError("BodyWriter.write before begin()")
+        try:
+            written = os.writev(descriptor, chunks) if len(chunks) > 1 else 0
+            if written < total:
+                rest = memoryview(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+                write_all(descriptor, rest[written:])
+        except OSError:
+            self.start_over()  # the file no longer matches the digests: no resume from it
+            raise
+        for hasher in self._hashers.values():
+            for chunk in chunks:
+                hasher.update(chunk)
+        self.size += total
+
+    def close(self) -> None:
+        """End the attempt's use of the file; it stays for a resume or for the framework."""
+        descriptor, self._descriptor = self._descriptor, -1
+        if descriptor >= 0:
+            try:
+                os.close(descriptor)  # may report a failed write-back
+            except OSError:
+                self.start_over()
+                raise
+
+
+_writers: dict[str, BodyWriter] = {}
+_writers_lock = threading.Lock()
+
+
+def body_writer(destination: Path) -> BodyWriter:
+    """The writer of ``destination``: the framework's (checks, limits, resume), else a plain one.
+
+    A downloader calls it once per attempt with the destination it was given.
+    """
+    with _writers_lock:
+        writer = _writers.get(os.fspath(destination))
+    return writer if writer is not None else BodyWriter(destination)
+
+
+def register_writer(writer: BodyWriter) -> None:
+    """Make ``writer`` the one :func:`body_writer` gives for its destination (the framework's)."""
+    with _writers_lock:
+        _writers[os.fspath(writer.destination)] = writer
+
+
+def unregister_writer(destination: Path) -> BodyWriter | None:
+    """Forget the writer of ``destination``, closing its file; return it."""
+    with _writers_lock:
+        writer = _writers.pop(os.fspath(destination), None)
+    if writer is not None:
+        with contextlib.suppress(OSError):  # the file is discarded or already complete
+            writer.close()
+    return writer
+
+
+def registered_writer(destination: Path) -> BodyWriter | None:
+    """The framework's writer of ``destination``, if one is registered."""
+    with _writers_lock:
+        return _writers.get(os.fspath(destination))

@@ -17,17 +17,24 @@ Everything here listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import os
-import sys
-import threading
-import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
+from ._loopback import (
+    CLOSE,
+    RECEIVE,
+    RESET,
+    Answer,
+    LoopbackServer,
+    Pause,
+    Request,
+    Route,
+    Wait,
+    raw_chunked,
+    raw_ok,
+)
 from .base_post_processor import BasePostProcessor
 from .file_data import FileData
 from .plugins import PipelinePluginManager, PluginSource, create_plugin_manager
@@ -36,140 +43,68 @@ if TYPE_CHECKING:
     import ssl
 
 __all__ = [
+    "CLOSE",
+    "RECEIVE",
+    "RESET",
+    "Answer",
     "CollectingPostProcessor",
     "FileServer",
+    "Pause",
     "PipelineOutcome",
+    "Request",
     "Route",
+    "Wait",
     "leftover_files",
     "make_plugin_manager",
+    "raw_chunked",
+    "raw_ok",
     "run_pipeline",
 ]
 
 
-@dataclass
-class Route:
-    """How :class:`FileServer` answers one path.
-
-    ``statuses`` is consumed one per request, the last one repeating, so
-    ``statuses=(500, 200)`` fails once and then succeeds.  ``truncate_to``
-    announces the full length but sends only that many bytes and closes.
-    """
-
-    body: bytes = b""
-    statuses: Sequence[int] = (200,)
-    headers: dict[str, str] = field(default_factory=dict)
-    truncate_to: int | None = None
-    delay: float = 0.0
-    redirect_to: str | None = None
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in separate writes; without this, Nagle's algorithm
-    # and delayed ACKs add ~40 ms to every response.
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Keep test output quiet."""
-
-    def do_GET(self) -> None:
-        server = self.server
-        path = self.path.split("?", 1)[0]
-        if "://" in path:
-            # An absolute URI: a client using this server as its HTTP proxy.
-            path = "/" + path.split("://", 1)[1].partition("/")[2]
-        with server.lock:
-            count = server.counts[path]
-            server.counts[path] += 1
-            server.log.append((self.command, self.path, dict(self.headers)))
-        # A route matches the path as sent, or decoded (a test may add either).
-        route = server.routes.get(path) or server.routes.get(unquote(path))
-        if route is None:
-            self._reply(404, b"not found", {})
-            return
-        if route.delay:
-            time.sleep(route.delay)
-        status = route.statuses[min(count, len(route.statuses) - 1)]
-        headers = dict(route.headers)
-        if route.redirect_to is not None and 300 <= status < 400:
-            headers["Location"] = route.redirect_to
-            self._reply(status, b"", headers)
-        elif status >= 400:
-            self._reply(status, b"error", headers)
-        elif route.truncate_to is not None:
-            self._reply(status, route.body[: route.truncate_to], headers, len(route.body))
-            self.close_connection = True
-        else:
-            self._reply(status, route.body, headers)
-
-    def _reply(
-        self, status: int, body: bytes, headers: dict[str, str], length: int | None = None
-    ) -> None:
-        self.send_response(status)
-        headers.setdefault("Content-Type", "application/octet-stream")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body) if length is None else length))
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Many concurrent workers connect at once in tests; the default backlog of 5 drops some.
-    request_queue_size = 128
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients dropping connections (timeouts, truncation tests) are expected: stay quiet."""
-        error = sys.exc_info()[1]
-        if not isinstance(error, (ConnectionError, TimeoutError)):
-            super().handle_error(request, client_address)
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.routes: dict[str, Route] = {}
-        self.counts: Counter[str] = Counter()
-        self.log: list[tuple[str, str, dict[str, str]]] = []
-        self.lock = threading.Lock()
-
-
 class FileServer:
-    """A threaded HTTP/1.1 server on 127.0.0.1 serving in-memory files.
+    """A scripted HTTP/1.1 server on 127.0.0.1: files, raw answers, and what it saw.
 
-    It also answers as an HTTP forward proxy: a request for an absolute URL is
-    served from the route of that URL's path, whatever its host.
+    Serve a file the way a well-behaved server does (:meth:`add`), or script
+    the answer byte for byte (:meth:`script`) for what no well-behaved server
+    says::
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop`.  Given
-    a server-side ``ssl_context``, it serves https instead.
+        with FileServer() as server:
+            url = server.add("/a.txt", b"hello")                      # a file
+            url = server.add("/b", b"x" * 100, statuses=(503, 200))  # fails once
+            url = server.add("/c", b"x" * 100, truncate_to=10)       # cut short
+            url = server.add("/d", b"x" * 100, framing="chunked")    # in chunks
+            url = server.script("/e", Answer(raw_ok(b"hi"), Pause(0.1), b"stray", CLOSE))
+
+    Each connection is served on its own thread; a connection stays open
+    between requests unless the client or the answer ends it.  It also
+    answers as an HTTP forward proxy: a request for an absolute URL is served
+    from the route of that URL's path, whatever its host.  Unknown paths get
+    a 404; the path ``"*"`` scripts or serves every path without a route.
+
+    What it saw: :attr:`requests` (each :class:`Request` with the connection
+    it came on), :attr:`connections` accepted, :attr:`closed_by_client`
+    connections the client hung up, and :meth:`most_in_flight` (the most
+    requests answered at once).
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`; both
+    are quick.  Given a server-side ``ssl_context``, it serves https instead.
     """
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._server = _Server()
-        self.scheme = "http"
-        if ssl_context is not None:
-            # Serve https: every accepted connection does the TLS handshake first.
-            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
-            self.scheme = "https"
-        self._thread = threading.Thread(
-            # A short poll interval makes stop() quick: tests start many servers.
-            target=lambda: self._server.serve_forever(poll_interval=0.05),
-            name="dpp-test-server",
-            daemon=True,
-        )
+        self._server = LoopbackServer(ssl_context)
+        self.scheme = self._server.scheme
+        #: Set it to let every answer waiting on ``Wait(server.release)`` go on.
+        self.release = self._server.release
 
     def start(self) -> FileServer:
         """Start serving in a background thread."""
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
-        self._server.server_close()
+        """Stop serving: close the socket, hang up every connection, wait for the threads."""
+        self._server.stop()
 
     def __enter__(self) -> FileServer:
         return self.start()
@@ -178,14 +113,19 @@ class FileServer:
         self.stop()
 
     @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return self._server.port
+
+    @property
     def base_url(self) -> str:
         """``http://127.0.0.1:PORT`` (``https://`` when given an SSL context)."""
-        host, port = self._server.server_address[:2]
-        return f"{self.scheme}://{host!s}:{port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def url(self, path: str) -> str:
-        """The absolute URL of ``path`` on this server."""
-        return self.base_url + (path if path.startswith("/") else "/" + path)
+    def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
+        """The absolute URL of ``path`` on this server, naming it ``host``."""
+        path = _route_path(path)
+        return f"{self.scheme}://{host}:{self.port}{'/' if path == '*' else path}"
 
     def add(
         self,
@@ -197,13 +137,55 @@ class FileServer:
         truncate_to: int | None = None,
         delay: float = 0.0,
         redirect_to: str | None = None,
+        framing: Literal["length", "chunked", "close"] = "length",
+        content_length: int | str | None = None,
+        chunk_size: int = 64 * 1024,
     ) -> str:
         """Serve ``body`` at ``path`` (see :class:`Route`) and return its URL."""
-        path = path if path.startswith("/") else "/" + path
+        path = _route_path(path)
         self._server.routes[path] = Route(
-            body, tuple(statuses), dict(headers or {}), truncate_to, delay, redirect_to
+            body,
+            tuple(statuses),
+            dict(headers or {}),
+            truncate_to,
+            delay,
+            redirect_to,
+            framing,
+            content_length,
+            chunk_size,
         )
         return self.url(path)
+
+    def script(self, path: str, *answers: Answer | bytes) -> str:
+        """Answer requests for ``path`` with ``answers`` (bytes: one write); return its URL.
+
+        The answers are used one per request, the last one repeating.
+        """
+        path = _route_path(path)
+        self._server.routes[path] = [
+            answer if isinstance(answer, Answer) else Answer(answer) for answer in answers
+        ]
+        return self.url(path)
+
+    def script_connections(self, *answers: Answer | bytes) -> None:
+        """Play ``answers`` on new connections, one per connection, before any request is read.
+
+        The last one repeats.  One that ends in ``CLOSE`` or ``RESET`` ends its
+        connection there (``Answer(RECEIVE, CLOSE)``: a TLS handshake dropped
+        after the ClientHello); any other goes on to answer requests.
+        """
+        self._server.greetings = [
+            answer if isinstance(answer, Answer) else Answer(answer) for answer in answers
+        ]
+
+    @property
+    def on_request(self) -> Callable[[Request], object] | None:
+        """Called on the server's thread with every request as it arrives (settable)."""
+        return self._server.on_request
+
+    @on_request.setter
+    def on_request(self, callback: Callable[[Request], object] | None) -> None:
+        self._server.on_request = callback
 
     def request_count(self, path: str | None = None) -> int:
         """Requests received for ``path`` (ignoring the query), or in all."""
@@ -215,8 +197,46 @@ class FileServer:
     @property
     def request_log(self) -> list[tuple[str, str, dict[str, str]]]:
         """Every request received: (method, path with query, headers)."""
+        return [(r.method, r.target, r.headers) for r in self.requests]
+
+    @property
+    def requests(self) -> list[Request]:
+        """Every request received, in order."""
         with self._server.lock:
             return list(self._server.log)
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted so far."""
+        with self._server.lock:
+            return self._server.connections
+
+    @property
+    def closed_by_client(self) -> int:
+        """Connections the client hung up (while the server waited for a request)."""
+        with self._server.lock:
+            return self._server.closed_by_client
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered now."""
+        with self._server.lock:
+            return self._server.in_flight[""]
+
+    @property
+    def most_in_flight(self) -> int:
+        """The most requests answered at once."""
+        with self._server.lock:
+            return self._server.most_in_flight[""]
+
+    def most_in_flight_for(self, host: str) -> int:
+        """The most requests with the Host header ``host`` answered at once."""
+        with self._server.lock:
+            return self._server.most_in_flight["host:" + host]
+
+
+def _route_path(path: str) -> str:
+    return path if path.startswith("/") or path == "*" else "/" + path
 
 
 class CollectingPostProcessor(BasePostProcessor):

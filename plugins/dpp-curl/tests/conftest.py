@@ -1,9 +1,9 @@
-"""Fixtures: the framework's loopback FileServer, an HTTP/2 server, and a raw-answer server.
+"""Fixtures: the framework's loopback FileServer, an HTTP/2 server, and raw answers.
 
 The framework's FileServer speaks HTTP/1.1 only; HTTP/2 (ALPN over TLS)
 comes from hypercorn, a real h2 server, serving the same kind of in-memory
 files.  Answers no well-behaved server gives (two framings at once, a
-garbage length) come from a listener that writes fixed bytes.
+garbage length) are FileServer scripts.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pytest
 import trustme
 
-from download_pipeline_processor.testing import FileServer
+from download_pipeline_processor.testing import CLOSE, Answer, FileServer
 
 
 @pytest.fixture
@@ -126,27 +126,6 @@ def h2_server(authority: trustme.CA, tmp_path: Path) -> Iterator[H2Server]:
 
 
 @pytest.fixture
-def raw_server() -> Iterator[Callable[[bytes], str]]:
+def raw_server(file_server: FileServer) -> Callable[[bytes], str]:
     """``serve(answer)``: a URL whose server answers every request with ``answer`` and hangs up."""
-    listeners: list[socket.socket] = []
-
-    def serve(answer: bytes) -> str:
-        listener = socket.create_server(("127.0.0.1", 0))
-        listeners.append(listener)
-
-        def run() -> None:
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                with conn:
-                    conn.recv(65536)
-                    conn.sendall(answer)
-
-        threading.Thread(target=run, daemon=True).start()
-        return f"http://127.0.0.1:{listener.getsockname()[1]}/raw.bin"
-
-    yield serve
-    for listener in listeners:
-        listener.close()
+    return lambda answer: file_server.script("/raw.bin", Answer(answer, CLOSE))

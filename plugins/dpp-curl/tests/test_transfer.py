@@ -6,6 +6,7 @@ import base64
 import gzip
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,7 +19,7 @@ from download_pipeline_processor.errors import (
 )
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings
-from download_pipeline_processor.testing import FileServer, run_pipeline
+from download_pipeline_processor.testing import CLOSE, Answer, FileServer, run_pipeline
 from dpp_curl import CurlDownloader, plugin
 from dpp_curl.config import CurlConfig
 from dpp_curl.transfer import Transfer
@@ -155,31 +156,19 @@ class TestRedirects:
 
     def test_big_error_body_not_read(self, tmp_path: Path) -> None:
         """A 404 with a huge body fails on its status without the body being read to the end."""
-        sent: list[int] = []
-        listener = socket.create_server(("127.0.0.1", 0))
+        sent: list[int] = [0]
 
-        def serve() -> None:
-            conn, _ = listener.accept()
-            with conn:
-                conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 200000000\r\n\r\n")
-                block, total = b"e" * 65536, 0
-                try:
-                    while total < 200_000_000:
-                        conn.sendall(block)
-                        total += len(block)
-                except OSError:
-                    pass  # the client hung up
-                sent.append(total)
+        def error_body() -> Iterator[bytes]:
+            block = b"e" * 65536
+            while sent[0] < 200_000_000:
+                sent[0] += len(block)
+                yield block
 
-        server = threading.Thread(target=serve)
-        server.start()
-        try:
-            url = f"http://127.0.0.1:{listener.getsockname()[1]}/big-error"
+        with FileServer() as server:
+            head = b"HTTP/1.1 404 Not Found\r\nContent-Length: 200000000\r\n\r\n"
+            url = server.script("/big-error", Answer(head, error_body(), CLOSE))
             error = fetch_error(url, tmp_path / "out")
-        finally:
-            server.join(30)
-            listener.close()
+        # Stopped: the server's thread wrote its last block, or failed to.
         assert str(error) == "HTTP 404 Not Found"
         assert sent[0] < 100_000_000
 

@@ -1,6 +1,6 @@
 """The ``fast`` downloader's own HTTP/1.1 reading, against a scripted server on 127.0.0.1.
 
-``test_download.py`` runs the shared download rules (statuses, retries,
+``tests/test_download_*.py`` run the shared download rules (statuses, retries,
 redirects, truncation, stopping, secrets) over this backend too; the tests
 here cover what only a hand-written client has to get right: message framing
 (chunked, to-the-close, interim answers), keep-alive and stale connections,
@@ -10,10 +10,8 @@ and answers that are not HTTP.
 from __future__ import annotations
 
 import gc
-import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from download_pipeline_processor.errors import (
 )
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings
+from download_pipeline_processor.testing import CLOSE, Answer, FileServer, Pause, raw_ok
 from dpp_fast.fast import (
     MAX_HEAD,
     MAX_IDLE_PER_THREAD,
@@ -33,91 +32,19 @@ from dpp_fast.fast import (
 )
 
 
-@dataclass
-class Reply:
-    """The raw bytes sent for one request, and whether the server then hangs up."""
-
-    data: bytes
-    close: bool = False
-    #: Sent in a second write, a moment after ``data`` (after the client has read it).
-    tail: bytes = b""
-
-
-@dataclass
-class ScriptedServer:
-    """Answers the n-th request with ``replies[n]`` (the last one repeating), byte for byte."""
-
-    replies: list[Reply]
-    connections: int = 0
-    requests: list[bytes] = field(default_factory=list)
-    closed_by_client: int = 0
-    tail_sent: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._lock = threading.Lock()
-        self._accepting = threading.Thread(target=self._accept, daemon=True)
-        self._accepting.start()
-
-    @property
-    def port(self) -> int:
-        return int(self._listener.getsockname()[1])
-
-    def url(self, path: str = "/file.bin") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn:
-            pending = b""
-            while True:
-                while b"\r\n\r\n" not in pending:
-                    try:
-                        data = conn.recv(65536)
-                    except OSError:
-                        data = b""
-                    if not data:
-                        with self._lock:
-                            self.closed_by_client += 1
-                        return
-                    pending += data
-                head, _, pending = pending.partition(b"\r\n\r\n")
-                with self._lock:
-                    self.requests.append(head)
-                    reply = self.replies[min(len(self.requests) - 1, len(self.replies) - 1)]
-                conn.sendall(reply.data)
-                if reply.tail:
-                    threading.Event().wait(0.1)
-                    conn.sendall(reply.tail)
-                    self.tail_sent.set()
-                if reply.close:
-                    conn.shutdown(socket.SHUT_RDWR)
-                    return
-
-    def stop(self) -> None:
-        self._listener.close()
-
-
 @pytest.fixture
-def scripted() -> Iterator[list[ScriptedServer]]:
+def scripted() -> Iterator[list[FileServer]]:
     """Servers made by a test, stopped after it."""
-    servers: list[ScriptedServer] = []
+    servers: list[FileServer] = []
     yield servers
     for server in servers:
         server.stop()
 
 
-def serve(servers: list[ScriptedServer], *replies: Reply) -> ScriptedServer:
-    server = ScriptedServer(list(replies))
+def serve(servers: list[FileServer], *answers: Answer | bytes) -> FileServer:
+    """A server answering the n-th request, whatever its path, with ``answers[n]``."""
+    server = FileServer().start()
+    server.script("*", *answers)
     servers.append(server)
     return server
 
@@ -132,11 +59,6 @@ def transport() -> Iterator[SocketTransport]:
     transport.close()
 
 
-def ok(body: bytes, *headers: str) -> Reply:
-    lines = "".join(f"{line}\r\n" for line in headers)
-    return Reply(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{lines}\r\n".encode() + body)
-
-
 def fetch(transport: SocketTransport, url: str, tmp_path: Path) -> bytes:
     destination = tmp_path / "out.part"
     size = transport.fetch(url, destination, threading.Event())
@@ -146,7 +68,7 @@ def fetch(transport: SocketTransport, url: str, tmp_path: Path) -> bytes:
 
 
 def assert_refused(
-    scripted: list[ScriptedServer],
+    scripted: list[FileServer],
     transport: SocketTransport,
     tmp_path: Path,
     answer: bytes,
@@ -158,7 +80,7 @@ def assert_refused(
 
     The error is transient (retried) unless ``error`` says otherwise.
     """
-    server = serve(scripted, Reply(answer, close=True))
+    server = serve(scripted, Answer(answer, CLOSE))
     with pytest.raises(error, match=message):
         fetch(transport, server.url(), tmp_path)
 
@@ -167,7 +89,7 @@ class TestFraming:
     """Where a body ends: Content-Length, chunks, or the end of the connection."""
 
     def test_chunked_body_decoded(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """Chunk sizes, extensions and trailers never reach the file; the connection is kept."""
         chunked = (
@@ -177,71 +99,71 @@ class TestFraming:
             b"0005\r\nworld\r\n"
             b"0\r\nX-Trailer: yes\r\n\r\n"
         )
-        server = serve(scripted, Reply(chunked), ok(b"second"))
+        server = serve(scripted, Answer(chunked), raw_ok(b"second"))
         assert fetch(transport, server.url(), tmp_path) == b"hello world"
         assert fetch(transport, server.url(), tmp_path) == b"second"
         assert server.connections == 1
 
     def test_chunked_with_connection_close_is_still_decoded(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """Connection: close says nothing about framing: chunks are still decoded."""
         chunked = (
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"3\r\nabc\r\n0\r\n\r\n"
         )
-        server = serve(scripted, Reply(chunked, close=True))
+        server = serve(scripted, Answer(chunked, CLOSE))
         assert fetch(transport, server.url(), tmp_path) == b"abc"
 
     def test_body_to_the_close(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """No length and no chunks: the body runs to the close, and a new connection follows."""
         server = serve(
             scripted,
-            Reply(b"HTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\n" + b"r" * 5000, close=True),
-            ok(b"next"),
+            Answer(b"HTTP/1.1 200 OK\r\nContent-Type: x\r\n\r\n" + b"r" * 5000, CLOSE),
+            raw_ok(b"next"),
         )
         assert fetch(transport, server.url(), tmp_path) == b"r" * 5000
         assert fetch(transport, server.url(), tmp_path) == b"next"
         assert server.connections == 2
 
     def test_http10_answer_closes(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """An HTTP/1.0 answer without keep-alive ends the connection."""
         server = serve(
             scripted,
-            Reply(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nv1", close=True),
-            ok(b"v2"),
+            Answer(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nv1", CLOSE),
+            raw_ok(b"v2"),
         )
         assert fetch(transport, server.url(), tmp_path) == b"v1"
         assert fetch(transport, server.url(), tmp_path) == b"v2"
         assert server.connections == 2
 
     def test_interim_answers_skipped(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """100 Continue and 103 Early Hints come before the real answer and are skipped."""
         interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
-        server = serve(scripted, Reply(interim + ok(b"final").data))
+        server = serve(scripted, Answer(interim + raw_ok(b"final")))
         assert fetch(transport, server.url(), tmp_path) == b"final"
 
     def test_no_content_answer(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """204 has no body even without a length: an empty file, the connection kept."""
-        server = serve(scripted, Reply(b"HTTP/1.1 204 No Content\r\n\r\n"), ok(b"after"))
+        server = serve(scripted, Answer(b"HTTP/1.1 204 No Content\r\n\r\n"), raw_ok(b"after"))
         assert fetch(transport, server.url(), tmp_path) == b""
         assert fetch(transport, server.url(), tmp_path) == b"after"
         assert server.connections == 1
 
     def test_large_body_through_small_buffer(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """A body many times the buffer arrives whole."""
         body = bytes(range(256)) * 4096  # 1 MiB
-        server = serve(scripted, ok(body))
+        server = serve(scripted, raw_ok(body))
         assert fetch(transport, server.url(), tmp_path) == body
 
 
@@ -249,39 +171,39 @@ class TestKeepAlive:
     """Connections are reused per worker thread and replaced when the server dropped them."""
 
     def test_one_connection_for_many_files(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
-        server = serve(scripted, ok(b"same"))
+        server = serve(scripted, raw_ok(b"same"))
         for _ in range(20):
             assert fetch(transport, server.url(), tmp_path) == b"same"
         assert server.connections == 1
         assert len(server.requests) == 20
 
     def test_stale_connection_replaced_once(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """A kept connection the server closed meanwhile costs a reconnect, not a failure."""
         # The first answer claims keep-alive, then the server hangs up anyway.
-        server = serve(scripted, Reply(ok(b"one").data, close=True), ok(b"two"))
+        server = serve(scripted, Answer(raw_ok(b"one"), CLOSE), raw_ok(b"two"))
         assert fetch(transport, server.url(), tmp_path) == b"one"
         assert fetch(transport, server.url(), tmp_path) == b"two"
         assert server.connections == 2
         assert len(server.requests) == 2  # the dead connection never got the request
 
     def test_fresh_connection_closed_without_answer_fails(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """A new connection closed before any answer is a transient error, not retried here."""
-        server = serve(scripted, Reply(b"", close=True))
+        server = serve(scripted, Answer(b"", CLOSE))
         with pytest.raises(TransientDownloadError, match="without a response"):
             fetch(transport, server.url(), tmp_path)
         assert len(server.requests) == 1
 
     def test_idle_connections_bounded(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """A thread keeps one idle connection for each of its last few origins only."""
-        servers = [serve(scripted, ok(b"x")) for _ in range(MAX_IDLE_PER_THREAD + 1)]
+        servers = [serve(scripted, raw_ok(b"x")) for _ in range(MAX_IDLE_PER_THREAD + 1)]
         for server in servers:
             fetch(transport, server.url(), tmp_path)
         first = servers[0]
@@ -294,9 +216,9 @@ class TestKeepAlive:
         assert all(server.closed_by_client == 0 for server in servers[1:])
 
     def test_close_ends_every_connection(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
-        server = serve(scripted, ok(b"x"))
+        server = serve(scripted, raw_ok(b"x"))
         threads = [
             threading.Thread(target=fetch, args=(transport, server.url(), tmp_path / str(i)))
             for i in range(3)
@@ -335,7 +257,7 @@ class TestNotHttp:
     )
     def test_protocol_errors(
         self,
-        scripted: list[ScriptedServer],
+        scripted: list[FileServer],
         transport: SocketTransport,
         tmp_path: Path,
         data: bytes,
@@ -350,7 +272,7 @@ class TestNotHttp:
     )
     def test_invalid_content_length_is_permanent(
         self,
-        scripted: list[ScriptedServer],
+        scripted: list[FileServer],
         transport: SocketTransport,
         tmp_path: Path,
         length: bytes,
@@ -367,7 +289,7 @@ class TestNotHttp:
         )
 
     def test_head_too_long(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """A head longer than MAX_HEAD is refused instead of filling memory."""
         header = b"X-Big: " + b"a" * (MAX_HEAD + 10) + b"\r\n"
@@ -375,11 +297,11 @@ class TestNotHttp:
         assert_refused(scripted, transport, tmp_path, head, "response head longer")
 
     def test_duplicate_equal_lengths_accepted(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """The same Content-Length twice (some proxies do that) is one length."""
         server = serve(
-            scripted, Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok")
+            scripted, Answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok")
         )
         assert fetch(transport, server.url(), tmp_path) == b"ok"
 
@@ -404,7 +326,7 @@ class TestNotHttp:
     )
     def test_truncated_bodies(
         self,
-        scripted: list[ScriptedServer],
+        scripted: list[FileServer],
         transport: SocketTransport,
         tmp_path: Path,
         data: bytes,
@@ -417,29 +339,31 @@ class TestRequest:
     """What goes on the wire."""
 
     def test_request_bytes(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """One GET with Host and the configured headers; odd characters escaped as requests does."""
-        server = serve(scripted, ok(b"x"))
+        server = serve(scripted, raw_ok(b"x"))
         fetch(transport, server.url("/a b/\u00e9.bin?q=1 2#fragment"), tmp_path)
-        (head,) = server.requests
+        (request,) = server.requests
+        head = request.head
         lines = head.split(b"\r\n")
         assert lines[0] == b"GET /a%20b/%C3%A9.bin?q=1%202 HTTP/1.1"
         assert f"Host: 127.0.0.1:{server.port}".encode() in lines
         assert b"User-Agent: t" in lines
 
     def test_downloader_sends_identity_encoding(
-        self, scripted: list[ScriptedServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        self, scripted: list[FileServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """The registered downloader asks for the bytes as served, under its own name."""
         monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
-        server = serve(scripted, ok(b"x"))
+        server = serve(scripted, raw_ok(b"x"))
         downloader = FastDownloader(PipelineSettings())
         try:
             downloader.fetch(FileData(server.url()), tmp_path / "out", threading.Event())
         finally:
             downloader.close()
-        (head,) = server.requests
+        (request,) = server.requests
+        head = request.head
         assert b"Accept-Encoding: identity" in head.split(b"\r\n")
         assert b"User-Agent: download-pipeline-processor/" in head
 
@@ -465,43 +389,52 @@ class TestStrayBytes:
     """A kept connection is checked before reuse, so an answer never lands on the wrong file."""
 
     def test_bytes_after_the_body_retire_the_connection(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """A body longer than its Content-Length (a growing file): each file keeps its own body."""
+        tail_sent = threading.Event()
         server = serve(
             scripted,
-            Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none", tail=b"EXTRA BYTES"),
-            ok(b"two"),
-            ok(b"three"),
+            Answer(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none",
+                Pause(0.1),
+                b"EXTRA BYTES",
+                tail_sent.set,
+            ),
+            raw_ok(b"two"),
+            raw_ok(b"three"),
         )
         assert fetch(transport, server.url("/a"), tmp_path) == b"one"
-        server.tail_sent.wait(2)
+        tail_sent.wait(2)
         assert fetch(transport, server.url("/b"), tmp_path) == b"two"
         assert fetch(transport, server.url("/c"), tmp_path) == b"three"
         assert server.connections == 2
 
     def test_timeout_answer_on_an_idle_connection(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """A 408 a server writes on an idle connection before closing it is not the next answer."""
+        tail_sent = threading.Event()
         server = serve(
             scripted,
-            Reply(
-                ok(b"one").data,
-                tail=b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n",
-                close=True,
+            Answer(
+                raw_ok(b"one"),
+                Pause(0.1),
+                b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n",
+                tail_sent.set,
+                CLOSE,
             ),
-            ok(b"two"),
+            raw_ok(b"two"),
         )
         assert fetch(transport, server.url("/a"), tmp_path) == b"one"
-        server.tail_sent.wait(2)
+        tail_sent.wait(2)
         assert fetch(transport, server.url("/b"), tmp_path) == b"two"
 
     def test_interim_answer_then_close_is_not_sent_twice(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """A request the server acknowledged (100 Continue) is never sent again by the transport."""
-        server = serve(scripted, ok(b"one"), Reply(b"HTTP/1.1 100 Continue\r\n\r\n", close=True))
+        server = serve(scripted, raw_ok(b"one"), Answer(b"HTTP/1.1 100 Continue\r\n\r\n", CLOSE))
         fetch(transport, server.url("/a"), tmp_path)
         with pytest.raises(TransientDownloadError, match="closed the connection"):
             fetch(transport, server.url("/b"), tmp_path)
@@ -512,24 +445,24 @@ class TestLenientReading:
     """Answers that requests reads, this transport reads too."""
 
     def test_bare_line_feeds(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
-        server = serve(scripted, Reply(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"))
+        server = serve(scripted, Answer(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok"))
         assert fetch(transport, server.url(), tmp_path) == b"ok"
 
     def test_folded_header(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         data = b"HTTP/1.1 200 OK\r\nX-Long: a\r\n b\r\nContent-Length: 2\r\n\r\nok"
-        server = serve(scripted, Reply(data))
+        server = serve(scripted, Answer(data))
         assert fetch(transport, server.url(), tmp_path) == b"ok"
 
     def test_identity_transfer_coding_uses_the_length(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """Transfer-Encoding: identity means no coding: the Content-Length still frames the body."""
         data = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\nok"
-        server = serve(scripted, Reply(data), ok(b"next"))
+        server = serve(scripted, Answer(data), raw_ok(b"next"))
         assert fetch(transport, server.url(), tmp_path) == b"ok"
         assert fetch(transport, server.url(), tmp_path) == b"next"
         assert server.connections == 1
@@ -539,28 +472,28 @@ class TestStatusesSurviveBrokenBodies:
     """The status decides, even when the body of an error or redirect breaks off."""
 
     def test_not_found_with_short_body(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         data = b"HTTP/1.1 404 Not Found\r\nContent-Length: 100\r\n\r\nshort"
-        server = serve(scripted, Reply(data, close=True))
+        server = serve(scripted, Answer(data, CLOSE))
         with pytest.raises(PermanentDownloadError, match="HTTP 404"):
             fetch(transport, server.url(), tmp_path)
 
     def test_retry_after_kept(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         data = b"HTTP/1.1 503 Busy\r\nRetry-After: 7\r\nContent-Length: 50\r\n\r\nx"
-        server = serve(scripted, Reply(data, close=True))
+        server = serve(scripted, Answer(data, CLOSE))
         with pytest.raises(TransientDownloadError, match="HTTP 503") as info:
             fetch(transport, server.url(), tmp_path)
         assert info.value.retry_after == 7
 
     def test_redirect_with_short_body_followed(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
-        target = serve(scripted, ok(b"there"))
+        target = serve(scripted, raw_ok(b"there"))
         data = f"HTTP/1.1 302 Found\r\nLocation: {target.url()}\r\nContent-Length: 9\r\n\r\nx"
-        server = serve(scripted, Reply(data.encode(), close=True))
+        server = serve(scripted, Answer(data.encode(), CLOSE))
         assert fetch(transport, server.url(), tmp_path) == b"there"
 
 
@@ -577,7 +510,7 @@ class TestOddInput:
     )
     def test_odd_numbers(
         self,
-        scripted: list[ScriptedServer],
+        scripted: list[FileServer],
         transport: SocketTransport,
         tmp_path: Path,
         data: bytes,
@@ -591,28 +524,28 @@ class TestOddInput:
             fetch(transport, url, tmp_path)
 
     def test_bad_redirect_location(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         data = b"HTTP/1.1 302 Found\r\nLocation: http://[::1/x\r\nContent-Length: 0\r\n\r\n"
-        server = serve(scripted, Reply(data))
+        server = serve(scripted, Answer(data))
         with pytest.raises(PermanentDownloadError, match="redirected to an invalid URL"):
             fetch(transport, server.url(), tmp_path)
 
     def test_local_file_errors_are_not_network_errors(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """A destination that cannot be written is the file system's error, not retried."""
-        server = serve(scripted, ok(b"x"))
+        server = serve(scripted, raw_ok(b"x"))
         with pytest.raises(FileNotFoundError):
             transport.fetch(server.url(), tmp_path / "missing" / "out", threading.Event())
 
 
 class TestThreads:
     def test_finished_thread_closes_its_connections(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """Idle connections belong to their thread's state and close when the thread ends."""
-        server = serve(scripted, ok(b"x"))
+        server = serve(scripted, raw_ok(b"x"))
         worker = threading.Thread(target=fetch, args=(transport, server.url(), tmp_path))
         worker.start()
         worker.join()
@@ -628,18 +561,18 @@ class TestThreads:
 
 class TestRequestHeaders:
     def test_quoting_matches_requests(
-        self, scripted: list[ScriptedServer], transport: SocketTransport, tmp_path: Path
+        self, scripted: list[FileServer], transport: SocketTransport, tmp_path: Path
     ) -> None:
         """Characters requests escapes are escaped whatever else the URL holds."""
-        server = serve(scripted, ok(b"x"))
+        server = serve(scripted, raw_ok(b"x"))
         fetch(transport, server.url('/a|b"c<d>{e}^`/%41'), tmp_path)
-        assert server.requests[0].split(b"\r\n")[0] == (
+        assert server.requests[0].head.split(b"\r\n")[0] == (
             b"GET /a%7Cb%22c%3Cd%3E%7Be%7D%5E%60/%41 HTTP/1.1"
         )
 
-    def test_host_and_case(self, scripted: list[ScriptedServer], tmp_path: Path) -> None:
+    def test_host_and_case(self, scripted: list[FileServer], tmp_path: Path) -> None:
         """A configured Host is sent instead; one header per name, the last spelling winning."""
-        server = serve(scripted, ok(b"x"))
+        server = serve(scripted, raw_ok(b"x"))
         transport = SocketTransport(
             timeout=2,
             chunk_size=1024,
@@ -651,7 +584,7 @@ class TestRequestHeaders:
             fetch(transport, server.url(), tmp_path)
         finally:
             transport.close()
-        lines = server.requests[0].split(b"\r\n")
+        lines = server.requests[0].head.split(b"\r\n")
         assert b"Host: files.example" in lines
         assert [line for line in lines if line.lower().startswith(b"user-agent")] == [
             b"user-agent: b"

@@ -1,8 +1,8 @@
 """The ``fast`` downloader's event loop (builtins/fast_loop.py), end to end over 127.0.0.1.
 
-Every test runs the real pipeline with ``downloader="fast"`` against a raw
-socket server that scripts each answer byte for byte and records what it saw:
-connections accepted, requests per path, requests in flight at once.  What the
+Every test runs the real pipeline with ``downloader="fast"`` against the
+scripted ``testing.FileServer``, which writes each answer byte for byte and
+records what it saw: connections accepted, requests per path, requests in flight at once.  What the
 loop does itself (small plain-http 2xx bodies) and what it hands to a worker
 thread (redirects, errors, chunked, to-the-close and big bodies, https, host
 names not yet resolved) must both arrive whole, with one request per hop.
@@ -18,11 +18,9 @@ import socket
 import subprocess
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import trustme
@@ -35,11 +33,16 @@ from download_pipeline_processor.errors import (
     TransientDownloadError,
 )
 from download_pipeline_processor.testing import (
+    CLOSE,
+    Answer,
     CollectingPostProcessor,
     FileServer,
+    Pause,
     PipelineOutcome,
+    Wait,
     leftover_files,
     make_plugin_manager,
+    raw_ok,
     run_pipeline,
 )
 from dpp_fast import fast_loop
@@ -50,176 +53,15 @@ from dpp_fast.fast import FastDownloader, SocketTransport
 HANG = 10.0
 
 
-@dataclass
-class Answer:
-    """One scripted answer to a request, byte for byte."""
-
-    data: bytes = b""
-    #: Seconds to wait before answering.
-    delay: float = 0.0
-    #: Sent in a second write, ``pause`` seconds after ``data``.
-    tail: bytes = b""
-    pause: float = 0.05
-    #: Hang up after answering, whatever the answer's headers said.
-    close: bool = False
-    #: Send ``data`` (if any), then nothing more: hang up once the server's ``release``
-    #: is set, the server stops, or HANG seconds passed (so a client that never gives
-    #: up fails a test instead of hanging it).
-    hold: bool = False
-
-
-def ok(body: bytes, *headers: str) -> Answer:
-    """A 200 with a Content-Length; the connection stays open."""
-    lines = "".join(f"{line}\r\n" for line in headers)
-    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{lines}\r\n"
-    return Answer(head.encode() + body)
-
-
 #: A 200 promising 1000 bytes that sends 10 and hangs up.
-CUT = Answer(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10, close=True)
-NOT_FOUND = Answer(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found")
-
-
-class LoopbackServer:
-    """A raw HTTP/1.1 server on 127.0.0.1: scripted answers per path, and what it saw.
-
-    The answers of a path are used one per request, the last one repeating.
-    A path without answers gets a 404.
-    """
-
-    def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
-        self.routes: dict[str, list[Answer]] = {}
-        self.requests: Counter[str] = Counter()
-        self.connections = 0
-        self.in_flight = 0
-        self.most_in_flight = 0
-        #: Called on the server's thread with the path of every request as it arrives.
-        self.on_request: Callable[[str], None] | None = None
-        #: Lets ``hold`` answers hang up.
-        self.release = threading.Event()
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
-        self._handlers: list[threading.Thread] = []
-        self._accepting = threading.Thread(target=self._accept, name="test-server", daemon=True)
-        self._accepting.start()
-
-    # -- set-up and observations ----------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return int(self._listener.getsockname()[1])
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
-
-    def add(self, path: str, *answers: Answer) -> str:
-        """Answer requests for ``path`` with ``answers``; return its URL."""
-        self.routes[path] = list(answers)
-        return self.url(path)
-
-    def file(self, path: str, body: bytes) -> str:
-        """Serve ``body`` at ``path`` with a Content-Length; return its URL."""
-        return self.add(path, ok(body))
-
-    def count(self, path: str | None = None) -> int:
-        """Requests received for ``path``, or in all."""
-        with self._lock:
-            return self.requests[path] if path is not None else sum(self.requests.values())
-
-    # -- serving ------------------------------------------------------------------------
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                if self._stopping.is_set():
-                    conn.close()
-                    return
-                self.connections += 1
-                self._open.add(conn)
-                handler = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-                self._handlers.append(handler)
-            handler.start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            self._answer_requests(conn)
-        except OSError:
-            pass  # the client hung up (a timeout, a stop): nothing to answer
-        finally:
-            with self._lock:
-                self._open.discard(conn)
-            conn.close()
-
-    def _answer_requests(self, conn: socket.socket) -> None:
-        pending = b""
-        while True:
-            while b"\r\n\r\n" not in pending:
-                data = conn.recv(65536)
-                if not data:
-                    return
-                pending += data
-            head, _, pending = pending.partition(b"\r\n\r\n")
-            path = head.split(b" ", 2)[1].decode("latin-1").partition("?")[0]
-            with self._lock:
-                seen = self.requests[path]
-                self.requests[path] += 1
-                self.in_flight += 1
-                self.most_in_flight = max(self.most_in_flight, self.in_flight)
-                answers = self.routes.get(path)
-            answer = answers[min(seen, len(answers) - 1)] if answers else NOT_FOUND
-            if self.on_request is not None:
-                self.on_request(path)
-            try:
-                if answer.delay:
-                    self._stopping.wait(answer.delay)
-                conn.sendall(answer.data)
-                if answer.hold:
-                    give_up = time.monotonic() + HANG
-                    while not (self.release.is_set() or self._stopping.is_set()):
-                        if time.monotonic() > give_up:
-                            break
-                        self.release.wait(0.05)
-                    return
-                if answer.tail:
-                    self._stopping.wait(answer.pause)
-                    conn.sendall(answer.tail)
-            finally:
-                with self._lock:
-                    self.in_flight -= 1
-            if answer.close:
-                conn.shutdown(socket.SHUT_RDWR)
-                return
-
-    def stop(self) -> None:
-        """Stop accepting, hang up every connection and wait for the server's threads."""
-        self._stopping.set()
-        # shutdown() wakes the accept() a close() alone would leave blocked (Linux).
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        self._accepting.join(5)
-        with self._lock:
-            connections = list(self._open)
-            handlers = list(self._handlers)
-        for conn in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        for handler in handlers:
-            handler.join(5)
+CUT = Answer(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10, CLOSE)
 
 
 @pytest.fixture
-def server() -> Iterator[LoopbackServer]:
+def server() -> Iterator[FileServer]:
     """A scripted loopback server, stopped after the test."""
-    loopback = LoopbackServer()
-    yield loopback
-    loopback.stop()
+    with FileServer() as loopback:
+        yield loopback
 
 
 @pytest.fixture(autouse=True)
@@ -318,13 +160,13 @@ def download_threads(before: set[threading.Thread]) -> set[str]:
 class TestManyFiles:
     """The common case, all in the loop: many small files, each whole and checked."""
 
-    def test_three_hundred_files(self, server: LoopbackServer, cache_root: Path) -> None:
+    def test_three_hundred_files(self, server: FileServer, cache_root: Path) -> None:
         """300 distinct bodies arrive byte for byte; exit 0, no .part, an empty cache after."""
         files = []
         expected = {}
         for index in range(300):
             body = body_of(index, 500 + index * 13)
-            files.append({"id": f"f{index}", "url": server.file(f"/f{index}.bin", body)})
+            files.append({"id": f"f{index}", "url": server.add(f"/f{index}.bin", body)})
             expected[f"f{index}"] = sha256(body)
         seen_parts: list[Path] = []
 
@@ -344,7 +186,7 @@ class TestManyFiles:
         assert seen_parts == []
         assert outcome.summary.succeeded == 300
         assert outcome.summary.bytes_downloaded == sum(500 + i * 13 for i in range(300))
-        assert server.count() == 300
+        assert server.request_count() == 300
         assert leftover_files(cache_root) == []
         assert list(cache_root.iterdir()) == []  # the run's folder is gone too
 
@@ -352,47 +194,45 @@ class TestManyFiles:
 class TestMultiplexing:
     """One thread keeps up to download_workers requests going, on kept connections."""
 
-    def test_workers_limit_requests_in_flight(
-        self, server: LoopbackServer, cache_root: Path
-    ) -> None:
+    def test_workers_limit_requests_in_flight(self, server: FileServer, cache_root: Path) -> None:
         """With 4 workers the server sees 4 requests at once, never 5, all from one thread."""
         threads_seen: list[set[str]] = []
         before = set(threading.enumerate())
         server.on_request = lambda _path: threads_seen.append(download_threads(before))
         files = [
-            {"id": str(i), "url": server.add(f"/slow{i}", Answer(ok(b"s" * i).data, delay=0.1))}
+            {"id": str(i), "url": server.script(f"/slow{i}", Answer(Pause(0.1), raw_ok(b"s" * i)))}
             for i in range(16)
         ]
         outcome = run_fast(files, cache_root, download_workers=4)
         assert outcome.exit_code == 0
         assert server.most_in_flight == 4
-        assert server.count() == 16
+        assert server.request_count() == 16
         # One download thread, no worker or helper threads: the loop did all of it.
         assert threads_seen
         assert all(names == {"dpp-download"} for names in threads_seen), threads_seen
 
-    def test_connections_kept_alive(self, server: LoopbackServer, cache_root: Path) -> None:
+    def test_connections_kept_alive(self, server: FileServer, cache_root: Path) -> None:
         """50 files over 4 workers reuse a handful of connections, not one per file."""
-        files = [{"url": server.file(f"/k{i}", body_of(i, 100))} for i in range(50)]
+        files = [{"url": server.add(f"/k{i}", body_of(i, 100))} for i in range(50)]
         outcome = run_fast(files, cache_root, download_workers=4)
         assert outcome.exit_code == 0
-        assert server.count() == 50
+        assert server.request_count() == 50
         assert 1 <= server.connections <= 8
 
 
 class TestHandedOff:
     """What the loop does not read itself goes to a worker thread, never requested twice."""
 
-    def test_redirect(self, server: LoopbackServer, cache_root: Path, resumed: list[str]) -> None:
+    def test_redirect(self, server: FileServer, cache_root: Path, resumed: list[str]) -> None:
         """A 302 is followed on a worker thread: one request per hop, the target's content."""
-        target = server.file("/target.bin", b"the target")
+        target = server.add("/target.bin", b"the target")
         head = f"HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n"
-        url = server.add("/moved.bin", Answer(head.encode()))
+        url = server.script("/moved.bin", Answer(head.encode()))
         outcome = run_fast([{"url": url}], cache_root)
         assert outcome.exit_code == 0
         assert outcome.results[0]["sha256"] == sha256(b"the target")
-        assert server.count("/moved.bin") == 1
-        assert server.count("/target.bin") == 1
+        assert server.request_count("/moved.bin") == 1
+        assert server.request_count("/target.bin") == 1
         assert resumed == [url]
 
     @pytest.mark.parametrize(
@@ -408,7 +248,7 @@ class TestHandedOff:
             (
                 Answer(
                     b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"to the close " * 400,
-                    close=True,
+                    CLOSE,
                 ),
                 b"to the close " * 400,
             ),
@@ -417,27 +257,27 @@ class TestHandedOff:
     )
     def test_body_without_length(
         self,
-        server: LoopbackServer,
+        server: FileServer,
         cache_root: Path,
         resumed: list[str],
         answer: Answer,
         body: bytes,
     ) -> None:
         """A chunked or to-the-close body is finished on a worker thread from the same answer."""
-        url = server.add("/unframed.bin", answer)
-        after = server.file("/after.bin", b"after")  # the loop carries on meanwhile
+        url = server.script("/unframed.bin", answer)
+        after = server.add("/after.bin", b"after")  # the loop carries on meanwhile
         outcome = run_fast(
             [{"id": "unframed", "url": url}, {"id": "after", "url": after}], cache_root
         )
         assert outcome.exit_code == 0
         sums = {fd.id: result["sha256"] for result, fd in outcome.outcomes}
         assert sums == {"unframed": sha256(body), "after": sha256(b"after")}
-        assert server.count("/unframed.bin") == 1
+        assert server.request_count("/unframed.bin") == 1
         assert resumed == [url]
 
     def test_big_body(
         self,
-        server: LoopbackServer,
+        server: FileServer,
         cache_root: Path,
         resumed: list[str],
         monkeypatch: pytest.MonkeyPatch,
@@ -448,21 +288,22 @@ class TestHandedOff:
         big = os.urandom(200_000)
         small = body_of(1, 60_000)
         # The head and the first bytes come in one write, the rest a moment later.
-        big_url = server.add(
+        big_url = server.script(
             "/big.bin",
             Answer(
                 f"HTTP/1.1 200 OK\r\nContent-Length: {len(big)}\r\n\r\n".encode() + big[:5000],
-                tail=big[5000:],
+                Pause(0.05),
+                big[5000:],
             ),
         )
-        small_url = server.file("/small.bin", small)
+        small_url = server.add("/small.bin", small)
         outcome = run_fast(
             [{"id": "big", "url": big_url}, {"id": "small", "url": small_url}], cache_root
         )
         assert outcome.exit_code == 0
         sums = {fd.id: result["sha256"] for result, fd in outcome.outcomes}
         assert sums == {"big": sha256(big), "small": sha256(small)}
-        assert server.count("/big.bin") == 1
+        assert server.request_count("/big.bin") == 1
         assert resumed == [big_url]  # the small one stayed in the loop
 
     @pytest.mark.skipif(
@@ -470,7 +311,7 @@ class TestHandedOff:
         reason="pinning is only observable with two cores or more",
     )
     def test_big_body_uses_every_core_when_pinned(
-        self, server: LoopbackServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+        self, server: FileServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Under --pin-threads the worker thread that takes a big body over is widened.
 
@@ -481,12 +322,12 @@ class TestHandedOff:
         everything = frozenset(os.sched_getaffinity(0))
         big = os.urandom(4 * affinity.WIDEN_ABOVE)
         first = 2 * affinity.WIDEN_ABOVE
-        url = server.add(
+        url = server.script(
             "/big.bin",
             Answer(
                 f"HTTP/1.1 200 OK\r\nContent-Length: {len(big)}\r\n\r\n".encode() + big[:first],
-                tail=big[first:],
-                pause=1.5,
+                Pause(1.5),
+                big[first:],
             ),
         )
         outcomes: list[PipelineOutcome] = []
@@ -513,13 +354,13 @@ class TestHandedOff:
         assert [result["sha256"] for result, _ in outcome.outcomes] == [sha256(big)]
 
     def test_a_handed_over_connection_replaces_the_kept_one(
-        self, server: LoopbackServer, tmp_path: Path
+        self, server: FileServer, tmp_path: Path
     ) -> None:
         """The worker thread keeps one connection per origin: the one it had is closed."""
         transport = SocketTransport(
             timeout=5.0, chunk_size=64 * 1024, max_redirects=3, headers={}, ca_bundle=None
         )
-        urls = [server.file(f"/k{i}", body_of(i)) for i in range(3)]
+        urls = [server.add(f"/k{i}", body_of(i)) for i in range(3)]
         stop = threading.Event()
         try:
             # An ordinary fetch leaves this thread a kept connection...
@@ -538,10 +379,10 @@ class TestHandedOff:
             transport.close()
         assert (tmp_path / "k2").read_bytes() == body_of(2)
 
-    def test_not_found(self, server: LoopbackServer, cache_root: Path) -> None:
+    def test_not_found(self, server: FileServer, cache_root: Path) -> None:
         """A 404 fails at once and for good: one request, the error names HTTP 404."""
         url = server.url("/missing.bin")
-        fine = server.file("/fine.bin", b"fine")
+        fine = server.add("/fine.bin", b"fine")
         outcome = run_fast(
             [{"id": "missing", "url": url}, {"id": "fine", "url": fine}], cache_root, max_retries=3
         )
@@ -549,22 +390,22 @@ class TestHandedOff:
         error = failure_of(outcome, "missing")
         assert isinstance(error, PermanentDownloadError)
         assert "HTTP 404" in str(error)
-        assert server.count("/missing.bin") == 1
+        assert server.request_count("/missing.bin") == 1
         assert outcome.summary.succeeded == 1
 
-    def test_unavailable_then_ok(self, server: LoopbackServer, cache_root: Path) -> None:
+    def test_unavailable_then_ok(self, server: FileServer, cache_root: Path) -> None:
         """A 503 is retried once the worker thread read it; the second answer succeeds."""
         busy = Answer(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
-        url = server.add("/flaky.bin", busy, ok(b"finally"))
+        url = server.script("/flaky.bin", busy, raw_ok(b"finally"))
         outcome = run_fast([{"url": url}], cache_root, max_retries=2, retry_backoff=0)
         assert outcome.exit_code == 0
         assert outcome.results[0]["sha256"] == sha256(b"finally")
-        assert server.count("/flaky.bin") == 2
+        assert server.request_count("/flaky.bin") == 2
 
 
-def assert_then_next(server: LoopbackServer, cache_root: Path, url: str, body: bytes) -> None:
+def assert_then_next(server: FileServer, cache_root: Path, url: str, body: bytes) -> None:
     """``url`` arrives as ``body``, and its connection then carries one more file."""
-    next_url = server.file("/next.bin", b"next")
+    next_url = server.add("/next.bin", b"next")
     outcome = run_fast(
         [{"id": "first", "url": url}, {"id": "next", "url": next_url}],
         cache_root,
@@ -585,12 +426,12 @@ class TestReadingTheHead:
         ids=["in-status-line", "in-blank-line", "at-body", "in-body"],
     )
     def test_head_in_pieces(
-        self, server: LoopbackServer, cache_root: Path, resumed: list[str], after_blank_line: int
+        self, server: FileServer, cache_root: Path, resumed: list[str], after_blank_line: int
     ) -> None:
         """A head split over two writes anywhere: the body after it arrives whole."""
-        answer = ok(b"0123456789" * 3)
-        split = answer.data.index(b"\r\n\r\n") + 4 + after_blank_line
-        url = server.add("/split.bin", Answer(answer.data[:split], tail=answer.data[split:]))
+        answer = raw_ok(b"0123456789" * 3)
+        split = answer.index(b"\r\n\r\n") + 4 + after_blank_line
+        url = server.script("/split.bin", Answer(answer[:split], Pause(0.05), answer[split:]))
         assert_then_next(server, cache_root, url, b"0123456789" * 3)
         assert resumed == []
 
@@ -600,26 +441,26 @@ class TestReadingTheHead:
         ids=["length-0", "204"],
     )
     def test_empty_body(
-        self, server: LoopbackServer, cache_root: Path, resumed: list[str], head: bytes
+        self, server: FileServer, cache_root: Path, resumed: list[str], head: bytes
     ) -> None:
         """No body at all is an empty file, and the connection carries the next request."""
-        url = server.add("/empty.bin", Answer(head))
+        url = server.script("/empty.bin", Answer(head))
         assert_then_next(server, cache_root, url, b"")
         assert resumed == []
 
     @pytest.mark.parametrize("apart", [False, True], ids=["one-write", "two-writes"])
     def test_continue_skipped(
-        self, server: LoopbackServer, cache_root: Path, resumed: list[str], apart: bool
+        self, server: FileServer, cache_root: Path, resumed: list[str], apart: bool
     ) -> None:
         """100 Continue, then the 200: the loop reads the body, one request, the right content."""
         interim = b"HTTP/1.1 100 Continue\r\n\r\n"
-        final = ok(b"after the interim answer").data
-        answer = Answer(interim, tail=final) if apart else Answer(interim + final)
-        url = server.add("/interim.bin", answer)
+        final = raw_ok(b"after the interim answer")
+        answer = Answer(interim, Pause(0.05), final) if apart else Answer(interim + final)
+        url = server.script("/interim.bin", answer)
         outcome = run_fast([{"url": url}], cache_root)
         assert outcome.exit_code == 0
         assert outcome.results[0]["sha256"] == sha256(b"after the interim answer")
-        assert server.count("/interim.bin") == 1
+        assert server.request_count("/interim.bin") == 1
         assert resumed == []
 
 
@@ -627,20 +468,20 @@ class TestBrokenConnections:
     """Truncation, silence, refusal and stale keep-alive connections."""
 
     @pytest.mark.parametrize("retries", [0, 2])
-    def test_truncated_body(self, server: LoopbackServer, cache_root: Path, retries: int) -> None:
+    def test_truncated_body(self, server: FileServer, cache_root: Path, retries: int) -> None:
         """A body cut short fails after max_retries + 1 attempts, named 'truncated body'."""
-        url = server.add("/cut.bin", CUT)
+        url = server.script("/cut.bin", CUT)
         outcome = run_fast([{"id": "cut", "url": url}], cache_root, max_retries=retries)
         assert outcome.exit_code == 1
         error = failure_of(outcome, "cut")
         assert isinstance(error, TransientDownloadError)
         assert "truncated body: got 10 of 1000 bytes" in str(error)
-        assert server.count("/cut.bin") == retries + 1
+        assert server.request_count("/cut.bin") == retries + 1
         assert leftover_files(cache_root) == []
 
     @pytest.mark.parametrize("retries", [0, 2])
     def test_truncation_fails_that_file_alone(
-        self, server: LoopbackServer, cache_root: Path, retries: int
+        self, server: FileServer, cache_root: Path, retries: int
     ) -> None:
         """A file in flight beside a truncated one, and the files after them, all succeed."""
         processed: list[str] = []
@@ -650,11 +491,11 @@ class TestBrokenConnections:
                 processed.append(file_data.id)
 
         files = [
-            {"id": "cut", "url": server.add("/cut.bin", CUT)},
+            {"id": "cut", "url": server.script("/cut.bin", CUT)},
             # Still on its way when the other body breaks off.
-            {"id": "slow", "url": server.add("/slow.bin", Answer(ok(b"slow").data, delay=0.3))},
+            {"id": "slow", "url": server.script("/slow.bin", Answer(Pause(0.3), raw_ok(b"slow")))},
         ]
-        files += [{"id": f"later{i}", "url": server.file(f"/later{i}", b"later")} for i in range(4)]
+        files += [{"id": f"later{i}", "url": server.add(f"/later{i}", b"later")} for i in range(4)]
         outcome = run_fast(files, cache_root, Recording, download_workers=2, max_retries=retries)
         reported = {
             fd.id: None if fd.error is None else str(fd.error) for _, fd in outcome.outcomes
@@ -663,13 +504,13 @@ class TestBrokenConnections:
         assert [fd.id for fd in outcome.failures] == ["cut"], reported
         assert sorted(processed) == sorted(entry["id"] for entry in files[1:])
         assert outcome.exit_code == 1
-        assert server.count("/cut.bin") == retries + 1
-        assert server.count("/slow.bin") == 1
+        assert server.request_count("/cut.bin") == retries + 1
+        assert server.request_count("/slow.bin") == 1
 
-    def test_silent_server_times_out(self, server: LoopbackServer, cache_root: Path) -> None:
+    def test_silent_server_times_out(self, server: FileServer, cache_root: Path) -> None:
         """A server that never answers fails the file with 'timed out' after the timeout."""
-        url = server.add("/silent.bin", Answer(hold=True))
-        fine = server.file("/fine.bin", b"fine")
+        url = server.script("/silent.bin", Answer(Wait(), CLOSE))
+        fine = server.add("/fine.bin", b"fine")
         began = time.monotonic()
         outcome = run_fast(
             [{"id": "silent", "url": url}, {"id": "fine", "url": fine}],
@@ -685,14 +526,12 @@ class TestBrokenConnections:
         assert outcome.summary.succeeded == 1
         assert 0.4 < elapsed < HANG
 
-    def test_stale_kept_connections_replaced(
-        self, server: LoopbackServer, cache_root: Path
-    ) -> None:
+    def test_stale_kept_connections_replaced(self, server: FileServer, cache_root: Path) -> None:
         """A server that hangs up after each answer, promising keep-alive: no file fails."""
         files = [
             {
                 "id": str(i),
-                "url": server.add(f"/h{i}", Answer(ok(body_of(i, 200)).data, close=True)),
+                "url": server.script(f"/h{i}", Answer(raw_ok(body_of(i, 200)), CLOSE)),
             }
             for i in range(40)
         ]
@@ -702,12 +541,10 @@ class TestBrokenConnections:
             str(i): sha256(body_of(i, 200)) for i in range(40)
         }
         # The request on a dead connection never reached the server: one per file.
-        assert all(server.count(f"/h{i}") == 1 for i in range(40))
+        assert all(server.request_count(f"/h{i}") == 1 for i in range(40))
         assert server.connections >= 40
 
-    def test_stray_answer_on_a_kept_connection(
-        self, server: LoopbackServer, cache_root: Path
-    ) -> None:
+    def test_stray_answer_on_a_kept_connection(self, server: FileServer, cache_root: Path) -> None:
         """A 408 a server sends on an idle connection before hanging up is not the next answer.
 
         With one worker, a queue of one and a slow processor, the loop takes
@@ -716,8 +553,8 @@ class TestBrokenConnections:
         checked before /s3 is requested on it.
         """
         timeout_answer = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n"
-        urls = [server.file(f"/s{i}", body_of(i)) for i in range(4)]
-        server.add("/s2", Answer(ok(body_of(2)).data, tail=timeout_answer, pause=0.05, close=True))
+        urls = [server.add(f"/s{i}", body_of(i)) for i in range(4)]
+        server.script("/s2", Answer(raw_ok(body_of(2)), Pause(0.05), timeout_answer, CLOSE))
         files = [{"id": str(i), "url": url} for i, url in enumerate(urls)]
 
         class Slow(BaseProcessor):
@@ -734,14 +571,14 @@ class TestBrokenConnections:
             max_retries=0,
         )
         assert outcome.exit_code == 0, [str(fd.error) for fd in outcome.failures]
-        assert [server.count(f"/s{i}") for i in range(4)] == [1, 1, 1, 1]
+        assert [server.request_count(f"/s{i}") for i in range(4)] == [1, 1, 1, 1]
         assert server.connections == 2  # /s3 on a new one, after the stray answer
 
-    def test_connection_refused(self, server: LoopbackServer, cache_root: Path) -> None:
+    def test_connection_refused(self, server: FileServer, cache_root: Path) -> None:
         """Nothing listening fails that file (transient, 'refused'); the others succeed."""
         refused = f"http://127.0.0.1:{closed_port()}/nobody.bin"
         files = [{"id": "refused", "url": refused}] + [
-            {"id": str(i), "url": server.file(f"/r{i}", body_of(i))} for i in range(5)
+            {"id": str(i), "url": server.add(f"/r{i}", body_of(i))} for i in range(5)
         ]
         # No retries: the error is the loop's own, not that of a retry on a worker thread.
         outcome = run_fast(files, cache_root, max_retries=0)
@@ -757,25 +594,23 @@ class TestFramingInTheLoop:
 
     @pytest.mark.parametrize("length", ["-1", "ten", "3, 4"])
     def test_invalid_content_length_fails_for_good(
-        self, server: LoopbackServer, cache_root: Path, length: str
+        self, server: FileServer, cache_root: Path, length: str
     ) -> None:
         """A negative or garbage Content-Length fails that file once, with the shared message."""
         head = f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\nabcd"
         files = [
-            {"id": "bad", "url": server.add("/bad.bin", Answer(head.encode(), close=True))},
-            {"id": "good", "url": server.file("/good.bin", b"good")},
+            {"id": "bad", "url": server.script("/bad.bin", Answer(head.encode(), CLOSE))},
+            {"id": "good", "url": server.add("/good.bin", b"good")},
         ]
         outcome = run_fast(files, cache_root, max_retries=2)
         error = failure_of(outcome, "bad")
         assert isinstance(error, PermanentDownloadError)
         assert str(error) == f"invalid Content-Length {length!r} in the response"
-        assert server.count("/bad.bin") == 1
+        assert server.request_count("/bad.bin") == 1
         assert [fd.id for fd in outcome.failures] == ["bad"]
         assert leftover_files(cache_root) == []
 
-    def test_chunked_wins_over_content_length(
-        self, server: LoopbackServer, cache_root: Path
-    ) -> None:
+    def test_chunked_wins_over_content_length(self, server: FileServer, cache_root: Path) -> None:
         """A chunked body with a smaller Content-Length beside it arrives whole."""
         body = body_of(7, 20_000)
         chunks = b"".join(
@@ -783,7 +618,7 @@ class TestFramingInTheLoop:
             for at in range(0, len(body), 4096)
         )
         head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100\r\n\r\n"
-        url = server.add("/both.bin", Answer(head + chunks + b"0\r\n\r\n", close=True))
+        url = server.script("/both.bin", Answer(head + chunks + b"0\r\n\r\n", CLOSE))
         outcome = run_fast([{"id": "both", "url": url}], cache_root, max_retries=0)
         assert outcome.exit_code == 0, outcome.failures
         assert outcome.summary.bytes_downloaded == len(body)
@@ -793,9 +628,7 @@ class TestFramingInTheLoop:
 class TestBackpressure:
     """A slow processor holds downloads back; finished files do not pile up in the cache."""
 
-    def test_cache_bounded_by_queue_and_workers(
-        self, server: LoopbackServer, cache_root: Path
-    ) -> None:
+    def test_cache_bounded_by_queue_and_workers(self, server: FileServer, cache_root: Path) -> None:
         """At most queue + workers + processors complete files are ever in the cache."""
         queue_size, workers, processors = 2, 4, 1
         most: list[int] = []
@@ -810,7 +643,7 @@ class TestBackpressure:
                 most.append(len(complete))
                 time.sleep(0.02)
 
-        files = [{"url": server.file(f"/b{i}", body_of(i, 500))} for i in range(40)]
+        files = [{"url": server.add(f"/b{i}", body_of(i, 500))} for i in range(40)]
         outcome = run_fast(
             files,
             cache_root,
@@ -832,19 +665,21 @@ class TestStop:
     @pytest.mark.parametrize(
         "paused",
         [
-            Answer(hold=True),
+            Answer(Wait(), CLOSE),
             # A chunked body that stops after its first chunk: it is on a worker thread.
             Answer(
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", hold=True
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+                Wait(),
+                CLOSE,
             ),
         ],
         ids=["in-the-loop", "handed-off"],
     )
     def test_stop_during_downloads(
-        self, server: LoopbackServer, cache_root: Path, paused: Answer
+        self, server: FileServer, cache_root: Path, paused: Answer
     ) -> None:
         """Four downloads paused by the server: stop(143) returns 143, each reported once."""
-        files = [{"id": str(i), "url": server.add(f"/held{i}", paused)} for i in range(10)]
+        files = [{"id": str(i), "url": server.script(f"/held{i}", paused)} for i in range(10)]
         collector = CollectingPostProcessor()
         pipeline = ProcessingPipeline(
             "checksum",
@@ -882,10 +717,10 @@ class TestStop:
         assert list(cache_root.iterdir()) == []
 
 
-def files_by_name(server: LoopbackServer, prefix: str, count: int, host: str) -> list[Any]:
+def files_by_name(server: FileServer, prefix: str, count: int, host: str) -> list[Any]:
     """``count`` distinct files served by ``server``, their URLs naming ``host``."""
     return [
-        {"id": str(i), "url": server.file(f"/{prefix}{i}", body_of(i)).replace("127.0.0.1", host)}
+        {"id": str(i), "url": server.add(f"/{prefix}{i}", body_of(i)).replace("127.0.0.1", host)}
         for i in range(count)
     ]
 
@@ -918,18 +753,18 @@ def resolve_as(monkeypatch: pytest.MonkeyPatch, name: str, *addresses: tuple[str
 class TestHostNames:
     """Names are looked up off the loop's thread; files wait on worker threads meanwhile."""
 
-    def test_localhost(self, server: LoopbackServer, cache_root: Path, fetched: list[str]) -> None:
+    def test_localhost(self, server: FileServer, cache_root: Path, fetched: list[str]) -> None:
         """Every localhost URL succeeds: the first on worker threads, later ones in the loop."""
         files = files_by_name(server, "n", 40, "localhost")
         # No retries: the first attempt, the loop's or a worker thread's, must succeed.
         outcome = run_fast(files, cache_root, download_workers=4, max_retries=0)
         assert_all_arrived(outcome, 40)
-        assert server.count() == 40
+        assert server.request_count() == 40
         assert 1 <= len(fetched) < 40
 
     def test_next_address_after_a_refusal(
         self,
-        server: LoopbackServer,
+        server: FileServer,
         cache_root: Path,
         fetched: list[str],
         monkeypatch: pytest.MonkeyPatch,
@@ -943,7 +778,7 @@ class TestHostNames:
         assert len(fetched) < 20  # most went through the loop's own connect
 
     def test_next_address_after_a_silent_one(
-        self, server: LoopbackServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+        self, server: FileServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A first address that never answers a connect times out into the next one."""
         # A listener whose accept queue is full: the kernel drops new SYNs, so a
@@ -971,7 +806,7 @@ class TestHostNames:
                 filler.close()
             hole.close()
         assert_all_arrived(outcome, 4)
-        assert server.count() == 4
+        assert server.request_count() == 4
 
 
 @pytest.fixture
@@ -989,13 +824,13 @@ class TestTls:
     def test_https_goes_to_a_worker_thread(
         self,
         tls_server: FileServer,
-        server: LoopbackServer,
+        server: FileServer,
         cache_root: Path,
         fetched: list[str],
     ) -> None:
         """An https URL is fetched by a worker thread; plain ones beside it stay in the loop."""
         secure = tls_server.add("/secure.bin", b"secure" * 1000)
-        plain = server.file("/plain.bin", b"plain")
+        plain = server.add("/plain.bin", b"plain")
         outcome = run_fast(
             [{"id": "secure", "url": secure}, {"id": "plain", "url": plain}],
             cache_root,
@@ -1011,12 +846,10 @@ class TestTls:
 class TestCommandLine:
     """The real command with --downloader fast, in a subprocess."""
 
-    def test_subprocess(self, server: LoopbackServer, tmp_path: Path, cli_path: Path) -> None:
+    def test_subprocess(self, server: FileServer, tmp_path: Path, cli_path: Path) -> None:
         """A real process with --downloader fast checksums every file and exits 0."""
         bodies = {str(i): body_of(i, 100 + i) for i in range(6)}
-        entries = [
-            {"id": key, "url": server.file(f"/c{key}", body)} for key, body in bodies.items()
-        ]
+        entries = [{"id": key, "url": server.add(f"/c{key}", body)} for key, body in bodies.items()]
         listing = tmp_path / "files.json"
         listing.write_text(json.dumps(entries))
         cache = tmp_path / "cache"
@@ -1041,5 +874,5 @@ class TestCommandLine:
             key: sha256(body) for key, body in bodies.items()
         }
         assert "6 files: 6 succeeded, 0 failed" in proc.stderr
-        assert server.count() == 6
+        assert server.request_count() == 6
         assert leftover_files(cache) == []

@@ -11,7 +11,6 @@ status and length rules.
 from __future__ import annotations
 
 import http.client
-import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,17 +35,17 @@ from ..http_rules import (
     truncated_chunked,
     without_credentials,
 )
-from ..sink import open_destination, write_all
+from ..sink import BodyWriter, body_writer
 
 
 def stream_to_file(
     response: urllib3.BaseHTTPResponse,
-    destination: Path,
+    writer: BodyWriter,
     should_stop: threading.Event,
     hops: Sequence[str],
     chunk_size: int,
 ) -> int:
-    """Write the body of ``response`` to ``destination`` in chunks; return its size.
+    """Write the body of ``response`` through ``writer`` in chunks; return its size.
 
     The body is framed by :func:`.http_rules.body_framing`: a chunked body is
     read to its last chunk whatever a Content-Length beside it says, and an
@@ -54,7 +53,8 @@ def stream_to_file(
     than its Content-Length, or a connection broken midway, is a
     :class:`TransientDownloadError`; a stop request interrupts between chunks.
     ``hops``: the URLs the attempt visited, kept out of messages.  A large
-    body is copied with every core allowed (see ``affinity``).
+    body is copied with every core allowed (see ``affinity``).  The size
+    returned is the whole file's, bytes kept from an earlier attempt included.
     """
     headers = response.headers
     try:
@@ -65,18 +65,25 @@ def stream_to_file(
         response.close()  # an unread body of unknown length: the connection is not reusable
         raise
     expected = length if length >= 0 else None
+    try:
+        writer.begin(response.status, headers.get, expected)
+    except BaseException:
+        response.close()
+        raise
+    # With a deadline, take what each receive brings: read(n) waits for n bytes,
+    # and a server dripping bytes would keep it past --file-timeout.
+    read = response.read1 if writer.deadline is not None else response.read
     written = 0
-    descriptor = open_destination(destination)
     try:
         with widened_for(expected) as widening:
             while True:
-                chunk = response.read(chunk_size)
+                chunk = read(chunk_size)
                 if not chunk:
                     break
                 if should_stop.is_set():
                     response.close()
                     raise PipelineInterrupted("run stopped during the download")
-                write_all(descriptor, memoryview(chunk))
+                writer.write(chunk)
                 written += len(chunk)
                 widening.copied(len(chunk))
                 if expected is not None and written >= expected:
@@ -91,11 +98,14 @@ def stream_to_file(
         raise TransientDownloadError(
             f"connection broken after {written} bytes: {describe(exc, *hops)}"
         ) from exc
+    except BaseException:
+        response.close()  # cut off (too large, too slow): the rest stays unread
+        raise
     finally:
-        os.close(descriptor)
+        writer.close()
     if expected is not None and written != expected:
         raise truncated(written, expected)
-    return written
+    return writer.size
 
 
 def _partial_length(error: BaseException) -> int:
@@ -158,7 +168,8 @@ class PooledTransport:
         """One attempt: follow redirects, check the status, stream the body to ``destination``."""
         current = url
         hops = [url]
-        headers = self.headers
+        writer = body_writer(destination)
+        headers = {**self.headers, **writer.range_headers()}
         for _ in range(self.max_redirects + 1):
             try:
                 response = self.manager.urlopen(
@@ -189,7 +200,7 @@ class PooledTransport:
                 if status >= 400:
                     response.drain_conn()
                 check_status(status, response.reason or "", response.headers.get("Retry-After"))
-                return stream_to_file(response, destination, should_stop, hops, self.chunk_size)
+                return stream_to_file(response, writer, should_stop, hops, self.chunk_size)
             finally:
                 response.release_conn()
         raise too_many_redirects(self.max_redirects)

@@ -13,7 +13,7 @@ from ._save import SaveProcessor
 HASH_CHUNK = 1024 * 1024
 #: ``hashlib.algorithms_guaranteed`` without shake_* (they need a digest length,
 #: which a plain hexdigest() cannot give).  Spelled out so that listing plugins
-#: does not import hashlib, whose OpenSSL set-up costs ~8 ms of start-up;
+#: does not import hashlib, whose OpenSSL set-up is start-up time;
 #: a test checks the list against hashlib.
 ALGORITHMS = (
     "blake2b",

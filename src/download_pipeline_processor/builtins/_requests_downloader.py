@@ -49,7 +49,7 @@ class RequestsDownloader(Downloader):
 
     def __init__(self, settings: PipelineSettings) -> None:
         super().__init__(settings)
-        from .. import __version__
+        from .._version import __version__
 
         check_headers(settings.headers)
         self._headers = {

@@ -22,6 +22,7 @@ from ..http_rules import (
     redirect_target,
     too_many_redirects,
 )
+from ..sink import body_writer
 from ._pooled import framing_error, stream_to_file
 
 
@@ -82,8 +83,11 @@ class SessionTransport:
         timeout = (self.timeout, self.timeout)
         session = self._session()
         hops = session.hops = [url]
+        writer = body_writer(destination)
         try:
-            response = session.get(url, stream=True, timeout=timeout)
+            response = session.get(
+                url, stream=True, timeout=timeout, headers=writer.range_headers() or None
+            )
         except requests.TooManyRedirects as exc:
             raise too_many_redirects(self.max_redirects) from exc
         except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
@@ -101,7 +105,7 @@ class SessionTransport:
             check_status(
                 response.status_code, response.reason or "", response.headers.get("Retry-After")
             )
-            return stream_to_file(response.raw, destination, should_stop, hops, self.chunk_size)
+            return stream_to_file(response.raw, writer, should_stop, hops, self.chunk_size)
 
     def close(self) -> None:
         """Close every thread's session."""

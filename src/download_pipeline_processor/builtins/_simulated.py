@@ -25,6 +25,8 @@ def no_sleep_requested() -> bool:
 class SimulatedDownloader(Downloader):
     """Waits a random delay, then writes a small placeholder file for the entry."""
 
+    placeholder_bodies = True
+
     def __init__(self, settings: PipelineSettings) -> None:
         super().__init__(settings)
         self.delay = (0.0, 0.0) if no_sleep_requested() else settings.simulate_delay

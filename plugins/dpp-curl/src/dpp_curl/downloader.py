@@ -72,7 +72,7 @@ class CurlDownloader(Downloader):
             raise
         if transfer.error is not None:
             raise transfer.error
-        return transfer.size
+        return transfer.file_size
 
     def fetch_many(self, feed: DownloadFeed) -> None:
         """Every job of ``feed`` in one multi handle, up to ``--download-workers`` at once."""
@@ -110,7 +110,7 @@ class CurlDownloader(Downloader):
             job = transfer.job
             assert job is not None, "fetch_many's transfers carry their job"
             if transfer.error is None:
-                feed.done(job, transfer.size)
+                feed.done(job, transfer.file_size)
             else:
                 feed.failed(job, transfer.error)
 

@@ -22,7 +22,6 @@ traceback), they keep the error and tell libcurl to stop instead.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from http import HTTPStatus
 from pathlib import Path
@@ -48,7 +47,7 @@ from download_pipeline_processor.http_rules import (
     truncated_chunked,
 )
 from download_pipeline_processor.redact import scrub
-from download_pipeline_processor.sink import open_destination, write_all
+from download_pipeline_processor.sink import body_writer
 
 from .failures import curl_error
 
@@ -122,7 +121,6 @@ class Transfer:
 
     __slots__ = (
         "config",
-        "descriptor",
         "destination",
         "drained",
         "error",
@@ -144,6 +142,8 @@ class Transfer:
         "target",
         "visited",
         "widening",
+        "writer",
+        "writing",
     )
 
     def __init__(
@@ -164,13 +164,17 @@ class Transfer:
         self.target = quoted_url(request_url(url))
         if self.target != url:
             self.visited.append(self.target)
-        self.request_headers = config.headers
+        #: The file's body writer: its digests, limits and resume state.
+        self.writer = body_writer(destination)
+        # A retry that continues the file asks for the rest only (on every hop).
+        extra = [f"{name}: {value}" for name, value in self.writer.range_headers().items()]
+        self.request_headers = [*config.headers, *extra] if extra else config.headers
+        self.writing = False  # the writer has begun this answer's body
         self.hops = 0
         self.error: BaseException | None = None
         self.finished = False
         self.size = 0
         self.seen = 0.0
-        self.descriptor = -1
         self.pending: list[bytes] = []
         self.pending_size = 0
         self.widening: Widening | None = None
@@ -196,6 +200,10 @@ class Transfer:
         setopt(pycurl.PIPEWAIT, 1 if target.startswith("https:") else 0)
         setopt(pycurl.HEADERFUNCTION, self.on_header)
         setopt(pycurl.WRITEFUNCTION, self.on_body)
+        # --file-timeout: what is left of the attempt's deadline, for this hop (0: none).
+        deadline = self.writer.deadline
+        left = 0 if deadline is None else max(1, round((deadline - _now()) * 1000))
+        setopt(pycurl.TIMEOUT_MS, left)
         self.seen = _now()
 
     def on_header(self, line: bytes) -> int | None:
@@ -253,7 +261,8 @@ class Transfer:
         )
         self.framing = length
         self.expected = length if length >= 0 else None
-        self.descriptor = open_destination(self.destination)
+        self.writer.begin(status, headers.get, self.expected)
+        self.writing = True
         self.mode = _BODY
         if affinity.is_pinned():
             # A large body is copied with every core allowed (see affinity).
@@ -276,8 +285,8 @@ class Transfer:
             self.pending_size += size
             if self.pending_size >= self.config.block_size or len(pending) >= MAX_PENDING_CHUNKS:
                 try:
-                    self._flush(self.descriptor)
-                except OSError as exc:
+                    self._flush()
+                except BaseException as exc:  # noqa: BLE001 - a full disk, a limit: kept for finish()
                     self.error = exc
                     return 0
             return None
@@ -288,29 +297,29 @@ class Transfer:
         self.error = TransientDownloadError("ProtocolError: a body without a response head")
         return 0
 
-    def _flush(self, descriptor: int) -> None:
+    def _flush(self) -> None:
         pending = self.pending
         if not pending:
             return
-        total = self.pending_size
         self.pending = []
         self.pending_size = 0
-        written = os.writev(descriptor, pending) if len(pending) > 1 else 0
-        if written < total:  # one chunk, or writev took fewer bytes than it was given
-            rest = memoryview(b"".join(pending) if len(pending) > 1 else pending[0])
-            write_all(descriptor, rest[written:])
+        self.writer.write_many(pending)
 
     def _close_file(self) -> None:
         """Write what is gathered and close the file; raises OSError (a full disk, say)."""
-        descriptor = self.descriptor
-        if descriptor < 0:
+        if not self.writing:
             return
-        self.descriptor = -1
+        self.writing = False
         try:
-            self._flush(descriptor)
+            self._flush()
         finally:
-            os.close(descriptor)  # may report a failed write-back
+            self.writer.close()  # may report a failed write-back
             self._end_widening()
+
+    @property
+    def file_size(self) -> int:
+        """Bytes of the whole file, those kept from an earlier attempt included."""
+        return self.writer.size
 
     def _end_widening(self) -> None:
         widening, self.widening = self.widening, None
@@ -334,11 +343,14 @@ class Transfer:
         """End the attempt with ``error``; the file is closed, the caller removes it."""
         self.error = error
         self.finished = True
-        descriptor, self.descriptor = self.descriptor, -1
+        if self.writing:
+            self.writing = False
+            # What came is kept for a resume; a writer that refuses it starts over itself.
+            with contextlib.suppress(Exception):
+                self._flush()
+            with contextlib.suppress(OSError):
+                self.writer.close()
         self.pending = []
-        if descriptor >= 0:
-            with contextlib.suppress(OSError):  # the file is discarded anyway
-                os.close(descriptor)
         self._end_widening()
 
     def redacted(self, text: str) -> str:
@@ -357,6 +369,8 @@ class Transfer:
                 self._follow(location)
                 return True
         if code:
+            if code == pycurl.E_OPERATION_TIMEDOUT and self.writer.timed_out:
+                raise self.writer.timeout_error()
             if self.mode == _BODY and code in _BROKEN:
                 # Cut off inside the body: what came, in the shared words.
                 expected = self.expected

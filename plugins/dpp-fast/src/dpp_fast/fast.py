@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import mmap
-import os
 import select
 import socket
 import struct
@@ -49,7 +48,7 @@ from download_pipeline_processor.http_rules import (
     truncated_chunked,
     without_credentials,
 )
-from download_pipeline_processor.sink import open_destination, write_all
+from download_pipeline_processor.sink import BodyWriter, body_writer
 
 from .http1 import (
     CHUNKED,
@@ -195,12 +194,12 @@ class _Response:
 
     def copy(
         self,
-        descriptor: int,
+        writer: BodyWriter | None,
         length: int | None,
         should_stop: threading.Event,
         widening: Widening | None = None,
     ) -> int:
-        """Move up to ``length`` body bytes (None: to the end) into ``descriptor`` (-1: drop)."""
+        """Move up to ``length`` body bytes (None: to the end) into ``writer`` (None: drop)."""
         copied = 0
         view = self.view
         while length is None or copied < length:
@@ -216,9 +215,9 @@ class _Response:
             taken = self.end - self.start
             if length is not None:
                 taken = min(taken, length - copied)
-            if descriptor >= 0:
+            if writer is not None:
                 try:
-                    write_all(descriptor, view[self.start : self.start + taken])
+                    writer.write(view[self.start : self.start + taken])
                 except OSError as exc:
                     raise _LocalFileError(exc) from exc
             self.start += taken
@@ -237,9 +236,12 @@ class _Response:
         return line.rstrip(b"\r")
 
     def copy_chunked(
-        self, descriptor: int, should_stop: threading.Event, widening: Widening | None = None
+        self,
+        writer: BodyWriter | None,
+        should_stop: threading.Event,
+        widening: Widening | None = None,
     ) -> int:
-        """Decode a chunked body into ``descriptor`` (-1: drop); return its size."""
+        """Decode a chunked body into ``writer`` (None: drop); return its size."""
         total = 0
         try:
             while True:
@@ -251,7 +253,7 @@ class _Response:
                     while self._line():  # trailers, up to the empty line
                         pass
                     return total
-                total += self.copy(descriptor, size, should_stop, widening)
+                total += self.copy(writer, size, should_stop, widening)
                 if self._line():
                     raise ProtocolError("chunk not followed by CRLF")
         except (ConnectionClosed, _Truncated) as exc:
@@ -259,15 +261,19 @@ class _Response:
                 total += exc.copied
             raise truncated_chunked(total) from None
 
-    def body(self, descriptor: int, should_stop: threading.Event) -> int:
-        """Read the whole body into ``descriptor`` (-1: drop); return its size."""
+    def body(self, writer: BodyWriter, should_stop: threading.Event) -> int:
+        """Read the whole body through ``writer``; return this answer's body size."""
         length = self.framing()
+        try:
+            writer.begin(self.status, self.headers.get, length if length >= 0 else None)
+        except OSError as exc:
+            raise _LocalFileError(exc) from exc
         with widened_for(None if length < 0 else length) as widening:
             if length == CHUNKED:
-                return self.copy_chunked(descriptor, should_stop, widening)
+                return self.copy_chunked(writer, should_stop, widening)
             size = None if length == UNTIL_CLOSE else length
             try:
-                return self.copy(descriptor, size, should_stop, widening)
+                return self.copy(writer, size, should_stop, widening)
             except _Truncated as exc:
                 raise exc.reported() from None
 
@@ -392,7 +398,7 @@ class SocketTransport:
         merged = {name.lower(): (name, value) for name, value in headers.items()}
         host = merged.pop("host", None)
         self._host_header = host[1] if host else None
-        plain = dict(merged.values())
+        plain = self._plain = dict(merged.values())
         self._headers = _header_block(plain)
         self._safe_headers = _header_block(without_credentials(plain))
         self._idle_limit = max(1, min(MAX_IDLE_PER_THREAD, MAX_IDLE_TOTAL // max(workers, 1)))
@@ -543,7 +549,11 @@ class SocketTransport:
         """Follow redirects from ``url``, adding each to ``hops``; ``answer``: the first
         request's, already read."""
         current = url
-        headers = self._headers
+        headers, safe_headers = self._headers, self._safe_headers
+        if answer is None and (extra := body_writer(destination).range_headers()):
+            # A retry that continues the file: the rest of the body only.
+            headers = _header_block({**self._plain, **extra})
+            safe_headers = _header_block({**without_credentials(self._plain), **extra})
         for _ in range(self.max_redirects + 1):
             if answer is None:
                 request = Request(current, self._host_header)
@@ -571,21 +581,23 @@ class SocketTransport:
                 return size
             target = redirect_target(current, location or "")
             if not keeps_credentials(current, target):
-                headers = self._safe_headers
+                headers = safe_headers
             current = target
             hops.append(target)
         raise too_many_redirects(self.max_redirects)
 
     @staticmethod
     def _save(response: _Response, destination: Path, should_stop: threading.Event) -> int:
+        """The body into ``destination``'s writer; the whole file's size (a resume included)."""
+        writer = body_writer(destination)
         try:
-            descriptor = open_destination(destination)
-        except OSError as exc:
-            raise _LocalFileError(exc) from exc
-        try:
-            return response.body(descriptor, should_stop)
+            response.body(writer, should_stop)
         finally:
-            os.close(descriptor)
+            try:
+                writer.close()
+            except OSError as exc:
+                raise _LocalFileError(exc) from exc
+        return writer.size
 
     @staticmethod
     def _drain(response: _Response, should_stop: threading.Event) -> None:
@@ -599,7 +611,7 @@ class SocketTransport:
             if length < 0 or length > MAX_DRAIN:
                 response.closes = True  # closing costs less than reading it off
                 return
-            response.copy(-1, length, should_stop)
+            response.copy(None, length, should_stop)
         except (OSError, ProtocolError, DownloadError, _Truncated):
             response.closes = True
 

@@ -40,7 +40,7 @@ from download_pipeline_processor.errors import (
     TransientDownloadError,
 )
 from download_pipeline_processor.http_rules import truncated
-from download_pipeline_processor.sink import open_destination, write_all
+from download_pipeline_processor.sink import BodyWriter, body_writer
 
 from .fast import MIN_BUFFER, ConnectionClosed, translate
 from .host_names import Address, HostNames
@@ -75,7 +75,6 @@ class _Connection:
 
     __slots__ = (
         "addresses",
-        "descriptor",
         "events",
         "head",
         "job",
@@ -90,6 +89,7 @@ class _Connection:
         "size",
         "sock",
         "state",
+        "writer",
     )
 
     def __init__(self, sock: socket.socket, origin: Origin) -> None:
@@ -102,7 +102,7 @@ class _Connection:
         self.addresses: list[Address] = []  # still to try if connecting fails
         self.outgoing = b""
         self.head = bytearray()  # an incomplete response head
-        self.descriptor = -1
+        self.writer: BodyWriter | None = None
         self.left = 0
         self.size = 0
         self.received = False
@@ -351,8 +351,9 @@ class EventLoop:
         else:  # the head came in pieces: what follows it is copied before it is cleared
             body = memoryview(bytes(data[body_start:end]))
             data.clear()
+        writer = connection.writer = body_writer(self._job(connection).destination)
         try:
-            connection.descriptor = open_destination(self._job(connection).destination)
+            writer.begin(status, headers.get, length)
         except OSError as exc:
             raise _LocalError(exc) from exc
         connection.size = length
@@ -374,8 +375,9 @@ class EventLoop:
         if len(body) > left:
             body = body[:left]
             connection.reusable = False  # bytes nobody asked for follow the body
+        assert connection.writer is not None, "a body is written once begun"
         try:
-            write_all(connection.descriptor, body)
+            connection.writer.write(body)
         except OSError as exc:
             raise _LocalError(exc) from exc
         connection.left = left = left - len(body)
@@ -384,9 +386,10 @@ class EventLoop:
 
     def _done(self, connection: _Connection) -> None:
         job = self._job(connection)
-        descriptor, connection.descriptor = connection.descriptor, -1
+        writer, connection.writer = connection.writer, None
+        assert writer is not None, "a body is written once begun"
         try:
-            os.close(descriptor)  # may report a failed write-back (NFS, a full disk)
+            writer.close()  # may report a failed write-back (NFS, a full disk)
         except OSError as exc:
             raise _LocalError(exc) from exc
         connection.job = None
@@ -400,7 +403,7 @@ class EventLoop:
             self._make_room()
         else:
             self._forget(connection)
-        self.feed.done(job, connection.size)
+        self.feed.done(job, writer.size)
 
     def _hand_off(self, connection: _Connection, received: bytes) -> None:
         """Let a worker thread finish this answer on this connection (no second request)."""
@@ -449,7 +452,11 @@ class EventLoop:
             self.feed.failed(job, error)
 
     def _sweep(self) -> None:
-        """Fail the connections that have waited longer than the timeout."""
+        """Fail the connections that have waited longer than the timeout, or past --file-timeout."""
+        for connection in list(self.busy):
+            writer = body_writer(self._job(connection).destination)
+            if writer.timed_out:
+                self._give_up(connection, writer.timeout_error())
         limit = self.now - self.timeout
         for connection in [c for c in self.busy if c.seen < limit]:
             job = self._job(connection)
@@ -481,10 +488,10 @@ class EventLoop:
         self._close(connection)
 
     def _close(self, connection: _Connection) -> None:
-        descriptor, connection.descriptor = connection.descriptor, -1
-        if descriptor >= 0:
+        writer, connection.writer = connection.writer, None
+        if writer is not None:
             with contextlib.suppress(OSError):  # the file is discarded anyway
-                os.close(descriptor)
+                writer.close()
         self._unwatch(connection)
         connection.sock.close()
 

@@ -1,0 +1,81 @@
+"""The download workers: threads that take entries, download them and queue them for processing."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from ._flow import POLL_INTERVAL
+from ._threads import worker_thread
+
+if TYPE_CHECKING:
+    from ._download_stage import DownloadStage
+    from ._flow import EntryFlow
+    from ._threads import ThreadPinning
+    from .backend import Attempt
+    from .errors import TransientDownloadError
+    from .file_data import FileData
+
+
+class DownloadWorkers:
+    """``count`` threads (``--download-workers``) sharing one stage and one flow.
+
+    A multiplexing backend's feed (:mod:`._feed`) downloads the files it hands
+    back through :meth:`download` too, and keeps the same limit.
+    """
+
+    def __init__(
+        self, stage: DownloadStage, flow: EntryFlow, count: int, pinning: ThreadPinning
+    ) -> None:
+        self.stage = stage
+        self.flow = flow
+        #: At most this many files download at once.
+        self.count = count
+        self.pinning = pinning
+
+    def threads(self, first: int = 0) -> list[threading.Thread]:
+        """Worker threads ``first`` to ``count - 1``, not started."""
+        return [worker_thread(self.work, f"download-{i}") for i in range(first, self.count)]
+
+    def work(self) -> None:
+        """One worker: download entries until the input ends or the run stops."""
+        self.pinning.pin()
+        flow = self.flow
+        while self.wait_for_room() and (item := flow.next_entry()) is not None:
+            if not self.download(*item):
+                return  # stopping: the entry stays in flight and is abandoned
+
+    def wait_for_room(self) -> bool:
+        """Wait while the cache is full (--cache-size); False once the run is stopping.
+
+        The next entry stays unread until there is room.
+        """
+        budget = self.stage.cache.budget
+        stop = self.flow.stop
+        while not budget.has_room():
+            if stop.is_set():
+                return False
+            budget.wait_for_room(POLL_INTERVAL)
+        return True
+
+    def download(
+        self,
+        sequence: int,
+        file_data: FileData,
+        attempt: Attempt | None = None,
+        failure: TransientDownloadError | None = None,
+    ) -> bool:
+        """Download one entry taken from the flow and queue it for processing.
+
+        ``attempt`` and ``failure`` are as for :meth:`DownloadStage.download`.
+        A failed download goes to the post-processor.  False when a stop
+        left the entry unqueued (it stays in flight and is abandoned).
+        """
+        try:
+            size = self.stage.download(sequence, file_data, attempt, failure)
+        except BaseException as exc:  # noqa: BLE001 - every failure is the file's, not the run's
+            file_data.fail("download", exc)
+            self.flow.finish(sequence, file_data, None)
+            return True
+        self.flow.count_bytes(size)
+        return self.flow.queue_downloaded(sequence, file_data)

@@ -1,0 +1,413 @@
+"""The scripted loopback HTTP/1.1 server behind :class:`testing.FileServer`.
+
+Public names are re-exported from :mod:`download_pipeline_processor.testing`;
+import them from there.  The server reads requests itself and writes answers
+byte for byte, so a test can serve files the way a well-behaved server does
+*and* answers none would give (two framings, garbage lengths, a body cut in a
+chunk, bytes after the body on a kept connection).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Callable, Literal, Union
+from urllib.parse import unquote
+
+if TYPE_CHECKING:
+    import ssl
+
+#: Longest a :class:`Wait` step waits by default: a client that never gives up
+#: fails its test instead of hanging it.
+WAIT_LIMIT = 10.0
+
+
+@dataclass(frozen=True)
+class Pause:
+    """An answer step: wait ``seconds`` (cut short when the server stops)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Wait:
+    """An answer step: wait until ``event`` is set, the server stops, or ``timeout`` passed.
+
+    Without an ``event``, wait for the server's ``release`` event: a test made
+    before its server can still hold answers until it says so.
+    """
+
+    event: threading.Event | None = None
+    timeout: float = WAIT_LIMIT
+
+
+class _Action:
+    """A named answer step: ``CLOSE``, ``RESET`` or ``RECEIVE``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: Answer step: shut the connection down cleanly (FIN), whatever the answer's headers said.
+CLOSE = _Action("CLOSE")
+#: Answer step: abort the connection (RST), as a crashed server or a middlebox does.
+RESET = _Action("RESET")
+#: Answer step: read what the client sent (one read, up to 64 KiB), e.g. a TLS ClientHello.
+RECEIVE = _Action("RECEIVE")
+
+#: One step of a scripted answer: bytes to write (one write each); an iterator of
+#: bytes (a generator: each piece written in turn, a huge body without holding it
+#: in memory); a pause, a wait; ``CLOSE``, ``RESET``, ``RECEIVE``; or a callable
+#: run on the server's thread (``event.set`` tells the test a step was reached).
+Step = Union[bytes, Iterator[bytes], Pause, Wait, _Action, Callable[[], object]]
+
+
+class Answer:
+    """A scripted answer to one request: its steps, in order.
+
+    Without a ``CLOSE`` or ``RESET`` step the connection stays open for the
+    next request.  ``Answer(raw_ok(b"hi"), Pause(0.1), b"stray", CLOSE)``
+    answers, writes stray bytes a moment later, and hangs up.
+    """
+
+    def __init__(self, *steps: Step) -> None:
+        self.steps: tuple[Step, ...] = steps
+
+    def __repr__(self) -> str:
+        return f"Answer{self.steps!r}"
+
+
+def raw_ok(body: bytes, *header_lines: str) -> bytes:
+    """The bytes of a ``200 OK`` with a Content-Length and ``header_lines`` ("Name: value")."""
+    lines = "".join(f"{line}\r\n" for line in header_lines)
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{lines}\r\n".encode() + body
+
+
+def raw_chunked(body: bytes, piece: int = 64 * 1024) -> bytes:
+    """``body`` in the chunked transfer coding, ``piece`` bytes a chunk, with the last chunk."""
+    pieces = [body[at : at + piece] for at in range(0, len(body), piece)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in pieces) + b"0\r\n\r\n"
+
+
+@dataclass
+class Route:
+    """How :class:`FileServer` serves a file at one path, as a well-behaved server would.
+
+    ``statuses`` is consumed one per request, the last one repeating, so
+    ``statuses=(500, 200)`` fails once and then succeeds.  ``framing`` is how
+    the body's end is told: ``"length"`` (a Content-Length), ``"chunked"``
+    (chunks of ``chunk_size`` bytes) or ``"close"`` (no length; the connection
+    ends with the body).  ``content_length`` is sent as the Content-Length
+    instead of the real length (beside the chunks, with ``"chunked"``).
+    ``truncate_to`` announces the full length but sends only that many bytes
+    and hangs up.  ``delay`` waits before answering.
+    """
+
+    body: bytes = b""
+    statuses: Sequence[int] = (200,)
+    headers: dict[str, str] = field(default_factory=dict)
+    truncate_to: int | None = None
+    delay: float = 0.0
+    redirect_to: str | None = None
+    framing: Literal["length", "chunked", "close"] = "length"
+    content_length: int | str | None = None
+    chunk_size: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request the server received."""
+
+    method: str
+    #: The request target as sent: path and query (or an absolute URL, through a proxy).
+    target: str
+    #: The path without the query (for a proxy request, the path of the absolute URL).
+    path: str
+    #: The header fields, names as sent (a repeated name keeps its last value).
+    headers: dict[str, str]
+    #: Which connection it came on: 1 for the first one accepted, and so on.
+    connection: int
+    #: The request line and header fields, byte for byte, without the blank line.
+    head: bytes
+
+
+_NOT_FOUND = Route(b"not found", (404,))
+_Handler = Union[Route, "list[Answer]"]
+
+
+class LoopbackServer:
+    """The listener, its connections and what they saw (see :class:`testing.FileServer`)."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        # Many concurrent workers connect at once in tests; a small backlog drops some.
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        #: Kept after a stop, so URLs made earlier still name the (closed) port.
+        self.port = int(self._listener.getsockname()[1])
+        self._ssl_context = ssl_context
+        self.scheme = "https" if ssl_context is not None else "http"
+        self.routes: dict[str, _Handler] = {}
+        self.greetings: list[Answer] = []
+        self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()
+        self.log: list[Request] = []
+        self.connections = 0
+        self.closed_by_client = 0
+        self.in_flight: Counter[str] = Counter()
+        self.most_in_flight: Counter[str] = Counter()
+        self.on_request: Callable[[Request], object] | None = None
+        self.release = threading.Event()
+        self.stopping = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, name="dpp-test-server", daemon=True)
+
+
+    def start(self) -> None:
+        self._accepting.start()
+
+    def stop(self) -> None:
+        """Stop accepting, hang up every connection, wait for the server's threads."""
+        self.stopping.set()
+        # shutdown() wakes the blocked accept() at once, which close() alone does not (Linux).
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        if self._accepting.is_alive():
+            self._accepting.join(5)
+        with self.lock:
+            connections = list(self._open)
+            threads = list(self._threads)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        for thread in threads:
+            thread.join(5)
+
+    # -- accepting ------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.stopping.is_set():
+                    conn.close()
+                    return
+                self.connections += 1
+                number = self.connections
+                self._open.add(conn)
+                thread = threading.Thread(
+                    target=self._serve, args=(conn, number), name="dpp-test-conn", daemon=True
+                )
+                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread.start()
+
+    def _serve(self, conn: socket.socket, number: int) -> None:
+        # Headers and body go out in separate writes; without this, Nagle's algorithm
+        # and delayed ACKs would hold every answer back by a delayed-ACK timeout.
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        stream = conn
+        try:
+            if self._ssl_context is not None:
+                # The handshake happens here, not in accept(): a client that never
+                # finishes it holds up only its own connection.
+                stream = self._ssl_context.wrap_socket(conn, server_side=True)
+            self._answer_requests(stream, number)
+        except OSError:
+            pass  # the client hung up (a timeout, a failed handshake, a stop): nothing to answer
+        finally:
+            with self.lock:
+                self._open.discard(conn)
+            stream.close()
+
+    # -- one connection ----------------------------------------------------------------
+
+    def _answer_requests(self, conn: socket.socket, number: int) -> None:
+        if self.greetings:
+            ending = self._play(conn, self.greetings[min(number, len(self.greetings)) - 1])
+            if ending is not None:
+                self._hang_up(conn, ending)
+                return
+        pending = b""
+        while True:
+            while b"\r\n\r\n" not in pending:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    if not self.stopping.is_set():
+                        with self.lock:
+                            self.closed_by_client += 1
+                    return
+                pending += data
+            head, _, pending = pending.partition(b"\r\n\r\n")
+            request = _parse(head, number)
+            # A request body (none in these tests' clients, but be safe) is read and dropped.
+            length = int(request.headers.get("Content-Length", "0") or 0)
+            while len(pending) < length:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                pending += data
+            pending = pending[length:]
+            if not self._answer(conn, request):
+                return
+
+    def _answer(self, conn: socket.socket, request: Request) -> bool:
+        """Answer ``request``; false when the connection is over."""
+        # In-flight counts per Host header ("host:NAME") and over all requests ("").
+        keys = ("", "host:" + request.headers.get("Host", ""))
+        route, handler = self._handler(request.path)
+        with self.lock:
+            self.counts[request.path] += 1
+            # Statuses and answers go in turn per route: "*" counts every path it serves.
+            seen = self.answered[route]
+            self.answered[route] += 1
+            self.log.append(request)
+            for key in keys:
+                self.in_flight[key] += 1
+                self.most_in_flight[key] = max(self.most_in_flight[key], self.in_flight[key])
+        try:
+            if self.on_request is not None:
+                self.on_request(request)
+            if isinstance(handler, Route):
+                ending = self._serve_file(conn, request, handler, seen)
+            else:
+                ending = self._play(conn, handler[min(seen, len(handler) - 1)])
+        finally:
+            # Counted out before the hang-up: a client may send its next request
+            # as soon as it has read this answer.
+            with self.lock:
+                for key in keys:
+                    self.in_flight[key] -= 1
+        if ending is not None:
+            self._hang_up(conn, ending)
+        return ending is None
+
+    @staticmethod
+    def _hang_up(conn: socket.socket, how: _Action) -> None:
+        if how is RESET:
+            # A zero linger time makes close() send an RST instead of a FIN.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            conn.shutdown(socket.SHUT_RDWR)
+
+    def _handler(self, path: str) -> tuple[str, _Handler]:
+        """The route serving ``path``, and what it serves."""
+        # A route matches the path as sent, or decoded (a test may add either).
+        for key in (path, unquote(path), "*"):
+            handler = self.routes.get(key)
+            if handler is not None:
+                return key, handler
+        return "", _NOT_FOUND
+
+    def _play(self, conn: socket.socket, answer: Answer) -> _Action | None:
+        """Play ``answer``'s steps up to the first hang-up, which is returned."""
+        for step in answer.steps:
+            if isinstance(step, bytes):
+                conn.sendall(step)
+            elif isinstance(step, (Pause, Wait)):
+                if isinstance(step, Pause):
+                    self.stopping.wait(step.seconds)
+                else:
+                    _wait(step.event or self.release, self.stopping, step.timeout)
+                if self.stopping.is_set():
+                    return CLOSE  # a stop hangs up, whatever the rest of the answer
+            elif step is RECEIVE:
+                conn.recv(65536)
+            elif isinstance(step, _Action):
+                return step
+            elif isinstance(step, Iterator):
+                for piece in step:
+                    conn.sendall(piece)
+            elif callable(step):
+                step()
+        return None
+
+    def _serve_file(
+        self, conn: socket.socket, request: Request, route: Route, seen: int
+    ) -> _Action | None:
+        if route.delay:
+            self.stopping.wait(route.delay)
+        status = route.statuses[min(seen, len(route.statuses) - 1)]
+        headers = dict(route.headers)
+        body = route.body
+        if route.redirect_to is not None and 300 <= status < 400:
+            headers["Location"] = route.redirect_to
+            body = b""
+        elif status >= 400:
+            body = b"error" if route is not _NOT_FOUND else route.body
+        headers.setdefault("Content-Type", "application/octet-stream")
+        keep_open = _wants_keep_alive(request)
+        framing = route.framing if status < 300 else "length"
+        if framing == "chunked":
+            headers["Transfer-Encoding"] = "chunked"
+            if route.content_length is not None:
+                headers["Content-Length"] = str(route.content_length)
+            payload = raw_chunked(body, route.chunk_size)
+        elif framing == "close":
+            headers["Connection"] = "close"
+            payload, keep_open = body, False
+        else:
+            announced = route.content_length if route.content_length is not None else len(body)
+            headers["Content-Length"] = str(announced)
+            payload = body
+        if route.truncate_to is not None and status < 300:
+            payload, keep_open = payload[: route.truncate_to], False
+        reason = _reason(status)
+        head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.items()
+        )
+        conn.sendall(head.encode("latin-1") + b"\r\n")
+        if request.method != "HEAD":
+            conn.sendall(payload)
+        return None if keep_open else CLOSE
+
+
+def _parse(head: bytes, connection: int) -> Request:
+    request_line, *lines = head.decode("latin-1").split("\r\n")
+    method, _, rest = request_line.partition(" ")
+    target = rest.rpartition(" ")[0] or rest
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip()] = value.strip()
+    path = target.split("?", 1)[0]
+    if "://" in path:
+        # An absolute URI: a client using this server as its HTTP proxy.
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    return Request(method, target, path, headers, connection, head)
+
+
+def _wants_keep_alive(request: Request) -> bool:
+    connection = request.headers.get("Connection", "").lower()
+    if request.head.split(b"\r\n", 1)[0].endswith(b"HTTP/1.0"):
+        return connection == "keep-alive"
+    return connection != "close"
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def _wait(event: threading.Event, stopping: threading.Event, timeout: float) -> None:
+    waited = 0.0
+    while waited < timeout and not (event.is_set() or stopping.is_set()):
+        event.wait(0.02)
+        waited += 0.02

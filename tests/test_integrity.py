@@ -1,0 +1,232 @@
+"""Integrity from the input (size, sha256, md5, checksum) and the limits, on every downloader."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from download_pipeline_processor.cli import main
+from download_pipeline_processor.testing import (
+    FileServer,
+    RangeOptions,
+    leftover_files,
+    make_plugin_manager,
+)
+
+from .integrity_support import DOWNLOADER_NAMES, DigestingProcessor, run, sha256, transport_fixture
+
+BODY = b"integrity " * 5000  # 50 000 bytes
+
+
+@pytest.fixture(params=list(DOWNLOADER_NAMES))
+def transport(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Run every test over each transport: pooled, session, fast and curl."""
+    return transport_fixture(request, tmp_path, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FileServer]:
+    """One loopback file server for the module; each test uses its own paths."""
+    with FileServer() as file_server:
+        yield file_server
+
+
+def path() -> str:
+    return f"/{uuid.uuid4().hex}/file.bin"
+
+
+class TestChecksPass:
+    def test_matching_checks_let_the_file_through(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """A body matching size, sha256, md5 and checksum reaches the processor, digest recorded."""
+        route = path()
+        entry = {
+            "url": server.add(route, BODY),
+            "size": len(BODY),
+            "sha256": sha256(BODY).upper(),
+            "md5": hashlib.md5(BODY).hexdigest(),  # noqa: S324 - a checksum, not security
+            "checksum": "sha1:" + hashlib.sha1(BODY).hexdigest(),  # noqa: S324
+        }
+        outcome = run(transport, [entry], tmp_path)
+        assert outcome.exit_code == 0, outcome.failures
+        [(result, file_data)] = outcome.outcomes
+        assert result == sha256(BODY)
+        assert file_data.download.sha256 == sha256(BODY)
+        assert file_data.download.size == len(BODY)
+        assert file_data.download.attempts == 1
+        assert server.request_count(route) == 1
+
+
+MISMATCHES = {
+    "sha256": (
+        {"sha256": "0" * 64},
+        "sha256 mismatch: expected " + "0" * 64 + ", got " + sha256(BODY),
+    ),
+    "md5": ({"md5": "f" * 32}, "md5 mismatch: expected " + "f" * 32 + ", got "),
+    "checksum": ({"checksum": "blake2b:" + "a" * 128}, "blake2b mismatch: expected " + "a" * 128),
+    "size": (
+        {"size": len(BODY) + 1},
+        f"size mismatch: expected {len(BODY) + 1} bytes, got {len(BODY)} bytes",
+    ),
+}
+
+
+class TestMismatch:
+    @pytest.mark.parametrize("check", list(MISMATCHES))
+    def test_a_mismatch_is_retried_then_fails_naming_the_check(
+        self, server: FileServer, transport: str, tmp_path: Path, check: str
+    ) -> None:
+        """A wrong body is retried, then fails at download naming check, expected and actual."""
+        fields, message = MISMATCHES[check]
+        route = path()
+        outcome = run(
+            transport, [{"url": server.add(route, BODY), **fields}], tmp_path, max_retries=2
+        )
+        assert outcome.exit_code == 1
+        [failed] = outcome.failures
+        assert failed.error is not None
+        assert failed.error.stage == "download"
+        assert message in str(failed.error.error)
+        assert server.request_count(route) == 3
+        assert failed.download.attempts == 3
+        assert DigestingProcessor.seen == []
+        assert leftover_files(tmp_path / "cache") == []
+
+    def test_a_mismatch_then_the_right_body_succeeds(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """A corrupt first answer and a right second one: the file passes on the retry."""
+        route = path()
+        url = server.add(
+            route, BODY, range_options=RangeOptions(ranges=False, bodies=(b"x" * len(BODY), BODY))
+        )
+        outcome = run(transport, [{"url": url, "sha256": sha256(BODY)}], tmp_path)
+        assert outcome.exit_code == 0, outcome.failures
+        assert outcome.results == [sha256(BODY)]
+        assert server.request_count(route) == 2
+
+
+def invoke(args: list[str]) -> Any:
+    return CliRunner().invoke(
+        main, args, obj={"plugin_manager": make_plugin_manager()}, catch_exceptions=False
+    )
+
+
+BAD_VALUES = [
+    ({"sha256": "abc"}, "field 'sha256' must be 64 hex digits"),
+    ({"sha256": "g" * 64}, "field 'sha256' must be 64 hex digits"),
+    ({"md5": 12}, "field 'md5' must be a string of hex digits"),
+    ({"checksum": "nosuch:00"}, "field 'checksum' unknown checksum algorithm 'nosuch'"),
+    ({"checksum": "shake_128:00"}, "has no fixed digest length"),
+    ({"checksum": "sha1"}, "field 'checksum' must be \"ALGORITHM:HEX\""),
+    ({"checksum": "sha1:abcd"}, "must be 40 hex digits for sha1"),
+    ({"size": -1}, "field 'size' must be a non-negative integer"),
+    ({"size": "12"}, "field 'size' must be a non-negative integer"),
+    ({"size": True}, "field 'size' must be a non-negative integer"),
+]
+
+
+class TestBadInputValues:
+    @pytest.mark.parametrize(("fields", "message"), BAD_VALUES)
+    def test_bad_check_values_are_exit_2_before_any_request(
+        self,
+        server: FileServer,
+        tmp_path: Path,
+        fields: dict[str, Any],
+        message: str,
+    ) -> None:
+        """A malformed size or digest: one line naming entry and field, exit 2, no request."""
+        route = path()
+        listing = tmp_path / "files.json"
+        good = {"url": server.add(route, BODY)}
+        listing.write_text(json.dumps([good, {"url": server.url(route), **fields}]))
+        result = invoke(["--files", str(listing), "--download-cache", str(tmp_path / "cache")])
+        assert result.exit_code == 2
+        assert f"{listing}: entry 1: " in result.output
+        assert message in result.output
+        assert "Traceback" not in result.output
+        assert server.request_count(route) == 0
+
+
+class TestMaxFileSize:
+    def test_a_file_announced_larger_fails_at_once(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """A Content-Length past --max-file-size fails without writing the body, not retried."""
+        route = path()
+        outcome = run(transport, [{"url": server.add(route, BODY)}], tmp_path, max_file_size=1000)
+        assert outcome.exit_code == 1
+        [failed] = outcome.failures
+        assert failed.error is not None
+        assert f"file too large: {len(BODY)} bytes announced, --max-file-size is 1000 bytes" in str(
+            failed.error.error
+        )
+        assert server.request_count(route) == 1
+        assert DigestingProcessor.seen == []
+
+    def test_an_entry_announcing_a_larger_size_is_never_requested(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """An entry whose size is past --max-file-size fails with no request at all."""
+        route = path()
+        entry = {"url": server.add(route, BODY), "size": len(BODY)}
+        outcome = run(transport, [entry], tmp_path, max_file_size=1000)
+        assert outcome.exit_code == 1
+        [failed] = outcome.failures
+        assert failed.error is not None
+        assert "file too large" in str(failed.error.error)
+        assert server.request_count(route) == 0
+
+    def test_a_body_growing_past_the_limit_is_cut_off(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """A chunked body (no length) past --max-file-size is cut off and fails, not retried."""
+        route = path()
+        url = server.add(route, BODY, range_options=RangeOptions(ranges=False, chunked=True))
+        outcome = run(transport, [{"url": url}], tmp_path, max_file_size=20_000)
+        assert outcome.exit_code == 1
+        [failed] = outcome.failures
+        assert failed.error is not None
+        assert "file too large: cut off past --max-file-size of 20000 bytes" in str(
+            failed.error.error
+        )
+        assert server.request_count(route) == 1
+        assert leftover_files(tmp_path / "cache") == []
+
+    def test_a_file_at_the_limit_passes(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """A body exactly --max-file-size long is accepted."""
+        outcome = run(
+            transport, [{"url": server.add(path(), BODY)}], tmp_path, max_file_size=len(BODY)
+        )
+        assert outcome.exit_code == 0, outcome.failures
+
+
+class TestFileTimeout:
+    def test_a_dripping_server_fails_the_attempt_at_the_deadline(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """A body dripping a byte per 0.2 s fails each attempt at --file-timeout, then the file."""
+        route = path()
+        url = server.add(route, b"d" * 200, range_options=RangeOptions(ranges=False, drip=0.2))
+        outcome = run(
+            transport, [{"url": url}], tmp_path, file_timeout=0.7, timeout=3.0, max_retries=1
+        )
+        assert outcome.exit_code == 1
+        [failed] = outcome.failures
+        assert failed.error is not None
+        assert failed.error.stage == "download"
+        assert "file timeout: attempt took longer than 0.7 s" in str(failed.error.error)
+        assert server.request_count(route) == 2
+        assert failed.download.attempts == 2

@@ -1,0 +1,219 @@
+"""Tests for testing.py's FileServer: files, scripted answers, and what it saw, over raw sockets."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from download_pipeline_processor.testing import (
+    CLOSE,
+    RECEIVE,
+    RESET,
+    Answer,
+    FileServer,
+    Pause,
+    Wait,
+    raw_chunked,
+    raw_ok,
+)
+
+
+def connect(server: FileServer) -> socket.socket:
+    """A client connection to ``server`` with a bound on every wait."""
+    return socket.create_connection(("127.0.0.1", server.port), timeout=5)
+
+
+def get(path: str, *headers: str) -> bytes:
+    """The bytes of a GET for ``path``."""
+    lines = "".join(f"{line}\r\n" for line in headers)
+    return f"GET {path} HTTP/1.1\r\nHost: test\r\n{lines}\r\n".encode()
+
+
+def read_to_close(sock: socket.socket) -> bytes:
+    """Everything the server sends until it hangs up."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def fetch(server: FileServer, path: str) -> http.client.HTTPResponse:
+    """A GET through http.client, which reads each framing the standard way."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    connection.request("GET", path)
+    return connection.getresponse()
+
+
+class TestFiles:
+    """add() serves a body the way a well-behaved server does, in the framing asked for."""
+
+    def test_chunked(self, file_server: FileServer) -> None:
+        """framing="chunked" sends the body in chunks of chunk_size, no Content-Length."""
+        file_server.add("/c", b"x" * 100, framing="chunked", chunk_size=30)
+        with connect(file_server) as sock:
+            sock.sendall(get("/c", "Connection: close"))
+            answer = read_to_close(sock)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"Transfer-Encoding: chunked" in head
+        assert b"Content-Length" not in head
+        assert body == raw_chunked(b"x" * 100, 30)
+
+    def test_close_delimited(self, file_server: FileServer) -> None:
+        """framing="close" sends no length and ends the body with the connection."""
+        file_server.add("/c", b"to the close", framing="close")
+        response = fetch(file_server, "/c")
+        assert response.getheader("Content-Length") is None
+        assert response.read() == b"to the close"
+
+    def test_content_length_override(self, file_server: FileServer) -> None:
+        """content_length is sent as given, beside chunks when the framing is chunked."""
+        file_server.add("/c", b"abc", framing="chunked", content_length="ten")
+        with connect(file_server) as sock:
+            sock.sendall(get("/c", "Connection: close"))
+            head = read_to_close(sock).partition(b"\r\n\r\n")[0].split(b"\r\n")
+        assert b"Content-Length: ten" in head
+        assert b"Transfer-Encoding: chunked" in head
+
+    def test_statuses_in_turn(self, file_server: FileServer) -> None:
+        """statuses are used one per request, the last one repeating."""
+        file_server.add("/s", b"ok", statuses=(503, 200))
+        assert [fetch(file_server, "/s").status for _ in range(3)] == [503, 200, 200]
+
+
+class TestScripts:
+    """script() writes answers byte for byte, step by step."""
+
+    def test_answers_in_turn_and_star(self, file_server: FileServer) -> None:
+        """A path's answers go in turn; "*" answers every other path, counted together."""
+        file_server.script("/a", raw_ok(b"a1"), raw_ok(b"a2"))
+        file_server.script("*", raw_ok(b"any1"), raw_ok(b"any2"))
+        bodies = [fetch(file_server, path).read() for path in ("/a", "/x", "/a", "/y", "/a")]
+        assert bodies == [b"a1", b"any1", b"a2", b"any2", b"a2"]
+
+    def test_kept_connection_then_close(self, file_server: FileServer) -> None:
+        """Without CLOSE the connection carries the next request; CLOSE then hangs up."""
+        file_server.script("/k", raw_ok(b"one"))
+        file_server.script("/c", Answer(raw_ok(b"two"), CLOSE))
+        with connect(file_server) as sock:
+            sock.sendall(get("/k"))
+            assert sock.recv(65536) == raw_ok(b"one")
+            sock.sendall(get("/c"))
+            assert read_to_close(sock) == raw_ok(b"two")
+        assert [request.connection for request in file_server.requests] == [1, 1]
+
+    def test_reset(self, file_server: FileServer) -> None:
+        """RESET aborts the connection: the client's next read fails instead of ending."""
+        file_server.script("/r", Answer(b"HTTP/1.1 200 OK\r\n", Pause(0.05), RESET))
+        with connect(file_server) as sock:
+            sock.sendall(get("/r"))
+            with pytest.raises(ConnectionResetError):
+                read_to_close(sock)
+
+    def test_wait_for_release_and_generator(self, file_server: FileServer) -> None:
+        """Wait() holds the answer until server.release; a generator's pieces follow."""
+        arrived = threading.Event()
+        pieces = (piece for piece in (b"b" * 3, b"c" * 3))
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\naaa"
+        file_server.script("/w", Answer(head, arrived.set, Wait(), pieces, CLOSE))
+        with connect(file_server) as sock:
+            sock.sendall(get("/w"))
+            assert arrived.wait(5)
+            assert file_server.in_flight == 1
+            file_server.release.set()
+            assert read_to_close(sock).endswith(b"aaabbbccc")
+
+    def test_script_connections(self, file_server: FileServer) -> None:
+        """A connection script plays before any request: RECEIVE reads, CLOSE hangs up."""
+        received = threading.Event()
+        file_server.script_connections(Answer(RECEIVE, received.set, CLOSE), b"hello ")
+        file_server.script("/after", Answer(raw_ok(b"x"), CLOSE))
+        with connect(file_server) as sock:
+            sock.sendall(b"\x16\x03\x01 a ClientHello")
+            assert read_to_close(sock) == b""
+        assert received.is_set()
+        with connect(file_server) as sock:
+            sock.sendall(get("/after"))
+            assert read_to_close(sock) == b"hello " + raw_ok(b"x")
+        assert file_server.request_count() == 1
+
+
+class TestObservations:
+    """What the server saw: requests, their connections, concurrency, hang-ups."""
+
+    def test_request_record(self, file_server: FileServer) -> None:
+        """Each request keeps its method, target, path, headers, connection and raw head."""
+        file_server.add("/f", b"x")
+        with connect(file_server) as sock:
+            sock.sendall(get("/f?token=1", "X-Test: yes", "Connection: close"))
+            read_to_close(sock)
+        (request,) = file_server.requests
+        assert (request.method, request.target, request.path) == ("GET", "/f?token=1", "/f")
+        assert request.headers["X-Test"] == "yes"
+        assert request.connection == 1
+        assert request.head.startswith(b"GET /f?token=1 HTTP/1.1\r\n")
+        assert file_server.request_log == [("GET", "/f?token=1", request.headers)]
+
+    def test_most_in_flight(self, file_server: FileServer) -> None:
+        """Requests held at once are counted, in all and per Host header."""
+        arrived = threading.Semaphore(0)
+        file_server.script("/held", Answer(arrived.release, Wait(), raw_ok(b"x"), CLOSE))
+        sockets = [connect(file_server) for _ in range(3)]
+        try:
+            for sock in sockets:
+                sock.sendall(get("/held"))
+            for _ in sockets:
+                assert arrived.acquire(timeout=5)
+            file_server.release.set()
+            for sock in sockets:
+                assert read_to_close(sock) == raw_ok(b"x")
+        finally:
+            for sock in sockets:
+                sock.close()
+        assert file_server.most_in_flight == 3
+        assert file_server.most_in_flight_for("test") == 3
+        assert file_server.most_in_flight_for("elsewhere") == 0
+        assert file_server.connections == 3
+
+    def test_closed_by_client(self, file_server: FileServer) -> None:
+        """A connection the client hangs up between requests is counted as such."""
+        file_server.script("/f", raw_ok(b"x"))
+        with connect(file_server) as sock:
+            sock.sendall(get("/f"))
+            sock.recv(65536)
+        for _ in range(250):
+            if file_server.closed_by_client:
+                break
+            threading.Event().wait(0.02)
+        assert file_server.closed_by_client == 1
+
+
+@pytest.fixture
+def stopped_server() -> Iterator[FileServer]:
+    """A started server the test stops itself (stopping twice is harmless)."""
+    server = FileServer().start()
+    yield server
+    server.stop()
+
+
+class TestStop:
+    """stop() ends everything at once: the listener, kept connections, held answers."""
+
+    def test_stop_hangs_up(self, stopped_server: FileServer) -> None:
+        """A kept connection and a held answer both end when the server stops."""
+        stopped_server.script("/f", raw_ok(b"x"))
+        arrived = threading.Event()
+        stopped_server.script("/held", Answer(arrived.set, Wait(), raw_ok(b"late")))
+        with connect(stopped_server) as kept, connect(stopped_server) as held:
+            kept.sendall(get("/f"))
+            kept.recv(65536)
+            held.sendall(get("/held"))
+            assert arrived.wait(5)
+            stopped_server.stop()
+            assert read_to_close(kept) == b""
+            assert read_to_close(held) == b""
+        with pytest.raises(ConnectionRefusedError):
+            connect(stopped_server)
