@@ -117,6 +117,10 @@ class TestRerun:
         }
         assert rows["late0"]["stage"] == "download"
         assert "404" in rows["late0"]["reason"]
+        # What the download stage learnt reaches the row.
+        ok = rows["ok3"]
+        assert (ok["http_status"], ok["attempts"], ok["bytes"]) == (200, 1, 3)
+        assert ok["download_seconds"] is not None
 
         before = len(file_server.request_log)
         second = invoke(run_args(listing, journal, tmp_path / "2.jsonl", tmp_path / "c"))
