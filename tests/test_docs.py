@@ -187,3 +187,31 @@ class TestGuideExample:
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "2 passed" in proc.stdout
+
+
+#: A test named in a doc: ``tests/test_x.py::TestClass::test_name``.
+TEST_REFERENCE = re.compile(r"`((?:tests|plugins/[\w-]+/tests)/[\w/]+\.py)::(\w+)::(\w+)")
+REFERENCING_DOCS = ["security.md", "reliability.md", "journal.md"]
+
+
+class TestNamedTests:
+    """The docs that name the test behind each guarantee name tests that exist."""
+
+    @pytest.mark.parametrize("doc", REFERENCING_DOCS)
+    def test_every_named_test_exists(self, doc: str) -> None:
+        """Each `path::Class::test` in the doc is a test method of that class in that file."""
+        path = GUIDE.parent / doc
+        if not path.exists():
+            pytest.skip(f"docs/{doc} is not written yet")
+        references = TEST_REFERENCE.findall(path.read_text(encoding="utf-8"))
+        if doc == "security.md":
+            assert len(references) >= 20
+        missing = []
+        for relative, class_name, test_name in references:
+            source = (GUIDE.parents[1] / relative).read_text(encoding="utf-8")
+            body = re.split(rf"^class {class_name}\b", source, flags=re.MULTILINE)
+            if len(body) < 2 or not re.search(
+                rf"^    def {test_name}\(", body[1].split("\nclass ", 1)[0], re.MULTILINE
+            ):
+                missing.append(f"{relative}::{class_name}::{test_name}")
+        assert missing == []

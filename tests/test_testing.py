@@ -16,6 +16,7 @@ from download_pipeline_processor.testing import (
     Answer,
     FileServer,
     Pause,
+    RangeOptions,
     Wait,
     raw_chunked,
     raw_ok,
@@ -41,10 +42,12 @@ def read_to_close(sock: socket.socket) -> bytes:
     return data
 
 
-def fetch(server: FileServer, path: str) -> http.client.HTTPResponse:
+def fetch(server: FileServer, path: str, **headers: str) -> http.client.HTTPResponse:
     """A GET through http.client, which reads each framing the standard way."""
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    connection.request("GET", path)
+    # Keyword names stand for header names: If_Range is If-Range.
+    fields = {name.replace("_", "-"): value for name, value in headers.items()}
+    connection.request("GET", path, headers=fields)
     return connection.getresponse()
 
 
@@ -82,6 +85,122 @@ class TestFiles:
         """statuses are used one per request, the last one repeating."""
         file_server.add("/s", b"ok", statuses=(503, 200))
         assert [fetch(file_server, "/s").status for _ in range(3)] == [503, 200, 200]
+
+
+BODY = bytes(range(100))
+ETAG = '"v1"'
+LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
+
+
+class TestRanges:
+    """range_options answers byte ranges, and cuts, drips or chunks a file's body."""
+
+    def test_a_range_is_answered_206_with_the_rest(self, file_server: FileServer) -> None:
+        """Range: bytes=N- gets a 206 with the bytes from N, a Content-Range and their length."""
+        file_server.add("/r", BODY, range_options=RangeOptions(etags=(ETAG,)))
+        response = fetch(file_server, "/r", Range="bytes=30-")
+        assert response.status == 206
+        assert response.getheader("Content-Range") == "bytes 30-99/100"
+        assert response.getheader("Content-Length") == "70"
+        assert response.getheader("Accept-Ranges") == "bytes"
+        assert response.getheader("ETag") == ETAG
+        assert response.read() == BODY[30:]
+
+    @pytest.mark.parametrize(
+        ("options", "validator", "status"),
+        [
+            (RangeOptions(etags=(ETAG,)), ETAG, 206),
+            (RangeOptions(etags=(ETAG,)), '"v0"', 200),
+            (RangeOptions(last_modified=LAST_MODIFIED), LAST_MODIFIED, 206),
+            (RangeOptions(last_modified=LAST_MODIFIED), "Tue, 20 Oct 2015 07:28:00 GMT", 200),
+        ],
+        ids=["etag-match", "etag-mismatch", "date-match", "date-mismatch"],
+    )
+    def test_if_range(
+        self, file_server: FileServer, options: RangeOptions, validator: str, status: int
+    ) -> None:
+        """An If-Range matching the ETag or Last-Modified gets the range; any other, all of it."""
+        file_server.add("/r", BODY, range_options=options)
+        response = fetch(file_server, "/r", Range="bytes=30-", If_Range=validator)
+        assert response.status == status
+        assert response.read() == (BODY[30:] if status == 206 else BODY)
+
+    def test_without_ranges_a_range_is_ignored(self, file_server: FileServer) -> None:
+        """ranges=False answers a Range with 200 and the whole body, no Accept-Ranges."""
+        file_server.add("/r", BODY, range_options=RangeOptions(ranges=False))
+        response = fetch(file_server, "/r", Range="bytes=30-")
+        assert response.status == 200
+        assert response.getheader("Accept-Ranges") is None
+        assert response.read() == BODY
+
+    def test_bodies_and_etags_in_turn(self, file_server: FileServer) -> None:
+        """bodies and etags are used one per request, the last one repeating."""
+        options = RangeOptions(bodies=(b"old", b"new"), etags=('"1"', '"2"'))
+        file_server.add("/r", b"unused", range_options=options)
+        answers = [fetch(file_server, "/r") for _ in range(3)]
+        assert [(a.getheader("ETag"), a.read()) for a in answers] == [
+            ('"1"', b"old"),
+            ('"2"', b"new"),
+            ('"2"', b"new"),
+        ]
+
+    def test_cut_on_the_first_request_only(self, file_server: FileServer) -> None:
+        """The first answer announces the whole length, sends cut_after bytes and hangs up."""
+        file_server.add("/r", BODY, range_options=RangeOptions(cut_after=10))
+        with connect(file_server) as sock:
+            sock.sendall(get("/r"))
+            head, _, body = read_to_close(sock).partition(b"\r\n\r\n")
+        assert b"Content-Length: 100" in head.split(b"\r\n")
+        assert body == BODY[:10]
+        assert fetch(file_server, "/r").read() == BODY
+
+    def test_cut_requests(self, file_server: FileServer) -> None:
+        """cut_requests=2 cuts the first two answers, each after cut_after bytes of its body."""
+        file_server.add("/r", BODY, range_options=RangeOptions(cut_after=10, cut_requests=2))
+        bodies = []
+        for range_header in ((), ("Range: bytes=10-",)):
+            with connect(file_server) as sock:
+                sock.sendall(get("/r", *range_header))
+                bodies.append(read_to_close(sock).partition(b"\r\n\r\n")[2])
+        assert bodies == [BODY[:10], BODY[10:20]]
+        assert fetch(file_server, "/r", Range="bytes=20-").read() == BODY[20:]
+
+    def test_drip(self, file_server: FileServer) -> None:
+        """drip sends the head at once, then the body a byte per write, drip seconds apart."""
+        file_server.add("/r", b"abc", range_options=RangeOptions(ranges=False, drip=0.1))
+        with connect(file_server) as sock:
+            sock.sendall(get("/r", "Connection: close"))
+            reads = []
+            while piece := sock.recv(65536):
+                reads.append(piece)
+        assert reads[0].endswith(b"\r\n\r\n")  # the head comes before any byte of body
+        assert b"".join(reads[1:]) == b"abc"
+        # Three writes 0.1 s apart; a busy machine may still merge two reads, not all three.
+        assert len(reads) >= 3
+
+    def test_chunked(self, file_server: FileServer) -> None:
+        """chunked sends the body in the chunked framing, with no Content-Length."""
+        file_server.add("/r", BODY, range_options=RangeOptions(ranges=False, chunked=True))
+        with connect(file_server) as sock:
+            sock.sendall(get("/r", "Connection: close"))
+            head, _, body = read_to_close(sock).partition(b"\r\n\r\n")
+        assert b"Transfer-Encoding: chunked" in head.split(b"\r\n")
+        assert b"Content-Length" not in head
+        assert body == raw_chunked(BODY)
+
+    def test_chunked_and_cut(self, file_server: FileServer) -> None:
+        """A cut chunked body ends after cut_after bytes of body, without the last chunk."""
+        file_server.add("/r", BODY, range_options=RangeOptions(cut_after=10, chunked=True))
+        with connect(file_server) as sock:
+            sock.sendall(get("/r"))
+            body = read_to_close(sock).partition(b"\r\n\r\n")[2]
+        assert body == raw_chunked(BODY[:10]).removesuffix(b"0\r\n\r\n")
+
+    def test_an_error_status_stays_an_error(self, file_server: FileServer) -> None:
+        """Range options shape the 200 answers only: a scripted 503 is answered as such."""
+        file_server.add("/r", BODY, statuses=(503, 200), range_options=RangeOptions())
+        assert fetch(file_server, "/r", Range="bytes=30-").status == 503
+        assert fetch(file_server, "/r", Range="bytes=30-").status == 206
 
 
 class TestScripts:

@@ -94,8 +94,52 @@ def raw_ok(body: bytes, *header_lines: str) -> bytes:
 
 def raw_chunked(body: bytes, piece: int = 64 * 1024) -> bytes:
     """``body`` in the chunked transfer coding, ``piece`` bytes a chunk, with the last chunk."""
-    pieces = [body[at : at + piece] for at in range(0, len(body), piece)]
-    return b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in pieces) + b"0\r\n\r\n"
+    return b"".join(_chunks(body, piece)) + _LAST_CHUNK
+
+
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+def _chunks(body: bytes, piece: int) -> list[bytes]:
+    """``body`` as chunks of the chunked transfer coding, ``piece`` bytes each, no last chunk."""
+    return [b"%x\r\n%s\r\n" % (len(part), part) for part in _split(body, piece)]
+
+
+def _split(body: bytes, piece: int) -> list[bytes]:
+    return [body[at : at + piece] for at in range(0, len(body), piece)]
+
+
+@dataclass(frozen=True)
+class RangeOptions:
+    """How a :class:`Route` answers range requests, and breaks or slows its body.
+
+    For resume and time-limit tests.  They shape the route's ``200`` answers
+    only (a scripted error status stays an error).
+
+    With ``ranges``, the answer says ``Accept-Ranges: bytes`` and a
+    ``Range: bytes=N-`` (N inside the body) is answered ``206`` with the rest
+    of the body and a Content-Range, unless an ``If-Range`` matches neither
+    the answer's ETag nor its Last-Modified: the file changed, so ``200``
+    with the whole body.  Any other Range is answered ``200``, whole.
+    Without ``ranges``, a Range is ignored.
+
+    ``bodies`` and ``etags`` are used one per request, the last one
+    repeating (a file that changes between attempts); no ``bodies``: the
+    route's body; no ``etags``: no ETag.  ``last_modified`` is sent as the
+    Last-Modified of every answer.  The first ``cut_requests`` answers stop
+    after ``cut_after`` bytes of body and hang up.  ``drip`` sends the body a
+    byte at a time, that many seconds apart.  ``chunked`` sends it in the
+    chunked framing (no Content-Length), whatever the route's ``framing``.
+    """
+
+    ranges: bool = True
+    bodies: Sequence[bytes] = ()
+    etags: Sequence[str] = ()
+    last_modified: str | None = None
+    cut_after: int | None = None
+    cut_requests: int = 1
+    drip: float = 0.0
+    chunked: bool = False
 
 
 @dataclass
@@ -109,7 +153,8 @@ class Route:
     ends with the body).  ``content_length`` is sent as the Content-Length
     instead of the real length (beside the chunks, with ``"chunked"``).
     ``truncate_to`` announces the full length but sends only that many bytes
-    and hangs up.  ``delay`` waits before answering.
+    and hangs up.  ``delay`` waits before answering.  ``range_options``
+    answers byte ranges and cuts or slows the body (see :class:`RangeOptions`).
     """
 
     body: bytes = b""
@@ -121,6 +166,7 @@ class Route:
     framing: Literal["length", "chunked", "close"] = "length"
     content_length: int | str | None = None
     chunk_size: int = 64 * 1024
+    range_options: RangeOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +216,6 @@ class LoopbackServer:
         self._open: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self._accepting = threading.Thread(target=self._accept, name="dpp-test-server", daemon=True)
-
 
     def start(self) -> None:
         self._accepting.start()
@@ -345,36 +390,95 @@ class LoopbackServer:
         status = route.statuses[min(seen, len(route.statuses) - 1)]
         headers = dict(route.headers)
         body = route.body
+        # Range options shape the file's answers only: a scripted error stays an error.
+        ranging = route.range_options if status == 200 else None
+        if ranging is not None:
+            status, body = _ranged(ranging, request, seen, body, headers)
         if route.redirect_to is not None and 300 <= status < 400:
             headers["Location"] = route.redirect_to
             body = b""
         elif status >= 400:
             body = b"error" if route is not _NOT_FOUND else route.body
         headers.setdefault("Content-Type", "application/octet-stream")
-        keep_open = _wants_keep_alive(request)
         framing = route.framing if status < 300 else "length"
-        if framing == "chunked":
-            headers["Transfer-Encoding"] = "chunked"
-            if route.content_length is not None:
-                headers["Content-Length"] = str(route.content_length)
-            payload = raw_chunked(body, route.chunk_size)
-        elif framing == "close":
-            headers["Connection"] = "close"
-            payload, keep_open = body, False
-        else:
-            announced = route.content_length if route.content_length is not None else len(body)
-            headers["Content-Length"] = str(announced)
-            payload = body
+        cut_after, drip = None, 0.0
+        if ranging is not None:
+            framing = "chunked" if ranging.chunked else framing
+            cut_after = ranging.cut_after if seen < ranging.cut_requests else None
+            drip = ranging.drip
+        writes, hang_up = _framed(route, framing, body, headers, cut_after=cut_after, drip=drip)
         if route.truncate_to is not None and status < 300:
-            payload, keep_open = payload[: route.truncate_to], False
-        reason = _reason(status)
-        head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(
+            writes, hang_up = [b"".join(writes)[: route.truncate_to]], True
+        head = f"HTTP/1.1 {status} {_reason(status)}\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in headers.items()
         )
-        conn.sendall(head.encode("latin-1") + b"\r\n")
+        steps: list[Step] = [head.encode("latin-1") + b"\r\n"]
         if request.method != "HEAD":
-            conn.sendall(payload)
-        return None if keep_open else CLOSE
+            if drip:
+                steps += [step for write in writes for step in (Pause(drip), write)]
+            else:
+                steps.append(b"".join(writes))
+        if hang_up or not _wants_keep_alive(request):
+            steps.append(CLOSE)
+        return self._play(conn, Answer(*steps))
+
+
+def _framed(
+    route: Route,
+    framing: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    cut_after: int | None,
+    drip: float,
+) -> tuple[list[bytes], bool]:
+    """``body`` as writes in ``framing`` (a byte each when dripped); ``headers`` get the framing's.
+
+    The flag is true when the connection ends with the body: it is
+    close-delimited, or cut after ``cut_after`` bytes.
+    """
+    sent = body if cut_after is None else body[:cut_after]
+    if framing == "chunked":
+        headers["Transfer-Encoding"] = "chunked"
+        if route.content_length is not None:
+            headers["Content-Length"] = str(route.content_length)
+        # Dripped, each byte is a chunk of its own, which the client can use at once.
+        writes = _chunks(sent, 1 if drip else route.chunk_size)
+        if cut_after is not None:
+            return writes, True
+        return [*writes, _LAST_CHUNK], False
+    if framing == "close":
+        headers["Connection"] = "close"
+    else:
+        announced = route.content_length if route.content_length is not None else len(body)
+        headers["Content-Length"] = str(announced)
+    writes = _split(sent, 1) if drip else [sent]
+    return writes, framing == "close" or cut_after is not None
+
+
+def _ranged(
+    options: RangeOptions, request: Request, seen: int, body: bytes, headers: dict[str, str]
+) -> tuple[int, bytes]:
+    """The status and body of the ``seen``-th answer under ``options``; ``headers`` get its own."""
+    body = options.bodies[min(seen, len(options.bodies) - 1)] if options.bodies else body
+    etag = options.etags[min(seen, len(options.etags) - 1)] if options.etags else None
+    if etag is not None:
+        headers["ETag"] = etag
+    if options.last_modified is not None:
+        headers["Last-Modified"] = options.last_modified
+    if not options.ranges:
+        return 200, body
+    headers["Accept-Ranges"] = "bytes"
+    validator = request.headers.get("If-Range")
+    if validator and validator not in (etag, options.last_modified):
+        return 200, body  # the file changed since the client's copy: all of it
+    asked = request.headers.get("Range", "")
+    first = asked[len("bytes=") : -1] if asked.startswith("bytes=") and asked.endswith("-") else ""
+    if not first.isdigit() or int(first) >= len(body):
+        return 200, body
+    start = int(first)
+    headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+    return 206, body[start:]
 
 
 def _parse(head: bytes, connection: int) -> Request:

@@ -29,6 +29,7 @@ from ._loopback import (
     Answer,
     LoopbackServer,
     Pause,
+    RangeOptions,
     Request,
     Route,
     Wait,
@@ -51,6 +52,7 @@ __all__ = [
     "FileServer",
     "Pause",
     "PipelineOutcome",
+    "RangeOptions",
     "Request",
     "Route",
     "Wait",
@@ -74,7 +76,9 @@ class FileServer:
             url = server.add("/b", b"x" * 100, statuses=(503, 200))  # fails once
             url = server.add("/c", b"x" * 100, truncate_to=10)       # cut short
             url = server.add("/d", b"x" * 100, framing="chunked")    # in chunks
-            url = server.script("/e", Answer(raw_ok(b"hi"), Pause(0.1), b"stray", CLOSE))
+            url = server.add("/e", b"x" * 100, range_options=RangeOptions(cut_after=10))
+            # ^ cut after 10 bytes once, then a "Range: bytes=10-" gets a 206
+            url = server.script("/f", Answer(raw_ok(b"hi"), Pause(0.1), b"stray", CLOSE))
 
     Each connection is served on its own thread; a connection stays open
     between requests unless the client or the answer ends it.  It also
@@ -140,6 +144,7 @@ class FileServer:
         framing: Literal["length", "chunked", "close"] = "length",
         content_length: int | str | None = None,
         chunk_size: int = 64 * 1024,
+        range_options: RangeOptions | None = None,
     ) -> str:
         """Serve ``body`` at ``path`` (see :class:`Route`) and return its URL."""
         path = _route_path(path)
@@ -153,6 +158,7 @@ class FileServer:
             framing,
             content_length,
             chunk_size,
+            range_options,
         )
         return self.url(path)
 
