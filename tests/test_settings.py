@@ -76,10 +76,13 @@ def non_default_value(setting: dataclasses.Field[Any], tmp_path: Path) -> tuple[
     if option.parse is not None:
         # A size ("3K"), or seconds given as a float.
         return ([option.flag, "2.5"], 2.5) if option.parse is float else ([option.flag, "3K"], 3072)
-    if option.directory:
-        return [option.flag, str(tmp_path / "elsewhere")], tmp_path / "elsewhere"
+    if option.directory or option.file:
+        path = tmp_path / ("elsewhere" if option.directory else "a.file")
+        return [option.flag, str(path)], path
     if isinstance(default, bool):
-        return [option.flag], True
+        # --skip-failed means nothing (and is refused) without a journal.
+        needs = ["--journal", str(tmp_path / "j.db")] if setting.name == "skip_failed" else []
+        return [option.flag, *needs], True
     if isinstance(default, (int, float)):
         return [option.flag, str(default + 2)], default + 2
     if setting.name == "downloader":

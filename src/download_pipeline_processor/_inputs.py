@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from ._integrity import check_fields
 from ._json_stream import iter_json_array
@@ -104,17 +104,29 @@ class CheckedEntries(Iterator[FileData]):
         self._entries = iter(entries)
         #: How many entries there are in all, known from the checking pass.
         self.count = count
-        #: How many have been taken so far.
+        #: How many have been read so far, skipped ones included.
         self.taken = 0
+        self._skip: Callable[[FileData], bool] | None = None
+
+    def skipping(self, skip: Callable[[FileData], bool]) -> CheckedEntries:
+        """Leave out the entries ``skip`` says are done (the journal's); returns ``self``.
+
+        A skipped entry counts as read: it is not among the :attr:`remaining`
+        ones a stop reports as not started.
+        """
+        self._skip = skip
+        return self
 
     def __next__(self) -> FileData:
-        file_data = to_file_data(next(self._entries))
-        self.taken += 1
-        return file_data
+        while True:
+            file_data = to_file_data(next(self._entries))
+            self.taken += 1
+            if self._skip is None or not self._skip(file_data):
+                return file_data
 
     @property
     def remaining(self) -> int:
-        """Entries not taken yet, without reading them."""
+        """Entries not read yet, without reading them."""
         return self.count - self.taken
 
 

@@ -86,6 +86,8 @@ def _click_option(setting: dataclasses.Field[Any]) -> Callable[[F], F]:
         extra["type"] = ParsedType(option.parse, minimum, option.unit)
     elif option.directory:
         extra["type"] = click.Path(path_type=Path, file_okay=False)
+    elif option.file:
+        extra["type"] = click.Path(path_type=Path, dir_okay=False)
     elif isinstance(default, bool):
         extra["is_flag"] = True
     elif isinstance(default, int):
@@ -351,6 +353,13 @@ def main(ctx: click.Context, /, **params: Any) -> None:
 
 def _run(ctx: click.Context, params: dict[str, Any]) -> int:
     settings = settings_from_params(params)
+    if settings.skip_failed and settings.journal is None:
+        raise UsageError("--skip-failed needs --journal: only a journal knows what failed")
+    if settings.journal is not None:
+        # A second run on a journal says so at once, not after checking a long input.
+        from ._journal import check_not_busy
+
+        check_not_busy(settings.journal)
 
     def registry() -> PluginRegistry:
         # Made once the input is checked: its error is the one line a user must see.
@@ -393,6 +402,26 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(listing, indent=2))
     else:
         click.echo(format_plugins(listing))
+
+
+@main.command("journal")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+def journal_command(path: Path, as_json: bool) -> None:
+    """Show a journal (--journal PATH): counts by status, failures grouped by reason.
+
+    Reads only: it can look at the journal of a run still going.
+    """
+    from ._journal_report import describe_journal, format_journal
+
+    try:
+        description = describe_journal(path)
+    except UsageError as exc:
+        raise CliUsageError(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(description, indent=2))
+    else:
+        click.echo(format_journal(description))
 
 
 __all__ = ["LOAD_PLUGINS_ENV", "main"]

@@ -25,6 +25,14 @@ class InputError(UsageError):
     """The file list is missing, malformed, or holds an invalid entry."""
 
 
+class JournalError(UsageError):
+    """The journal cannot be used: not a journal, unreadable, or of a newer schema."""
+
+
+class JournalBusyError(JournalError):
+    """Another run holds the journal."""
+
+
 class PluginError(UsageError):
     """A plugin cannot be selected or built."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._inputs import FileListSource
 from ._registry import PluginRegistry
@@ -27,6 +27,9 @@ from .plan import (
 from .plugins import PipelinePluginManager, create_plugin_manager
 from .settings import PipelineSettings
 from .summary import RunSummary
+
+if TYPE_CHECKING:
+    from ._journal import Journal
 
 __all__ = ["PostProcessorSpec", "ProcessingPipeline", "ProcessorSpec", "build_plugin"]
 
@@ -133,21 +136,48 @@ class ProcessingPipeline:
         entries = plan.checked_entries(files)
         # The plan's input is read by this run; the next one needs its own.
         self.plan = replace(plan, entries=None)
-        processors = plan.build_processors()
+        journal = self._open_journal()
         try:
-            self.post_processors = plan.build_post_processors()
+            if journal is not None:
+                entries.skipping(journal.already_done)
+            processors = plan.build_processors()
+            try:
+                self.post_processors = plan.build_post_processors()
+            except BaseException:
+                terminate_workers(processors)
+                raise
         except BaseException:
-            terminate_workers(processors)
+            if journal is not None:
+                journal.close()
             raise
         self.summary = RunSummary()
+        post_processors = self.post_processors
+        if journal is not None:
+            journal.summary = self.summary
+            # Last, so a file is recorded once every post-processor is done with
+            # it; the run closes it last too, committing the rest and freeing it.
+            post_processors = [*post_processors, journal.recorder()]
         run = PipelineRun(
             self.settings,
             entries,
             processors=processors,
-            post_processors=self.post_processors,
+            post_processors=post_processors,
             downloader_class=plan.downloader_class,
             plugin_manager=self.plugin_manager,
             stop=self._stop,
             summary=self.summary,
         )
-        return run.execute()
+        try:
+            return run.execute()
+        finally:
+            if journal is not None:
+                journal.close()
+
+    def _open_journal(self) -> Journal | None:
+        """The run's hold on ``--journal``, or None without one; a busy journal is a usage error."""
+        if self.settings.journal is None:
+            return None
+        # Imported here: a run without a journal needs neither sqlite3 nor hashlib.
+        from ._journal import Journal
+
+        return Journal(self.settings.journal, skip_failed=self.settings.skip_failed)

@@ -54,6 +54,8 @@ class CliOption:
     unit: str = ""
     #: The value is a folder (a path naming an existing file is refused).
     directory: bool = False
+    #: The value is a file's path (a path naming a folder is refused).
+    file: bool = False
     #: Shown as the default when the real one is worked out at run time.
     shown_default: str | None = None
 
@@ -293,6 +295,30 @@ class PipelineSettings:
             parse=parse_size,
             unit="byte(s)",
             shown_default="unlimited",
+        ),
+    )
+    #: The journal (``--journal``): a SQLite database recording every file's
+    #: outcome; a later run with it skips the entries it holds as succeeded.
+    #: None: no journal.
+    journal: str | os.PathLike[str] | None = _setting(  # noqa: RUF009 - a field()
+        None,
+        cli=CliOption(
+            "--journal",
+            "input",
+            "SQLite file recording every file's outcome (made if missing); a rerun with it "
+            "skips the files it holds as succeeded and tries the failed ones again.",
+            metavar="PATH",
+            file=True,
+            shown_default="none",
+        ),
+    )
+    #: With a journal: also leave out the entries it holds as failed.
+    skip_failed: bool = _setting(
+        False,
+        cli=CliOption(
+            "--skip-failed",
+            "input",
+            "With --journal: also skip the files it holds as failed (interrupted ones still run).",
         ),
     )
     #: Extra request headers for every download (never logged).

@@ -11,12 +11,15 @@ from typing import Any
 class RunSummary:
     """Counts, bytes and time of one run; ``pipeline_finished`` observers get it."""
 
-    #: Entries taken from the input and sent through the pipeline.
+    #: Entries taken from the input and sent through the pipeline: ``succeeded +
+    #: failed``.  The input held ``total + skipped + not_started`` entries.
     total: int = 0
     succeeded: int = 0
     failed: int = 0
     #: Failed files by the stage they failed in.
     failed_by_stage: Counter[str] = field(default_factory=Counter)
+    #: Entries left out because the journal holds them as done (``--journal``).
+    skipped: int = 0
     #: Entries never started because the run was stopped first.
     not_started: int = 0
     bytes_downloaded: int = 0
@@ -46,6 +49,8 @@ class RunSummary:
         if self.failed_by_stage:
             by_stage = ", ".join(f"{n} in {s}" for s, n in sorted(self.failed_by_stage.items()))
             parts[0] += f" ({by_stage})"
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped (journal)")
         if self.interrupted:
             parts.append(f"interrupted, {self.not_started} not started")
         megabytes = self.bytes_downloaded / 1e6
