@@ -16,6 +16,7 @@ import pytest
 
 from download_helpers import SHIPPED_DOWNLOADER_NAMES, shipped_plugin_manager
 from download_pipeline_processor import (
+    DOWNLOAD,
     BasePostProcessor,
     BaseProcessor,
     FileData,
@@ -1115,3 +1116,93 @@ class TestProcessingTimeout:
         assert _run_bounded(pipeline, files) == 0
         assert len(stuck.built) == 1
         _assert_clean_end(collector, files, cache_root)
+
+
+class KnownResultProcessor(BaseProcessor):
+    """Knows the result of files whose id starts with "known" before their download.
+
+    Refuses files whose id starts with "refused" before their download; every
+    other file is downloaded and its size returned.  Counts the instances built.
+    """
+
+    built: ClassVar[int] = 0
+
+    def __init__(self) -> None:
+        type(self).built += 1
+
+    def result_without_download(self, file_data: FileData) -> Any:
+        if file_data.id.startswith("known"):
+            return f"known result of {file_data.id}"
+        if file_data.id.startswith("refused"):
+            raise ValueError(f"{file_data.id} is refused before its download")
+        return DOWNLOAD
+
+    def process(self, file_data: FileData) -> Any:
+        assert file_data.local_path is not None
+        return file_data.local_path.stat().st_size
+
+
+class TestResultWithoutDownload:
+    """BaseProcessor.result_without_download settles files before any request."""
+
+    @pytest.mark.parametrize("downloader", SHIPPED_DOWNLOADER_NAMES)
+    def test_known_files_are_never_requested(
+        self, file_server: FileServer, cache_root: Path, downloader: str
+    ) -> None:
+        """A file with a result before its download is never requested and succeeds with it."""
+        KnownResultProcessor.built = 0
+        files = [
+            {"id": f"{kind}{i}", "url": file_server.add(f"/{kind}{i}.bin", _body(i, 100))}
+            for kind in ("known", "refused", "fetched")
+            for i in range(3)
+        ]
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            KnownResultProcessor,
+            collector,
+            plugin_manager=shipped_plugin_manager(),
+            download_cache=cache_root,
+            downloader=downloader,
+            processing_limit=2,
+        )
+        assert _run_bounded(pipeline, files) == 1
+        _assert_clean_end(collector, files, cache_root)
+        outcomes = {fd.id: (result, fd) for result, fd in collector.outcomes}
+        for i in range(3):
+            result, known = outcomes[f"known{i}"]
+            assert result == f"known result of known{i}"
+            assert known.error is None
+            assert known.local_path is None
+            assert known.download.attempts == 0
+            assert file_server.request_count(f"/known{i}.bin") == 0
+            _, refused = outcomes[f"refused{i}"]
+            assert refused.error is not None
+            assert refused.error.stage == "process"
+            assert "refused before its download" in str(refused.error.error)
+            assert refused.download.attempts == 0
+            assert file_server.request_count(f"/refused{i}.bin") == 0
+            assert outcomes[f"fetched{i}"][0] == 100
+            assert file_server.request_count(f"/fetched{i}.bin") == 1
+        # Two processing instances and the one that answers before downloads.
+        assert KnownResultProcessor.built == 3
+        assert pipeline.summary.succeeded == 6
+
+    def test_processors_that_do_not_override_get_no_extra_instance(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """Without an override every file is downloaded and no extra instance is built."""
+
+        class Counting(BaseProcessor):
+            built = 0
+
+            def __init__(self) -> None:
+                type(self).built += 1
+
+            def process(self, file_data: FileData) -> Any:
+                return file_data.download.attempts
+
+        files = [{"url": file_server.add(f"/n{i}.bin", b"n")} for i in range(3)]
+        outcome = run_pipeline(files, Counting, processing_limit=2, download_cache=cache_root)
+        assert outcome.exit_code == 0
+        assert outcome.results == [1, 1, 1]
+        assert Counting.built == 2

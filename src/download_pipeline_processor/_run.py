@@ -30,7 +30,7 @@ from ._stop_signal import StopSignal
 from ._threads import ThreadPinning, worker_thread
 from .backend import Downloader, drives_many
 from .base_post_processor import BasePostProcessor
-from .base_processor import BaseProcessor
+from .base_processor import BaseProcessor, checks_before_download
 from .errors import PluginError, ProcessingTimeoutError
 from .file_data import FileData
 from .plugins import PipelinePluginManager, has_observers, notify_observers
@@ -150,6 +150,8 @@ class PipelineRun:
         #: The processing threads' places; the watchdog swaps in a replacement for a stuck one.
         self.workers = [ProcessingWorker(processor) for processor in processors]
         self.replacements = 0
+        #: The extra processor instance asked before each download, when its class asks.
+        self.download_check: BaseProcessor | None = None
         self.post_processors = post_processors
         self.post_calls = [_post_process_caller(pp) for pp in post_processors]
         self.cache = DownloadCache(settings.cache_root, CacheBudget(settings.cache_size))
@@ -305,9 +307,20 @@ class PipelineRun:
         observers = self._register_instance_hooks()
         try:
             downloader = self.downloader_class(settings)
+            if checks_before_download(self.processor_source.cls):
+                # Its own instance: the processing ones belong to their threads, or
+                # live in worker processes.
+                self.download_check = self.processor_source.build()
             notify_observers(self.manager, "pipeline_started", settings=settings)
             stage = DownloadStage(downloader, self.cache, settings, self.stop.event)
-            workers = DownloadWorkers(stage, self.flow, settings.download_workers, self.pinning)
+            check = self.download_check
+            workers = DownloadWorkers(
+                stage,
+                self.flow,
+                settings.download_workers,
+                self.pinning,
+                None if check is None else check.result_without_download,
+            )
             post_thread.start()
             for index, worker in enumerate(self.workers):
                 worker.thread = worker_thread(self._processing_worker, f"process-{index}", worker)
@@ -349,6 +362,8 @@ class PipelineRun:
             _call_plugin(post_processor.close, "post-processor close() failed")
         if downloader is not None:
             _call_plugin(downloader.close, "downloader close() failed")
+        if self.download_check is not None:
+            _call_plugin(self.download_check.close, "processor close() failed")
         # Workers of processing threads abandoned at a stop may still be busy.
         terminate_workers(self.processors)
         self.cache.close()
