@@ -22,7 +22,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from download_helpers import DOWNLOADER_NAMES, SHIPPED_DOWNLOADERS, shipped_plugin_manager
-from download_pipeline_processor import BaseProcessor, FileData, __version__, hookimpl
+from download_pipeline_processor import (
+    BasePostProcessor,
+    BaseProcessor,
+    FileData,
+    Option,
+    __version__,
+    hookimpl,
+)
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.plugins import PluginSource
 from download_pipeline_processor.testing import FileServer, leftover_files, make_plugin_manager
@@ -147,6 +154,26 @@ class TestBadInput:
         assert "--files" in result.stderr
 
 
+class ReportPostProcessor(BasePostProcessor):
+    """Declares its file as an output option, as a third-party writer would."""
+
+    options = (Option("to", output=True),)
+
+    def __init__(self, to: str) -> None:
+        self.to = to
+
+    def post_process(self, result: Any, file_data: FileData) -> None:
+        pass
+
+
+class ReportPlugin:
+    """Registers ``report``."""
+
+    @hookimpl
+    def register_post_processors(self, register: Any) -> None:
+        register("report", ReportPostProcessor)
+
+
 class TestPluginSelection:
     """Choosing processors and post-processors by name."""
 
@@ -262,6 +289,113 @@ class TestPluginSelection:
         )
         assert bad.exit_code == 2
         assert "no selected post-processor (dummy) accepts it" in bad.stderr
+
+    def test_misspelt_name_suggests_the_close_one(self, tmp_path: Path) -> None:
+        """A name one letter off ('checksun') is exit 2 suggesting the registered 'checksum'."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        result = invoke(["--files", str(listing), "--processor", "checksun"])
+        assert result.exit_code == 2
+        assert error_lines(result) == [
+            "Error: unknown processor 'checksun' (did you mean 'checksum'?); "
+            "available: checksum, dummy, save"
+        ]
+
+    def test_plugin_errors_name_the_name_typed(self, tmp_path: Path) -> None:
+        """Option and set-up errors name the plugin as typed ('checksum'), never its class."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        base = ["--files", str(listing), "--simulate-downloads", "--processor", "checksum"]
+        for option in ("colour=red", "algorithm=nope"):
+            result = invoke([*base, "--processor-option", option])
+            assert result.exit_code == 2
+            assert "processor 'checksum'" in result.stderr
+            assert "ChecksumProcessor" not in result.stderr
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            ["--post-processor-option", "path={out}"],
+            [],  # both on standard output: their lines would interleave too
+        ],
+    )
+    def test_two_post_processors_on_one_file_is_exit_2(
+        self, tmp_path: Path, extra: list[str]
+    ) -> None:
+        """Two post-processors given one output path (or both stdout) is exit 2, nothing written."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        out = tmp_path / "x.out"
+        result = invoke(
+            [
+                "--files",
+                str(listing),
+                "--simulate-downloads",
+                "--no-sleep",
+                "--post-processor",
+                "jsonl",
+                "--post-processor",
+                "jsonl",
+                *[arg.format(out=out) for arg in extra],
+            ]
+        )
+        assert result.exit_code == 2
+        (line,) = error_lines(result)
+        assert "would both write to" in line
+        assert not out.exists()
+
+    def test_one_path_spelt_two_ways_is_one_file(self, tmp_path: Path) -> None:
+        """Output paths are compared resolved: 'x.out' and 'sub/../x.out' are one file."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        (tmp_path / "sub").mkdir()
+        result = invoke(
+            [
+                "--files",
+                str(listing),
+                "--simulate-downloads",
+                "--post-processor",
+                "jsonl",
+                "--post-processor",
+                "report",
+                "--post-processor-option",
+                f"jsonl.path={tmp_path / 'x.out'}",
+                "--post-processor-option",
+                f"report.to={tmp_path / 'sub' / '..' / 'x.out'}",
+            ],
+            make_plugin_manager(ReportPlugin()),
+        )
+        assert result.exit_code == 2
+        assert error_lines(result) == [
+            f"Error: post-processor 'jsonl' (option path) and post-processor 'report' "
+            f"(option to) would both write to {str(tmp_path / 'sub' / '..' / 'x.out')!r}; "
+            "give each its own file"
+        ]
+        assert not (tmp_path / "x.out").exists()
+
+    def test_post_processors_with_their_own_files_run(self, tmp_path: Path) -> None:
+        """A post-processor on stdout and one on a file is no clash: the run goes on."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        out = tmp_path / "x.out"
+        result = invoke(
+            [
+                "--files",
+                str(listing),
+                "--simulate-downloads",
+                "--no-sleep",
+                "--post-processor",
+                "jsonl",
+                "--post-processor",
+                "dummy",
+                "--post-processor-option",
+                f"path={out}",
+            ]
+        )
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(out.read_text(encoding="utf-8"))["status"] == "ok"
+
+    def test_plugins_listing_shows_typed_defaults(self) -> None:
+        """plugins shows numbers and booleans bare and only text quoted."""
+        result = invoke(["plugins"])
+        assert "append=<bool> (default False)" in result.stdout
+        assert "path=<str> (default '-')" in result.stdout
+        assert "'False'" not in result.stdout
 
 
 class TestDownloaderFlag:
