@@ -1173,3 +1173,105 @@ class TestProcessingTimeoutFlag:
         assert "--processing-timeout" in err  # the warning
         assert "Traceback" not in err
         assert leftover_files(tmp_path / "cache") == []
+
+
+def _snapshot(*roots: Path) -> dict[str, tuple[int, float]]:
+    """Every path under ``roots`` with its size and modification time."""
+    found: dict[str, tuple[int, float]] = {}
+    for root in roots:
+        for path in [root, *root.rglob("*")] if root.exists() else []:
+            info = path.lstat()
+            found[str(path)] = (info.st_size, info.st_mtime)
+    return found
+
+
+class TestDryRun:
+    """--dry-run checks everything a run would use and stops before any request or write."""
+
+    def dry_run_args(self, tmp_path: Path, file_server: FileServer) -> list[str]:
+        entries = [{"id": str(i), "url": file_server.add(f"/d{i}", b"x" * i)} for i in range(3)]
+        entries.append({"id": "other", "url": file_server.url("/d0", host="localhost")})
+        (tmp_path / "in").mkdir(exist_ok=True)
+        listing = write_list(tmp_path / "in" / "l.json", entries)
+        return [
+            "--files",
+            str(listing),
+            "--dry-run",
+            "--processor",
+            "save",
+            "--processor-option",
+            f"dest={tmp_path / 'saved'}",
+            "--post-processor",
+            "jsonl",
+            "--post-processor-option",
+            f"path={tmp_path / 'report.jsonl'}",
+            "--download-cache",
+            str(tmp_path / "cache-root"),
+            "--journal",
+            str(tmp_path / "journal.db"),
+            "--log-file",
+            str(tmp_path / "run.log"),
+            "--download-workers",
+            "5",
+        ]
+
+    def test_makes_no_request_and_writes_nothing(
+        self, tmp_path: Path, file_server: FileServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """No request reaches the server; no report, journal, log, cache root or output appears."""
+        args = self.dry_run_args(tmp_path, file_server)
+        workdir = tmp_path / "cwd"
+        workdir.mkdir()
+        monkeypatch.chdir(workdir)
+        before = _snapshot(tmp_path)
+        result = invoke(args)
+        assert result.exit_code == 0, result.stderr
+        assert file_server.request_log == []
+        assert _snapshot(tmp_path) == before
+        assert not (tmp_path / "cache-root").exists()
+
+    def test_prints_entries_hosts_plugins_workers_and_cache(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """The plan is printed: entry count, hosts with counts, plugins, workers, cache folder."""
+        result = invoke(self.dry_run_args(tmp_path, file_server))
+        assert result.exit_code == 0, result.stderr
+        out = result.stdout
+        assert "entries: 4 files" in out
+        port = file_server.port
+        assert f"hosts: 2: http://127.0.0.1:{port} (3), http://localhost:{port} (1)" in out
+        assert f"processor 'save' (dest={tmp_path / 'saved'}), 3 threads" in out
+        assert f"post-processor 'jsonl' (path={tmp_path / 'report.jsonl'})" in out
+        assert "downloader 'requests', 5 workers, 3 retries" in out
+        assert f"a private folder in {tmp_path / 'cache-root'} (would be made)" in out
+
+    def test_bad_input_is_exit_2(self, tmp_path: Path, file_server: FileServer) -> None:
+        """A bad entry, a bad plugin option or an unsafe cache root is exit 2, as a run's."""
+        args = self.dry_run_args(tmp_path, file_server)
+        bad_entry = write_list(tmp_path / "bad.json", [{"url": "ftp://x/y"}])
+        assert invoke([*args, "--files", str(bad_entry)]).exit_code == 2
+        bad_option = invoke([*args, "--processor-option", "colour=red"])
+        assert bad_option.exit_code == 2
+        assert "unknown option 'colour'" in bad_option.stderr
+        (tmp_path / "cache-root").mkdir(mode=0o777)
+        (tmp_path / "cache-root").chmod(0o777)
+        unsafe = invoke(args)
+        assert unsafe.exit_code == 2
+        assert "writable by group or others" in unsafe.stderr
+        assert file_server.request_log == []
+
+    def test_real_process_makes_no_request(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """The installed command with --dry-run exits 0 with no request and nothing written."""
+        args = self.dry_run_args(tmp_path, file_server)
+        workdir = tmp_path / "cwd"
+        workdir.mkdir()
+        before = _snapshot(tmp_path)
+        proc = _spawn(args, cli_path, cwd=workdir)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "Dry run:" in out
+        assert "entries: 4 files" in out
+        assert file_server.request_log == []
+        assert _snapshot(tmp_path) == before

@@ -161,7 +161,9 @@ def _warn_about_plugins(registry: PluginRegistry, debug: bool) -> None:
         click.echo(f"Warning: {kind.label} {name!r} is registered by {sources}", err=True)
 
 
-def _configure_logging(debug: bool, quiet: bool, log_file: Path | None) -> None:
+def _configure_logging(
+    debug: bool, quiet: bool, log_file: Path | None, *, dry_run: bool = False
+) -> None:
     root = logging.getLogger()
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     stderr_handler = logging.StreamHandler(sys.stderr)
@@ -169,7 +171,8 @@ def _configure_logging(debug: bool, quiet: bool, log_file: Path | None) -> None:
     stderr_handler.setLevel(level)
     handlers: list[logging.Handler] = [stderr_handler]
     if log_file is not None:
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        # A dry run writes nothing: the log file is made only if a line is logged.
+        file_handler = logging.FileHandler(log_file, encoding="utf-8", delay=dry_run)
         file_handler.setFormatter(logging.Formatter(DEBUG_LOG_FORMAT))
         file_handler.setLevel(logging.DEBUG if debug else logging.INFO)
         handlers.append(file_handler)
@@ -270,6 +273,12 @@ class _Command(click.Group):
     help='JSON list of files to fetch: [{"url": ..., "id": ..., "name": ...}].',
 )
 @setting_options("input")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the input, plugins and options, print what the run would do (entries, "
+    "hosts, workers, cache folder) and stop: no request, no file written.",
+)
 @setting_options("download")
 @click.option(
     "--no-sleep",
@@ -337,7 +346,9 @@ def main(ctx: click.Context, /, **params: Any) -> None:
         return
     if params["files"] is None:
         raise click.UsageError("missing option '--files' (or a command such as 'plugins')")
-    _configure_logging(params["debug"], params["quiet"], params["log_file"])
+    _configure_logging(
+        params["debug"], params["quiet"], params["log_file"], dry_run=params["dry_run"]
+    )
     try:
         code = _run(ctx, params)
     except UsageError as exc:
@@ -357,9 +368,12 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         raise UsageError("--skip-failed needs --journal: only a journal knows what failed")
     if settings.journal is not None:
         # A second run on a journal says so at once, not after checking a long input.
-        from ._journal import check_not_busy
+        from ._journal import check_not_busy, lock_path
 
-        check_not_busy(settings.journal)
+        # The check opens (so makes) the lock's side file: a dry run only
+        # checks a lock that is already there.
+        if not params["dry_run"] or lock_path(Path(settings.journal)).exists():
+            check_not_busy(settings.journal)
 
     def registry() -> PluginRegistry:
         # Made once the input is checked: its error is the one line a user must see.
@@ -378,6 +392,11 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         ),
         files=params["files"],
     )
+    if params["dry_run"]:
+        from ._dry_run import describe_dry_run, format_dry_run
+
+        click.echo(format_dry_run(describe_dry_run(plan, str(params["files"]))))
+        return 0
     pipeline = ProcessingPipeline.from_plan(plan)
     with _graceful_signals(pipeline):
         try:
