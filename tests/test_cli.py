@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ from download_pipeline_processor import (
 )
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.plugins import PluginSource
+from download_pipeline_processor.settings import cli_fields
 from download_pipeline_processor.testing import FileServer, leftover_files, make_plugin_manager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -1275,3 +1277,65 @@ class TestDryRun:
         assert "entries: 4 files" in out
         assert file_server.request_log == []
         assert _snapshot(tmp_path) == before
+
+
+def help_sections(help_text: str) -> dict[str, str]:
+    """``--help`` split at its headings (``Input options:``), each section's text by title."""
+    parts = re.split(r"^(\S[^\n]*):\n", help_text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+class TestHelp:
+    """--help teaches: options grouped by what they are about, examples last."""
+
+    EXPLICIT = {
+        "--files": "Input",
+        "--dry-run": "Input",
+        "--no-sleep": "Download",
+        "--processor": "Processing",
+        "--processor-option": "Processing",
+        "--post-processor": "Output",
+        "--post-processor-option": "Output",
+        "--log-file": "Logging",
+        "--quiet": "Logging",
+        "--debug": "Logging",
+        "--version": "Other",
+        "--help": "Other",
+    }
+
+    def test_options_are_grouped_by_section(self) -> None:
+        """Every option is listed under its section's heading, in the sections' order."""
+        sections = help_sections(invoke(["--help"]).output)
+        titles = [title for title in sections if title.endswith(" options")]
+        assert titles == [
+            "Input options",
+            "Download options",
+            "Processing options",
+            "Output options",
+            "Logging options",
+            "Other options",
+        ]
+        expected = dict(self.EXPLICIT)
+        for setting in cli_fields():
+            expected[setting.metadata["cli"].flag] = setting.metadata["cli"].section.capitalize()
+        for flag, section in expected.items():
+            holding = [
+                title
+                for title, text in sections.items()
+                if title.endswith(" options")
+                and re.search(rf"^\s+(-\w, )?{re.escape(flag)}\b(?!-)", text, re.MULTILINE)
+            ]
+            assert holding == [f"{section} options"], flag
+
+    def test_examples_come_last_as_written(self) -> None:
+        """Examples close --help, each command whole on its lines, no line with trailing blanks."""
+        help_text = invoke(["--help"]).output
+        sections = help_sections(help_text)
+        assert list(sections)[-1] == "Examples"
+        examples = sections["Examples"]
+        assert (
+            "    download-pipeline-processor --files files.json --processor checksum \\\n"
+            "        --post-processor jsonl --post-processor-option path=results.jsonl\n"
+        ) in examples
+        assert "download-pipeline-processor --files files.json --dry-run" in examples
+        assert not [line for line in help_text.splitlines() if line != line.rstrip()]
