@@ -12,7 +12,7 @@ from ._cache import DownloadCache
 from ._cache_budget import disk_full_error, expected_size
 from ._integrity import expected_checks
 from .backend import Attempt, Downloader
-from .errors import DiskFullError, PipelineInterrupted, TransientDownloadError
+from .errors import DiskFullError, DownloadError, PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
 from .http_rules import announced_too_large
 from .redact import redact_url, scrub
@@ -174,6 +174,11 @@ class DownloadStage:
             if self.stop_event.is_set() or not writer.timed_out:
                 raise
             raise writer.timeout_error() from None
+        except DownloadError as exc:
+            # The status of a refused attempt, for reports: ``verify`` records a good one.
+            if exc.http_status is not None:
+                file_data.download.http_status = exc.http_status
+            raise
         except OSError as exc:
             full = disk_full_error(exc)
             if full is None:

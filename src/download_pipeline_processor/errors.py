@@ -73,14 +73,20 @@ class PluginOptionError(PluginError):
 
 
 class DownloadError(PipelineError):
-    """A file could not be downloaded."""
+    """A file could not be downloaded; ``http_status``: the answer's status, when one said so."""
+
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.http_status = http_status
 
 
 class TransientDownloadError(DownloadError):
     """A failure worth retrying: network trouble, 5xx, 408, 429, a short body."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, retry_after: float | None = None, *, http_status: int | None = None
+    ) -> None:
+        super().__init__(message, http_status=http_status)
         self.retry_after = retry_after
 
 

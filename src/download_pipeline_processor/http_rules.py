@@ -230,8 +230,10 @@ def check_status(status: int, reason: str, retry_after: str | None) -> None:
         return
     text = f"HTTP {status} {reason}".strip()
     if status >= 500 or status in (408, 429):
-        raise TransientDownloadError(text, retry_after=parse_retry_after(retry_after))
-    raise PermanentDownloadError(text)
+        raise TransientDownloadError(
+            text, retry_after=parse_retry_after(retry_after), http_status=status
+        )
+    raise PermanentDownloadError(text, http_status=status)
 
 
 def _chain(error: BaseException) -> list[BaseException]:
