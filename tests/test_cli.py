@@ -993,3 +993,49 @@ class TestLeakedThreads:
         )
         assert proc.returncode == 0, proc.stderr
         assert "still running" not in proc.stderr
+
+
+class TestProcessingTimeoutFlag:
+    """--processing-timeout from the command line, in a real process."""
+
+    @pytest.mark.parametrize("mode", ["thread", "process"])
+    def test_stuck_file_fails_and_the_command_ends(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path, mode: str
+    ) -> None:
+        """A processor stuck on one file: the CLI still ends, exit 1, that file failed."""
+        entries = [{"id": f"ok{i}", "url": file_server.add(f"/t{i}", b"t" * i)} for i in range(4)]
+        entries.insert(2, {"id": "hang", "url": file_server.add("/hang", b"h")})
+        listing = write_list(tmp_path / "l.json", entries)
+        python_path = os.pathsep.join(
+            [str(PLUGIN_MODULES), *filter(None, [os.environ.get("PYTHONPATH")])]
+        )
+        env = {
+            **os.environ,
+            "PYTHONPATH": python_path,
+            "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "",
+        }
+        args = ["--files", str(listing), "--processor", "faulty_plugins:HangingProcessor"]
+        args += ["--post-processor", "jsonl", "--download-cache", str(tmp_path / "cache")]
+        args += ["--processing-timeout", "1", "--processing-mode", mode]
+        proc = subprocess.Popen(
+            [str(cli_path), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # the process this test started, by its handle
+            proc.communicate()
+            pytest.fail("the CLI was still running 60 s after it was started")
+        assert proc.returncode == 1, err
+        records = {record["id"]: record for record in map(json.loads, out.splitlines())}
+        assert sorted(records) == sorted(entry["id"] for entry in entries)
+        assert records["hang"]["error"]["stage"] == "process"
+        assert "processing timeout" in records["hang"]["error"]["message"]
+        assert "5 files: 4 succeeded, 1 failed" in err
+        assert "--processing-timeout" in err  # the warning
+        assert "Traceback" not in err
+        assert leftover_files(tmp_path / "cache") == []

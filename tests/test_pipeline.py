@@ -7,6 +7,7 @@ import importlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ import pytest
 
 from download_helpers import SHIPPED_DOWNLOADER_NAMES, shipped_plugin_manager
 from download_pipeline_processor import (
+    DOWNLOAD,
     BasePostProcessor,
     BaseProcessor,
     FileData,
@@ -24,7 +26,11 @@ from download_pipeline_processor import (
 )
 from download_pipeline_processor._cache import DownloadCache
 from download_pipeline_processor._registry import DOWNLOADER, PluginRegistry
-from download_pipeline_processor.errors import PipelineInterrupted, PluginOptionError
+from download_pipeline_processor.errors import (
+    PipelineInterrupted,
+    PluginOptionError,
+    ProcessingTimeoutError,
+)
 from download_pipeline_processor.plugins import PluginSource
 from download_pipeline_processor.testing import (
     CollectingPostProcessor,
@@ -967,3 +973,236 @@ class TestPluginFaults:
 
 class _PluginBug(BaseException):
     """A plugin's own BaseException subclass, which ``except Exception`` lets through."""
+
+
+class StuckProcessor(BaseProcessor):
+    """Hangs on the file "stuck" until ``release`` is set; returns other files' sizes.
+
+    Class attributes are reset by the ``stuck`` fixture: every instance built
+    and every (instance, file id) call are recorded, so a test can tell the
+    abandoned instance from its replacement.
+    """
+
+    release: ClassVar[threading.Event]
+    returned: ClassVar[threading.Event]
+    #: Set: the first file of a replacement releases the stuck one and waits for it.
+    release_from_replacement: ClassVar[bool]
+    built: ClassVar[list[StuckProcessor]]
+    calls: ClassVar[list[tuple[int, str]]]
+
+    def __init__(self) -> None:
+        self.closed = False
+        type(self).built.append(self)
+
+    def process(self, file_data: FileData) -> Any:
+        cls = type(self)
+        cls.calls.append((cls.built.index(self), file_data.id))
+        if file_data.id == "stuck":
+            cls.release.wait(30)
+            cls.returned.set()
+            return "late"
+        if cls.release_from_replacement and cls.built.index(self) > 0:
+            cls.release.set()
+            cls.returned.wait(10)
+        assert file_data.local_path is not None
+        return file_data.local_path.stat().st_size
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def stuck() -> Iterator[type[StuckProcessor]]:
+    """StuckProcessor with fresh state; its stuck thread is released when the test ends."""
+    StuckProcessor.release = threading.Event()
+    StuckProcessor.returned = threading.Event()
+    StuckProcessor.release_from_replacement = False
+    StuckProcessor.built = []
+    StuckProcessor.calls = []
+    yield StuckProcessor
+    StuckProcessor.release.set()  # the abandoned daemon thread ends instead of lingering
+
+
+def _stuck_files(server: FileServer) -> list[dict[str, Any]]:
+    first = [{"id": "stuck", "url": server.add("/stuck.bin", _body(0, 100))}]
+    return first + [
+        {"id": f"f{i}", "url": server.add(f"/f{i}.bin", _body(i, 100))} for i in range(1, 10)
+    ]
+
+
+class TestProcessingTimeout:
+    """--processing-timeout in thread mode: the file fails, the stuck thread is replaced."""
+
+    def test_stuck_file_fails_and_the_rest_succeed(
+        self,
+        file_server: FileServer,
+        cache_root: Path,
+        stuck: type[StuckProcessor],
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A file processed forever fails at stage process; the run ends and the others succeed."""
+        files = _stuck_files(file_server)
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            stuck,
+            collector,
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+            download_workers=1,
+            processing_limit=1,
+            processing_timeout=0.3,
+        )
+        with caplog.at_level("WARNING"):
+            assert _run_bounded(pipeline, files) == 1
+        _assert_clean_end(collector, files, cache_root)
+        (failure,) = [fd for _, fd in collector.outcomes if fd.has_error]
+        assert failure.id == "stuck"
+        assert failure.error is not None
+        assert failure.error.stage == "process"
+        assert isinstance(failure.error.error, ProcessingTimeoutError)
+        assert "processing timeout (0.3 s)" in str(failure.error.error)
+        assert pipeline.summary.succeeded == 9
+        assert pipeline.summary.failed_by_stage["process"] == 1
+        # The replacement has its own processor; the stuck one took nothing more.
+        assert len(stuck.built) == 2
+        assert [file_id for index, file_id in stuck.calls if index == 0] == ["stuck"]
+        warnings = [r for r in caplog.records if "cannot be killed" in r.getMessage()]
+        assert len(warnings) == 1
+        assert "stuck" in warnings[0].getMessage()
+
+    def test_late_result_of_a_stuck_thread_is_dropped(
+        self, file_server: FileServer, cache_root: Path, stuck: type[StuckProcessor]
+    ) -> None:
+        """A stuck thread that returns during the run reports nothing and takes no more files."""
+        stuck.release_from_replacement = True
+        files = _stuck_files(file_server)
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            stuck,
+            collector,
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+            download_workers=1,
+            processing_limit=1,
+            processing_timeout=0.3,
+        )
+        assert _run_bounded(pipeline, files) == 1
+        assert stuck.returned.is_set()
+        _assert_clean_end(collector, files, cache_root)
+        assert "late" not in [result for result, _ in collector.outcomes]
+        assert [file_id for index, file_id in stuck.calls if index == 0] == ["stuck"]
+        # The stuck thread closes its own processor on its way out.
+        deadline = time.monotonic() + 10
+        while not stuck.built[0].closed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stuck.built[0].closed
+        assert stuck.built[1].closed
+
+    def test_no_timeout_by_default(
+        self, file_server: FileServer, cache_root: Path, stuck: type[StuckProcessor]
+    ) -> None:
+        """Without --processing-timeout a slow file is waited for and succeeds."""
+        stuck.release_from_replacement = False
+        files = _stuck_files(file_server)[:3]
+        threading.Timer(0.5, stuck.release.set).start()
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            stuck,
+            collector,
+            plugin_manager=make_plugin_manager(),
+            download_cache=cache_root,
+            processing_limit=1,
+        )
+        assert _run_bounded(pipeline, files) == 0
+        assert len(stuck.built) == 1
+        _assert_clean_end(collector, files, cache_root)
+
+
+class KnownResultProcessor(BaseProcessor):
+    """Knows the result of files whose id starts with "known" before their download.
+
+    Refuses files whose id starts with "refused" before their download; every
+    other file is downloaded and its size returned.  Counts the instances built.
+    """
+
+    built: ClassVar[int] = 0
+
+    def __init__(self) -> None:
+        type(self).built += 1
+
+    def result_without_download(self, file_data: FileData) -> Any:
+        if file_data.id.startswith("known"):
+            return f"known result of {file_data.id}"
+        if file_data.id.startswith("refused"):
+            raise ValueError(f"{file_data.id} is refused before its download")
+        return DOWNLOAD
+
+    def process(self, file_data: FileData) -> Any:
+        assert file_data.local_path is not None
+        return file_data.local_path.stat().st_size
+
+
+class TestResultWithoutDownload:
+    """BaseProcessor.result_without_download settles files before any request."""
+
+    @pytest.mark.parametrize("downloader", SHIPPED_DOWNLOADER_NAMES)
+    def test_known_files_are_never_requested(
+        self, file_server: FileServer, cache_root: Path, downloader: str
+    ) -> None:
+        """A file with a result before its download is never requested and succeeds with it."""
+        KnownResultProcessor.built = 0
+        files = [
+            {"id": f"{kind}{i}", "url": file_server.add(f"/{kind}{i}.bin", _body(i, 100))}
+            for kind in ("known", "refused", "fetched")
+            for i in range(3)
+        ]
+        collector = CollectingPostProcessor()
+        pipeline = ProcessingPipeline(
+            KnownResultProcessor,
+            collector,
+            plugin_manager=shipped_plugin_manager(),
+            download_cache=cache_root,
+            downloader=downloader,
+            processing_limit=2,
+        )
+        assert _run_bounded(pipeline, files) == 1
+        _assert_clean_end(collector, files, cache_root)
+        outcomes = {fd.id: (result, fd) for result, fd in collector.outcomes}
+        for i in range(3):
+            result, known = outcomes[f"known{i}"]
+            assert result == f"known result of known{i}"
+            assert known.error is None
+            assert known.local_path is None
+            assert known.download.attempts == 0
+            assert file_server.request_count(f"/known{i}.bin") == 0
+            _, refused = outcomes[f"refused{i}"]
+            assert refused.error is not None
+            assert refused.error.stage == "process"
+            assert "refused before its download" in str(refused.error.error)
+            assert refused.download.attempts == 0
+            assert file_server.request_count(f"/refused{i}.bin") == 0
+            assert outcomes[f"fetched{i}"][0] == 100
+            assert file_server.request_count(f"/fetched{i}.bin") == 1
+        # Two processing instances and the one that answers before downloads.
+        assert KnownResultProcessor.built == 3
+        assert pipeline.summary.succeeded == 6
+
+    def test_processors_that_do_not_override_get_no_extra_instance(
+        self, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """Without an override every file is downloaded and no extra instance is built."""
+
+        class Counting(BaseProcessor):
+            built = 0
+
+            def __init__(self) -> None:
+                type(self).built += 1
+
+            def process(self, file_data: FileData) -> Any:
+                return file_data.download.attempts
+
+        files = [{"url": file_server.add(f"/n{i}.bin", b"n")} for i in range(3)]
+        outcome = run_pipeline(files, Counting, processing_limit=2, download_cache=cache_root)
+        assert outcome.exit_code == 0
+        assert outcome.results == [1, 1, 1]
+        assert Counting.built == 2

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,17 @@ from dpp_example_plugin.plugin import PidProcessor
 
 from download_pipeline_processor import BaseProcessor, FileData
 from download_pipeline_processor._process_pool import WorkerProcessError
-from download_pipeline_processor.errors import PluginError, PluginOptionError
-from download_pipeline_processor.testing import FileServer, leftover_files, run_pipeline
+from download_pipeline_processor.errors import (
+    PluginError,
+    PluginOptionError,
+    ProcessingTimeoutError,
+)
+from download_pipeline_processor.testing import (
+    FileServer,
+    PipelineOutcome,
+    leftover_files,
+    run_pipeline,
+)
 
 
 def _files(server: FileServer, count: int, prefix: str = "f") -> list[dict[str, Any]]:
@@ -187,3 +198,64 @@ class TestProcessModeSetup:
         pids = {json.loads(line)["result"] for line in out.splitlines()}
         assert proc.pid not in pids
         assert 1 <= len(pids) <= 2
+
+
+PLUGIN_MODULES = Path(__file__).resolve().parent / "plugin_modules"
+
+
+class TestProcessingTimeout:
+    """--processing-timeout in process mode: the stuck worker is killed and replaced."""
+
+    def test_stuck_worker_is_killed_and_replaced(
+        self,
+        file_server: FileServer,
+        cache_root: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """The stuck file fails at stage process; its worker is dead, a new one does the rest."""
+        # Worker processes of process mode start with this process's sys.path.
+        monkeypatch.syspath_prepend(str(PLUGIN_MODULES))
+        hanging = importlib.import_module("faulty_plugins").HangingProcessor
+        files = _files(file_server, 4) + _files(file_server, 1, prefix="hang")
+        files += _files(file_server, 5, prefix="later")
+        outcomes: list[PipelineOutcome] = []
+
+        def run() -> None:
+            outcomes.append(
+                run_pipeline(
+                    files,
+                    hanging,
+                    processing_mode="process",
+                    processing_limit=1,
+                    # One at a time, in order: the files before the hang meet the first worker.
+                    download_workers=1,
+                    processing_timeout=1.0,
+                    download_cache=cache_root,
+                )
+            )
+
+        with caplog.at_level("WARNING"):
+            runner = threading.Thread(target=run, daemon=True)
+            runner.start()
+            runner.join(60)
+        if not outcomes:
+            pytest.fail("the run did not finish within 60 s")
+        outcome = outcomes[0]
+        assert outcome.exit_code == 1
+        ids = [fd.id for _, fd in outcome.outcomes]
+        assert sorted(ids) == sorted(entry["id"] for entry in files)
+        (failure,) = outcome.failures
+        assert failure.id == "hang0"
+        assert failure.error is not None
+        assert failure.error.stage == "process"
+        assert isinstance(failure.error.error, ProcessingTimeoutError)
+        assert "processing timeout (1 s)" in str(failure.error.error)
+        pids = {fd.id: result for result, fd in outcome.outcomes if not fd.has_error}
+        (before,) = {pids[f"f{i}"] for i in range(4)}
+        (after,) = {pids[f"later{i}"] for i in range(5)}
+        assert after != before
+        with pytest.raises(ProcessLookupError):
+            os.kill(before, 0)  # the killed worker: our child, already reaped
+        assert any("killed" in r.getMessage() for r in caplog.records)
+        assert leftover_files(cache_root) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import threading
@@ -504,3 +505,151 @@ class TestCli:
         assert result.exit_code == 2
         assert "dest" in result.output
         assert server.request_count() == 0
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class TestIfExists:
+    """``if_exists``: what happens to a file already at the destination."""
+
+    @pytest.mark.parametrize("mode", ["thread", "process"])
+    def test_skip_matching_file_is_never_requested(
+        self, server: FileServer, out: Path, tmp_path: Path, mode: str
+    ) -> None:
+        """A file matching the size and digests of its entry is not downloaded; its path is kept."""
+        out.mkdir(parents=True)
+        (out / "a.bin").write_bytes(b"already here")
+        url = server.add("/a.bin", b"already here")
+        entry = {"url": url, "size": 12, "sha256": _sha256(b"already here")}
+        outcome = run_pipeline(
+            [entry, {"url": server.add("/b.bin", b"new b")}],
+            processor="save",
+            processor_options={"dest": str(out), "if_exists": "skip"},
+            download_cache=tmp_path / "cache",
+            processing_mode=mode,
+            processing_limit=1,
+        )
+        assert outcome.exit_code == 0, [str(f.error) for f in outcome.failures]
+        assert server.request_count("/a.bin") == 0
+        assert server.request_count("/b.bin") == 1
+        results = {fd.name: (result, fd) for result, fd in outcome.outcomes}
+        result, kept = results["a"]
+        assert result == str(out / "a.bin")
+        assert kept.error is None
+        assert kept.download.attempts == 0
+        assert kept.local_path is None
+        assert (out / "b.bin").read_bytes() == b"new b"
+        assert_cache_empty(tmp_path)
+
+    def test_skip_without_checks_keeps_any_file(
+        self, server: FileServer, out: Path, tmp_path: Path
+    ) -> None:
+        """With no size or digest in the entry, an existing file is kept unread (wget -nc)."""
+        out.mkdir(parents=True)
+        (out / "a.bin").write_bytes(b"whatever it is")
+        url = server.add("/a.bin", b"the server's")
+        outcome = run_save([{"url": url}], tmp_path, dest=str(out), if_exists="skip")
+        assert outcome.exit_code == 0
+        assert outcome.results == [str(out / "a.bin")]
+        assert server.request_count("/a.bin") == 0
+        assert (out / "a.bin").read_bytes() == b"whatever it is"
+
+    @pytest.mark.parametrize("check", ["sha256", "md5", "checksum", "size"])
+    def test_skip_replaces_a_mismatching_file(
+        self,
+        server: FileServer,
+        out: Path,
+        tmp_path: Path,
+        check: str,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """An existing file failing the entry's check is corrupt: downloaded again and replaced."""
+        body = b"the right bytes"
+        out.mkdir(parents=True)
+        (out / "a.bin").write_bytes(b"the wrong bytes!" if check == "size" else b"the wrong bytes")
+        fields: dict[str, Any] = {
+            "sha256": _sha256(body),
+            "md5": hashlib.md5(body).hexdigest(),  # noqa: S324 - the entry's own check
+            "checksum": f"sha1:{hashlib.sha1(body).hexdigest()}",  # noqa: S324 - likewise
+            "size": len(body),
+        }
+        entry = {"url": server.add("/a.bin", body), check: fields[check]}
+        with caplog.at_level("WARNING"):
+            outcome = run_save([entry], tmp_path, dest=str(out), if_exists="skip")
+        assert outcome.exit_code == 0, [str(f.error) for f in outcome.failures]
+        assert server.request_count("/a.bin") == 1
+        assert (out / "a.bin").read_bytes() == body
+        assert outcome.outcomes[0][1].download.attempts == 1
+        assert any("replacing it" in r.getMessage() for r in caplog.records)
+        assert_cache_empty(tmp_path)
+
+    def test_fail_is_the_default_and_downloads_nothing(
+        self, server: FileServer, out: Path, tmp_path: Path
+    ) -> None:
+        """By default an existing file fails its entry at stage process, before any request."""
+        out.mkdir(parents=True)
+        (out / "a.bin").write_bytes(b"mine")
+        outcome = run_save([{"url": server.add("/a.bin", b"theirs")}], tmp_path, dest=str(out))
+        assert outcome.exit_code == 1
+        (failed,) = outcome.failures
+        assert failed.error is not None
+        assert failed.error.stage == "process"
+        assert isinstance(failed.error.error, FileExistsError)
+        assert "if_exists" in str(failed.error.error)
+        assert server.request_count("/a.bin") == 0
+        assert (out / "a.bin").read_bytes() == b"mine"
+
+    @pytest.mark.parametrize("options", [{"if_exists": "overwrite"}, {"overwrite": True}])
+    def test_overwrite_replaces(
+        self, server: FileServer, out: Path, tmp_path: Path, options: dict[str, Any]
+    ) -> None:
+        """if_exists=overwrite (or the old overwrite=true) downloads and replaces the file."""
+        out.mkdir(parents=True)
+        (out / "a.bin").write_bytes(b"same")
+        old_inode = (out / "a.bin").stat().st_ino
+        # Even a file matching the entry is downloaded again and replaced.
+        entry = {"url": server.add("/a.bin", b"same"), "sha256": _sha256(b"same")}
+        outcome = run_save([entry], tmp_path, dest=str(out), **options)
+        assert outcome.exit_code == 0
+        assert server.request_count("/a.bin") == 1
+        assert (out / "a.bin").stat().st_ino != old_inode
+        assert (out / "a.bin").read_bytes() == b"same"
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"if_exists": "never"},
+            {"if_exists": "skip", "overwrite": True},
+            {"if_exists": "overwrite", "overwrite": False},
+        ],
+    )
+    def test_bad_combinations_are_refused(
+        self, server: FileServer, out: Path, tmp_path: Path, options: dict[str, Any]
+    ) -> None:
+        """An unknown if_exists, or one overwrite contradicts, is a plugin error; no request."""
+        with pytest.raises(PluginError, match="if_exists"):
+            run_save([{"url": server.add("/a.bin", b"a")}], tmp_path, dest=str(out), **options)
+        assert server.request_count() == 0
+
+    def test_skip_from_the_command_line(
+        self, server: FileServer, out: Path, tmp_path: Path
+    ) -> None:
+        """--processor-option if_exists=skip keeps a matching file and requests nothing."""
+        out.mkdir(parents=True)
+        (out / "a.bin").write_bytes(b"kept")
+        listing = tmp_path / "list.json"
+        entry = {"url": server.add("/a.bin", b"kept"), "sha256": _sha256(b"kept")}
+        listing.write_text(json.dumps([entry]), encoding="utf-8")
+        args = ["--files", str(listing), "--processor", "save", "--post-processor", "jsonl"]
+        args += ["--processor-option", f"dest={out}", "--processor-option", "if_exists=skip"]
+        result = CliRunner().invoke(
+            main,
+            [*args, "--download-cache", str(tmp_path / "cache")],
+            obj={"plugin_manager": make_plugin_manager()},
+        )
+        assert result.exit_code == 0, result.output
+        assert server.request_count() == 0
+        (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+        assert record["result"] == str(out / "a.bin")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._version import __version__
 from .backend import Downloader
 from .base_post_processor import BasePostProcessor
-from .base_processor import BaseProcessor
+from .base_processor import DOWNLOAD, BaseProcessor
 from .file_data import DownloadRecord, FileData, StageError
 from .hookspecs import hookimpl
 from .options import Option
@@ -14,6 +14,7 @@ from .settings import PipelineSettings
 from .summary import RunSummary
 
 __all__ = [
+    "DOWNLOAD",
     "BasePostProcessor",
     "BaseProcessor",
     "DownloadRecord",

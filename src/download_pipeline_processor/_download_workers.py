@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._flow import POLL_INTERVAL
 from ._threads import worker_thread
+from .base_processor import DOWNLOAD
 
 if TYPE_CHECKING:
     from ._download_stage import DownloadStage
@@ -22,16 +23,27 @@ class DownloadWorkers:
 
     A multiplexing backend's feed (:mod:`._feed`) downloads the files it hands
     back through :meth:`download` too, and keeps the same limit.
+    ``result_without_download``: the processor's
+    :meth:`~.base_processor.BaseProcessor.result_without_download`, asked
+    about each entry before its download (see :meth:`settled_without_download`).
     """
 
     def __init__(
-        self, stage: DownloadStage, flow: EntryFlow, count: int, pinning: ThreadPinning
+        self,
+        stage: DownloadStage,
+        flow: EntryFlow,
+        count: int,
+        pinning: ThreadPinning,
+        result_without_download: Callable[[FileData], Any] | None = None,
     ) -> None:
         self.stage = stage
         self.flow = flow
         #: At most this many files download at once.
         self.count = count
         self.pinning = pinning
+        self.result_without_download = result_without_download
+        # One call at a time: the processor instance is written for one thread.
+        self._check_lock = threading.Lock()
 
     def threads(self, first: int = 0) -> list[threading.Thread]:
         """Worker threads ``first`` to ``count - 1``, not started."""
@@ -42,8 +54,31 @@ class DownloadWorkers:
         self.pinning.pin()
         flow = self.flow
         while self.wait_for_room() and (item := flow.next_entry()) is not None:
+            if self.settled_without_download(*item):
+                continue
             if not self.download(*item):
                 return  # stopping: the entry stays in flight and is abandoned
+
+    def settled_without_download(self, sequence: int, file_data: FileData) -> bool:
+        """True when the processor settled the entry without a download: it went on.
+
+        A result goes to the post-processor as the file's, succeeded; an
+        exception fails the file at stage ``process``.
+        """
+        check = self.result_without_download
+        if check is None:
+            return False
+        try:
+            with self._check_lock:
+                result = check(file_data)
+        except BaseException as exc:  # noqa: BLE001 - the processor's verdict on this file
+            file_data.fail("process", exc)
+            self.flow.finish(sequence, file_data, None)
+            return True
+        if result is DOWNLOAD:
+            return False
+        self.flow.finish(sequence, file_data, result)
+        return True
 
     def wait_for_room(self) -> bool:
         """Wait while the cache is full (--cache-size); False once the run is stopping.

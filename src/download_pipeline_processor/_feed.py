@@ -86,6 +86,8 @@ class RunFeed:
                 self.exhausted = True
                 return None
             sequence, file_data = item
+            if self.workers.settled_without_download(sequence, file_data):
+                continue
             cache = self.stage.cache
             try:
                 target = cache.target_for(sequence, file_data)

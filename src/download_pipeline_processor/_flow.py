@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import PipelineInterrupted
 from .file_data import FileData
@@ -129,10 +129,15 @@ class EntryFlow:
             return True
         return self._put(self._downloaded, (sequence, file_data))
 
-    def end_downloads(self, processing_workers: int) -> None:
-        """Tell each of ``processing_workers`` that no more entries come (unless stopping)."""
+    def end_downloads(
+        self, processing_workers: int, while_waiting: Callable[[], object] | None = None
+    ) -> None:
+        """Tell each of ``processing_workers`` that no more entries come (unless stopping).
+
+        ``while_waiting`` is called each time round while the queue is full.
+        """
         for _ in range(processing_workers):
-            if not self._put(self._downloaded, END):
+            if not self._put(self._downloaded, END, while_waiting):
                 break
 
     def downloaded_entries(self) -> Iterator[tuple[int, FileData]]:
@@ -211,7 +216,12 @@ class EntryFlow:
             logger.warning("could not remove %s from the cache: %s", path, error)
         return error
 
-    def _put(self, target: queue.Queue[Any], item: Any) -> bool:
+    def _put(
+        self,
+        target: queue.Queue[Any],
+        item: Any,
+        while_waiting: Callable[[], object] | None = None,
+    ) -> bool:
         """Put ``item`` on a bounded queue, giving up (False) once the run is stopping."""
         while True:
             try:
@@ -220,3 +230,5 @@ class EntryFlow:
             except queue.Full:
                 if self.stop.is_set():
                     return False
+                if while_waiting is not None:
+                    while_waiting()

@@ -10,6 +10,7 @@ registered plugin or ``module:ClassName``) and its results picklable.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import pickle
 import signal
@@ -18,8 +19,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .base_processor import BaseProcessor
-from .errors import PipelineError, PluginError
+from .errors import PipelineError, PluginError, ProcessingTimeoutError
 from .file_data import FileData
+
+logger = logging.getLogger(__name__)
 
 #: Seconds a worker gets to exit after it is told to, before it is terminated.
 EXIT_TIMEOUT = 5.0
@@ -86,13 +89,22 @@ class ProcessProcessor(BaseProcessor):
     """Stands in for a processor in the pipeline and runs the real one in a worker process.
 
     A worker that dies fails the file it was processing and is started again
-    for the next file.
+    for the next file.  A worker still processing one file after ``timeout``
+    seconds (``--processing-timeout``) is killed, the file fails, and a new
+    worker starts at once.
     """
 
-    def __init__(self, processor_class: type, options: Mapping[str, Any], label: str) -> None:
+    def __init__(
+        self,
+        processor_class: type,
+        options: Mapping[str, Any],
+        label: str,
+        timeout: float | None = None,
+    ) -> None:
         self.processor_class = processor_class
         self.processor_options = dict(options)
         self.label = label
+        self.timeout = timeout
         self._start()
 
     def _start(self) -> None:
@@ -138,9 +150,16 @@ class ProcessProcessor(BaseProcessor):
     def process(self, file_data: FileData) -> Any:
         if not self._process.is_alive():
             self._start()
-            self.wait_ready()
+        self.wait_ready()
         try:
             self._connection.send(file_data)
+            # poll() is True at a reply and at EOF (a dead worker), which recv() reports.
+            if self.timeout is not None and not self._connection.poll(self.timeout):
+                self._replace_stuck(file_data)
+                raise ProcessingTimeoutError(
+                    f"processing took longer than the processing timeout ({self.timeout:g} s);"
+                    " its worker process was killed"
+                )
             kind, payload = self._connection.recv()
         except (EOFError, OSError) as exc:
             self._process.join(EXIT_TIMEOUT)
@@ -150,6 +169,23 @@ class ProcessProcessor(BaseProcessor):
         if kind == "error":
             raise payload
         return payload
+
+    def _replace_stuck(self, file_data: FileData) -> None:
+        """Kill the worker stuck on ``file_data`` (SIGKILL: it may ignore anything milder)."""
+        pid = self._process.pid
+        self._process.kill()
+        self._process.join(EXIT_TIMEOUT)
+        self._connection.close()
+        logger.warning(
+            "%s: worker process %s spent over %g s on %s (--processing-timeout); "
+            "killed, a new one takes its place",
+            self.label,
+            pid,
+            self.timeout,
+            file_data.id,
+        )
+        # Started now so its set-up overlaps the wait for the next file.
+        self._start()
 
     def close(self) -> None:
         """Stop the worker; raise what the real processor's ``close()`` raised, if anything."""
@@ -183,13 +219,20 @@ class ProcessProcessor(BaseProcessor):
 
 
 def start_process_processors(
-    processor_class: type, options: Mapping[str, Any], label: str, count: int
+    processor_class: type,
+    options: Mapping[str, Any],
+    label: str,
+    count: int,
+    timeout: float | None = None,
 ) -> list[ProcessProcessor]:
-    """Start ``count`` workers at once, then wait until every one is ready."""
+    """Start ``count`` workers at once, then wait until every one is ready.
+
+    ``timeout``: seconds a worker may spend on one file before it is killed.
+    """
     workers: list[ProcessProcessor] = []
     try:
         for _ in range(count):
-            workers.append(ProcessProcessor(processor_class, options, label))
+            workers.append(ProcessProcessor(processor_class, options, label, timeout))
         for worker in workers:
             worker.wait_ready()
     except BaseException:

@@ -17,7 +17,7 @@ import logging
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from ._cache import DownloadCache
 from ._cache_budget import CacheBudget
@@ -30,7 +30,8 @@ from ._stop_signal import StopSignal
 from ._threads import ThreadPinning, worker_thread
 from .backend import Downloader, drives_many
 from .base_post_processor import BasePostProcessor
-from .base_processor import BaseProcessor
+from .base_processor import BaseProcessor, checks_before_download
+from .errors import PluginError, ProcessingTimeoutError
 from .file_data import FileData
 from .plugins import PipelinePluginManager, has_observers, notify_observers
 from .settings import PipelineSettings
@@ -42,6 +43,57 @@ logger = logging.getLogger(__name__)
 OBSERVER_HOOKS = ("pipeline_started", "file_finished", "pipeline_finished")
 
 PostProcessCall = Callable[[Any, FileData], None]
+
+
+class ProcessorSource(Protocol):
+    """Where new processor instances come from: the run plan's processor choice."""
+
+    @property
+    def cls(self) -> type: ...
+
+    def build(self) -> Any:
+        """A new processor instance with the run's options."""
+
+
+class ProcessingWorker:
+    """One processing thread's life: the file it works on, since when, and whether it was given up.
+
+    The thread and the watchdog (:meth:`PipelineRun._enforce_processing_timeout`)
+    both take the file through this object's lock, so exactly one of them
+    hands it on: the thread when it finishes in time, the watchdog when it
+    does not.  A given-up thread that returns later drops its result and ends.
+    """
+
+    def __init__(self, processor: BaseProcessor | None) -> None:
+        #: None: the thread builds its own (a replacement's set-up must not hold up the run).
+        self.processor = processor
+        self.thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._current: tuple[int, FileData, float] | None = None
+        self._abandoned = False
+
+    def begin(self, sequence: int, file_data: FileData) -> None:
+        """The thread starts processing ``file_data``."""
+        with self._lock:
+            self._current = (sequence, file_data, time.monotonic())
+
+    def end(self) -> bool:
+        """The thread is done with its file; False if the file was taken from it meanwhile."""
+        with self._lock:
+            self._current = None
+            return not self._abandoned
+
+    def abandon_if_overdue(self, now: float, timeout: float) -> tuple[int, FileData] | None:
+        """Give the thread up if its file started ``timeout`` seconds before ``now``; that file."""
+        with self._lock:
+            if self._abandoned or self._current is None:
+                return None
+            sequence, file_data, started = self._current
+            if now - started < timeout:
+                return None
+            self._abandoned = True
+            self._current = None
+            return sequence, file_data
 
 
 def _post_process_caller(post_processor: BasePostProcessor) -> PostProcessCall:
@@ -70,7 +122,9 @@ class PipelineRun:
     Takes what the run needs, built already: the checked ``entries``, one
     processor per processing worker, the post-processors, the downloader
     class, the plugin manager (for observer hooks), the ``stop`` signal to
-    watch and the ``summary`` to fill.  :meth:`execute` returns the exit code.
+    watch and the ``summary`` to fill; and ``processor_source``, to build a
+    processor for a thread that replaces one stuck past
+    ``--processing-timeout``.  :meth:`execute` returns the exit code.
     """
 
     def __init__(
@@ -79,6 +133,7 @@ class PipelineRun:
         entries: CheckedEntries,
         *,
         processors: list[BaseProcessor],
+        processor_source: ProcessorSource,
         post_processors: list[BasePostProcessor],
         downloader_class: type[Downloader],
         plugin_manager: PipelinePluginManager,
@@ -91,6 +146,12 @@ class PipelineRun:
         self.manager = plugin_manager
         self.summary = summary
         self.processors = processors
+        self.processor_source = processor_source
+        #: The processing threads' places; the watchdog swaps in a replacement for a stuck one.
+        self.workers = [ProcessingWorker(processor) for processor in processors]
+        self.replacements = 0
+        #: The extra processor instance asked before each download, when its class asks.
+        self.download_check: BaseProcessor | None = None
         self.post_processors = post_processors
         self.post_calls = [_post_process_caller(pp) for pp in post_processors]
         self.cache = DownloadCache(settings.cache_root, CacheBudget(settings.cache_size))
@@ -107,18 +168,36 @@ class PipelineRun:
 
     # -- processing and post-processing ---------------------------------------------
 
-    def _processing_worker(self, processor: BaseProcessor) -> None:
+    def _processing_worker(self, worker: ProcessingWorker) -> None:
         if self.settings.processing_mode == "thread":
             # Process mode: the workers this thread starts must keep every core.
             self.pinning.pin()
         flow = self.flow
+        processor = worker.processor
+        set_up_error: BaseException | None = None
+        if processor is None:
+            try:
+                processor = self.processor_source.build()
+            except BaseException as exc:  # noqa: BLE001 - fails the files this thread takes
+                set_up_error = exc
+                logger.error("a replacement processor could not be set up: %s", exc)
         try:
             for sequence, file_data in flow.downloaded_entries():
+                worker.begin(sequence, file_data)
                 result = None
                 try:
+                    if processor is None:
+                        raise PluginError(
+                            "the processor of a replacement thread could not be set up: "
+                            f"{type(set_up_error).__name__}: {set_up_error}"
+                        )
                     result = processor.process(file_data)
                 except BaseException as exc:  # noqa: BLE001 - a processor failure fails the file
                     file_data.fail("process", exc)
+                if not worker.end():
+                    # Past --processing-timeout: the watchdog failed the file, and
+                    # another thread took this one's place.
+                    return
                 # Whatever the processor left at its file's path, only that file fails of it.
                 left = flow.discard(file_data.local_path)
                 if left is not None and file_data.error is None:
@@ -126,7 +205,49 @@ class PipelineRun:
                     result = None
                 flow.finish(sequence, file_data, result)
         finally:
-            _call_plugin(processor.close, "processor close() failed")
+            if processor is not None:
+                _call_plugin(processor.close, "processor close() failed")
+
+    def _enforce_processing_timeout(self) -> None:
+        """Fail each file processed past ``--processing-timeout`` and replace its thread.
+
+        Thread mode only: process mode kills its stuck workers itself
+        (:class:`~._process_pool.ProcessProcessor`).  Called from the run's
+        main wait loop.
+        """
+        timeout = self.settings.processing_timeout
+        if timeout is None or self.settings.processing_mode != "thread" or self.stop.is_set():
+            return
+        now = time.monotonic()
+        for index, worker in enumerate(self.workers):
+            overdue = worker.abandon_if_overdue(now, timeout)
+            if overdue is None:
+                continue
+            sequence, file_data = overdue
+            name = worker.thread.name if worker.thread is not None else f"process-{index}"
+            logger.warning(
+                "%s has spent over %g s on %s (--processing-timeout): the file fails; a thread "
+                "cannot be killed, so it is left running and a new one takes its place",
+                name,
+                timeout,
+                file_data.id,
+            )
+            file_data.fail(
+                "process",
+                ProcessingTimeoutError(
+                    f"processing took longer than the processing timeout ({timeout:g} s)"
+                ),
+            )
+            # The stuck thread may still hold the file open: unlinking it is safe on POSIX.
+            self.flow.discard(file_data.local_path)
+            self.flow.finish(sequence, file_data, None)
+            self.replacements += 1
+            replacement = ProcessingWorker(None)
+            replacement.thread = worker_thread(
+                self._processing_worker, f"process-{index}-{self.replacements}", replacement
+            )
+            self.workers[index] = replacement
+            replacement.thread.start()
 
     def _post_process_worker(self) -> None:
         self.pinning.pin()
@@ -156,14 +277,18 @@ class PipelineRun:
             self.grace_ends = time.monotonic() + self.settings.stop_grace
         return self.grace_ends
 
-    def _join(self, threads: list[threading.Thread]) -> None:
-        """Wait for ``threads``; after a stop, only until the grace period ends."""
-        for thread in threads:
-            while thread.is_alive():
-                limit = self._stop_deadline()
-                if limit is not None and time.monotonic() >= limit:
-                    return
-                thread.join(POLL_INTERVAL)
+    def _join(self, threads: Callable[[], list[threading.Thread]]) -> None:
+        """Wait for the ``threads()`` (asked again each time round); after a stop, only
+        until the grace period ends.  Watches ``--processing-timeout`` meanwhile."""
+        while alive := [thread for thread in threads() if thread.is_alive()]:
+            limit = self._stop_deadline()
+            if limit is not None and time.monotonic() >= limit:
+                return
+            self._enforce_processing_timeout()
+            alive[0].join(POLL_INTERVAL)
+
+    def _processing_threads(self) -> list[threading.Thread]:
+        return [worker.thread for worker in self.workers if worker.thread is not None]
 
     # -- orchestration ------------------------------------------------------------
 
@@ -182,23 +307,32 @@ class PipelineRun:
         observers = self._register_instance_hooks()
         try:
             downloader = self.downloader_class(settings)
+            if checks_before_download(self.processor_source.cls):
+                # Its own instance: the processing ones belong to their threads, or
+                # live in worker processes.
+                self.download_check = self.processor_source.build()
             notify_observers(self.manager, "pipeline_started", settings=settings)
             stage = DownloadStage(downloader, self.cache, settings, self.stop.event)
-            workers = DownloadWorkers(stage, self.flow, settings.download_workers, self.pinning)
+            check = self.download_check
+            workers = DownloadWorkers(
+                stage,
+                self.flow,
+                settings.download_workers,
+                self.pinning,
+                None if check is None else check.result_without_download,
+            )
             post_thread.start()
-            processing = [
-                worker_thread(self._processing_worker, f"process-{i}", processor)
-                for i, processor in enumerate(self.processors)
-            ]
+            for index, worker in enumerate(self.workers):
+                worker.thread = worker_thread(self._processing_worker, f"process-{index}", worker)
             if drives_many(downloader):
                 downloads = [worker_thread(drive_fetch_many, "download", downloader, workers)]
             else:
                 downloads = workers.threads()
-            for thread in processing + downloads:
+            for thread in self._processing_threads() + downloads:
                 thread.start()
             while True:
                 try:
-                    self._wait_for(downloads, processing)
+                    self._wait_for(downloads)
                     break
                 except KeyboardInterrupt:
                     # Library use without signal handlers: the first Ctrl-C stops
@@ -228,6 +362,8 @@ class PipelineRun:
             _call_plugin(post_processor.close, "post-processor close() failed")
         if downloader is not None:
             _call_plugin(downloader.close, "downloader close() failed")
+        if self.download_check is not None:
+            _call_plugin(self.download_check.close, "processor close() failed")
         # Workers of processing threads abandoned at a stop may still be busy.
         terminate_workers(self.processors)
         self.cache.close()
@@ -252,13 +388,12 @@ class PipelineRun:
         self.notify_files = has_observers(self.manager, "file_finished")
         return names
 
-    def _wait_for(
-        self, downloads: list[threading.Thread], processing: list[threading.Thread]
-    ) -> None:
+    def _wait_for(self, downloads: list[threading.Thread]) -> None:
         """Let the workers drain the input, or wind them down after a stop."""
-        self._join(downloads)
-        self.flow.end_downloads(len(processing))
-        self._join(processing)
+        self._join(lambda: downloads)
+        # One end marker per place: a replaced thread never takes another entry.
+        self.flow.end_downloads(len(self.workers), self._enforce_processing_timeout)
+        self._join(self._processing_threads)
         if self.stop.is_set():
             self.flow.abandon_in_flight()
             self.summary.not_started = self.flow.not_started

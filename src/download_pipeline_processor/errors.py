@@ -92,5 +92,9 @@ class PermanentDownloadError(DownloadError):
     """A failure that another attempt will not fix: 404 and most 4xx, bad redirects."""
 
 
+class ProcessingTimeoutError(PipelineError):
+    """A file's processing ran past ``--processing-timeout`` and was abandoned."""
+
+
 class PipelineInterrupted(PipelineError):
     """The run was stopped before this file could finish."""

@@ -161,6 +161,7 @@ class ProcessingPipeline:
             self.settings,
             entries,
             processors=processors,
+            processor_source=plan.processor,
             post_processors=post_processors,
             downloader_class=plan.downloader_class,
             plugin_manager=self.plugin_manager,

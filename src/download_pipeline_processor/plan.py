@@ -89,7 +89,11 @@ class RunPlan:
 
             return list(
                 start_process_processors(
-                    choice.cls, choice.options, choice.label, settings.processing_limit
+                    choice.cls,
+                    choice.options,
+                    choice.label,
+                    settings.processing_limit,
+                    settings.processing_timeout,
                 )
             )
         return [choice.build() for _ in range(settings.processing_limit)]

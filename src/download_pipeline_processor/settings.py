@@ -252,6 +252,27 @@ class PipelineSettings:
             "(the class must be importable and its results picklable).",
         ),
     )
+    #: Seconds one file's processing may take; None: no limit.  A file past it
+    #: fails at stage ``process``.  In process mode its worker process is
+    #: killed and a new one started; in thread mode a thread cannot be killed,
+    #: so it is left running (its late result dropped) and a new thread with
+    #: a new processor instance takes its place.
+    processing_timeout: float | None = _setting(
+        None,
+        minimum=0,
+        above=True,
+        cli=CliOption(
+            "--processing-timeout",
+            "processing",
+            "Seconds one file's processing may take; a slower file fails (process mode: "
+            "its worker is killed and replaced; thread mode: the stuck thread is left "
+            "behind and replaced).",
+            metavar="SECONDS",
+            parse=float,
+            unit="second(s)",
+            shown_default="none",
+        ),
+    )
     #: Run the pipeline's threads on one CPU core.  Python runs one thread at a
     #: time (the GIL); spread over cores, every hand-off between threads is a
     #: cross-core wake-up.  When that is the limit (many small files on fast

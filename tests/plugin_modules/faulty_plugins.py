@@ -98,3 +98,16 @@ class LeakyProcessor(BaseProcessor):
     def process(self, file_data: FileData) -> Any:
         assert file_data.local_path is not None
         return file_data.local_path.stat().st_size
+
+
+class HangingProcessor(BaseProcessor):
+    """Never returns from files whose id starts with "hang"; returns other files' worker PID.
+
+    For ``--processing-timeout``: the hang is a plain sleep, which nothing but
+    the timeout ends.
+    """
+
+    def process(self, file_data: FileData) -> Any:
+        if file_data.id.startswith("hang"):
+            _sleep_forever()
+        return os.getpid()

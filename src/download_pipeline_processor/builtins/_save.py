@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import posixpath
 import shutil
@@ -13,12 +14,20 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-from ..base_processor import BaseProcessor
+from .._integrity import expected_checks
+from ..base_processor import DOWNLOAD, BaseProcessor
+from ..errors import TransientDownloadError
 from ..file_data import FileData
 from ..options import Option
 from ..paths import safe_filename
+from ..sink import BodyWriter
+
+logger = logging.getLogger(__name__)
 
 COPY_CHUNK = 1024 * 1024
+
+#: What ``if_exists`` may say about a file already at the destination.
+IF_EXISTS = ("fail", "skip", "overwrite")
 
 #: ``os.link`` errors that mean "this file system has no hard links", not "the name is taken".
 _NO_HARD_LINKS = frozenset(
@@ -51,8 +60,16 @@ class SaveProcessor(BaseProcessor):
     never lands outside ``dest``.  The cached file is moved when ``dest`` is on
     the cache's file system and copied otherwise, through a hidden temporary
     name that is fsynced and renamed, so ``dest`` never holds a partial file.
-    An existing file is a failure unless ``overwrite`` is set; the name is
-    claimed atomically, so of two workers saving one name only one wins.
+
+    ``if_exists`` says what happens to a file already at the destination:
+    ``fail`` (the default) fails the entry before its download; ``overwrite``
+    downloads it and replaces the file; ``skip`` keeps the file and does not
+    download the entry at all, when the file matches the entry's ``size``
+    and digests (``sha256``, ``md5``, ``checksum``) where the entry gives
+    them, and otherwise (a corrupt or stale file) downloads it and replaces
+    the file.  A name is claimed atomically, so of two workers saving one
+    name only one wins.  ``overwrite=true`` is the deprecated spelling of
+    ``if_exists=overwrite``.
     """
 
     options = (
@@ -62,10 +79,35 @@ class SaveProcessor(BaseProcessor):
             help="file name template such as '{id}-{name}'; fields: id, name, basename, ext"
             " and the input's extra keys (default: name plus the URL's extension)",
         ),
-        Option("overwrite", type=bool, default=False, help="replace files that exist"),
+        Option(
+            "if_exists",
+            default="fail",
+            help="a file already at the destination: fail the entry; skip its download when"
+            " the file matches the entry's size/digests (else replace it); or overwrite it",
+        ),
+        Option(
+            "overwrite",
+            type=bool,
+            default=None,
+            help="deprecated: overwrite=true is if_exists=overwrite",
+        ),
     )
 
-    def __init__(self, dest: Path | str, name: str | None = None, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        dest: Path | str,
+        name: str | None = None,
+        if_exists: str = "fail",
+        overwrite: bool | None = None,
+    ) -> None:
+        if if_exists not in IF_EXISTS:
+            raise ValueError(f"if_exists must be one of {', '.join(IF_EXISTS)}, not {if_exists!r}")
+        if overwrite:
+            if if_exists not in ("fail", "overwrite"):
+                raise ValueError(f"overwrite=true contradicts if_exists={if_exists}")
+            if_exists = "overwrite"
+        elif overwrite is not None and if_exists == "overwrite":
+            raise ValueError("overwrite=false contradicts if_exists=overwrite")
         folder = Path(dest)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -75,7 +117,19 @@ class SaveProcessor(BaseProcessor):
         self.template = name or None
         if self.template is not None:
             _check_template(self.template)
-        self.overwrite = overwrite
+        self.if_exists = if_exists
+
+    def result_without_download(self, file_data: FileData) -> Any:
+        """The path of a file ``skip`` keeps, so it is not downloaded; ``fail`` refuses one."""
+        if self.if_exists == "overwrite":
+            return DOWNLOAD
+        target = self._target(file_data)
+        if not os.path.lexists(target):
+            return DOWNLOAD
+        if self.if_exists == "fail":
+            raise _exists_error(target)
+        # A mismatch is reported by process(), which replaces the file.
+        return str(target) if self._keeps(target, file_data, report=False) else DOWNLOAD
 
     def process(self, file_data: FileData) -> str:
         source = file_data.local_path
@@ -83,14 +137,40 @@ class SaveProcessor(BaseProcessor):
             raise ValueError("the file has no local path; was it downloaded?")
         target = self._target(file_data)
         try:
-            _move(source, target, self.overwrite)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
+            _save(source, target, self.if_exists == "overwrite")
+        except FileExistsError:
+            if self.if_exists != "skip":
                 raise
-            _copy(source, target, self.overwrite)
-            with contextlib.suppress(OSError):
-                source.unlink()
+            # Checked before the download and found stale, or saved since by an
+            # entry of the same name: kept if it matches, else replaced.
+            if self._keeps(target, file_data):
+                return str(target)
+            _save(source, target, overwrite=True)
         return str(target)
+
+    def _keeps(self, target: Path, file_data: FileData, report: bool = True) -> bool:
+        """True when ``skip`` keeps the file at ``target``: it matches every check of the entry.
+
+        ``report``: log a mismatch (the file is about to be replaced).
+        """
+        checks = expected_checks(file_data.additional_fields)
+        if not target.is_file():
+            mismatch = "is not a regular file"
+        elif checks.size is not None and target.stat().st_size != checks.size:
+            mismatch = f"has {target.stat().st_size} bytes, not {checks.size}"
+        elif not checks.digests:
+            return True
+        else:
+            # The download stage's own check, reading the file once.
+            try:
+                BodyWriter(target, checks).verify_file()
+            except TransientDownloadError as exc:
+                mismatch = f"does not match: {exc}"
+            else:
+                return True
+        if report:
+            logger.warning("%s exists but %s; replacing it with the download", target, mismatch)
+        return False
 
     def _target(self, file_data: FileData) -> Path:
         """The path inside ``dest`` this entry is saved under."""
@@ -148,6 +228,22 @@ def _render(template: str, fields: dict[str, Any]) -> str:
         raise ValueError(f"name template {template!r}: {type(exc).__name__}: {exc}") from None
 
 
+def _exists_error(target: Path) -> FileExistsError:
+    return FileExistsError(errno.EEXIST, "file exists and if_exists is fail", str(target))
+
+
+def _save(source: Path, target: Path, overwrite: bool) -> None:
+    """Move ``source`` to ``target``, or copy it across file systems."""
+    try:
+        _move(source, target, overwrite)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy(source, target, overwrite)
+        with contextlib.suppress(OSError):
+            source.unlink()
+
+
 def _move(source: Path, target: Path, overwrite: bool) -> None:
     """Move ``source`` to ``target`` in one step; ``OSError(EXDEV)`` across file systems."""
     if overwrite:
@@ -167,9 +263,7 @@ def _claim(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except FileExistsError:
-        raise FileExistsError(
-            errno.EEXIST, "file exists and overwrite is off", str(target)
-        ) from None
+        raise _exists_error(target) from None
     except OSError as exc:
         if exc.errno not in _NO_HARD_LINKS:
             raise
@@ -182,9 +276,7 @@ def _claim(source: Path, target: Path) -> None:
         with target.open("xb"):
             pass
     except FileExistsError:
-        raise FileExistsError(
-            errno.EEXIST, "file exists and overwrite is off", str(target)
-        ) from None
+        raise _exists_error(target) from None
     try:
         source.replace(target)
     except BaseException:
