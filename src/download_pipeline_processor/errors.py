@@ -73,20 +73,18 @@ class PluginOptionError(PluginError):
 
 
 class DownloadError(PipelineError):
-    """A file could not be downloaded; ``http_status``: the answer's status, when one said so."""
+    """A file could not be downloaded."""
 
-    def __init__(self, message: str, *, http_status: int | None = None) -> None:
-        super().__init__(message)
-        self.http_status = http_status
+    #: The HTTP status of the answer that failed, when an answer's status was the
+    #: failure (set by ``http_rules.check_status``); None for any other failure.
+    http_status: int | None = None
 
 
 class TransientDownloadError(DownloadError):
     """A failure worth retrying: network trouble, 5xx, 408, 429, a short body."""
 
-    def __init__(
-        self, message: str, retry_after: float | None = None, *, http_status: int | None = None
-    ) -> None:
-        super().__init__(message, http_status=http_status)
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
         self.retry_after = retry_after
 
 
