@@ -6,6 +6,7 @@ codes.  Every message is one line that names the problem.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 
@@ -41,8 +42,11 @@ class UnknownPluginError(PluginError):
     """No plugin of that kind is registered under that name."""
 
     def __init__(self, kind: str, name: str, available: Iterable[str]) -> None:
-        choices = ", ".join(sorted(available)) or "none"
-        super().__init__(f"unknown {kind} {name!r}; available: {choices}")
+        names = sorted(available)
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        choices = ", ".join(names) or "none"
+        super().__init__(f"unknown {kind} {name!r}{hint}; available: {choices}")
         self.kind = kind
         self.name = name
 

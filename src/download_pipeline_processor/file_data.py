@@ -90,6 +90,9 @@ class FileData:
     error: StageError | None = None
     #: What the download stage learnt (attempts, HTTP status, size, digest, time).
     download: DownloadRecord = field(default_factory=DownloadRecord)
+    #: The entry's 0-based position in the input (entries a journal skips
+    #: counted), set when the run reads it; None for a record made otherwise.
+    input_index: int | None = None
 
     def __post_init__(self) -> None:
         if not self.id or not self.name:
