@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,51 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 from download_helpers import DOWNLOADER_CLASSES, SHIPPED_DOWNLOADERS, StageFactory, use_downloader
 from download_pipeline_processor._cache import DownloadCache
 from download_pipeline_processor._download_stage import DownloadStage
 from download_pipeline_processor.backend import Downloader
+from download_pipeline_processor.pytest_fixtures import (  # noqa: F401 - fixtures
+    authority,
+    cache_root,
+    cli_path,
+    file_server,
+    tls_server,
+)
 from download_pipeline_processor.settings import PipelineSettings
-from download_pipeline_processor.testing import FileServer
-
-
-@pytest.fixture
-def file_server() -> Iterator[FileServer]:
-    """A loopback HTTP server serving in-memory files, stopped after the test."""
-    with FileServer() as server:
-        yield server
-
-
-@pytest.fixture
-def cache_root(tmp_path: Path) -> Path:
-    """A cache root private to the test, so emptiness can be asserted afterwards."""
-    return tmp_path / "cache"
-
-
-@pytest.fixture
-def cli_path() -> Path:
-    """The installed console script of this interpreter's environment."""
-    script = Path(sys.executable).with_name("download-pipeline-processor")
-    if not script.exists():
-        pytest.fail(f"no console script next to {sys.executable}; pip install the project")
-    return script
-
-
-@pytest.fixture(scope="module")
-def authority() -> trustme.CA:
-    """A throwaway certificate authority."""
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def tls_server(authority: trustme.CA) -> Iterator[FileServer]:
-    """An https FileServer whose certificate (for 127.0.0.1) ``authority`` signed."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    with FileServer(ssl_context=context) as file_server:
-        yield file_server
 
 
 @pytest.fixture(params=SHIPPED_DOWNLOADERS)

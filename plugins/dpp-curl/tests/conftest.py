@@ -19,14 +19,8 @@ from typing import Any, Callable
 import pytest
 import trustme
 
+from download_pipeline_processor.pytest_fixtures import file_server  # noqa: F401 - a fixture
 from download_pipeline_processor.testing import CLOSE, Answer, FileServer
-
-
-@pytest.fixture
-def file_server() -> Iterator[FileServer]:
-    """A loopback HTTP/1.1 server serving in-memory files."""
-    with FileServer() as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)
@@ -126,6 +120,6 @@ def h2_server(authority: trustme.CA, tmp_path: Path) -> Iterator[H2Server]:
 
 
 @pytest.fixture
-def raw_server(file_server: FileServer) -> Callable[[bytes], str]:
+def raw_server(file_server: FileServer) -> Callable[[bytes], str]:  # noqa: F811 - the fixture
     """``serve(answer)``: a URL whose server answers every request with ``answer`` and hangs up."""
     return lambda answer: file_server.script("/raw.bin", Answer(answer, CLOSE))
