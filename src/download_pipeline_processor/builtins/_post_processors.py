@@ -53,9 +53,7 @@ class JsonlPostProcessor(BasePostProcessor):
     """
 
     options = (
-        Option(
-            "path", default="-", help="file to write, '-' for standard output", output=True
-        ),
+        Option("path", default="-", help="file to write, '-' for standard output", output=True),
         Option("append", type=bool, default=False, help="append instead of replacing"),
     )
 
