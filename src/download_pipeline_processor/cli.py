@@ -76,6 +76,18 @@ def _click_option(setting: dataclasses.Field[Any]) -> Callable[[F], F]:
     above = setting.metadata["above"]
     choices = setting.metadata["choices"]
     default = setting.default
+    if option.collect is not None:
+        # Repeatable: each value read by ``parse``, all of them made one setting by ``collect``.
+        return click.option(
+            option.flag,
+            setting.name,
+            multiple=True,
+            default=(),
+            metavar=option.metavar,
+            help=option.help,
+            type=ParsedType(option.parse or str, None, option.unit),
+            show_default=option.shown_default or False,
+        )
     # Shown whatever command the option is added to, not only one whose context says so.
     extra: dict[str, Any] = {"show_default": True}
     if option.shown_default is not None:
@@ -122,6 +134,10 @@ def settings_from_params(params: dict[str, Any]) -> PipelineSettings:
     ``--no-sleep`` is not a setting of its own: it zeroes ``simulate_delay``.
     """
     changes = {setting.name: params.pop(setting.name) for setting in cli_fields()}
+    for setting in cli_fields():
+        collect = setting.metadata["cli"].collect
+        if collect is not None:
+            changes[setting.name] = collect(changes[setting.name])
     if params.pop("no_sleep"):
         changes["simulate_delay"] = (0.0, 0.0)
     return PipelineSettings(**changes)

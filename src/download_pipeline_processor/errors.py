@@ -75,9 +75,14 @@ class DownloadError(PipelineError):
 class TransientDownloadError(DownloadError):
     """A failure worth retrying: network trouble, 5xx, 408, 429, a short body."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
+        #: Seconds the server asked to wait (Retry-After), if it said.
         self.retry_after = retry_after
+        #: The HTTP status that failed the attempt, if one did (429, 503 ...).
+        self.status = status
 
 
 class DiskFullError(TransientDownloadError):

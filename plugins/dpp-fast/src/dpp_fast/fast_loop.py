@@ -39,7 +39,7 @@ from download_pipeline_processor.errors import (
     PipelineInterrupted,
     TransientDownloadError,
 )
-from download_pipeline_processor.http_rules import truncated
+from download_pipeline_processor.http_rules import entry_headers, truncated
 from download_pipeline_processor.sink import BodyWriter, body_writer
 
 from .fast import MIN_BUFFER, ConnectionClosed, translate
@@ -202,6 +202,15 @@ class EventLoop:
         if request.origin[0] or self.downloader._needs_session(url):  # https, a proxy...
             feed.hand_off(job)
             return
+        if job.file_data.additional_fields.get("headers"):
+            try:
+                block = self.transport.entry_block(entry_headers(job.file_data.additional_fields))
+            except BaseException as exc:  # noqa: BLE001 - the file's error
+                feed.failed(job, exc)
+                return
+            if block is None:  # the entry names its own Host: the blocking path sends it
+                feed.hand_off(job)
+                return
         connection = self._kept(request.origin)
         if connection is not None:
             self._serve(connection, job, request)
@@ -221,7 +230,7 @@ class EventLoop:
         """Send ``job``'s request on a connection that is open (or being opened)."""
         connection.job = job
         connection.request = request
-        connection.outgoing = request.start + self.transport._headers
+        connection.outgoing = request.start + self._header_block(job)
         connection.head.clear()
         connection.received = False
         connection.reusable = True
@@ -230,6 +239,15 @@ class EventLoop:
         if connection.state != _CONNECTING:
             connection.state = _SENDING
             self._ready(connection)
+
+    def _header_block(self, job: DownloadJob) -> bytes:
+        """The header lines of ``job``'s request: the run's, or its entry's over them."""
+        fields = job.file_data.additional_fields
+        if not fields.get("headers"):
+            return self.transport._headers
+        block = self.transport.entry_block(entry_headers(fields))
+        assert block is not None, "an entry naming its Host is handed off at the start"
+        return block
 
     def _connect(self, job: DownloadJob, request: Request, addresses: list[Address]) -> None:
         family, address = addresses.pop(0)
@@ -420,6 +438,7 @@ class EventLoop:
             received,
             job.destination,
             self.feed.should_stop,
+            headers=entry_headers(job.file_data.additional_fields) or None,
         )
         self.feed.hand_off(job, attempt)
 
