@@ -66,7 +66,9 @@ def run_cli(args: list[str], recorder: SettingsRecorder) -> Result:
     return CliRunner().invoke(main, args, obj={"plugin_manager": manager}, catch_exceptions=False)
 
 
-def non_default_value(setting: dataclasses.Field[Any], tmp_path: Path) -> tuple[list[str], Any]:
+def non_default_value(  # noqa: PLR0911 - one return per kind of setting
+    setting: dataclasses.Field[Any], tmp_path: Path
+) -> tuple[list[str], Any]:
     """Arguments giving ``setting`` a value other than its default, and that value."""
     option: CliOption = setting.metadata["cli"]
     default = setting.default

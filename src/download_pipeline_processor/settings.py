@@ -89,6 +89,9 @@ def _header_options(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     return merge_headers(*({name: value} for name, value in pairs))
 
 
+#: The smallest read under --limit-rate, however slow the rate: fewer, larger sleeps.
+MIN_LIMITED_READ = 16 * 1024
+
 #: The User-Agent of every request unless ``--user-agent`` or a header says otherwise.
 DEFAULT_USER_AGENT = f"download-pipeline-processor/{__version__}"
 
@@ -443,6 +446,15 @@ class PipelineSettings:
         if self.downloader:
             return self.downloader
         return "simulated" if self.simulate_downloads else "requests"
+
+    @property
+    def read_size(self) -> int:
+        """Bytes a downloader reads and writes at a time: ``chunk_size``, less under
+        ``--limit-rate`` so that one write is paid for in a fraction of a second (a
+        loop sleeping a whole megabyte at a slow rate would miss its timeouts)."""
+        if self.limit_rate is None:
+            return self.chunk_size
+        return max(min(self.chunk_size, self.limit_rate // 8), MIN_LIMITED_READ)
 
     @property
     def request_headers(self) -> dict[str, str]:

@@ -86,7 +86,7 @@ class RequestsDownloader(Downloader):
         return {
             "workers": settings.download_workers,
             "timeout": settings.timeout,
-            "chunk_size": settings.chunk_size,
+            "chunk_size": settings.read_size,
             "max_redirects": settings.max_redirects,
             "headers": self._headers,
             "ca_bundle": ca_bundle(),
@@ -123,7 +123,7 @@ class RequestsDownloader(Downloader):
 
                 self._session_transport = SessionTransport(
                     timeout=self.settings.timeout,
-                    chunk_size=self.settings.chunk_size,
+                    chunk_size=self.settings.read_size,
                     max_redirects=self.settings.max_redirects,
                     headers=self._headers,
                 )

@@ -108,8 +108,8 @@ class CurlConfig:
         return cls(
             timeout=settings.timeout,
             max_redirects=settings.max_redirects,
-            buffer_size=min(max(settings.chunk_size, MIN_BUFFER), MAX_BUFFER),
-            block_size=settings.chunk_size,
+            buffer_size=min(max(settings.read_size, MIN_BUFFER), MAX_BUFFER),
+            block_size=settings.read_size,
             headers=header_lines(headers),
             safe_headers=header_lines(without_credentials(headers)),
             header_map=headers,

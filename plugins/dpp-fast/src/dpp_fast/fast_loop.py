@@ -122,7 +122,7 @@ class EventLoop:
         self.feed = feed
         self.timeout = transport.timeout
         self.selector = selectors.DefaultSelector()
-        size = max(downloader.settings.chunk_size, MIN_BUFFER)
+        size = max(downloader.settings.read_size, MIN_BUFFER)
         self.buffer = bytearray(size)
         self.view = memoryview(self.buffer)
         self.busy: set[_Connection] = set()
