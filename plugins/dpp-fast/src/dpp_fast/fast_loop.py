@@ -438,8 +438,12 @@ class EventLoop:
             received,
             job.destination,
             self.feed.should_stop,
-            headers=entry_headers(job.file_data.additional_fields) or None,
         )
+        if job.file_data.additional_fields.get("headers"):
+            # The entry's own headers, for the redirect hops the worker thread may follow.
+            attempt = functools.partial(
+                attempt, headers=entry_headers(job.file_data.additional_fields)
+            )
         self.feed.hand_off(job, attempt)
 
     # -- failures -------------------------------------------------------------------------
