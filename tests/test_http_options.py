@@ -115,6 +115,7 @@ class TestHeaderOptions:
         result = self.invoke(["--files", str(listing), "--header", header])
         assert result.exit_code == 2, result.output
         assert "--header" in result.output
+        assert "'Name: value'" in result.output or "invalid request header" in result.output
         assert "Traceback" not in result.output
 
     def test_bad_entry_headers_are_exit_2(self, tmp_path: Path) -> None:
