@@ -118,21 +118,25 @@ class TestHeaderOptions:
         assert "'Name: value'" in result.output or "invalid request header" in result.output
         assert "Traceback" not in result.output
 
-    def test_bad_entry_headers_are_exit_2(self, tmp_path: Path) -> None:
-        """An entry whose 'headers' is not an object of strings is exit 2 naming entry and field."""
+    @pytest.mark.parametrize(
+        "headers",
+        [{"X-Number": 1}, {"X-Bad": "a\r\nInjected: 1"}, {"Bad:Name": "v"}, ["X-List: 1"]],
+        ids=["number", "crlf-value", "colon-name", "not-an-object"],
+    )
+    def test_bad_entry_headers_are_exit_2(self, tmp_path: Path, headers: object) -> None:
+        """An entry's 'headers' that is not an object of safe strings is exit 2 naming it."""
+        entries = [
+            {"url": "http://127.0.0.1:9/a"},
+            {"url": "http://127.0.0.1:9/b", "headers": headers},
+        ]
         listing = tmp_path / "files.json"
-        listing.write_text(
-            json.dumps(
-                [
-                    {"url": "http://127.0.0.1:9/a"},
-                    {"url": "http://127.0.0.1:9/b", "headers": {"X-Number": 1}},
-                ]
-            )
-        )
+        listing.write_text(json.dumps(entries))
         result = self.invoke(["--files", str(listing), "--simulate-downloads", "--no-sleep"])
         assert result.exit_code == 2, result.output
         assert "entry 1" in result.output
         assert "'headers'" in result.output
+        assert "Injected" not in result.output
+        assert "Traceback" not in result.output
 
 
 class TestEntryHeaders:
