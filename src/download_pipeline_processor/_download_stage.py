@@ -13,7 +13,7 @@ from ._cache_budget import disk_full_error, expected_size
 from ._hosts import HostGate, HostSlot
 from ._integrity import expected_checks
 from .backend import Attempt, Downloader
-from .errors import DiskFullError, PipelineInterrupted, TransientDownloadError
+from .errors import DiskFullError, DownloadError, PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
 from .http_rules import announced_too_large
 from .redact import redact_url, scrub
@@ -153,6 +153,21 @@ class DownloadStage:
             record.elapsed = time.monotonic() - writer.started
         return size
 
+    def record_answer(
+        self, file_data: FileData, writer: BodyWriter | None, error: BaseException
+    ) -> None:
+        """Keep the HTTP status of a failed attempt's answer on ``file_data.download``.
+
+        The status an error carries (``check_status``'s), else that of the
+        body the attempt began (cut short, or failing its checks); an attempt
+        that got no answer leaves the last one recorded.
+        """
+        status = error.http_status if isinstance(error, DownloadError) else None
+        if status is None and writer is not None and writer.used:
+            status = writer.http_status
+        if status is not None:
+            file_data.download.http_status = status
+
     def _attempt(
         self,
         file_data: FileData,
@@ -178,16 +193,20 @@ class DownloadStage:
                 self.hosts.forget(slot)
             raise
         try:
-            size = self._run_attempt(file_data, part, writer, attempt)
+            size = self._attempt_with(file_data, part, writer, attempt)
         except BaseException as exc:
+            # A 429 or a Retry-After holds the host back for everyone.
             self.hosts.release(slot, exc)
+            if isinstance(exc, DownloadError):
+                self.record_answer(file_data, writer, exc)
             raise
         self.hosts.release(slot)
         return size
 
-    def _run_attempt(
+    def _attempt_with(
         self, file_data: FileData, part: Path, writer: BodyWriter, attempt: Attempt | None
     ) -> int:
+        """The attempt itself, through ``writer``: fetch, verify."""
         try:
             try:
                 if attempt is not None:
@@ -302,6 +321,7 @@ class DownloadStage:
                 if failure is not None:
                     if slot is not None:
                         self.hosts.forget(slot)
+                    self.record_answer(file_data, registered_writer(part), failure)
                     if isinstance(failure, DiskFullError):
                         self._after_disk_full(file_data, part)
                     raise failure

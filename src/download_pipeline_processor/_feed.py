@@ -147,6 +147,7 @@ class RunFeed:
         self._give_back(job)
         # A 429 or a Retry-After holds the host back before this file's retry waits its turn.
         self.hosts.release(self._host_slots.pop(job.sequence), error)
+        self.stage.record_answer(job.file_data, registered_writer(job.destination), error)
         full = disk_full_error(error)
         if full is not None:
             full.__cause__ = error

@@ -174,12 +174,12 @@ class HostGate:
             state.limit += 1
 
     def _refused(self, state: HostState, error: TransientDownloadError) -> None:
-        if error.status == 429:
+        if error.http_status == 429:
             load = min(state.in_flight, state.limit)
             state.refused_at = load if state.refused_at is None else min(state.refused_at, load)
             state.limit = max(1, state.limit // 2)
             state.credit = 0
-        if error.status in (429, 503) and error.retry_after is not None:
+        if error.http_status in (429, 503) and error.retry_after is not None:
             until = time.monotonic() + min(max(error.retry_after, 0.0), self.max_pause)
             state.paused_until = max(state.paused_until, until)
 

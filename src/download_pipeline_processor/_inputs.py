@@ -127,6 +127,8 @@ class CheckedEntries(Iterator[FileData]):
     def __next__(self) -> FileData:
         while True:
             file_data = to_file_data(next(self._entries))
+            if file_data.input_index is None:
+                file_data.input_index = self.taken
             self.taken += 1
             if self._skip is None or not self._skip(file_data):
                 return file_data

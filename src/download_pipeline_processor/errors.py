@@ -6,6 +6,7 @@ codes.  Every message is one line that names the problem.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 
@@ -41,8 +42,11 @@ class UnknownPluginError(PluginError):
     """No plugin of that kind is registered under that name."""
 
     def __init__(self, kind: str, name: str, available: Iterable[str]) -> None:
-        choices = ", ".join(sorted(available)) or "none"
-        super().__init__(f"unknown {kind} {name!r}; available: {choices}")
+        names = sorted(available)
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        choices = ", ".join(names) or "none"
+        super().__init__(f"unknown {kind} {name!r}{hint}; available: {choices}")
         self.kind = kind
         self.name = name
 
@@ -71,18 +75,17 @@ class PluginOptionError(PluginError):
 class DownloadError(PipelineError):
     """A file could not be downloaded."""
 
+    #: The HTTP status of the answer that failed, when an answer's status was the
+    #: failure (set by ``http_rules.check_status``); None for any other failure.
+    http_status: int | None = None
+
 
 class TransientDownloadError(DownloadError):
     """A failure worth retrying: network trouble, 5xx, 408, 429, a short body."""
 
-    def __init__(
-        self, message: str, retry_after: float | None = None, status: int | None = None
-    ) -> None:
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
-        #: Seconds the server asked to wait (Retry-After), if it said.
         self.retry_after = retry_after
-        #: The HTTP status that failed the attempt, if one did (429, 503 ...).
-        self.status = status
 
 
 class DiskFullError(TransientDownloadError):
