@@ -66,13 +66,20 @@ def run_cli(args: list[str], recorder: SettingsRecorder) -> Result:
     return CliRunner().invoke(main, args, obj={"plugin_manager": manager}, catch_exceptions=False)
 
 
-def non_default_value(setting: dataclasses.Field[Any], tmp_path: Path) -> tuple[list[str], Any]:
+def non_default_value(  # noqa: PLR0911 - one return per kind of setting
+    setting: dataclasses.Field[Any], tmp_path: Path
+) -> tuple[list[str], Any]:
     """Arguments giving ``setting`` a value other than its default, and that value."""
     option: CliOption = setting.metadata["cli"]
     default = setting.default
     if setting.metadata["choices"] is not None:
         other = next(choice for choice in setting.metadata["choices"] if choice != default)
         return [option.flag, other], other
+    if option.collect is not None:
+        # A repeatable option: each given once.
+        return [option.flag, "X-Test: 1"], {"X-Test": "1"}
+    if option.parse is int:
+        return [option.flag, "3"], 3
     if option.parse is not None:
         # A size ("3K"), or seconds given as a float.
         return ([option.flag, "2.5"], 2.5) if option.parse is float else ([option.flag, "3K"], 3072)
@@ -87,6 +94,8 @@ def non_default_value(setting: dataclasses.Field[Any], tmp_path: Path) -> tuple[
         return [option.flag, str(default + 2)], default + 2
     if setting.name == "downloader":
         return [option.flag, "simulated"], "simulated"
+    if isinstance(default, str):
+        return [option.flag, "other/1"], "other/1"
     raise AssertionError(f"no test value for {setting.name}: teach non_default_value its kind")
 
 
@@ -109,7 +118,12 @@ class TestCliOptionsFromSettings:
         params = {param.name: param for param in main.params}
         for name, setting in FIELDS.items():
             assert name in params, f"setting {name} has no CLI option"
-            assert params[name].default == setting.default, name
+            default = params[name].default
+            collect = setting.metadata["cli"].collect
+            if collect is not None:  # repeatable: the setting is made of every value given
+                assert collect(default) == setting.default_factory(), name  # type: ignore[misc]
+            else:
+                assert default == setting.default, name
 
     def test_a_changed_default_flows_to_the_cli(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Changing a field's declared default changes the option built from it and its help."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ._cache import DownloadCache
 from ._cache_budget import disk_full_error, expected_size
+from ._hosts import HostGate, HostSlot
 from ._integrity import expected_checks
 from .backend import Attempt, Downloader
 from .errors import DiskFullError, DownloadError, PipelineInterrupted, TransientDownloadError
@@ -17,7 +18,7 @@ from .file_data import FileData
 from .http_rules import announced_too_large
 from .redact import redact_url, scrub
 from .settings import PipelineSettings
-from .sink import BodyWriter, register_writer, registered_writer, unregister_writer
+from .sink import BodyWriter, RateLimit, register_writer, registered_writer, unregister_writer
 
 if TYPE_CHECKING:
     import tenacity
@@ -68,6 +69,12 @@ class DownloadStage:
         self.cache = cache
         self.settings = settings
         self.stop_event = stop_event
+        #: Downloads in flight per host (--max-per-host), and what hosts asked for.
+        self.hosts = HostGate(
+            settings.max_per_host or settings.download_workers, settings.retry_backoff_max
+        )
+        #: --limit-rate, shared by every body writer of the run.
+        self.rate = RateLimit(settings.limit_rate) if settings.limit_rate else None
 
     def _delay(self, error: BaseException | None, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -116,7 +123,7 @@ class DownloadStage:
             limit = self.settings.max_file_size
             if limit is not None and checks.size is not None and checks.size > limit:
                 raise announced_too_large(checks.size, limit)
-            writer = BodyWriter(part, checks, limit, self.settings.file_timeout)
+            writer = BodyWriter(part, checks, limit, self.settings.file_timeout, self.rate)
             register_writer(writer)
         return writer
 
@@ -161,25 +168,45 @@ class DownloadStage:
         if status is not None:
             file_data.download.http_status = status
 
-    def _attempt(self, file_data: FileData, part: Path, attempt: Attempt | None = None) -> int:
-        """One attempt, once there is room in the cache: ``attempt()``, or ``fetch``."""
-        if attempt is None and self.stop_event.is_set():
-            raise PipelineInterrupted("run stopped before the download finished")
-        writer = self.writer(file_data, part)
+    def _attempt(
+        self,
+        file_data: FileData,
+        part: Path,
+        attempt: Attempt | None = None,
+        slot: HostSlot | None = None,
+    ) -> int:
+        """One attempt, once there is room in the cache and on the host: ``attempt()``, or
+        ``fetch``.  ``slot``: the host slot the attempt holds already (else one is taken)."""
         try:
-            return self._attempt_with(file_data, part, writer, attempt)
-        except DownloadError as exc:
-            self.record_answer(file_data, writer, exc)
+            if attempt is None and self.stop_event.is_set():
+                raise PipelineInterrupted("run stopped before the download finished")
+            writer = self.writer(file_data, part)
+            # A retry, or a job the feed reserved for, holds its room already: no wait.
+            self.cache.budget.reserve(str(part), expected_size(file_data), self.stop_event)
+            if slot is None:
+                # A paused or full host holds its retries back too.
+                slot = self.hosts.acquire(file_data.url, self.stop_event)
+            if slot is None or (attempt is None and self.stop_event.is_set()):
+                raise PipelineInterrupted("run stopped before the download finished")
+        except BaseException:
+            if slot is not None:
+                self.hosts.forget(slot)
             raise
+        try:
+            size = self._attempt_with(file_data, part, writer, attempt)
+        except BaseException as exc:
+            # A 429 or a Retry-After holds the host back for everyone.
+            self.hosts.release(slot, exc)
+            if isinstance(exc, DownloadError):
+                self.record_answer(file_data, writer, exc)
+            raise
+        self.hosts.release(slot)
+        return size
 
     def _attempt_with(
         self, file_data: FileData, part: Path, writer: BodyWriter, attempt: Attempt | None
     ) -> int:
-        """The attempt itself, through ``writer``: wait for room, fetch, verify."""
-        # A retry, or a job the feed reserved for, holds its room already: no wait.
-        self.cache.budget.reserve(str(part), expected_size(file_data), self.stop_event)
-        if attempt is None and self.stop_event.is_set():
-            raise PipelineInterrupted("run stopped before the download finished")
+        """The attempt itself, through ``writer``: fetch, verify."""
         try:
             try:
                 if attempt is not None:
@@ -270,25 +297,35 @@ class DownloadStage:
         file_data: FileData,
         attempt: Attempt | None = None,
         failure: TransientDownloadError | None = None,
+        slot: HostSlot | None = None,
     ) -> int:
         """Download entry ``sequence``; set ``file_data.local_path`` and return the size.
 
         The first attempt is ``downloader.fetch``, or ``attempt()`` when given
         (the rest of an attempt a multiplexing backend handed over); with
         ``failure``, the first attempt was made elsewhere and failed so.
+        ``slot``: the host slot taken for the first attempt (given back when
+        it ends); later attempts take their own.
         Raises the last :class:`DownloadError` when every attempt failed, or
         :class:`PipelineInterrupted` when the run was stopped meanwhile.
         """
-        target = self.cache.target_for(sequence, file_data)
+        try:
+            target = self.cache.target_for(sequence, file_data)
+        except BaseException:
+            if slot is not None:
+                self.hosts.forget(slot)
+            raise
         part = self.cache.part_path(target)
         try:
             try:
                 if failure is not None:
+                    if slot is not None:
+                        self.hosts.forget(slot)
                     self.record_answer(file_data, registered_writer(part), failure)
                     if isinstance(failure, DiskFullError):
                         self._after_disk_full(file_data, part)
                     raise failure
-                size = self._attempt(file_data, part, attempt)
+                size = self._attempt(file_data, part, attempt, slot)
             except TransientDownloadError as first:
                 size = self._retry(file_data, part, first)
             self.cache.commit(part, target)

@@ -6,16 +6,22 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._flow import POLL_INTERVAL
+from ._hosts import EntryScheduler
 from ._threads import worker_thread
 from .base_processor import DOWNLOAD
 
 if TYPE_CHECKING:
     from ._download_stage import DownloadStage
     from ._flow import EntryFlow
+    from ._hosts import Entry, HostSlot
     from ._threads import ThreadPinning
     from .backend import Attempt
     from .errors import TransientDownloadError
     from .file_data import FileData
+
+
+#: Entries of full or paused hosts that may wait aside, per download worker.
+LOOK_AHEAD_PER_WORKER = 16
 
 
 class DownloadWorkers:
@@ -44,6 +50,12 @@ class DownloadWorkers:
         self.result_without_download = result_without_download
         # One call at a time: the processor instance is written for one thread.
         self._check_lock = threading.Lock()
+        #: The entries to download, each with its host's slot (--max-per-host,
+        #: 429s, Retry-After): one of a full or paused host waits aside for
+        #: later ones of other hosts, up to LOOK_AHEAD_PER_WORKER per worker.
+        self.entries = EntryScheduler(
+            stage.hosts, self._next_to_download, max(count * LOOK_AHEAD_PER_WORKER, 64)
+        )
 
     def threads(self, first: int = 0) -> list[threading.Thread]:
         """Worker threads ``first`` to ``count - 1``, not started."""
@@ -52,12 +64,18 @@ class DownloadWorkers:
     def work(self) -> None:
         """One worker: download entries until the input ends or the run stops."""
         self.pinning.pin()
-        flow = self.flow
-        while self.wait_for_room() and (item := flow.next_entry()) is not None:
-            if self.settled_without_download(*item):
-                continue
-            if not self.download(*item):
+        stop = self.flow.stop.event
+        while self.wait_for_room() and (item := self.entries.next(stop)) is not None:
+            sequence, file_data, slot = item
+            if not self.download(sequence, file_data, slot=slot):
                 return  # stopping: the entry stays in flight and is abandoned
+
+    def _next_to_download(self) -> Entry | None:
+        """The next entry of the input the processor did not settle without a download."""
+        while (item := self.flow.next_entry()) is not None:
+            if not self.settled_without_download(*item):
+                return item
+        return None
 
     def settled_without_download(self, sequence: int, file_data: FileData) -> bool:
         """True when the processor settled the entry without a download: it went on.
@@ -99,15 +117,16 @@ class DownloadWorkers:
         file_data: FileData,
         attempt: Attempt | None = None,
         failure: TransientDownloadError | None = None,
+        slot: HostSlot | None = None,
     ) -> bool:
         """Download one entry taken from the flow and queue it for processing.
 
-        ``attempt`` and ``failure`` are as for :meth:`DownloadStage.download`.
+        ``attempt``, ``failure`` and ``slot`` are as for :meth:`DownloadStage.download`.
         A failed download goes to the post-processor.  False when a stop
         left the entry unqueued (it stays in flight and is abandoned).
         """
         try:
-            size = self.stage.download(sequence, file_data, attempt, failure)
+            size = self.stage.download(sequence, file_data, attempt, failure, slot)
         except BaseException as exc:  # noqa: BLE001 - every failure is the file's, not the run's
             file_data.fail("download", exc)
             self.flow.finish(sequence, file_data, None)

@@ -28,6 +28,7 @@ from .sink import registered_writer, unregister_writer
 
 if TYPE_CHECKING:
     from ._download_workers import DownloadWorkers
+    from ._hosts import HostSlot
     from .backend import Downloader
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,10 @@ class RunFeed:
         self.flow = workers.flow
         self.should_stop = workers.flow.stop.event
         self.limit = workers.count
+        self.entries = workers.entries
+        self.hosts = workers.stage.hosts
+        #: The host slot of each job the backend holds, by sequence.
+        self._host_slots: dict[int, HostSlot] = {}
         #: Jobs the backend holds, by sequence.
         self.out: dict[int, DownloadJob] = {}
         #: Downloaded entries waiting for room in the downloaded queue.
@@ -81,17 +86,19 @@ class RunFeed:
                 if not wait or self.should_stop.is_set():
                     return None
                 budget.wait_for_room(self.poll_interval)
-            item = self.flow.next_entry()
+            # The next entry whose host has room (--max-per-host, a pause): a full
+            # or paused host's entries wait aside and never hold up other hosts'.
+            item = self.entries.next(self.should_stop, wait)
             if item is None:
-                self.exhausted = True
+                if self.entries.exhausted:
+                    self.exhausted = True
                 return None
-            sequence, file_data = item
-            if self.workers.settled_without_download(sequence, file_data):
-                continue
+            sequence, file_data, slot = item
             cache = self.stage.cache
             try:
                 target = cache.target_for(sequence, file_data)
             except OSError as exc:  # the shard folder could not be made
+                self.hosts.forget(slot)
                 file_data.fail("download", exc)
                 self.flow.finish(sequence, file_data, None)
                 continue
@@ -99,14 +106,17 @@ class RunFeed:
             try:
                 writer = self.stage.writer(file_data, job.destination)
             except DownloadError as exc:  # announced past --max-file-size: no request
+                self.hosts.forget(slot)
                 self._fail(job, exc)
                 continue
             if not budget.try_reserve(str(job.destination), expected_size(file_data)):
                 # Announced larger than the room left: a helper thread waits its turn.
+                self.hosts.forget(slot)
                 self._submit(job, None, None)
                 continue
             self.stage.begin_attempt(file_data, writer)
             self.out[sequence] = job
+            self._host_slots[sequence] = slot
             return job
 
     def done(self, job: DownloadJob, size: int) -> None:
@@ -120,6 +130,7 @@ class RunFeed:
                 self.failed(job, exc)
                 return
         self._give_back(job)
+        self.hosts.release(self._host_slots.pop(job.sequence))
         unregister_writer(job.destination)
         try:
             self.stage.cache.commit(job.destination, job.target)
@@ -134,6 +145,8 @@ class RunFeed:
 
     def failed(self, job: DownloadJob, error: BaseException) -> None:
         self._give_back(job)
+        # A 429 or a Retry-After holds the host back before this file's retry waits its turn.
+        self.hosts.release(self._host_slots.pop(job.sequence), error)
         self.stage.record_answer(job.file_data, registered_writer(job.destination), error)
         full = disk_full_error(error)
         if full is not None:
@@ -147,10 +160,12 @@ class RunFeed:
 
     def hand_off(self, job: DownloadJob, attempt: Attempt | None = None) -> None:
         self._give_back(job)
+        slot: HostSlot | None = self._host_slots.pop(job.sequence)
         if attempt is None:
             # No request was made: fetch() makes the attempt, and counts it.
             job.file_data.download.attempts -= 1
-        self._submit(job, attempt, None)
+            # It holds the host's slot while it waits for a helper: no one else may take it.
+        self._submit(job, attempt, None, slot)
 
     # -- the rest ---------------------------------------------------------------------
 
@@ -175,7 +190,11 @@ class RunFeed:
         return True
 
     def _submit(
-        self, job: DownloadJob, attempt: Attempt | None, failure: TransientDownloadError | None
+        self,
+        job: DownloadJob,
+        attempt: Attempt | None,
+        failure: TransientDownloadError | None,
+        slot: HostSlot | None = None,
     ) -> None:
         with self._slots:
             self._busy += 1
@@ -185,14 +204,14 @@ class RunFeed:
             helper = worker_thread(self._helper, f"download-helper-{len(self._helpers)}")
             self._helpers.append(helper)
             helper.start()
-        self._tasks.put((job, attempt, failure))
+        self._tasks.put((job, attempt, failure, slot))
 
     def _helper(self) -> None:
         self.workers.pinning.pin()
         while (task := self._tasks.get()) is not None:
-            job, attempt, failure = task
+            job, attempt, failure, slot = task
             try:
-                self.workers.download(job.sequence, job.file_data, attempt, failure)
+                self.workers.download(job.sequence, job.file_data, attempt, failure, slot)
             finally:
                 with self._slots:
                     self._busy -= 1

@@ -11,6 +11,7 @@ from ._integrity import check_fields
 from ._json_stream import iter_json_array
 from .errors import InputError
 from .file_data import FileData
+from .options import check_entry_headers
 from .urls import URLProblem, check_url
 
 FileListSource = Union[str, "os.PathLike[str]", Iterable[Union[Mapping[str, Any], FileData]]]
@@ -73,6 +74,12 @@ def check_entry(
     bad = check_fields(entry_dict)
     if bad is not None:
         raise InputError(f"{source}: entry {index}: field {bad[0]!r} {bad[1]}")
+    headers = entry_dict.get("headers")
+    if headers is not None:
+        try:
+            check_entry_headers(headers)
+        except ValueError as exc:
+            raise InputError(f"{source}: entry {index}: field 'headers' {exc}") from None
     return entry
 
 

@@ -115,7 +115,11 @@ def _click_option(setting: dataclasses.Field[Any]) -> Callable[[F], F]:
     extra: dict[str, Any] = {"show_default": True}
     if option.shown_default is not None:
         extra["show_default"] = option.shown_default
-    if choices is not None:
+    if option.collect is not None:
+        # Repeatable: each value read by ``parse``, all of them made one setting by ``collect``.
+        extra.update(multiple=True, type=ParsedType(option.parse or str, None, option.unit))
+        default = ()
+    elif choices is not None:
         extra["type"] = click.Choice(choices)
     elif option.parse is not None:
         extra["type"] = ParsedType(option.parse, minimum, option.unit)
@@ -159,6 +163,10 @@ def settings_from_params(params: dict[str, Any]) -> PipelineSettings:
     ``--no-sleep`` is not a setting of its own: it zeroes ``simulate_delay``.
     """
     changes = {setting.name: params.pop(setting.name) for setting in cli_fields()}
+    for setting in cli_fields():
+        collect = setting.metadata["cli"].collect
+        if collect is not None:
+            changes[setting.name] = collect(changes[setting.name])
     if params.pop("no_sleep"):
         changes["simulate_delay"] = (0.0, 0.0)
     return PipelineSettings(**changes)

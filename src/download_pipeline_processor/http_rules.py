@@ -12,9 +12,12 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 from .errors import DownloadError, PermanentDownloadError, TransientDownloadError
+from .options import check_entry_headers, check_header
 from .redact import scrub
 from .urls import URLProblem, canonical_url, check_characters
 
@@ -75,14 +78,34 @@ def check_headers(headers: dict[str, str]) -> None:
     Every downloader refuses them when it is built, before any request.
     """
     for name, value in headers.items():
-        if not name or name.strip() != name or ":" in name or not name.isprintable():
-            raise ValueError(f"invalid request header name {name!r}")
-        if not value.isprintable():
-            raise ValueError(f"invalid request header {name!r}: unprintable characters")
-        try:
-            value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise ValueError(f"invalid request header {name!r}: not Latin-1") from None
+        check_header(name, value)
+
+
+def entry_headers(fields: Mapping[str, Any]) -> dict[str, str]:
+    """The request headers an entry gives (its ``headers`` field), for its requests only.
+
+    Input checking refuses a bad one before a run (:func:`check_entry_headers`);
+    a library caller that skips it gets a :class:`PermanentDownloadError` here.
+    """
+    headers = fields.get("headers")
+    if not headers:
+        return {}
+    try:
+        check_entry_headers(headers)
+    except ValueError as exc:
+        raise PermanentDownloadError(f"field 'headers': {exc}") from None
+    return dict(headers)
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    """A URL's (scheme, host, port), the port filled in: the unit of ``--max-per-host``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return ("", url, 0)  # fails at its request; here only a host it alone holds
+    scheme = parts.scheme.lower()
+    return (scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme, 0))
 
 
 def body_framing(

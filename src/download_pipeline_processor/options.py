@@ -100,6 +100,55 @@ def parse_size(text: str) -> int:
     return int(size)
 
 
+def check_header(name: str, value: str) -> None:
+    """Raise ValueError for a request header name or value that would break or split a request.
+
+    The message names the header, never its value (it may be a secret).
+    """
+    if not name or name.strip() != name or ":" in name or not name.isprintable():
+        raise ValueError(f"invalid request header name {name!r}")
+    if not value.isprintable():
+        raise ValueError(f"invalid request header {name!r}: unprintable characters")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"invalid request header {name!r}: not Latin-1") from None
+
+
+def check_entry_headers(headers: object) -> None:
+    """Raise ValueError unless ``headers`` (an entry's ``headers`` field) is an object of
+    string names to string values that :func:`check_header` accepts."""
+    if not isinstance(headers, Mapping):
+        raise ValueError("must be an object of header names to values")
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ValueError(f"header {name!r}: names and values must be strings")
+        check_header(name, value)
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``("Name", "value")`` from a ``--header`` argument ``"Name: value"``.
+
+    Raises ValueError naming the header (never its value: it may be a secret).
+    """
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not name:
+        raise ValueError("expected 'Name: value'")
+    check_header(name, value)
+    return name, value
+
+
+def merge_headers(*layers: Mapping[str, str]) -> dict[str, str]:
+    """One header dict from ``layers``: a later layer's header replaces an earlier one of
+    the same name, whatever the case of either (as in requests' header dict)."""
+    by_name: dict[str, tuple[str, str]] = {}
+    for layer in layers:
+        for name, value in layer.items():
+            by_name[name.lower()] = (name, value)
+    return dict(by_name.values())
+
+
 def parse_key_values(pairs: Iterable[str], flag: str) -> dict[str, str]:
     """Split repeated ``KEY=VALUE`` arguments; a malformed one is a usage error."""
     parsed: dict[str, str] = {}

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from ._version import __version__
 from .errors import UsageError
-from .options import parse_size
+from .options import merge_headers, parse_header, parse_size
 
 #: The default cache root's name in the temp dir, before ``-<uid>``.
 DEFAULT_CACHE_FOLDER = "download-pipeline-processor"
@@ -58,6 +59,8 @@ class CliOption:
     file: bool = False
     #: Shown as the default when the real one is worked out at run time.
     shown_default: str | None = None
+    #: A repeatable option: ``parse`` reads each, and this makes the setting of them all.
+    collect: Callable[[Sequence[Any]], Any] | None = None
 
     def __post_init__(self) -> None:
         if self.section not in CLI_SECTIONS:
@@ -71,11 +74,26 @@ def _setting(
     above: bool = False,
     choices: Sequence[str] | None = None,
     cli: CliOption | None = None,
+    default_factory: Callable[[], Any] | None = None,
 ) -> Any:
     """A settings field: its default, its bound (``>= minimum``, or ``> minimum``
     with ``above``), its choices and how the command line spells it."""
     metadata = {"minimum": minimum, "above": above, "choices": choices, "cli": cli}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+def _header_options(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The run's headers from every ``--header``: a later one wins, name by name."""
+    return merge_headers(*({name: value} for name, value in pairs))
+
+
+#: The smallest read under --limit-rate, however slow the rate: fewer, larger sleeps.
+MIN_LIMITED_READ = 16 * 1024
+
+#: The User-Agent of every request unless ``--user-agent`` or a header says otherwise.
+DEFAULT_USER_AGENT = f"download-pipeline-processor/{__version__}"
 
 
 def cli_fields(section: str | None = None) -> list[dataclasses.Field[Any]]:
@@ -342,8 +360,66 @@ class PipelineSettings:
             "With --journal: also skip the files it holds as failed (interrupted ones still run).",
         ),
     )
-    #: Extra request headers for every download (never logged).
-    headers: dict[str, str] = field(default_factory=dict)
+    #: Extra request headers for every download (never logged); an entry's
+    #: ``headers`` override them name by name, for its requests.
+    headers: dict[str, str] = _setting(  # noqa: RUF009 - a field()
+        None,
+        default_factory=dict,
+        cli=CliOption(
+            "--header",
+            "download",
+            "Request header sent with every request (repeatable); an entry's 'headers' "
+            "override it.  Never logged; Authorization and Cookie are not sent on to another "
+            "host after a redirect.",
+            metavar="'NAME: VALUE'",
+            parse=parse_header,
+            collect=_header_options,
+            shown_default="none",
+        ),
+    )
+    #: The User-Agent header of every request (a ``--header`` of that name wins).
+    user_agent: str = _setting(
+        DEFAULT_USER_AGENT,
+        cli=CliOption(
+            "--user-agent",
+            "download",
+            "User-Agent header of every request.",
+            metavar="TEXT",
+        ),
+    )
+    #: At most this many downloads in flight to one host (scheme, host and port)
+    #: across all workers; None: only download_workers limits.  A host that
+    #: answers 429 gets fewer (halved, growing back by one per success), and one
+    #: that sends Retry-After with a 429 or 503 is paused for everyone.
+    max_per_host: int | None = _setting(
+        None,
+        minimum=1,
+        cli=CliOption(
+            "--max-per-host",
+            "download",
+            "Most downloads in flight to one host (scheme, host and port) across all "
+            "workers.  Whatever the limit, a host answering 429 gets half as many until it "
+            "recovers, and a Retry-After pauses the whole host.",
+            metavar="N",
+            parse=int,
+            shown_default="none: only --download-workers limits",
+        ),
+    )
+    #: Bytes per second the whole run downloads at most; None: no limit.
+    limit_rate: int | None = _setting(
+        None,
+        minimum=1,
+        cli=CliOption(
+            "--limit-rate",
+            "download",
+            "Most bytes per second the whole run downloads (K, M, G suffixes, powers of "
+            "1024), over all files and workers.",
+            metavar="SIZE",
+            parse=parse_size,
+            unit="byte(s) per second",
+            shown_default="unlimited",
+        ),
+    )
 
     def __post_init__(self) -> None:
         for setting in dataclasses.fields(self):
@@ -370,6 +446,20 @@ class PipelineSettings:
         if self.downloader:
             return self.downloader
         return "simulated" if self.simulate_downloads else "requests"
+
+    @property
+    def read_size(self) -> int:
+        """Bytes a downloader reads and writes at a time: ``chunk_size``, less under
+        ``--limit-rate`` so that one write is paid for in a fraction of a second (a
+        loop sleeping a whole megabyte at a slow rate would miss its timeouts)."""
+        if self.limit_rate is None:
+            return self.chunk_size
+        return max(min(self.chunk_size, self.limit_rate // 8), MIN_LIMITED_READ)
+
+    @property
+    def request_headers(self) -> dict[str, str]:
+        """The headers of every request: the User-Agent, then ``headers`` over it."""
+        return merge_headers({"User-Agent": self.user_agent}, self.headers)
 
     @property
     def cache_root(self) -> Path:

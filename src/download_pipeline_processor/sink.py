@@ -73,6 +73,31 @@ def content_range_start(value: str | None) -> tuple[int, int | None] | None:
     return int(match.group(1)), None if total == "*" else int(total)
 
 
+class RateLimit:
+    """``--limit-rate``: at most ``rate`` bytes per second over every body writer of a run.
+
+    Each write is paid for in time: a writer that would get ahead of the rate
+    sleeps until its bytes are due.  Sleeping where the bytes are written
+    holds back the reading too (the socket, libcurl's transfer or an event
+    loop), whatever the downloader; time not used is not saved up, so there
+    are no bursts.
+    """
+
+    def __init__(self, rate: int) -> None:
+        self.rate = float(rate)
+        self._due = 0.0  # when every byte charged so far is paid for (time.monotonic)
+        self._lock = threading.Lock()
+
+    def charge(self, size: int) -> None:
+        """Count ``size`` bytes written; sleep until the run is back under the rate."""
+        with self._lock:
+            now = time.monotonic()
+            self._due = max(self._due, now) + size / self.rate
+            delay = self._due - now
+        if delay > 0:
+            time.sleep(delay)
+
+
 class BodyWriter:
     """The body of one file across its attempts: its cache file, digests, limits and resume.
 
@@ -91,8 +116,11 @@ class BodyWriter:
         checks: Checks | None = None,
         max_size: int | None = None,
         file_timeout: float | None = None,
+        rate: RateLimit | None = None,
     ) -> None:
         self.destination = destination
+        #: --limit-rate: charged for every byte written.
+        self.rate = rate
         self.checks = checks or Checks()
         self.max_size = max_size
         self.file_timeout = file_timeout
@@ -277,6 +305,8 @@ class BodyWriter:
             for chunk in chunks:
                 hasher.update(chunk)
         self.size += total
+        if self.rate is not None:
+            self.rate.charge(total)
 
     def close(self) -> None:
         """End the attempt's use of the file; it stays for a resume or for the framework."""

@@ -88,6 +88,18 @@ class TestRecording:
         assert "hush" not in row["error_message"]
         assert "pw" not in row["error_message"]
 
+    def test_entry_header_values_stay_out(self, make_processor: Make, query: Query) -> None:
+        """An entry's request headers are recorded by name only, never their values."""
+        processor = make_processor()
+        entry = ok_file("h", headers={"Authorization": "Bearer HUSH"}, language="en")
+        processor.post_process({"size": 1}, entry)
+        processor.close()
+        (row,) = query("SELECT extra FROM files")
+        assert "HUSH" not in row["extra"]
+        extra = json.loads(row["extra"])
+        assert extra["language"] == "en"
+        assert list(extra["headers"]) == ["Authorization"]
+
     def test_finished_at_is_utc_iso(self, make_processor: Make, query: Query) -> None:
         """``finished_at`` is an ISO-8601 timestamp in UTC."""
         processor = make_processor()

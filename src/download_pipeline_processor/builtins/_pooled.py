@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import http.client
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import urllib3
@@ -35,6 +35,7 @@ from ..http_rules import (
     truncated_chunked,
     without_credentials,
 )
+from ..options import merge_headers
 from ..sink import BodyWriter, body_writer
 
 
@@ -164,12 +165,24 @@ class PooledTransport:
             ),
         )
 
-    def fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
-        """One attempt: follow redirects, check the status, stream the body to ``destination``."""
+    def fetch(
+        self,
+        url: str,
+        destination: Path,
+        should_stop: threading.Event,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """One attempt: follow redirects, check the status, stream the body to ``destination``.
+
+        ``headers``: the entry's own, over the run's, name by name.
+        """
         current = url
         hops = [url]
         writer = body_writer(destination)
-        headers = {**self.headers, **writer.range_headers()}
+        if headers:
+            headers = merge_headers(self.headers, headers, writer.range_headers())
+        else:
+            headers = {**self.headers, **writer.range_headers()}
         for _ in range(self.max_redirects + 1):
             try:
                 response = self.manager.urlopen(

@@ -14,12 +14,20 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..backend import Downloader
 from ..file_data import FileData
-from ..http_rules import ca_bundle, check_headers, parse_retry_after, request_url
+from ..http_rules import (
+    ca_bundle,
+    check_headers,
+    entry_headers,
+    parse_retry_after,
+    request_url,
+)
+from ..options import merge_headers
 from ..settings import PipelineSettings
 
 if TYPE_CHECKING:
@@ -37,8 +45,17 @@ def _environment_has_proxies() -> bool:
 class Transport(Protocol):
     """What fetches plain URLs for a downloader: one attempt, redirects included."""
 
-    def fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
-        """Write the body of ``url`` to ``destination``; return its size."""
+    def fetch(
+        self,
+        url: str,
+        destination: Path,
+        should_stop: threading.Event,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """Write the body of ``url`` to ``destination``; return its size.
+
+        ``headers``: the entry's own, over the run's, name by name.
+        """
 
     def close(self) -> None:
         """Release every connection."""
@@ -49,15 +66,9 @@ class RequestsDownloader(Downloader):
 
     def __init__(self, settings: PipelineSettings) -> None:
         super().__init__(settings)
-        from .._version import __version__
-
         check_headers(settings.headers)
-        self._headers = {
-            "User-Agent": f"download-pipeline-processor/{__version__}",
-            # The bytes as served: no transparent decompression, exact lengths.
-            "Accept-Encoding": "identity",
-            **settings.headers,
-        }
+        # The bytes as served: no transparent decompression, exact lengths.
+        self._headers = merge_headers({"Accept-Encoding": "identity"}, settings.request_headers)
         # Looked up once, not per request: requests would read these every time.
         self._netrc = any(
             Path(candidate).expanduser().exists()
@@ -75,7 +86,7 @@ class RequestsDownloader(Downloader):
         return {
             "workers": settings.download_workers,
             "timeout": settings.timeout,
-            "chunk_size": settings.chunk_size,
+            "chunk_size": settings.read_size,
             "max_redirects": settings.max_redirects,
             "headers": self._headers,
             "ca_bundle": ca_bundle(),
@@ -112,7 +123,7 @@ class RequestsDownloader(Downloader):
 
                 self._session_transport = SessionTransport(
                     timeout=self.settings.timeout,
-                    chunk_size=self.settings.chunk_size,
+                    chunk_size=self.settings.read_size,
                     max_redirects=self.settings.max_redirects,
                     headers=self._headers,
                 )
@@ -120,9 +131,10 @@ class RequestsDownloader(Downloader):
 
     def fetch(self, file_data: FileData, destination: Path, should_stop: threading.Event) -> int:
         url = request_url(file_data.url)
+        headers = entry_headers(file_data.additional_fields) or None
         if self._needs_session(url):
-            return self._sessions().fetch(url, destination, should_stop)
-        return self._plain.fetch(url, destination, should_stop)
+            return self._sessions().fetch(url, destination, should_stop, headers)
+        return self._plain.fetch(url, destination, should_stop, headers)
 
     def close(self) -> None:
         self._plain.close()

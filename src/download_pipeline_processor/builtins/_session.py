@@ -8,6 +8,7 @@ the downloader only does it when such a URL turns up.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import requests
@@ -78,16 +79,25 @@ class SessionTransport:
                 self._sessions.append(session)
         return session
 
-    def fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
-        """One attempt through the thread's session; same rules as the pooled transport."""
+    def fetch(
+        self,
+        url: str,
+        destination: Path,
+        should_stop: threading.Event,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """One attempt through the thread's session; same rules as the pooled transport.
+
+        ``headers``: the entry's own; requests puts them over the session's name
+        by name, and drops credentials on a redirect to another host as for those.
+        """
         timeout = (self.timeout, self.timeout)
         session = self._session()
         hops = session.hops = [url]
         writer = body_writer(destination)
+        extra = {**headers, **writer.range_headers()} if headers else writer.range_headers()
         try:
-            response = session.get(
-                url, stream=True, timeout=timeout, headers=writer.range_headers() or None
-            )
+            response = session.get(url, stream=True, timeout=timeout, headers=extra or None)
         except requests.TooManyRedirects as exc:
             raise too_many_redirects(self.max_redirects) from exc
         except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:

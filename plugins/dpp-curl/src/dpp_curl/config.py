@@ -14,7 +14,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from download_pipeline_processor.http_rules import ca_bundle, check_headers, without_credentials
+from download_pipeline_processor.http_rules import (
+    ca_bundle,
+    check_headers,
+    without_credentials,
+)
+from download_pipeline_processor.options import merge_headers
 from download_pipeline_processor.settings import PipelineSettings
 
 #: libcurl's receive buffer is 1 KiB to 10 MiB (CURLOPT_BUFFERSIZE).
@@ -24,12 +29,6 @@ MAX_BUFFER = 10 * 1024 * 1024
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 
 
-def _user_agent() -> str:
-    from download_pipeline_processor import __version__
-
-    return f"download-pipeline-processor/{__version__}"
-
-
 def header_lines(headers: dict[str, str]) -> list[str]:
     """``Name: value`` lines for CURLOPT_HTTPHEADER.
 
@@ -37,6 +36,12 @@ def header_lines(headers: dict[str, str]) -> list[str]:
     value is written ``Name;``, its form for an empty header.
     """
     return [f"{name}: {value}" if value else f"{name};" for name, value in headers.items()]
+
+
+def entry_header_lines(config: CurlConfig, extra: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(the headers, the headers after a redirect to another host) with an entry's own."""
+    merged = merge_headers(config.header_map, extra)
+    return header_lines(merged), header_lines(without_credentials(merged))
 
 
 def netrc_file() -> str | None:
@@ -86,6 +91,8 @@ class CurlConfig:
     headers: list[str]
     #: The headers sent after a redirect to another host: no credentials.
     safe_headers: list[str]
+    #: The run's headers by name, for an entry's own to go over.
+    header_map: dict[str, str]
     ca_file: str | None
     ca_path: str | None
     netrc_file: str | None
@@ -93,26 +100,19 @@ class CurlConfig:
 
     @classmethod
     def from_settings(cls, settings: PipelineSettings) -> CurlConfig:
-        merged = {
-            "User-Agent": _user_agent(),
-            # The bytes as served: no transparent decompression, exact lengths.
-            "Accept-Encoding": "identity",
-        }
-        # Later spellings win, whatever their case, as in requests' header dict.
-        by_name = {name.lower(): (name, value) for name, value in merged.items()}
         check_headers(settings.headers)
-        for name, value in settings.headers.items():
-            by_name[name.lower()] = (name, value)
-        headers = dict(by_name.values())
+        # The bytes as served: no transparent decompression, exact lengths.
+        headers = merge_headers({"Accept-Encoding": "identity"}, settings.request_headers)
         bundle = ca_bundle()
         folder = Path(bundle).is_dir()  # requests accepts a hashed folder too
         return cls(
             timeout=settings.timeout,
             max_redirects=settings.max_redirects,
-            buffer_size=min(max(settings.chunk_size, MIN_BUFFER), MAX_BUFFER),
-            block_size=settings.chunk_size,
+            buffer_size=min(max(settings.read_size, MIN_BUFFER), MAX_BUFFER),
+            block_size=settings.read_size,
             headers=header_lines(headers),
             safe_headers=header_lines(without_credentials(headers)),
+            header_map=headers,
             ca_file=None if folder else bundle,
             ca_path=bundle if folder else None,
             netrc_file=netrc_file(),

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from download_pipeline_processor.backend import Downloader
 from download_pipeline_processor.errors import PipelineInterrupted, TransientDownloadError
+from download_pipeline_processor.http_rules import entry_headers
 from download_pipeline_processor.settings import PipelineSettings
 
 from .config import CurlConfig
@@ -57,7 +58,10 @@ class CurlDownloader(Downloader):
 
     def fetch(self, file_data: FileData, destination: Path, should_stop: threading.Event) -> int:
         """One attempt on the calling thread, redirects followed, the body into ``destination``."""
-        transfer = Transfer(self.config, file_data.url, destination, should_stop)
+        headers = entry_headers(file_data.additional_fields)
+        transfer = Transfer(
+            self.config, file_data.url, destination, should_stop, headers=headers or None
+        )
         engine = self._thread_engine()
         if not engine.start(transfer):
             raise transfer.error  # type: ignore[misc]  # start() failing sets it
@@ -85,8 +89,14 @@ class CurlDownloader(Downloader):
                     return
                 while (job := feed.take(wait=not engine.busy)) is not None:
                     try:
+                        fields = job.file_data.additional_fields
                         transfer = Transfer(
-                            self.config, job.file_data.url, job.destination, feed.should_stop, job
+                            self.config,
+                            job.file_data.url,
+                            job.destination,
+                            feed.should_stop,
+                            job,
+                            headers=entry_headers(fields) if fields.get("headers") else None,
                         )
                     except BaseException as exc:  # noqa: BLE001 - a bad URL: the file's error
                         feed.failed(job, exc)

@@ -49,6 +49,7 @@ from download_pipeline_processor.http_rules import (
 from download_pipeline_processor.redact import scrub
 from download_pipeline_processor.sink import body_writer
 
+from .config import entry_header_lines
 from .failures import curl_error
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ class Transfer:
         "pending_size",
         "reason",
         "request_headers",
+        "safe_headers",
         "seen",
         "should_stop",
         "size",
@@ -153,7 +155,10 @@ class Transfer:
         destination: Path,
         should_stop: threading.Event,
         job: DownloadJob | None = None,
+        *,
+        headers: dict[str, str] | None = None,
     ) -> None:
+        """``headers``: the entry's own, over the run's, name by name."""
         self.config = config
         self.destination = destination
         self.should_stop = should_stop
@@ -167,8 +172,11 @@ class Transfer:
         #: The file's body writer: its digests, limits and resume state.
         self.writer = body_writer(destination)
         # A retry that continues the file asks for the rest only (on every hop).
+        lines, self.safe_headers = config.headers, config.safe_headers
+        if headers:
+            lines, self.safe_headers = entry_header_lines(config, headers)
         extra = [f"{name}: {value}" for name, value in self.writer.range_headers().items()]
-        self.request_headers = [*config.headers, *extra] if extra else config.headers
+        self.request_headers = [*lines, *extra] if extra else lines
         self.writing = False  # the writer has begun this answer's body
         self.hops = 0
         self.error: BaseException | None = None
@@ -404,7 +412,7 @@ class Transfer:
         if wire != target:
             self.visited.append(wire)
         if not keeps_credentials(current, target):
-            self.request_headers = self.config.safe_headers
+            self.request_headers = self.safe_headers
         self.target = wire
         self.hops += 1
         self.mode = _HEAD

@@ -24,6 +24,7 @@ import struct
 import sys
 import threading
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,7 @@ from download_pipeline_processor.http_rules import (
     truncated_chunked,
     without_credentials,
 )
+from download_pipeline_processor.options import merge_headers
 from download_pipeline_processor.sink import BodyWriter, body_writer
 
 from .http1 import (
@@ -493,11 +495,29 @@ class SocketTransport:
 
     # -- one attempt ------------------------------------------------------------------
 
-    def fetch(self, url: str, destination: Path, should_stop: threading.Event) -> int:
-        """One attempt: follow redirects, check the status, stream the body to ``destination``."""
+    def fetch(
+        self,
+        url: str,
+        destination: Path,
+        should_stop: threading.Event,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """One attempt: follow redirects, check the status, stream the body to ``destination``.
+
+        ``headers``: the entry's own, over the run's, name by name.
+        """
         hops = [url]
         with _reported_as_download_errors(hops):
-            return self._fetch(url, destination, should_stop, hops)
+            return self._fetch(url, destination, should_stop, hops, extra=headers)
+
+    def entry_block(self, headers: Mapping[str, str]) -> bytes | None:
+        """The header lines of a request with an entry's ``headers`` over the run's.
+
+        None when the entry names its own Host: only :meth:`fetch` sends that.
+        """
+        if any(name.lower() == "host" for name in headers):
+            return None
+        return _header_block(merge_headers(self._plain, headers))
 
     def resume(
         self,
@@ -506,12 +526,15 @@ class SocketTransport:
         received: bytes,
         destination: Path,
         should_stop: threading.Event,
+        *,
+        headers: Mapping[str, str] | None = None,
     ) -> int:
         """Finish an attempt another thread began: ``url`` was requested on ``sock``.
 
         ``received`` is what has come back so far, the whole response head at
         least.  The connection becomes the calling thread's, blocking, with
-        this transport's timeouts.
+        this transport's timeouts.  ``headers``: the entry's own, for the
+        redirect hops that may follow.
         """
         hops = [url]
         with _reported_as_download_errors(hops):
@@ -536,7 +559,9 @@ class SocketTransport:
             except BaseException:
                 self._discard(sock)
                 raise
-            return self._fetch(url, destination, should_stop, hops, (request, sock, response))
+            return self._fetch(
+                url, destination, should_stop, hops, (request, sock, response), extra=headers
+            )
 
     def _fetch(
         self,
@@ -545,18 +570,17 @@ class SocketTransport:
         should_stop: threading.Event,
         hops: list[str],
         answer: tuple[Request, socket.socket, _Response] | None = None,
+        *,
+        extra: Mapping[str, str] | None = None,
     ) -> int:
         """Follow redirects from ``url``, adding each to ``hops``; ``answer``: the first
-        request's, already read."""
+        request's, already read; ``extra``: the entry's headers."""
         current = url
-        headers, safe_headers = self._headers, self._safe_headers
-        if answer is None and (extra := body_writer(destination).range_headers()):
-            # A retry that continues the file: the rest of the body only.
-            headers = _header_block({**self._plain, **extra})
-            safe_headers = _header_block({**without_credentials(self._plain), **extra})
+        ranged = body_writer(destination).range_headers() if answer is None else {}
+        headers, safe_headers, host_header = self._request_headers(extra, ranged)
         for _ in range(self.max_redirects + 1):
             if answer is None:
-                request = Request(current, self._host_header)
+                request = Request(current, host_header)
                 sock, response = self._exchange(request, headers)
             else:
                 (request, sock, response), answer = answer, None
@@ -585,6 +609,25 @@ class SocketTransport:
             current = target
             hops.append(target)
         raise too_many_redirects(self.max_redirects)
+
+    def _request_headers(
+        self, extra: Mapping[str, str] | None, ranged: dict[str, str]
+    ) -> tuple[bytes, bytes, str | None]:
+        """(the header lines, those after a redirect to another host, the Host header) of an
+        attempt with the entry's ``extra`` headers and a resumed file's ``ranged`` ones."""
+        if not extra and not ranged:
+            return self._headers, self._safe_headers, self._host_header
+        plain, host_header = self._plain, self._host_header
+        if extra:
+            plain = merge_headers(plain, extra)
+            for name in [name for name in plain if name.lower() == "host"]:
+                host_header = plain.pop(name)
+        # The entry's own headers, or a retry that continues the file (the rest only).
+        return (
+            _header_block({**plain, **ranged}),
+            _header_block({**without_credentials(plain), **ranged}),
+            host_header,
+        )
 
     @staticmethod
     def _save(response: _Response, destination: Path, should_stop: threading.Event) -> int:

@@ -39,7 +39,7 @@ from download_pipeline_processor.errors import (
     PipelineInterrupted,
     TransientDownloadError,
 )
-from download_pipeline_processor.http_rules import truncated
+from download_pipeline_processor.http_rules import entry_headers, truncated
 from download_pipeline_processor.sink import BodyWriter, body_writer
 
 from .fast import MIN_BUFFER, ConnectionClosed, translate
@@ -122,7 +122,7 @@ class EventLoop:
         self.feed = feed
         self.timeout = transport.timeout
         self.selector = selectors.DefaultSelector()
-        size = max(downloader.settings.chunk_size, MIN_BUFFER)
+        size = max(downloader.settings.read_size, MIN_BUFFER)
         self.buffer = bytearray(size)
         self.view = memoryview(self.buffer)
         self.busy: set[_Connection] = set()
@@ -202,6 +202,15 @@ class EventLoop:
         if request.origin[0] or self.downloader._needs_session(url):  # https, a proxy...
             feed.hand_off(job)
             return
+        if job.file_data.additional_fields.get("headers"):
+            try:
+                block = self.transport.entry_block(entry_headers(job.file_data.additional_fields))
+            except BaseException as exc:  # noqa: BLE001 - the file's error
+                feed.failed(job, exc)
+                return
+            if block is None:  # the entry names its own Host: the blocking path sends it
+                feed.hand_off(job)
+                return
         connection = self._kept(request.origin)
         if connection is not None:
             self._serve(connection, job, request)
@@ -221,7 +230,7 @@ class EventLoop:
         """Send ``job``'s request on a connection that is open (or being opened)."""
         connection.job = job
         connection.request = request
-        connection.outgoing = request.start + self.transport._headers
+        connection.outgoing = request.start + self._header_block(job)
         connection.head.clear()
         connection.received = False
         connection.reusable = True
@@ -230,6 +239,15 @@ class EventLoop:
         if connection.state != _CONNECTING:
             connection.state = _SENDING
             self._ready(connection)
+
+    def _header_block(self, job: DownloadJob) -> bytes:
+        """The header lines of ``job``'s request: the run's, or its entry's over them."""
+        fields = job.file_data.additional_fields
+        if not fields.get("headers"):
+            return self.transport._headers
+        block = self.transport.entry_block(entry_headers(fields))
+        assert block is not None, "an entry naming its Host is handed off at the start"
+        return block
 
     def _connect(self, job: DownloadJob, request: Request, addresses: list[Address]) -> None:
         family, address = addresses.pop(0)
@@ -421,6 +439,11 @@ class EventLoop:
             job.destination,
             self.feed.should_stop,
         )
+        if job.file_data.additional_fields.get("headers"):
+            # The entry's own headers, for the redirect hops the worker thread may follow.
+            attempt = functools.partial(
+                attempt, headers=entry_headers(job.file_data.additional_fields)
+            )
         self.feed.hand_off(job, attempt)
 
     # -- failures -------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from download_pipeline_processor import (
     hookimpl,
 )
 from download_pipeline_processor.flush_timer import FlushTimer
-from download_pipeline_processor.report import outcome_record, to_json
+from download_pipeline_processor.report import input_fields, outcome_record, to_json
 
 from . import schema
 
@@ -125,7 +125,8 @@ class SqlitePostProcessor(BasePostProcessor):
             error["stage"] if error else None,
             error["message"] if error else None,
             None if result is None else to_json(result),
-            to_json(file_data.additional_fields),
+            # An entry's request header values are secrets: only their names are kept.
+            to_json(input_fields(file_data)),
             utc_now(),
         )
         self._statuses[record["status"]] += 1
