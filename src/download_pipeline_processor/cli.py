@@ -19,6 +19,7 @@ from typing import Any, Callable, TypeVar
 import click
 
 from ._listing import describe_plugins, format_plugins
+from ._progress_view import make_console, progress_view, wants_progress
 from ._registry import PluginRegistry
 from ._version import __version__
 from .errors import UsageError
@@ -167,6 +168,7 @@ def _configure_logging(debug: bool, quiet: bool, log_file: Path | None) -> None:
     stderr_handler = logging.StreamHandler(sys.stderr)
     stderr_handler.setFormatter(logging.Formatter(DEBUG_LOG_FORMAT if debug else LOG_FORMAT))
     stderr_handler.setLevel(level)
+    stderr_handler._dpp_stderr = True  # type: ignore[attr-defined]
     handlers: list[logging.Handler] = [stderr_handler]
     if log_file is not None:
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
@@ -313,7 +315,24 @@ class _Command(click.Group):
     envvar="DOWNLOAD_PIPELINE_PROCESSOR_LOG_FILE",
     help="Also write the log here.",
 )
-@click.option("--quiet", "-q", is_flag=True, help="Log warnings and errors only.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Log warnings and errors only; no progress view; the summary shows only failures.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Live view of files, bytes, rate and ETA on stderr.  [default: on when stderr is a"
+    " terminal; never drawn on anything else]",
+)
+@click.option(
+    "--summary-json",
+    metavar="PATH",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the end-of-run summary here as one JSON object.",
+)
 @click.option("--debug", is_flag=True, help="Log everything and show tracebacks.")
 @setting_options("logging")
 @click.version_option(__version__, prog_name="download-pipeline-processor")
@@ -378,14 +397,38 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         ),
         files=params["files"],
     )
+    summary_json: Path | None = params["summary_json"]
+    if summary_json is not None and not summary_json.parent.is_dir():
+        raise UsageError(f"--summary-json {summary_json}: no such folder {summary_json.parent}")
     pipeline = ProcessingPipeline.from_plan(plan)
-    with _graceful_signals(pipeline):
+    console = make_console()
+    shown = wants_progress(params["progress"], params["quiet"], console)
+    view = progress_view(pipeline.plugin_manager, console if shown else None, _stderr_handler())
+    with _graceful_signals(pipeline), view:
         try:
             code = pipeline.run()
         except KeyboardInterrupt:
             code = pipeline.summary.stopped_with or 130
-    logger.info("%s", pipeline.summary)
+    summary = pipeline.summary
+    # --quiet keeps what needs acting on: the failures, grouped by reason.
+    lines = summary.failure_lines() if params["quiet"] else summary.lines()
+    for line in lines:
+        click.echo(line, err=True)
+    if summary_json is not None:
+        try:
+            summary_json.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", "utf-8")
+        except OSError as exc:
+            click.echo(f"Error: --summary-json {summary_json}: {exc.strerror}", err=True)
+            code = code or 1
     return code
+
+
+def _stderr_handler() -> logging.Handler | None:
+    """The handler :func:`_configure_logging` put on stderr, if any."""
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_dpp_stderr", False):
+            return handler
+    return None
 
 
 @main.command()
