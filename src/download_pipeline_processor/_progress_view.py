@@ -206,25 +206,17 @@ class ProgressView:
             self._console_handler = None
 
 
-def wants_progress(choice: bool | None, quiet: bool, console: Console) -> bool:
-    """Whether to show the view: asked for (or by default), not ``--quiet``, on a terminal.
-
-    On anything but a terminal it is never shown, ``--progress`` or not: a
-    log file or a pipe must not receive escape codes.
-    """
-    if quiet or choice is False:
-        return False
-    return console.is_terminal and not console.is_dumb_terminal
-
-
 @contextmanager
 def progress_view(
-    manager: PipelinePluginManager,
-    console: Console | None,
-    stderr_handler: logging.Handler | None,
+    manager: PipelinePluginManager, stderr_handler: logging.Handler | None
 ) -> Iterator[ProgressView | None]:
-    """Show the live view on ``console`` during the run held inside; None shows nothing."""
-    if console is None:
+    """Show the live view on stderr during the run held inside, if stderr is a terminal.
+
+    On anything else (a pipe, a file) nothing is drawn, ever: no escape code
+    may reach a log.
+    """
+    console = Console(stderr=True)
+    if not console.is_terminal or console.is_dumb_terminal:
         yield None
         return
     view = ProgressView(console, stderr_handler)
@@ -236,7 +228,3 @@ def progress_view(
         view.close()
         manager.unregister(name=name)
 
-
-def make_console() -> Console:
-    """rich's console on stderr, as the view would draw on it."""
-    return Console(stderr=True)

@@ -19,7 +19,6 @@ from typing import Any, Callable, TypeVar
 import click
 
 from ._listing import describe_plugins, format_plugins
-from ._progress_view import make_console, progress_view, wants_progress
 from ._registry import PluginRegistry
 from ._version import __version__
 from .errors import UsageError
@@ -401,9 +400,12 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
     if summary_json is not None and not summary_json.parent.is_dir():
         raise UsageError(f"--summary-json {summary_json}: no such folder {summary_json.parent}")
     pipeline = ProcessingPipeline.from_plan(plan)
-    console = make_console()
-    shown = wants_progress(params["progress"], params["quiet"], console)
-    view = progress_view(pipeline.plugin_manager, console if shown else None, _stderr_handler())
+    view: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if _wants_progress(params["progress"], params["quiet"]):
+        # Imported only then: rich costs start-up time a piped run need not pay.
+        from ._progress_view import progress_view
+
+        view = progress_view(pipeline.plugin_manager, _stderr_handler())
     with _graceful_signals(pipeline), view:
         try:
             code = pipeline.run()
@@ -421,6 +423,16 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
             click.echo(f"Error: --summary-json {summary_json}: {exc.strerror}", err=True)
             code = code or 1
     return code
+
+
+def _wants_progress(choice: bool | None, quiet: bool) -> bool:
+    """``--progress``, or by default, unless ``--quiet``; drawn only if stderr is a terminal."""
+    if quiet or choice is False:
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return False
 
 
 def _stderr_handler() -> logging.Handler | None:
