@@ -519,7 +519,15 @@ class TestSubprocess:
             if line.startswith("import time:")
         }
         assert "download_pipeline_processor.builtins._simulated" in imported  # the log is complete
-        assert not imported & {"importlib_metadata", "hashlib", "ssl", "requests", "urllib3"}
+        # rich too: the progress view's library is for terminals only.
+        assert not imported & {
+            "importlib_metadata",
+            "hashlib",
+            "ssl",
+            "requests",
+            "urllib3",
+            "rich",
+        }
 
     def test_example_runs_in_simulation(self, cli_path: Path, tmp_path: Path) -> None:
         """The shipped example runs with --simulate-downloads and no network (README command)."""
