@@ -8,7 +8,7 @@ from typing import Any
 
 from download_pipeline_processor import hookimpl
 from download_pipeline_processor.run_progress import RunProgress
-from download_pipeline_processor.testing import FileServer, run_pipeline
+from download_pipeline_processor.testing import Answer, FileServer, Pause, run_pipeline
 
 
 class Poller:
@@ -70,3 +70,38 @@ class TestRunProgress:
         assert "/slow.bin" in seen[0].url
         assert "SECRET" not in seen[0].url
         assert seen[0].seconds > 0
+
+    def test_bytes_count_while_a_file_downloads(
+        self, file_server: FileServer, cache_root: Any
+    ) -> None:
+        """A body paused halfway already counts its first half: the rate is live, not per file."""
+        half = b"a" * 100_000
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {2 * len(half)}\r\n\r\n".encode()
+        url = file_server.script("/big.bin", Answer(head + half, Pause(1.5), half))
+        poller = Poller()
+        during: list[int] = []
+
+        def watch() -> None:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not during:
+                progress = poller.progress
+                if progress is not None and progress.bytes_downloaded > 0:
+                    during.append(progress.bytes_downloaded)
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        outcome = run_pipeline(
+            # 64 KiB reads: the first half's first block reaches the writer before the pause.
+            [{"url": url}],
+            "dummy",
+            plugins=[poller],
+            download_cache=cache_root,
+            chunk_size=65536,
+        )
+        watcher.join()
+        assert outcome.exit_code == 0
+        assert during
+        assert 0 < during[0] <= len(half)
+        assert poller.progress is not None
+        assert poller.progress.bytes_downloaded == 2 * len(half)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import PipelineInterrupted
 from .file_data import FileData
+from .sink import bytes_written_under
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -139,6 +140,14 @@ class EntryFlow:
     def bytes_downloaded(self) -> int:
         """Bytes of every file downloaded so far."""
         return self._bytes
+
+    def bytes_in_flight(self) -> int:
+        """Bytes written so far of the files still downloading (0 once the cache is closed)."""
+        try:
+            folder = self.cache.path
+        except RuntimeError:  # not open yet, or closed: nothing is downloading
+            return 0
+        return bytes_written_under(folder)
 
     def queue_downloaded(self, sequence: int, file_data: FileData, wait: bool = True) -> bool:
         """Queue a downloaded entry for processing; False if it was not queued.

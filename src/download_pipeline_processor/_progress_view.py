@@ -110,7 +110,10 @@ class _RunProgressDisplay(Progress):
         while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW:
             samples.popleft()
         first_time, first_bytes = samples[0]
-        byte_rate = (downloaded - first_bytes) / (now - first_time) if now > first_time else None
+        # Never below 0: a file's bytes move from "in flight" to "done" in two steps.
+        byte_rate = (
+            max(downloaded - first_bytes, 0) / (now - first_time) if now > first_time else None
+        )
         task = self._tasks[self.task_id]
         speed = task.speed
         self.update(

@@ -72,8 +72,8 @@ class RunProgress:
 
     @property
     def bytes_downloaded(self) -> int:
-        """Bytes of the files downloaded so far."""
-        return self._flow.bytes_downloaded
+        """Bytes of the files downloaded so far, those still downloading included."""
+        return self._flow.bytes_downloaded + self._flow.bytes_in_flight()
 
     @property
     def in_flight(self) -> int:
