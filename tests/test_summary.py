@@ -26,6 +26,7 @@ from download_pipeline_processor.summary import (
     failure_reason,
     human_bytes,
     plural,
+    reason_from_message,
 )
 
 
@@ -158,3 +159,27 @@ class TestUnits:
     def test_plural(self) -> None:
         """'1 file', '0 files', '2 files'."""
         assert [plural(n, "file") for n in (0, 1, 2)] == ["0 files", "1 file", "2 files"]
+
+
+class TestReasonFromMessage:
+    """A stored message ("Type: text", as the journal keeps it) groups as its error does."""
+
+    @pytest.mark.parametrize(
+        ("stage", "error"),
+        [
+            ("download", PermanentDownloadError("HTTP 404 Not Found")),
+            ("download", integrity_mismatch("sha256", "0" * 64, "1" * 64)),
+            ("download", timed_out()),
+            ("download", PipelineInterrupted("run stopped before this file finished")),
+            ("process", ValueError("not an MP3 file")),
+            ("process", ProcessingTimeoutError("processing took longer")),
+        ],
+    )
+    def test_same_reason_as_the_error(self, stage: str, error: BaseException) -> None:
+        """reason_from_message(message) == failure_reason(error) for the same failure."""
+        stage_error = StageError(stage, error)
+        assert reason_from_message(stage_error.message) == failure_reason(stage_error)
+
+    def test_unknown_type_keeps_its_name(self) -> None:
+        """A message of an exception type the rule does not know gives that type's name."""
+        assert reason_from_message("RuntimeError: HTTP 503 Service Unavailable") == "RuntimeError"

@@ -36,19 +36,42 @@ def failure_reason(error: StageError) -> str:
     exception (a processor's, a post-processor's) gives its type's name.
     """
     exc = error.error
-    if isinstance(exc, PipelineInterrupted):
+    return _reason(type(exc).__name__, isinstance(exc, DownloadError), str(exc))
+
+
+def reason_from_message(message: str) -> str:
+    """:func:`failure_reason` of a stored ``StageError.message`` (``"Type: text"``).
+
+    For records that keep only the text, as the journal does.
+    """
+    name, _, text = message.partition(": ")
+    return _reason(name, name in _download_error_names(), text)
+
+
+def _download_error_names(kind: type[BaseException] = DownloadError) -> set[str]:
+    """The names of :class:`DownloadError` and its subclasses, plugins' included."""
+    names = {kind.__name__}
+    for subclass in kind.__subclasses__():
+        names |= _download_error_names(subclass)
+    return names
+
+
+def _reason(name: str, download_error: bool, text: str) -> str:
+    """The rule both :func:`failure_reason` and :func:`reason_from_message` apply."""
+    if name == PipelineInterrupted.__name__:
         return "interrupted"
-    if isinstance(exc, ProcessingTimeoutError):
+    if name == ProcessingTimeoutError.__name__:
         return "processing timeout"
-    if isinstance(exc, DownloadError):
-        text = str(exc).strip()
-        status = _HTTP_STATUS.match(text)
-        if status:
-            return status.group(0)
-        head = text.split(":", 1)[0].strip()
-        if head and len(head) <= 60:
-            return _DOWNLOAD_REASONS.get(head, head)
-    return type(exc).__name__
+    if not download_error:
+        return name
+    text = text.strip()
+    status = _HTTP_STATUS.match(text)
+    if status:
+        return status.group(0)
+    head = text.split(":", 1)[0].strip()
+    if head and len(head) <= 60:
+        return _DOWNLOAD_REASONS.get(head, head)
+    return name
 
 
 @dataclass
