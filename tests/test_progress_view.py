@@ -218,6 +218,18 @@ class TestInATerminal:
         assert head.endswith("not started (interrupted)")
         assert "Traceback" not in screen
 
+    @pytest.mark.parametrize("flag", ["--no-progress", "--quiet"])
+    def test_turned_off(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path, flag: str
+    ) -> None:
+        """--no-progress and --quiet draw no view on a terminal: no escape code at all."""
+        listing = tmp_path / "files.json"
+        listing.write_text(json.dumps(planted_job(file_server, count=20, delay=0.0)))
+        code, screen, _ = run_in_terminal(cli_path, [*job_args(listing, tmp_path / "c"), flag])
+        assert code == 1
+        assert "\x1b" not in screen
+        assert "failures by reason:" in screen
+
 
 class TestNotATerminal:
     """Piped or redirected, stderr never gets an escape code."""
