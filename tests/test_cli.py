@@ -1166,3 +1166,16 @@ class TestSummary:
         assert "1 file: 1 succeeded, 0 failed" in result.stderr
         assert "2.50 kB downloaded in " in result.stderr
         assert "MB" not in result.stderr
+
+    def test_log_file_gets_the_summary_once_on_stderr(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """--log-file records the summary; stderr shows it printed once, not also as a log line."""
+        log_file = tmp_path / "run.log"
+        listing = planted_failures(file_server, tmp_path)
+        result = invoke(planted_args(listing, tmp_path, "--log-file", str(log_file)))
+        assert result.exit_code == 1
+        assert result.stderr.count("12 files: 5 succeeded, 7 failed") == 1
+        logged = log_file.read_text(encoding="utf-8")
+        assert "12 files: 5 succeeded, 7 failed" in logged
+        assert "HTTP 404 (download)  e.g. f0, f1, f2, ..." in logged

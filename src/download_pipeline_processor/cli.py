@@ -29,6 +29,8 @@ from .plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_mana
 from .settings import CliOption, PipelineSettings, cli_fields
 
 logger = logging.getLogger("download_pipeline_processor")
+# The end-of-run summary, for --log-file: stderr gets it printed, not logged.
+summary_logger = logging.getLogger("download_pipeline_processor.summary")
 
 EXIT_USAGE = 2
 EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -168,6 +170,7 @@ def _configure_logging(debug: bool, quiet: bool, log_file: Path | None) -> None:
     stderr_handler.setFormatter(logging.Formatter(DEBUG_LOG_FORMAT if debug else LOG_FORMAT))
     stderr_handler.setLevel(level)
     stderr_handler._dpp_stderr = True  # type: ignore[attr-defined]
+    stderr_handler.addFilter(lambda record: record.name != summary_logger.name)
     handlers: list[logging.Handler] = [stderr_handler]
     if log_file is not None:
         file_handler = logging.FileHandler(log_file, encoding="utf-8")
@@ -416,6 +419,8 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
     lines = summary.failure_lines() if params["quiet"] else summary.lines()
     for line in lines:
         click.echo(line, err=True)
+    for line in summary.lines():
+        summary_logger.info("%s", line)
     if summary_json is not None:
         try:
             summary_json.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", "utf-8")
