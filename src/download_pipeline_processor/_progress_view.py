@@ -26,7 +26,6 @@ from rich.progress import (
     TaskID,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
@@ -64,6 +63,15 @@ class _FailedColumn(ProgressColumn):
         return Text(f"{failed} failed", style="red" if failed else "dim")
 
 
+def _eta(total: int | None, done: int, files_per_second: float | None) -> str:
+    """Time left at the current rate, ``H:MM:SS``; ``-:--:--`` when it cannot be told."""
+    if total is None or not files_per_second:
+        return "-:--:--"
+    seconds = int(max(total - done, 0) / files_per_second)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
 class _RunProgressDisplay(Progress):
     """A rich ``Progress`` that reads a :class:`RunProgress` each time it is drawn."""
 
@@ -71,7 +79,8 @@ class _RunProgressDisplay(Progress):
         # Set first: rich draws a first frame while it sets itself up.
         self.state = run
         self.task_id: TaskID | None = None
-        self._byte_samples: collections.deque[tuple[float, int]] = collections.deque()
+        # (time, bytes, files done) of the last few frames, for the current rates.
+        self._samples: collections.deque[tuple[float, int, int]] = collections.deque()
         super().__init__(
             TextColumn("files"),
             BarColumn(),
@@ -79,8 +88,7 @@ class _RunProgressDisplay(Progress):
             _FailedColumn(),
             _BytesColumn(),
             TextColumn("{task.fields[file_rate]}"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            TextColumn("ETA {task.fields[eta]}"),
             TimeElapsedColumn(),
             console=console,
             refresh_per_second=REFRESH_PER_SECOND,
@@ -96,34 +104,36 @@ class _RunProgressDisplay(Progress):
             bytes=0,
             byte_rate=None,
             file_rate="",
+            eta="-:--:--",
         )
 
     def poll(self) -> None:
-        """Bring the task up to date with the run."""
+        """Bring the task up to date with the run, rates over the last :data:`RATE_WINDOW` s."""
         if self.task_id is None:
             return
         run = self.state
         now = time.monotonic()
-        downloaded = run.bytes_downloaded
-        samples = self._byte_samples
-        samples.append((now, downloaded))
+        downloaded, done, total = run.bytes_downloaded, run.done, run.total
+        samples = self._samples
+        samples.append((now, downloaded, done))
         while len(samples) > 2 and now - samples[0][0] > RATE_WINDOW:
             samples.popleft()
-        first_time, first_bytes = samples[0]
-        # Never below 0: a file's bytes move from "in flight" to "done" in two steps.
-        byte_rate = (
-            max(downloaded - first_bytes, 0) / (now - first_time) if now > first_time else None
-        )
-        task = self._tasks[self.task_id]
-        speed = task.speed
+        first_time, first_bytes, first_done = samples[0]
+        span = now - first_time
+        byte_rate = file_rate = None
+        if span > 0:
+            # Never below 0: a file's bytes move from "in flight" to "done" in two steps.
+            byte_rate = max(downloaded - first_bytes, 0) / span
+            file_rate = (done - first_done) / span
         self.update(
             self.task_id,
-            completed=run.done,
-            total=run.total,
+            completed=done,
+            total=total,
             failed=run.failed,
             bytes=downloaded,
             byte_rate=byte_rate,
-            file_rate="" if speed is None else f"{speed:.1f} files/s",
+            file_rate="" if file_rate is None else f"{file_rate:.1f} files/s",
+            eta=_eta(total, done, file_rate),
         )
 
     def get_renderables(self) -> Iterable[RenderableType]:
