@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).with_name("download-pipeline-processor")
 
 
-def run_in_terminal(args: list[str], columns: int = 120) -> tuple[int, int]:
-    """Run the CLI with stderr on a pseudo-terminal; its exit code and the bytes it drew."""
+def run_in_terminal(args: list[str], columns: int = 120) -> tuple[int, int, float]:
+    """Run the CLI with stderr on a pseudo-terminal; exit code, bytes drawn, CPU seconds used."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     env = {
@@ -71,15 +71,18 @@ def run_in_terminal(args: list[str], columns: int = 120) -> tuple[int, int]:
                 drawn += len(chunk)
             elif proc.poll() is not None:
                 break
-        return proc.wait(), drawn
+        # wait4: the child's own CPU time (user + system), start-up included.
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        return proc.returncode, drawn, usage.ru_utime + usage.ru_stime
     finally:
         os.close(master)
 
 
-def one_run(listing: Path, work: Path, progress: bool) -> tuple[float, int]:
-    """Files per second of one CLI run (from its summary), and the bytes it drew on the terminal."""
+def one_run(listing: Path, work: Path, progress: bool) -> tuple[float, int, float]:
+    """One CLI run: files/s (from its summary), bytes drawn on the terminal, CPU ms per file."""
     summary = work / "summary.json"
-    code, drawn = run_in_terminal(
+    code, drawn, cpu = run_in_terminal(
         [
             *("--files", str(listing), "--processor", "checksum"),
             *("--post-processor", "benchmarks.journal_cost:Discard"),
@@ -90,7 +93,8 @@ def one_run(listing: Path, work: Path, progress: bool) -> tuple[float, int]:
     if code != 0:
         raise SystemExit(f"a run failed (exit {code})")
     data = json.loads(summary.read_text())
-    return (data["succeeded"] + data["failed"]) / data["elapsed"], drawn
+    files = data["succeeded"] + data["failed"]
+    return files / data["elapsed"], drawn, cpu / files * 1000
 
 
 def main() -> None:
@@ -113,21 +117,26 @@ def main() -> None:
                 )
             )
             one_run(listing, work, False)  # warm-up: page cache, server connections
-            runs: dict[bool, list[tuple[float, int]]] = {True: [], False: []}
+            runs: dict[bool, list[tuple[float, int, float]]] = {True: [], False: []}
             for rep in range(args.reps):
                 for progress in (True, False) if rep % 2 == 0 else (False, True):
                     runs[progress].append(one_run(listing, work, progress))
         print(f"{args.files} files per run, {args.reps} runs each way, stderr on a pseudo-terminal")
-        print(f"{'mode':<14} {'files/s':>8} {'drawn':>10}   runs (files/s)")
+        print(f"{'mode':<14} {'files/s':>8} {'CPU ms/file':>12} {'drawn':>10}   runs (files/s)")
         for progress, label in ((False, "--no-progress"), (True, "--progress")):
-            speeds = [speed for speed, _ in runs[progress]]
-            drawn = statistics.median(size for _, size in runs[progress])
+            speeds = [run[0] for run in runs[progress]]
+            drawn = statistics.median(run[1] for run in runs[progress])
+            cpu = statistics.median(run[2] for run in runs[progress])
             listed = ", ".join(f"{speed:,.0f}" for speed in speeds)
-            print(f"{label:<14} {statistics.median(speeds):>8,.0f} {drawn:>10,.0f}   {listed}")
+            median = statistics.median(speeds)
+            print(f"{label:<14} {median:>8,.0f} {cpu:>12.3f} {drawn:>10,.0f}   {listed}")
+        # Each pair ran back to back: their ratio cancels slow drifts of load.
         paired = statistics.median(on[0] / off[0] for on, off in zip(runs[True], runs[False]))
+        cpu_ratio = statistics.median(on[2] / off[2] for on, off in zip(runs[True], runs[False]))
         print(
-            f"with/without files/s: median of pairs {paired:.3f} "
-            f"({(1 - paired) * 100:+.1f} % slower with the view)"
+            f"with/without: files/s median of pairs {paired:.3f} "
+            f"({(1 - paired) * 100:+.1f} % slower with the view); "
+            f"CPU per file {(cpu_ratio - 1) * 100:+.1f} %"
         )
     finally:
         server.send_signal(signal.SIGTERM)
