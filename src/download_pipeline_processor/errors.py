@@ -71,6 +71,10 @@ class PluginOptionError(PluginError):
 class DownloadError(PipelineError):
     """A file could not be downloaded."""
 
+    #: The HTTP status of the answer that failed, when an answer's status was the
+    #: failure (set by ``http_rules.check_status``); None for any other failure.
+    http_status: int | None = None
+
 
 class TransientDownloadError(DownloadError):
     """A failure worth retrying: network trouble, 5xx, 408, 429, a short body."""

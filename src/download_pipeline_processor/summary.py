@@ -36,6 +36,8 @@ def failure_reason(error: StageError) -> str:
     exception (a processor's, a post-processor's) gives its type's name.
     """
     exc = error.error
+    if isinstance(exc, DownloadError) and exc.http_status is not None:
+        return f"HTTP {exc.http_status}"
     return _reason(type(exc).__name__, isinstance(exc, DownloadError), str(exc))
 
 
