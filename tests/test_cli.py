@@ -1074,7 +1074,10 @@ def planted_args(listing: Path, tmp_path: Path, *more: str) -> list[str]:
         "0",
         "--download-cache",
         str(tmp_path / "cache"),
+        # One download worker and one processing thread: example ids in input order.
         "--download-workers",
+        "1",
+        "--processing-limit",
         "1",
         *more,
     ]
