@@ -165,6 +165,8 @@ class _ConsoleLogHandler(logging.Handler):
         super().__init__(like.level)
         self.console = console
         self.setFormatter(like.formatter)
+        for kept in like.filters:
+            self.addFilter(kept)
         # Per-file lines of the default post-processor would scroll the view away.
         self.addFilter(
             lambda record: record.name != FILES_LOGGER or record.levelno >= logging.WARNING
