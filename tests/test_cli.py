@@ -655,7 +655,15 @@ class TestSubprocess:
             if line.startswith("import time:")
         }
         assert "download_pipeline_processor.builtins._simulated" in imported  # the log is complete
-        assert not imported & {"importlib_metadata", "hashlib", "ssl", "requests", "urllib3"}
+        # rich too: the progress view's library is for terminals only.
+        assert not imported & {
+            "importlib_metadata",
+            "hashlib",
+            "ssl",
+            "requests",
+            "urllib3",
+            "rich",
+        }
 
     def test_example_runs_in_simulation(self, cli_path: Path, tmp_path: Path) -> None:
         """The shipped example runs with --simulate-downloads and no network (README command)."""
@@ -1340,3 +1348,136 @@ class TestHelp:
         ) in examples
         assert "download-pipeline-processor --files files.json --dry-run" in examples
         assert not [line for line in help_text.splitlines() if line != line.rstrip()]
+def planted_failures(server: FileServer, tmp_path: Path) -> Path:
+    """A list of 12 files: 4 missing (404), one wrong sha256, two a processor rejects."""
+    entries: list[dict[str, Any]] = []
+    for index in range(12):
+        entry: dict[str, Any] = {"id": f"f{index}", "url": server.add(f"/f{index}", b"abc")}
+        if index < 4:
+            entry["url"] = server.url(f"/gone{index}")
+        if index == 4:
+            entry["sha256"] = "0" * 64
+        if index in (5, 6):
+            entry["id"] = f"bad-{index}"
+        entries.append(entry)
+    return write_list(tmp_path / "l.json", entries)
+
+
+def planted_args(listing: Path, tmp_path: Path, *more: str) -> list[str]:
+    return [
+        "--files",
+        str(listing),
+        "--processor",
+        "progress_plugins:RejectingProcessor",
+        "--max-retries",
+        "0",
+        "--download-cache",
+        str(tmp_path / "cache"),
+        # One download worker and one processing thread: example ids in input order.
+        "--download-workers",
+        "1",
+        "--processing-limit",
+        "1",
+        *more,
+    ]
+
+
+class TestSummary:
+    """The end-of-run summary on stderr and in --summary-json."""
+
+    @pytest.fixture(autouse=True)
+    def _plugin_modules(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.syspath_prepend(str(PLUGIN_MODULES))
+
+    def test_failures_grouped_by_reason_with_example_ids(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """404s, a sha256 mismatch and a processor's exception each get a line with ids."""
+        result = invoke(planted_args(planted_failures(file_server, tmp_path), tmp_path))
+        assert result.exit_code == 1
+        lines = result.stderr.splitlines()
+        start = lines.index("12 files: 5 succeeded, 7 failed")
+        assert lines[start + 1].startswith("21 B downloaded in ")
+        assert lines[start + 2 :] == [
+            "failures by reason:",
+            "  4  HTTP 404 (download)  e.g. f0, f1, f2, ...",
+            "  2  UnreadableDocumentError (process)  e.g. bad-5, bad-6",
+            "  1  sha256 mismatch (download)  e.g. f4",
+        ]
+
+    def test_summary_json(self, tmp_path: Path, file_server: FileServer) -> None:
+        """--summary-json writes the same counts and failure groups as one JSON object."""
+        path = tmp_path / "summary.json"
+        listing = planted_failures(file_server, tmp_path)
+        result = invoke(planted_args(listing, tmp_path, "--summary-json", str(path)))
+        assert result.exit_code == 1
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        assert {key: summary[key] for key in ("total", "succeeded", "failed", "skipped")} == {
+            "total": 12,
+            "succeeded": 5,
+            "failed": 7,
+            "skipped": 0,
+        }
+        assert summary["not_started"] == 0
+        assert summary["bytes_downloaded"] == 21  # the 7 files downloaded, 3 bytes each
+        assert summary["elapsed"] > 0
+        assert [(f["reason"], f["count"], f["examples"]) for f in summary["failures"]] == [
+            ("HTTP 404", 4, ["f0", "f1", "f2"]),
+            ("UnreadableDocumentError", 2, ["bad-5", "bad-6"]),
+            ("sha256 mismatch", 1, ["f4"]),
+        ]
+
+    def test_summary_json_folder_missing_is_exit_2(self, tmp_path: Path) -> None:
+        """A --summary-json path in a missing folder is a usage error before the run."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/a"}])
+        result = invoke(
+            ["--files", str(listing), "--summary-json", str(tmp_path / "no" / "s.json")]
+        )
+        assert result.exit_code == 2
+        assert "--summary-json" in result.stderr
+        assert "no such folder" in result.stderr
+
+    def test_quiet_shows_only_the_failures(self, tmp_path: Path, file_server: FileServer) -> None:
+        """With -q the summary keeps only the failed count and the failures by reason."""
+        result = invoke(planted_args(planted_failures(file_server, tmp_path), tmp_path, "-q"))
+        assert result.exit_code == 1
+        summary = result.stderr[result.stderr.index("7 of 12 files failed") :].splitlines()
+        assert summary == [
+            "7 of 12 files failed",
+            "failures by reason:",
+            "  4  HTTP 404 (download)  e.g. f0, f1, f2, ...",
+            "  2  UnreadableDocumentError (process)  e.g. bad-5, bad-6",
+            "  1  sha256 mismatch (download)  e.g. f4",
+        ]
+        assert "succeeded" not in result.stderr
+
+    def test_quiet_success_prints_nothing(self, tmp_path: Path, file_server: FileServer) -> None:
+        """With -q a run where every file succeeded prints nothing on stderr."""
+        listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/a", b"a")}])
+        result = invoke(["--files", str(listing), "-q", "--download-cache", str(tmp_path / "c")])
+        assert result.exit_code == 0
+        assert result.stderr == ""
+
+    def test_one_file_reads_singular_with_human_bytes(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """One small file is '1 file' and its bytes are not '0.0 MB'."""
+        listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/a", b"a" * 2500)}])
+        result = invoke(["--files", str(listing), "--download-cache", str(tmp_path / "c")])
+        assert result.exit_code == 0
+        assert "1 file: 1 succeeded, 0 failed" in result.stderr
+        assert "2.50 kB downloaded in " in result.stderr
+        assert "MB" not in result.stderr
+
+    def test_log_file_gets_the_summary_once_on_stderr(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """--log-file records the summary; stderr shows it printed once, not also as a log line."""
+        log_file = tmp_path / "run.log"
+        listing = planted_failures(file_server, tmp_path)
+        result = invoke(planted_args(listing, tmp_path, "--log-file", str(log_file)))
+        assert result.exit_code == 1
+        assert result.stderr.count("12 files: 5 succeeded, 7 failed") == 1
+        logged = log_file.read_text(encoding="utf-8")
+        assert "12 files: 5 succeeded, 7 failed" in logged
+        assert "HTTP 404 (download)  e.g. f0, f1, f2, ..." in logged

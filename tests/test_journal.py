@@ -481,6 +481,25 @@ class TestJournalCommand:
         assert "500" in lines[6]
         assert lines[6].endswith("(e.g. broken)")
 
+    def test_groups_as_the_run_summary_does(self, tmp_path: Path, file_server: FileServer) -> None:
+        """Messages differing only in details (digests) form one group named as in the summary."""
+        entries = [
+            {"id": f"bad{i}", "url": file_server.add(f"/b{i}", bytes([i])), "sha256": "0" * 64}
+            for i in range(3)
+        ]
+        listing = write_list(tmp_path / "l.json", entries)
+        journal = tmp_path / "j.db"
+        invoke(run_args(listing, journal, tmp_path / "1.jsonl", tmp_path / "c"))
+        result = invoke(["journal", str(journal), "--json"])
+        assert result.exit_code == 0, result.stderr
+        (group,) = json.loads(result.stdout)["failures"]
+        assert (group["stage"], group["reason"], group["count"]) == (
+            "download",
+            "sha256 mismatch",
+            3,
+        )
+        assert sorted(group["examples"]) == ["bad0", "bad1", "bad2"]
+
     def test_json(self, tmp_path: Path, file_server: FileServer) -> None:
         """--json: the same as one object for machines."""
         journal = self._journal(tmp_path, file_server)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import PipelineInterrupted
 from .file_data import FileData
+from .sink import bytes_written_under
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -60,6 +62,8 @@ class EntryFlow:
         self._entries = enumerate(entries)
         self._entries_lock = threading.Lock()
         self._in_flight: dict[int, FileData] = {}
+        # When each entry in flight was taken, for a progress view's "waiting on" list.
+        self._taken_at: dict[int, float] = {}
         self._in_flight_lock = threading.Lock()
         # Entries taken out of the table and on their way into ``finished``.
         self._handoffs = 0
@@ -86,6 +90,7 @@ class EntryFlow:
             if item is not None:
                 with self._in_flight_lock:
                     self._in_flight[item[0]] = item[1]
+                    self._taken_at[item[0]] = time.monotonic()
             return item
 
     @property
@@ -102,6 +107,28 @@ class EntryFlow:
         with self._in_flight_lock:
             return len(self._in_flight)
 
+    def oldest_in_flight(self, limit: int) -> list[tuple[FileData, float]]:
+        """Up to ``limit`` entries in flight, longest first, each with when it was taken."""
+        with self._in_flight_lock:
+            # The table is in the order entries were taken: the first are the oldest.
+            oldest: list[tuple[FileData, float]] = []
+            for sequence, file_data in self._in_flight.items():
+                if len(oldest) >= limit:
+                    break
+                oldest.append((file_data, self._taken_at.get(sequence, 0.0)))
+            return oldest
+
+    @property
+    def entries_read(self) -> int:
+        """Entries read from the input so far, journal-skipped ones included."""
+        return self._source.taken
+
+    @property
+    def entries_total(self) -> int | None:
+        """Entries of the whole input, when known before the run reads them all."""
+        count: int | None = getattr(self._source, "count", None)
+        return count
+
     # -- downloaded entries -------------------------------------------------------
 
     def count_bytes(self, size: int) -> None:
@@ -113,6 +140,14 @@ class EntryFlow:
     def bytes_downloaded(self) -> int:
         """Bytes of every file downloaded so far."""
         return self._bytes
+
+    def bytes_in_flight(self) -> int:
+        """Bytes written so far of the files still downloading (0 once the cache is closed)."""
+        try:
+            folder = self.cache.path
+        except RuntimeError:  # not open yet, or closed: nothing is downloading
+            return 0
+        return bytes_written_under(folder)
 
     def queue_downloaded(self, sequence: int, file_data: FileData, wait: bool = True) -> bool:
         """Queue a downloaded entry for processing; False if it was not queued.
@@ -160,6 +195,7 @@ class EntryFlow:
         """
         with self._in_flight_lock:
             owned = self._in_flight.pop(sequence, None) is not None
+            self._taken_at.pop(sequence, None)
             if owned:
                 self._handoffs += 1
         if not owned:
@@ -183,6 +219,7 @@ class EntryFlow:
         with self._in_flight_lock:
             abandoned = sorted(self._in_flight.items())
             self._in_flight.clear()
+            self._taken_at.clear()
         for _, file_data in abandoned:
             stage = "download" if file_data.local_path is None else "process"
             file_data.fail(stage, PipelineInterrupted("run stopped before this file finished"))

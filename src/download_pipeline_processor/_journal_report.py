@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ._journal import STATUSES, SUCCEEDED, connect
+from .summary import reason_from_message
 
 #: Example ids shown for each failure reason.
 EXAMPLES = 3
@@ -38,13 +39,22 @@ def describe_journal(path: str | os.PathLike[str]) -> dict[str, Any]:
             "SELECT status, count(*) FROM entries GROUP BY status"
         ):
             by_status[status] = count
+        # The journal keeps each message whole; failures are grouped as the run's
+        # summary groups them (HTTP 404, sha256 mismatch...), one rule for both.
         failures: dict[tuple[str, str], dict[str, Any]] = {}
-        for stage, reason, total, ident in connection.execute(_FAILURES_SQL, (SUCCEEDED, EXAMPLES)):
+        counted: set[tuple[str, str]] = set()
+        for stage, message, total, ident in connection.execute(
+            _FAILURES_SQL, (SUCCEEDED, EXAMPLES)
+        ):
+            reason = reason_from_message(message or "")
             group = failures.setdefault(
-                (stage, reason),
-                {"stage": stage, "reason": reason, "count": total, "examples": []},
+                (stage, reason), {"stage": stage, "reason": reason, "count": 0, "examples": []}
             )
-            group["examples"].append(ident)
+            if (stage, message) not in counted:
+                counted.add((stage, message))
+                group["count"] += total
+            if len(group["examples"]) < EXAMPLES:
+                group["examples"].append(ident)
         runs = connection.execute(
             "SELECT count(*), max(run) FROM runs",
         ).fetchone()
@@ -62,7 +72,9 @@ def describe_journal(path: str | os.PathLike[str]) -> dict[str, Any]:
         "by_status": by_status,
         "runs": runs[0],
         "last_run": last,
-        "failures": list(failures.values()),
+        "failures": sorted(
+            failures.values(), key=lambda g: (-g["count"], g["stage"], g["reason"])
+        ),
     }
 
 

@@ -34,6 +34,7 @@ from .base_processor import BaseProcessor, checks_before_download
 from .errors import PluginError, ProcessingTimeoutError
 from .file_data import FileData
 from .plugins import PipelinePluginManager, has_observers, notify_observers
+from .run_progress import RunProgress
 from .settings import PipelineSettings
 from .summary import RunSummary
 
@@ -259,11 +260,7 @@ class PipelineRun:
                 except BaseException as exc:  # noqa: BLE001 - recorded on the file
                     file_data.fail("post_process", exc)
                     logger.error("post-processor failed on %s: %s", file_data.id, exc)
-            if file_data.error is None:
-                summary.succeeded += 1
-            else:
-                summary.failed += 1
-                summary.failed_by_stage[file_data.error.stage] += 1
+            summary.record(file_data)
             if self.notify_files:
                 notify_observers(self.manager, "file_finished", file_data=file_data, result=result)
 
@@ -311,7 +308,12 @@ class PipelineRun:
                 # Its own instance: the processing ones belong to their threads, or
                 # live in worker processes.
                 self.download_check = self.processor_source.build()
-            notify_observers(self.manager, "pipeline_started", settings=settings)
+            notify_observers(
+                self.manager,
+                "pipeline_started",
+                settings=settings,
+                progress=RunProgress(self.summary, self.flow),
+            )
             stage = DownloadStage(downloader, self.cache, settings, self.stop.event)
             check = self.download_check
             workers = DownloadWorkers(
@@ -344,8 +346,8 @@ class PipelineRun:
             self._shut_down(post_thread, downloader)
             self.summary.bytes_downloaded = self.flow.bytes_downloaded
             self.summary.elapsed = time.monotonic() - started
-            self.summary.total = self.summary.succeeded + self.summary.failed
             self.summary.stopped_with = self.stop.code
+            self.summary.finish()
             notify_observers(self.manager, "pipeline_finished", summary=self.summary)
             for name in observers:
                 self.manager.unregister(name=name)

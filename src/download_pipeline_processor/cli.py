@@ -29,6 +29,8 @@ from .plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_mana
 from .settings import CLI_SECTIONS, CliOption, PipelineSettings, cli_fields
 
 logger = logging.getLogger("download_pipeline_processor")
+# The end-of-run summary, for --log-file: stderr gets it printed, not logged.
+summary_logger = logging.getLogger("download_pipeline_processor.summary")
 
 EXIT_USAGE = 2
 EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -214,6 +216,8 @@ def _configure_logging(
     stderr_handler = logging.StreamHandler(sys.stderr)
     stderr_handler.setFormatter(logging.Formatter(DEBUG_LOG_FORMAT if debug else LOG_FORMAT))
     stderr_handler.setLevel(level)
+    stderr_handler._dpp_stderr = True  # type: ignore[attr-defined]
+    stderr_handler.addFilter(lambda record: record.name != summary_logger.name)
     handlers: list[logging.Handler] = [stderr_handler]
     if log_file is not None:
         # A dry run writes nothing: the log file is made only if a line is logged.
@@ -404,7 +408,25 @@ class _Command(click.Group):
     help="Also write the log here.",
 )
 @sectioned_option(
-    "--quiet", "-q", section="logging", is_flag=True, help="Log warnings and errors only."
+    "--quiet",
+    "-q",
+    section="logging",
+    is_flag=True,
+    help="Log warnings and errors only; no progress view; the summary shows only failures.",
+)
+@sectioned_option(
+    "--progress/--no-progress",
+    section="output",
+    default=None,
+    help="Live view of files, bytes, rate and ETA on stderr.  [default: on when stderr is a"
+    " terminal; never drawn on anything else]",
+)
+@sectioned_option(
+    "--summary-json",
+    section="output",
+    metavar="PATH",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the end-of-run summary here as one JSON object.",
 )
 @sectioned_option(
     "--debug", section="logging", is_flag=True, help="Log everything and show tracebacks."
@@ -481,14 +503,53 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
 
         click.echo(format_dry_run(describe_dry_run(plan, str(params["files"]))))
         return 0
+    summary_json: Path | None = params["summary_json"]
+    if summary_json is not None and not summary_json.parent.is_dir():
+        raise UsageError(f"--summary-json {summary_json}: no such folder {summary_json.parent}")
     pipeline = ProcessingPipeline.from_plan(plan)
-    with _graceful_signals(pipeline):
+    view: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if _wants_progress(params["progress"], params["quiet"]):
+        # Imported only then: rich costs start-up time a piped run need not pay.
+        from ._progress_view import progress_view
+
+        view = progress_view(pipeline.plugin_manager, _stderr_handler())
+    with _graceful_signals(pipeline), view:
         try:
             code = pipeline.run()
         except KeyboardInterrupt:
             code = pipeline.summary.stopped_with or 130
-    logger.info("%s", pipeline.summary)
+    summary = pipeline.summary
+    # --quiet keeps what needs acting on: the failures, grouped by reason.
+    lines = summary.failure_lines() if params["quiet"] else summary.lines()
+    for line in lines:
+        click.echo(line, err=True)
+    for line in summary.lines():
+        summary_logger.info("%s", line)
+    if summary_json is not None:
+        try:
+            summary_json.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", "utf-8")
+        except OSError as exc:
+            click.echo(f"Error: --summary-json {summary_json}: {exc.strerror}", err=True)
+            code = code or 1
     return code
+
+
+def _wants_progress(choice: bool | None, quiet: bool) -> bool:
+    """``--progress``, or by default, unless ``--quiet``; drawn only if stderr is a terminal."""
+    if quiet or choice is False:
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a replaced or closed stderr
+        return False
+
+
+def _stderr_handler() -> logging.Handler | None:
+    """The handler :func:`_configure_logging` put on stderr, if any."""
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_dpp_stderr", False):
+            return handler
+    return None
 
 
 @main.command()

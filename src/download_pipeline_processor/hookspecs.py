@@ -35,8 +35,8 @@ def register_downloaders(register: Register) -> None:
 
 
 @hookspec
-def pipeline_started(settings: Any) -> None:
-    """Observe the start of a run, with its ``PipelineSettings``; cannot change it."""
+def pipeline_started(settings: Any, progress: Any) -> None:
+    """Observe the start of a run, with its ``PipelineSettings`` and live ``RunProgress``."""
 
 
 @hookspec

@@ -9,6 +9,11 @@ from typing import Any
 from .file_data import FileData
 from .redact import REDACTED, redact_url, scrub
 
+#: The logger of one line per file (the ``dummy`` post-processor's).  The CLI
+#: leaves its INFO lines out of the terminal while the progress view shows;
+#: warnings (failed files) and ``--log-file`` keep them.
+FILES_LOGGER = "download_pipeline_processor.files"
+
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, PurePath):

@@ -339,6 +339,18 @@ def register_writer(writer: BodyWriter) -> None:
         _writers[os.fspath(writer.destination)] = writer
 
 
+def bytes_written_under(folder: Path) -> int:
+    """Bytes the framework's writers under ``folder`` hold so far: files still downloading.
+
+    For a progress display: read a few times a second, it costs the downloads
+    nothing (a writer counts its bytes anyway).
+    """
+    prefix = os.fspath(folder).rstrip(os.sep) + os.sep
+    with _writers_lock:
+        sizes = [writer.size for key, writer in _writers.items() if key.startswith(prefix)]
+    return sum(sizes)
+
+
 def unregister_writer(destination: Path) -> BodyWriter | None:
     """Forget the writer of ``destination``, closing its file; return it."""
     with _writers_lock:

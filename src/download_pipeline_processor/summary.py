@@ -1,18 +1,97 @@
-"""What a run did, in numbers."""
+"""What a run did, in numbers, and why its failures failed.
+
+:func:`failure_reason` is the one rule that turns a file's error into the
+short reason failures are grouped by (``HTTP 404``, ``timeout``, ``sha256
+mismatch``, a processor's exception type); the CLI's summary text and
+``--summary-json`` both read the groups :class:`RunSummary` keeps.
+"""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from .errors import DownloadError, PipelineInterrupted, ProcessingTimeoutError
+from .file_data import FileData, StageError
+
+#: Example ids kept for each failure reason.
+EXAMPLES = 3
+
+# "HTTP 404 Not Found" -> "HTTP 404": the status is the reason, the phrase varies by server.
+_HTTP_STATUS = re.compile(r"HTTP \d{3}\b")
+# A download error's message reads "what: detail" ("sha256 mismatch: expected
+# ..., got ...", "ConnectionResetError: ..."): the detail (digests, byte counts,
+# a library's words) would split one reason into many groups.
+_DOWNLOAD_REASONS = {"timed out": "timeout"}
+
+
+def failure_reason(error: StageError) -> str:
+    """The short reason ``error`` is grouped by in a summary.
+
+    A download error gives its kind without the details (``HTTP 404``,
+    ``timeout``, ``sha256 mismatch``, ``truncated body``, ``connection
+    refused``); a file stopped by an interrupt gives ``interrupted``; any other
+    exception (a processor's, a post-processor's) gives its type's name.
+    """
+    exc = error.error
+    if isinstance(exc, DownloadError) and exc.http_status is not None:
+        return f"HTTP {exc.http_status}"
+    return _reason(type(exc).__name__, isinstance(exc, DownloadError), str(exc))
+
+
+def reason_from_message(message: str) -> str:
+    """:func:`failure_reason` of a stored ``StageError.message`` (``"Type: text"``).
+
+    For records that keep only the text, as the journal does.
+    """
+    name, _, text = message.partition(": ")
+    return _reason(name, name in _download_error_names(), text)
+
+
+def _download_error_names(kind: type[BaseException] = DownloadError) -> set[str]:
+    """The names of :class:`DownloadError` and its subclasses, plugins' included."""
+    names = {kind.__name__}
+    for subclass in kind.__subclasses__():
+        names |= _download_error_names(subclass)
+    return names
+
+
+def _reason(name: str, download_error: bool, text: str) -> str:
+    """The rule both :func:`failure_reason` and :func:`reason_from_message` apply."""
+    if name == PipelineInterrupted.__name__:
+        return "interrupted"
+    if name == ProcessingTimeoutError.__name__:
+        return "processing timeout"
+    if not download_error:
+        return name
+    text = text.strip()
+    status = _HTTP_STATUS.match(text)
+    if status:
+        return status.group(0)
+    head = text.split(":", 1)[0].strip()
+    if head and len(head) <= 60:
+        return _DOWNLOAD_REASONS.get(head, head)
+    return name
+
+
+@dataclass
+class FailureGroup:
+    """Failed files that share a stage and a :func:`failure_reason`."""
+
+    reason: str
+    stage: str
+    count: int = 0
+    #: The ids of the first :data:`EXAMPLES` files of the group.
+    examples: list[str] = field(default_factory=list)
 
 
 @dataclass
 class RunSummary:
     """Counts, bytes and time of one run; ``pipeline_finished`` observers get it."""
 
-    #: Entries taken from the input and sent through the pipeline: ``succeeded +
-    #: failed``.  The input held ``total + skipped + not_started`` entries.
+    #: Entries of the input: ``succeeded + failed + skipped + not_started``.
     total: int = 0
     succeeded: int = 0
     failed: int = 0
@@ -26,6 +105,28 @@ class RunSummary:
     elapsed: float = 0.0
     #: The exit code of a stop request (130, 143), or None if the run was not stopped.
     stopped_with: int | None = None
+    #: Failed files grouped by stage and reason, keyed by ``(stage, reason)``.
+    failure_groups: dict[tuple[str, str], FailureGroup] = field(default_factory=dict)
+
+    def record(self, file_data: FileData) -> None:
+        """Count one file the post-processors are done with, successful or failed."""
+        error = file_data.error
+        if error is None:
+            self.succeeded += 1
+            return
+        self.failed += 1
+        self.failed_by_stage[error.stage] += 1
+        reason = failure_reason(error)
+        group = self.failure_groups.get((error.stage, reason))
+        if group is None:
+            group = self.failure_groups[(error.stage, reason)] = FailureGroup(reason, error.stage)
+        group.count += 1
+        if len(group.examples) < EXAMPLES:
+            group.examples.append(str(file_data.id))
+
+    def finish(self) -> None:
+        """Set :attr:`total` from the counts, once the run has ended."""
+        self.total = self.succeeded + self.failed + self.skipped + self.not_started
 
     @property
     def interrupted(self) -> bool:
@@ -33,26 +134,100 @@ class RunSummary:
         return self.stopped_with is not None
 
     @property
+    def finished(self) -> int:
+        """Files that went through the pipeline: ``succeeded + failed``."""
+        return self.succeeded + self.failed
+
+    @property
     def files_per_second(self) -> float:
-        """Finished files per second of wall time."""
-        return self.total / self.elapsed if self.elapsed > 0 else 0.0
+        """Finished files (succeeded or failed) per second of wall time."""
+        return self.finished / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def failures(self) -> list[FailureGroup]:
+        """The failure groups, largest first."""
+        return sorted(self.failure_groups.values(), key=lambda g: (-g.count, g.stage, g.reason))
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-ready copy."""
+        """A JSON-ready copy (what ``--summary-json`` writes)."""
         data = asdict(self)
+        del data["failure_groups"]
         data["failed_by_stage"] = dict(self.failed_by_stage)
         data["interrupted"] = self.interrupted
+        data["files_per_second"] = self.files_per_second
+        data["failures"] = [asdict(group) for group in self.failures]
         return data
 
-    def __str__(self) -> str:
-        parts = [f"{self.total} files: {self.succeeded} succeeded, {self.failed} failed"]
-        if self.failed_by_stage:
-            by_stage = ", ".join(f"{n} in {s}" for s, n in sorted(self.failed_by_stage.items()))
-            parts[0] += f" ({by_stage})"
+    def lines(self) -> list[str]:
+        """The summary as text: a headline, then one line per failure reason."""
+        head = f"{plural(self.total, 'file')}: {self.succeeded} succeeded, {self.failed} failed"
         if self.skipped:
-            parts.append(f"{self.skipped} skipped (journal)")
+            head += f", {self.skipped} skipped (journal)"
+        if self.not_started or self.interrupted:
+            head += f", {self.not_started} not started"
         if self.interrupted:
-            parts.append(f"interrupted, {self.not_started} not started")
-        megabytes = self.bytes_downloaded / 1e6
-        parts.append(f"{megabytes:.1f} MB downloaded in {self.elapsed:.2f}s")
-        return "; ".join(parts)
+            head += " (interrupted)"
+        rate = f"{self.files_per_second:.1f} files/s"
+        if self.elapsed > 0 and self.bytes_downloaded:
+            rate += f", {human_bytes(self.bytes_downloaded / self.elapsed)}/s"
+        lines = [
+            head,
+            f"{human_bytes(self.bytes_downloaded)} downloaded in {human_seconds(self.elapsed)}"
+            f" ({rate})",
+        ]
+        return lines + self._failure_lines()
+
+    def _failure_lines(self) -> list[str]:
+        failures = self.failures
+        if not failures:
+            return []
+        lines = ["failures by reason:"]
+        width = len(str(failures[0].count))
+        for group in failures:
+            more = ", ..." if group.count > len(group.examples) else ""
+            lines.append(
+                f"  {group.count:>{width}}  {group.reason} ({group.stage})"
+                f"  e.g. {', '.join(group.examples)}{more}"
+            )
+        return lines
+
+    def failure_lines(self) -> list[str]:
+        """Only the failures (what ``--quiet`` shows): nothing when none failed."""
+        if not self.failed:
+            return []
+        return [f"{self.failed} of {plural(self.total, 'file')} failed", *self._failure_lines()]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def human_bytes(count: float) -> str:
+    """``512 B``, ``1.50 kB``, ``12.3 MB``, ``205 GB``: decimal units, as download tools use."""
+    units = ("B", "kB", "MB", "GB", "TB", "PB")
+    value = float(count)
+    unit = 0
+    while value >= 999.5 and unit < len(units) - 1:
+        value /= 1000
+        unit += 1
+    if unit == 0:
+        return f"{value:.0f} B"
+    digits = 2 if value < 10 else 1 if value < 100 else 0
+    return f"{value:.{digits}f} {units[unit]}"
+
+
+def human_seconds(seconds: float) -> str:
+    """``0.42 s``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``."""
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -121,7 +121,8 @@ class TestPipeline:
         assert pipeline.run(entries) == 130
         assert query("SELECT COUNT(*) FROM files")[0][0] == 0
         (run,) = query("SELECT * FROM files_runs")
-        assert (run["interrupted"], run["not_started"], run["total"]) == (1, 4, 0)
+        # total counts the input's entries, started or not.
+        assert (run["interrupted"], run["not_started"], run["total"]) == (1, 4, 4)
 
     def test_bad_table_is_a_setup_error(
         self, db: Path, entries: list[dict[str, Any]], server: FileServer

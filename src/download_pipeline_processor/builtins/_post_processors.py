@@ -14,20 +14,25 @@ from ..flush_timer import FlushTimer
 from ..hookspecs import Register, hookimpl
 from ..options import Option
 from ..redact import redact_url
-from ..report import outcome_record, to_json
+from ..report import FILES_LOGGER, outcome_record, to_json
 
 logger = logging.getLogger(__name__)
+files_logger = logging.getLogger(FILES_LOGGER)
 
 
 class DummyPostProcessor(BasePostProcessor):
-    """Logs one line per file: its result, or the stage and reason it failed."""
+    """Logs one line per file: its result, or the stage and reason it failed.
+
+    On the logger :data:`~..report.FILES_LOGGER`: the progress view keeps its
+    success lines off the terminal.
+    """
 
     options = ()
 
     def post_process(self, result: Any, file_data: FileData) -> None:
         if file_data.error is not None:
             record = outcome_record(result, file_data)
-            logger.warning(
+            files_logger.warning(
                 "failed %s (%s) in %s: %s",
                 file_data.id,
                 redact_url(file_data.url),
@@ -35,7 +40,7 @@ class DummyPostProcessor(BasePostProcessor):
                 record["error"]["message"],
             )
         else:
-            logger.info("processed %s: %s", file_data.id, to_json(result))
+            files_logger.info("processed %s: %s", file_data.id, to_json(result))
 
 
 #: Longest time a written line may wait in the buffer, in seconds.
