@@ -30,7 +30,7 @@ from download_pipeline_processor.builtins._processors import (
 from download_pipeline_processor.errors import PluginOptionError, TransientDownloadError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.options import resolve_options
-from download_pipeline_processor.testing import FileServer
+from download_pipeline_processor.testing import FileServer, run_pipeline
 
 SECRET_URL = "https://user:pw@example.com/a/talk.mp3?token=SECRET"
 
@@ -167,6 +167,13 @@ class TestJsonlPostProcessor:
             "status": "ok",
             "error": None,
             "result": {"size": 3, "path": "/x/y"},
+            "index": None,
+            "fields": {},
+            "http_status": None,
+            "attempts": 0,
+            "size": None,
+            "sha256": None,
+            "elapsed": None,
         }
         assert bad["status"] == "failed"
         assert bad["result"] is None
@@ -174,6 +181,52 @@ class TestJsonlPostProcessor:
         assert bad["error"]["message"].startswith("TransientDownloadError: HTTP 503 for ")
         assert "SECRET" not in out.read_text(encoding="utf-8")
         assert "pw@" not in out.read_text(encoding="utf-8")
+
+    def test_rows_carry_index_fields_and_download_facts(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """A real run's rows carry the input index, extra fields, HTTP status, attempts, time."""
+        body = b"retried body"
+        entries = [
+            {
+                "id": "retried",
+                "url": file_server.add("/r", body, statuses=(503, 200)),
+                "lang": "fr",
+            },
+            {"id": "missing", "url": file_server.add("/m", statuses=(404,)), "n": 7},
+            {
+                "id": "headed",
+                "url": file_server.add("/h", b"h"),
+                "headers": {"Authorization": "Bearer TOPSECRET"},
+            },
+        ]
+        report = tmp_path / "report.jsonl"
+        outcome = run_pipeline(
+            entries,
+            "checksum",
+            post_processors=["jsonl"],
+            post_processor_options={"path": str(report)},
+            download_cache=tmp_path / "cache",
+        )
+        assert outcome.exit_code == 1
+        rows = {row["id"]: row for row in read_jsonl(report)}
+        retried, missing, headed = rows["retried"], rows["missing"], rows["headed"]
+        assert (retried["index"], missing["index"], headed["index"]) == (0, 1, 2)
+        assert retried["fields"] == {"lang": "fr"}
+        assert missing["fields"] == {"n": 7}
+        assert (retried["http_status"], retried["attempts"], retried["size"]) == (200, 2, 12)
+        assert retried["sha256"] == hashlib.sha256(body).hexdigest()
+        assert isinstance(retried["elapsed"], float)
+        assert retried["elapsed"] >= 0
+        assert (missing["status"], missing["http_status"], missing["attempts"]) == (
+            "failed",
+            404,
+            1,
+        )
+        assert headed["fields"] == {"headers": {"Authorization": "REDACTED"}}
+        assert "TOPSECRET" not in report.read_text(encoding="utf-8")
+        # The keys rows had before stay as they were.
+        assert list(retried)[:6] == ["id", "name", "url", "status", "error", "result"]
 
     def test_line_flushed_per_file(self, tmp_path: Path) -> None:
         """A line is on disk as soon as post_process returns, before close()."""

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -16,15 +17,23 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from click.testing import CliRunner, Result
 
 from download_helpers import DOWNLOADER_NAMES, SHIPPED_DOWNLOADERS, shipped_plugin_manager
-from download_pipeline_processor import BaseProcessor, FileData, __version__, hookimpl
+from download_pipeline_processor import (
+    BasePostProcessor,
+    BaseProcessor,
+    FileData,
+    Option,
+    __version__,
+    hookimpl,
+)
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.plugins import PluginSource
+from download_pipeline_processor.settings import cli_fields
 from download_pipeline_processor.testing import FileServer, leftover_files, make_plugin_manager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,6 +156,26 @@ class TestBadInput:
         assert "--files" in result.stderr
 
 
+class ReportPostProcessor(BasePostProcessor):
+    """Declares its file as an output option, as a third-party writer would."""
+
+    options = (Option("to", output=True),)
+
+    def __init__(self, to: str) -> None:
+        self.to = to
+
+    def post_process(self, result: Any, file_data: FileData) -> None:
+        pass
+
+
+class ReportPlugin:
+    """Registers ``report``."""
+
+    @hookimpl
+    def register_post_processors(self, register: Any) -> None:
+        register("report", ReportPostProcessor)
+
+
 class TestPluginSelection:
     """Choosing processors and post-processors by name."""
 
@@ -262,6 +291,113 @@ class TestPluginSelection:
         )
         assert bad.exit_code == 2
         assert "no selected post-processor (dummy) accepts it" in bad.stderr
+
+    def test_misspelt_name_suggests_the_close_one(self, tmp_path: Path) -> None:
+        """A name one letter off ('checksun') is exit 2 suggesting the registered 'checksum'."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        result = invoke(["--files", str(listing), "--processor", "checksun"])
+        assert result.exit_code == 2
+        assert error_lines(result) == [
+            "Error: unknown processor 'checksun' (did you mean 'checksum'?); "
+            "available: checksum, dummy, save"
+        ]
+
+    def test_plugin_errors_name_the_name_typed(self, tmp_path: Path) -> None:
+        """Option and set-up errors name the plugin as typed ('checksum'), never its class."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        base = ["--files", str(listing), "--simulate-downloads", "--processor", "checksum"]
+        for option in ("colour=red", "algorithm=nope"):
+            result = invoke([*base, "--processor-option", option])
+            assert result.exit_code == 2
+            assert "processor 'checksum'" in result.stderr
+            assert "ChecksumProcessor" not in result.stderr
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            ["--post-processor-option", "path={out}"],
+            [],  # both on standard output: their lines would interleave too
+        ],
+    )
+    def test_two_post_processors_on_one_file_is_exit_2(
+        self, tmp_path: Path, extra: list[str]
+    ) -> None:
+        """Two post-processors given one output path (or both stdout) is exit 2, nothing written."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        out = tmp_path / "x.out"
+        result = invoke(
+            [
+                "--files",
+                str(listing),
+                "--simulate-downloads",
+                "--no-sleep",
+                "--post-processor",
+                "jsonl",
+                "--post-processor",
+                "jsonl",
+                *[arg.format(out=out) for arg in extra],
+            ]
+        )
+        assert result.exit_code == 2
+        (line,) = error_lines(result)
+        assert "would both write to" in line
+        assert not out.exists()
+
+    def test_one_path_spelt_two_ways_is_one_file(self, tmp_path: Path) -> None:
+        """Output paths are compared resolved: 'x.out' and 'sub/../x.out' are one file."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        (tmp_path / "sub").mkdir()
+        result = invoke(
+            [
+                "--files",
+                str(listing),
+                "--simulate-downloads",
+                "--post-processor",
+                "jsonl",
+                "--post-processor",
+                "report",
+                "--post-processor-option",
+                f"jsonl.path={tmp_path / 'x.out'}",
+                "--post-processor-option",
+                f"report.to={tmp_path / 'sub' / '..' / 'x.out'}",
+            ],
+            make_plugin_manager(ReportPlugin()),
+        )
+        assert result.exit_code == 2
+        assert error_lines(result) == [
+            f"Error: post-processor 'jsonl' (option path) and post-processor 'report' "
+            f"(option to) would both write to {str(tmp_path / 'sub' / '..' / 'x.out')!r}; "
+            "give each its own file"
+        ]
+        assert not (tmp_path / "x.out").exists()
+
+    def test_post_processors_with_their_own_files_run(self, tmp_path: Path) -> None:
+        """A post-processor on stdout and one on a file is no clash: the run goes on."""
+        listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
+        out = tmp_path / "x.out"
+        result = invoke(
+            [
+                "--files",
+                str(listing),
+                "--simulate-downloads",
+                "--no-sleep",
+                "--post-processor",
+                "jsonl",
+                "--post-processor",
+                "dummy",
+                "--post-processor-option",
+                f"path={out}",
+            ]
+        )
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(out.read_text(encoding="utf-8"))["status"] == "ok"
+
+    def test_plugins_listing_shows_typed_defaults(self) -> None:
+        """plugins shows numbers and booleans bare and only text quoted."""
+        result = invoke(["plugins"])
+        assert "append=<bool> (default False)" in result.stdout
+        assert "path=<str> (default '-')" in result.stdout
+        assert "'False'" not in result.stdout
 
 
 class TestDownloaderFlag:
@@ -1039,3 +1175,168 @@ class TestProcessingTimeoutFlag:
         assert "--processing-timeout" in err  # the warning
         assert "Traceback" not in err
         assert leftover_files(tmp_path / "cache") == []
+
+
+def _snapshot(*roots: Path) -> dict[str, tuple[int, float]]:
+    """Every path under ``roots`` with its size and modification time."""
+    found: dict[str, tuple[int, float]] = {}
+    for root in roots:
+        for path in [root, *root.rglob("*")] if root.exists() else []:
+            info = path.lstat()
+            found[str(path)] = (info.st_size, info.st_mtime)
+    return found
+
+
+class TestDryRun:
+    """--dry-run checks everything a run would use and stops before any request or write."""
+
+    def dry_run_args(self, tmp_path: Path, file_server: FileServer) -> list[str]:
+        entries = [{"id": str(i), "url": file_server.add(f"/d{i}", b"x" * i)} for i in range(3)]
+        entries.append({"id": "other", "url": file_server.url("/d0", host="localhost")})
+        (tmp_path / "in").mkdir(exist_ok=True)
+        listing = write_list(tmp_path / "in" / "l.json", entries)
+        return [
+            "--files",
+            str(listing),
+            "--dry-run",
+            "--processor",
+            "save",
+            "--processor-option",
+            f"dest={tmp_path / 'saved'}",
+            "--post-processor",
+            "jsonl",
+            "--post-processor-option",
+            f"path={tmp_path / 'report.jsonl'}",
+            "--download-cache",
+            str(tmp_path / "cache-root"),
+            "--journal",
+            str(tmp_path / "journal.db"),
+            "--log-file",
+            str(tmp_path / "run.log"),
+            "--download-workers",
+            "5",
+        ]
+
+    def test_makes_no_request_and_writes_nothing(
+        self, tmp_path: Path, file_server: FileServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """No request reaches the server; no report, journal, log, cache root or output appears."""
+        args = self.dry_run_args(tmp_path, file_server)
+        workdir = tmp_path / "cwd"
+        workdir.mkdir()
+        monkeypatch.chdir(workdir)
+        before = _snapshot(tmp_path)
+        result = invoke(args)
+        assert result.exit_code == 0, result.stderr
+        assert file_server.request_log == []
+        assert _snapshot(tmp_path) == before
+        assert not (tmp_path / "cache-root").exists()
+
+    def test_prints_entries_hosts_plugins_workers_and_cache(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """The plan is printed: entry count, hosts with counts, plugins, workers, cache folder."""
+        result = invoke(self.dry_run_args(tmp_path, file_server))
+        assert result.exit_code == 0, result.stderr
+        out = result.stdout
+        assert "entries: 4 files" in out
+        port = file_server.port
+        assert f"hosts: 2: http://127.0.0.1:{port} (3), http://localhost:{port} (1)" in out
+        assert f"processor 'save' (dest={tmp_path / 'saved'}), 3 threads" in out
+        assert f"post-processor 'jsonl' (path={tmp_path / 'report.jsonl'})" in out
+        assert "downloader 'requests', 5 workers, 3 retries" in out
+        assert f"a private folder in {tmp_path / 'cache-root'} (would be made)" in out
+
+    def test_bad_input_is_exit_2(self, tmp_path: Path, file_server: FileServer) -> None:
+        """A bad entry, a bad plugin option or an unsafe cache root is exit 2, as a run's."""
+        args = self.dry_run_args(tmp_path, file_server)
+        bad_entry = write_list(tmp_path / "bad.json", [{"url": "ftp://x/y"}])
+        assert invoke([*args, "--files", str(bad_entry)]).exit_code == 2
+        bad_option = invoke([*args, "--processor-option", "colour=red"])
+        assert bad_option.exit_code == 2
+        assert "unknown option 'colour'" in bad_option.stderr
+        (tmp_path / "cache-root").mkdir(mode=0o777)
+        (tmp_path / "cache-root").chmod(0o777)
+        unsafe = invoke(args)
+        assert unsafe.exit_code == 2
+        assert "writable by group or others" in unsafe.stderr
+        assert file_server.request_log == []
+
+    def test_real_process_makes_no_request(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """The installed command with --dry-run exits 0 with no request and nothing written."""
+        args = self.dry_run_args(tmp_path, file_server)
+        workdir = tmp_path / "cwd"
+        workdir.mkdir()
+        before = _snapshot(tmp_path)
+        proc = _spawn(args, cli_path, cwd=workdir)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "Dry run:" in out
+        assert "entries: 4 files" in out
+        assert file_server.request_log == []
+        assert _snapshot(tmp_path) == before
+
+
+def help_sections(help_text: str) -> dict[str, str]:
+    """``--help`` split at its headings (``Input options:``), each section's text by title."""
+    parts = re.split(r"^(\S[^\n]*):\n", help_text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+class TestHelp:
+    """--help teaches: options grouped by what they are about, examples last."""
+
+    #: The options cli.py declares itself (not from settings), by section.
+    EXPLICIT: ClassVar[dict[str, str]] = {
+        "--files": "Input",
+        "--dry-run": "Input",
+        "--no-sleep": "Download",
+        "--processor": "Processing",
+        "--processor-option": "Processing",
+        "--post-processor": "Output",
+        "--post-processor-option": "Output",
+        "--log-file": "Logging",
+        "--quiet": "Logging",
+        "--debug": "Logging",
+        "--version": "Other",
+        "--help": "Other",
+    }
+
+    def test_options_are_grouped_by_section(self) -> None:
+        """Every option is listed under its section's heading, in the sections' order."""
+        sections = help_sections(invoke(["--help"]).output)
+        titles = [title for title in sections if title.endswith(" options")]
+        assert titles == [
+            "Input options",
+            "Download options",
+            "Processing options",
+            "Output options",
+            "Logging options",
+            "Other options",
+        ]
+        expected = dict(self.EXPLICIT)
+        for setting in cli_fields():
+            expected[setting.metadata["cli"].flag] = setting.metadata["cli"].section.capitalize()
+        for flag, section in expected.items():
+            holding = [
+                title
+                for title, text in sections.items()
+                if title.endswith(" options")
+                and re.search(rf"^\s+(-\w, )?{re.escape(flag)}\b(?!-)", text, re.MULTILINE)
+            ]
+            assert holding == [f"{section} options"], flag
+
+    def test_examples_come_last_as_written(self) -> None:
+        """Examples close --help, each command whole on its lines, no line with trailing blanks."""
+        help_text = invoke(["--help"]).output
+        sections = help_sections(help_text)
+        assert list(sections)[-1] == "Examples"
+        examples = sections["Examples"]
+        assert (
+            "    download-pipeline-processor --files files.json --processor checksum \\\n"
+            "        --post-processor jsonl --post-processor-option path=results.jsonl\n"
+        ) in examples
+        assert "download-pipeline-processor --files files.json --dry-run" in examples
+        assert not [line for line in help_text.splitlines() if line != line.rstrip()]

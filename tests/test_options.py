@@ -168,6 +168,7 @@ class TestOptionDescription:
             "required": False,
             "default": "2",
             "help": "how many",
+            "output": False,
         }
         assert Option("x").describe()["default"] is None
 

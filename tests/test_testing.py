@@ -1,14 +1,18 @@
-"""Tests for testing.py's FileServer: files, scripted answers, and what it saw, over raw sockets."""
+"""Tests for testing.py: FileServer (files, scripted answers, what it saw) and run_pipeline."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from download_pipeline_processor import BasePostProcessor, FileData, Option, hookimpl
 from download_pipeline_processor.testing import (
     CLOSE,
     RECEIVE,
@@ -20,6 +24,7 @@ from download_pipeline_processor.testing import (
     Wait,
     raw_chunked,
     raw_ok,
+    run_pipeline,
 )
 
 
@@ -336,3 +341,58 @@ class TestStop:
             assert read_to_close(held) == b""
         with pytest.raises(ConnectionRefusedError):
             connect(stopped_server)
+
+
+class LinesPostProcessor(BasePostProcessor):
+    """Writes each file's id to ``path`` and closes it at the end of the run."""
+
+    options = (Option("path", required=True, output=True),)
+
+    def __init__(self, path: str) -> None:
+        self.out = Path(path).open("w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
+    def post_process(self, result: Any, file_data: FileData) -> None:
+        self.out.write(f"{file_data.id}\n")
+
+    def close(self) -> None:
+        self.out.close()
+
+
+class LinesPlugin:
+    """Registers ``lines``."""
+
+    @hookimpl
+    def register_post_processors(self, register: Any) -> None:
+        register("lines", LinesPostProcessor)
+
+
+class TestRunPipeline:
+    """run_pipeline runs real post-processors next to its collector."""
+
+    def test_named_post_processor_runs_and_is_closed(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """A registered post-processor gets every file with its options, and is closed."""
+        out = tmp_path / "ids.txt"
+        files = [{"id": f"f{i}", "url": file_server.add(f"/f{i}", b"x")} for i in range(3)]
+        outcome = run_pipeline(
+            files,
+            plugins=[LinesPlugin()],
+            post_processors=["lines"],
+            post_processor_options={"path": str(out)},
+        )
+        assert outcome.exit_code == 0
+        assert sorted(out.read_text(encoding="utf-8").split()) == ["f0", "f1", "f2"]
+        assert len(outcome.outcomes) == 3
+
+    def test_options_one_per_post_processor(self, tmp_path: Path, file_server: FileServer) -> None:
+        """A sequence of option mappings gives each post-processor its own."""
+        files = [{"id": "a", "url": file_server.add("/a", b"x")}]
+        outcome = run_pipeline(
+            files,
+            post_processors=[LinesPostProcessor, "jsonl"],
+            post_processor_options=[{"path": str(tmp_path / "ids")}, {"path": str(tmp_path / "r")}],
+        )
+        assert outcome.exit_code == 0
+        assert (tmp_path / "ids").read_text(encoding="utf-8") == "a\n"
+        assert json.loads((tmp_path / "r").read_text(encoding="utf-8"))["id"] == "a"

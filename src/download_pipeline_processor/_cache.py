@@ -123,6 +123,27 @@ def open_cache_root(root: Path) -> int:
     return descriptor
 
 
+def check_cache_root(root: Path) -> bool:
+    """Check ``root`` as :func:`open_cache_root` would, without making anything.
+
+    Returns whether it exists (a run would make a missing one).  For a dry
+    run, which must not write: raises :class:`CacheError` for a root a run
+    would refuse.
+    """
+    try:
+        info = root.lstat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise _refuse(root, f"cannot be opened: {exc.strerror}") from exc
+    if stat.S_ISLNK(info.st_mode):
+        raise _refuse(root, "is a symbolic link; refused")
+    if not stat.S_ISDIR(info.st_mode):
+        raise _refuse(root, "is not a folder")
+    _check_root(root, info)
+    return True
+
+
 def _check_root(root: Path, info: os.stat_result) -> None:
     user = _user_id()
     if info.st_uid != user:

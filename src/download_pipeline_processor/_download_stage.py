@@ -12,7 +12,7 @@ from ._cache import DownloadCache
 from ._cache_budget import disk_full_error, expected_size
 from ._integrity import expected_checks
 from .backend import Attempt, Downloader
-from .errors import DiskFullError, PipelineInterrupted, TransientDownloadError
+from .errors import DiskFullError, DownloadError, PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
 from .http_rules import announced_too_large
 from .redact import redact_url, scrub
@@ -146,11 +146,36 @@ class DownloadStage:
             record.elapsed = time.monotonic() - writer.started
         return size
 
+    def record_answer(
+        self, file_data: FileData, writer: BodyWriter | None, error: BaseException
+    ) -> None:
+        """Keep the HTTP status of a failed attempt's answer on ``file_data.download``.
+
+        The status an error carries (``check_status``'s), else that of the
+        body the attempt began (cut short, or failing its checks); an attempt
+        that got no answer leaves the last one recorded.
+        """
+        status = error.http_status if isinstance(error, DownloadError) else None
+        if status is None and writer is not None and writer.used:
+            status = writer.http_status
+        if status is not None:
+            file_data.download.http_status = status
+
     def _attempt(self, file_data: FileData, part: Path, attempt: Attempt | None = None) -> int:
         """One attempt, once there is room in the cache: ``attempt()``, or ``fetch``."""
         if attempt is None and self.stop_event.is_set():
             raise PipelineInterrupted("run stopped before the download finished")
         writer = self.writer(file_data, part)
+        try:
+            return self._attempt_with(file_data, part, writer, attempt)
+        except DownloadError as exc:
+            self.record_answer(file_data, writer, exc)
+            raise
+
+    def _attempt_with(
+        self, file_data: FileData, part: Path, writer: BodyWriter, attempt: Attempt | None
+    ) -> int:
+        """The attempt itself, through ``writer``: wait for room, fetch, verify."""
         # A retry, or a job the feed reserved for, holds its room already: no wait.
         self.cache.budget.reserve(str(part), expected_size(file_data), self.stop_event)
         if attempt is None and self.stop_event.is_set():
@@ -259,6 +284,7 @@ class DownloadStage:
         try:
             try:
                 if failure is not None:
+                    self.record_answer(file_data, registered_writer(part), failure)
                     if isinstance(failure, DiskFullError):
                         self._after_disk_full(file_data, part)
                     raise failure

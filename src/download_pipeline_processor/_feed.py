@@ -134,6 +134,7 @@ class RunFeed:
 
     def failed(self, job: DownloadJob, error: BaseException) -> None:
         self._give_back(job)
+        self.stage.record_answer(job.file_data, registered_writer(job.destination), error)
         full = disk_full_error(error)
         if full is not None:
             full.__cause__ = error

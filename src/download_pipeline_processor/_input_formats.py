@@ -91,7 +91,11 @@ class _Reader:
             data, self.front = self.front, b""
             return data
         try:
-            return self.handle.read(size)
+            # read1: what is there, without waiting for a whole chunk, so entries
+            # on a pipe are taken as they arrive.
+            read = getattr(self.handle, "read1", self.handle.read)
+            data: bytes = read(size)
+            return data
         except (OSError, EOFError, zlib.error) as exc:
             if self.compressed:
                 # BadGzipFile, a truncated stream (EOFError), a bad block (zlib.error).
@@ -194,7 +198,8 @@ def _jsonl_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
             continue
         where = f"{label}: line {number}"
         try:
-            yield RawEntry(where, decode_json_value(text, where))
+            # Without the line end, an error at the end of the line has its column.
+            yield RawEntry(where, decode_json_value(text.rstrip("\r\n"), where))
         except InputError as exc:
             yield RawEntry(where, None, str(exc))
 

@@ -198,6 +198,8 @@ class CheckedEntries(Iterator[FileData]):
                     self.invalid.note(problem)
                     continue
             file_data = to_file_data(raw.entry)
+            if file_data.input_index is None:
+                file_data.input_index = position
             if self._skip is None or not self._skip(file_data):
                 return file_data
 

@@ -60,6 +60,14 @@ def describe_plugins(registry: PluginRegistry) -> dict[str, Any]:
     }
 
 
+def _shown_default(option: dict[str, Any]) -> str:
+    """The default as typed on the command line: text quoted, numbers and booleans bare."""
+    default = option["default"]
+    if default is None:
+        return "none"
+    return repr(default) if option["type"] == "str" else str(default)
+
+
 def format_plugins(listing: dict[str, Any]) -> str:
     """The listing as aligned text for people."""
     rows = [("NAME", "KIND", "PACKAGE", "VERSION")]
@@ -80,7 +88,7 @@ def format_plugins(listing: dict[str, Any]) -> str:
             continue
         entry = listing["plugins"][index - 1]
         for option in entry["options"] or []:
-            required = "required" if option["required"] else f"default {option['default']!r}"
+            required = "required" if option["required"] else f"default {_shown_default(option)}"
             flag = f"--{entry['kind']}-option"
             text = f"    {flag} {option['name']}=<{option['type']}> ({required})"
             if option["help"]:

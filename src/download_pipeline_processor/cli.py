@@ -26,7 +26,7 @@ from .options import parse_key_values
 from .pipeline import ProcessingPipeline
 from .plan import plan_run
 from .plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_manager
-from .settings import CliOption, PipelineSettings, cli_fields
+from .settings import CLI_SECTIONS, CliOption, PipelineSettings, cli_fields
 
 logger = logging.getLogger("download_pipeline_processor")
 
@@ -36,6 +36,26 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 DEBUG_LOG_FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The end of ``--help``: whole commands to copy, shown line for line.
+EXAMPLES = """\
+Try it without network (placeholder files, no waiting):
+  download-pipeline-processor --files files.json --simulate-downloads --no-sleep
+
+Checksum every file, one JSON line per file into results.jsonl:
+  download-pipeline-processor --files files.json --processor checksum \\
+      --post-processor jsonl --post-processor-option path=results.jsonl
+
+Keep the files, 16 downloads at a time, resumable after a crash:
+  download-pipeline-processor --files files.json --download-workers 16 \\
+      --processor save --processor-option dest=downloads --journal job.db
+
+See what a run would do, without a request or a file written:
+  download-pipeline-processor --files files.json --dry-run
+
+List installed processors, post-processors and their options:
+  download-pipeline-processor plugins
+"""
 
 
 class CliUsageError(click.ClickException):
@@ -69,6 +89,21 @@ class ParsedType(click.ParamType):  # type: ignore[type-arg]
         return parsed
 
 
+class SectionOption(click.Option):
+    """A click option that knows its ``--help`` section (one of ``CLI_SECTIONS``)."""
+
+    def __init__(self, *args: Any, section: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if section is not None and section not in CLI_SECTIONS:
+            raise ValueError(f"{self.name}: unknown help section {section!r}")
+        self.section = section
+
+
+def sectioned_option(*param_decls: str, section: str, **attrs: Any) -> Callable[[F], F]:
+    """``click.option`` listed under ``section`` in ``--help``."""
+    return click.option(*param_decls, cls=SectionOption, section=section, **attrs)
+
+
 def _click_option(setting: dataclasses.Field[Any]) -> Callable[[F], F]:
     """The click option of one setting, from its declaration in ``settings.py``."""
     option: CliOption = setting.metadata["cli"]
@@ -97,6 +132,8 @@ def _click_option(setting: dataclasses.Field[Any]) -> Callable[[F], F]:
     return click.option(
         option.flag,
         setting.name,
+        cls=SectionOption,
+        section=option.section,
         metavar=option.metavar,
         default=default,
         help=option.help,
@@ -161,7 +198,9 @@ def _warn_about_plugins(registry: PluginRegistry, debug: bool) -> None:
         click.echo(f"Warning: {kind.label} {name!r} is registered by {sources}", err=True)
 
 
-def _configure_logging(debug: bool, quiet: bool, log_file: Path | None) -> None:
+def _configure_logging(
+    debug: bool, quiet: bool, log_file: Path | None, *, dry_run: bool = False
+) -> None:
     root = logging.getLogger()
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
     stderr_handler = logging.StreamHandler(sys.stderr)
@@ -169,7 +208,8 @@ def _configure_logging(debug: bool, quiet: bool, log_file: Path | None) -> None:
     stderr_handler.setLevel(level)
     handlers: list[logging.Handler] = [stderr_handler]
     if log_file is not None:
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        # A dry run writes nothing: the log file is made only if a line is logged.
+        file_handler = logging.FileHandler(log_file, encoding="utf-8", delay=dry_run)
         file_handler.setFormatter(logging.Formatter(DEBUG_LOG_FORMAT))
         file_handler.setLevel(logging.DEBUG if debug else logging.INFO)
         handlers.append(file_handler)
@@ -243,7 +283,34 @@ def _exit_despite_leftover_threads(code: object) -> None:
 
 
 class _Command(click.Group):
-    """The top command; run as the process's own program, it also ends the process."""
+    """The top command; run as the process's own program, it also ends the process.
+
+    Its ``--help`` lists the options by section (input, download, processing,
+    output, logging, then the rest), as each option's ``section`` says, and
+    ends with examples: click has one flat option list of its own.
+    """
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        by_section: dict[str | None, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                by_section.setdefault(getattr(param, "section", None), []).append(record)
+        for section in (*CLI_SECTIONS, None):
+            records = by_section.get(section)
+            if records:
+                title = f"{section.capitalize()} options" if section else "Other options"
+                with formatter.section(title):
+                    formatter.write_dl(records)
+        self.format_commands(ctx, formatter)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        if not self.epilog:
+            return
+        with formatter.section("Examples"):
+            for line in self.epilog.splitlines():
+                # As written: click would rewrap the paragraphs and join the commands.
+                formatter.write(f"{'':>{formatter.current_indent}}{line}\n" if line else "\n")
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         own_command_line = kwargs.get("args", args[0] if args else None) is None
@@ -261,10 +328,12 @@ class _Command(click.Group):
 @click.group(
     cls=_Command,
     invoke_without_command=True,
+    epilog=EXAMPLES,
     context_settings={"help_option_names": ["-h", "--help"], "show_default": True},
 )
-@click.option(
+@sectioned_option(
     "--files",
+    section="input",
     metavar="PATH",
     type=click.Path(path_type=Path, dir_okay=True, allow_dash=True),
     help="The files to fetch, '-' for standard input: .json (a list of objects "
@@ -273,61 +342,77 @@ class _Command(click.Group):
     "decompressed.",
 )
 @setting_options("input")
+@sectioned_option(
+    "--dry-run",
+    section="input",
+    is_flag=True,
+    help="Check the input, plugins and options, print what the run would do (entries, "
+    "hosts, workers, cache folder) and stop: no request, no file written.",
+)
 @setting_options("download")
-@click.option(
+@sectioned_option(
     "--no-sleep",
+    section="download",
     is_flag=True,
     envvar="PIPELINE_NO_SLEEP",
     help="Make simulated downloads instant (env PIPELINE_NO_SLEEP=1).",
 )
-@click.option(
+@sectioned_option(
     "--processor",
+    section="processing",
     default="dummy",
     metavar="NAME",
     help="Processor: a registered name (see 'plugins') or module:ClassName.",
 )
-@click.option(
+@sectioned_option(
     "--processor-option",
     "processor_options",
+    section="processing",
     multiple=True,
     metavar="KEY=VALUE",
     help="Keyword argument for the processor; repeatable.",
 )
 @setting_options("processing")
-@click.option(
+@sectioned_option(
     "--post-processor",
     "post_processors",
+    section="output",
     multiple=True,
     metavar="NAME",
     help="Post-processor, by name or module:ClassName; repeat for several.  [default: dummy]",
 )
-@click.option(
+@sectioned_option(
     "--post-processor-option",
     "post_processor_options",
+    section="output",
     multiple=True,
     metavar="[NAME.]KEY=VALUE",
     help="Keyword argument for the post-processor(s); repeatable.",
 )
 @setting_options("output")
-@click.option(
+@sectioned_option(
     "--log-file",
+    section="logging",
     metavar="FILE",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="DOWNLOAD_PIPELINE_PROCESSOR_LOG_FILE",
     help="Also write the log here.",
 )
-@click.option("--quiet", "-q", is_flag=True, help="Log warnings and errors only.")
-@click.option("--debug", is_flag=True, help="Log everything and show tracebacks.")
+@sectioned_option(
+    "--quiet", "-q", section="logging", is_flag=True, help="Log warnings and errors only."
+)
+@sectioned_option(
+    "--debug", section="logging", is_flag=True, help="Log everything and show tracebacks."
+)
 @setting_options("logging")
 @click.version_option(__version__, prog_name="download-pipeline-processor")
 @click.pass_context
 def main(ctx: click.Context, /, **params: Any) -> None:
     """Download a list of files concurrently and run each through a processor.
 
-    \b
-    Example:
-      download-pipeline-processor --files files.json --processor checksum \\
-          --post-processor jsonl --post-processor-option path=results.jsonl
+    Every file is fetched into a private temporary cache, handed to the
+    processor, then to the post-processors, and deleted; a failed file goes to
+    the post-processors too, with the stage and reason it failed.
 
     Exit codes: 0 all files succeeded, 1 some failed, 2 usage or input error,
     130 interrupted, 143 terminated.  Installed plugins load from the
@@ -340,7 +425,9 @@ def main(ctx: click.Context, /, **params: Any) -> None:
         return
     if params["files"] is None:
         raise click.UsageError("missing option '--files' (or a command such as 'plugins')")
-    _configure_logging(params["debug"], params["quiet"], params["log_file"])
+    _configure_logging(
+        params["debug"], params["quiet"], params["log_file"], dry_run=params["dry_run"]
+    )
     try:
         code = _run(ctx, params)
     except UsageError as exc:
@@ -360,9 +447,12 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         raise UsageError("--skip-failed needs --journal: only a journal knows what failed")
     if settings.journal is not None:
         # A second run on a journal says so at once, not after checking a long input.
-        from ._journal import check_not_busy
+        from ._journal import check_not_busy, lock_path
 
-        check_not_busy(settings.journal)
+        # The check opens (so makes) the lock's side file: a dry run only
+        # checks a lock that is already there.
+        if not params["dry_run"] or lock_path(Path(settings.journal)).exists():
+            check_not_busy(settings.journal)
 
     def registry() -> PluginRegistry:
         # Made once the input is checked: its error is the one line a user must see.
@@ -381,6 +471,11 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         ),
         files=params["files"],
     )
+    if params["dry_run"]:
+        from ._dry_run import describe_dry_run, format_dry_run
+
+        click.echo(format_dry_run(describe_dry_run(plan, str(params["files"]))))
+        return 0
     pipeline = ProcessingPipeline.from_plan(plan)
     with _graceful_signals(pipeline):
         try:

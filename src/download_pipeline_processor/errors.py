@@ -6,6 +6,7 @@ codes.  Every message is one line that names the problem.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 
@@ -62,8 +63,11 @@ class UnknownPluginError(PluginError):
     """No plugin of that kind is registered under that name."""
 
     def __init__(self, kind: str, name: str, available: Iterable[str]) -> None:
-        choices = ", ".join(sorted(available)) or "none"
-        super().__init__(f"unknown {kind} {name!r}; available: {choices}")
+        names = sorted(available)
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        choices = ", ".join(names) or "none"
+        super().__init__(f"unknown {kind} {name!r}{hint}; available: {choices}")
         self.kind = kind
         self.name = name
 
@@ -91,6 +95,10 @@ class PluginOptionError(PluginError):
 
 class DownloadError(PipelineError):
     """A file could not be downloaded."""
+
+    #: The HTTP status of the answer that failed, when an answer's status was the
+    #: failure (set by ``http_rules.check_status``); None for any other failure.
+    http_status: int | None = None
 
 
 class TransientDownloadError(DownloadError):

@@ -52,20 +52,21 @@ def default_name_from_url(url: str) -> str:
 class DownloadRecord:
     """What the download stage learnt about one file, for reports and the journal.
 
-    Downloaders fill in what they know (``http_status`` of the last answer,
-    ``sha256`` when they computed it while the body streamed); the framework
-    counts ``attempts`` and times them.  Every field stays ``None`` (or 0) when
-    nothing was downloaded (a simulated run, a file a processor said it did
-    not need).
+    The framework fills it in for every downloader: it counts ``attempts``
+    and times them, takes ``http_status`` from the last answer (the body's
+    ``BodyWriter``, or the status error ``http_rules.check_status`` raised),
+    and ``sha256`` from the digest the ``BodyWriter`` keeps while the body
+    streams.  Every field stays ``None`` (or 0) when nothing was downloaded
+    (a simulated run, a file a processor said it did not need).
     """
 
     #: Download attempts made (the first one included).
     attempts: int = 0
-    #: The HTTP status of the last answer, when there was one.
+    #: The HTTP status of the last answer, when there was one (a failed file's too).
     http_status: int | None = None
     #: Bytes of the complete body in the cache.
     size: int | None = None
-    #: Hex SHA-256 of the body, when it was computed while streaming.
+    #: Hex SHA-256 of the complete body (every body written through a ``BodyWriter``).
     sha256: str | None = None
     #: Seconds from the first attempt's start to the complete file.
     elapsed: float | None = None
@@ -89,6 +90,9 @@ class FileData:
     error: StageError | None = None
     #: What the download stage learnt (attempts, HTTP status, size, digest, time).
     download: DownloadRecord = field(default_factory=DownloadRecord)
+    #: The entry's 0-based position in the input (entries a journal skips
+    #: counted), set when the run reads it; None for a record made otherwise.
+    input_index: int | None = None
 
     def __post_init__(self) -> None:
         if not self.id or not self.name:

@@ -14,7 +14,7 @@ import socket
 import time
 from urllib.parse import quote, urljoin, urlsplit
 
-from .errors import PermanentDownloadError, TransientDownloadError
+from .errors import DownloadError, PermanentDownloadError, TransientDownloadError
 from .redact import scrub
 from .urls import URLProblem, canonical_url, check_characters
 
@@ -225,13 +225,21 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def check_status(status: int, reason: str, retry_after: str | None) -> None:
-    """Raise the download error an HTTP status means: 5xx, 408 and 429 are retried."""
+    """Raise the download error an HTTP status means: 5xx, 408 and 429 are retried.
+
+    The error carries ``status`` (``http_status``): the download stage records
+    it on the file's download record, whichever downloader made the request.
+    """
     if status < 400:
         return
     text = f"HTTP {status} {reason}".strip()
+    error: DownloadError
     if status >= 500 or status in (408, 429):
-        raise TransientDownloadError(text, retry_after=parse_retry_after(retry_after))
-    raise PermanentDownloadError(text)
+        error = TransientDownloadError(text, retry_after=parse_retry_after(retry_after))
+    else:
+        error = PermanentDownloadError(text)
+    error.http_status = status
+    raise error
 
 
 def _chain(error: BaseException) -> list[BaseException]:

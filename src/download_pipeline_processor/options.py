@@ -49,6 +49,10 @@ class Option:
     default: Any = None
     required: bool = False
     help: str = ""
+    #: The value names a file the plugin writes (``-``: standard output).  A run
+    #: refuses two post-processors whose output options name one file: their
+    #: lines would interleave.
+    output: bool = False
 
     def convert(self, raw: str) -> Any:
         """Turn the command line's string into the declared type."""
@@ -68,6 +72,7 @@ class Option:
             "required": self.required,
             "default": None if self.default is None else str(self.default),
             "help": self.help,
+            "output": self.output,
         }
 
 

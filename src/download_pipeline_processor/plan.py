@@ -10,6 +10,7 @@ the classes with the options already resolved.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Union
@@ -148,11 +149,13 @@ def plan_run(
             [type(cls) if isinstance(cls, BasePostProcessor) else cls for cls in post_classes],
             routed_post_processor_options,
         )
+    post_processor_choices = _post_processor_choices(specs, post_classes, post_processor_options)
+    check_distinct_outputs(post_processor_choices)
     return RunPlan(
         settings=settings,
         registry=registry,
         processor=processor_choice,
-        post_processors=_post_processor_choices(specs, post_classes, post_processor_options),
+        post_processors=post_processor_choices,
         downloader_class=registry.resolve(DOWNLOADER, settings.downloader_name),
         entries=entries,
     )
@@ -197,6 +200,41 @@ def split_post_processor_options(
         for index in takers:
             split[index][key] = value
     return split
+
+
+#: How an output option names standard output.
+STDOUT = "-"
+
+
+def check_distinct_outputs(choices: Sequence[PluginChoice]) -> None:
+    """Refuse two post-processors writing one file (or both standard output).
+
+    Each writes its own lines with its own buffer, so sharing a file
+    interleaves or overwrites them.  Output options are those declared with
+    ``Option(..., output=True)``; an option not given counts with its default.
+    Paths are compared resolved (``os.path.realpath``), so ``./x`` and ``x``
+    are one file.
+    """
+    writers: dict[str, str] = {}
+    for choice in choices:
+        if choice.instance is not None:
+            continue  # built by the caller: its options are not known here
+        for option in declared_options(choice.cls) or ():
+            if not option.output:
+                continue
+            value = choice.options.get(option.name, option.default)
+            if value is None or value == "":
+                continue
+            text = os.fspath(value)
+            key = STDOUT if text == STDOUT else os.path.realpath(text)
+            shown = "standard output" if key == STDOUT else repr(text)
+            writer = f"{choice.label} (option {option.name})"
+            if key in writers:
+                raise PluginOptionError(
+                    f"{writers[key]} and {writer} would both write to {shown}; "
+                    "give each its own file"
+                )
+            writers[key] = writer
 
 
 def _post_processor_choices(

@@ -7,7 +7,7 @@ from pathlib import PurePath
 from typing import Any
 
 from .file_data import FileData
-from .redact import redact_url, scrub
+from .redact import REDACTED, redact_url, scrub
 
 
 def _json_default(value: Any) -> Any:
@@ -20,9 +20,25 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def input_fields(file_data: FileData) -> dict[str, Any]:
+    """The entry's extra fields, the values of its request ``headers`` replaced.
+
+    Header values are secrets (tokens, cookies): a report keeps only their names.
+    """
+    fields = dict(file_data.additional_fields)
+    headers = fields.get("headers")
+    if isinstance(headers, dict):
+        fields["headers"] = dict.fromkeys(headers, REDACTED)
+    return fields
+
+
 def outcome_record(result: Any, file_data: FileData) -> dict[str, Any]:
-    """``id``, ``name``, redacted ``url``, ``status``, ``error`` and ``result``."""
+    """One file's outcome: ``id``, ``name``, redacted ``url``, ``status``, ``error``, ``result``,
+    then the entry's ``index`` and extra ``fields``, and the download's ``http_status``,
+    ``attempts``, ``size``, ``sha256`` and ``elapsed`` seconds (None when unknown).
+    """
     error = file_data.error
+    download = file_data.download
     return {
         "id": file_data.id,
         "name": file_data.name,
@@ -34,6 +50,13 @@ def outcome_record(result: Any, file_data: FileData) -> dict[str, Any]:
             else None
         ),
         "result": result,
+        "index": file_data.input_index,
+        "fields": input_fields(file_data),
+        "http_status": download.http_status,
+        "attempts": download.attempts,
+        "size": download.size,
+        "sha256": download.sha256,
+        "elapsed": None if download.elapsed is None else round(download.elapsed, 6),
     }
 
 

@@ -17,7 +17,7 @@ Everything here listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
@@ -299,21 +299,33 @@ def run_pipeline(
     *,
     plugins: Sequence[object] = (),
     processor_options: dict[str, Any] | None = None,
+    post_processors: Sequence[Any] = (),
+    post_processor_options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     **settings: Any,
 ) -> PipelineOutcome:
-    """Run the pipeline in process with a collecting post-processor.
+    """Run the pipeline in process; a collecting post-processor sees every file.
 
-    ``settings`` are :class:`PipelineSettings` fields; retries wait 0 s
-    unless ``retry_backoff`` is given.
+    ``post_processors`` (registered names, classes or instances) run before
+    the collector, each built and closed by the run as the CLI does: a test
+    of a post-processor reads what it wrote once this returns.
+    ``post_processor_options`` is one mapping for all of them or one per
+    post-processor.  ``settings`` are :class:`PipelineSettings` fields;
+    retries wait 0 s unless ``retry_backoff`` is given.
     """
     from .pipeline import ProcessingPipeline
 
     settings.setdefault("retry_backoff", 0.0)
     collector = CollectingPostProcessor()
+    if post_processor_options is None or isinstance(post_processor_options, Mapping):
+        options = [post_processor_options or {} for _ in post_processors]
+    else:
+        options = list(post_processor_options)
     pipeline = ProcessingPipeline(
         processor,
-        collector,
+        [*post_processors, collector],
         processor_options=processor_options,
+        # The collector is a ready instance: it takes no options.
+        post_processor_options=[*options, {}],
         plugin_manager=make_plugin_manager(*plugins),
         **settings,
     )

@@ -53,7 +53,9 @@ class JsonlPostProcessor(BasePostProcessor):
     """
 
     options = (
-        Option("path", default="-", help="file to write, '-' for standard output"),
+        Option(
+            "path", default="-", help="file to write, '-' for standard output", output=True
+        ),
         Option("append", type=bool, default=False, help="append instead of replacing"),
     )
 

@@ -48,7 +48,13 @@ class SqlitePostProcessor(BasePostProcessor):
     """
 
     options = (
-        Option("db", type=Path, required=True, help="SQLite database file, created if missing"),
+        Option(
+            "db",
+            type=Path,
+            required=True,
+            help="SQLite database file, created if missing",
+            output=True,
+        ),
         Option(
             "table",
             default="files",
