@@ -88,8 +88,8 @@ class _Reader:
 
     def read(self, size: int) -> bytes:
         if self.front:
-            data, self.front = self.front, b""
-            return data
+            front, self.front = self.front, b""
+            return front
         try:
             # read1: what is there, without waiting for a whole chunk, so entries
             # on a pipe are taken as they arrive.
