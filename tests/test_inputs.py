@@ -309,6 +309,12 @@ class TestSkipInvalid:
         ]
         assert entries.remaining == 0
 
+    def test_input_index_counts_invalid_entries(self, tmp_path: Path) -> None:
+        """A valid entry's input index is its position in the input, invalid entries counted."""
+        path = tmp_path / "files.txt"
+        path.write_text("# list\nhttps://h/a\nbad\nftp://h/x\nhttps://h/b\n", encoding="utf-8")
+        assert [f.input_index for f in load_file_list(path, skip_invalid=True)] == [0, 3]
+
     def test_remaining_counts_invalid_entries_not_read(self, tmp_path: Path) -> None:
         """Entries not read yet, invalid ones included, are what a stop reports as not started."""
         path = tmp_path / "files.txt"
