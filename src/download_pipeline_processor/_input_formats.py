@@ -30,7 +30,7 @@ from pathlib import PurePath
 from typing import IO, Any, Callable
 
 from ._integrity import check_field
-from ._json_stream import ByteSource, decode_json_value, iter_json_elements
+from ._json_stream import ByteSource, LineDecoder, iter_json_elements
 from .errors import InputError, UsageError
 from .settings import INPUT_FORMATS
 
@@ -193,13 +193,14 @@ def _decode(raw: bytes, label: str, number: int) -> str:
 
 
 def _jsonl_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
+    decoder = LineDecoder()
     for number, text in _lines(reader, label):
         if not text.strip():
             continue
         where = f"{label}: line {number}"
         try:
             # Without the line end, an error at the end of the line has its column.
-            yield RawEntry(where, decode_json_value(text.rstrip("\r\n"), where))
+            yield RawEntry(where, decoder.decode(text.rstrip("\r\n"), where))
         except InputError as exc:
             yield RawEntry(where, None, str(exc))
 

@@ -271,29 +271,42 @@ def _decode_one(
             return element, end
 
 
-def decode_json_value(text: str, where: str) -> Any:
-    """The one JSON value of ``text`` (a JSON Lines line), refused as :func:`iter_json_array`
-    refuses an element: malformed, non-finite numbers, too long integers, too deep.
+class LineDecoder:
+    """Decodes JSON Lines lines one by one, refusing what :func:`iter_json_array` refuses:
+    malformed JSON, non-finite numbers, too long integers, too deep nesting.
 
-    Raises :class:`InputError` starting with ``where`` (``files.jsonl: line 3``).
+    One decoder for every line of a file: making one costs more than most lines.
     """
-    numbers = _NumberCheck()
-    decoder = json.JSONDecoder(parse_float=numbers.real, parse_constant=numbers.constant)
-    try:
-        value = decoder.decode(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: malformed JSON at column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise InputError(f"{where}: lists or objects nested too deeply") from None
-    except ValueError:
-        limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
-        limit_text = f" (the limit is {limit})" if limit else ""
-        raise InputError(f"{where}: an integer has too many digits{limit_text}") from None
-    if numbers.found is not None:
-        field = _field_holding_non_finite(value)
-        held = f"field {field!r} holds" if field is not None else "holds"
-        raise InputError(
-            f"{where}: {held} {numbers.found}: only finite numbers"
-            " are accepted (JSON has no NaN or Infinity)"
+
+    def __init__(self) -> None:
+        self._numbers = _NumberCheck()
+        self._decoder = json.JSONDecoder(
+            parse_float=self._numbers.real, parse_constant=self._numbers.constant
         )
-    return value
+
+    def decode(self, text: str, where: str) -> Any:
+        """The one JSON value of ``text``; :class:`InputError` starting with ``where``."""
+        self._numbers.found = None
+        try:
+            value = self._decoder.decode(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: malformed JSON at column {exc.colno}: {exc.msg}") from None
+        except RecursionError:
+            raise InputError(f"{where}: lists or objects nested too deeply") from None
+        except ValueError:
+            limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+            limit_text = f" (the limit is {limit})" if limit else ""
+            raise InputError(f"{where}: an integer has too many digits{limit_text}") from None
+        found = self._found()
+        if found is not None:
+            field = _field_holding_non_finite(value)
+            held = f"field {field!r} holds" if field is not None else "holds"
+            raise InputError(
+                f"{where}: {held} {found}: only finite numbers"
+                " are accepted (JSON has no NaN or Infinity)"
+            )
+        return value
+
+    def _found(self) -> str | None:
+        # A call: the decode above sets it through the hooks, which mypy cannot see.
+        return self._numbers.found
