@@ -80,7 +80,7 @@ class TestBadInput:
         [
             ('[{"url": ', "malformed JSON at line 1"),
             ('{"url": "http://x/"}', "expected a JSON list of objects, got an object"),
-            ('["http://x/a"]', "entry 0: expected an object, got a string"),
+            ('[["http://x/a"]]', "entry 0: expected an object, got a list"),
             ('[{"id": 1}]', "entry 0: missing required field 'url'"),
             ('[{"url": 5}]', "entry 0: field 'url' must be a string, got a number"),
             ('[{"url": "ftp://host/a"}]', "entry 0: field 'url' has unsupported scheme 'ftp'"),

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from download_pipeline_processor._inputs import load_file_list
-from download_pipeline_processor.errors import InputError
+from download_pipeline_processor._inputs import MAX_NAMED, load_file_list
+from download_pipeline_processor.cli import main
+from download_pipeline_processor.errors import InputError, InvalidEntriesError
 from download_pipeline_processor.file_data import FileData
+from download_pipeline_processor.pipeline import ProcessingPipeline
+from download_pipeline_processor.testing import FileServer, make_plugin_manager
 
 GOOD = {"url": "https://example.com/a/one.mp3"}
 
@@ -101,15 +109,16 @@ class TestEntryValidation:
         ("entry", "field", "fragment"),
         [
             (["https://h/x"], None, "expected an object, got a list"),
-            ("https://h/x", None, "expected an object, got a string"),
+            (3, None, "expected an object, got a number"),
             (None, None, "expected an object, got null"),
             ({"id": "1"}, "'url'", "missing required field"),
             ({"url": 5}, "'url'", "must be a string, got a number"),
             ({"url": None}, "'url'", "must be a string, got null"),
             ({"url": "ftp://h/x"}, "'url'", "unsupported scheme 'ftp'"),
             ({"url": "file:///etc/passwd"}, "'url'", "unsupported scheme 'file'"),
-            ({"url": "example.com/x"}, "'url'", "unsupported scheme 'none'"),
-            ({"url": ""}, "'url'", "unsupported scheme 'none'"),
+            ({"url": "example.com/x"}, "'url'", "no scheme ('example.com/x'); give http://"),
+            ({"url": "localhost:80/x?k=s"}, "'url'", "no scheme ('localhost:80/x'); give"),
+            ({"url": ""}, "'url'", "is empty"),
             ({"url": "http:///x"}, "'url'", "no host"),
             ({"url": "https://[::1/x"}, "'url'", "not a valid URL"),
             ({"url": "https://h/x", "id": ["a"]}, "'id'", "got a list"),
@@ -178,10 +187,14 @@ class TestEntryValidation:
         (entry,) = list(load_file_list(path))
         assert entry.url == url.strip()
 
-    def test_first_bad_entry_reported(self, tmp_path: Path) -> None:
-        """With several bad entries the first one (by index) is reported."""
-        path = write_json(tmp_path / "files.json", [GOOD, {"url": "ftp://h"}, {"id": 1}])
-        assert ": entry 1: " in load_error(path)
+    def test_every_bad_entry_reported(self, tmp_path: Path) -> None:
+        """With several bad entries each is named by index, after a line with the count."""
+        path = write_json(tmp_path / "files.json", [GOOD, {"url": "ftp://h"}, GOOD, {"id": 1}])
+        assert load_error(path).splitlines() == [
+            f"{path}: 2 invalid entries (--skip-invalid runs the valid ones):",
+            f"  {path}: entry 1: field 'url' has unsupported scheme 'ftp' (allowed: http, https)",
+            f"  {path}: entry 3: missing required field 'url'",
+        ]
 
     def test_validation_happens_before_any_entry_is_yielded(self) -> None:
         """A bad last entry fails the call itself, so no entry is handed out on bad input."""
@@ -233,3 +246,236 @@ class TestValidInput:
         """A FileData with an unsupported scheme is rejected like a dict entry."""
         with pytest.raises(InputError, match="entry 0: field 'url' has unsupported scheme"):
             load_file_list([FileData("file:///etc/passwd")])
+
+
+class TestEveryBadEntryNamed:
+    """Checking counts every bad entry and names the first 20, in any format."""
+
+    @pytest.mark.parametrize(
+        ("name", "write", "where"),
+        [
+            (
+                "files.json",
+                lambda urls: json.dumps([{"url": url} for url in urls]),
+                lambda n: f"entry {n}",
+            ),
+            (
+                "files.jsonl",
+                lambda urls: "".join(json.dumps({"url": url}) + "\n" for url in urls),
+                lambda n: f"line {n + 1}",
+            ),
+            ("files.csv", lambda urls: "url\n" + "\n".join(urls), lambda n: f"line {n + 2}"),
+            ("files.txt", "\n".join, lambda n: f"line {n + 1}"),
+        ],
+        ids=["json", "jsonl", "csv", "urls"],
+    )
+    def test_first_twenty_then_a_count(
+        self, tmp_path: Path, name: str, write: Any, where: Any
+    ) -> None:
+        """25 bad entries among good ones: the count, the first 20 by position, then '5 more'."""
+        bad = list(range(3, 53, 2))  # 25 positions
+        urls = [f"ftp://h/{n}" if n in bad else f"https://h/{n}" for n in range(60)]
+        path = tmp_path / name
+        path.write_text(write(urls), encoding="utf-8")
+        with pytest.raises(InvalidEntriesError) as info:
+            load_file_list(path)
+        assert info.value.count == 25
+        lines = str(info.value).splitlines()
+        assert lines[0] == f"{path}: 25 invalid entries (--skip-invalid runs the valid ones):"
+        assert lines[1:-1] == [
+            f"  {path}: {where(n)}: field 'url' has unsupported scheme 'ftp' (allowed: http, https)"
+            for n in bad[:MAX_NAMED]
+        ]
+        assert lines[-1] == "  ... and 5 more"
+
+
+class TestSkipInvalid:
+    """``skip_invalid`` runs the valid entries and counts the invalid ones."""
+
+    def test_valid_entries_yielded_invalid_counted(self, tmp_path: Path) -> None:
+        """Invalid entries are left out and counted as they are passed over, reasons kept."""
+        path = tmp_path / "files.jsonl"
+        path.write_text(
+            '{"url": "https://h/a"}\n{"url": ftp}\n{"id": 1}\n{"url": "https://h/b"}\n',
+            encoding="utf-8",
+        )
+        entries = load_file_list(path, skip_invalid=True)
+        assert entries.count == 4
+        assert [f.url for f in entries] == ["https://h/a", "https://h/b"]
+        assert entries.invalid.count == 2
+        assert entries.invalid.reasons == [
+            f"{path}: line 2: malformed JSON at column 9: Expecting value",
+            f"{path}: line 3: missing required field 'url'",
+        ]
+        assert entries.remaining == 0
+
+    def test_input_index_counts_invalid_entries(self, tmp_path: Path) -> None:
+        """A valid entry's input index is its position in the input, invalid entries counted."""
+        path = tmp_path / "files.txt"
+        path.write_text("# list\nhttps://h/a\nbad\nftp://h/x\nhttps://h/b\n", encoding="utf-8")
+        assert [f.input_index for f in load_file_list(path, skip_invalid=True)] == [0, 3]
+
+    def test_remaining_counts_invalid_entries_not_read(self, tmp_path: Path) -> None:
+        """Entries not read yet, invalid ones included, are what a stop reports as not started."""
+        path = tmp_path / "files.txt"
+        path.write_text("https://h/a\nbad\nhttps://h/b\nbad\nhttps://h/c\n", encoding="utf-8")
+        entries = load_file_list(path, skip_invalid=True)
+        assert next(entries).url == "https://h/a"
+        assert entries.remaining == 4
+        assert next(entries).url == "https://h/b"
+        assert (entries.remaining, entries.invalid.count) == (2, 1)
+
+
+def _cli(args: list[str]) -> Any:
+    """The CLI in process, with the built-in plugins only."""
+    return CliRunner().invoke(
+        main, args, obj={"plugin_manager": make_plugin_manager()}, catch_exceptions=False
+    )
+
+
+def _report_args(files: str, report: Path, cache: Path) -> list[str]:
+    return [
+        "--files",
+        files,
+        "--processor",
+        "checksum",
+        "--post-processor",
+        "jsonl",
+        "--post-processor-option",
+        f"path={report}",
+        "--download-cache",
+        str(cache),
+    ]
+
+
+def _report_ids(report: Path) -> list[str]:
+    return sorted(json.loads(line)["id"] for line in report.read_text().splitlines())
+
+
+class TestSkipInvalidRun:
+    """``--skip-invalid`` on the command line and in the library."""
+
+    def test_cli_runs_valid_and_counts_invalid_as_failed(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """The valid entries run; the invalid ones are named, and failed in the summary."""
+        urls = [file_server.add(f"/{name}.bin", b"x") for name in "abc"]
+        listing = tmp_path / "files.csv"
+        listing.write_text(
+            f"url,size\n{urls[0]},1\nexample.org/x,\n{urls[1]},12x\n{urls[2]},\n", encoding="utf-8"
+        )
+        report = tmp_path / "r.jsonl"
+        result = _cli([*_report_args(str(listing), report, tmp_path / "c"), "--skip-invalid"])
+        assert result.exit_code == 1, result.stderr
+        assert _report_ids(report) == ["a", "c"]
+        assert file_server.request_count("/b.bin") == 0
+        assert f"{listing}: 2 invalid entries are skipped (--skip-invalid):" in result.stderr
+        assert f"{listing}: line 3: field 'url' has no scheme" in result.stderr
+        assert "4 files: 2 succeeded, 2 failed" in result.stderr
+        assert "2  invalid entry (input)" in result.stderr
+
+    def test_without_it_nothing_runs(self, tmp_path: Path, file_server: FileServer) -> None:
+        """The same input without --skip-invalid is exit 2 and no request."""
+        listing = tmp_path / "files.txt"
+        listing.write_text(f"{file_server.add('/a.bin', b'x')}\nexample.org/x\n")
+        result = _cli(_report_args(str(listing), tmp_path / "r.jsonl", tmp_path / "c"))
+        assert result.exit_code == 2
+        assert f"Error: {listing}: line 2: field 'url' has no scheme" in result.stderr
+        assert file_server.request_count() == 0
+
+    def test_summary_carries_count_and_reasons(
+        self, tmp_path: Path, file_server: FileServer, cache_root: Path
+    ) -> None:
+        """The run's summary holds the invalid count, in failed too, and their reasons."""
+        listing = tmp_path / "files.json"
+        listing.write_text(json.dumps([file_server.add("/a.bin", b"x"), {"id": 2}]))
+        pipeline = ProcessingPipeline(
+            plugin_manager=make_plugin_manager(), skip_invalid=True, download_cache=cache_root
+        )
+        assert pipeline.run(listing) == 1
+        summary = pipeline.summary
+        assert (summary.total, summary.succeeded, summary.failed) == (2, 1, 1)
+        assert summary.invalid == 1
+        assert summary.invalid_reasons == [f"{listing}: entry 1: missing required field 'url'"]
+        assert summary.failed_by_stage == {"input": 1}
+
+
+def _spawn_stdin(cli_path: Path, args: list[str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""}
+    return subprocess.Popen(
+        [str(cli_path), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+class TestStdin:
+    """Standard input is read once: checked as it arrives."""
+
+    def test_bad_line_stops_reading_started_files_reported(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """Files read before a bad line run and are reported; none after it; exit 2 names it."""
+        first = [file_server.add(f"/a{n}.bin", b"x") for n in range(2)]
+        later = file_server.add("/later.bin", b"x")
+        report = tmp_path / "r.jsonl"
+        proc = _spawn_stdin(cli_path, _report_args("-", report, tmp_path / "c"))
+        assert proc.stdin is not None
+        proc.stdin.write("".join(f"{url}\n" for url in first).encode())
+        proc.stdin.flush()
+        # The stream is still open: the files must start before it ends.
+        deadline = time.monotonic() + 30
+        while file_server.request_count() < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert file_server.request_count() == 2
+        _, stderr = proc.communicate(f"ftp://h/x\n{later}\n".encode(), timeout=60)
+        assert proc.returncode == 2, stderr.decode()
+        assert (
+            "stopped reading the input at an invalid entry (the files already started finish): "
+            "<stdin>: line 3: field 'url' has unsupported scheme 'ftp'"
+        ) in stderr.decode()
+        assert _report_ids(report) == ["a0", "a1"]
+        assert file_server.request_count("/later.bin") == 0
+
+    def test_skip_invalid_reads_on(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """With --skip-invalid a bad line on stdin is logged and skipped; the rest runs."""
+        urls = [file_server.add(f"/a{n}.bin", b"x") for n in range(2)]
+        report = tmp_path / "r.jsonl"
+        proc = _spawn_stdin(
+            cli_path, [*_report_args("-", report, tmp_path / "c"), "--skip-invalid"]
+        )
+        _, stderr = proc.communicate(
+            f'{{"url": "{urls[0]}"}}\n{{"id": 3}}\n{{"url": "{urls[1]}"}}\n'.encode(), timeout=60
+        )
+        text = stderr.decode()
+        assert proc.returncode == 1, text
+        assert "skipping an invalid entry: <stdin>: line 2: missing required field 'url'" in text
+        assert "3 files: 2 succeeded, 1 failed" in text
+        assert "1  invalid entry (input)  e.g. <stdin>: line 2\n" in text
+        assert _report_ids(report) == ["a0", "a1"]
+
+
+class TestJournalWithFormats:
+    """The journal's skipping works the same whatever the format."""
+
+    def test_rerun_of_url_list_skips_done(self, tmp_path: Path, file_server: FileServer) -> None:
+        """A second run on a URL list with the same journal skips every file it did."""
+        listing = tmp_path / "files.txt.gz"
+        urls = [file_server.add(f"/j{n}.bin", b"x") for n in range(5)]
+        listing.write_bytes(gzip.compress(("\n".join(urls) + "\nbad\n").encode()))
+        args = [
+            *_report_args(str(listing), tmp_path / "r.jsonl", tmp_path / "c"),
+            "--journal",
+            str(tmp_path / "j.sqlite"),
+            "--skip-invalid",
+        ]
+        assert _cli(args).exit_code == 1
+        assert file_server.request_count() == 5
+        second = _cli(args)
+        assert "6 files: 0 succeeded, 1 failed, 5 skipped (journal)" in second.stderr
+        assert "1  invalid entry (input)" in second.stderr
+        assert file_server.request_count() == 5

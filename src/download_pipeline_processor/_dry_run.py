@@ -47,7 +47,8 @@ def describe_dry_run(plan: RunPlan, files: str) -> dict[str, Any]:
     cache_root = settings.cache_root
     return {
         "files": files,
-        "entries": entries.count,
+        # Standard input has no count before it is read; it is read whole by now.
+        "entries": entries.taken if entries.count is None else entries.count,
         "hosts": dict(hosts.most_common()),
         "processor": _plugin(plan.processor),
         "post_processors": [_plugin(choice) for choice in plan.post_processors],

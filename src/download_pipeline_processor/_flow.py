@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import PipelineInterrupted
+from .errors import InvalidEntriesError, PipelineInterrupted
 from .file_data import FileData
 from .sink import bytes_written_under
 
@@ -82,8 +82,17 @@ class EntryFlow:
                 return None
             try:
                 item = next(self._entries, None)
+            except InvalidEntriesError as exc:
+                # Standard input is checked as it is read.
+                self.input_failure = exc
+                logger.error(
+                    "stopped reading the input at an invalid entry (the files already "
+                    "started finish): %s",
+                    exc,
+                )
+                return None
             except Exception as exc:  # noqa: BLE001 - reported once, ends the input
-                # Checked up front, so this means the list file changed under the run.
+                # A file was checked up front, so this means it changed under the run.
                 self.input_failure = exc
                 logger.error("reading the file list failed during the run: %s", exc)
                 return None
@@ -100,6 +109,12 @@ class EntryFlow:
         # long as the reading takes.
         with self._entries_lock:
             return self._source.remaining
+
+    @property
+    def invalid(self) -> tuple[int, list[str]]:
+        """Invalid entries passed over so far (``--skip-invalid``): how many, the first reasons."""
+        with self._entries_lock:
+            return self._source.invalid.count, list(self._source.invalid.reasons)
 
     @property
     def in_flight(self) -> int:

@@ -19,7 +19,7 @@ import math
 import os
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from .errors import InputError
 
@@ -31,10 +31,16 @@ _TYPE_NAMES = {dict: "an object", str: "a string", int: "a number", float: "a nu
 _TYPE_NAMES.update({bool: "a boolean", type(None): "null"})
 
 
+class ByteSource(Protocol):
+    """What the reader reads from: an open binary file, or anything with its ``read``."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
 class _Buffer:
     """A window on the file's text that remembers how many lines it has dropped."""
 
-    def __init__(self, handle: IO[bytes], label: str) -> None:
+    def __init__(self, handle: ByteSource, label: str) -> None:
         self.handle = handle
         self.label = label
         self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
@@ -138,18 +144,20 @@ def _unreadable_number(label: str, index: int) -> InputError:
     return InputError(f"{label}: entry {index}: an integer has too many digits{limit_text}")
 
 
-def _whole_document(path: str | os.PathLike[str], label: str, first: str) -> Any:
-    """Parse the whole file: only for documents that are not a list (to name what they are)."""
-    with open(path, "rb") as handle:  # noqa: PTH123 - str or PathLike on purpose
-        raw = handle.read()
+def _whole_document(buffer: _Buffer, first: str) -> Any:
+    """Parse the whole text: only for documents that are not a list (to name what they are)."""
+    while buffer.more():
+        pass
+    label = buffer.label
     try:
-        return json.loads(raw)
+        return json.loads(buffer.text)
     except json.JSONDecodeError as exc:
+        hint = ""
+        if first == "{" and exc.msg == "Extra data":
+            hint = " (an object a line is JSON Lines: name it .jsonl or give --input-format jsonl)"
         raise InputError(
-            f"{label}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            f"{label}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}{hint}"
         ) from None
-    except UnicodeDecodeError:
-        raise InputError(f"{label}: not UTF-8 text") from None
     except (RecursionError, ValueError):
         # Too deep or a too long integer: not a list either way, which is the error.
         name = "an object" if first == "{" else "a number"
@@ -175,51 +183,56 @@ def iter_json_array(path: str | os.PathLike[str]) -> Iterator[Any]:
     or not a list.
     """
     label = os.fspath(path)
+    with _open(path, label) as handle:
+        yield from iter_json_elements(handle, label)
+
+
+def iter_json_elements(handle: ByteSource, label: str) -> Iterator[Any]:
+    """Yield the elements of the JSON list read from ``handle`` (named ``label`` in errors)."""
     numbers = _NumberCheck()
     decoder = json.JSONDecoder(parse_float=numbers.real, parse_constant=numbers.constant)
-    with _open(path, label) as handle:
-        buffer = _Buffer(handle, label)
-        first = buffer.skip_whitespace()
-        if first != "[":
-            document = _whole_document(path, label, first)
-            name = _TYPE_NAMES.get(type(document), type(document).__name__)
-            raise InputError(f"{label}: expected a JSON list of objects, got {name}")
-        buffer.pos += 1
-        after_element = False
-        index = 0
-        while True:
-            char = buffer.skip_whitespace()
-            if after_element:
-                if char == "]":
-                    buffer.pos += 1
-                    break
-                if char != ",":
-                    raise buffer.error("Expecting ',' delimiter", buffer.pos)
-                buffer.pos += 1
-                after_element = False
-                if buffer.skip_whitespace() == "]":  # "[1,]" is malformed, as for json.load
-                    raise buffer.error("Expecting value", buffer.pos)
-                continue
-            if char == "]":  # only reachable right after "[": the empty list
+    buffer = _Buffer(handle, label)
+    first = buffer.skip_whitespace()
+    if first != "[":
+        document = _whole_document(buffer, first)
+        name = _TYPE_NAMES.get(type(document), type(document).__name__)
+        raise InputError(f"{label}: expected a JSON list of objects, got {name}")
+    buffer.pos += 1
+    after_element = False
+    index = 0
+    while True:
+        char = buffer.skip_whitespace()
+        if after_element:
+            if char == "]":
                 buffer.pos += 1
                 break
-            if char == "":
+            if char != ",":
+                raise buffer.error("Expecting ',' delimiter", buffer.pos)
+            buffer.pos += 1
+            after_element = False
+            if buffer.skip_whitespace() == "]":  # "[1,]" is malformed, as for json.load
                 raise buffer.error("Expecting value", buffer.pos)
-            element, end = _decode_one(decoder, numbers, buffer, index)
-            if numbers.found is not None:
-                field = _field_holding_non_finite(element)
-                where = f"field {field!r} holds" if field is not None else "holds"
-                raise InputError(
-                    f"{label}: entry {index}: {where} {numbers.found}: only finite numbers"
-                    " are accepted (JSON has no NaN or Infinity)"
-                )
-            buffer.pos = end
-            buffer.drop_consumed()
-            after_element = True
-            index += 1
-            yield element
-        if buffer.skip_whitespace():
-            raise buffer.error("Extra data", buffer.pos)
+            continue
+        if char == "]":  # only reachable right after "[": the empty list
+            buffer.pos += 1
+            break
+        if char == "":
+            raise buffer.error("Expecting value", buffer.pos)
+        element, end = _decode_one(decoder, numbers, buffer, index)
+        if numbers.found is not None:
+            field = _field_holding_non_finite(element)
+            where = f"field {field!r} holds" if field is not None else "holds"
+            raise InputError(
+                f"{label}: entry {index}: {where} {numbers.found}: only finite numbers"
+                " are accepted (JSON has no NaN or Infinity)"
+            )
+        buffer.pos = end
+        buffer.drop_consumed()
+        after_element = True
+        index += 1
+        yield element
+    if buffer.skip_whitespace():
+        raise buffer.error("Extra data", buffer.pos)
 
 
 def _decode_one(
@@ -256,3 +269,44 @@ def _decode_one(
             follow += 1
         if follow < len(text) or not buffer.more():
             return element, end
+
+
+class LineDecoder:
+    """Decodes JSON Lines lines one by one, refusing what :func:`iter_json_array` refuses:
+    malformed JSON, non-finite numbers, too long integers, too deep nesting.
+
+    One decoder for every line of a file: making one costs more than most lines.
+    """
+
+    def __init__(self) -> None:
+        self._numbers = _NumberCheck()
+        self._decoder = json.JSONDecoder(
+            parse_float=self._numbers.real, parse_constant=self._numbers.constant
+        )
+
+    def decode(self, text: str, where: str) -> Any:
+        """The one JSON value of ``text``; :class:`InputError` starting with ``where``."""
+        self._numbers.found = None
+        try:
+            value = self._decoder.decode(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: malformed JSON at column {exc.colno}: {exc.msg}") from None
+        except RecursionError:
+            raise InputError(f"{where}: lists or objects nested too deeply") from None
+        except ValueError:
+            limit = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+            limit_text = f" (the limit is {limit})" if limit else ""
+            raise InputError(f"{where}: an integer has too many digits{limit_text}") from None
+        found = self._found()
+        if found is not None:
+            field = _field_holding_non_finite(value)
+            held = f"field {field!r} holds" if field is not None else "holds"
+            raise InputError(
+                f"{where}: {held} {found}: only finite numbers"
+                " are accepted (JSON has no NaN or Infinity)"
+            )
+        return value
+
+    def _found(self) -> str | None:
+        # A call: the decode above sets it through the hooks, which mypy cannot see.
+        return self._numbers.found

@@ -14,6 +14,7 @@ is an :class:`~._flow.EntryFlow`; the download workers are
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -31,12 +32,12 @@ from ._threads import ThreadPinning, worker_thread
 from .backend import Downloader, drives_many
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor, checks_before_download
-from .errors import PluginError, ProcessingTimeoutError
+from .errors import InvalidEntriesError, PluginError, ProcessingTimeoutError
 from .file_data import FileData
 from .plugins import PipelinePluginManager, has_observers, notify_observers
 from .run_progress import RunProgress
 from .settings import PipelineSettings
-from .summary import RunSummary
+from .summary import EXAMPLES, FailureGroup, RunSummary
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,10 @@ logger = logging.getLogger(__name__)
 OBSERVER_HOOKS = ("pipeline_started", "file_finished", "pipeline_finished")
 
 PostProcessCall = Callable[[Any, FileData], None]
+
+#: The exit code of a run whose input (standard input, checked as it is read)
+#: held an invalid entry: the same as an input error found before the run.
+EXIT_INPUT_ERROR = 2
 
 
 class ProcessorSource(Protocol):
@@ -344,16 +349,40 @@ class PipelineRun:
                     self.stop.stop(130)
         finally:
             self._shut_down(post_thread, downloader)
-            self.summary.bytes_downloaded = self.flow.bytes_downloaded
-            self.summary.elapsed = time.monotonic() - started
-            self.summary.stopped_with = self.stop.code
-            self.summary.finish()
+            self._complete_summary(started)
             notify_observers(self.manager, "pipeline_finished", summary=self.summary)
             for name in observers:
                 self.manager.unregister(name=name)
+        return self._exit_code()
+
+    def _exit_code(self) -> int:
+        """The stop's code; 2 for an invalid entry read during the run; 1 if a file failed."""
         if self.summary.stopped_with is not None:
             return self.summary.stopped_with
+        if isinstance(self.flow.input_failure, InvalidEntriesError):
+            return EXIT_INPUT_ERROR
         return 1 if self.summary.failed or self.flow.input_failure is not None else 0
+
+    def _complete_summary(self, started: float) -> None:
+        """Fill in the summary's totals once every thread is done."""
+        summary = self.summary
+        summary.bytes_downloaded = self.flow.bytes_downloaded
+        summary.elapsed = time.monotonic() - started
+        # Invalid entries passed over (--skip-invalid) count as failed, with their reasons.
+        invalid, reasons = self.flow.invalid
+        if invalid:
+            summary.invalid = invalid
+            summary.invalid_reasons = reasons
+            summary.failed += invalid
+            summary.failed_by_stage["input"] += invalid
+            group = summary.failure_groups.setdefault(
+                ("input", "invalid entry"), FailureGroup("invalid entry", "input")
+            )
+            group.count += invalid
+            # Invalid entries have no trustworthy id: their positions stand as examples.
+            group.examples.extend(_entry_position(reason) for reason in reasons[:EXAMPLES])
+        summary.stopped_with = self.stop.code
+        summary.finish()
 
     def _shut_down(self, post_thread: threading.Thread, downloader: Downloader | None) -> None:
         """Let the post-processor finish what it was given, then release everything."""
@@ -424,3 +453,9 @@ def _call_plugin(function: Callable[[], object], failure: str) -> None:
             exc,
             exc_info=logger.isEnabledFor(logging.DEBUG),
         )
+
+
+def _entry_position(reason: str) -> str:
+    """``files.csv: line 3`` of an input error's message: where the invalid entry stands."""
+    match = re.match(r"(.*?: (?:line|entry) \d+)", reason)
+    return match.group(1) if match else reason

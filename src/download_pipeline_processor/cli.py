@@ -346,9 +346,12 @@ class _Command(click.Group):
 @sectioned_option(
     "--files",
     section="input",
-    metavar="FILE.json",
-    type=click.Path(path_type=Path, dir_okay=True),
-    help='JSON list of files to fetch: [{"url": ..., "id": ..., "name": ...}].',
+    metavar="PATH",
+    type=click.Path(path_type=Path, dir_okay=True, allow_dash=True),
+    help="The files to fetch, '-' for standard input: .json (a list of objects "
+    '{"url": ..., "id": ..., "name": ...} or of URLs), .jsonl/.ndjson (an object a line), '
+    ".csv (a header row with a url column) or .txt/.urls (a URL a line); .gz read "
+    "decompressed.",
 )
 @setting_options("input")
 @sectioned_option(

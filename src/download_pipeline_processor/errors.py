@@ -26,6 +26,27 @@ class InputError(UsageError):
     """The file list is missing, malformed, or holds an invalid entry."""
 
 
+class InvalidEntriesError(InputError):
+    """Entries of the input failed checking: all counted, the first few named.
+
+    With one bad entry the message is that entry's one line; with more, a
+    line per named entry follows a first line with the count.
+    """
+
+    def __init__(self, label: str, reasons: list[str], count: int) -> None:
+        self.reasons = list(reasons)
+        self.count = count
+        if count == 1 and self.reasons:
+            message = self.reasons[0]
+        else:
+            lines = [f"{label}: {count} invalid entries (--skip-invalid runs the valid ones):"]
+            lines += [f"  {reason}" for reason in self.reasons]
+            if count > len(self.reasons):
+                lines.append(f"  ... and {count - len(self.reasons)} more")
+            message = "\n".join(lines)
+        super().__init__(message)
+
+
 class JournalError(UsageError):
     """The journal cannot be used: not a journal, unreadable, or of a newer schema."""
 

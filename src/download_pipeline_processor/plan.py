@@ -77,7 +77,7 @@ class RunPlan:
     def checked_entries(self, files: FileListSource | None) -> CheckedEntries:
         """``files`` checked (returned as is when checked already), or the plan's own input."""
         if files is not None:
-            return load_file_list(files, self.settings.allowed_schemes)
+            return load_settings_input(files, self.settings)
         if self.entries is None:
             raise UsageError("no list of files to run")
         return self.entries
@@ -124,7 +124,7 @@ def plan_run(
     input is the error a user sees; ``registry`` may be a callable making it,
     called after that check.
     """
-    entries = None if files is None else load_file_list(files, settings.allowed_schemes)
+    entries = None if files is None else load_settings_input(files, settings)
     if not isinstance(registry, PluginRegistry):
         registry = registry()
     processor_choice = PluginChoice.resolve(
@@ -158,6 +158,16 @@ def plan_run(
         post_processors=post_processor_choices,
         downloader_class=registry.resolve(DOWNLOADER, settings.downloader_name),
         entries=entries,
+    )
+
+
+def load_settings_input(files: FileListSource, settings: PipelineSettings) -> CheckedEntries:
+    """``files`` checked as ``settings`` say: schemes, format, invalid entries skipped or not."""
+    return load_file_list(
+        files,
+        settings.allowed_schemes,
+        input_format=settings.input_format,
+        skip_invalid=settings.skip_invalid,
     )
 
 

@@ -24,6 +24,8 @@ from .options import merge_headers, parse_header, parse_size
 #: The default cache root's name in the temp dir, before ``-<uid>``.
 DEFAULT_CACHE_FOLDER = "download-pipeline-processor"
 PROCESSING_MODES = ("thread", "process")
+#: The formats ``--input-format`` names (``_input_formats`` reads them).
+INPUT_FORMATS = ("json", "jsonl", "csv", "urls")
 #: The sections of ``--help``, in order; every CLI option belongs to one.
 CLI_SECTIONS = ("input", "download", "processing", "output", "logging")
 
@@ -358,6 +360,30 @@ class PipelineSettings:
             "--skip-failed",
             "input",
             "With --journal: also skip the files it holds as failed (interrupted ones still run).",
+        ),
+    )
+    #: The input's format; None: by the file's extension (``.json``, ``.jsonl``,
+    #: ``.ndjson``, ``.csv``, ``.txt``, ``.urls``, each also ``.gz``), or sniffed
+    #: from the first character for standard input and other names.
+    input_format: str | None = _setting(
+        None,
+        choices=INPUT_FORMATS,
+        cli=CliOption(
+            "--input-format",
+            "input",
+            "Format of --files: json (a list of objects or URLs), jsonl, csv (a header row "
+            "with a url column) or urls (one per line).",
+            shown_default="by extension; sniffed for -",
+        ),
+    )
+    #: Run the valid entries of an input with invalid ones, counting those as failed.
+    skip_invalid: bool = _setting(
+        False,
+        cli=CliOption(
+            "--skip-invalid",
+            "input",
+            "Run the valid entries of an input that has invalid ones; the summary counts "
+            "those as failed, with their reasons.",
         ),
     )
     #: Extra request headers for every download (never logged); an entry's

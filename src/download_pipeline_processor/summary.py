@@ -97,6 +97,11 @@ class RunSummary:
     failed: int = 0
     #: Failed files by the stage they failed in.
     failed_by_stage: Counter[str] = field(default_factory=Counter)
+    #: Invalid entries passed over (``--skip-invalid``), counted in ``failed``
+    #: and in ``failed_by_stage["input"]``; they never reach a post-processor.
+    invalid: int = 0
+    #: The first 20 of their reasons, each naming its entry (``files.csv: line 3: ...``).
+    invalid_reasons: list[str] = field(default_factory=list)
     #: Entries left out because the journal holds them as done (``--journal``).
     skipped: int = 0
     #: Entries never started because the run was stopped first.

@@ -17,7 +17,9 @@ Spaces are refused in input (a list with a space in a URL is more likely two
 fields run together than a file name), but a redirect's Location may carry
 them: every downloader percent-encodes them there, as browsers do.
 
-Messages never quote the URL: it may hold secrets.
+Messages never quote the URL, which may hold secrets; one written without a
+scheme is quoted without its query string, fragment and userinfo, so the
+mistake can be seen.
 """
 
 from __future__ import annotations
@@ -88,7 +90,14 @@ def check_url(
     except ValueError as exc:
         raise URLProblem(f"is not a valid URL: {exc}") from None
     if parts.scheme.lower() not in allowed_schemes:
-        shown = parts.scheme or "none"
+        if not url.strip():
+            raise URLProblem("is empty")
+        if _lacks_scheme(url, parts.scheme):
+            raise URLProblem(
+                f"has no scheme ({_shown(url)}); give "
+                + " or ".join(f"{scheme}://" for scheme in allowed_schemes)
+            )
+        shown = parts.scheme
         raise URLProblem(
             f"has unsupported scheme {shown!r} (allowed: {', '.join(allowed_schemes)})"
         )
@@ -96,6 +105,26 @@ def check_url(
         raise URLProblem("has no host")
     if ":" not in host:  # an IPv6 literal has no name to normalise
         canonical_host(host)
+
+
+def _lacks_scheme(url: str, scheme: str) -> bool:
+    """Whether ``url`` was written without a scheme: ``example.org/a``, ``localhost:8000/a``.
+
+    ``urlsplit`` reads the host of ``host:8000/a`` as a scheme; a real scheme
+    has no dot and is not followed by a port number.
+    """
+    if not scheme:
+        return True
+    rest = url[len(scheme) + 1 :]
+    return not rest.startswith("//") and ("." in scheme or rest[:1].isdigit())
+
+
+def _shown(url: str) -> str:
+    """``url`` as a message may quote it: no query, fragment or userinfo, at most 60 characters."""
+    shown = url.partition("?")[0].partition("#")[0].rpartition("@")[2]
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return repr(shown)
 
 
 def canonical_url(url: str, *, spaces: bool = False) -> str:

@@ -1,0 +1,272 @@
+"""Reading the input's formats one entry at a time: JSON list, JSON Lines, CSV, URL lists.
+
+Each reader yields a :class:`RawEntry` per entry, in order, with where it
+stands in the input (``files.json: entry 3``, 0-based, for a JSON list;
+``files.csv: line 4``, 1-based, for every other format), so every error
+names it the same way.  An entry that cannot even be read (a malformed JSON
+line, a CSV row with too many cells) comes with its problem instead, so
+checking can name every bad entry, not only the first.  A problem that
+leaves nothing readable after it (a JSON list's syntax error, a CSV file
+without a ``url`` column, bytes that are not UTF-8) raises
+:class:`InputError`.
+
+Nothing here holds more than one entry (and one chunk of the file): memory
+does not grow with the input.  A ``.gz`` suffix is read decompressed; the
+path ``-`` is standard input, whose format, unless given, is sniffed from
+its first non-blank character (``[`` JSON, ``{`` JSON Lines, anything else
+a URL list), as is that of a file whose extension says nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import IO, Any, Callable
+
+from ._integrity import check_field
+from ._json_stream import ByteSource, LineDecoder, iter_json_elements
+from .errors import InputError, UsageError
+from .settings import INPUT_FORMATS
+
+#: The path that means standard input, and how errors name it.
+STDIN_PATH = "-"
+STDIN_LABEL = "<stdin>"
+
+_EXTENSIONS = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+    ".txt": "urls",
+    ".urls": "urls",
+}
+#: Bytes read at a time.
+CHUNK = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    """One entry as read, before checking."""
+
+    #: Where it stands, as errors name it: ``files.jsonl: line 3``.
+    where: str
+    #: The decoded entry (an object, or for a URL list ``{"url": ...}``); None with a problem.
+    entry: Any
+    #: Why the entry could not be read at all (the whole message), or None.
+    problem: str | None = None
+
+
+def input_label(path: str | os.PathLike[str]) -> str:
+    """How errors name the input at ``path``."""
+    text = os.fspath(path)
+    return STDIN_LABEL if text == STDIN_PATH else text
+
+
+def format_by_extension(path: str | os.PathLike[str]) -> str | None:
+    """The format the file name says (``.gz`` looked through), or None when it says none."""
+    name = os.fspath(path).lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    return _EXTENSIONS.get(PurePath(name).suffix)
+
+
+class _Reader:
+    """A byte stream with a few bytes put back in front, whose read errors are input errors."""
+
+    def __init__(self, handle: ByteSource, label: str, compressed: bool) -> None:
+        self.handle = handle
+        self.label = label
+        self.compressed = compressed
+        self.front = b""
+
+    def read(self, size: int) -> bytes:
+        if self.front:
+            front, self.front = self.front, b""
+            return front
+        try:
+            # read1: what is there, without waiting for a whole chunk, so entries
+            # on a pipe are taken as they arrive.
+            read = getattr(self.handle, "read1", self.handle.read)
+            data: bytes = read(size)
+            return data
+        except (OSError, EOFError, zlib.error) as exc:
+            if self.compressed:
+                # BadGzipFile, a truncated stream (EOFError), a bad block (zlib.error).
+                raise InputError(f"{self.label}: not valid gzip data: {exc}") from None
+            raise InputError(f"{self.label}: cannot read: {exc}") from None
+
+    def sniff(self) -> str:
+        """The format the first non-blank character says; nothing is consumed."""
+        seen = b""
+        while True:
+            chunk = self.read(CHUNK)
+            seen += chunk
+            text = seen[len(_BOM) :] if seen.startswith(_BOM) else seen
+            stripped = text.lstrip()
+            if stripped or not chunk:
+                self.front = seen
+                first = stripped[:1]
+                return "json" if first == b"[" else "jsonl" if first == b"{" else "urls"
+
+
+def _open(path: str, label: str) -> IO[bytes]:
+    try:
+        return open(path, "rb")  # noqa: PTH123 - closed by read_entries
+    except FileNotFoundError:
+        raise InputError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{label}: is a directory, expected a file") from None
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_entries(
+    path: str | os.PathLike[str], input_format: str | None = None
+) -> Iterator[RawEntry]:
+    """Yield the entries of the input at ``path`` (``-``: standard input) one at a time.
+
+    ``input_format`` is one of :data:`INPUT_FORMATS`, or None to go by the
+    extension (sniffing the content when it says nothing).  Nothing is read
+    before the first entry is asked for.
+    """
+    if input_format is not None and input_format not in INPUT_FORMATS:
+        raise UsageError(
+            f"unknown input format {input_format!r}; one of {', '.join(INPUT_FORMATS)}"
+        )
+    text = os.fspath(path)
+    label = input_label(text)
+    stdin = text == STDIN_PATH
+    handle: IO[bytes] = sys.stdin.buffer if stdin else _open(text, label)
+    compressed = not stdin and text.lower().endswith(".gz")
+    try:
+        stream: ByteSource = gzip.GzipFile(fileobj=handle, mode="rb") if compressed else handle
+        reader = _Reader(stream, label, compressed)
+        chosen = input_format or (None if stdin else format_by_extension(text))
+        if chosen is None:
+            chosen = reader.sniff()
+        yield from _READERS[chosen](reader, label)
+    finally:
+        if not stdin:
+            handle.close()
+
+
+def _json_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
+    for index, element in enumerate(iter_json_elements(reader, label)):
+        # A list of URL strings is a list of entries with only a URL.
+        entry = {"url": element} if isinstance(element, str) else element
+        yield RawEntry(f"{label}: entry {index}", entry)
+
+
+def _lines(reader: _Reader, label: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text with its newline) for each line; only ``\\n`` ends a line."""
+    pending = b""
+    number = 0
+    first = True
+    while True:
+        chunk = reader.read(CHUNK)
+        if first and chunk:
+            first = False
+            chunk = chunk.removeprefix(_BOM)
+        if not chunk:
+            break
+        pending += chunk
+        *whole, pending = pending.split(b"\n")
+        for raw in whole:
+            number += 1
+            yield number, _decode(raw + b"\n", label, number)
+    if pending:
+        yield number + 1, _decode(pending, label, number + 1)
+
+
+def _decode(raw: bytes, label: str, number: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{label}: line {number}: not UTF-8 text") from None
+
+
+def _jsonl_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
+    decoder = LineDecoder()
+    for number, text in _lines(reader, label):
+        if not text.strip():
+            continue
+        where = f"{label}: line {number}"
+        try:
+            # Without the line end, an error at the end of the line has its column.
+            yield RawEntry(where, decoder.decode(text.rstrip("\r\n"), where))
+        except InputError as exc:
+            yield RawEntry(where, None, str(exc))
+
+
+def _url_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
+    for number, text in _lines(reader, label):
+        url = text.strip()
+        if url and not url.startswith("#"):
+            yield RawEntry(f"{label}: line {number}", {"url": url})
+
+
+def _csv_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
+    rows = csv.reader(text for _, text in _lines(reader, label))
+    try:
+        header: list[str] = []
+        while not any(cell.strip() for cell in header):
+            header = next(rows)
+        names = [cell.strip() for cell in header]
+        header_line = rows.line_num
+        _check_header(names, f"{label}: line {header_line}")
+        previous = header_line
+        for row in rows:
+            start, previous = previous + 1, rows.line_num
+            cells = [cell.strip() for cell in row]
+            if not any(cells):
+                continue
+            where = f"{label}: line {start}"
+            if len(cells) > len(names):
+                problem = f"{where}: {len(cells)} cells, but the header has {len(names)} columns"
+                yield RawEntry(where, None, problem)
+                continue
+            # An empty cell is an absent field.
+            fields: dict[str, Any] = {name: cell for name, cell in zip(names, cells) if cell}
+            size = fields.get("size")
+            if size is not None and _is_size_text(size):
+                fields["size"] = int(size)
+            yield RawEntry(where, fields)
+    except StopIteration:
+        raise InputError(f"{label}: empty, expected a header row with a 'url' column") from None
+    except csv.Error as exc:
+        raise InputError(f"{label}: line {rows.line_num}: malformed CSV: {exc}") from None
+
+
+def _is_size_text(text: str) -> bool:
+    """Whether a CSV cell is a size; one that is not stays text, for checking to refuse."""
+    try:
+        check_field("size", text, from_text=True)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_header(names: list[str], where: str) -> None:
+    if "url" not in names:
+        shown = ", ".join(repr(name) for name in names[:10])
+        raise InputError(f"{where}: the header has no 'url' column (it has {shown})")
+    for position, name in enumerate(names, start=1):
+        if not name:
+            raise InputError(f"{where}: column {position} of the header has no name")
+        if names.index(name) != position - 1:
+            raise InputError(f"{where}: the header names column {name!r} twice")
+
+
+_READERS: dict[str, Callable[[_Reader, str], Iterator[RawEntry]]] = {
+    "json": _json_entries,
+    "jsonl": _jsonl_entries,
+    "csv": _csv_entries,
+    "urls": _url_entries,
+}

@@ -1,0 +1,435 @@
+"""Tests for _input_formats.py: every input format, compressed or not, from a file or stdin."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from download_pipeline_processor._input_formats import RawEntry, read_entries
+from download_pipeline_processor._inputs import load_file_list
+from download_pipeline_processor.cli import main
+from download_pipeline_processor.errors import InputError
+from download_pipeline_processor.testing import FileServer, make_plugin_manager
+
+JOB_SIZE = 100
+#: Files of the job the server answers 404 for: the same failures in every format.
+MISSING = {7, 42, 99}
+
+
+def stem(index: int) -> str:
+    return f"f{index:03d}"
+
+
+def body(index: int) -> bytes:
+    return hashlib.sha256(str(index).encode()).digest() * (index % 5 + 1)
+
+
+def job_urls(server: FileServer) -> list[str]:
+    """The job's URLs, each file served but the MISSING ones."""
+    urls = []
+    for index in range(JOB_SIZE):
+        path = f"/{stem(index)}.bin"
+        if index in MISSING:
+            urls.append(server.url(path))
+        else:
+            urls.append(server.add(path, body(index)))
+    return urls
+
+
+def job_objects(urls: list[str]) -> list[dict[str, Any]]:
+    """The job as objects: id and name as the URL gives them, and the expected size."""
+    return [
+        {"url": url, "id": stem(index), "name": stem(index), "size": len(body(index))}
+        for index, url in enumerate(urls)
+    ]
+
+
+def as_csv(objects: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=["url", "id", "name", "size"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(objects)
+    return out.getvalue()
+
+
+def write_job(kind: str, urls: list[str], folder: Path) -> Path:
+    """The job written in format ``kind`` (a file name's suffixes), for --files."""
+    objects = job_objects(urls)
+    base = kind.removesuffix(".gz")
+    if base == "strings.json":
+        text = json.dumps(urls, indent=1)
+    elif base == "json":
+        text = json.dumps(objects, indent=1)
+    elif base in ("jsonl", "ndjson"):
+        # Blank lines are skipped.
+        text = "\n".join(
+            json.dumps(entry) + ("\n" if i % 10 == 0 else "") for i, entry in enumerate(objects)
+        )
+    elif base == "csv":
+        text = as_csv(objects)
+    else:
+        # Comments and blank lines are skipped.
+        text = "# the job\n\n" + "\n".join(urls) + "\n"
+    path = folder / f"job.{kind}"
+    data = text.encode()
+    path.write_bytes(gzip.compress(data) if kind.endswith(".gz") else data)
+    return path
+
+
+def job_args(files: str, report: Path, cache: Path, *extra: str) -> list[str]:
+    return [
+        "--files",
+        files,
+        *extra,
+        "--processor",
+        "checksum",
+        "--post-processor",
+        "jsonl",
+        "--post-processor-option",
+        f"path={report}",
+        "--download-cache",
+        str(cache),
+        "--max-retries",
+        "0",
+    ]
+
+
+#: What a report row says of a file that is the same whatever the input's format
+#: (``elapsed`` varies, and a URL list carries no extra ``fields``).
+COMPARED = ("id", "name", "url", "status", "error", "result", "index", "http_status")
+
+
+def results(report: Path) -> list[dict[str, Any]]:
+    """The report's rows by id: what a run made of each file."""
+    rows = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
+    compared = [{key: row.get(key) for key in COMPARED} for row in rows]
+    return sorted(compared, key=lambda row: row["id"])
+
+
+def run_cli(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        main, args, obj={"plugin_manager": make_plugin_manager()}, catch_exceptions=False
+    )
+    return result.exit_code, result.stderr
+
+
+def run_process(
+    cli_path: Path, args: list[str], stdin: bytes
+) -> subprocess.CompletedProcess[bytes]:
+    """The installed command as a real process, ``stdin`` written to its standard input pipe."""
+    env = {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""}
+    return subprocess.run(
+        [str(cli_path), *args], input=stdin, capture_output=True, timeout=120, check=False, env=env
+    )
+
+
+FILE_KINDS = [
+    "json",
+    "strings.json",
+    "jsonl",
+    "ndjson",
+    "csv",
+    "txt",
+    "urls",
+    "json.gz",
+    "jsonl.gz",
+    "csv.gz",
+    "txt.gz",
+]
+
+
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The results of the job given as the original JSON list of objects."""
+    folder = tmp_path_factory.mktemp("expected")
+    with FileServer() as server:
+        urls = job_urls(server)
+        listing = write_job("json", urls, folder)
+        code, stderr = run_cli(job_args(str(listing), folder / "r.jsonl", folder / "c"))
+        assert code == 1, stderr
+        rows = results(folder / "r.jsonl")
+    # The server's port differs from run to run: compare URLs by path.
+    return [{**row, "url": row["url"].split("/", 3)[3]} for row in rows]
+
+
+class TestSameJobEveryFormat:
+    """The same 100-file job, written in every format, gives the same results."""
+
+    @staticmethod
+    def comparable(report: Path) -> list[dict[str, Any]]:
+        return [{**row, "url": row["url"].split("/", 3)[3]} for row in results(report)]
+
+    def test_expected_job(self, expected: Any) -> None:
+        """The reference run has every file: the missing ones failed, the rest checksummed."""
+        assert [row["id"] for row in expected] == [stem(i) for i in range(JOB_SIZE)]
+        failed = {row["id"] for row in expected if row["status"] == "failed"}
+        assert failed == {stem(i) for i in MISSING}
+        assert expected[1]["result"]["sha256"] == hashlib.sha256(body(1)).hexdigest()
+
+    @pytest.mark.parametrize("kind", FILE_KINDS)
+    def test_file(self, tmp_path: Path, file_server: FileServer, expected: Any, kind: str) -> None:
+        """A file of each format (by its extension, .gz too) runs the job to the same results."""
+        listing = write_job(kind, job_urls(file_server), tmp_path)
+        code, stderr = run_cli(job_args(str(listing), tmp_path / "r.jsonl", tmp_path / "c"))
+        assert code == 1, stderr
+        assert f"{JOB_SIZE} files: {JOB_SIZE - len(MISSING)} succeeded" in stderr
+        assert self.comparable(tmp_path / "r.jsonl") == expected
+
+    @pytest.mark.parametrize(
+        "kind_and_extra",
+        [
+            ("json", []),
+            ("strings.json", []),
+            ("jsonl", []),
+            ("txt", []),
+            ("csv", ["--input-format", "csv"]),
+        ],
+        ids=["json", "strings", "jsonl", "urls", "csv"],
+    )
+    def test_stdin(
+        self,
+        tmp_path: Path,
+        file_server: FileServer,
+        expected: Any,
+        cli_path: Path,
+        kind_and_extra: tuple[str, list[str]],
+    ) -> None:
+        """`--files -` in a real process reads the job from its stdin pipe, sniffed or named."""
+        kind, extra = kind_and_extra
+        data = write_job(kind, job_urls(file_server), tmp_path).read_bytes()
+        proc = run_process(
+            cli_path, job_args("-", tmp_path / "r.jsonl", tmp_path / "c", *extra), data
+        )
+        assert proc.returncode == 1, proc.stderr.decode()
+        assert self.comparable(tmp_path / "r.jsonl") == expected
+
+    def test_input_format_overrides_extension(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """--input-format reads a file whatever its name says."""
+        listing = tmp_path / "list.data"
+        listing.write_text(file_server.add("/a.bin", b"a") + "\n", encoding="utf-8")
+        code, stderr = run_cli(
+            job_args(str(listing), tmp_path / "r.jsonl", tmp_path / "c", "--input-format", "urls")
+        )
+        assert code == 0, stderr
+        assert [row["id"] for row in results(tmp_path / "r.jsonl")] == ["a"]
+
+
+def entries_of(path: Path, input_format: str | None = None) -> list[RawEntry]:
+    return list(read_entries(path, input_format))
+
+
+class TestSniffing:
+    """A name that says no format, or stdin, is read by its first non-blank character."""
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ('\n  [{"url": "https://h/a"}]', {"url": "https://h/a"}),
+            ('\ufeff\n{"url": "https://h/a"}\n', {"url": "https://h/a"}),
+            ("\n\nhttps://h/a\n", {"url": "https://h/a"}),
+        ],
+        ids=["json", "jsonl-with-bom", "urls"],
+    )
+    def test_sniffed(self, tmp_path: Path, text: str, expected: Any) -> None:
+        """'[' is JSON, '{' JSON Lines, anything else a URL list; blank lines and a BOM ignored."""
+        path = tmp_path / "list"
+        path.write_text(text, encoding="utf-8")
+        (entry,) = entries_of(path)
+        assert entry.entry == expected
+
+    def test_sniffed_beyond_a_chunk_of_blanks(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Blank space longer than one read does not hide the first character."""
+        import download_pipeline_processor._input_formats as formats
+
+        # A small chunk so the test need not write megabytes of spaces.
+        monkeypatch.setattr(formats, "CHUNK", 4)
+        path = tmp_path / "list"
+        path.write_text(" " * 10 + '{"url": "https://h/a"}\n{"url": "https://h/b"}\n')
+        assert [raw.where for raw in entries_of(path)] == [f"{path}: line 1", f"{path}: line 2"]
+
+    def test_empty_stdin_is_an_empty_list(self, cli_path: Path, tmp_path: Path) -> None:
+        """Nothing on stdin is a run of no files."""
+        proc = run_process(
+            cli_path,
+            ["--files", "-", "--simulate-downloads", "--download-cache", str(tmp_path)],
+            b"",
+        )
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert b"0 files" in proc.stderr
+
+
+class TestJsonLines:
+    """One object a line; each bad line an entry of its own, named by its 1-based number."""
+
+    def test_blank_lines_skipped_and_numbered(self, tmp_path: Path) -> None:
+        """Blank lines are skipped but still counted in the line numbers."""
+        path = tmp_path / "l.jsonl"
+        path.write_text(
+            '\n{"url": "https://h/a"}\n   \n\r\n{"url": "https://h/b"}', encoding="utf-8"
+        )
+        assert [raw.where for raw in entries_of(path)] == [f"{path}: line 2", f"{path}: line 5"]
+
+    @pytest.mark.parametrize(
+        ("line", "fragment"),
+        [
+            ('{"url": ', "malformed JSON at column 9"),
+            ('{"url": "https://h/x"} {}', "Extra data"),
+            ('{"url": "https://h/x", "x": NaN}', "field 'x' holds NaN"),
+            ('{"url": "https://h/x", "x": ' + "9" * 5000 + "}", "too many digits"),
+            ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ],
+        ids=["cut", "two-values", "nan", "long-int", "deep"],
+    )
+    def test_bad_line_reported_and_reading_goes_on(
+        self, tmp_path: Path, line: str, fragment: str
+    ) -> None:
+        """A bad line is refused with its number and the entries after it are still read."""
+        path = tmp_path / "l.jsonl"
+        path.write_text(f'{{"url": "https://h/a"}}\n{line}\n{{"url": "https://h/b"}}\n')
+        _, bad, last = entries_of(path)
+        assert bad.entry is None
+        assert bad.problem is not None
+        assert bad.problem.startswith(f"{path}: line 2: ")
+        assert fragment in bad.problem
+        assert last.entry == {"url": "https://h/b"}
+
+    def test_not_utf8_names_the_line(self, tmp_path: Path) -> None:
+        """Bytes that are not UTF-8 are an error naming the line."""
+        path = tmp_path / "l.jsonl"
+        path.write_bytes(b'{"url": "https://h/a"}\n{"url": "https://h/caf\xe9"}\n')
+        with pytest.raises(InputError, match=r"line 2: not UTF-8"):
+            entries_of(path)
+
+    def test_json_lines_named_json_says_so(self, tmp_path: Path) -> None:
+        """A JSON Lines file named .json says it looks like JSON Lines, not only 'Extra data'."""
+        path = tmp_path / "l.json"
+        path.write_text('{"url": "https://h/a"}\n{"url": "https://h/b"}\n')
+        with pytest.raises(InputError, match=r"Extra data \(an object a line is JSON Lines"):
+            load_file_list(path)
+
+
+class TestCsv:
+    """A header row with a url column; other columns are fields; line numbers count the header."""
+
+    def test_fields_from_columns(self, tmp_path: Path) -> None:
+        """Each column is a field, empty cells are absent fields and size becomes a number."""
+        path = tmp_path / "l.csv"
+        path.write_text(
+            "url, id ,size,lang\nhttps://h/a.bin,x1, 12 ,en\nhttps://h/b.bin,,,\n", encoding="utf-8"
+        )
+        first, second = load_file_list(path)
+        assert (first.id, first.additional_fields) == ("x1", {"size": 12, "lang": "en"})
+        assert (second.id, second.additional_fields) == ("b", {})
+
+    def test_quoted_newline_keeps_line_numbers(self, tmp_path: Path) -> None:
+        """A row is named by the line it starts on, after a quoted cell spanning lines."""
+        path = tmp_path / "l.csv"
+        path.write_text('url,note\nhttps://h/a,"two\nlines"\n\nftp://h/b,x\n', encoding="utf-8")
+        with pytest.raises(InputError) as info:
+            load_file_list(path)
+        assert str(info.value).startswith(f"{path}: line 5: field 'url' has unsupported scheme")
+
+    @pytest.mark.parametrize(
+        ("size", "fragment"),
+        [("12x", "'12x'"), ("-3", "'-3'"), ("1.5", "'1.5'")],
+    )
+    def test_size_must_parse_as_integer(self, tmp_path: Path, size: str, fragment: str) -> None:
+        """A size cell that is not a non-negative integer is an error naming line and field."""
+        path = tmp_path / "l.csv"
+        path.write_text(f"url,size\nhttps://h/a,{size}\n", encoding="utf-8")
+        with pytest.raises(InputError) as info:
+            load_file_list(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}: line 2: field 'size' must be a non-negative integer")
+        assert fragment in message
+
+    @pytest.mark.parametrize(
+        ("text", "fragment"),
+        [
+            ("id,name\n1,a\n", "line 1: the header has no 'url' column (it has 'id', 'name')"),
+            ("url,id,url\nhttps://h/a,1,x\n", "line 1: the header names column 'url' twice"),
+            ("url,,id\nhttps://h/a,,1\n", "line 1: column 2 of the header has no name"),
+            ("", "empty, expected a header row"),
+        ],
+        ids=["no-url", "twice", "nameless", "empty"],
+    )
+    def test_bad_header(self, tmp_path: Path, text: str, fragment: str) -> None:
+        """A header that cannot name the fields is an error about the header."""
+        path = tmp_path / "l.csv"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(InputError, match=re.escape(fragment)):
+            load_file_list(path)
+
+    def test_row_with_too_many_cells(self, tmp_path: Path) -> None:
+        """A row with more cells than the header has columns is a bad entry; fewer is fine."""
+        path = tmp_path / "l.csv"
+        path.write_text("url,id\nhttps://h/a,1,extra\nhttps://h/b\n", encoding="utf-8")
+        with pytest.raises(InputError) as info:
+            load_file_list(path)
+        assert str(info.value) == f"{path}: line 2: 3 cells, but the header has 2 columns"
+
+
+class TestUrlList:
+    """One URL a line; blank lines and comments skipped."""
+
+    def test_comments_and_blank_lines_skipped(self, tmp_path: Path) -> None:
+        """Lines starting with # and blank lines are no entries, but count in line numbers."""
+        path = tmp_path / "l.txt"
+        path.write_text(
+            "# mirror list\n\nhttps://h/a.bin\n  # indented comment\n  https://h/b.bin  \n"
+        )
+        entries = entries_of(path)
+        assert [(raw.where, raw.entry) for raw in entries] == [
+            (f"{path}: line 3", {"url": "https://h/a.bin"}),
+            (f"{path}: line 5", {"url": "https://h/b.bin"}),
+        ]
+
+    def test_crlf_line_ends(self, tmp_path: Path) -> None:
+        """Windows line ends are read like Unix ones."""
+        path = tmp_path / "l.urls"
+        path.write_bytes(b"https://h/a.bin\r\nhttps://h/b.bin\r\n")
+        assert [f.url for f in load_file_list(path)] == ["https://h/a.bin", "https://h/b.bin"]
+
+    def test_url_without_scheme(self, tmp_path: Path) -> None:
+        """A line without a scheme says so and shows the line without its query string."""
+        path = tmp_path / "l.txt"
+        path.write_text("https://h/a\nexample.org/a?token=s3cret\n")
+        with pytest.raises(InputError) as info:
+            load_file_list(path)
+        message = str(info.value)
+        assert message == (
+            f"{path}: line 2: field 'url' has no scheme ('example.org/a'); give http:// or https://"
+        )
+
+
+class TestCompressed:
+    """A .gz suffix on any format is read decompressed."""
+
+    def test_not_gzip(self, tmp_path: Path) -> None:
+        """A .gz file that is not gzip data is an input error, not a traceback."""
+        path = tmp_path / "l.jsonl.gz"
+        path.write_text('{"url": "https://h/a"}\n')
+        with pytest.raises(InputError, match="not valid gzip data"):
+            load_file_list(path)
+
+    def test_truncated_gzip(self, tmp_path: Path) -> None:
+        """A gzip stream cut short is an input error."""
+        path = tmp_path / "l.txt.gz"
+        path.write_bytes(gzip.compress(b"https://h/a\n" * 1000)[:-20])
+        with pytest.raises(InputError, match="not valid gzip data"):
+            load_file_list(path)
