@@ -47,6 +47,26 @@ def invoke(args: list[str], manager: Any = None, env: dict[str, str] | None = No
     return runner.invoke(main, args, obj=obj, env=env, catch_exceptions=False)
 
 
+def run_bounded(
+    cli_path: Path, args: list[str], env: dict[str, str], timeout: float = 60
+) -> tuple[subprocess.Popen[str], str, str]:
+    """Run the CLI as a real process; fail the test (and kill that process) if it hangs."""
+    proc = subprocess.Popen(
+        [str(cli_path), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # the process this test started, by its handle
+        proc.communicate()
+        pytest.fail(f"the CLI was still running {timeout:.0f} s after it was started")
+    return proc, out, err
+
+
 def write_list(path: Path, entries: Any) -> Path:
     path.write_text(json.dumps(entries), encoding="utf-8")
     return path
@@ -1098,19 +1118,7 @@ class TestLeakedThreads:
         }
         args = ["--files", str(listing), "--processor", "faulty_plugins:LeakyProcessor"]
         args += ["--post-processor", "jsonl", "--download-cache", str(tmp_path / "cache")]
-        proc = subprocess.Popen(
-            [str(cli_path), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        try:
-            out, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # the process this test started, by its handle
-            proc.communicate()
-            pytest.fail("the CLI was still running 60 s after it was started")
+        proc, out, err = run_bounded(cli_path, args, env)
         assert proc.returncode == (1 if failing else 0), err
         # Written to a pipe, so block-buffered: all of it arrived only if it was flushed.
         assert sorted(json.loads(line)["id"] for line in out.splitlines()) == sorted(
@@ -1161,19 +1169,7 @@ class TestProcessingTimeoutFlag:
         args = ["--files", str(listing), "--processor", "faulty_plugins:HangingProcessor"]
         args += ["--post-processor", "jsonl", "--download-cache", str(tmp_path / "cache")]
         args += ["--processing-timeout", "1", "--processing-mode", mode]
-        proc = subprocess.Popen(
-            [str(cli_path), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        try:
-            out, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # the process this test started, by its handle
-            proc.communicate()
-            pytest.fail("the CLI was still running 60 s after it was started")
+        proc, out, err = run_bounded(cli_path, args, env)
         assert proc.returncode == 1, err
         records = {record["id"]: record for record in map(json.loads, out.splitlines())}
         assert sorted(records) == sorted(entry["id"] for entry in entries)
@@ -1348,6 +1344,8 @@ class TestHelp:
         ) in examples
         assert "download-pipeline-processor --files files.json --dry-run" in examples
         assert not [line for line in help_text.splitlines() if line != line.rstrip()]
+
+
 def planted_failures(server: FileServer, tmp_path: Path) -> Path:
     """A list of 12 files: 4 missing (404), one wrong sha256, two a processor rejects."""
     entries: list[dict[str, Any]] = []
