@@ -243,6 +243,11 @@ class DownloadCache:
             raise RuntimeError("the download cache is not open")
         return self._path
 
+    @property
+    def is_open(self) -> bool:
+        """Whether the run's folder exists (between :meth:`open` and :meth:`close`)."""
+        return self._path is not None
+
     def open(self) -> Path:
         """Make the run's folder (and the root, if needed); remove folders of dead runs.
 

@@ -53,6 +53,7 @@ def describe_dry_run(plan: RunPlan, files: str) -> dict[str, Any]:
         "processor": _plugin(plan.processor),
         "post_processors": [_plugin(choice) for choice in plan.post_processors],
         "downloader": settings.downloader_name,
+        "executor": _plugin(plan.executor),
         "download_workers": settings.download_workers,
         "processing_limit": settings.processing_limit,
         "processing_mode": settings.processing_mode,
@@ -86,6 +87,7 @@ def format_dry_run(description: Mapping[str, Any]) -> str:
         *(f"  {_plugin_text(plugin)}" for plugin in description["post_processors"]),
         f"  downloader {description['downloader']!r}, {description['download_workers']} workers,"
         f" {description['max_retries']} retries",
+        f"  {_plugin_text(description['executor'])}",
         f"  cache folder: a private folder in {description['cache_root']} ({cache_state})",
     ]
     if description["journal"] is not None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ._cache import DownloadCache
     from ._inputs import CheckedEntries
     from ._stop_signal import StopSignal
+    from .executor import StageSpec
 
 logger = logging.getLogger(__name__)
 
@@ -258,7 +259,14 @@ class EntryFlow:
     # -- the cache ----------------------------------------------------------------
 
     def discard(self, path: Path | None) -> Exception | None:
-        """Remove a cached file (see :meth:`DownloadCache.discard`); the error if any is left."""
+        """Remove a cached file (see :meth:`DownloadCache.discard`); the error if any is left.
+
+        Nothing is removed while this run's cache is not open: an executor
+        downloading elsewhere hands back paths of another process's cache
+        (another machine's, maybe), which are never this process's to touch.
+        """
+        if not self.cache.is_open:
+            return None
         try:
             error: Exception | None = self.cache.discard(path)
         except Exception as exc:  # noqa: BLE001 - clean-up must never end a pipeline thread
@@ -284,3 +292,42 @@ class EntryFlow:
                     return False
                 if while_waiting is not None:
                     while_waiting()
+
+
+class RunWork:
+    """A run's :class:`~.executor.ExecutorWork`: its flow, its stage spec, its start notice.
+
+    The built-in ``local`` executor reaches the whole :attr:`flow` (the queues
+    between its stages); other executors use the public methods only.
+    """
+
+    def __init__(self, spec: StageSpec, flow: EntryFlow, on_started: Callable[[], None]) -> None:
+        self.spec = spec
+        self.flow = flow
+        self.stop_event = flow.stop.event
+        self._on_started = on_started
+        self._grace_ends: float | None = None
+
+    def started(self) -> None:
+        """Notify the run's observers that the work is starting."""
+        self._on_started()
+
+    def next_entry(self) -> tuple[int, FileData] | None:
+        """The next entry of the input, now in flight (see :meth:`EntryFlow.next_entry`)."""
+        return self.flow.next_entry()
+
+    def finish(self, sequence: int, file_data: FileData, result: Any) -> None:
+        """Hand an entry to the post-processor (see :meth:`EntryFlow.finish`)."""
+        self.flow.finish(sequence, file_data, result)
+
+    def count_bytes(self, size: int) -> None:
+        """Add downloaded bytes to the run's count."""
+        self.flow.count_bytes(size)
+
+    def stop_deadline(self) -> float | None:
+        """None until a stop; then when the grace period for in-flight work ends."""
+        if not self.stop_event.is_set():
+            return None
+        if self._grace_ends is None:
+            self._grace_ends = time.monotonic() + self.spec.settings.stop_grace
+        return self._grace_ends

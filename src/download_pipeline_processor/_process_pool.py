@@ -19,7 +19,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .base_processor import BaseProcessor
-from .errors import PipelineError, PluginError, ProcessingTimeoutError
+from .errors import PipelineError, PluginError, ProcessingTimeoutError, portable_error
 from .file_data import FileData
 
 logger = logging.getLogger(__name__)
@@ -36,19 +36,6 @@ class WorkerProcessError(PipelineError):
     """The worker process died or could not send back what it produced."""
 
 
-class RemoteProcessingError(PipelineError):
-    """A processor exception that could not be pickled, carried back as text."""
-
-
-def _portable(error: BaseException) -> BaseException:
-    """``error`` if it survives pickling, else a stand-in carrying its text."""
-    try:
-        pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, just made
-    except Exception:  # noqa: BLE001 - any pickling failure means "send the text"
-        return RemoteProcessingError(f"{type(error).__name__}: {error}")
-    return error
-
-
 def _serve(connection: Connection, processor_class: type, options: Mapping[str, Any]) -> None:
     """The worker process: build one processor, then process what arrives until told to stop."""
     # Ctrl-C reaches the whole process group; the parent decides how to stop.
@@ -56,7 +43,7 @@ def _serve(connection: Connection, processor_class: type, options: Mapping[str, 
     try:
         processor = processor_class(**options)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as a set-up error
-        connection.send(("error", _portable(exc)))
+        connection.send(("error", portable_error(exc)))
         return
     connection.send(("ready", None))
     try:
@@ -70,7 +57,7 @@ def _serve(connection: Connection, processor_class: type, options: Mapping[str, 
             try:
                 reply: tuple[str, Any] = ("ok", processor.process(file_data))
             except BaseException as exc:  # noqa: BLE001 - the file's failure, not the worker's
-                reply = ("error", _portable(exc))
+                reply = ("error", portable_error(exc))
             try:
                 connection.send(reply)
             except Exception as exc:  # noqa: BLE001 - an unpicklable result fails that file
@@ -82,7 +69,7 @@ def _serve(connection: Connection, processor_class: type, options: Mapping[str, 
             # The parent waits for this after telling the worker to stop; if it
             # is gone, nobody is left to tell.
             with contextlib.suppress(Exception):
-                connection.send(("close-error", _portable(exc)))
+                connection.send(("close-error", portable_error(exc)))
 
 
 class ProcessProcessor(BaseProcessor):

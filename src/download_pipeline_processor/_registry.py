@@ -1,4 +1,4 @@
-"""Resolving processor, post-processor and downloader names to classes."""
+"""Resolving processor, post-processor, downloader and executor names to classes."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .errors import (
     PluginLoadError,
     UnknownPluginError,
 )
+from .executor import BaseExecutor
 from .plugins import PipelinePluginManager, PluginSource
 
 
@@ -31,7 +32,8 @@ class PluginKind:
 PROCESSOR = PluginKind("processor", BaseProcessor, "register_processors")
 POST_PROCESSOR = PluginKind("post-processor", BasePostProcessor, "register_post_processors")
 DOWNLOADER = PluginKind("downloader", Downloader, "register_downloaders")
-KINDS = (PROCESSOR, POST_PROCESSOR, DOWNLOADER)
+EXECUTOR = PluginKind("executor", BaseExecutor, "register_executors")
+KINDS = (PROCESSOR, POST_PROCESSOR, DOWNLOADER, EXECUTOR)
 
 
 @dataclass(frozen=True)

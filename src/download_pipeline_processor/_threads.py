@@ -46,3 +46,17 @@ def pinnable_cpus() -> set[int] | None:
         logger.warning("--pin-threads: this platform cannot pin threads; ignored")
         return None
     return os.sched_getaffinity(0)
+
+
+def call_plugin(function: Callable[[], object], failure: str) -> None:
+    """Call a plugin's clean-up; whatever it raises is logged, never passed on."""
+    try:
+        function()
+    except BaseException as exc:  # a plugin's SystemExit or own BaseException too
+        logger.warning(
+            "%s: %s: %s",
+            failure,
+            type(exc).__name__,
+            exc,
+            exc_info=logger.isEnabledFor(logging.DEBUG),
+        )

@@ -386,6 +386,22 @@ class _Command(click.Group):
 )
 @setting_options("processing")
 @sectioned_option(
+    "--executor",
+    section="processing",
+    default="local",
+    metavar="NAME",
+    help="Where downloads and processing run: 'local' (this machine) or an executor a "
+    "plugin registers, such as 'dask' (see 'plugins').",
+)
+@sectioned_option(
+    "--executor-option",
+    "executor_options",
+    section="processing",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keyword argument for the executor (see 'plugins'); repeatable.",
+)
+@sectioned_option(
     "--post-processor",
     "post_processors",
     section="output",
@@ -499,6 +515,8 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         routed_post_processor_options=parse_key_values(
             params["post_processor_options"], "--post-processor-option"
         ),
+        executor=params["executor"],
+        executor_options=parse_key_values(params["executor_options"], "--executor-option"),
         files=params["files"],
     )
     if params["dry_run"]:

@@ -121,5 +121,25 @@ class ProcessingTimeoutError(PipelineError):
     """A file's processing ran past ``--processing-timeout`` and was abandoned."""
 
 
+class ExecutorError(PipelineError):
+    """The executor cannot go on (its workers or scheduler are gone); the run stops."""
+
+
 class PipelineInterrupted(PipelineError):
     """The run was stopped before this file could finish."""
+
+
+class RemoteProcessingError(PipelineError):
+    """An exception that could not be pickled in another process, carried back as text."""
+
+
+def portable_error(error: BaseException) -> BaseException:
+    """``error`` if it survives pickling (to cross to another process), else a stand-in
+    carrying its type's name and text."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes, just made
+    except Exception:  # noqa: BLE001 - any pickling failure means "send the text"
+        return RemoteProcessingError(f"{type(error).__name__}: {error}")
+    return error

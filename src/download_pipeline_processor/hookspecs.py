@@ -35,6 +35,11 @@ def register_downloaders(register: Register) -> None:
 
 
 @hookspec
+def register_executors(register: Register) -> None:
+    """Call ``register(name, cls)`` for each executor (where downloads and processing run)."""
+
+
+@hookspec
 def pipeline_started(settings: Any, progress: Any) -> None:
     """Observe the start of a run, with its ``PipelineSettings`` and live ``RunProgress``."""
 

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from ._inputs import FileListSource
 from ._registry import PluginRegistry
-from ._run import PipelineRun, terminate_workers
+from ._run import PipelineRun
 from ._stop_signal import StopSignal
 from .base_post_processor import BasePostProcessor
 from .plan import (
+    ExecutorSpec,
     PluginChoice,
     PostProcessorSpec,
     ProcessorSpec,
@@ -31,7 +32,13 @@ from .summary import RunSummary
 if TYPE_CHECKING:
     from ._journal import Journal
 
-__all__ = ["PostProcessorSpec", "ProcessingPipeline", "ProcessorSpec", "build_plugin"]
+__all__ = [
+    "ExecutorSpec",
+    "PostProcessorSpec",
+    "ProcessingPipeline",
+    "ProcessorSpec",
+    "build_plugin",
+]
 
 
 def build_plugin(plugin_class: type, raw_options: Mapping[str, Any], label: str) -> Any:
@@ -43,8 +50,10 @@ class ProcessingPipeline:
     """Downloads, processes and post-processes a list of files.
 
     ``processor`` and each ``post_processor`` are registered names, classes or
-    (post-processors only) ready instances.  Settings come from ``settings``
-    or as keyword arguments (``download_workers=8``).  :meth:`run` returns the
+    (post-processors only) ready instances; ``executor`` (a name or class,
+    ``local`` by default) runs the downloads and processing, with
+    ``executor_options``.  Settings come from ``settings`` or as keyword
+    arguments (``download_workers=8``).  :meth:`run` returns the
     exit code (0, 1, 130, 143); :attr:`summary` holds the counts afterwards.
     """
 
@@ -56,6 +65,8 @@ class ProcessingPipeline:
         settings: PipelineSettings | None = None,
         processor_options: Mapping[str, Any] | None = None,
         post_processor_options: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        executor: ExecutorSpec = "local",
+        executor_options: Mapping[str, Any] | None = None,
         plugin_manager: PipelinePluginManager | None = None,
         registry: PluginRegistry | None = None,
         **setting_changes: Any,
@@ -74,6 +85,8 @@ class ProcessingPipeline:
                 settings=run_settings,
                 processor_options=processor_options,
                 post_processor_options=post_processor_options,
+                executor=executor,
+                executor_options=executor_options,
             )
         )
 
@@ -137,16 +150,16 @@ class ProcessingPipeline:
         # The plan's input is read by this run; the next one needs its own.
         self.plan = replace(plan, entries=None)
         journal = self._open_journal()
+        executor = None
         try:
             if journal is not None:
                 entries.skipping(journal.already_done)
-            processors = plan.build_processors()
-            try:
-                self.post_processors = plan.build_post_processors()
-            except BaseException:
-                terminate_workers(processors)
-                raise
+            executor = plan.build_executor()
+            executor.open(plan.stage_spec)
+            self.post_processors = plan.build_post_processors()
         except BaseException:
+            if executor is not None:
+                executor.close()
             if journal is not None:
                 journal.close()
             raise
@@ -160,10 +173,9 @@ class ProcessingPipeline:
         run = PipelineRun(
             self.settings,
             entries,
-            processors=processors,
-            processor_source=plan.processor,
+            executor=executor,
+            spec=plan.stage_spec,
             post_processors=post_processors,
-            downloader_class=plan.downloader_class,
             plugin_manager=self.plugin_manager,
             stop=self._stop,
             summary=self.summary,

@@ -16,16 +16,25 @@ from dataclasses import dataclass
 from typing import Any, Callable, Union
 
 from ._inputs import CheckedEntries, FileListSource, load_file_list
-from ._registry import DOWNLOADER, POST_PROCESSOR, PROCESSOR, PluginKind, PluginRegistry
+from ._registry import (
+    DOWNLOADER,
+    EXECUTOR,
+    POST_PROCESSOR,
+    PROCESSOR,
+    PluginKind,
+    PluginRegistry,
+)
 from .backend import Downloader
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
 from .errors import PluginError, PluginOptionError, UsageError
+from .executor import BaseExecutor, StageSpec
 from .options import declared_options, resolve_options
 from .settings import PipelineSettings
 
 ProcessorSpec = Union[str, type[BaseProcessor]]
 PostProcessorSpec = Union[str, type[BasePostProcessor], BasePostProcessor]
+ExecutorSpec = Union[str, type[BaseExecutor]]
 PostProcessorOptions = Union[Mapping[str, Any], Sequence[Mapping[str, Any]]]
 
 
@@ -71,6 +80,8 @@ class RunPlan:
     processor: PluginChoice
     post_processors: tuple[PluginChoice, ...]
     downloader_class: type[Downloader]
+    #: Where downloads and processing run (``--executor``), with its options.
+    executor: PluginChoice
     #: The checked input; read by one run.  None until given (:meth:`with_entries`).
     entries: CheckedEntries | None = None
 
@@ -82,22 +93,15 @@ class RunPlan:
             raise UsageError("no list of files to run")
         return self.entries
 
-    def build_processors(self) -> list[BaseProcessor]:
-        """One processor per processing slot: instances, or worker processes in process mode."""
-        choice, settings = self.processor, self.settings
-        if settings.processing_mode == "process":
-            from ._process_pool import start_process_processors
+    @property
+    def stage_spec(self) -> StageSpec:
+        """What the executor's download and processing stages need, wherever they run."""
+        return StageSpec(self.settings, self.processor, self.downloader_class)
 
-            return list(
-                start_process_processors(
-                    choice.cls,
-                    choice.options,
-                    choice.label,
-                    settings.processing_limit,
-                    settings.processing_timeout,
-                )
-            )
-        return [choice.build() for _ in range(settings.processing_limit)]
+    def build_executor(self) -> BaseExecutor:
+        """A new instance of the run's executor, with its options."""
+        executor: BaseExecutor = self.executor.build()
+        return executor
 
     def build_post_processors(self) -> list[BasePostProcessor]:
         """Fresh instances for one run; ready instances the caller passed in as given."""
@@ -113,6 +117,8 @@ def plan_run(
     processor_options: Mapping[str, Any] | None = None,
     post_processor_options: PostProcessorOptions | None = None,
     routed_post_processor_options: Mapping[str, str] | None = None,
+    executor: ExecutorSpec = "local",
+    executor_options: Mapping[str, Any] | None = None,
     files: FileListSource | None = None,
 ) -> RunPlan:
     """Resolve every choice of a run once; raise a usage error for the first mistake.
@@ -120,9 +126,10 @@ def plan_run(
     ``post_processor_options`` is one mapping for every post-processor or one
     per post-processor.  ``routed_post_processor_options`` are ``KEY=VALUE``
     pairs as ``--post-processor-option`` takes them (see
-    :func:`split_post_processor_options`).  ``files`` is checked first, so a bad
-    input is the error a user sees; ``registry`` may be a callable making it,
-    called after that check.
+    :func:`split_post_processor_options`); ``executor`` (a name or class) runs
+    the downloads and processing, with ``executor_options``.  ``files``
+    is checked first, so a bad input is the error a user sees; ``registry``
+    may be a callable making it, called after that check.
     """
     entries = None if files is None else load_settings_input(files, settings)
     if not isinstance(registry, PluginRegistry):
@@ -151,12 +158,18 @@ def plan_run(
         )
     post_processor_choices = _post_processor_choices(specs, post_classes, post_processor_options)
     check_distinct_outputs(post_processor_choices)
+    executor_choice = PluginChoice.resolve(
+        _resolve(registry, EXECUTOR, executor),
+        executor_options or {},
+        f"executor {_label(executor)}",
+    )
     return RunPlan(
         settings=settings,
         registry=registry,
         processor=processor_choice,
         post_processors=post_processor_choices,
         downloader_class=registry.resolve(DOWNLOADER, settings.downloader_name),
+        executor=executor_choice,
         entries=entries,
     )
 

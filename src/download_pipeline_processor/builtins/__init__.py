@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._local_executor import LocalExecutor
     from ._post_processors import DummyPostProcessor, JsonlPostProcessor
     from ._processors import ChecksumProcessor, DummyProcessor
     from ._requests_downloader import RequestsDownloader, Transport
@@ -23,6 +24,7 @@ _HOMES = {
     "DummyPostProcessor": "._post_processors",
     "DummyProcessor": "._processors",
     "JsonlPostProcessor": "._post_processors",
+    "LocalExecutor": "._local_executor",
     "RequestsDownloader": "._requests_downloader",
     "SaveProcessor": "._save",
     "SimulatedDownloader": "._simulated",
@@ -34,6 +36,7 @@ __all__ = [
     "DummyPostProcessor",
     "DummyProcessor",
     "JsonlPostProcessor",
+    "LocalExecutor",
     "RequestsDownloader",
     "SaveProcessor",
     "SimulatedDownloader",
