@@ -1,0 +1,422 @@
+"""The ``dask`` executor: batches of entries to the workers of a Dask cluster, results back.
+
+::
+
+    client (this process)                          each worker process
+    input --> batches --(submit, bounded)-->  StageRunner: download, process
+    post-processors, journal <--(results)--   (own cache, processors built once)
+
+The client reads the input, sends it in batches of ``batch_size`` entries as
+Dask tasks, at most ``batches_in_flight`` at a time, and hands every entry of
+a finished batch back to the run, where the post-processors, the journal and
+the summary are kept as on one machine.  Dask reruns the task of a worker
+that died on another worker; a batch whose workers keep dying is split, so
+that only the entry that kills them fails.  An entry is handed back at most
+once: the run drops any second hand-off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from download_pipeline_processor.errors import (
+    ExecutorError,
+    PipelineError,
+    PluginOptionError,
+    UsageError,
+)
+from download_pipeline_processor.executor import BaseExecutor, ExecutorWork, StageSpec
+from download_pipeline_processor.options import Option
+from download_pipeline_processor.stage_runner import DEFAULT_IDLE_TIMEOUT
+
+from .worker import Batch, close_stages, run_batch
+
+if TYPE_CHECKING:
+    from download_pipeline_processor.file_data import FileData
+
+#: Dask's Client and Future: partly typed, so handled as Any here.
+DaskClient = Any
+DaskFuture = Any
+
+logger = logging.getLogger(__name__)
+
+#: Entries per task.  Measured (benchmarks/RESULTS.md, "Scaling out on Dask"):
+#: a task costs the scheduler and the client about a millisecond, so batches
+#: of 64 keep that under 2 % of a small file's time, while a worker lost
+#: mid-batch redoes at most 64 files.
+DEFAULT_BATCH_SIZE = 64
+
+#: How long a partial batch waits for more entries from a slow input (standard input).
+BATCH_WAIT = 0.2
+
+#: How often the client's loop looks at the stop signal, in seconds.
+POLL_INTERVAL = 0.1
+
+#: Seconds the workers get to close their stages (processors, caches) at the end.
+CLOSE_TIMEOUT = 60.0
+
+
+class WorkerLostError(PipelineError):
+    """The worker processes running a file kept dying (or its task failed in Dask)."""
+
+
+class _Flight:
+    """One submitted batch: its entries (sequence, file data) and its task."""
+
+    __slots__ = ("entries", "future")
+
+    def __init__(self, entries: list[tuple[int, FileData]], future: DaskFuture) -> None:
+        self.entries = entries
+        self.future = future
+
+
+class DaskExecutor(BaseExecutor):
+    """Run downloads and processing on the workers of a Dask cluster.
+
+    Without ``scheduler``, a local cluster of ``n_workers`` worker processes
+    is started on 127.0.0.1 for the run and closed after it.
+    """
+
+    options = (
+        Option(
+            "scheduler",
+            help="Address of a running Dask scheduler (tcp://host:8786); without it a "
+            "local cluster is started for the run.",
+        ),
+        Option(
+            "n_workers",
+            type=int,
+            help="Worker processes of the local cluster; none: one per CPU core.",
+        ),
+        Option(
+            "threads_per_worker",
+            type=int,
+            default=2,
+            help="Batches one worker process runs at once (its downloads and processing "
+            "threads are --download-workers and --processing-limit).",
+        ),
+        Option("batch_size", type=int, default=DEFAULT_BATCH_SIZE, help="Entries per Dask task."),
+        Option(
+            "batches_in_flight",
+            type=int,
+            help="Batches submitted and not yet back, at most; none: 2 per worker thread.",
+        ),
+        Option(
+            "connect_timeout",
+            type=float,
+            default=30.0,
+            help="Seconds to reach the scheduler and see a first worker.",
+        ),
+        Option(
+            "idle_timeout",
+            type=float,
+            default=DEFAULT_IDLE_TIMEOUT,
+            help="Seconds a worker keeps a run's stages without a batch (a vanished client).",
+        ),
+    )
+
+    def __init__(
+        self,
+        *,
+        scheduler: str | None = None,
+        n_workers: int | None = None,
+        threads_per_worker: int = 2,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        batches_in_flight: int | None = None,
+        connect_timeout: float = 30.0,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+    ) -> None:
+        for name, value in (
+            ("n_workers", n_workers),
+            ("threads_per_worker", threads_per_worker),
+            ("batch_size", batch_size),
+            ("batches_in_flight", batches_in_flight),
+        ):
+            if value is not None and value < 1:
+                raise PluginOptionError(f"executor 'dask': option {name}={value}: must be >= 1")
+        for name, seconds in (("connect_timeout", connect_timeout), ("idle_timeout", idle_timeout)):
+            if not seconds > 0:
+                raise PluginOptionError(f"executor 'dask': option {name}={seconds}: must be > 0")
+        if scheduler is not None and n_workers is not None:
+            raise PluginOptionError(
+                "executor 'dask': n_workers sizes a local cluster; with scheduler the "
+                "cluster's own workers are used"
+            )
+        self.scheduler = scheduler
+        self.n_workers = n_workers or os.cpu_count() or 1
+        self.threads_per_worker = threads_per_worker
+        self.batch_size = batch_size
+        self.batches_in_flight = batches_in_flight
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.client: DaskClient | None = None
+        self.cluster: Any = None
+        #: Tasks that failed in Dask (their batch split or its entry failed), for tests and logs.
+        self.task_failures = 0
+
+    # -- set-up -----------------------------------------------------------------------
+
+    def open(self, spec: StageSpec) -> None:
+        """Start the local cluster, or reach the scheduler and wait for a first worker."""
+        if spec.settings.processing_mode == "process":
+            raise UsageError(
+                "--processing-mode process does not run on dask workers (a worker process "
+                "cannot start processes of its own): each worker is already a process; "
+                "give more with --executor-option n_workers=N"
+            )
+        # Imported here: loading the plugin (every start of the command line) must
+        # not pay for importing Dask.
+        import distributed
+
+        # Partly typed: its constructors are called through Any.
+        dask: Any = distributed
+
+        if not logger.isEnabledFor(logging.DEBUG):
+            # Dask logs every start, close and lost worker at INFO on its own handler;
+            # the run's own lines and summary say what a user needs (--debug shows all).
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+
+        try:
+            if self.scheduler is None:
+                self.cluster = dask.LocalCluster(
+                    n_workers=self.n_workers,
+                    threads_per_worker=self.threads_per_worker,
+                    processes=True,
+                    host="127.0.0.1",
+                    scheduler_port=0,
+                    dashboard_address=None,
+                    silence_logs=logging.ERROR,
+                )
+                self.client = dask.Client(self.cluster, set_as_default=False)
+            else:
+                self.client = dask.Client(
+                    self.scheduler, timeout=self.connect_timeout, set_as_default=False
+                )
+            self.client.wait_for_workers(1, timeout=self.connect_timeout)
+        except Exception as exc:  # every way of failing to start is one line
+            self.close()
+            where = (
+                f"the scheduler at {self.scheduler}"
+                if self.scheduler is not None
+                else "a local cluster"
+            )
+            raise UsageError(
+                f"executor 'dask': cannot start work on {where}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        """Close the client, and the local cluster if this run started one."""
+        client, cluster = self.client, self.cluster
+        self.client = self.cluster = None
+        if client is not None:
+            try:
+                client.close()
+            except Exception as exc:  # noqa: BLE001 - closing must not hide the run's outcome
+                logger.debug("closing the dask client failed: %s", exc)
+        if cluster is not None:
+            try:
+                cluster.close()
+            except Exception as exc:  # noqa: BLE001
+                logger.debug("closing the local dask cluster failed: %s", exc)
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self, work: ExecutorWork) -> None:
+        """Send the input in batches, hand back every entry of each finished batch."""
+        if self.client is None:
+            raise ExecutorError("the dask executor was not opened")
+        _Run(self, self.client, work).execute()
+
+
+class _Run:
+    """The client's loop of one run: batches out, finished batches back."""
+
+    def __init__(self, executor: DaskExecutor, client: DaskClient, work: ExecutorWork) -> None:
+        self.executor = executor
+        self.client = client
+        self.work = work
+        self.token = uuid.uuid4().hex
+        self.batch_size = executor.batch_size
+        threads = sum(client.nthreads().values()) or 1
+        self.limit = executor.batches_in_flight or max(2, 2 * threads)
+        self.in_flight: dict[str, _Flight] = {}
+        self.landed: queue.SimpleQueue[DaskFuture] = queue.SimpleQueue()
+        # Entries read ahead of the batches, bounded: the input is streamed.
+        self.entries: queue.Queue[tuple[int, FileData] | None] = queue.Queue(
+            maxsize=self.batch_size
+        )
+        self.input_done = False
+        self.submitted = 0
+
+    def execute(self) -> None:
+        work = self.work
+        reader = threading.Thread(target=self._read, name="dpp-dask-reader", daemon=True)
+        work.started()
+        reader.start()
+        clean = False
+        try:
+            while not work.stop_event.is_set():
+                self._collect(wait=self.input_done or len(self.in_flight) >= self.limit)
+                if self.input_done and not self.in_flight:
+                    clean = True
+                    return
+                if len(self.in_flight) < self.limit and not self.input_done:
+                    self._submit(self._next_batch())
+            self._wind_down()
+        finally:
+            self._close_stages(stop=not clean)
+
+    # -- reading and submitting ------------------------------------------------------------
+
+    def _read(self) -> None:
+        """Take entries from the run (it may block on a slow input) into the bounded queue."""
+        work = self.work
+        while (item := work.next_entry()) is not None:
+            if not self._put(item):
+                return
+        self._put(None)
+
+    def _put(self, item: tuple[int, FileData] | None) -> bool:
+        while not self.work.stop_event.is_set():
+            try:
+                self.entries.put(item, timeout=POLL_INTERVAL)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _next_batch(self) -> list[tuple[int, FileData]]:
+        """Up to ``batch_size`` entries; fewer after :data:`BATCH_WAIT` of a slow input."""
+        batch: list[tuple[int, FileData]] = []
+        deadline = None
+        while len(batch) < self.batch_size:
+            if deadline is None:
+                timeout = POLL_INTERVAL
+            else:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+            try:
+                item = self.entries.get(timeout=timeout)
+            except queue.Empty:
+                break
+            if item is None:
+                self.input_done = True
+                break
+            batch.append(item)
+            if deadline is None:
+                deadline = time.monotonic() + BATCH_WAIT
+        return batch
+
+    def _submit(self, entries: list[tuple[int, FileData]]) -> None:
+        if not entries:
+            return
+        self.submitted += 1
+        key = f"dpp-batch-{self.token}-{self.submitted}"
+        batch = Batch(
+            self.token,
+            self.work.spec,
+            [file_data for _, file_data in entries],
+            self.executor.idle_timeout,
+        )
+        future = self.client.submit(run_batch, batch, key=key, pure=False)
+        self.in_flight[key] = _Flight(entries, future)
+        future.add_done_callback(self.landed.put)
+
+    # -- results ---------------------------------------------------------------------------
+
+    def _collect(self, wait: bool) -> None:
+        """Hand back every batch that finished; with ``wait``, wait a moment for one."""
+        try:
+            future = self.landed.get(timeout=POLL_INTERVAL) if wait else self.landed.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._land(future)
+            try:
+                future = self.landed.get_nowait()
+            except queue.Empty:
+                return
+
+    def _land(self, future: DaskFuture) -> None:
+        flight = self.in_flight.pop(future.key, None)
+        if flight is None:
+            return
+        if future.status == "finished":
+            try:
+                outcomes = future.result()
+            except Exception as exc:  # noqa: BLE001 - the result could not be fetched
+                self._failed(flight, exc)
+                return
+            self._hand_back(flight, outcomes)
+        elif future.status == "cancelled":
+            if not self.work.stop_event.is_set():
+                raise ExecutorError(
+                    "dask cancelled the run's tasks (the scheduler is gone, or the client lost it)"
+                )
+        else:
+            self._failed(flight, future.exception())
+
+    def _hand_back(self, flight: _Flight, outcomes: list[tuple[FileData, Any]]) -> None:
+        work = self.work
+        for index, (sequence, sent) in enumerate(flight.entries):
+            if index < len(outcomes):
+                file_data, result = outcomes[index]
+            else:  # never in practice: the worker returns every entry it was given
+                file_data, result = sent, None
+                file_data.fail("process", WorkerLostError("the worker returned no result"))
+            if file_data.download.size:
+                work.count_bytes(file_data.download.size)
+            work.finish(sequence, file_data, result)
+
+    def _failed(self, flight: _Flight, error: BaseException | None) -> None:
+        """A task failed in Dask (its workers died ``allowed-failures`` times, say).
+
+        A batch is split into single entries, tried again; a single entry fails.
+        """
+        self.executor.task_failures += 1
+        reason = f"{type(error).__name__}: {error}" if error is not None else "unknown"
+        if len(flight.entries) > 1:
+            logger.warning(
+                "a batch of %d files failed on the dask workers (%s); trying each file alone",
+                len(flight.entries),
+                reason,
+            )
+            for entry in flight.entries:
+                self._submit([entry])
+            return
+        sequence, file_data = flight.entries[0]
+        file_data.fail(
+            "process",
+            WorkerLostError(f"the dask task running this file failed: {reason}"),
+        )
+        self.work.finish(sequence, file_data, None)
+
+    # -- winding down ------------------------------------------------------------------------
+
+    def _wind_down(self) -> None:
+        """After a stop: wait for the batches out until the grace period ends, cancel the rest."""
+        deadline = self.work.stop_deadline()
+        while self.in_flight and (deadline is None or time.monotonic() < deadline):
+            self._collect(wait=True)
+        if self.in_flight:
+            futures = [flight.future for flight in self.in_flight.values()]
+            self.in_flight.clear()
+            try:
+                self.client.cancel(futures)
+            except Exception as exc:  # noqa: BLE001 - the run is stopping either way
+                logger.debug("cancelling the dask tasks failed: %s", exc)
+
+    def _close_stages(self, stop: bool) -> None:
+        """Tell every worker to close this run's stages (processors, private caches)."""
+        timeout = self.work.spec.settings.stop_grace + 5 if stop else CLOSE_TIMEOUT
+        try:
+            self.client.run(close_stages, self.token, stop, timeout)
+        except Exception as exc:  # noqa: BLE001 - a worker gone already has nothing to close
+            logger.debug("closing the stages on the dask workers failed: %s", exc)
