@@ -62,6 +62,22 @@ POLL_INTERVAL = 0.1
 CLOSE_TIMEOUT = 60.0
 
 
+def _quiet_dask_logs() -> None:
+    """Keep Dask's own log lines (and their tracebacks) off the run's stderr.
+
+    Dask logs every start, close and lost worker on its own handler, and
+    errors of its internals with tracebacks (a scheduler lost while the client
+    closes); the run's own lines and summary say what a user needs, and
+    ``--debug`` shows Dask's too.  Loggers Dask's configuration gave a level
+    of their own are quieted one by one.
+    """
+    for name in ["distributed", *logging.root.manager.loggerDict]:
+        if name == "distributed" or name.startswith("distributed."):
+            named = logging.getLogger(name)
+            if name == "distributed" or named.level != logging.NOTSET:
+                named.setLevel(logging.CRITICAL + 1)
+
+
 class WorkerLostError(PipelineError):
     """The worker processes running a file kept dying (or its task failed in Dask)."""
 
@@ -178,9 +194,7 @@ class DaskExecutor(BaseExecutor):
         dask: Any = distributed
 
         if not logger.isEnabledFor(logging.DEBUG):
-            # Dask logs every start, close and lost worker at INFO on its own handler;
-            # the run's own lines and summary say what a user needs (--debug shows all).
-            logging.getLogger("distributed").setLevel(logging.ERROR)
+            _quiet_dask_logs()
 
         try:
             if self.scheduler is None:
