@@ -61,6 +61,9 @@ POLL_INTERVAL = 0.1
 #: Seconds the workers get to close their stages (processors, caches) at the end.
 CLOSE_TIMEOUT = 60.0
 
+#: Seconds added to a wait on the workers or the cluster before the run goes on without them.
+CLOSE_MARGIN = 10.0
+
 
 def _quiet_dask_logs() -> None:
     """Keep Dask's own log lines (and their tracebacks) off the run's stderr.
@@ -230,12 +233,12 @@ class DaskExecutor(BaseExecutor):
         self.client = self.cluster = None
         if client is not None:
             try:
-                client.close()
+                client.close(timeout=CLOSE_MARGIN)
             except Exception as exc:  # noqa: BLE001 - closing must not hide the run's outcome
                 logger.debug("closing the dask client failed: %s", exc)
         if cluster is not None:
             try:
-                cluster.close()
+                cluster.close(timeout=CLOSE_MARGIN * 2)
             except Exception as exc:  # noqa: BLE001
                 logger.debug("closing the local dask cluster failed: %s", exc)
 
@@ -428,9 +431,27 @@ class _Run:
                 logger.debug("cancelling the dask tasks failed: %s", exc)
 
     def _close_stages(self, stop: bool) -> None:
-        """Tell every worker to close this run's stages (processors, private caches)."""
+        """Tell every worker to close this run's stages (processors, private caches).
+
+        Waited for at most the workers' own time plus :data:`CLOSE_MARGIN`: a
+        worker that does not answer closes them after ``idle_timeout`` anyway,
+        and the run must end.
+        """
         timeout = self.work.spec.settings.stop_grace + 5 if stop else CLOSE_TIMEOUT
-        try:
-            self.client.run(close_stages, self.token, stop, timeout)
-        except Exception as exc:  # noqa: BLE001 - a worker gone already has nothing to close
-            logger.debug("closing the stages on the dask workers failed: %s", exc)
+        answered = threading.Event()
+
+        def close_everywhere() -> None:
+            try:
+                self.client.run(close_stages, self.token, stop, timeout, on_error="ignore")
+            except Exception as exc:  # noqa: BLE001 - a worker gone has nothing to close
+                logger.debug("closing the stages on the dask workers failed: %s", exc)
+            finally:
+                answered.set()
+
+        threading.Thread(target=close_everywhere, name="dpp-dask-close", daemon=True).start()
+        if not answered.wait(timeout + CLOSE_MARGIN):
+            logger.warning(
+                "dask workers did not confirm closing this run's stages within %g s; "
+                "each closes them after idle_timeout",
+                timeout + CLOSE_MARGIN,
+            )
