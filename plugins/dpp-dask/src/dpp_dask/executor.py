@@ -248,7 +248,14 @@ class DaskExecutor(BaseExecutor):
         """Send the input in batches, hand back every entry of each finished batch."""
         if self.client is None:
             raise ExecutorError("the dask executor was not opened")
-        _Run(self, self.client, work).execute()
+        try:
+            _Run(self, self.client, work).execute()
+        except (ExecutorError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            # Dask's client raises its own errors once the scheduler is gone
+            # (submitting, fetching a result): the run cannot go on either way.
+            raise ExecutorError(f"dask: {type(exc).__name__}: {exc}") from exc
 
 
 class _Run:
