@@ -20,6 +20,7 @@ from download_pipeline_processor.errors import (
     PluginError,
     PluginOptionError,
     ProcessingTimeoutError,
+    RemoteProcessingError,
 )
 from download_pipeline_processor.testing import (
     FileServer,
@@ -104,6 +105,29 @@ class TestProcessMode:
         assert outcome.exit_code == 1
         assert all("cannot be sent back" in str(fd.error) for fd in outcome.failures)
         assert len(outcome.failures) == 2
+
+    def test_unpicklable_exception_comes_back_as_text(
+        self, file_server: FileServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A processor's exception that cannot be pickled comes back as its type and text."""
+        # The spawned workers start with this process's sys.path.
+        monkeypatch.syspath_prepend(str(PLUGIN_MODULES))
+        plugins = importlib.import_module("executor_plugins")
+        outcome = run_pipeline(
+            _files(file_server, 2),
+            plugins.UnpicklableErrorProcessor,
+            processing_mode="process",
+            processing_limit=1,
+            download_cache=cache_root,
+        )
+        assert outcome.exit_code == 1
+        assert sorted(
+            (fd.id, fd.error.stage, type(fd.error.error), str(fd.error.error))  # type: ignore[union-attr]
+            for fd in outcome.failures
+        ) == [
+            (f"f{i}", "process", RemoteProcessingError, f"UnpicklableError: bad bytes in f{i}")
+            for i in range(2)
+        ]
 
     def test_processor_exception_comes_back(
         self, file_server: FileServer, cache_root: Path
