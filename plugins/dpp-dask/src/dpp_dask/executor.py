@@ -195,6 +195,10 @@ class DaskExecutor(BaseExecutor):
                     host="127.0.0.1",
                     scheduler_port=0,
                     dashboard_address=None,
+                    # No dashboard, but the scheduler still serves health and metrics
+                    # over HTTP, on 8787 unless told: a second run on the machine then
+                    # printed Dask's "Port 8787 is already in use" warning.
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                     silence_logs=logging.ERROR,
                 )
                 self.client = dask.Client(self.cluster, set_as_default=False)
