@@ -101,10 +101,31 @@ def run_bounded(
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def invoke(args: Sequence[str], input: str | None = None) -> Result:
-    """Run the CLI in this process, with the built-ins and the ``dask`` executor only."""
+def invoke(args: Sequence[str], input: str | None = None, timeout: float = 90) -> Result:
+    """Run the CLI in this process, with the built-ins and the ``dask`` executor only.
+
+    On a thread, so that a run that never ends fails the test instead of hanging it.
+    """
     obj = {"plugin_manager": make_plugin_manager(dpp_dask.plugin)}
-    return CliRunner().invoke(main, list(args), obj=obj, input=input, catch_exceptions=False)
+    results: list[Result] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(
+                CliRunner().invoke(main, list(args), obj=obj, input=input, catch_exceptions=False)
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to the test below
+            errors.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(timeout)
+    if runner.is_alive():
+        pytest.fail(f"the command line was still running {timeout:.0f} s after it was started")
+    if errors:
+        raise errors[0]
+    return results[0]
 
 
 def run_pipeline_bounded(pipeline: ProcessingPipeline, files: Any, timeout: float = 90) -> int:
