@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from download_pipeline_processor.errors import (
@@ -86,13 +87,16 @@ class WorkerLostError(PipelineError):
 
 
 class _Flight:
-    """One submitted batch: its entries (sequence, file data) and its task."""
+    """One submitted batch: its entries (sequence, file data), its task, and if it runs alone."""
 
-    __slots__ = ("entries", "future")
+    __slots__ = ("alone", "entries", "future")
 
-    def __init__(self, entries: list[tuple[int, FileData]], future: DaskFuture) -> None:
+    def __init__(
+        self, entries: list[tuple[int, FileData]], future: DaskFuture, alone: bool = False
+    ) -> None:
         self.entries = entries
         self.future = future
+        self.alone = alone
 
 
 class DaskExecutor(BaseExecutor):
@@ -208,6 +212,10 @@ class DaskExecutor(BaseExecutor):
                     host="127.0.0.1",
                     scheduler_port=0,
                     dashboard_address=None,
+                    # No dashboard, but the scheduler still serves health and metrics
+                    # over HTTP, on 8787 unless told: a second run on the machine then
+                    # printed Dask's "Port 8787 is already in use" warning.
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                     silence_logs=logging.ERROR,
                 )
                 self.client = dask.Client(self.cluster, set_as_default=False)
@@ -277,6 +285,8 @@ class _Run:
         )
         self.input_done = False
         self.submitted = 0
+        # Single entries whose task failed beside others: each is tried again alone.
+        self.suspects: deque[tuple[int, FileData]] = deque()
 
     def execute(self) -> None:
         work = self.work
@@ -286,11 +296,14 @@ class _Run:
         clean = False
         try:
             while not work.stop_event.is_set():
-                self._collect(wait=self.input_done or len(self.in_flight) >= self.limit)
-                if self.input_done and not self.in_flight:
+                if self.suspects and not self.in_flight:
+                    self._submit([self.suspects.popleft()], alone=True)
+                blocked = bool(self.suspects) or len(self.in_flight) >= self.limit
+                self._collect(wait=self.input_done or blocked)
+                if self.input_done and not self.in_flight and not self.suspects:
                     clean = True
                     return
-                if len(self.in_flight) < self.limit and not self.input_done:
+                if not blocked and not self.input_done:
                     self._submit(self._next_batch())
             self._wind_down()
         finally:
@@ -338,7 +351,7 @@ class _Run:
                 deadline = time.monotonic() + BATCH_WAIT
         return batch
 
-    def _submit(self, entries: list[tuple[int, FileData]]) -> None:
+    def _submit(self, entries: list[tuple[int, FileData]], alone: bool = False) -> None:
         if not entries:
             return
         self.submitted += 1
@@ -350,7 +363,7 @@ class _Run:
             self.executor.idle_timeout,
         )
         future = self.client.submit(run_batch, batch, key=key, pure=False)
-        self.in_flight[key] = _Flight(entries, future)
+        self.in_flight[key] = _Flight(entries, future, alone)
         future.add_done_callback(self.landed.put)
 
     # -- results ---------------------------------------------------------------------------
@@ -402,7 +415,10 @@ class _Run:
     def _failed(self, flight: _Flight, error: BaseException | None) -> None:
         """A task failed in Dask (its workers died ``allowed-failures`` times, say).
 
-        A batch is split into single entries, tried again; a single entry fails.
+        A batch is split into single entries, tried again.  A single entry's
+        worker may have died of another task running beside it (Dask counts
+        a death against every task on the worker), so it is tried once more
+        with nothing else of the run in flight; only failing so, it fails.
         """
         self.executor.task_failures += 1
         reason = f"{type(error).__name__}: {error}" if error is not None else "unknown"
@@ -414,6 +430,9 @@ class _Run:
             )
             for entry in flight.entries:
                 self._submit([entry])
+            return
+        if not flight.alone:
+            self.suspects.append(flight.entries[0])
             return
         sequence, file_data = flight.entries[0]
         file_data.fail(

@@ -1,0 +1,55 @@
+"""Processors the dask tests run on the workers, by ``dask_test_processors:ClassName``.
+
+A plain module, not a test module: Dask worker processes import a processor
+class by its module path, and they find this folder on ``sys.path`` (the
+conftest puts it there before a local cluster is spawned) or on
+``PYTHONPATH`` (a command-line run in a subprocess).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Any
+
+from download_pipeline_processor import BaseProcessor, FileData, Option
+
+
+def _ids(text: str) -> frozenset[str]:
+    return frozenset(part for part in text.split(",") if part)
+
+
+class Sha256(BaseProcessor):
+    """sha256 and size of the downloaded file, after ``delay`` seconds (a slow processor).
+
+    Raises :class:`ChosenFailure` for the ids in ``fail_ids`` (comma list) and
+    ends its whole worker process (``os._exit``) for the ids in ``exit_ids``.
+    """
+
+    options = (
+        Option("delay", type=float, default=0.0, help="Seconds each file takes."),
+        Option("fail_ids", default="", help="Ids that raise ChosenFailure (comma list)."),
+        Option("exit_ids", default="", help="Ids that end the worker process (comma list)."),
+    )
+
+    def __init__(self, delay: float = 0.0, fail_ids: str = "", exit_ids: str = "") -> None:
+        self.delay = delay
+        self.fail_ids = _ids(fail_ids)
+        self.exit_ids = _ids(exit_ids)
+
+    def process(self, file_data: FileData) -> dict[str, Any]:
+        if self.delay:
+            time.sleep(self.delay)
+        if str(file_data.id) in self.exit_ids:
+            # What a segfaulting native library does to its process: no cleanup, no reply.
+            os._exit(1)
+        if str(file_data.id) in self.fail_ids:
+            raise ChosenFailure("this file was chosen to fail")
+        assert file_data.local_path is not None
+        body = file_data.local_path.read_bytes()
+        return {"sha256": hashlib.sha256(body).hexdigest(), "size": len(body), "pid": os.getpid()}
+
+
+class ChosenFailure(Exception):
+    """What :class:`Sha256` raises for a file chosen to fail."""
