@@ -34,7 +34,12 @@ from download_pipeline_processor import (
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.plugins import PluginSource
 from download_pipeline_processor.settings import cli_fields
-from download_pipeline_processor.testing import FileServer, leftover_files, make_plugin_manager
+from download_pipeline_processor.testing import (
+    FileServer,
+    leftover_files,
+    make_plugin_manager,
+    run_command_bounded,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_MODULES = Path(__file__).resolve().parent / "plugin_modules"
@@ -49,22 +54,10 @@ def invoke(args: list[str], manager: Any = None, env: dict[str, str] | None = No
 
 def run_bounded(
     cli_path: Path, args: list[str], env: dict[str, str], timeout: float = 60
-) -> tuple[subprocess.Popen[str], str, str]:
+) -> tuple[subprocess.CompletedProcess[str], str, str]:
     """Run the CLI as a real process; fail the test (and kill that process) if it hangs."""
-    proc = subprocess.Popen(
-        [str(cli_path), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()  # the process this test started, by its handle
-        proc.communicate()
-        pytest.fail(f"the CLI was still running {timeout:.0f} s after it was started")
-    return proc, out, err
+    done = run_command_bounded([str(cli_path), *args], env, timeout)
+    return done, done.stdout, done.stderr
 
 
 def write_list(path: Path, entries: Any) -> Path:

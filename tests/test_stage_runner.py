@@ -232,6 +232,30 @@ class TestFailures:
             for fd, _ in outcomes  # type: ignore[union-attr]
         ]
 
+    def test_unpicklable_result_fails_its_file_alone(
+        self,
+        plugins: ModuleType,
+        file_server: FileServer,
+        make_spec: SpecFactory,
+        runners: list[StageRunner],
+    ) -> None:
+        """An unpicklable result fails its own file at stage process; the batch still crosses."""
+        runner = StageRunner(make_spec("executor_plugins:UnpicklableResultProcessor"))
+        runners.append(runner)
+        entries = serve(file_server, 3)
+        outcomes = run_batch(runner, entries)
+        by_id = {file_data.id: (file_data, result) for file_data, result in outcomes}
+        failed, result = by_id[entries[1].id]
+        assert result is None
+        assert failed.error is not None
+        assert failed.error.stage == "process"
+        assert "result cannot be sent back" in str(failed.error.error)
+        for entry in (entries[0], entries[2]):
+            file_data, result = by_id[entry.id]
+            assert file_data.error is None
+            assert result == {"id": entry.id}
+        pickle.loads(pickle.dumps(outcomes))  # noqa: S301 - bytes this test made
+
 
 class TestClosing:
     """A runner winds down on close, or by itself when no batch comes, and leaves no files."""

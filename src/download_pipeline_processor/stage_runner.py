@@ -14,6 +14,7 @@ to be sent back; file bodies never leave the worker.
 from __future__ import annotations
 
 import logging
+import pickle
 import queue
 import threading
 import time
@@ -27,7 +28,7 @@ from ._inputs import CheckedEntries
 from ._stop_signal import StopSignal
 from ._threads import call_plugin, worker_thread
 from .builtins import LocalExecutor
-from .errors import PipelineInterrupted, PluginError, portable_error
+from .errors import PipelineInterrupted, PluginError, RemoteProcessingError, portable_error
 from .executor import StageSpec
 from .file_data import FileData, StageError
 
@@ -168,8 +169,8 @@ class StageRunner:
         Blocks until every entry is done.  Entries still running when the
         runner is stopped (:meth:`close` with ``stop``) come back failed as
         interrupted.  Errors are made picklable (see
-        :func:`~.errors.portable_error`); results are returned as the
-        processor gave them.
+        :func:`~.errors.portable_error`); a result that cannot be pickled
+        fails its file at stage ``process`` instead of failing the batch.
         """
         entries = list(entries)
         batch = _Batch(len(entries))
@@ -185,12 +186,7 @@ class StageRunner:
                     self._waiting[id(file_data)] = (batch, index, file_data)
             self._feed.put(entries)
         batch.done.wait()
-        outcomes = [outcome for outcome in batch.outcomes if outcome is not None]
-        for file_data, _ in outcomes:
-            failure = file_data.error
-            if failure is not None:
-                file_data.error = StageError(failure.stage, portable_error(failure.error))
-        return outcomes
+        return [_portable(outcome) for outcome in batch.outcomes if outcome is not None]
 
     def _collect(self) -> None:
         """Route each finished entry to the batch waiting for it."""
@@ -245,6 +241,26 @@ class StageRunner:
             self._stop.stop(130)
         self._feed.end()
         self._stages.join(timeout)
+
+
+def _portable(outcome: Outcome) -> Outcome:
+    """``outcome`` ready to cross to another process: its error and its result picklable."""
+    file_data, result = outcome
+    if result is not None:
+        try:
+            pickle.dumps(result)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure fails this file alone
+            file_data.fail(
+                "process",
+                RemoteProcessingError(
+                    f"the processor's result cannot be sent back: {type(exc).__name__}: {exc}"
+                ),
+            )
+            result = None
+    failure = file_data.error
+    if failure is not None:
+        file_data.error = StageError(failure.stage, portable_error(failure.error))
+    return file_data, result
 
 
 _RUNNERS: dict[str, StageRunner] = {}

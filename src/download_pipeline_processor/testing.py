@@ -17,6 +17,7 @@ Everything here listens on 127.0.0.1 only.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ __all__ = [
     "make_plugin_manager",
     "raw_chunked",
     "raw_ok",
+    "run_command_bounded",
     "run_pipeline",
 ]
 
@@ -331,3 +333,30 @@ def run_pipeline(
     )
     exit_code = pipeline.run(files if isinstance(files, str) else list(files))
     return PipelineOutcome(exit_code, collector.outcomes, pipeline.summary)
+
+
+def run_command_bounded(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run a command (the console script, say) as a real process and capture its output.
+
+    Raises :class:`AssertionError` (a test failure) after killing that
+    process, by its handle, if it is still running ``timeout`` seconds after
+    it was started: a hang fails the test instead of the suite.
+    """
+    proc = subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=None if env is None else dict(env),
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError(
+            f"{argv[0]} was still running {timeout:.0f} s after it was started"
+        ) from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

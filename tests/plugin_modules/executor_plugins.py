@@ -122,6 +122,15 @@ class UnpicklableErrorProcessor(BaseProcessor):
         raise UnpicklableError(f"bad bytes in {file_data.id}")
 
 
+class UnpicklableResultProcessor(BaseProcessor):
+    """Returns a lock (which cannot be pickled) for ids ending in 1; a dict for the others."""
+
+    def process(self, file_data: FileData) -> Any:
+        if file_data.id.endswith("1"):
+            return {"lock": threading.Lock()}
+        return {"id": file_data.id}
+
+
 class SlowProcessor(BaseProcessor):
     """Waits until :attr:`release` is set (at most 30 s); :attr:`started` says one began."""
 

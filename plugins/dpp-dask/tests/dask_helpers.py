@@ -26,7 +26,7 @@ from click.testing import CliRunner, Result
 import dpp_dask.plugin
 from download_pipeline_processor import BasePostProcessor, FileData, ProcessingPipeline
 from download_pipeline_processor.cli import main
-from download_pipeline_processor.testing import make_plugin_manager
+from download_pipeline_processor.testing import make_plugin_manager, run_command_bounded
 
 HERE = Path(__file__).resolve().parent
 CLI = Path(sys.executable).with_name("download-pipeline-processor")
@@ -85,20 +85,7 @@ def run_bounded(
     args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a real process; fail the test (and kill that process) if it hangs."""
-    proc = subprocess.Popen(
-        [str(CLI), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(env or cli_env()),
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()  # the process this test started, by its handle
-        proc.communicate()
-        pytest.fail(f"the CLI was still running {timeout:.0f} s after it was started")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_command_bounded([str(CLI), *args], env or cli_env(), timeout)
 
 
 def invoke(args: Sequence[str], input: str | None = None, timeout: float = 90) -> Result:
