@@ -9,6 +9,7 @@ conftest puts it there before a local cluster is spawned) or on
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from typing import Any
@@ -23,20 +24,26 @@ def _ids(text: str) -> frozenset[str]:
 class Sha256(BaseProcessor):
     """sha256 and size of the downloaded file, after ``delay`` seconds (a slow processor).
 
-    Raises :class:`ChosenFailure` for the ids in ``fail_ids`` (comma list) and
-    ends its whole worker process (``os._exit``) for the ids in ``exit_ids``.
+    Raises :class:`ChosenFailure` for the ids in ``fail_ids`` (comma list),
+    ends its whole worker process (``os._exit``) for the ids in ``exit_ids``,
+    and logs an error on Dask's worker logger for the ids in ``noise_ids`` (as
+    Dask's internals do, say when a heartbeat finds the scheduler closed).
     """
 
     options = (
         Option("delay", type=float, default=0.0, help="Seconds each file takes."),
         Option("fail_ids", default="", help="Ids that raise ChosenFailure (comma list)."),
         Option("exit_ids", default="", help="Ids that end the worker process (comma list)."),
+        Option("noise_ids", default="", help="Ids that log on Dask's worker logger."),
     )
 
-    def __init__(self, delay: float = 0.0, fail_ids: str = "", exit_ids: str = "") -> None:
+    def __init__(
+        self, delay: float = 0.0, fail_ids: str = "", exit_ids: str = "", noise_ids: str = ""
+    ) -> None:
         self.delay = delay
         self.fail_ids = _ids(fail_ids)
         self.exit_ids = _ids(exit_ids)
+        self.noise_ids = _ids(noise_ids)
 
     def process(self, file_data: FileData) -> dict[str, Any]:
         if self.delay:
@@ -44,6 +51,8 @@ class Sha256(BaseProcessor):
         if str(file_data.id) in self.exit_ids:
             # What a segfaulting native library does to its process: no cleanup, no reply.
             os._exit(1)
+        if str(file_data.id) in self.noise_ids:
+            logging.getLogger("distributed.worker").error("dask-internal-noise %s", os.getpid())
         if str(file_data.id) in self.fail_ids:
             raise ChosenFailure("this file was chosen to fail")
         assert file_data.local_path is not None

@@ -149,6 +149,28 @@ class TestRuns:
         assert report["bytes_downloaded"] == sum(len(body(i)) for i in range(200))
         assert file_server.request_count() == 200
 
+    @pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+    def test_worker_processes_keep_dask_logs_off_stderr(
+        self, tmp_path: Path, file_server: FileServer, debug: bool
+    ) -> None:
+        """Dask's own log lines in the local cluster's workers stay off stderr unless --debug."""
+        files = serve(file_server, 20)
+        listing = write_list(tmp_path / "files.json", files)
+        out, summary = tmp_path / "out.jsonl", tmp_path / "summary.json"
+        args = report_args(
+            listing,
+            out,
+            summary,
+            "--processor-option",
+            f"noise_ids={files[3]['id']},{files[17]['id']}",
+            *dask_args(None, "batch_size=4"),
+            *(["--debug"] if debug else []),
+        )
+        completed = run_bounded(args)
+        assert completed.returncode == 0, completed.stderr
+        assert_each_once([row["id"] for row in read_jsonl(out)], files)
+        assert ("dask-internal-noise" in completed.stderr) is debug, completed.stderr[-3000:]
+
     def test_download_failures_reported_once(
         self, tmp_path: Path, file_server: FileServer, scheduler: str
     ) -> None:

@@ -69,22 +69,6 @@ CLOSE_TIMEOUT = 60.0
 CLOSE_MARGIN = 10.0
 
 
-def _quiet_dask_logs() -> None:
-    """Keep Dask's own log lines (and their tracebacks) off the run's stderr.
-
-    Dask logs every start, close and lost worker on its own handler, and
-    errors of its internals with tracebacks (a scheduler lost while the client
-    closes); the run's own lines and summary say what a user needs, and
-    ``--debug`` shows Dask's too.  Loggers Dask's configuration gave a level
-    of their own are quieted one by one.
-    """
-    for name in ["distributed", *logging.root.manager.loggerDict]:
-        if name == "distributed" or name.startswith("distributed."):
-            named = logging.getLogger(name)
-            if name == "distributed" or named.level != logging.NOTSET:
-                named.setLevel(logging.CRITICAL + 1)
-
-
 class WorkerLostError(PipelineError):
     """The worker processes running a file kept dying (or its task failed in Dask)."""
 
@@ -203,8 +187,11 @@ class DaskExecutor(BaseExecutor):
         # Partly typed: its constructors are called through Any.
         dask: Any = distributed
 
-        if not logger.isEnabledFor(logging.DEBUG):
-            _quiet_dask_logs()
+        quiet = not logger.isEnabledFor(logging.DEBUG)
+        if quiet:
+            from .quiet import quiet_dask_logs
+
+            quiet_dask_logs()
 
         try:
             if self.scheduler is None:
@@ -222,6 +209,11 @@ class DaskExecutor(BaseExecutor):
                     silence_logs=logging.ERROR,
                 )
                 self.client = dask.Client(self.cluster, set_as_default=False)
+                if quiet:
+                    # The local cluster's workers write to this run's stderr.
+                    from .quiet import QuietLogs
+
+                    self.client.register_plugin(QuietLogs())
             else:
                 self.client = dask.Client(
                     self.scheduler, timeout=self.connect_timeout, set_as_default=False
