@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import pytest
 from click.testing import CliRunner, Result
 
+from cli_helpers import checksum_report_args, write_list
 from download_helpers import DOWNLOADER_NAMES, SHIPPED_DOWNLOADERS, shipped_plugin_manager
 from download_pipeline_processor import (
     BasePostProcessor,
@@ -58,27 +59,6 @@ def run_bounded(
     """Run the CLI as a real process; fail the test (and kill that process) if it hangs."""
     done = run_command_bounded([str(cli_path), *args], env, timeout)
     return done, done.stdout, done.stderr
-
-
-def write_list(path: Path, entries: Any) -> Path:
-    path.write_text(json.dumps(entries), encoding="utf-8")
-    return path
-
-
-def checksum_report_args(listing: Path, report: Path, cache: Path) -> list[str]:
-    """Arguments for a checksum run that writes a jsonl report and uses its own cache."""
-    return [
-        "--files",
-        str(listing),
-        "--processor",
-        "checksum",
-        "--post-processor",
-        "jsonl",
-        "--post-processor-option",
-        f"path={report}",
-        "--download-cache",
-        str(cache),
-    ]
 
 
 def error_lines(result: Result) -> list[str]:

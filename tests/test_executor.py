@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from cli_helpers import checksum_report_args, write_list
 from download_pipeline_processor import __version__
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.errors import PipelineInterrupted
@@ -63,28 +64,9 @@ def error_lines(result: Result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.strip()]
 
 
-def write_list(path: Path, entries: list[dict[str, Any]]) -> Path:
-    path.write_text(json.dumps(entries), encoding="utf-8")
-    return path
-
-
 def report_args(listing: Path, report: Path, cache: Path, *extra: str) -> list[str]:
-    """A checksum run over ``listing`` writing a jsonl report, with its own cache root."""
-    return [
-        "--files",
-        str(listing),
-        "--processor",
-        "checksum",
-        "--post-processor",
-        "jsonl",
-        "--post-processor-option",
-        f"path={report}",
-        "--download-cache",
-        str(cache),
-        "--retry-backoff",
-        "0",
-        *extra,
-    ]
+    """A checksum run over ``listing`` writing a jsonl report, its own cache, no retry waits."""
+    return checksum_report_args(listing, report, cache, "--retry-backoff", "0", *extra)
 
 
 def read_report(report: Path) -> list[dict[str, Any]]:
@@ -103,6 +85,12 @@ def serve_files(server: FileServer, count: int, prefix: str = "f") -> dict[str, 
 
 def entries_for(server: FileServer, ids: list[str]) -> list[dict[str, Any]]:
     return [{"id": entry_id, "url": server.url(f"/{entry_id}.bin")} for entry_id in ids]
+
+
+def served_listing(server: FileServer, folder: Path, count: int) -> tuple[dict[str, str], Path]:
+    """``count`` files served (:func:`serve_files`) and an input list of them in ``folder``."""
+    digests = serve_files(server, count)
+    return digests, write_list(folder / "l.json", entries_for(server, list(digests)))
 
 
 class TestListing:
@@ -189,8 +177,7 @@ class TestSelection:
         self, plugins: ModuleType, tmp_path: Path, file_server: FileServer
     ) -> None:
         """module:ClassName selects an executor class directly; a non-executor class is exit 2."""
-        digests = serve_files(file_server, 5)
-        listing = write_list(tmp_path / "l.json", entries_for(file_server, list(digests)))
+        digests, listing = served_listing(file_server, tmp_path, 5)
         report = tmp_path / "out.jsonl"
         result = invoke(
             report_args(
@@ -283,8 +270,7 @@ class TestInlineRuns:
         self, plugins: ModuleType, tmp_path: Path, file_server: FileServer
     ) -> None:
         """A run where every file succeeds is exit 0, every file requested once."""
-        digests = serve_files(file_server, 20)
-        listing = write_list(tmp_path / "l.json", entries_for(file_server, list(digests)))
+        digests, listing = served_listing(file_server, tmp_path, 20)
         report = tmp_path / "out.jsonl"
         result = invoke(report_args(listing, report, tmp_path / "cache", "--executor", "inline"))
         assert result.exit_code == 0, result.stderr
@@ -363,8 +349,7 @@ class TestMisbehavingExecutors:
         self, plugins: ModuleType, tmp_path: Path, file_server: FileServer
     ) -> None:
         """An executor whose open() raises a UsageError: exit 2, one line, no request, no report."""
-        digests = serve_files(file_server, 3)
-        listing = write_list(tmp_path / "l.json", entries_for(file_server, list(digests)))
+        _, listing = served_listing(file_server, tmp_path, 3)
         report = tmp_path / "out.jsonl"
         result = invoke(
             report_args(
@@ -386,8 +371,7 @@ class TestMisbehavingExecutors:
         self, plugins: ModuleType, tmp_path: Path, file_server: FileServer
     ) -> None:
         """ExecutorError mid-run: exit 1, entries out reported interrupted, the rest not started."""
-        digests = serve_files(file_server, 10)
-        listing = write_list(tmp_path / "l.json", entries_for(file_server, list(digests)))
+        digests, listing = served_listing(file_server, tmp_path, 10)
         report, summary = tmp_path / "out.jsonl", tmp_path / "s.json"
         args = report_args(listing, report, tmp_path / "cache", "--summary-json", str(summary))
         result = invoke([*args, "--executor", "executor_plugins:GivingUpExecutor"])
@@ -410,8 +394,7 @@ class TestMisbehavingExecutors:
         self, plugins: ModuleType, tmp_path: Path, file_server: FileServer
     ) -> None:
         """An executor handing each entry back twice: the post-processor sees each once."""
-        digests = serve_files(file_server, 8)
-        listing = write_list(tmp_path / "l.json", entries_for(file_server, list(digests)))
+        digests, listing = served_listing(file_server, tmp_path, 8)
         report, summary = tmp_path / "out.jsonl", tmp_path / "s.json"
         args = report_args(listing, report, tmp_path / "cache", "--summary-json", str(summary))
         result = invoke([*args, "--executor", "executor_plugins:TwiceExecutor"])

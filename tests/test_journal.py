@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from cli_helpers import write_list
 from download_pipeline_processor import (
     BasePostProcessor,
     DownloadRecord,
@@ -46,11 +47,6 @@ def invoke(args: list[str]) -> Result:
     """The CLI in process, with the built-in plugins only."""
     obj = {"plugin_manager": make_plugin_manager()}
     return CliRunner().invoke(main, args, obj=obj, catch_exceptions=False)
-
-
-def write_list(path: Path, entries: Any) -> Path:
-    path.write_text(json.dumps(entries), encoding="utf-8")
-    return path
 
 
 def journal_rows(path: Path) -> dict[str, dict[str, Any]]:

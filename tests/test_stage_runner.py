@@ -32,6 +32,7 @@ from download_pipeline_processor.testing import FileServer, leftover_files, make
 PLUGIN_MODULES = Path(__file__).resolve().parent / "plugin_modules"
 
 SpecFactory = Callable[..., StageSpec]
+RunnerFactory = Callable[..., StageRunner]
 
 
 @pytest.fixture
@@ -65,10 +66,16 @@ def make_spec(cache_root: Path) -> SpecFactory:
 
 
 @pytest.fixture
-def runners() -> Iterator[list[StageRunner]]:
-    """Runners a test made; each is stopped after the test."""
+def start_runner(make_spec: SpecFactory) -> Iterator[RunnerFactory]:
+    """Starts a runner from ``make_spec``'s arguments; each is stopped after the test."""
     made: list[StageRunner] = []
-    yield made
+
+    def factory(*args: Any, **settings: Any) -> StageRunner:
+        runner = StageRunner(make_spec(*args, **settings))
+        made.append(runner)
+        return runner
+
+    yield factory
     for runner in made:
         runner.close(stop=True, timeout=30)
 
@@ -102,7 +109,7 @@ def run_batch(runner: StageRunner, entries: list[FileData], timeout: float = 60)
     thread.start()
     thread.join(timeout)
     if not got:
-        # The daemon thread is left behind; the runners fixture stops the runner.
+        # The daemon thread is left behind; the start_runner fixture stops the runner.
         pytest.fail(f"run_batch still running {timeout:.0f} s after it was called")
     return got[0]
 
@@ -126,7 +133,7 @@ class TestBatches:
     """run_batch gives every entry back once, in order, with its result."""
 
     def test_every_entry_once_in_order(
-        self, file_server: FileServer, make_spec: SpecFactory, runners: list[StageRunner]
+        self, file_server: FileServer, start_runner: RunnerFactory
     ) -> None:
         """Entries finishing out of order come back in the batch's order, each with its sha256."""
         # The first files are served slowest, so they finish last.
@@ -134,8 +141,7 @@ class TestBatches:
             FileData(file_server.add(f"/f{i}.bin", f"f{i} ".encode() * (i + 1), delay=delay))
             for i, delay in enumerate([0.3, 0.2, 0.1] + [0.0] * 9)
         ]
-        runner = StageRunner(make_spec(download_workers=4, processing_limit=3))
-        runners.append(runner)
+        runner = start_runner(download_workers=4, processing_limit=3)
         outcomes = run_batch(runner, entries)
         assert [file_data.id for file_data, _ in outcomes] == [e.id for e in entries]
         assert all(file_data.error is None for file_data, _ in outcomes)
@@ -146,12 +152,10 @@ class TestBatches:
         self,
         plugins: ModuleType,
         file_server: FileServer,
-        make_spec: SpecFactory,
-        runners: list[StageRunner],
+        start_runner: RunnerFactory,
     ) -> None:
         """Three batches through one runner build its processor once, not once per batch."""
-        runner = StageRunner(make_spec("executor_plugins:CountingProcessor", processing_limit=1))
-        runners.append(runner)
+        runner = start_runner("executor_plugins:CountingProcessor", processing_limit=1)
         for prefix in ("a", "b", "c"):
             entries = serve(file_server, 4, prefix)
             outcomes = run_batch(runner, entries)
@@ -161,11 +165,10 @@ class TestBatches:
         assert plugins.CountingProcessor.built == 1
 
     def test_two_batches_at_once(
-        self, file_server: FileServer, make_spec: SpecFactory, runners: list[StageRunner]
+        self, file_server: FileServer, start_runner: RunnerFactory
     ) -> None:
         """Two threads running a batch each at the same time both get all their own entries."""
-        runner = StageRunner(make_spec(download_workers=3, processing_limit=2))
-        runners.append(runner)
+        runner = start_runner(download_workers=3, processing_limit=2)
         batches = {prefix: serve(file_server, 15, prefix) for prefix in ("a", "b")}
         got: dict[str, list[tuple[FileData, Any]]] = {}
         threads = [
@@ -192,12 +195,10 @@ class TestFailures:
         self,
         plugins: ModuleType,
         file_server: FileServer,
-        make_spec: SpecFactory,
-        runners: list[StageRunner],
+        start_runner: RunnerFactory,
     ) -> None:
         """Every entry fails at stage process naming the set-up error; nothing is requested."""
-        runner = StageRunner(make_spec("executor_plugins:BrokenSetUpProcessor"))
-        runners.append(runner)
+        runner = start_runner("executor_plugins:BrokenSetUpProcessor")
         outcomes = run_batch(runner, serve(file_server, 3))
         assert len(outcomes) == 3
         for file_data, result in outcomes:
@@ -213,12 +214,10 @@ class TestFailures:
         self,
         plugins: ModuleType,
         file_server: FileServer,
-        make_spec: SpecFactory,
-        runners: list[StageRunner],
+        start_runner: RunnerFactory,
     ) -> None:
         """A processor's exception that cannot be pickled comes back as RemoteProcessingError."""
-        runner = StageRunner(make_spec("executor_plugins:UnpicklableErrorProcessor"))
-        runners.append(runner)
+        runner = start_runner("executor_plugins:UnpicklableErrorProcessor")
         entries = serve(file_server, 2)
         outcomes = run_batch(runner, entries)
         for (file_data, _), entry in zip(outcomes, entries):
@@ -236,12 +235,10 @@ class TestFailures:
         self,
         plugins: ModuleType,
         file_server: FileServer,
-        make_spec: SpecFactory,
-        runners: list[StageRunner],
+        start_runner: RunnerFactory,
     ) -> None:
         """An unpicklable result fails its own file at stage process; the batch still crosses."""
-        runner = StageRunner(make_spec("executor_plugins:UnpicklableResultProcessor"))
-        runners.append(runner)
+        runner = start_runner("executor_plugins:UnpicklableResultProcessor")
         entries = serve(file_server, 3)
         outcomes = run_batch(runner, entries)
         by_id = {file_data.id: (file_data, result) for file_data, result in outcomes}
@@ -264,13 +261,10 @@ class TestClosing:
         self,
         plugins: ModuleType,
         file_server: FileServer,
-        make_spec: SpecFactory,
-        runners: list[StageRunner],
+        start_runner: RunnerFactory,
     ) -> None:
         """close(stop=True) while a processor works: the batch returns, its entries interrupted."""
-        spec = make_spec("executor_plugins:SlowProcessor", processing_limit=1, stop_grace=0.2)
-        runner = StageRunner(spec)
-        runners.append(runner)
+        runner = start_runner("executor_plugins:SlowProcessor", processing_limit=1, stop_grace=0.2)
         got: list[list[tuple[FileData, Any]]] = []
         batch = threading.Thread(
             target=lambda: got.append(runner.run_batch(serve(file_server, 3))), daemon=True
@@ -330,13 +324,11 @@ class TestClosing:
     def test_private_cache_folder_gone_after_close(
         self,
         file_server: FileServer,
-        make_spec: SpecFactory,
         cache_root: Path,
-        runners: list[StageRunner],
+        start_runner: RunnerFactory,
     ) -> None:
         """The runner downloads into a private folder of the cache root, removed at close."""
-        runner = StageRunner(make_spec())
-        runners.append(runner)
+        runner = start_runner()
         run_batch(runner, serve(file_server, 3))
         assert len(run_folders(cache_root)) == 1
         runner.close(timeout=20)
