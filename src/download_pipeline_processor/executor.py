@@ -22,6 +22,7 @@ KEY=VALUE``.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,6 +44,14 @@ class ProcessorSource(Protocol):
 
     @property
     def cls(self) -> type[BaseProcessor]: ...
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """The keyword arguments each instance is built with, checked and converted."""
+
+    @property
+    def label(self) -> str:
+        """How errors name the processor: ``processor 'checksum'``."""
 
     def build(self) -> BaseProcessor:
         """A new processor instance with the run's options."""

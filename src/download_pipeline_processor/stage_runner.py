@@ -18,7 +18,7 @@ import pickle
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ._cache import DownloadCache
@@ -70,7 +70,7 @@ class _Feed(Iterator[FileData]):
     nothing to do (no entry queued, none in flight) it ends the input itself.
     """
 
-    def __init__(self, idle_timeout: float | None, busy: Any) -> None:
+    def __init__(self, idle_timeout: float | None, busy: Callable[[], bool]) -> None:
         self._queue: queue.SimpleQueue[FileData | None] = queue.SimpleQueue()
         self._idle_timeout = idle_timeout
         self._busy = busy

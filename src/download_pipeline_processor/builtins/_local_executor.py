@@ -106,12 +106,11 @@ class LocalExecutor(BaseExecutor):
         if settings.processing_mode == "process":
             from .._process_pool import start_process_processors
 
-            label = getattr(choice, "label", f"processor {choice.cls.__name__}")
             self.processors = list(
                 start_process_processors(
                     choice.cls,
-                    getattr(choice, "options", {}),
-                    label,
+                    choice.options,
+                    choice.label,
                     settings.processing_limit,
                     settings.processing_timeout,
                 )
