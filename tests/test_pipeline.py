@@ -1025,6 +1025,21 @@ def stuck() -> Iterator[type[StuckProcessor]]:
     StuckProcessor.release.set()  # the abandoned daemon thread ends instead of lingering
 
 
+def _timed_out_pipeline(
+    stuck: type[StuckProcessor], collector: CollectingPostProcessor, cache_root: Path
+) -> ProcessingPipeline:
+    """One download and one processing thread, a 0.3 s processing timeout."""
+    return ProcessingPipeline(
+        stuck,
+        collector,
+        plugin_manager=make_plugin_manager(),
+        download_cache=cache_root,
+        download_workers=1,
+        processing_limit=1,
+        processing_timeout=0.3,
+    )
+
+
 def _stuck_files(server: FileServer) -> list[dict[str, Any]]:
     first = [{"id": "stuck", "url": server.add("/stuck.bin", _body(0, 100))}]
     return first + [
@@ -1045,15 +1060,7 @@ class TestProcessingTimeout:
         """A file processed forever fails at stage process; the run ends and the others succeed."""
         files = _stuck_files(file_server)
         collector = CollectingPostProcessor()
-        pipeline = ProcessingPipeline(
-            stuck,
-            collector,
-            plugin_manager=make_plugin_manager(),
-            download_cache=cache_root,
-            download_workers=1,
-            processing_limit=1,
-            processing_timeout=0.3,
-        )
+        pipeline = _timed_out_pipeline(stuck, collector, cache_root)
         with caplog.at_level("WARNING"):
             assert _run_bounded(pipeline, files) == 1
         _assert_clean_end(collector, files, cache_root)
@@ -1079,15 +1086,7 @@ class TestProcessingTimeout:
         stuck.release_from_replacement = True
         files = _stuck_files(file_server)
         collector = CollectingPostProcessor()
-        pipeline = ProcessingPipeline(
-            stuck,
-            collector,
-            plugin_manager=make_plugin_manager(),
-            download_cache=cache_root,
-            download_workers=1,
-            processing_limit=1,
-            processing_timeout=0.3,
-        )
+        pipeline = _timed_out_pipeline(stuck, collector, cache_root)
         assert _run_bounded(pipeline, files) == 1
         assert stuck.returned.is_set()
         _assert_clean_end(collector, files, cache_root)
