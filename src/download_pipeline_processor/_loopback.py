@@ -281,7 +281,8 @@ class LoopbackServer:
 
     def _answer_requests(self, conn: socket.socket, number: int) -> None:
         if self.greetings:
-            ending = self._play(conn, self.greetings[min(number, len(self.greetings)) - 1])
+            greeting = self.greetings[min(number, len(self.greetings)) - 1]
+            ending = self._play(conn, greeting, lambda: None)
             if ending is not None:
                 self._hang_up(conn, ending)
                 return
@@ -325,19 +326,28 @@ class LoopbackServer:
             for key in keys:
                 self.in_flight[key] += 1
                 self.most_in_flight[key] = max(self.most_in_flight[key], self.in_flight[key])
+        counted_in = True
+
+        def count_out() -> None:
+            # Before the answer's last bytes (and before any hang-up): a client
+            # may start its next request as soon as it has read this answer,
+            # before this thread runs again.
+            nonlocal counted_in
+            with self.lock:
+                if counted_in:
+                    counted_in = False
+                    for key in keys:
+                        self.in_flight[key] -= 1
+
         try:
             if self.on_request is not None:
                 self.on_request(request)
             if isinstance(handler, Route):
-                ending = self._serve_file(conn, request, handler, seen)
+                ending = self._serve_file(conn, request, handler, seen, count_out)
             else:
-                ending = self._play(conn, handler[min(seen, len(handler) - 1)])
+                ending = self._play(conn, handler[min(seen, len(handler) - 1)], count_out)
         finally:
-            # Counted out before the hang-up: a client may send its next request
-            # as soon as it has read this answer.
-            with self.lock:
-                for key in keys:
-                    self.in_flight[key] -= 1
+            count_out()
         if ending is not None:
             self._hang_up(conn, ending)
         return ending is None
@@ -359,9 +369,22 @@ class LoopbackServer:
                 return key, handler
         return "", _NOT_FOUND
 
-    def _play(self, conn: socket.socket, answer: Answer) -> _Action | None:
-        """Play ``answer``'s steps up to the first hang-up, which is returned."""
-        for step in answer.steps:
+    def _play(
+        self, conn: socket.socket, answer: Answer, before_last_write: Callable[[], None]
+    ) -> _Action | None:
+        """Play ``answer``'s steps up to the first hang-up, which is returned.
+
+        ``before_last_write`` is called just before the answer's last bytes go
+        out: a client may act on them (start its next request) before this
+        thread runs again.
+        """
+        last_write = max(
+            (i for i, step in enumerate(answer.steps) if isinstance(step, (bytes, Iterator))),
+            default=-1,
+        )
+        for index, step in enumerate(answer.steps):
+            if index == last_write:
+                before_last_write()
             if isinstance(step, bytes):
                 conn.sendall(step)
             elif isinstance(step, (Pause, Wait)):
@@ -383,7 +406,12 @@ class LoopbackServer:
         return None
 
     def _serve_file(
-        self, conn: socket.socket, request: Request, route: Route, seen: int
+        self,
+        conn: socket.socket,
+        request: Request,
+        route: Route,
+        seen: int,
+        before_last_write: Callable[[], None],
     ) -> _Action | None:
         if route.delay:
             self.stopping.wait(route.delay)
@@ -420,7 +448,7 @@ class LoopbackServer:
                 steps.append(b"".join(writes))
         if hang_up or not _wants_keep_alive(request):
             steps.append(CLOSE)
-        return self._play(conn, Answer(*steps))
+        return self._play(conn, Answer(*steps), before_last_write)
 
 
 def _framed(
