@@ -375,13 +375,10 @@ class LoopbackServer:
         """Play ``answer``'s steps up to the first hang-up, which is returned.
 
         ``before_last_write`` is called just before the answer's last bytes go
-        out: a client may act on them (start its next request) before this
-        thread runs again.
+        out, unless a pause or a wait follows them: a client may act on them
+        (start its next request) before this thread runs again.
         """
-        last_write = max(
-            (i for i, step in enumerate(answer.steps) if isinstance(step, (bytes, Iterator))),
-            default=-1,
-        )
+        last_write = _final_write(answer.steps)
         for index, step in enumerate(answer.steps):
             if index == last_write:
                 before_last_write()
@@ -449,6 +446,19 @@ class LoopbackServer:
         if hang_up or not _wants_keep_alive(request):
             steps.append(CLOSE)
         return self._play(conn, Answer(*steps), before_last_write)
+
+
+def _final_write(steps: Sequence[Step]) -> int:
+    """The index of an answer's last write, or -1 if a pause or a wait comes after it.
+
+    A held answer is in flight until it is let go: it is counted out at its end.
+    """
+    last = max(
+        (i for i, step in enumerate(steps) if isinstance(step, (bytes, Iterator))), default=-1
+    )
+    if any(isinstance(step, (Pause, Wait)) for step in steps[last + 1 :]):
+        return -1
+    return last
 
 
 def _framed(
