@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -145,6 +146,170 @@ class TestCacheSizeBound:
         assert all(
             sum(contents.values()) <= 250 * KIB for name, contents in seen.items() if name != "big"
         )
+
+
+SLOW_CHECKSUM_MODULE = '''
+import os
+import time
+from download_pipeline_processor.builtins import ChecksumProcessor
+
+class SlowChecksum(ChecksumProcessor):
+    """Hashes the file after a pause, so downloaded files wait in the cache for processing."""
+
+    def process(self, file_data):
+        time.sleep(float(os.environ["SLOW_CHECKSUM_DELAY"]))
+        return super().process(file_data)
+'''
+
+MIB = 1024 * KIB
+
+
+class CacheSampler:
+    """Samples the real bytes in a cache folder every few ms, from a thread of the test.
+
+    A walk of the folder is not atomic, so each sample counts only the files
+    still there, as large or larger, when the walk ends: files only grow while
+    they exist, so the sum is bytes the cache really held at once at the
+    walk's end (one file under two names, its final one and ``.part``, once).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.stop = threading.Event()
+        #: Each sample: inode -> bytes.
+        self.samples: list[dict[int, int]] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CacheSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.002):
+            seen: dict[str, os.stat_result] = {}
+            for folder, _, names in os.walk(self.root):
+                for name in names:
+                    path = os.path.join(folder, name)  # noqa: PTH118 - os.walk gives strings
+                    with contextlib.suppress(FileNotFoundError):
+                        seen[path] = os.stat(path)  # noqa: PTH116
+            sample: dict[int, int] = {}
+            for path, before in seen.items():
+                with contextlib.suppress(FileNotFoundError):
+                    after = os.stat(path)  # noqa: PTH116
+                    if after.st_ino == before.st_ino and after.st_size >= before.st_size:
+                        sample[before.st_ino] = before.st_size
+            self.samples.append(sample)
+
+    def over(self, limit: int) -> list[dict[int, int]]:
+        """The samples holding more than ``limit`` bytes in more than one file."""
+        return [s for s in self.samples if sum(s.values()) > limit and len(s) > 1]
+
+
+def run_bounded_cli(
+    tmp_path: Path,
+    cli_path: Path,
+    downloader: str,
+    entries: list[dict[str, Any]],
+    delay: float,
+) -> tuple[subprocess.CompletedProcess[str], CacheSampler, dict[str, dict[str, Any]]]:
+    """Run the CLI with ``--cache-size 1M`` over ``entries``, sampling its cache folder.
+
+    The processor hashes each file after ``delay`` seconds; returns the run,
+    the sampler and the report's records by id.
+    """
+    (tmp_path / "slow_checksum_module.py").write_text(SLOW_CHECKSUM_MODULE)
+    listing = tmp_path / "files.json"
+    listing.write_text(json.dumps(entries))
+    cache, report = tmp_path / "cache", tmp_path / "report.jsonl"
+    cache.mkdir(mode=0o700)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path),
+        "SLOW_CHECKSUM_DELAY": str(delay),
+    }
+    command = [
+        str(cli_path),
+        "--files",
+        str(listing),
+        "--processor",
+        "slow_checksum_module:SlowChecksum",
+        "--post-processor",
+        "jsonl",
+        "--post-processor-option",
+        f"path={report}",
+        "--downloader",
+        downloader,
+        "--download-cache",
+        str(cache),
+        "--cache-size",
+        "1M",
+        "--download-workers",
+        "4",
+        "--processing-limit",
+        "2",
+    ]
+    with CacheSampler(cache) as sampler:
+        run = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=120, check=False
+        )
+    records = {}
+    if report.exists():
+        for line in report.read_text().splitlines():
+            record = json.loads(line)
+            records[record["id"]] = record
+    return run, sampler, records
+
+
+def issue_entries(
+    file_server: FileServer, framing: str
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Eight 400 KiB files and one 3 MiB file, without ``size``; and each id's SHA-256."""
+    bodies = {f"small{i}": bytes([i + 1]) * (400 * KIB) for i in range(8)}
+    bodies["big"] = os.urandom(3 * MIB)
+    order = ["small0", "small1", "small2", "big", *[f"small{i}" for i in range(3, 8)]]
+    entries = [
+        {"id": name, "url": file_server.add(f"/{name}", bodies[name], framing=framing)}  # type: ignore[arg-type]
+        for name in order
+    ]
+    digests = {name: hashlib.sha256(body).hexdigest() for name, body in bodies.items()}
+    return entries, digests
+
+
+class TestCacheBoundInRealBytes:
+    """--cache-size holds in real bytes on disk for files of unannounced size, per downloader."""
+
+    @pytest.mark.parametrize(
+        "case",
+        [("chunked", 0.02), ("length", 0.02), ("chunked", 0.3)],
+        ids=["chunked", "content-length", "slow-processor"],
+    )
+    def test_cache_never_holds_more_than_the_bound_on_disk(
+        self,
+        tmp_path: Path,
+        file_server: FileServer,
+        cli_path: Path,
+        downloader: str,
+        case: tuple[str, float],
+    ) -> None:
+        """8 x 400 KiB and 3 MiB, no size: at most 1 MiB on disk unless the big file is alone.
+
+        ``case``: the bodies' framing (chunked, or with a Content-Length) and
+        the processor's delay (a slow one leaves downloaded files waiting).
+        """
+        framing, delay = case
+        entries, digests = issue_entries(file_server, framing)
+        run, sampler, records = run_bounded_cli(tmp_path, cli_path, downloader, entries, delay)
+        assert run.returncode == 0, run.stderr
+        assert "Traceback" not in run.stderr
+        assert {name: record["result"]["sha256"] for name, record in records.items()} == digests
+        assert len(sampler.samples) > 20
+        assert max(sum(s.values()) for s in sampler.samples) > 0  # the watcher saw the files
+        assert sampler.over(MIB) == []
+        assert leftover_files(tmp_path / "cache") == []
 
 
 HOLDER_MODULE = '''

@@ -242,4 +242,3 @@ def progress_view(
     finally:
         view.close()
         manager.unregister(name=name)
-
