@@ -21,8 +21,9 @@ import pytest
 
 from download_helpers import SHIPPED_DOWNLOADERS, SHIPPED_PLUGINS, use_downloader
 from download_pipeline_processor import BaseProcessor, FileData
-from download_pipeline_processor._cache_budget import CacheBudget
+from download_pipeline_processor._cache_budget import CacheBudget, GaveWay, RoomWanted
 from download_pipeline_processor.errors import PipelineInterrupted
+from download_pipeline_processor.sink import BodyWriter
 from download_pipeline_processor.testing import FileServer, leftover_files, run_pipeline
 
 KIB = 1024
@@ -528,3 +529,176 @@ class TestCacheBudget:
         assert not waiter.is_alive()
         assert len(errors) == 1
         assert budget.held == 10
+
+
+def in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
+    """Start ``call`` on a daemon thread; its outcome (result or exception) lands in the list."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+class TestCacheBudgetGrowth:
+    """need(): the room corrected in real bytes, and the waits that cannot deadlock."""
+
+    def test_announced_length_corrects_the_room_down_and_up(self) -> None:
+        """An exact need shrinks the guess to the announced length, and grows into free room."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        budget.reserve("a", None, stop)  # the first guess: the whole bound
+        assert budget.held == 100
+        assert budget.need("a", 30, 0, stop, exact=True) == 30
+        assert budget.held == 30
+        assert budget.try_reserve("b", 60)
+        assert budget.need("a", 40, 10, stop, exact=True) == 40
+        assert budget.held == 100
+
+    def test_a_grower_waits_for_room_and_blocks_new_downloads(self) -> None:
+        """A file that outgrows its room waits until others leave; nothing new starts meanwhile."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        budget.reserve("big", 40, stop)
+        budget.reserve("small", 40, stop)
+        thread, outcome = in_thread(lambda: budget.need("big", 300, 40, stop))
+        time.sleep(0.2)
+        assert outcome == []
+        assert not budget.try_reserve("new", 10)  # the waiting file comes first
+        assert not budget.has_room()
+        budget.complete("small", "small-done", 40)
+        time.sleep(0.2)
+        assert outcome == []  # a downloaded file counts until it leaves the cache
+        budget.release("small-done")
+        thread.join(5)
+        assert outcome == [300]  # alone: it may pass the bound
+        assert budget.held == 300
+
+    def test_a_second_grower_with_bytes_gives_way(self) -> None:
+        """While one file waits for room, another that outgrows its own gives its bytes back."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        budget.reserve("a", 50, stop)
+        budget.reserve("b", 50, stop)
+        thread, outcome = in_thread(lambda: budget.need("a", 200, 50, stop))
+        time.sleep(0.2)
+        with pytest.raises(GaveWay):
+            budget.need("b", 60, 50, stop)
+        assert budget.need("b", 0, 0, stop, exact=True) == 0  # its writer emptied the file
+        thread.join(5)
+        assert outcome == [200]
+
+    def test_a_file_without_bytes_waits_holding_nothing(self) -> None:
+        """A file with nothing written that must wait gives its room back while it waits."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        budget.reserve("a", 60, stop)
+        budget.reserve("b", 40, stop)
+        thread, outcome = in_thread(lambda: budget.need("b", 80, 0, stop, exact=True))
+        time.sleep(0.2)
+        assert outcome == []
+        assert budget.held == 60  # b's room was given back
+        budget.release("a")
+        thread.join(5)
+        assert outcome == [80]
+
+    def test_a_loop_is_told_instead_of_waiting(self) -> None:
+        """need(wait=False) raises RoomWanted at once where it would wait."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        budget.reserve("a", 60, stop)
+        budget.reserve("b", 40, stop)
+        with pytest.raises(RoomWanted):
+            budget.need("b", 80, 10, stop, wait=False)
+        assert budget.held == 100
+
+    def test_stop_wakes_a_waiting_grower(self) -> None:
+        """A grower waiting for room raises PipelineInterrupted soon after the stop."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        budget.reserve("a", 60, stop)
+        budget.reserve("b", 40, stop)
+        thread, outcome = in_thread(lambda: budget.need("b", 80, 10, stop))
+        time.sleep(0.1)
+        stop.set()
+        thread.join(2)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], PipelineInterrupted)
+
+
+class TestBodyWriterRoom:
+    """The body writer keeps its file within the room the cache gave it."""
+
+    def test_giving_way_empties_the_file(self, tmp_path: Path) -> None:
+        """A writer told to give way truncates its file to nothing and gives its room back."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        part = tmp_path / "a.part"
+        budget.reserve(str(part), 50, stop)
+        budget.reserve("other", 50, stop)
+
+        def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
+            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact)
+
+        writer = BodyWriter(part, room=room)
+        writer.new_attempt()
+        writer.begin(200, {}.get, None)
+        writer.write(b"x" * 50)
+        thread, _ = in_thread(lambda: budget.need("other", 500, 50, stop))
+        time.sleep(0.2)
+        with pytest.raises(GaveWay):
+            writer.write(b"x")
+        assert part.stat().st_size == 0
+        assert writer.size == 0
+        thread.join(5)
+        assert budget.held == 500
+
+    def test_no_write_past_the_room_before_it_is_given(self, tmp_path: Path) -> None:
+        """A write past the room waits; the file never holds more than the room granted."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        part = tmp_path / "a.part"
+        budget.reserve(str(part), 10, stop)
+        budget.reserve("other", 90, stop)
+
+        def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
+            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact)
+
+        writer = BodyWriter(part, room=room)
+        writer.new_attempt()
+        writer.begin(200, {}.get, None)
+        writer.write(b"x" * 10)
+        thread, outcome = in_thread(lambda: writer.write(b"y" * 50))
+        time.sleep(0.2)
+        assert part.stat().st_size == 10
+        budget.release("other")
+        thread.join(5)
+        assert outcome == [None]
+        assert part.stat().st_size == 60
+
+    def test_a_resumed_file_counts_the_bytes_it_kept(self, tmp_path: Path) -> None:
+        """A 206 that continues a file sets its room to the whole file, kept bytes included."""
+        budget = CacheBudget(1000)
+        stop = threading.Event()
+        part = tmp_path / "a.part"
+        budget.reserve(str(part), None, stop)  # the first guess: the whole bound
+
+        def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
+            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact)
+
+        writer = BodyWriter(part, room=room)
+        writer.new_attempt()
+        writer.begin(200, {"etag": '"v1"'}.get, None)
+        writer.write(b"x" * 30)
+        writer.new_attempt()  # the transfer broke: the next attempt asks for the rest
+        assert writer.range_headers()["Range"] == "bytes=30-"
+        writer.begin(206, {"content-range": "bytes 30-99/100"}.get, 70)
+        assert budget.held == 100
+        writer.write(b"y" * 70)
+        assert part.stat().st_size == 100
