@@ -595,7 +595,7 @@ class TestCacheBudgetGrowth:
         assert outcome == [200]
 
     def test_a_file_without_bytes_waits_holding_nothing(self) -> None:
-        """A file with nothing written that must wait gives its room back while it waits."""
+        """A file with nothing written that must wait gives its room back, ahead of new ones."""
         budget = CacheBudget(100)
         stop = threading.Event()
         budget.reserve("a", 60, stop)
@@ -604,6 +604,7 @@ class TestCacheBudgetGrowth:
         time.sleep(0.2)
         assert outcome == []
         assert budget.held == 60  # b's room was given back
+        assert not budget.try_reserve("new", 10)  # it goes before any new download
         budget.release("a")
         thread.join(5)
         assert outcome == [80]

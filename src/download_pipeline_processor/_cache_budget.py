@@ -97,6 +97,7 @@ class CacheBudget:
         self._recent: collections.deque[int] = collections.deque(maxlen=RECENT_SIZES)
         self._queue: collections.deque[int] = collections.deque()  # waiting downloads, in order
         self._grower: str | None = None  # the one file waiting for room with bytes in the cache
+        self._waiting = 0  # files waiting for room with no bytes in the cache yet
         self._tickets = itertools.count()
         self._changed = threading.Condition()
 
@@ -190,11 +191,18 @@ class CacheBudget:
             if not wait:
                 raise RoomWanted("no room in the cache yet: the file waits on a worker thread")
             if on_disk == 0:
-                # Nothing in the cache yet: wait holding nothing, behind any file that waits.
+                # Nothing in the cache yet: wait holding nothing, behind a file that waits
+                # with bytes, and before any new download.
                 self._set(key, 0)
-                self._wait(
-                    lambda: self._grower is None and self._fits_growth(key, 0, size), should_stop
-                )
+                self._waiting += 1
+                try:
+                    self._wait(
+                        lambda: self._grower is None and self._fits_growth(key, 0, size),
+                        should_stop,
+                    )
+                finally:
+                    self._waiting -= 1
+                    self._changed.notify_all()
             elif self._grower is not None and self._grower != key:
                 raise GaveWay("gave its room in the cache to a larger file; starting over")
             else:
@@ -271,8 +279,8 @@ class CacheBudget:
         return self.limit is None or self._total == 0 or self._total + room <= self.limit
 
     def _fits_new(self, room: int) -> bool:
-        # No new download while a file waits for room with bytes in the cache.
-        return self._grower is None and self._fits(room)
+        # No new download while a file already under way waits for room.
+        return self._grower is None and not self._waiting and self._fits(room)
 
     def _fits_growth(self, key: str, room: int, size: int) -> bool:
         others = self._total - room
