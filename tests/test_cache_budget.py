@@ -632,12 +632,12 @@ class TestCacheBudgetGrowth:
         budget.reserve("b", 50, stop)
         thread, outcome = in_thread(lambda: budget.need("a", 200, 50, stop))
         time.sleep(0.2)
-        other, verdict = in_thread(lambda: budget.need("b", 60, 50, stop))
+        give_up = threading.Event()
+        other, verdict = in_thread(lambda: budget.need("b", 60, 50, give_up))
         other.join(5)
-        stop.set()  # a second waiter would wait for ever: end it, failing the test
+        give_up.set()  # a second waiter would wait for ever: end it, failing the test
         assert len(verdict) == 1
         assert isinstance(verdict[0], GaveWay)
-        stop.clear()
         assert budget.need("b", 0, 0, stop, exact=True) == 0  # its writer emptied the file
         thread.join(5)
         assert outcome == [200]
@@ -687,13 +687,13 @@ class TestBodyWriterRoom:
     def test_giving_way_empties_the_file(self, tmp_path: Path) -> None:
         """A writer told to give way truncates its file to nothing and gives its room back."""
         budget = CacheBudget(100)
-        stop = threading.Event()
+        stop, give_up = threading.Event(), threading.Event()
         part = tmp_path / "a.part"
         budget.reserve(str(part), 50, stop)
         budget.reserve("other", 50, stop)
 
         def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
-            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact)
+            return budget.need(str(part), size, on_disk, give_up, wait=wait, exact=exact)
 
         writer = BodyWriter(part, room=room)
         writer.new_attempt()
@@ -703,12 +703,11 @@ class TestBodyWriterRoom:
         time.sleep(0.2)
         writing, verdict = in_thread(lambda: writer.write(b"x"))
         writing.join(5)
-        stop.set()  # a writer that waited instead would wait for ever: end it, failing the test
+        give_up.set()  # a writer that waited instead would wait for ever: end it, failing the test
         assert len(verdict) == 1
         assert isinstance(verdict[0], GaveWay)
         assert part.stat().st_size == 0
         assert writer.size == 0
-        stop.clear()
         thread.join(5)
         assert budget.held == 500
 
