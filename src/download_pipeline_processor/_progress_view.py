@@ -242,3 +242,4 @@ def progress_view(
     finally:
         view.close()
         manager.unregister(name=name)
+

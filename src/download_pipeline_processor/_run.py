@@ -152,7 +152,9 @@ class PipelineRun:
                 self.executor.run(self.work)
             except ExecutorError as exc:
                 # Nothing more will come back: what is out is reported as interrupted.
-                logger.error("the run stops: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+                logger.error(
+                    "the run stops: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG)
+                )
                 self.executor_failed = True
             except KeyboardInterrupt:
                 # A second Ctrl-C in library use, past the executor's graceful stop.
