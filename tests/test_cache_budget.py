@@ -754,3 +754,25 @@ class TestBodyWriterRoom:
         assert budget.held == 100
         writer.write(b"y" * 70)
         assert part.stat().st_size == 100
+
+    def test_make_room_waits_for_a_file_written_otherwise(self, tmp_path: Path) -> None:
+        """make_room() waits until the cache has room for the bytes a downloader will write."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        part = tmp_path / "a.part"
+        budget.reserve(str(part), 10, stop)
+        budget.reserve("other", 90, stop)
+
+        def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
+            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact)
+
+        writer = BodyWriter(part, room=room)
+        writer.new_attempt()
+        thread, outcome = in_thread(lambda: writer.make_room(60))
+        time.sleep(0.2)
+        assert outcome == []
+        budget.release("other")
+        thread.join(5)
+        stop.set()  # ends a wait that would not end, failing the test
+        assert outcome == [None]
+        assert budget.held == 60
