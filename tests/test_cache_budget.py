@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -20,9 +21,16 @@ import pytest
 
 from download_helpers import SHIPPED_DOWNLOADERS, SHIPPED_PLUGINS, use_downloader
 from download_pipeline_processor import BaseProcessor, FileData
-from download_pipeline_processor._cache_budget import CacheBudget
+from download_pipeline_processor._cache_budget import CacheBudget, GaveWay, RoomWanted
 from download_pipeline_processor.errors import PipelineInterrupted
-from download_pipeline_processor.testing import FileServer, leftover_files, run_pipeline
+from download_pipeline_processor.sink import BodyWriter
+from download_pipeline_processor.testing import (
+    Answer,
+    FileServer,
+    Pause,
+    leftover_files,
+    run_pipeline,
+)
 
 KIB = 1024
 
@@ -145,6 +153,208 @@ class TestCacheSizeBound:
         assert all(
             sum(contents.values()) <= 250 * KIB for name, contents in seen.items() if name != "big"
         )
+
+
+SLOW_CHECKSUM_MODULE = '''
+import os
+import time
+from download_pipeline_processor.builtins import ChecksumProcessor
+
+class SlowChecksum(ChecksumProcessor):
+    """Hashes the file after a pause, so downloaded files wait in the cache for processing."""
+
+    def process(self, file_data):
+        time.sleep(float(os.environ["SLOW_CHECKSUM_DELAY"]))
+        return super().process(file_data)
+'''
+
+MIB = 1024 * KIB
+
+
+class CacheSampler:
+    """Samples the real bytes in a cache folder every few ms, from a thread of the test.
+
+    A walk of the folder is not atomic, so each sample counts only the files
+    still there, as large or larger, when the walk ends: files only grow while
+    they exist, so the sum is bytes the cache really held at once at the
+    walk's end (one file under two names, its final one and ``.part``, once).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.stop = threading.Event()
+        #: Each sample: inode -> bytes.
+        self.samples: list[dict[int, int]] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CacheSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.002):
+            seen: dict[str, os.stat_result] = {}
+            for folder, _, names in os.walk(self.root):
+                for name in names:
+                    path = os.path.join(folder, name)  # noqa: PTH118 - os.walk gives strings
+                    with contextlib.suppress(FileNotFoundError):
+                        seen[path] = os.stat(path)  # noqa: PTH116
+            sample: dict[int, int] = {}
+            for path, before in seen.items():
+                with contextlib.suppress(FileNotFoundError):
+                    after = os.stat(path)  # noqa: PTH116
+                    if after.st_ino == before.st_ino and after.st_size >= before.st_size:
+                        sample[before.st_ino] = before.st_size
+            self.samples.append(sample)
+
+    def over(self, limit: int) -> list[dict[int, int]]:
+        """The samples holding more than ``limit`` bytes in more than one file.
+
+        An empty file holds no bytes (a file waiting for room has one, made
+        once the earlier attempt's bytes were gone).
+        """
+        return [
+            sample
+            for sample in self.samples
+            if sum(sample.values()) > limit and len([s for s in sample.values() if s]) > 1
+        ]
+
+
+def run_bounded_cli(
+    tmp_path: Path,
+    cli_path: Path,
+    downloader: str,
+    entries: list[dict[str, Any]],
+    delay: float,
+) -> tuple[subprocess.CompletedProcess[str], CacheSampler, dict[str, dict[str, Any]]]:
+    """Run the CLI with ``--cache-size 1M`` over ``entries``, sampling its cache folder.
+
+    The processor hashes each file after ``delay`` seconds; returns the run,
+    the sampler and the report's records by id.
+    """
+    (tmp_path / "slow_checksum_module.py").write_text(SLOW_CHECKSUM_MODULE)
+    listing = tmp_path / "files.json"
+    listing.write_text(json.dumps(entries))
+    cache, report = tmp_path / "cache", tmp_path / "report.jsonl"
+    cache.mkdir(mode=0o700)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path),
+        "SLOW_CHECKSUM_DELAY": str(delay),
+    }
+    command = [
+        str(cli_path),
+        "--files",
+        str(listing),
+        "--processor",
+        "slow_checksum_module:SlowChecksum",
+        "--post-processor",
+        "jsonl",
+        "--post-processor-option",
+        f"path={report}",
+        "--downloader",
+        downloader,
+        "--download-cache",
+        str(cache),
+        "--cache-size",
+        "1M",
+        "--download-workers",
+        "4",
+        "--processing-limit",
+        "2",
+    ]
+    with CacheSampler(cache) as sampler:
+        run = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+    records = {}
+    if report.exists():
+        for line in report.read_text().splitlines():
+            record = json.loads(line)
+            records[record["id"]] = record
+    return run, sampler, records
+
+
+def issue_entries(
+    file_server: FileServer, framing: str
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Eight 400 KiB files and one 3 MiB file, without ``size``; and each id's SHA-256."""
+    bodies = {f"small{i}": bytes([i + 1]) * (400 * KIB) for i in range(8)}
+    bodies["big"] = os.urandom(3 * MIB)
+    order = ["small0", "small1", "small2", "big", *[f"small{i}" for i in range(3, 8)]]
+    entries = [
+        {"id": name, "url": file_server.add(f"/{name}", bodies[name], framing=framing)}  # type: ignore[arg-type]
+        for name in order
+    ]
+    digests = {name: hashlib.sha256(body).hexdigest() for name, body in bodies.items()}
+    return entries, digests
+
+
+class TestCacheBoundInRealBytes:
+    """--cache-size holds in real bytes on disk for files of unannounced size, per downloader."""
+
+    @pytest.mark.parametrize(
+        "case",
+        [("chunked", 0.02), ("length", 0.02), ("chunked", 0.3)],
+        ids=["chunked", "content-length", "slow-processor"],
+    )
+    def test_cache_never_holds_more_than_the_bound_on_disk(
+        self,
+        tmp_path: Path,
+        file_server: FileServer,
+        cli_path: Path,
+        downloader: str,
+        case: tuple[str, float],
+    ) -> None:
+        """8 x 400 KiB and 3 MiB, no size: at most 1 MiB on disk unless the big file is alone.
+
+        ``case``: the bodies' framing (chunked, or with a Content-Length) and
+        the processor's delay (a slow one leaves downloaded files waiting).
+        """
+        framing, delay = case
+        entries, digests = issue_entries(file_server, framing)
+        run, sampler, records = run_bounded_cli(tmp_path, cli_path, downloader, entries, delay)
+        assert run.returncode == 0, run.stderr
+        assert "Traceback" not in run.stderr
+        assert {name: record["result"]["sha256"] for name, record in records.items()} == digests
+        assert len(sampler.samples) > 20
+        assert max(sum(s.values()) for s in sampler.samples) > 0  # the watcher saw the files
+        assert sampler.over(MIB) == []
+        assert leftover_files(tmp_path / "cache") == []
+
+    def test_two_large_files_of_unannounced_size_do_not_deadlock(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path, downloader: str
+    ) -> None:
+        """Two 2 MiB files outgrow their room at once: one waits, one gives way; both succeed."""
+        bodies = {f"small{i}": bytes([i + 1]) * (400 * KIB) for i in range(2)}
+        bodies.update(big1=os.urandom(2 * MIB), big2=os.urandom(2 * MIB))
+        entries = [{"id": "small0", "url": file_server.add("/small0", bodies["small0"])}]
+        for name in ("big1", "big2"):
+            # Streamed slowly, so both are under way when they outgrow their room.
+            entries.append(
+                {"id": name, "url": file_server.script(f"/{name}", slow_chunked(bodies[name]))}
+            )
+        entries.append({"id": "small1", "url": file_server.add("/small1", bodies["small1"])})
+        run, sampler, records = run_bounded_cli(tmp_path, cli_path, downloader, entries, 0.02)
+        assert run.returncode == 0, run.stderr
+        digests = {name: hashlib.sha256(body).hexdigest() for name, body in bodies.items()}
+        assert {name: record["result"]["sha256"] for name, record in records.items()} == digests
+        assert sampler.over(MIB) == []
+        assert leftover_files(tmp_path / "cache") == []
+
+
+def slow_chunked(body: bytes, piece: int = 64 * KIB, pause: float = 0.01) -> Answer:
+    """A chunked 200 answer of ``body``, ``piece`` bytes a chunk, ``pause`` seconds apart."""
+    steps: list[Any] = [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"]
+    for start in range(0, len(body), piece):
+        data = body[start : start + piece]
+        steps += [f"{len(data):x}\r\n".encode() + data + b"\r\n", Pause(pause)]
+    steps.append(b"0\r\n\r\n")
+    return Answer(*steps)
 
 
 HOLDER_MODULE = '''
@@ -363,3 +573,206 @@ class TestCacheBudget:
         assert not waiter.is_alive()
         assert len(errors) == 1
         assert budget.held == 10
+
+
+def in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
+    """Start ``call`` on a daemon thread; its outcome (result or exception) lands in the list."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+class TestCacheBudgetGrowth:
+    """need(): the room corrected in real bytes, and the waits that cannot deadlock."""
+
+    def test_announced_length_corrects_the_room_down_and_up(self) -> None:
+        """An exact need shrinks the guess to the announced length, and grows into free room."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        budget.reserve("a", None, stop)  # the first guess: the whole bound
+        assert budget.held == 100
+        assert budget.need("a", 30, 0, stop, exact=True) == 30
+        assert budget.held == 30
+        assert budget.try_reserve("b", 60)
+        assert budget.need("a", 40, 10, stop, exact=True) == 40
+        assert budget.held == 100
+
+    def test_a_grower_waits_for_room_and_blocks_new_downloads(self) -> None:
+        """A file that outgrows its room waits until others leave; nothing new starts meanwhile."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        budget.reserve("big", 40, stop)
+        budget.reserve("small", 40, stop)
+        thread, outcome = in_thread(lambda: budget.need("big", 300, 40, stop))
+        time.sleep(0.2)
+        assert outcome == []
+        assert not budget.try_reserve("new", 10)  # the waiting file comes first
+        assert not budget.has_room()
+        budget.complete("small", "small-done", 40)
+        time.sleep(0.2)
+        assert outcome == []  # a downloaded file counts until it leaves the cache
+        budget.release("small-done")
+        thread.join(5)
+        assert outcome == [300]  # alone: it may pass the bound
+        assert budget.held == 300
+
+    def test_a_second_grower_with_bytes_gives_way(self) -> None:
+        """While one file waits for room, another that outgrows its own gives its bytes back."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        budget.reserve("a", 50, stop)
+        budget.reserve("b", 50, stop)
+        thread, outcome = in_thread(lambda: budget.need("a", 200, 50, stop))
+        time.sleep(0.2)
+        give_up = threading.Event()
+        other, verdict = in_thread(lambda: budget.need("b", 60, 50, give_up))
+        other.join(5)
+        give_up.set()  # a second waiter would wait for ever: end it, failing the test
+        assert len(verdict) == 1
+        assert isinstance(verdict[0], GaveWay)
+        assert budget.need("b", 0, 0, stop, exact=True) == 0  # its writer emptied the file
+        thread.join(5)
+        assert outcome == [200]
+
+    def test_a_file_without_bytes_waits_holding_nothing(self) -> None:
+        """A file with nothing written that must wait gives its room back, ahead of new ones."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        budget.reserve("a", 60, stop)
+        budget.reserve("b", 40, stop)
+        thread, outcome = in_thread(lambda: budget.need("b", 80, 0, stop, exact=True))
+        time.sleep(0.2)
+        assert outcome == []
+        assert budget.held == 60  # b's room was given back
+        assert not budget.try_reserve("new", 10)  # it goes before any new download
+        budget.release("a")
+        thread.join(5)
+        assert outcome == [80]
+
+    def test_a_loop_is_told_instead_of_waiting(self) -> None:
+        """need(wait=False) raises RoomWanted at once where it would wait."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        budget.reserve("a", 60, stop)
+        budget.reserve("b", 40, stop)
+        with pytest.raises(RoomWanted):
+            budget.need("b", 80, 10, stop, wait=False)
+        assert budget.held == 100
+
+    def test_stop_wakes_a_waiting_grower(self) -> None:
+        """A grower waiting for room raises PipelineInterrupted soon after the stop."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        budget.reserve("a", 60, stop)
+        budget.reserve("b", 40, stop)
+        thread, outcome = in_thread(lambda: budget.need("b", 80, 10, stop))
+        time.sleep(0.1)
+        stop.set()
+        thread.join(2)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], PipelineInterrupted)
+
+
+class TestBodyWriterRoom:
+    """The body writer keeps its file within the room the cache gave it."""
+
+    def test_giving_way_empties_the_file(self, tmp_path: Path) -> None:
+        """A writer told to give way truncates its file to nothing and gives its room back."""
+        budget = CacheBudget(100)
+        stop, give_up = threading.Event(), threading.Event()
+        part = tmp_path / "a.part"
+        budget.reserve(str(part), 50, stop)
+        budget.reserve("other", 50, stop)
+
+        def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
+            return budget.need(str(part), size, on_disk, give_up, wait=wait, exact=exact)
+
+        writer = BodyWriter(part, room=room)
+        writer.new_attempt()
+        writer.begin(200, {}.get, None)
+        writer.write(b"x" * 50)
+        thread, _ = in_thread(lambda: budget.need("other", 500, 50, stop))
+        time.sleep(0.2)
+        writing, verdict = in_thread(lambda: writer.write(b"x"))
+        writing.join(5)
+        give_up.set()  # a writer that waited instead would wait for ever: end it, failing the test
+        assert len(verdict) == 1
+        assert isinstance(verdict[0], GaveWay)
+        assert part.stat().st_size == 0
+        assert writer.size == 0
+        thread.join(5)
+        assert budget.held == 500
+
+    def test_no_write_past_the_room_before_it_is_given(self, tmp_path: Path) -> None:
+        """A write past the room waits; the file never holds more than the room granted."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        part = tmp_path / "a.part"
+        budget.reserve(str(part), 10, stop)
+        budget.reserve("other", 90, stop)
+
+        def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
+            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact)
+
+        writer = BodyWriter(part, room=room)
+        writer.new_attempt()
+        writer.begin(200, {}.get, None)
+        writer.write(b"x" * 10)
+        thread, outcome = in_thread(lambda: writer.write(b"y" * 50))
+        time.sleep(0.2)
+        assert part.stat().st_size == 10
+        budget.release("other")
+        thread.join(5)
+        assert outcome == [None]
+        assert part.stat().st_size == 60
+
+    def test_a_resumed_file_counts_the_bytes_it_kept(self, tmp_path: Path) -> None:
+        """A 206 that continues a file sets its room to the whole file, kept bytes included."""
+        budget = CacheBudget(1000)
+        stop = threading.Event()
+        part = tmp_path / "a.part"
+        budget.reserve(str(part), None, stop)  # the first guess: the whole bound
+
+        def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
+            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact)
+
+        writer = BodyWriter(part, room=room)
+        writer.new_attempt()
+        writer.begin(200, {"etag": '"v1"'}.get, None)
+        writer.write(b"x" * 30)
+        writer.new_attempt()  # the transfer broke: the next attempt asks for the rest
+        assert writer.range_headers()["Range"] == "bytes=30-"
+        writer.begin(206, {"content-range": "bytes 30-99/100"}.get, 70)
+        assert budget.held == 100
+        writer.write(b"y" * 70)
+        assert part.stat().st_size == 100
+
+    def test_make_room_waits_for_a_file_written_otherwise(self, tmp_path: Path) -> None:
+        """make_room() waits until the cache has room for the bytes a downloader will write."""
+        budget = CacheBudget(100)
+        stop = threading.Event()
+        part = tmp_path / "a.part"
+        budget.reserve(str(part), 10, stop)
+        budget.reserve("other", 90, stop)
+
+        def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
+            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact)
+
+        writer = BodyWriter(part, room=room)
+        writer.new_attempt()
+        thread, outcome = in_thread(lambda: writer.make_room(60))
+        time.sleep(0.2)
+        assert outcome == []
+        budget.release("other")
+        thread.join(5)
+        stop.set()  # ends a wait that would not end, failing the test
+        assert outcome == [None]
+        assert budget.held == 60

@@ -7,6 +7,16 @@ order the downloads asked, and one larger than the whole bound waits until the
 cache is empty and then runs alone.  Without a bound nothing waits, but the
 bytes are still counted, so that a download that met a full disk can wait for
 the cache to drain before it tries again.
+
+The room taken first is a guess when the entry announces no size; the body
+writer corrects it in real bytes (:meth:`CacheBudget.need`): to the length an
+answer announces, and before each write past the room held.  A file that
+needs more than there is waits, holding its bytes, until the others leave
+(alone, it may grow past the bound); only one such file waits at a time, and
+while it does no new download starts.  Another file that outgrows its room
+meanwhile gives way instead: one with no bytes yet gives its room back and
+waits with nothing held; one with bytes discards them (:class:`GaveWay`) and
+starts over.  Nothing held waits on anything else held, so nothing deadlocks.
 """
 
 from __future__ import annotations
@@ -16,9 +26,9 @@ import errno
 import itertools
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
-from .errors import DiskFullError, PipelineInterrupted
+from .errors import DiskFullError, PipelineInterrupted, TransientDownloadError
 
 if TYPE_CHECKING:
     from .file_data import FileData
@@ -38,6 +48,21 @@ def disk_full_error(error: BaseException) -> DiskFullError | None:
     if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
         return DiskFullError("no space left on device while writing the cache")
     return None
+
+
+class RoomWanted(TransientDownloadError):
+    """A body needs more room in the cache than it holds, where its writer may not wait.
+
+    A multiplexing downloader's loop must not block: the file goes on from a
+    worker thread, where the wait is allowed, without counting as a retry.
+    """
+
+
+class GaveWay(RoomWanted):
+    """A body outgrew its room while another file waited for room: its bytes were given back.
+
+    The file starts over (not counted as a retry) once there is room again.
+    """
 
 
 def expected_size(file_data: FileData) -> int | None:
@@ -71,6 +96,8 @@ class CacheBudget:
         self._stored = 0  # bytes of complete files
         self._recent: collections.deque[int] = collections.deque(maxlen=RECENT_SIZES)
         self._queue: collections.deque[int] = collections.deque()  # waiting downloads, in order
+        self._grower: str | None = None  # the one file waiting for room with bytes in the cache
+        self._waiting = 0  # files waiting for room with no bytes in the cache yet
         self._tickets = itertools.count()
         self._changed = threading.Condition()
 
@@ -90,7 +117,7 @@ class CacheBudget:
             if key in self._held:
                 return True
             room = self._room_for(size)
-            if self._queue or not self._fits(room):
+            if self._queue or not self._fits_new(room):
                 return False
             self._hold(key, room)
             return True
@@ -105,13 +132,13 @@ class CacheBudget:
             if key in self._held:
                 return
             room = self._room_for(size)
-            if not self._queue and self._fits(room):
+            if not self._queue and self._fits_new(room):
                 self._hold(key, room)
                 return
             ticket = next(self._tickets)
             self._queue.append(ticket)
             try:
-                while self._queue[0] != ticket or not self._fits(room):
+                while self._queue[0] != ticket or not self._fits_new(room):
                     if should_stop.is_set():
                         raise PipelineInterrupted("run stopped while waiting for room in the cache")
                     self._changed.wait(WAIT_POLL)
@@ -123,12 +150,78 @@ class CacheBudget:
     def has_room(self) -> bool:
         """Whether a download of unknown size could start now without waiting."""
         with self._changed:
-            return not self._queue and self._fits(self._room_for(None))
+            return not self._queue and self._fits_new(self._room_for(None))
 
     def wait_for_room(self, timeout: float) -> None:
         """Block until the held bytes change, or ``timeout`` seconds pass."""
         with self._changed:
             self._changed.wait(timeout)
+
+    # -- correcting it in real bytes ----------------------------------------------------
+
+    def need(
+        self,
+        key: str,
+        size: int,
+        on_disk: int,
+        should_stop: threading.Event,
+        *,
+        wait: bool = True,
+        exact: bool = False,
+    ) -> int:
+        """Make the room held under ``key`` at least ``size`` bytes (exactly, with ``exact``).
+
+        ``on_disk``: the bytes the file holds in the cache now.  Returns the
+        room held after the call.  Shrinking (``exact``, never below
+        ``on_disk``) and growing into free room happen at once; otherwise the
+        call waits (see the module's text), or raises :class:`RoomWanted`
+        when ``wait`` is false, :class:`GaveWay` when the file must give its
+        bytes back (its writer discards them, then calls ``need(key, 0, 0,
+        ..., exact=True)``), and :class:`PipelineInterrupted` at a stop.
+        """
+        with self._changed:
+            room = self._held.get(key, 0)
+            if size <= room:
+                if exact and max(size, on_disk) < room:
+                    self._set(key, max(size, on_disk))
+                return self._held.get(key, room)
+            if self._fits_growth(key, room, size):
+                self._set(key, size)
+                return size
+            if not wait:
+                raise RoomWanted("no room in the cache yet: the file waits on a worker thread")
+            if on_disk == 0:
+                # Nothing in the cache yet: wait holding nothing, behind a file that waits
+                # with bytes, and before any new download.
+                self._set(key, 0)
+                self._waiting += 1
+                try:
+                    self._wait(
+                        lambda: self._grower is None and self._fits_growth(key, 0, size),
+                        should_stop,
+                    )
+                finally:
+                    self._waiting -= 1
+                    self._changed.notify_all()
+            elif self._grower is not None and self._grower != key:
+                raise GaveWay("gave its room in the cache to a larger file; starting over")
+            else:
+                self._grower = key
+                try:
+                    self._wait(
+                        lambda: self._fits_growth(key, self._held.get(key, 0), size), should_stop
+                    )
+                finally:
+                    self._grower = None
+                    self._changed.notify_all()
+            self._set(key, size)
+            return size
+
+    def _wait(self, done: Callable[[], bool], should_stop: threading.Event) -> None:
+        while not done():
+            if should_stop.is_set():
+                raise PipelineInterrupted("run stopped while waiting for room in the cache")
+            self._changed.wait(WAIT_POLL)
 
     # -- giving it back ---------------------------------------------------------------------
 
@@ -185,6 +278,19 @@ class CacheBudget:
         # An empty cache takes any file, so one larger than the bound still runs, alone.
         return self.limit is None or self._total == 0 or self._total + room <= self.limit
 
+    def _fits_new(self, room: int) -> bool:
+        # No new download while a file already under way waits for room.
+        return self._grower is None and not self._waiting and self._fits(room)
+
+    def _fits_growth(self, key: str, room: int, size: int) -> bool:
+        others = self._total - room
+        return self.limit is None or others == 0 or others + size <= self.limit
+
     def _hold(self, key: str, room: int) -> None:
         self._held[key] = room
         self._total += room
+
+    def _set(self, key: str, room: int) -> None:
+        self._total += room - self._held.get(key, 0)
+        self._held[key] = room
+        self._changed.notify_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._cache import DownloadCache
-from ._cache_budget import disk_full_error, expected_size
+from ._cache_budget import RoomWanted, disk_full_error, expected_size
 from ._hosts import HostGate, HostSlot
 from ._integrity import expected_checks
 from .backend import Attempt, Downloader
@@ -123,14 +124,31 @@ class DownloadStage:
             limit = self.settings.max_file_size
             if limit is not None and checks.size is not None and checks.size > limit:
                 raise announced_too_large(checks.size, limit)
-            writer = BodyWriter(part, checks, limit, self.settings.file_timeout, self.rate)
+            # --cache-size: the writer keeps the file within its room in real bytes.
+            room = (
+                None
+                if self.cache.budget.limit is None
+                else functools.partial(self._room, str(part))
+            )
+            writer = BodyWriter(
+                part, checks, limit, self.settings.file_timeout, self.rate, room=room
+            )
             register_writer(writer)
         return writer
 
-    def begin_attempt(self, file_data: FileData, writer: BodyWriter) -> None:
-        """Count a new attempt at ``file_data`` and start its ``--file-timeout`` clock."""
+    def _room(self, key: str, size: int, on_disk: int, wait: bool, exact: bool) -> int:
+        """A body writer's request for room in the cache (see ``CacheBudget.need``)."""
+        return self.cache.budget.need(key, size, on_disk, self.stop_event, wait=wait, exact=exact)
+
+    def begin_attempt(self, file_data: FileData, writer: BodyWriter, may_wait: bool = True) -> None:
+        """Count a new attempt at ``file_data`` and start its ``--file-timeout`` clock.
+
+        ``may_wait``: False for a multiplexing downloader's loop, which must
+        not block for room in the cache (the file then goes on from a worker thread).
+        """
         file_data.download.attempts += 1
         writer.new_attempt()
+        writer.may_wait = may_wait
 
     def verify(self, file_data: FileData, writer: BodyWriter, size: int) -> int:
         """Check an attempt's complete file against its entry; fill ``file_data.download``.
@@ -176,7 +194,24 @@ class DownloadStage:
         slot: HostSlot | None = None,
     ) -> int:
         """One attempt, once there is room in the cache and on the host: ``attempt()``, or
-        ``fetch``.  ``slot``: the host slot the attempt holds already (else one is taken)."""
+        ``fetch``.  ``slot``: the host slot the attempt holds already (else one is taken).
+
+        A file that gave its room in the cache to another (``GaveWay``) starts
+        over at once: waiting for room is not a failure, and is not a retry.
+        """
+        while True:
+            try:
+                return self._attempt_once(file_data, part, attempt, slot)
+            except RoomWanted:
+                attempt = slot = None  # given back by the attempt that ended
+
+    def _attempt_once(
+        self,
+        file_data: FileData,
+        part: Path,
+        attempt: Attempt | None = None,
+        slot: HostSlot | None = None,
+    ) -> int:
         try:
             if attempt is None and self.stop_event.is_set():
                 raise PipelineInterrupted("run stopped before the download finished")
@@ -210,7 +245,9 @@ class DownloadStage:
         try:
             try:
                 if attempt is not None:
-                    # The rest of an attempt a multiplexing backend began: same clock.
+                    # The rest of an attempt a multiplexing backend began: same clock,
+                    # on a worker thread, which may wait for room in the cache.
+                    writer.may_wait = True
                     size = attempt()
                 else:
                     self.begin_attempt(file_data, writer)
@@ -318,7 +355,8 @@ class DownloadStage:
         part = self.cache.part_path(target)
         try:
             try:
-                if failure is not None:
+                # A loop that could not wait for room in the cache: the file goes on here.
+                if failure is not None and not isinstance(failure, RoomWanted):
                     if slot is not None:
                         self.hosts.forget(slot)
                     self.record_answer(file_data, registered_writer(part), failure)

@@ -114,7 +114,7 @@ class RunFeed:
                 self.hosts.forget(slot)
                 self._submit(job, None, None)
                 continue
-            self.stage.begin_attempt(file_data, writer)
+            self.stage.begin_attempt(file_data, writer, may_wait=False)  # the loop must not block
             self.out[sequence] = job
             self._host_slots[sequence] = slot
             return job

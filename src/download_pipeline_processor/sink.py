@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from ._cache import create_cache_file
+from ._cache_budget import GaveWay
 from ._integrity import Checks
 from .errors import TransientDownloadError
 from .http_rules import (
@@ -41,6 +42,9 @@ from .http_rules import (
 Chunk = Union[bytes, bytearray, memoryview]
 #: Looks up a response header by its lower-case name: ``headers.get``.
 HeaderLookup = Callable[[str], Any]
+#: Asks the cache for room (``--cache-size``): (bytes the file will hold, bytes it holds
+#: now, whether the call may wait, whether to set the room exactly) -> the room held.
+RoomRequest = Callable[[int, int, bool, bool], int]
 
 _APPEND_FLAGS = (
     os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -117,8 +121,16 @@ class BodyWriter:
         max_size: int | None = None,
         file_timeout: float | None = None,
         rate: RateLimit | None = None,
+        *,
+        room: RoomRequest | None = None,
     ) -> None:
         self.destination = destination
+        #: --cache-size: asked before the file grows past the room it holds.
+        self.room = room
+        #: The room the cache gave the file so far (asked again past it).
+        self.granted = 0
+        #: False while a multiplexing downloader's loop writes: it must not block.
+        self.may_wait = True
         #: --limit-rate: charged for every byte written.
         self.rate = rate
         self.checks = checks or Checks()
@@ -158,6 +170,7 @@ class BodyWriter:
             self.started = now
         self.deadline = None if self.file_timeout is None else now + self.file_timeout
         self.used = False
+        self.granted = 0  # asked again at the first write: the room may have changed
         self._asked = None
 
     @property
@@ -248,6 +261,8 @@ class BodyWriter:
             self._check_announced(total)
             self._descriptor = self._reopen()
             self.resumed_bytes += asked
+            if total is not None:
+                self._ask(total, exact=True)
             return
         self.start_over()
         self._check_announced(length)
@@ -258,6 +273,41 @@ class BodyWriter:
         else:
             self._validator = header("last-modified") or None
         self._descriptor = create_cache_file(self.destination)
+        if length is not None:
+            self._ask(length, exact=True)
+
+    def make_room(self, size: int) -> None:
+        """Wait until the file may hold ``size`` bytes in the cache (``--cache-size``).
+
+        For a downloader that writes its file itself: called before writing
+        it, it keeps the cache's bound in real bytes.  :meth:`write` asks on
+        its own.
+        """
+        if self.room is not None and size > self.granted:
+            self._ask(size)
+
+    def _ask(self, size: int, exact: bool = False) -> None:
+        """Ask the cache for room for ``size`` bytes; give the bytes back when told to."""
+        if self.room is None:
+            return
+        try:
+            self.granted = self.room(size, self.size, self.may_wait, exact)
+        except GaveWay:
+            self._give_back()
+            raise
+
+    def _give_back(self) -> None:
+        """Empty the file and the room it held: another file waits for that room."""
+        # Only a writer with bytes gives way, and it has its file open.
+        descriptor, self._descriptor = self._descriptor, -1
+        try:
+            os.ftruncate(descriptor, 0)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(descriptor)
+            self.start_over()
+        assert self.room is not None
+        self.granted = self.room(0, 0, True, True)
 
     def _check_announced(self, size: int | None) -> None:
         if self.max_size is not None and size is not None and size > self.max_size:
@@ -290,9 +340,11 @@ class BodyWriter:
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self.close()
             raise self.timeout_error()
-        descriptor = self._descriptor
-        if descriptor < 0:
+        if self._descriptor < 0:
             raise RuntimeError("BodyWriter.write before begin()")
+        if self.room is not None and self.size + total > self.granted:
+            self._ask(self.size + total)  # may wait; may give the file's bytes back
+        descriptor = self._descriptor
         try:
             written = os.writev(descriptor, chunks) if len(chunks) > 1 else 0
             if written < total:

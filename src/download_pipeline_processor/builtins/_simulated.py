@@ -11,7 +11,7 @@ from ..backend import Downloader
 from ..errors import PipelineInterrupted
 from ..file_data import FileData
 from ..settings import PipelineSettings
-from ..sink import open_destination
+from ..sink import body_writer, open_destination
 
 #: The original tool's variable: set to 1 to make simulated downloads instant.
 NO_SLEEP_ENV = "PIPELINE_NO_SLEEP"
@@ -38,6 +38,7 @@ class SimulatedDownloader(Downloader):
             if should_stop.wait(delay):
                 raise PipelineInterrupted("run stopped during a simulated download")
         body = f"simulated download\nid: {file_data.id}\nname: {file_data.name}\n".encode()
+        body_writer(destination).make_room(len(body))  # --cache-size, in real bytes
         # os-level calls: three syscalls instead of the six of open()'s buffered
         # file object; each one hands the GIL to other workers and back.
         descriptor = open_destination(destination)
