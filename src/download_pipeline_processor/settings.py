@@ -465,6 +465,13 @@ class PipelineSettings:
         low, high = self.simulate_delay
         if not 0 <= low <= high:
             raise UsageError(f"invalid setting simulate_delay={self.simulate_delay!r}")
+        if self.simulate_downloads and self.downloader:
+            # A simulation makes no request: a real downloader chosen with it
+            # would either be ignored or make the requests the user meant to avoid.
+            raise UsageError(
+                f"--simulate-downloads and --downloader {self.downloader} do not go together:"
+                " a simulation makes no request; drop one of them"
+            )
 
     @property
     def downloader_name(self) -> str:
