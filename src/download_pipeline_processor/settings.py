@@ -38,7 +38,17 @@ def default_cache_root() -> Path:
     dir would be the folder of whoever made it first.  The cache checks it is
     the user's own (see ``cache.open_cache_root``).
     """
-    return Path(tempfile.gettempdir()) / f"{DEFAULT_CACHE_FOLDER}-{os.geteuid()}"
+    return user_cache_folder(Path(tempfile.gettempdir()))
+
+
+def user_cache_folder(shared: Path) -> Path:
+    """The user's own cache root inside the shared folder ``shared``.
+
+    The default root in the temp dir, and the root inside a sticky shared
+    folder given as ``--download-cache`` (``/tmp``, ``/dev/shm``): one name,
+    one set of checks (``_cache.open_cache_root``).
+    """
+    return shared / f"{DEFAULT_CACHE_FOLDER}-{os.geteuid()}"
 
 
 @dataclass(frozen=True)
