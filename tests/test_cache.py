@@ -438,9 +438,9 @@ class TestCacheRoot:
             DownloadCache(root).open()
         assert not (tmp_path / "planted").exists()
 
-    @pytest.mark.parametrize("mode", [0o770, 0o702, 0o1777])
+    @pytest.mark.parametrize("mode", [0o770, 0o702, 0o777])
     def test_root_writable_by_others_refused(self, tmp_path: Path, mode: int) -> None:
-        """A root that group or others may write to (sticky or not) is refused."""
+        """A root that group or others may write to, without the sticky bit, is refused."""
         root = tmp_path / "root"
         root.mkdir()
         root.chmod(mode)
@@ -750,6 +750,17 @@ class TestStickySharedFolder:
         assert "writable by group or others (mode 777)" in line
         assert list(folder.iterdir()) == []
         assert file_server.request_count() == 0
+
+    @needs_root
+    def test_sticky_folder_of_another_user_refused(self, tmp_path: Path) -> None:
+        """A sticky shared folder owned by someone else (who could rename what is in it)."""
+        folder = tmp_path / "theirs"
+        folder.mkdir()
+        folder.chmod(0o1777)
+        os.chown(folder, FOREIGN_UID, FOREIGN_UID)
+        with pytest.raises(CacheError, match="belongs to another user"):
+            DownloadCache(folder).open()
+        assert list(folder.iterdir()) == []
 
     def test_planted_link_refused(
         self, tmp_path: Path, shared: Path, file_server: FileServer, cli_path: Path
