@@ -464,7 +464,8 @@ def main(ctx: click.Context, /, **params: Any) -> None:
     the post-processors too, with the stage and reason it failed.
 
     Exit codes: 0 all files succeeded, 1 some failed, 2 usage or input error,
-    130 interrupted, 143 terminated.  Installed plugins load from the
+    130 interrupted, 143 terminated, 141 standard output closed early by
+    its reader.  Installed plugins load from the
     entry-point group download_pipeline_processor; set
     DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS to a comma list to load only those.
     """
