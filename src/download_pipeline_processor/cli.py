@@ -20,7 +20,7 @@ import click
 
 from ._listing import describe_plugins, format_plugins
 from ._registry import PluginRegistry
-from ._stop_signal import EXIT_CLOSED_OUTPUT, is_closed_stdout, stdout_reader_gone
+from ._stop_signal import EXIT_CLOSED_OUTPUT, is_closed_stdout
 from ._version import __version__
 from .errors import UsageError
 from .options import parse_key_values
@@ -569,9 +569,9 @@ def _run(ctx: click.Context, params: dict[str, Any], settings: PipelineSettings)
 
 def _report(summary: RunSummary, code: int, *, quiet: bool, summary_json: Path | None) -> int:
     """Print the end-of-run summary (and write --summary-json); the exit code to end with."""
-    if stdout_reader_gone():
-        # The reader of standard output left (``| head``): end quietly, as a
-        # program killed by SIGPIPE would, but with the cache cleaned up.
+    if code == EXIT_CLOSED_OUTPUT or _output_lost():
+        # The reader of standard output left (``| head``) before all was written:
+        # end quietly, as a program killed by SIGPIPE would, the cache cleaned up.
         _silence_stdout()
         code = EXIT_CLOSED_OUTPUT
         quiet, summary_json = True, None
@@ -598,6 +598,19 @@ def _report(summary: RunSummary, code: int, *, quiet: bool, summary_json: Path |
             click.echo(f"Error: --summary-json {summary_json}: {exc.strerror}", err=True)
             code = code or 1
     return code
+
+
+def _output_lost() -> bool:
+    """Whether what is left in standard output's buffer cannot reach its reader, who left.
+
+    A reader that left after everything was written (``| grep -q``) lost
+    nothing: the run's own exit code stands.
+    """
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        return is_closed_stdout(exc)
+    return False
 
 
 def _silence_stdout() -> None:
