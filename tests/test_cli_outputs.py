@@ -178,3 +178,32 @@ class TestReaderClosesStandardOutput:
         assert "failed" not in err.lower()
         assert "Broken pipe" not in err
         assert leftover_files(cache) == []
+
+    def test_summary_to_a_reader_gone(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """--summary-json - with standard output closed from the start: exit 141, stderr quiet."""
+        listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/a", b"a")}])
+        args = ["--files", str(listing), "--summary-json", "-"]
+        args += ["--download-cache", str(tmp_path / "cache")]
+        proc = subprocess.Popen(
+            [str(cli_path), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        try:
+            assert proc.stdout is not None
+            proc.stdout.close()  # the only reader: gone before the run writes anything
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 141, err
+        assert "Traceback" not in err
+        assert "Broken pipe" not in err
+        assert "1 file: 1 succeeded" not in err  # no summary either: the run ended quietly
+        assert "processed " in err  # the log still went to stderr
+        assert file_server.request_count() == 1

@@ -20,7 +20,7 @@ import click
 
 from ._listing import describe_plugins, format_plugins
 from ._registry import PluginRegistry
-from ._stop_signal import EXIT_CLOSED_OUTPUT, is_closed_stdout
+from ._stop_signal import EXIT_CLOSED_OUTPUT, is_closed_stdout, stdout_reader_gone
 from ._version import __version__
 from .errors import UsageError
 from .options import parse_key_values
@@ -569,7 +569,8 @@ def _run(ctx: click.Context, params: dict[str, Any], settings: PipelineSettings)
 
 def _report(summary: RunSummary, code: int, *, quiet: bool, summary_json: Path | None) -> int:
     """Print the end-of-run summary (and write --summary-json); the exit code to end with."""
-    if code == EXIT_CLOSED_OUTPUT or _output_lost():
+    to_stdout = summary_json is not None and str(summary_json) == STDOUT
+    if code == EXIT_CLOSED_OUTPUT or _output_lost() or (to_stdout and stdout_reader_gone()):
         # The reader of standard output left (``| head``) before all was written:
         # end quietly, as a program killed by SIGPIPE would, the cache cleaned up.
         _silence_stdout()
@@ -586,7 +587,7 @@ def _report(summary: RunSummary, code: int, *, quiet: bool, summary_json: Path |
     if summary_json is not None:
         try:
             text = json.dumps(summary.as_dict(), indent=2) + "\n"
-            if str(summary_json) == STDOUT:
+            if to_stdout:
                 sys.stdout.write(text)
                 sys.stdout.flush()
             else:
