@@ -230,8 +230,9 @@ class PipelineSettings:
         cli=CliOption(
             "--download-cache",
             "download",
-            "Folder for the temporary cache, the user's own and writable by no one else; "
-            "a private folder is made inside and removed.",
+            "Folder for the temporary cache: the user's own and writable by no one else, "
+            "or a sticky shared one such as /tmp (then the user's own folder in it); the "
+            "run's private folder is made inside and removed.",
             metavar="DIR",
             directory=True,
             # Not default_cache_root(): finding the temp dir writes a test file, on every start.
