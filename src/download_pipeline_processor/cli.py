@@ -574,12 +574,11 @@ def _report(summary: RunSummary, code: int, *, quiet: bool, summary_json: Path |
         # The reader of standard output left (``| head``) before all was written:
         # end quietly, as a program killed by SIGPIPE would, the cache cleaned up.
         _silence_stdout()
-        code = EXIT_CLOSED_OUTPUT
-        quiet, summary_json = True, None
+        for line in summary.lines():
+            summary_logger.info("%s", line)
+        return EXIT_CLOSED_OUTPUT
     # --quiet keeps what needs acting on: the failures, grouped by reason.
-    lines = (
-        [] if code == EXIT_CLOSED_OUTPUT else summary.failure_lines() if quiet else summary.lines()
-    )
+    lines = summary.failure_lines() if quiet else summary.lines()
     for line in lines:
         click.echo(line, err=True)
     for line in summary.lines():
