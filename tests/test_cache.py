@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pwd
@@ -34,7 +35,7 @@ from download_pipeline_processor.builtins._simulated import SimulatedDownloader
 from download_pipeline_processor.errors import CacheError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings, default_cache_root
-from download_pipeline_processor.testing import FileServer
+from download_pipeline_processor.testing import FileServer, run_command_bounded
 
 #: A uid no account needs to have: chown takes any number, so "someone else's
 #: folder" is tested even where no second account can be made.
@@ -437,9 +438,9 @@ class TestCacheRoot:
             DownloadCache(root).open()
         assert not (tmp_path / "planted").exists()
 
-    @pytest.mark.parametrize("mode", [0o770, 0o702, 0o1777])
+    @pytest.mark.parametrize("mode", [0o770, 0o702, 0o777])
     def test_root_writable_by_others_refused(self, tmp_path: Path, mode: int) -> None:
-        """A root that group or others may write to (sticky or not) is refused."""
+        """A root that group or others may write to, without the sticky bit, is refused."""
         root = tmp_path / "root"
         root.mkdir()
         root.chmod(mode)
@@ -692,3 +693,88 @@ class TestAbandonedRuns:
         cache.open()
         cache.close()
         assert sorted(p.name for p in root.iterdir()) == ["keep", "notes.txt", "run-file"]
+
+
+def _cli_run(cli_path: Path, listing: Path, cache: Path) -> subprocess.CompletedProcess[str]:
+    """The console script run over ``listing`` with ``--download-cache cache``."""
+    return run_command_bounded(
+        [str(cli_path), "--files", str(listing), "--download-cache", str(cache)],
+        {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""},
+        timeout=60,
+    )
+
+
+class TestStickySharedFolder:
+    """--download-cache a sticky shared folder (as /tmp): a private per-user folder inside."""
+
+    @pytest.fixture
+    def shared(self, tmp_path: Path) -> Path:
+        """A folder made as /tmp is: mode 1777."""
+        folder = tmp_path / "shared"
+        folder.mkdir()
+        folder.chmod(0o1777)
+        return folder
+
+    def _listing(self, tmp_path: Path, server: FileServer) -> Path:
+        entries = [{"id": str(i), "url": server.add(f"/f{i}", b"x" * i)} for i in range(5)]
+        listing = tmp_path / "l.json"
+        listing.write_text(json.dumps(entries), encoding="utf-8")
+        return listing
+
+    def test_private_folder_inside(
+        self, tmp_path: Path, shared: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """The run works in <shared>/download-pipeline-processor-<uid>: 0700, ours, then empty."""
+        proc = _cli_run(cli_path, self._listing(tmp_path, file_server), shared)
+        assert proc.returncode == 0, proc.stderr
+        private = shared / f"download-pipeline-processor-{os.geteuid()}"
+        assert [p.name for p in shared.iterdir()] == [private.name]
+        info = private.lstat()
+        assert stat.S_ISDIR(info.st_mode)
+        assert _mode(private) == 0o700
+        assert info.st_uid == os.geteuid()
+        assert list(private.iterdir()) == []
+        assert file_server.request_count() == 5
+
+    def test_not_sticky_refused(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """A world-writable folder without the sticky bit stays refused: exit 2, no request."""
+        folder = tmp_path / "open"
+        folder.mkdir()
+        folder.chmod(0o777)
+        proc = _cli_run(cli_path, self._listing(tmp_path, file_server), folder)
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert str(folder) in line
+        assert "writable by group or others (mode 777)" in line
+        assert list(folder.iterdir()) == []
+        assert file_server.request_count() == 0
+
+    @needs_root
+    def test_sticky_folder_of_another_user_refused(self, tmp_path: Path) -> None:
+        """A sticky shared folder owned by someone else (who could rename what is in it)."""
+        folder = tmp_path / "theirs"
+        folder.mkdir()
+        folder.chmod(0o1777)
+        os.chown(folder, FOREIGN_UID, FOREIGN_UID)
+        with pytest.raises(CacheError, match="belongs to another user"):
+            DownloadCache(folder).open()
+        assert list(folder.iterdir()) == []
+
+    def test_planted_link_refused(
+        self, tmp_path: Path, shared: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """A link planted at the per-user name: exit 2 naming it, nothing made through it."""
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir(mode=0o700)
+        planted = shared / f"download-pipeline-processor-{os.geteuid()}"
+        planted.symlink_to(elsewhere)
+        proc = _cli_run(cli_path, self._listing(tmp_path, file_server), shared)
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert str(planted) in line
+        assert "symbolic link" in line
+        assert list(elsewhere.iterdir()) == []
+        assert planted.is_symlink()
+        assert file_server.request_count() == 0

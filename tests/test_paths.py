@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from download_pipeline_processor.paths import MAX_COMPONENT_BYTES, safe_filename
+from download_pipeline_processor.paths import (
+    MAX_COMPONENT_BYTES,
+    output_path_problem,
+    safe_filename,
+)
 
 
 class TestSafeFilename:
@@ -122,3 +126,35 @@ class TestSafeFilename:
         decomposed = unicodedata.normalize("NFD", "café-日本.mp3")
         assert safe_filename(decomposed) == "café-日本.mp3"
         assert safe_filename("Ωmega 🎵") == "Ωmega 🎵"
+
+
+class TestOutputPathProblem:
+    """Whether a run could write a file, found out without writing anything."""
+
+    def test_new_file_in_a_folder(self, tmp_path: Path) -> None:
+        """A new file in a writable folder is fine, and the check leaves the folder empty."""
+        assert output_path_problem(tmp_path / "out.jsonl") is None
+        assert list(tmp_path.iterdir()) == []
+
+    def test_existing_file_kept(self, tmp_path: Path) -> None:
+        """An existing file is fine and keeps its content (opened to append, not truncated)."""
+        target = tmp_path / "out.jsonl"
+        target.write_text("earlier\n", encoding="utf-8")
+        assert output_path_problem(target) is None
+        assert target.read_text(encoding="utf-8") == "earlier\n"
+
+    def test_missing_folder(self, tmp_path: Path) -> None:
+        """A folder that does not exist is named."""
+        problem = output_path_problem(tmp_path / "missing" / "out.jsonl")
+        assert problem == f"no such folder {tmp_path / 'missing'}"
+
+    def test_a_folder(self, tmp_path: Path) -> None:
+        """A path that is a folder is not a file to write."""
+        assert output_path_problem(tmp_path) == f"{tmp_path} is a folder"
+
+    @pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs sysfs")
+    def test_folder_that_takes_no_file(self) -> None:
+        """sysfs takes no new file, even from root (whom os.access would let pass)."""
+        problem = output_path_problem(Path("/sys/kernel/dpp-out.jsonl"))
+        assert problem is not None
+        assert problem.startswith("folder /sys/kernel cannot be written: ")

@@ -185,3 +185,44 @@ class TestPlanRun:
                 settings=PipelineSettings(),
                 routed_post_processor_options={"colour": "red"},
             )
+
+
+class RemoteWriter(BasePostProcessor):
+    """Writes its output where its option says: a local file or a URL it handles itself."""
+
+    options = (Option("output", output=True), Option("log", output=True, default="-"))
+
+    def __init__(self, output: str, log: str = "-") -> None:
+        self.output = output
+
+    def post_process(self, result: Any, file_data: FileData) -> None:
+        """Nothing: only the plan is tested."""
+
+
+class TestOutputPaths:
+    """A post-processor's output file is checked when the run is planned, before any work."""
+
+    def _plan(self, output: str) -> Any:
+        return plan_run(
+            "dummy",
+            [RemoteWriter],
+            registry=PluginRegistry(make_plugin_manager()),
+            settings=PipelineSettings(simulate_downloads=True),
+            post_processor_options={"output": output},
+        )
+
+    def test_missing_folder_named(self, tmp_path: Path) -> None:
+        """An output in a missing folder is a usage error naming the writer, option and path."""
+        target = tmp_path / "missing" / "out.bin"
+        with pytest.raises(PluginOptionError) as caught:
+            self._plan(str(target))
+        assert str(caught.value) == (
+            f"post-processor RemoteWriter (option output): {target}:"
+            f" no such folder {tmp_path / 'missing'}"
+        )
+
+    def test_standard_output_and_urls_pass(self, tmp_path: Path) -> None:
+        """``-`` and a URL are not local files: a plugin writes them by its own means."""
+        self._plan("s3://bucket/prefix")
+        self._plan(str(tmp_path / "out.bin"))
+        assert list(tmp_path.iterdir()) == []  # checked, nothing written

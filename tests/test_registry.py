@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import types
 from collections.abc import Iterator
@@ -38,7 +41,7 @@ from download_pipeline_processor.plugins import (
     create_plugin_manager,
     load_entry_points,
 )
-from download_pipeline_processor.testing import make_plugin_manager
+from download_pipeline_processor.testing import FileServer, make_plugin_manager
 
 BUILTIN_SOURCES = {"builtin.processors", "builtin.post_processors", "builtin.downloaders"}
 
@@ -423,3 +426,51 @@ class TestEntryPoints:
         manager = create_plugin_manager(load_entrypoints=False)
         assert manager.load_failures == []
         assert set(manager.sources) == BUILTIN_SOURCES
+
+
+MODULE_IN_CURRENT_FOLDER = """
+from pathlib import Path
+
+from download_pipeline_processor import BasePostProcessor, BaseProcessor
+
+
+class Raw(BaseProcessor):
+    def process(self, file_data):
+        return Path(file_data.local_path).read_bytes().decode()
+
+
+class Out(BasePostProcessor):
+    def post_process(self, result, file_data):
+        with open("seen.txt", "a", encoding="utf-8") as out:
+            out.write(f"{file_data.id}={result}\\n")
+"""
+
+
+class TestModuleInCurrentFolder:
+    """``module:ClassName`` finds a module in the current folder, as ``python -m`` does."""
+
+    def test_installed_command(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """myproc.py beside the user, no PYTHONPATH: its processor and post-processor run."""
+        (tmp_path / "myproc.py").write_text(MODULE_IN_CURRENT_FOLDER, encoding="utf-8")
+        listing = tmp_path / "l.json"
+        listing.write_text(json.dumps([{"id": "a", "url": file_server.add("/a", b"hello")}]))
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS"] = ""
+        # subprocess.run kills the process if it outlives the timeout.
+        proc = subprocess.run(
+            [
+                str(cli_path),
+                *("--files", str(listing), "--processor", "myproc:Raw"),
+                *("--post-processor", "myproc:Out", "--download-cache", str(tmp_path / "c")),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert (tmp_path / "seen.txt").read_text(encoding="utf-8") == "a=hello\n"

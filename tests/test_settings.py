@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,11 @@ from download_pipeline_processor.settings import (
     PipelineSettings,
     cli_fields,
 )
-from download_pipeline_processor.testing import FileServer, make_plugin_manager
+from download_pipeline_processor.testing import (
+    FileServer,
+    make_plugin_manager,
+    run_command_bounded,
+)
 
 FIELDS = {setting.name: setting for setting in cli_fields()}
 
@@ -177,7 +182,9 @@ class TestSettingsFromCommandLine:
                 continue  # every run here simulates: no network is needed to see settings
             args, value = non_default_value(setting, tmp_path)
             recorder = SettingsRecorder()
-            result = run_cli([*base, *args], recorder)
+            # --downloader simulated simulates by itself: beside --simulate-downloads it is refused.
+            run_base = [a for a in base if a != "--simulate-downloads" or name != "downloader"]
+            result = run_cli([*run_base, *args], recorder)
             assert result.exit_code == 0, (name, result.output)
             assert getattr(recorder.seen[0], name) == value, name
             assert recorder.seen[0].simulate_delay == (0.0, 0.0)
@@ -196,3 +203,37 @@ class TestSettingsFromCommandLine:
             assert result.exit_code == 2, (flag, result.output)
             with pytest.raises(UsageError, match=f"invalid setting {setting.name}="):
                 PipelineSettings(**{setting.name: value})
+
+
+class TestSimulationWithDownloader:
+    """``--simulate-downloads`` makes no request: a downloader named with it is a usage error."""
+
+    @pytest.mark.parametrize("dry_run", [False, True], ids=["run", "dry-run"])
+    @pytest.mark.parametrize("downloader", ["curl", "simulated"])
+    def test_refused_before_anything(
+        self,
+        tmp_path: Path,
+        file_server: FileServer,
+        cli_path: Path,
+        downloader: str,
+        dry_run: bool,
+    ) -> None:
+        """--simulate-downloads --downloader NAME: exit 2, one line naming both, no request."""
+        listing = tmp_path / "l.json"
+        listing.write_text(json.dumps([{"url": file_server.add("/a", b"a")}]), encoding="utf-8")
+        log_file = tmp_path / "run.log"
+        args = ["--files", str(listing), "--simulate-downloads", "--downloader", downloader]
+        args += ["--log-file", str(log_file), "--download-cache", str(tmp_path / "cache")]
+        args += ["--dry-run"] if dry_run else []
+        proc = run_command_bounded(
+            [str(cli_path), *args],
+            {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""},
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert "--simulate-downloads" in line
+        assert f"--downloader {downloader}" in line
+        assert "Traceback" not in proc.stderr
+        assert file_server.request_count() == 0
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["l.json"]  # not even the log

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import sys
 import threading
 
-from download_pipeline_processor._stop_signal import StopSignal
+import pytest
+
+from download_pipeline_processor._stop_signal import (
+    StopSignal,
+    is_closed_stdout,
+    stdout_reader_gone,
+)
 
 
 class TestStopSignal:
@@ -41,3 +51,46 @@ class TestStopSignal:
         stop.stop(143)
         waiter.join(10)
         assert woke == [True]
+
+
+class TestStdoutReaderGone:
+    """Telling a reader that closed standard output from any other broken pipe."""
+
+    @staticmethod
+    def _pipe_as_stdout(monkeypatch: pytest.MonkeyPatch) -> tuple[int, io.TextIOWrapper]:
+        """Standard output replaced by the writing end of a real pipe; its reading end.
+
+        Called in the test itself: pytest sets its own capture back after a
+        fixture's set-up.
+        """
+        read_end, write_end = os.pipe()
+        writer = io.TextIOWrapper(io.FileIO(write_end, "w"))
+        monkeypatch.setattr(sys, "stdout", writer)
+        return read_end, writer
+
+    def test_open_pipe(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """While the reader holds the pipe open, it is not gone."""
+        read_end, writer = self._pipe_as_stdout(monkeypatch)
+        try:
+            assert not stdout_reader_gone()
+            assert not is_closed_stdout(BrokenPipeError())
+        finally:
+            os.close(read_end)
+            writer.close()
+
+    def test_closed_pipe(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Once the reader closed its end, a broken pipe is the closed standard output."""
+        read_end, writer = self._pipe_as_stdout(monkeypatch)
+        os.close(read_end)
+        try:
+            assert stdout_reader_gone()
+            assert is_closed_stdout(BrokenPipeError())
+            assert not is_closed_stdout(ConnectionResetError())
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                writer.close()
+
+    def test_no_descriptor(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Captured output without a descriptor (a test runner's) is never gone."""
+        monkeypatch.setattr(sys, "stdout", io.StringIO())
+        assert not stdout_reader_gone()

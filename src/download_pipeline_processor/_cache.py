@@ -27,6 +27,7 @@ from ._cache_budget import CacheBudget
 from .errors import CacheError
 from .file_data import FileData
 from .paths import safe_filename
+from .settings import user_cache_folder
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,32 @@ def commit_file(part: str | os.PathLike[str], target: str | os.PathLike[str]) ->
     os.unlink(part)  # noqa: PTH108 - str or PathLike on purpose
 
 
+def cache_root_in(folder: Path) -> Path:
+    """The cache root a run uses when asked for ``folder``.
+
+    A sticky folder others may write to (mode 1777: ``/tmp``, ``/dev/shm``, a
+    fresh tmpfs mount) is where users put caches, but a root anyone can
+    write to could be tampered with: the run uses the user's private folder
+    inside it instead, named and checked as the default root in the temp dir
+    is.  The sticky bit keeps others from renaming or removing that folder;
+    the folder's owner could, so it must be root or the user.  Anything else
+    is the root itself, checked by :func:`open_cache_root`.
+    """
+    try:
+        info = folder.lstat()
+    except OSError:
+        return folder  # missing or unreadable: open_cache_root names the problem
+    shared = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if (
+        stat.S_ISDIR(info.st_mode)
+        and info.st_mode & stat.S_ISVTX
+        and shared
+        and info.st_uid in (0, _user_id())
+    ):
+        return user_cache_folder(folder)
+    return folder
+
+
 def _refuse(root: Path, reason: str) -> CacheError:
     return CacheError(f"download cache {root}: {reason}")
 
@@ -128,8 +155,10 @@ def check_cache_root(root: Path) -> bool:
 
     Returns whether it exists (a run would make a missing one).  For a dry
     run, which must not write: raises :class:`CacheError` for a root a run
-    would refuse.
+    would refuse.  ``root`` is the folder asked for: in a sticky shared one,
+    the user's folder inside it is checked (see :func:`cache_root_in`).
     """
+    root = cache_root_in(root)
     try:
         info = root.lstat()
     except FileNotFoundError:
@@ -253,16 +282,17 @@ class DownloadCache:
 
         Raises :class:`CacheError` when the root is unsafe or unusable.
         """
-        root_fd = open_cache_root(self.root)
+        root = cache_root_in(self.root)
+        root_fd = open_cache_root(root)
         try:
-            name, self._lock = _make_run_folder(self.root, root_fd)
+            name, self._lock = _make_run_folder(root, root_fd)
             try:
-                remove_abandoned_runs(self.root, root_fd)
+                remove_abandoned_runs(root, root_fd)
             except OSError:  # housekeeping: it never stops the run
-                logger.debug("could not clean up %s", self.root, exc_info=True)
+                logger.debug("could not clean up %s", root, exc_info=True)
         finally:
             os.close(root_fd)
-        folder = os.path.join(self.root, name)  # noqa: PTH118 - str for the shard paths
+        folder = os.path.join(root, name)  # noqa: PTH118 - str for the shard paths
         mark_top_directory(folder)
         self._path = Path(folder)
         self._shard_folders = [os.path.join(self._path, f"{shard:02x}") for shard in range(SHARDS)]  # noqa: PTH118

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._cache import check_cache_root
+from ._cache import cache_root_in, check_cache_root
 from .plan import PluginChoice, RunPlan
 from .redact import scrub_urls
 
@@ -44,7 +44,7 @@ def describe_dry_run(plan: RunPlan, files: str) -> dict[str, Any]:
     for file_data in entries:
         hosts[_host_of(file_data.url)] += 1
     settings = plan.settings
-    cache_root = settings.cache_root
+    cache_root = cache_root_in(settings.cache_root)
     return {
         "files": files,
         # Standard input has no count before it is read; it is read whole by now.

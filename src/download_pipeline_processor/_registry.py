@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .backend import Downloader
@@ -124,11 +126,26 @@ class PluginRegistry:
         raise UnknownPluginError(kind.label, spec, self.names(kind))
 
 
+def _search_current_folder() -> None:
+    """Put the current folder first on the module search path, as ``python -m`` does.
+
+    ``--processor myproc:Raw`` next to ``myproc.py`` then works from an
+    installed command, whose own search path starts at its script's folder.
+    It stays there for the run: the module may import its neighbours later,
+    and worker processes started for the run inherit the search path.
+    """
+    here = str(Path.cwd())
+    if sys.path[:1] not in ([here], [""]):
+        sys.path.insert(0, here)
+    importlib.invalidate_caches()
+
+
 def import_class(kind: PluginKind, spec: str) -> type[Any]:
     """Import ``module:ClassName`` and check it derives from the kind's base class."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise PluginError(f"{kind.label} {spec!r}: expected module:ClassName")
+    _search_current_folder()
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:

@@ -23,7 +23,7 @@ from ._cache import DownloadCache
 from ._cache_budget import CacheBudget
 from ._flow import EntryFlow, RunWork
 from ._inputs import CheckedEntries
-from ._stop_signal import StopSignal
+from ._stop_signal import EXIT_CLOSED_OUTPUT, StopSignal, is_closed_stdout
 from ._threads import ThreadPinning, call_plugin, worker_thread
 from .base_post_processor import BasePostProcessor
 from .errors import ExecutorError, InvalidEntriesError
@@ -134,6 +134,11 @@ class PipelineRun:
                 try:
                     call(result, file_data)
                 except BaseException as exc:  # noqa: BLE001 - recorded on the file
+                    if is_closed_stdout(exc):
+                        # The reader of standard output left (``| head``): it wants
+                        # nothing more; the run stops quietly, the file did not fail.
+                        self.stop.stop(EXIT_CLOSED_OUTPUT)
+                        continue
                     file_data.fail("post_process", exc)
                     logger.error("post-processor failed on %s: %s", file_data.id, exc)
             summary.record(file_data)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 import threading
+
+#: The exit code of a run whose standard output's reader went away (``| head``):
+#: 128 + SIGPIPE, what a shell reports for a program that signal ended.
+EXIT_CLOSED_OUTPUT = 141
 
 
 class StopSignal:
@@ -39,3 +44,36 @@ class StopSignal:
     def code(self) -> int | None:
         """The exit code of the first request, or None while no stop was requested."""
         return self._code
+
+
+def stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (``| head``).
+
+    poll() reports an error on the writing end of a pipe with no reader left;
+    a file, a terminal or an open pipe reports none.  False where poll() is
+    missing or standard output has no descriptor (a test's captured output).
+    """
+    import select
+
+    if not hasattr(select, "poll"):
+        return False
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return False
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def is_closed_stdout(error: BaseException) -> bool:
+    """Whether ``error`` comes from writing to standard output after its reader left.
+
+    Such a write is no failure of the file being written about: the reader
+    wants nothing more, and the run ends quietly (:data:`EXIT_CLOSED_OUTPUT`).
+    A broken pipe of a plugin's own (a socket, a child process) is a failure.
+    """
+    return isinstance(error, BrokenPipeError) and stdout_reader_gone()
+
+
+__all__ = ["EXIT_CLOSED_OUTPUT", "StopSignal", "is_closed_stdout", "stdout_reader_gone"]

@@ -8,6 +8,7 @@ import threading
 from typing import Any, Callable
 
 from . import affinity
+from ._stop_signal import is_closed_stdout
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,11 @@ def call_plugin(function: Callable[[], object], failure: str) -> None:
     try:
         function()
     except BaseException as exc:  # a plugin's SystemExit or own BaseException too
+        if is_closed_stdout(exc):
+            # Flushing to a reader that left (``| head``): nothing is lost that
+            # anyone wanted, and the run ends quietly.
+            logger.debug("%s: standard output closed by its reader", failure)
+            return
         logger.warning(
             "%s: %s: %s",
             failure,

@@ -20,13 +20,16 @@ import click
 
 from ._listing import describe_plugins, format_plugins
 from ._registry import PluginRegistry
+from ._stop_signal import EXIT_CLOSED_OUTPUT, is_closed_stdout, stdout_reader_gone
 from ._version import __version__
 from .errors import UsageError
 from .options import parse_key_values
+from .paths import output_path_problem
 from .pipeline import ProcessingPipeline
-from .plan import plan_run
+from .plan import STDOUT, output_paths, plan_run
 from .plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_manager
 from .settings import CLI_SECTIONS, CliOption, PipelineSettings, cli_fields
+from .summary import RunSummary
 
 logger = logging.getLogger("download_pipeline_processor")
 # The end-of-run summary, for --log-file: stderr gets it printed, not logged.
@@ -444,8 +447,8 @@ class _Command(click.Group):
     "--summary-json",
     section="output",
     metavar="PATH",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Also write the end-of-run summary here as one JSON object.",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    help="Also write the end-of-run summary here as one JSON object; '-' for standard output.",
 )
 @sectioned_option(
     "--debug", section="logging", is_flag=True, help="Log everything and show tracebacks."
@@ -461,7 +464,8 @@ def main(ctx: click.Context, /, **params: Any) -> None:
     the post-processors too, with the stage and reason it failed.
 
     Exit codes: 0 all files succeeded, 1 some failed, 2 usage or input error,
-    130 interrupted, 143 terminated.  Installed plugins load from the
+    130 interrupted, 143 terminated, 141 standard output closed early by
+    its reader.  Installed plugins load from the
     entry-point group download_pipeline_processor; set
     DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS to a comma list to load only those.
     """
@@ -471,11 +475,17 @@ def main(ctx: click.Context, /, **params: Any) -> None:
         return
     if params["files"] is None:
         raise click.UsageError("missing option '--files' (or a command such as 'plugins')")
+    try:
+        # Before the log file is opened: a usage error there is the one line to see.
+        settings = settings_from_params(params)
+        _check_output_paths(params)
+    except UsageError as exc:
+        raise CliUsageError(str(exc)) from exc
     _configure_logging(
         params["debug"], params["quiet"], params["log_file"], dry_run=params["dry_run"]
     )
     try:
-        code = _run(ctx, params)
+        code = _run(ctx, params, settings)
     except UsageError as exc:
         raise CliUsageError(str(exc)) from exc
     except Exception as exc:
@@ -487,8 +497,18 @@ def main(ctx: click.Context, /, **params: Any) -> None:
     ctx.exit(code)
 
 
-def _run(ctx: click.Context, params: dict[str, Any]) -> int:
-    settings = settings_from_params(params)
+def _check_output_paths(params: dict[str, Any]) -> None:
+    """Refuse a --log-file or --summary-json the run could not write, before any work."""
+    given = (("--log-file", params["log_file"]), ("--summary-json", params["summary_json"]))
+    for flag, path in given:
+        if path is None or (flag == "--summary-json" and str(path) == STDOUT):
+            continue
+        problem = output_path_problem(path)
+        if problem is not None:
+            raise UsageError(f"{flag} {path}: {problem}")
+
+
+def _run(ctx: click.Context, params: dict[str, Any], settings: PipelineSettings) -> int:
     if settings.skip_failed and settings.journal is None:
         raise UsageError("--skip-failed needs --journal: only a journal knows what failed")
     if settings.journal is not None:
@@ -525,8 +545,13 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         click.echo(format_dry_run(describe_dry_run(plan, str(params["files"]))))
         return 0
     summary_json: Path | None = params["summary_json"]
-    if summary_json is not None and not summary_json.parent.is_dir():
-        raise UsageError(f"--summary-json {summary_json}: no such folder {summary_json.parent}")
+    if summary_json is not None and str(summary_json) == STDOUT:
+        for writer, path in output_paths(plan.post_processors):
+            if path == STDOUT:
+                raise UsageError(
+                    f"--summary-json - and {writer} would both write to standard output;"
+                    " give one of them a file"
+                )
     pipeline = ProcessingPipeline.from_plan(plan)
     view: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
     if _wants_progress(params["progress"], params["quiet"]):
@@ -539,20 +564,65 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
             code = pipeline.run()
         except KeyboardInterrupt:
             code = pipeline.summary.stopped_with or 130
-    summary = pipeline.summary
+    return _report(pipeline.summary, code, quiet=params["quiet"], summary_json=summary_json)
+
+
+def _report(summary: RunSummary, code: int, *, quiet: bool, summary_json: Path | None) -> int:
+    """Print the end-of-run summary (and write --summary-json); the exit code to end with."""
+    to_stdout = summary_json is not None and str(summary_json) == STDOUT
+    if code == EXIT_CLOSED_OUTPUT or _output_lost() or (to_stdout and stdout_reader_gone()):
+        # The reader of standard output left (``| head``) before all was written:
+        # end quietly, as a program killed by SIGPIPE would, the cache cleaned up.
+        _silence_stdout()
+        for line in summary.lines():
+            summary_logger.info("%s", line)
+        return EXIT_CLOSED_OUTPUT
     # --quiet keeps what needs acting on: the failures, grouped by reason.
-    lines = summary.failure_lines() if params["quiet"] else summary.lines()
+    lines = summary.failure_lines() if quiet else summary.lines()
     for line in lines:
         click.echo(line, err=True)
     for line in summary.lines():
         summary_logger.info("%s", line)
     if summary_json is not None:
         try:
-            summary_json.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", "utf-8")
+            text = json.dumps(summary.as_dict(), indent=2) + "\n"
+            if to_stdout:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            else:
+                summary_json.write_text(text, "utf-8")
         except OSError as exc:
+            if is_closed_stdout(exc):
+                _silence_stdout()
+                return EXIT_CLOSED_OUTPUT
             click.echo(f"Error: --summary-json {summary_json}: {exc.strerror}", err=True)
             code = code or 1
     return code
+
+
+def _output_lost() -> bool:
+    """Whether what is left in standard output's buffer cannot reach its reader, who left.
+
+    A reader that left after everything was written (``| grep -q``) lost
+    nothing: the run's own exit code stands.
+    """
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        return is_closed_stdout(exc)
+    return False
+
+
+def _silence_stdout() -> None:
+    """Point standard output at the null device: its reader is gone.
+
+    What is still buffered, and Python's own flush at exit, then go nowhere
+    instead of raising BrokenPipeError and printing it on stderr.
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
 
 
 def _wants_progress(choice: bool | None, quiet: bool) -> bool:

@@ -32,6 +32,8 @@ import threading
 import time
 from typing import Callable
 
+from ._stop_signal import is_closed_stdout
+
 logger = logging.getLogger(__name__)
 
 
@@ -101,12 +103,12 @@ class FlushTimer:
                     continue
                 try:
                     self._flush()
-                except Exception:
+                except Exception as exc:
                     # The owner's next flush (a full batch, close()) retries and
                     # reports the error where the pipeline sees it; here it can
                     # only be logged, once until a flush works (a closed pipe
                     # would fail every interval), and tried again later.
-                    if not self._failing:
+                    if not self._failing and not is_closed_stdout(exc):
                         logger.warning("%s: timed flush failed", self._name, exc_info=True)
                     self._failing = True
                     self._due = time.monotonic() + self.interval

@@ -1,9 +1,14 @@
-"""Turning untrusted names into safe single path components."""
+"""Turning untrusted names into safe single path components; checking output paths."""
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 import unicodedata
+from pathlib import Path
+
+__all__ = ["MAX_COMPONENT_BYTES", "output_path_problem", "safe_filename"]
 
 #: Longest component we produce, in UTF-8 bytes (file systems allow 255).
 MAX_COMPONENT_BYTES = 200
@@ -82,3 +87,31 @@ def safe_filename(name: str, fallback: str = "file", max_bytes: int = MAX_COMPON
         else:
             cleaned = _truncate_utf8(cleaned, max_bytes)
     return cleaned
+
+
+def output_path_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a run could not write the file ``path``, or None when it could.
+
+    Checked before a run does any work, so a bad path is a usage error and
+    not a failure after hours of downloads.  Nothing is written: an existing
+    file is opened for appending (not truncated) and closed; for a new file,
+    an unnamed temporary file is made in its folder and dropped at once.
+    A real attempt, not ``os.access``: root passes every permission check
+    there, yet cannot write to ``/sys`` or a read-only mount.
+    """
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        return f"{target} is a folder"
+    if not folder.is_dir():
+        return f"no such folder {folder}"
+    try:
+        if target.exists():
+            os.close(os.open(target, os.O_WRONLY | os.O_APPEND))
+        else:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+    except OSError as exc:
+        what = target if target.exists() else f"folder {folder}"
+        return f"{what} cannot be written: {exc.strerror}"
+    return None

@@ -30,6 +30,7 @@ from .base_processor import BaseProcessor
 from .errors import PluginError, PluginOptionError, UsageError
 from .executor import BaseExecutor, StageSpec
 from .options import declared_options, resolve_options
+from .paths import output_path_problem
 from .settings import PipelineSettings
 
 ProcessorSpec = Union[str, type[BaseProcessor]]
@@ -158,6 +159,7 @@ def plan_run(
         )
     post_processor_choices = _post_processor_choices(specs, post_classes, post_processor_options)
     check_distinct_outputs(post_processor_choices)
+    check_output_paths(post_processor_choices)
     executor_choice = PluginChoice.resolve(
         _resolve(registry, EXECUTOR, executor),
         executor_options or {},
@@ -229,6 +231,23 @@ def check_distinct_outputs(choices: Sequence[PluginChoice]) -> None:
     are one file.
     """
     writers: dict[str, str] = {}
+    for writer, text in output_paths(choices):
+        key = STDOUT if text == STDOUT else os.path.realpath(text)
+        shown = "standard output" if key == STDOUT else repr(text)
+        if key in writers:
+            raise PluginOptionError(
+                f"{writers[key]} and {writer} would both write to {shown}; give each its own file"
+            )
+        writers[key] = writer
+
+
+def output_paths(choices: Sequence[PluginChoice]) -> list[tuple[str, str]]:
+    """``(writer, path)`` for every file the post-processors will write, as given.
+
+    The writer names the post-processor and its option; ``-`` (standard
+    output) and URLs (a plugin's remote storage) are included as given.
+    """
+    paths = []
     for choice in choices:
         if choice.instance is not None:
             continue  # built by the caller: its options are not known here
@@ -238,16 +257,22 @@ def check_distinct_outputs(choices: Sequence[PluginChoice]) -> None:
             value = choice.options.get(option.name, option.default)
             if value is None or value == "":
                 continue
-            text = os.fspath(value)
-            key = STDOUT if text == STDOUT else os.path.realpath(text)
-            shown = "standard output" if key == STDOUT else repr(text)
-            writer = f"{choice.label} (option {option.name})"
-            if key in writers:
-                raise PluginOptionError(
-                    f"{writers[key]} and {writer} would both write to {shown}; "
-                    "give each its own file"
-                )
-            writers[key] = writer
+            paths.append((f"{choice.label} (option {option.name})", os.fspath(value)))
+    return paths
+
+
+def check_output_paths(choices: Sequence[PluginChoice]) -> None:
+    """Refuse a post-processor output file that could not be written, before any work.
+
+    A missing folder or one that cannot be written would otherwise fail
+    only once the first file reaches the post-processor.
+    """
+    for writer, path in output_paths(choices):
+        if path == STDOUT or "://" in path:
+            continue  # standard output, or a URL a plugin writes to by its own means
+        problem = output_path_problem(path)
+        if problem is not None:
+            raise PluginOptionError(f"{writer}: {path}: {problem}")
 
 
 def _post_processor_choices(

@@ -38,7 +38,17 @@ def default_cache_root() -> Path:
     dir would be the folder of whoever made it first.  The cache checks it is
     the user's own (see ``cache.open_cache_root``).
     """
-    return Path(tempfile.gettempdir()) / f"{DEFAULT_CACHE_FOLDER}-{os.geteuid()}"
+    return user_cache_folder(Path(tempfile.gettempdir()))
+
+
+def user_cache_folder(shared: Path) -> Path:
+    """The user's own cache root inside the shared folder ``shared``.
+
+    The default root in the temp dir, and the root inside a sticky shared
+    folder given as ``--download-cache`` (``/tmp``, ``/dev/shm``): one name,
+    one set of checks (``_cache.open_cache_root``).
+    """
+    return shared / f"{DEFAULT_CACHE_FOLDER}-{os.geteuid()}"
 
 
 @dataclass(frozen=True)
@@ -220,8 +230,9 @@ class PipelineSettings:
         cli=CliOption(
             "--download-cache",
             "download",
-            "Folder for the temporary cache, the user's own and writable by no one else; "
-            "a private folder is made inside and removed.",
+            "Folder for the temporary cache: the user's own and writable by no one else, "
+            "or a sticky shared one such as /tmp (then the user's own folder in it); the "
+            "run's private folder is made inside and removed.",
             metavar="DIR",
             directory=True,
             # Not default_cache_root(): finding the temp dir writes a test file, on every start.
@@ -465,6 +476,13 @@ class PipelineSettings:
         low, high = self.simulate_delay
         if not 0 <= low <= high:
             raise UsageError(f"invalid setting simulate_delay={self.simulate_delay!r}")
+        if self.simulate_downloads and self.downloader:
+            # A simulation makes no request: a real downloader chosen with it
+            # would either be ignored or make the requests the user meant to avoid.
+            raise UsageError(
+                f"--simulate-downloads and --downloader {self.downloader} do not go together:"
+                " a simulation makes no request; drop one of them"
+            )
 
     @property
     def downloader_name(self) -> str:
