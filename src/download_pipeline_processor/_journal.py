@@ -19,7 +19,8 @@ two sides of the run:
   in the journal.
 
 The schema is documented for users in ``docs/journal.md``; a change to it
-raises :data:`SCHEMA_VERSION` (``PRAGMA user_version``).
+raises :data:`SCHEMA_VERSION` (``PRAGMA user_version``) and adds its step to
+:data:`_UPGRADES`, which bring an older journal up to date when it is opened.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ from .errors import JournalBusyError, JournalError, PipelineInterrupted
 from .file_data import FileData
 from .flush_timer import FlushTimer
 from .redact import redact_url
+from .report import outcome_record, to_json
 from .summary import RunSummary
 
 logger = logging.getLogger(__name__)
 
 #: ``PRAGMA user_version`` of the schema below; raised on every change to it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``PRAGMA application_id``: tells a journal from any other SQLite file ("DPPJ").
 APPLICATION_ID = 0x4450504A
 #: Most seconds a finished file's row waits before it is committed.
@@ -89,21 +91,33 @@ _SCHEMA = (
         recorded_at TEXT NOT NULL,
         tries INTEGER NOT NULL DEFAULT 1,
         run INTEGER NOT NULL REFERENCES runs (run),
+        result TEXT,
+        input_index INTEGER,
         PRIMARY KEY (id, url_key)
     ) WITHOUT ROWID
     """,
 )
 
+#: The statements that bring a journal of schema version N (the key) to N + 1.
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    # 2: each entry's outcome record (the jsonl line) and its position in the input.
+    1: (
+        "ALTER TABLE entries ADD COLUMN result TEXT",
+        "ALTER TABLE entries ADD COLUMN input_index INTEGER",
+    ),
+}
+
 _UPSERT = """
     INSERT INTO entries (
         id, url_key, url, status, stage, reason, http_status, attempts, bytes, sha256,
-        download_seconds, first_recorded_at, recorded_at, run
-    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        download_seconds, result, input_index, first_recorded_at, recorded_at, run
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id, url_key) DO UPDATE SET
         url = excluded.url, status = excluded.status, stage = excluded.stage,
         reason = excluded.reason, http_status = excluded.http_status,
         attempts = excluded.attempts, bytes = excluded.bytes, sha256 = excluded.sha256,
-        download_seconds = excluded.download_seconds, recorded_at = excluded.recorded_at,
+        download_seconds = excluded.download_seconds, result = excluded.result,
+        input_index = excluded.input_index, recorded_at = excluded.recorded_at,
         tries = tries + 1, run = excluded.run
 """
 
@@ -230,6 +244,8 @@ def _check_schema(connection: sqlite3.Connection, path: Path, create: bool) -> N
                     f"journal {path}: schema version {version} is newer than this version "
                     f"understands ({SCHEMA_VERSION}); upgrade download-pipeline-processor"
                 )
+            if version < SCHEMA_VERSION:
+                _upgrade(connection)
             return
         tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if application_id != 0 or tables or not create:
@@ -241,6 +257,17 @@ def _check_schema(connection: sqlite3.Connection, path: Path, create: bool) -> N
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"journal {path}: not a journal database ({exc})") from None
+
+
+def _upgrade(connection: sqlite3.Connection) -> None:
+    """Bring an older journal's schema up to :data:`SCHEMA_VERSION`, in one transaction."""
+    with _transaction(connection):
+        # Read again under the write lock: another process may have upgraded it meanwhile.
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        for step in range(version, SCHEMA_VERSION):
+            for statement in _UPGRADES[step]:
+                connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 @contextmanager
@@ -378,8 +405,8 @@ class JournalRecorder(BasePostProcessor):
     """Records each file's outcome once every post-processor before it is done with it.
 
     With ``holders`` (post-processors that publish files later), a file's row
-    is kept, without its result, until :meth:`published` has heard from each
-    holder that it published the file.
+    (its outcome record as JSON text, not the result object) is kept until
+    :meth:`published` has heard from each holder that it published the file.
     """
 
     options = ()
@@ -411,6 +438,9 @@ class JournalRecorder(BasePostProcessor):
             record.size,
             record.sha256,
             record.elapsed,
+            # What the jsonl post-processor writes for the file: ``journal --export``.
+            _storable(to_json(outcome_record(result, file_data))),
+            file_data.input_index,
         )
         with self._timer.lock:
             if self._holders:
