@@ -747,6 +747,30 @@ class TestHeldResults:
             {entry["id"] for entry in entries} - (set(published) - {"gone"})
         )
 
+    def test_a_file_the_holder_raised_on_is_recorded_at_once(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """A holder that raised on a file holds nothing of it: the journal records it as failed
+        at post_process without waiting for a publication that never comes."""
+        entries = [{"id": f"h{i}", "url": file_server.add(f"/h{i}", b"h")} for i in range(4)]
+        listing = write_list(tmp_path / "l.json", entries)
+        journal, batches = tmp_path / "j.db", tmp_path / "batches.jsonl"
+        args = holding_args(
+            listing, journal, batches, tmp_path / "c", "--processor-option", "seconds=0"
+        )
+        result = invoke(
+            [
+                *args,
+                *("--post-processor-option", "every=100"),
+                *("--post-processor-option", "publish_at_close=false"),
+                *("--post-processor-option", "fail_on=h2"),
+            ]
+        )
+        assert result.exit_code == 1, result.stderr
+        rows = journal_rows(journal)
+        assert list(rows) == ["h2"]  # the other three were never published
+        assert (rows["h2"]["status"], rows["h2"]["stage"]) == ("failed", "post_process")
+
     @POSIX_ONLY
     def test_kill_9_loses_no_held_file(
         self, tmp_path: Path, file_server: FileServer, cli_path: Path

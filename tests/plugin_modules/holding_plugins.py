@@ -44,16 +44,22 @@ class BatchPublisher(BasePostProcessor):
         Option("path", required=True, help="file the batches are appended to", output=True),
         Option("every", type=int, default=3, help="files per batch"),
         Option("publish_at_close", type=bool, default=True, help="publish the last batch"),
+        Option("fail_on", default="", help="raise on the file of this id, holding nothing"),
     )
 
-    def __init__(self, path: str, every: int = 3, publish_at_close: bool = True) -> None:
+    def __init__(
+        self, path: str, every: int = 3, publish_at_close: bool = True, fail_on: str = ""
+    ) -> None:
         self._out = Path(path).open("a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self.every = every
         self.publish_at_close = publish_at_close
+        self.fail_on = fail_on
         self._buffer: list[FileData] = []
         self._published: list[FileData] = []
 
     def post_process(self, result: Any, file_data: FileData) -> None:
+        if file_data.id == self.fail_on:
+            raise ValueError(f"cannot hold {file_data.id}")
         self._buffer.append(file_data)
         if len(self._buffer) >= self.every:
             self._publish()
