@@ -1220,7 +1220,8 @@ class TestDryRun:
         port = file_server.port
         assert f"hosts: 2: http://127.0.0.1:{port} (3), http://localhost:{port} (1)" in out
         assert f"processor 'save' (dest={tmp_path / 'saved'}), 3 threads" in out
-        assert f"post-processor 'jsonl' (path={tmp_path / 'report.jsonl'})" in out
+        # With --journal, jsonl appends (its append option's default under a journal).
+        assert f"post-processor 'jsonl' (path={tmp_path / 'report.jsonl'}, append=True)" in out
         assert "downloader 'requests', 5 workers, 3 retries" in out
         assert f"a private folder in {tmp_path / 'cache-root'} (would be made)" in out
 

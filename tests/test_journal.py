@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from cli_helpers import write_list
+from cli_helpers import checksum_report_args, write_list
 from download_pipeline_processor import (
     BasePostProcessor,
     DownloadRecord,
@@ -34,6 +34,7 @@ from download_pipeline_processor._journal import (
 )
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.errors import JournalBusyError, PipelineInterrupted
+from download_pipeline_processor.report import outcome_record
 from download_pipeline_processor.testing import (
     CollectingPostProcessor,
     FileServer,
@@ -671,3 +672,481 @@ class TestDocs:
             connection.close()
         assert journal_rows(journal)["ok"]["status"] == "succeeded"  # the DELETE example ran
         assert "gone" not in journal_rows(journal)
+
+
+# -- post-processors that publish later (holds_results) ----------------------------------------
+
+PLUGIN_MODULES = Path(__file__).resolve().parent / "plugin_modules"
+
+
+def published_batches(path: Path) -> list[list[str]]:
+    """The ids of every batch the ``BatchPublisher`` published (a cut last line is none)."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    return [
+        json.loads(line)["ids"] for line in text.splitlines(keepends=True) if line.endswith("\n")
+    ]
+
+
+def published_ids(path: Path) -> list[str]:
+    return [ident for batch in published_batches(path) for ident in batch]
+
+
+def holding_args(
+    listing: Path, journal: Path, batches: Path, cache: Path, *extra: str
+) -> list[str]:
+    """A run whose post-processor publishes files in batches of 3 (``holding_plugins``)."""
+    return [
+        *("--files", str(listing), "--journal", str(journal), "--download-cache", str(cache)),
+        *("--processor", "holding_plugins:SlowProcessor"),
+        *("--post-processor", "holding_plugins:BatchPublisher"),
+        *("--post-processor-option", f"path={batches}"),
+        *("--retry-backoff", "0", "--max-retries", "0"),
+        *extra,
+    ]
+
+
+class TestHeldResults:
+    """A post-processor that publishes later (holds_results): the journal records a file only
+    once it is published, so a kill never loses a file the journal calls done."""
+
+    @pytest.fixture(autouse=True)
+    def _plugin_modules(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.syspath_prepend(str(PLUGIN_MODULES))
+
+    def test_only_published_files_are_recorded(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """Files a holder never publishes are left out of the journal (a warning says so), and
+        the rerun does them; failed files are held and recorded the same way."""
+        entries = [
+            {"id": f"h{i}", "url": file_server.add(f"/h{i}", b"h" * (i + 1))} for i in range(7)
+        ]
+        entries.append({"id": "gone", "url": file_server.url("/gone")})
+        listing = write_list(tmp_path / "l.json", entries)
+        journal, batches = tmp_path / "j.db", tmp_path / "batches.jsonl"
+        args = holding_args(
+            listing, journal, batches, tmp_path / "c", "--processor-option", "seconds=0"
+        )
+        first = invoke([*args, "--post-processor-option", "publish_at_close=false"])
+        assert first.exit_code == 1, first.stderr
+        published = published_ids(batches)
+        assert len(published) == 6  # two batches of 3; the last 2 files never published
+        assert set(journal_rows(journal)) == set(published)
+        assert "2 file(s) were never published" in first.stderr
+
+        second = invoke(args)
+        assert second.exit_code == 1, second.stderr
+        rows = journal_rows(journal)
+        assert set(rows) == {entry["id"] for entry in entries}
+        assert rows["gone"]["status"] == "failed"
+        assert "gone" in published_ids(batches)[6:]
+        # Only what the journal did not hold as succeeded ran again.
+        assert sorted(published_ids(batches)[6:]) == sorted(
+            {entry["id"] for entry in entries} - (set(published) - {"gone"})
+        )
+
+    def test_a_file_the_holder_raised_on_is_recorded_at_once(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """A holder that raised on a file holds nothing of it: the journal records it as failed
+        at post_process without waiting for a publication that never comes."""
+        entries = [{"id": f"h{i}", "url": file_server.add(f"/h{i}", b"h")} for i in range(4)]
+        listing = write_list(tmp_path / "l.json", entries)
+        journal, batches = tmp_path / "j.db", tmp_path / "batches.jsonl"
+        args = holding_args(
+            listing, journal, batches, tmp_path / "c", "--processor-option", "seconds=0"
+        )
+        result = invoke(
+            [
+                *args,
+                *("--post-processor-option", "every=100"),
+                *("--post-processor-option", "publish_at_close=false"),
+                *("--post-processor-option", "fail_on=h2"),
+            ]
+        )
+        assert result.exit_code == 1, result.stderr
+        rows = journal_rows(journal)
+        assert list(rows) == ["h2"]  # the other three were never published
+        assert (rows["h2"]["status"], rows["h2"]["stage"]) == ("failed", "post_process")
+
+    @POSIX_ONLY
+    def test_kill_9_loses_no_held_file(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """kill -9 twice (the first run, then its rerun) with files held unpublished: the journal
+        never says succeeded for an unpublished file, and after a rerun to the end every entry
+        is in a published batch exactly once (twice only if published in the instant before a
+        kill, before the journal's commit)."""
+        rng = random.Random(20261207)  # noqa: S311 - kill moments, not secrets
+        entries = [
+            {"id": f"p{i:03}", "url": file_server.add(f"/p{i:03}", b"p" * (i + 1))}
+            for i in range(90)
+        ]
+        listing = write_list(tmp_path / "l.json", entries)
+        journal, batches = tmp_path / "j.db", tmp_path / "batches.jsonl"
+        # A file waits in the buffer longer than the journal's commit interval.
+        args = holding_args(
+            listing, journal, batches, tmp_path / "c", "--processor-option", "seconds=0.05"
+        )
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, (str(PLUGIN_MODULES), os.environ.get("PYTHONPATH")))
+            ),
+        }
+        at_risk: set[str] = set()
+
+        def recorded_only_when_published() -> set[str]:
+            # The journal first: whatever it held then was published before.
+            recorded = succeeded_ids(journal)
+            published = set(published_ids(batches))
+            assert recorded <= published, sorted(recorded - published)
+            return published - recorded
+
+        for reached in (4, 12):
+            proc = subprocess.Popen(
+                [str(cli_path), *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            # Checked all along the run, not only after the kill.
+            deadline = time.monotonic() + 20
+            while len(published_batches(batches)) < reached:
+                assert time.monotonic() < deadline, "timed out waiting for batches"
+                recorded_only_when_published()
+                time.sleep(0.01)
+            kill_at = time.monotonic() + rng.uniform(0.1, 0.3)
+            while time.monotonic() < kill_at:
+                recorded_only_when_published()
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=20)
+            assert proc.returncode == -signal.SIGKILL
+            assert len(succeeded_ids(journal)) < len(entries)  # the kill came mid-run
+            at_risk |= recorded_only_when_published()
+        final = subprocess.run(
+            [str(cli_path), *args], capture_output=True, text=True, timeout=60, check=False, env=env
+        )
+        assert final.returncode == 0, final.stderr[-2000:]
+        counts: dict[str, int] = {}
+        for ident in published_ids(batches):
+            counts[ident] = counts.get(ident, 0) + 1
+        assert set(counts) == {entry["id"] for entry in entries}
+        assert {i for i, n in counts.items() if n > 1} <= at_risk
+        assert max(counts.values()) <= 2
+        assert succeeded_ids(journal) == set(counts)
+
+
+# -- results that outlive reruns: export, the result column, append under a journal -----------
+
+#: The status word of a good outcome, from the one function that builds the record.
+GOOD = outcome_record(None, FileData("http://127.0.0.1/x"))["status"]
+
+
+def line_count(path: Path) -> int:
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+def exported(journal: Path) -> list[dict[str, Any]]:
+    """``journal PATH --export -`` in process, parsed."""
+    result = invoke(["journal", str(journal), "--export", "-"])
+    assert result.exit_code == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+class TestExport:
+    """``journal PATH --export FILE|-``: the whole job as JSON Lines, one line per entry."""
+
+    @pytest.fixture(autouse=True)
+    def _plugin_modules(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.syspath_prepend(str(PLUGIN_MODULES))
+
+    @POSIX_ONLY
+    def test_kills_and_reruns_export_one_line_per_entry(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """Two runs cut by kill -9 and a rerun to the end (jsonl without append): results.jsonl
+        never shrinks, and the export has exactly one line per entry, in input order, each the
+        latest outcome with its result, as jsonl wrote it."""
+        entries = []
+        for i in range(300):
+            if i % 50 == 13:  # never found
+                url = file_server.url(f"/missing{i}")
+            else:  # every 20th: not found the first time, found after
+                statuses = (404, 200) if i % 20 == 5 else (200,)
+                url = file_server.add(f"/r{i:03}", b"r" * (i + 1), statuses=statuses)
+            # Ids out of order: the export follows the input, not the ids.
+            entries.append({"id": f"r{(i * 37) % 300:03}", "url": url})
+        listing = write_list(tmp_path / "l.json", entries)
+        journal, results = tmp_path / "j.db", tmp_path / "results.jsonl"
+        args = [
+            *("--files", str(listing), "--journal", str(journal)),
+            *("--processor", "holding_plugins:SlowProcessor", "--processor-option", "seconds=0.02"),
+            *("--post-processor", "jsonl", "--post-processor-option", f"path={results}"),
+            *(
+                "--download-cache",
+                str(tmp_path / "c"),
+                "--retry-backoff",
+                "0",
+                "--max-retries",
+                "0",
+            ),
+        ]
+        env = {
+            **os.environ,
+            "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, (str(PLUGIN_MODULES), os.environ.get("PYTHONPATH")))
+            ),
+        }
+        before = b""
+        for more in (50, 80):
+            start = line_count(results)
+            proc = subprocess.Popen(
+                [str(cli_path), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+            )
+            wait_for(lambda: line_count(results) >= start + more, "lines")  # noqa: B023
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=20)
+            assert proc.returncode == -signal.SIGKILL
+            after = results.read_bytes()
+            assert after.startswith(before)  # appended, never replaced
+            assert len(journal_rows(journal)) < len(entries)  # cut mid-run
+            before = after
+        final = subprocess.run(
+            [str(cli_path), *args], capture_output=True, text=True, timeout=60, check=False, env=env
+        )
+        assert final.returncode == 1, final.stderr[-2000:]  # the missing ones failed
+        assert results.read_bytes().startswith(before)
+
+        export = subprocess.run(
+            [str(cli_path), "journal", str(journal), "--export", "-"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            env=env,
+        )
+        records = [json.loads(line) for line in export.stdout.splitlines()]
+        assert [r["id"] for r in records] == [e["id"] for e in entries]
+        assert [r["index"] for r in records] == list(range(len(entries)))
+        rows = journal_rows(journal)
+        last_run = max(row["run"] for row in rows.values())
+        written: dict[str, dict[str, Any]] = {}
+        for line in results.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                record = json.loads(line)
+                written[record["id"]] = record  # the latest line of each id
+        for i, record in enumerate(records):
+            row = rows[record["id"]]
+            if i % 50 == 13:
+                assert record["status"] != GOOD
+                assert record["result"] is None
+                assert record["error"]["stage"] == "download"
+            elif row["status"] == "succeeded":
+                assert (record["status"], record["result"]) == (GOOD, {"size": i + 1})
+            else:  # a 404-then-200 entry first asked for in the last run
+                assert i % 20 == 5
+                assert row["run"] == last_run
+            if row["run"] == last_run:
+                # The last run was not cut: its jsonl lines are all there.
+                assert record == written[record["id"]]
+
+    def test_export_to_a_file_replaces_it_whole(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """--export FILE replaces FILE by a rename, leaving no temporary file; a failed export
+        leaves FILE as it was."""
+        entries = [{"id": f"x{i}", "url": file_server.add(f"/x{i}", b"x" * i)} for i in range(4)]
+        listing = write_list(tmp_path / "l.json", entries)
+        journal = tmp_path / "j.db"
+        invoke(run_args(listing, journal, tmp_path / "r.jsonl", tmp_path / "c"))
+        out = tmp_path / "out"
+        out.mkdir()
+        target = out / "job.jsonl"
+        target.write_text("old\n", encoding="utf-8")
+        with target.open(encoding="utf-8") as old:
+            result = invoke(["journal", str(journal), "--export", str(target)])
+            assert result.exit_code == 0, result.stderr
+            # Renamed over it: the old file was never written to.
+            assert old.read() == "old\n"
+        lines = target.read_text(encoding="utf-8").splitlines()
+        assert [json.loads(line)["id"] for line in lines] == ["x0", "x1", "x2", "x3"]
+        written = (tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()
+        assert sorted(lines) == sorted(written)  # the very lines jsonl wrote
+        assert [p.name for p in out.iterdir()] == ["job.jsonl"]
+        not_a_journal = tmp_path / "plain.db"
+        not_a_journal.write_bytes(b"not sqlite at all" * 100)
+        failed = invoke(["journal", str(not_a_journal), "--export", str(target)])
+        assert failed.exit_code == 2
+        assert next(json.loads(line)["id"] for line in target.read_text().splitlines()) == "x0"
+        assert [p.name for p in out.iterdir()] == ["job.jsonl"]
+
+    def test_bad_export_is_one_line_exit_2(self, tmp_path: Path, file_server: FileServer) -> None:
+        """A missing journal, a missing folder, a non-journal or --export with --json: exit 2
+        with one line naming the problem, and nothing written."""
+        listing = write_list(tmp_path / "l.json", [{"id": "a", "url": file_server.add("/a", b"a")}])
+        journal = tmp_path / "j.db"
+        invoke(run_args(listing, journal, tmp_path / "r.jsonl", tmp_path / "c"))
+        (tmp_path / "plain.txt").write_text("hello", encoding="utf-8")
+        cases = {
+            "no such file": [str(tmp_path / "missing.db"), "--export", "-"],
+            "no such folder": [str(journal), "--export", str(tmp_path / "nope" / "x.jsonl")],
+            "not a journal": [str(tmp_path / "plain.txt"), "--export", str(tmp_path / "x.jsonl")],
+            "cannot be used together": [str(journal), "--export", "-", "--json"],
+        }
+        for words, args in cases.items():
+            result = invoke(["journal", *args])
+            assert result.exit_code == 2, words
+            assert result.stdout == "", words
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1, (words, result.stderr)
+            assert words in lines[0], (words, result.stderr)
+        assert not (tmp_path / "x.jsonl").exists()
+        assert not (tmp_path / "nope").exists()
+
+
+class TestAppendUnderJournal:
+    """With --journal, jsonl appends by default, so no rerun shrinks its file."""
+
+    def _entries(self, server: FileServer, tmp_path: Path) -> Path:
+        entries = [{"id": f"a{i}", "url": server.add(f"/a{i}", b"a" * i)} for i in range(4)]
+        entries.append({"id": "late", "url": server.add("/late", b"l", statuses=(404, 200))})
+        return write_list(tmp_path / "l.json", entries)
+
+    def test_rerun_appends_by_default(self, tmp_path: Path, file_server: FileServer) -> None:
+        """A rerun with the journal adds the retried file's line after the first run's five."""
+        listing = self._entries(file_server, tmp_path)
+        journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+        assert invoke(run_args(listing, journal, report, tmp_path / "c")).exit_code == 1
+        first = report.read_text(encoding="utf-8")
+        assert len(first.splitlines()) == 5
+        second = invoke(run_args(listing, journal, report, tmp_path / "c"))
+        assert second.exit_code == 0, second.stderr
+        text = report.read_text(encoding="utf-8")
+        assert text.startswith(first)
+        assert [json.loads(line)["id"] for line in text.splitlines()[5:]] == ["late"]
+        assert "a rerun replaces" not in second.stderr
+        # One line per entry, its latest outcome, in input order.
+        records = exported(journal)
+        assert [r["id"] for r in records] == ["a0", "a1", "a2", "a3", "late"]
+        assert records[-1] == json.loads(text.splitlines()[-1])
+        assert records[-1]["status"] == GOOD
+
+    def test_explicit_replace_warns_once(self, tmp_path: Path, file_server: FileServer) -> None:
+        """append=false with --journal is honoured (the file is replaced) with one warning
+        naming the file."""
+        listing = self._entries(file_server, tmp_path)
+        journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+        invoke(run_args(listing, journal, report, tmp_path / "c"))
+        args = [*run_args(listing, journal, report, tmp_path / "c")]
+        second = invoke([*args, "--post-processor-option", "append=false"])
+        assert second.exit_code == 0, second.stderr
+        assert [json.loads(line)["id"] for line in report.read_text().splitlines()] == ["late"]
+        warnings = [line for line in second.stderr.splitlines() if "a rerun replaces" in line]
+        assert len(warnings) == 1, second.stderr
+        assert "append=false" in warnings[0]
+        assert str(report) in warnings[0]
+
+    def test_without_a_journal_it_replaces(self, tmp_path: Path, file_server: FileServer) -> None:
+        """Without --journal, jsonl's append stays false: a second run replaces the file."""
+        listing = self._entries(file_server, tmp_path)
+        report = tmp_path / "r.jsonl"
+        args = checksum_report_args(listing, report, tmp_path / "c", "--retry-backoff", "0")
+        invoke([*args, "--max-retries", "0"])
+        invoke([*args, "--max-retries", "0"])
+        assert line_count(report) == 5
+
+    def test_a_line_cut_by_a_kill_is_ended(self, tmp_path: Path, file_server: FileServer) -> None:
+        """Appending after a line a kill cut short starts a new line: the next records parse."""
+        listing = self._entries(file_server, tmp_path)
+        journal, report = tmp_path / "j.db", tmp_path / "r.jsonl"
+        report.write_text('{"id":"cut","na', encoding="utf-8")
+        invoke(run_args(listing, journal, report, tmp_path / "c"))
+        lines = report.read_text(encoding="utf-8").splitlines()
+        assert lines[0] == '{"id":"cut","na'
+        assert len([json.loads(line) for line in lines[1:]]) == 5
+
+
+#: The journal's schema version 1, as released: what an old journal holds.
+SCHEMA_1 = (
+    """CREATE TABLE runs (run INTEGER PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,
+    succeeded INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+    interrupted INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0)""",
+    """CREATE TABLE entries (id TEXT NOT NULL, url_key TEXT NOT NULL, url TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('succeeded', 'failed', 'interrupted')), stage TEXT,
+    reason TEXT, http_status INTEGER, attempts INTEGER, bytes INTEGER, sha256 TEXT,
+    download_seconds REAL, first_recorded_at TEXT NOT NULL, recorded_at TEXT NOT NULL,
+    tries INTEGER NOT NULL DEFAULT 1, run INTEGER NOT NULL REFERENCES runs (run),
+    PRIMARY KEY (id, url_key)) WITHOUT ROWID""",
+)
+
+
+class TestSchemaUpgrade:
+    """A journal of an older schema opens, is upgraded in place, and keeps its rows."""
+
+    def test_version_1_journal_is_upgraded(self, tmp_path: Path, file_server: FileServer) -> None:
+        """A version-1 journal exports its rows (result null), is upgraded to the current
+        version, and a run with it skips what succeeded and records results from then on."""
+        entries = [
+            {"id": "old-ok", "url": file_server.add("/old-ok", b"o")},
+            {"id": "old-bad", "url": file_server.add("/old-bad", b"bb")},
+        ]
+        listing = write_list(tmp_path / "l.json", entries)
+        journal = tmp_path / "j.db"
+        connection = sqlite3.connect(journal)
+        for statement in SCHEMA_1:
+            connection.execute(statement)
+        connection.execute("PRAGMA application_id = 1146114122")  # "DPPJ"
+        connection.execute("PRAGMA user_version = 1")
+        connection.execute("INSERT INTO runs (run, started_at) VALUES (1, '2024-05-01T00:00')")
+        for ident, status, stage, reason, at in (
+            ("old-ok", "succeeded", None, None, "2024-05-01T00:01"),
+            (
+                "old-bad",
+                "failed",
+                "download",
+                "PermanentDownloadError: HTTP 404",
+                "2024-05-01T00:02",
+            ),
+        ):
+            url = next(e["url"] for e in entries if e["id"] == ident)
+            connection.execute(
+                "INSERT INTO entries (id, url_key, url, status, stage, reason, http_status,"
+                " attempts, first_recorded_at, recorded_at, run)"
+                " VALUES (?, ?, ?, ?, ?, ?, 404, 1, ?, ?, 1)",
+                (ident, url_key(url), url, status, stage, reason, at, at),
+            )
+        connection.commit()
+        connection.close()
+
+        records = exported(journal)
+        assert [(r["id"], r["result"]) for r in records] == [("old-ok", None), ("old-bad", None)]
+        assert records[0]["status"] == GOOD
+        assert records[0]["error"] is None
+        assert records[1]["error"]["stage"] == "download"
+        assert "HTTP 404" in records[1]["error"]["message"]
+        connection = sqlite3.connect(journal)
+        try:
+            assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(entries)")}
+        finally:
+            connection.close()
+        assert {"result", "input_index"} <= columns
+
+        run = invoke(run_args(listing, journal, tmp_path / "r.jsonl", tmp_path / "c"))
+        assert run.exit_code == 0, run.stderr
+        assert "1 skipped (journal)" in run.stderr
+        records = exported(journal)
+        assert [r["id"] for r in records] == ["old-bad", "old-ok"]  # input order, old rows last
+        written = json.loads((tmp_path / "r.jsonl").read_text(encoding="utf-8"))
+        assert records[0] == written  # retried: its new outcome, with its result
+        assert records[0]["status"] == GOOD
+        assert records[0]["result"] is not None
+        assert records[1]["result"] is None  # skipped: the old row as it was

@@ -662,13 +662,27 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 @main.command("journal")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
-def journal_command(path: Path, as_json: bool) -> None:
+@click.option(
+    "--export",
+    "export",
+    metavar="FILE",
+    type=click.Path(path_type=Path, allow_dash=True),
+    help="Write every entry's latest outcome as JSON Lines, in input order ('-': stdout).",
+)
+def journal_command(path: Path, as_json: bool, export: Path | None) -> None:
     """Show a journal (--journal PATH): counts by status, failures grouped by reason.
 
-    Reads only: it can look at the journal of a run still going.
+    --export FILE writes every entry's latest outcome instead, one JSON line
+    each, in input order.  Reads only (an older journal's schema is upgraded
+    first): it can look at the journal of a run still going.
     """
     from ._journal_report import describe_journal, format_journal
 
+    if export is not None:
+        if as_json:
+            raise CliUsageError("--export and --json cannot be used together")
+        _export_journal(path, export)
+        return
     try:
         description = describe_journal(path)
     except UsageError as exc:
@@ -677,6 +691,31 @@ def journal_command(path: Path, as_json: bool) -> None:
         click.echo(json.dumps(description, indent=2))
     else:
         click.echo(format_journal(description))
+
+
+def _export_journal(path: Path, export: Path) -> None:
+    """``journal PATH --export FILE``: the whole job as JSON Lines, to a file or stdout."""
+    from ._journal_report import export_journal, exported_lines, write_export
+
+    try:
+        if str(export) == "-":
+            with exported_lines(path) as lines:
+                # Bytes: JSON Lines is UTF-8 whatever the terminal's encoding.
+                write_export(lines, sys.stdout.buffer)
+                sys.stdout.buffer.flush()
+            return
+        if not export.parent.is_dir():
+            raise CliUsageError(f"--export {export}: no such folder {export.parent}")
+        export_journal(path, export)
+    except UsageError as exc:
+        raise CliUsageError(str(exc)) from exc
+    except BrokenPipeError:
+        # The reader stopped early (``| head``): as for any filter, no error.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+    except OSError as exc:
+        raise CliUsageError(f"--export {export}: {exc.strerror or exc}") from exc
 
 
 __all__ = ["LOAD_PLUGINS_ENV", "main"]

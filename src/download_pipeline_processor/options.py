@@ -53,6 +53,11 @@ class Option:
     #: refuses two post-processors whose output options name one file: their
     #: lines would interleave.
     output: bool = False
+    #: A bool option saying the plugin appends to its output file instead of
+    #: replacing it.  Under ``--journal`` it defaults to true, so a rerun never
+    #: shrinks what earlier runs wrote; an explicit false is honoured, with a
+    #: warning.
+    appends_under_journal: bool = False
 
     def convert(self, raw: str) -> Any:
         """Turn the command line's string into the declared type."""

@@ -10,9 +10,10 @@ the classes with the options already resolved.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Union
 
 from ._inputs import CheckedEntries, FileListSource, load_file_list
@@ -32,6 +33,8 @@ from .executor import BaseExecutor, StageSpec
 from .options import declared_options, resolve_options
 from .paths import output_path_problem
 from .settings import PipelineSettings
+
+logger = logging.getLogger(__name__)
 
 ProcessorSpec = Union[str, type[BaseProcessor]]
 PostProcessorSpec = Union[str, type[BasePostProcessor], BasePostProcessor]
@@ -158,6 +161,8 @@ def plan_run(
             routed_post_processor_options,
         )
     post_processor_choices = _post_processor_choices(specs, post_classes, post_processor_options)
+    if settings.journal is not None:
+        post_processor_choices = tuple(map(append_under_journal, post_processor_choices))
     check_distinct_outputs(post_processor_choices)
     check_output_paths(post_processor_choices)
     executor_choice = PluginChoice.resolve(
@@ -273,6 +278,43 @@ def check_output_paths(choices: Sequence[PluginChoice]) -> None:
         problem = output_path_problem(path)
         if problem is not None:
             raise PluginOptionError(f"{writer}: {path}: {problem}")
+
+
+def append_under_journal(choice: PluginChoice) -> PluginChoice:
+    """``choice`` as a run with a journal makes it: appending to its output file.
+
+    Options declared with ``Option(..., appends_under_journal=True)`` default
+    to true, so a rerun adds to what earlier runs wrote instead of replacing
+    it.  An explicit false is kept, with a warning.
+    """
+    if choice.instance is not None:
+        return choice  # built by the caller: its options are not known here
+    declared = declared_options(choice.cls) or ()
+    options = dict(choice.options)
+    for option in declared:
+        if not option.appends_under_journal:
+            continue
+        if option.name not in options:
+            options[option.name] = True
+            continue
+        if options[option.name] is False:
+            outputs = [
+                os.fspath(value)
+                for out in declared
+                if out.output and (value := options.get(out.name, out.default)) not in (None, "")
+            ]
+            files = [text for text in outputs if text != STDOUT]
+            if files:
+                logger.warning(
+                    "%s: %s=false with --journal: a rerun replaces %s, losing what "
+                    "earlier runs wrote to it",
+                    choice.label,
+                    option.name,
+                    " and ".join(files),
+                )
+    if options == choice.options:
+        return choice
+    return replace(choice, options=options)
 
 
 def _post_processor_choices(

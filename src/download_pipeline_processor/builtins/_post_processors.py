@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -47,6 +49,17 @@ class DummyPostProcessor(BasePostProcessor):
 FLUSH_INTERVAL = 0.2
 
 
+def _end_a_cut_line(out: TextIO, path: str) -> None:
+    """Start appending on a line of its own: a kill may have cut the file's last line."""
+    status = os.fstat(out.fileno())
+    if not stat.S_ISREG(status.st_mode) or status.st_size == 0:
+        return  # a new file, or a pipe or terminal named by path
+    with Path(path).open("rb") as existing:
+        existing.seek(-1, 2)
+        if existing.read(1) != b"\n":
+            out.write("\n")
+
+
 class JsonlPostProcessor(BasePostProcessor):
     """Writes one JSON object per file: id, name, url, status, error and result.
 
@@ -59,7 +72,13 @@ class JsonlPostProcessor(BasePostProcessor):
 
     options = (
         Option("path", default="-", help="file to write, '-' for standard output", output=True),
-        Option("append", type=bool, default=False, help="append instead of replacing"),
+        Option(
+            "append",
+            type=bool,
+            default=False,
+            help="append instead of replacing (default: true with --journal)",
+            appends_under_journal=True,
+        ),
     )
 
     def __init__(self, path: str = "-", append: bool = False) -> None:
@@ -67,6 +86,8 @@ class JsonlPostProcessor(BasePostProcessor):
         self._out: TextIO
         if self._owned:
             self._out = Path(path).open("a" if append else "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            if append:
+                _end_a_cut_line(self._out, path)
         else:
             self._out = sys.stdout
         self._flushed_at = 0.0
