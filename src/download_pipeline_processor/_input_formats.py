@@ -22,7 +22,9 @@ from __future__ import annotations
 import csv
 import gzip
 import os
+import select
 import sys
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +51,67 @@ _EXTENSIONS = {
 #: Bytes read at a time.
 CHUNK = 1 << 20
 _BOM = b"\xef\xbb\xbf"
+#: How long a read of idle standard input waits before it looks at the stop again.
+STDIN_WAIT_SLICE = 0.1
+
+
+class ReadStopped(Exception):
+    """The run stopped while standard input had nothing to read: reading gives up."""
+
+
+class StopWatch:
+    """The stop a read of standard input gives up at, bound to the run's once it starts.
+
+    The input is opened before the run (and its stop) exists: the run binds
+    its event with :meth:`watch`.
+    """
+
+    def __init__(self) -> None:
+        self._event: threading.Event | None = None
+
+    def watch(self, event: threading.Event) -> None:
+        """Give up reading once ``event`` is set."""
+        self._event = event
+
+    def is_set(self) -> bool:
+        """Whether the watched run is stopping."""
+        return self._event is not None and self._event.is_set()
+
+
+class _StdinStream:
+    """Standard input, read without blocking past a stop.
+
+    A read on an idle pipe or terminal would hold its thread (and with it the
+    run) until the writer closes it or types; this one waits for data in
+    slices and raises :class:`ReadStopped` once ``stop`` is set.  It reads the
+    file descriptor itself, with ``os.read``: what is there, as it arrives.
+    """
+
+    def __init__(self, stop: StopWatch) -> None:
+        self.stop = stop
+        self.buffer: IO[bytes] = sys.stdin.buffer
+        try:
+            self.fd: int | None = self.buffer.fileno()
+        except (AttributeError, OSError, ValueError):  # replaced (a test runner's bytes)
+            self.fd = None
+
+    def read(self, size: int, /) -> bytes:
+        if self.fd is None:
+            read = getattr(self.buffer, "read1", self.buffer.read)
+            data: bytes = read(size)
+            return data
+        while not self._readable():
+            if self.stop.is_set():
+                raise ReadStopped
+        return os.read(self.fd, size)
+
+    def _readable(self) -> bool:
+        assert self.fd is not None
+        try:
+            ready, _, _ = select.select([self.fd], [], [], STDIN_WAIT_SLICE)
+        except (OSError, ValueError):  # no select on this kind of file (Windows pipes)
+            return True
+        return bool(ready)
 
 
 @dataclass(frozen=True)
@@ -128,13 +191,17 @@ def _open(path: str, label: str) -> IO[bytes]:
 
 
 def read_entries(
-    path: str | os.PathLike[str], input_format: str | None = None
+    path: str | os.PathLike[str],
+    input_format: str | None = None,
+    *,
+    stop: StopWatch | None = None,
 ) -> Iterator[RawEntry]:
     """Yield the entries of the input at ``path`` (``-``: standard input) one at a time.
 
     ``input_format`` is one of :data:`INPUT_FORMATS`, or None to go by the
     extension (sniffing the content when it says nothing).  Nothing is read
-    before the first entry is asked for.
+    before the first entry is asked for.  Standard input, while idle, gives
+    up with :class:`ReadStopped` once ``stop`` is set.
     """
     if input_format is not None and input_format not in INPUT_FORMATS:
         raise UsageError(
@@ -143,18 +210,19 @@ def read_entries(
     text = os.fspath(path)
     label = input_label(text)
     stdin = text == STDIN_PATH
-    handle: IO[bytes] = sys.stdin.buffer if stdin else _open(text, label)
-    compressed = not stdin and text.lower().endswith(".gz")
+    file = None if stdin else _open(text, label)
+    handle: ByteSource = _StdinStream(stop or StopWatch()) if file is None else file
+    compressed = file is not None and text.lower().endswith(".gz")
     try:
-        stream: ByteSource = gzip.GzipFile(fileobj=handle, mode="rb") if compressed else handle
+        stream = gzip.GzipFile(fileobj=file, mode="rb") if compressed else handle
         reader = _Reader(stream, label, compressed)
         chosen = input_format or (None if stdin else format_by_extension(text))
         if chosen is None:
             chosen = reader.sniff()
         yield from _READERS[chosen](reader, label)
     finally:
-        if not stdin:
-            handle.close()
+        if file is not None:
+            file.close()
 
 
 def _json_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:

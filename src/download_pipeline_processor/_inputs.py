@@ -6,14 +6,23 @@ import logging
 import os
 import re
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
-from ._input_formats import STDIN_PATH, RawEntry, input_label, read_entries
+from ._input_formats import (
+    STDIN_PATH,
+    RawEntry,
+    StopWatch,
+    input_label,
+    read_entries,
+)
 from ._integrity import check_fields
 from .errors import InputError, InvalidEntriesError
 from .file_data import FileData
 from .options import check_entry_headers
 from .urls import URLProblem, check_url
+
+if TYPE_CHECKING:
+    import threading
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +161,10 @@ class CheckedEntries(Iterator[FileData]):
         skip_invalid: bool = False,
         refused: Container[int] = (),
         invalid: InvalidEntries | None = None,
+        stop_watch: StopWatch | None = None,
     ) -> None:
         self._entries = iter(entries)
+        self._stop_watch = stop_watch
         #: How many entries there are in all, invalid ones included, known from
         #: the checking pass; None for standard input, read once.
         self.count = count
@@ -166,6 +177,14 @@ class CheckedEntries(Iterator[FileData]):
         self._skip_invalid = skip_invalid
         self._refused = refused
         self._skip: Callable[[FileData], bool] | None = None
+
+    def stop_reading_at(self, event: threading.Event) -> None:
+        """Let a read of idle standard input give up once ``event`` is set.
+
+        It raises :class:`~._input_formats.ReadStopped` from ``next()`` then.
+        """
+        if self._stop_watch is not None:
+            self._stop_watch.watch(event)
 
     def skipping(self, skip: Callable[[FileData], bool]) -> CheckedEntries:
         """Leave out the entries ``skip`` says are done (the journal's); returns ``self``.
@@ -240,12 +259,14 @@ def load_file_list(
     if isinstance(source, (str, os.PathLike)):
         path = source
         if os.fspath(path) == STDIN_PATH:
+            stop_watch = StopWatch()
             return CheckedEntries(
-                read_entries(path, input_format),
+                read_entries(path, input_format, stop=stop_watch),
                 None,
                 allowed_schemes=allowed_schemes,
                 check=True,
                 skip_invalid=skip_invalid,
+                stop_watch=stop_watch,
             )
         label = input_label(path)
 
