@@ -194,8 +194,22 @@ class TestSameJobEveryFormat:
             ("jsonl", []),
             ("txt", []),
             ("csv", ["--input-format", "csv"]),
+            ("csv", []),
+            ("jsonl.gz", []),
+            ("csv.gz", []),
+            ("txt.gz", ["--input-format", "urls"]),
         ],
-        ids=["json", "strings", "jsonl", "urls", "csv"],
+        ids=[
+            "json",
+            "strings",
+            "jsonl",
+            "urls",
+            "csv",
+            "csv-sniffed",
+            "jsonl-gz",
+            "csv-gz",
+            "urls-gz",
+        ],
     )
     def test_stdin(
         self,
@@ -271,6 +285,78 @@ class TestSniffing:
         )
         assert proc.returncode == 0, proc.stderr.decode()
         assert b"0 files" in proc.stderr
+
+
+class TestStdinSniffing:
+    """What standard input holds is told from its bytes: gzip, CSV, one JSON object."""
+
+    def run(self, cli_path: Path, tmp_path: Path, data: bytes, *extra: str) -> tuple[int, str]:
+        proc = run_process(
+            cli_path,
+            [
+                *("--files", "-", "--simulate-downloads", "--no-sleep", "-q", *extra),
+                *("--download-cache", str(tmp_path / "c")),
+            ],
+            data,
+        )
+        return proc.returncode, proc.stderr.decode()
+
+    def test_csv_header_is_csv(self, cli_path: Path, tmp_path: Path) -> None:
+        """A first line naming a url column, with commas, is read as CSV, not as a URL."""
+        data = b"url,id,sha256\nhttps://h/a.bin,one,\nhttps://h/b.bin,two,\n"
+        code, stderr = self.run(cli_path, tmp_path, data)
+        assert code == 0, stderr
+        assert "has no scheme" not in stderr
+
+    def test_gzip_is_read_through(self, cli_path: Path, tmp_path: Path) -> None:
+        """Gzip bytes are decompressed and what is inside sniffed (here a CSV with a bad row)."""
+        data = gzip.compress(b"id,url\none,https://h/a.bin\ntwo,example.org/b\n")
+        code, stderr = self.run(cli_path, tmp_path, data)
+        assert code == 2, stderr
+        assert "<stdin>: line 3: field 'url' has no scheme ('example.org/b')" in stderr
+        assert "UTF-8" not in stderr
+
+    def test_comma_in_a_url_is_still_a_url_list(self, cli_path: Path, tmp_path: Path) -> None:
+        """A URL with a comma is no CSV header: the input stays a URL list."""
+        code, stderr = self.run(cli_path, tmp_path, b"https://h/a.bin?x=1,2\nhttps://h/b\n")
+        assert code == 0, stderr
+
+    def test_pretty_printed_object_is_one_error(self, cli_path: Path, tmp_path: Path) -> None:
+        """A whole JSON object over many lines is one error naming it, not one per line."""
+        data = json.dumps({"files": [{"url": "https://h/a.bin"}]}, indent=2).encode()
+        code, stderr = self.run(cli_path, tmp_path, data)
+        assert code == 2, stderr
+        assert "<stdin>: a JSON object, not a list of entries" in stderr
+        assert "jq -c '.files[]'" in stderr
+        assert "malformed JSON" not in stderr
+
+    @pytest.mark.parametrize("suffix", [".json", ".jsonl", ".json.gz"])
+    def test_object_file_is_one_error(self, tmp_path: Path, suffix: str) -> None:
+        """A file holding one JSON object is named as such, whatever its suffix says."""
+        text = json.dumps({"files": [{"url": "https://h/a.bin"}]}, indent=2).encode()
+        path = tmp_path / f"list{suffix}"
+        path.write_bytes(gzip.compress(text) if suffix.endswith(".gz") else text)
+        code, stderr = run_cli(["--files", str(path), "--simulate-downloads"])
+        assert code == 2, stderr
+        assert stderr.strip() == (
+            f"Error: {path}: a JSON object, not a list of entries (its field 'files' holds a "
+            "list; jq -c '.files[]' gives it as JSON Lines)"
+        )
+
+    def test_url_says_how_to_read_from_network(self, cli_path: Path, tmp_path: Path) -> None:
+        """--files with an http(s) URL is exit 2 giving the curl command to pipe it in."""
+        code, stderr = self.run(cli_path, tmp_path, b"", "--files", "http://host/list.json")
+        assert code == 2, stderr
+        assert "no such file" not in stderr
+        assert "curl -s http://host/list.json | download-pipeline-processor --files -" in stderr
+
+    def test_url_with_secrets_is_not_echoed(self, tmp_path: Path) -> None:
+        """A URL's userinfo and query string stay out of that message."""
+        code, stderr = run_cli(["--files", "https://me:pw@host/list.json?token=s3cret"])
+        assert code == 2, stderr
+        assert "curl -s URL | download-pipeline-processor --files -" in stderr
+        assert "s3cret" not in stderr
+        assert "pw" not in stderr
 
 
 class TestJsonLines:

@@ -11,18 +11,25 @@ without a ``url`` column, bytes that are not UTF-8) raises
 :class:`InputError`.
 
 Nothing here holds more than one entry (and one chunk of the file): memory
-does not grow with the input.  A ``.gz`` suffix is read decompressed; the
-path ``-`` is standard input, whose format, unless given, is sniffed from
-its first non-blank character (``[`` JSON, ``{`` JSON Lines, anything else
-a URL list), as is that of a file whose extension says nothing.
+does not grow with the input.  A ``.gz`` suffix, or gzip's magic bytes, is
+read decompressed; the path ``-`` is standard input, whose format, unless
+given, is sniffed (``[`` JSON, ``{`` JSON Lines, a first line naming a
+``url`` column with a comma CSV, anything else a URL list), as is that of a
+file whose extension says nothing.  A whole input that is one JSON object
+is one error saying so, not one per line.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import io
+import itertools
+import json
 import os
+import re
 import select
+import shlex
 import sys
 import threading
 import zlib
@@ -32,8 +39,9 @@ from pathlib import PurePath
 from typing import IO, Any, Callable
 
 from ._integrity import check_field
-from ._json_stream import ByteSource, LineDecoder, iter_json_elements
+from ._json_stream import ByteSource, LineDecoder, iter_json_elements, one_object_error
 from .errors import InputError, UsageError
+from .redact import redact_url
 from .settings import INPUT_FORMATS
 
 #: The path that means standard input, and how errors name it.
@@ -51,6 +59,9 @@ _EXTENSIONS = {
 #: Bytes read at a time.
 CHUNK = 1 << 20
 _BOM = b"\xef\xbb\xbf"
+_GZIP_MAGIC = b"\x1f\x8b"
+#: The most text held to find out whether JSON Lines that do not parse are one object.
+ONE_OBJECT_LIMIT = 16 << 20
 #: How long a read of idle standard input waits before it looks at the stop again.
 STDIN_WAIT_SLICE = 0.1
 
@@ -151,7 +162,7 @@ class _Reader:
 
     def read(self, size: int) -> bytes:
         if self.front:
-            front, self.front = self.front, b""
+            front, self.front = self.front[:size], self.front[size:]
             return front
         try:
             # read1: what is there, without waiting for a whole chunk, so entries
@@ -165,18 +176,74 @@ class _Reader:
                 raise InputError(f"{self.label}: not valid gzip data: {exc}") from None
             raise InputError(f"{self.label}: cannot read: {exc}") from None
 
-    def sniff(self) -> str:
-        """The format the first non-blank character says; nothing is consumed."""
-        seen = b""
-        while True:
+    def peek(self, enough: Callable[[bytes], bool]) -> bytes:
+        """The bytes ahead, read until ``enough`` of them says so or the input ends; kept."""
+        seen = self.front
+        self.front = b""
+        while not enough(seen):
             chunk = self.read(CHUNK)
+            if not chunk:
+                break
             seen += chunk
-            text = seen[len(_BOM) :] if seen.startswith(_BOM) else seen
-            stripped = text.lstrip()
-            if stripped or not chunk:
-                self.front = seen
-                first = stripped[:1]
-                return "json" if first == b"[" else "jsonl" if first == b"{" else "urls"
+        self.front = seen
+        return seen
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        """Not seekable (``gzip`` asks for the method, and never calls it reading forward)."""
+        raise io.UnsupportedOperation("seek")
+
+    def sniff(self) -> str:
+        """The format the start of the input says; nothing is consumed.
+
+        ``[`` JSON, ``{`` JSON Lines, a first line naming a ``url`` column
+        with a comma CSV, anything else a URL list.
+        """
+        seen = self.peek(lambda data: bool(_first_line(data)[1]))
+        line, _ = _first_line(seen)
+        first = line[:1]
+        if first == b"[":
+            return "json"
+        if first == b"{":
+            return "jsonl"
+        return "csv" if _names_url_column(line) else "urls"
+
+
+def _first_line(data: bytes) -> tuple[bytes, bool]:
+    """The first non-blank line of ``data`` (BOM and blank space dropped), and whether whole.
+
+    A line cut at :data:`CHUNK` bytes counts as whole: a header is never that long.
+    """
+    text = data.removeprefix(_BOM).lstrip()
+    end = text.find(b"\n")
+    if end < 0:
+        return text, len(text) >= CHUNK or (bool(text) and text[:1] in b"[{")
+    return text[:end], True
+
+
+def _names_url_column(line: bytes) -> bool:
+    """Whether ``line`` is a CSV header: cells split by commas, one of them ``url``."""
+    if b"," not in line:
+        return False
+    try:
+        cells = next(csv.reader([line.decode("utf-8", "replace")]), [])
+    except csv.Error:
+        return False
+    return "url" in (cell.strip() for cell in cells)
+
+
+def is_network_url(path: str | os.PathLike[str]) -> bool:
+    """Whether ``--files`` was given an http(s) URL rather than a path."""
+    return re.match(r"(?i)https?://", os.fspath(path)) is not None
+
+
+def _network_url_error(url: str) -> InputError:
+    shown = redact_url(url)
+    # The URL as the user gave it, unless that would print a secret.
+    command_url = shlex.quote(url) if shown == url else "URL"
+    return InputError(
+        f"{shown}: --files reads a file or '-' (standard input), not a URL; to read a list "
+        f"from the network: curl -s {command_url} | download-pipeline-processor --files -"
+    )
 
 
 def _open(path: str, label: str) -> IO[bytes]:
@@ -208,6 +275,8 @@ def read_entries(
             f"unknown input format {input_format!r}; one of {', '.join(INPUT_FORMATS)}"
         )
     text = os.fspath(path)
+    if is_network_url(text):
+        raise _network_url_error(text)
     label = input_label(text)
     stdin = text == STDIN_PATH
     file = None if stdin else _open(text, label)
@@ -216,6 +285,9 @@ def read_entries(
     try:
         stream = gzip.GzipFile(fileobj=file, mode="rb") if compressed else handle
         reader = _Reader(stream, label, compressed)
+        if not compressed and reader.peek(lambda data: len(data) >= 2).startswith(_GZIP_MAGIC):
+            # Compressed whatever the name says (a pipe has none): read through it.
+            reader = _Reader(gzip.GzipFile(fileobj=reader, mode="rb"), label, compressed=True)
         chosen = input_format or (None if stdin else format_by_extension(text))
         if chosen is None:
             chosen = reader.sniff()
@@ -262,15 +334,49 @@ def _decode(raw: bytes, label: str, number: int) -> str:
 
 def _jsonl_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
     decoder = LineDecoder()
-    for number, text in _lines(reader, label):
+    lines: Iterator[tuple[int, str]] = _lines(reader, label)
+    first = True
+    while (item := next(lines, None)) is not None:
+        number, text = item
         if not text.strip():
             continue
         where = f"{label}: line {number}"
         try:
             # Without the line end, an error at the end of the line has its column.
-            yield RawEntry(where, decoder.decode(text.rstrip("\r\n"), where))
+            entry = decoder.decode(text.rstrip("\r\n"), where)
         except InputError as exc:
+            if first and text.lstrip().startswith("{"):
+                # Perhaps one object over many lines (pretty-printed), not JSON Lines.
+                lines = _unless_one_object(text, lines, label)
+            first = False
             yield RawEntry(where, None, str(exc))
+            continue
+        first = False
+        yield RawEntry(where, entry)
+
+
+def _unless_one_object(
+    text: str, lines: Iterator[tuple[int, str]], label: str
+) -> Iterator[tuple[int, str]]:
+    """The lines after ``text``, a first line that is not JSON; or, when the whole input
+    is one JSON object, an :class:`InputError` saying so (one line, not one per line).
+
+    The lines are held to find out, up to :data:`ONE_OBJECT_LIMIT` characters.
+    """
+    held: list[tuple[int, str]] = []
+    size = len(text)
+    for item in lines:
+        held.append(item)
+        size += len(item[1])
+        if size > ONE_OBJECT_LIMIT:
+            return itertools.chain(held, lines)
+    try:
+        document = json.loads(text + "".join(line for _, line in held))
+    except (ValueError, RecursionError):
+        document = None
+    if isinstance(document, dict):
+        raise one_object_error(label, document)
+    return iter(held)
 
 
 def _url_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:

@@ -18,6 +18,7 @@ from typing import Any, Callable, TypeVar
 
 import click
 
+from ._input_formats import is_network_url
 from ._listing import describe_plugins, format_plugins
 from ._registry import PluginRegistry
 from ._version import __version__
@@ -89,6 +90,18 @@ class ParsedType(click.ParamType):  # type: ignore[type-arg]
                 f"{flag}: must be at least {self.minimum} {self.unit}".rstrip() + f", not {value!r}"
             )
         return parsed
+
+
+class FilesPath(click.Path):
+    """``--files``: a path, ``-``, or (refused by the input check, with a hint) a URL.
+
+    A URL is kept as typed: as a path, ``http://h/x`` would become ``http:/h/x``.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and is_network_url(value):
+            return value
+        return super().convert(value, param, ctx)
 
 
 class SectionOption(click.Option):
@@ -347,7 +360,7 @@ class _Command(click.Group):
     "--files",
     section="input",
     metavar="PATH",
-    type=click.Path(path_type=Path, dir_okay=True, allow_dash=True),
+    type=FilesPath(path_type=Path, dir_okay=True, allow_dash=True),
     help="The files to fetch, '-' for standard input: .json (a list of objects "
     '{"url": ..., "id": ..., "name": ...} or of URLs), .jsonl/.ndjson (an object a line), '
     ".csv (a header row with a url column) or .txt/.urls (a URL a line); .gz read "
