@@ -18,8 +18,11 @@ from click.testing import CliRunner
 
 from download_pipeline_processor._input_formats import RawEntry, read_entries
 from download_pipeline_processor._inputs import load_file_list
+from download_pipeline_processor._registry import PluginRegistry
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.errors import InputError
+from download_pipeline_processor.hookspecs import hookimpl
+from download_pipeline_processor.input_format import InputEntry as FormatEntry
 from download_pipeline_processor.testing import FileServer, make_plugin_manager
 
 JOB_SIZE = 100
@@ -519,3 +522,163 @@ class TestCompressed:
         path.write_bytes(gzip.compress(b"https://h/a\n" * 1000)[:-20])
         with pytest.raises(InputError, match="not valid gzip data"):
             load_file_list(path)
+
+
+class TsvFormat:
+    """A test input format: tab-separated, a header row, positions named ``row``."""
+
+    @staticmethod
+    def read(stream: Any) -> Any:
+        header = stream.readline().decode().rstrip("\n").split("\t")
+        if "url" not in header:
+            raise InputError("no url column")
+        for number, line in enumerate(stream, start=2):
+            cells = line.decode().rstrip("\n").split("\t")
+            if cells == ["boom"]:
+                raise ValueError("the reader broke")
+            if len(cells) != len(header):
+                yield FormatEntry(number, problem=f"{len(cells)} cells, {len(header)} columns")
+            else:
+                yield FormatEntry(number, {k: v for k, v in zip(header, cells) if v})
+
+    @hookimpl
+    def register_input_formats(self, register: Any) -> None:
+        register("tsv", self.read, suffixes=(".tsv",), position="row")
+
+
+class PlainDicts:
+    """A test input format yielding plain dicts: positions are their counts."""
+
+    @staticmethod
+    def read(stream: Any) -> Any:
+        for line in stream.read().decode().splitlines():
+            yield {"url": line}
+
+    @hookimpl
+    def register_input_formats(self, register: Any) -> None:
+        register("plain", self.read, suffixes=(".plain",))
+
+
+def run_with_formats(args: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+    """The CLI in process with the test formats registered on a fresh manager."""
+    manager = make_plugin_manager(TsvFormat(), PlainDicts())
+    result = CliRunner().invoke(
+        main, args, input=stdin, obj={"plugin_manager": manager}, catch_exceptions=False
+    )
+    return result.exit_code, result.stderr
+
+
+class TestFormatPlugins:
+    """Input formats registered through register_input_formats, built-in ones included."""
+
+    def test_builtins_register_through_the_hook(self) -> None:
+        """The built-in formats come from the hook, with the suffixes they claim."""
+        registry = PluginRegistry(make_plugin_manager())
+        claimed = {reg.format.name: reg.format.suffixes for reg in registry.format_registrations}
+        assert claimed == {
+            "json": (".json",),
+            "jsonl": (".jsonl", ".ndjson"),
+            "csv": (".csv",),
+            "urls": (".txt", ".urls"),
+        }
+        assert {reg.source.name for reg in registry.format_registrations} == {
+            "builtin.input_formats"
+        }
+
+    @pytest.mark.parametrize("name", ["list.tsv", "list.TSV.gz"])
+    def test_suffix_picks_the_format(
+        self, tmp_path: Path, file_server: FileServer, name: str
+    ) -> None:
+        """A file whose name ends with a registered suffix (gzip too) is read by that format."""
+        urls = [file_server.add(f"/t{n}.bin", b"t") for n in range(3)]
+        text = "url\tid\tcaption\n" + "".join(f"{u}\tt{n}\tcat {n}\n" for n, u in enumerate(urls))
+        listing = tmp_path / name
+        data = text.encode()
+        listing.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+        report = tmp_path / "r.jsonl"
+        code, stderr = run_with_formats(job_args(str(listing), report, tmp_path / "c"))
+        assert code == 0, stderr
+        rows = [json.loads(line) for line in report.read_text().splitlines()]
+        assert sorted((row["id"], row["fields"]["caption"]) for row in rows) == [
+            ("t0", "cat 0"),
+            ("t1", "cat 1"),
+            ("t2", "cat 2"),
+        ]
+
+    def test_input_format_by_name_on_stdin(self, tmp_path: Path, file_server: FileServer) -> None:
+        """--input-format NAME picks a plugin's format, standard input included."""
+        url = file_server.add("/s.bin", b"s")
+        report = tmp_path / "r.jsonl"
+        code, stderr = run_with_formats(
+            job_args("-", report, tmp_path / "c", "--input-format", "tsv"),
+            stdin=f"url\n{url}\n".encode(),
+        )
+        assert code == 0, stderr
+        assert [json.loads(line)["id"] for line in report.read_text().splitlines()] == ["s"]
+
+    def test_bad_rows_named_by_the_framework(self, tmp_path: Path) -> None:
+        """Every bad row is named by input and position: checking is the framework's."""
+        listing = tmp_path / "list.tsv"
+        listing.write_text("url\tsize\nhttps://h/a\t\nexample.org/b\t\nx\ty\tz\nhttps://h/c\tq\n")
+        code, stderr = run_with_formats(["--files", str(listing), "--simulate-downloads"])
+        assert code == 2, stderr
+        assert f"{listing}: 3 invalid entries" in stderr
+        assert f"{listing}: row 3: field 'url' has no scheme ('example.org/b')" in stderr
+        assert f"{listing}: row 4: 3 cells, 2 columns" in stderr
+        assert f"{listing}: row 5: field 'size'" in stderr
+        assert "Traceback" not in stderr
+
+    def test_plain_dicts_numbered_from_one(self, tmp_path: Path) -> None:
+        """A format yielding plain dicts has them named by their count, from 1."""
+        listing = tmp_path / "list.plain"
+        listing.write_text("https://h/a\nftp://h/b\n")
+        code, stderr = run_with_formats(["--files", str(listing), "--simulate-downloads"])
+        assert code == 2, stderr
+        assert f"Error: {listing}: line 2: field 'url' has unsupported scheme 'ftp'" in stderr
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("id\nx\n", "no url column"),
+            ("url\nboom\n", "cannot read as tsv: ValueError: the reader broke"),
+        ],
+    )
+    def test_reader_errors_are_one_line(self, tmp_path: Path, text: str, message: str) -> None:
+        """A reader's InputError, or any exception, is one line naming the input: exit 2."""
+        listing = tmp_path / "list.tsv"
+        listing.write_text(text)
+        code, stderr = run_with_formats(["--files", str(listing), "--simulate-downloads"])
+        assert code == 2, stderr
+        assert stderr.strip() == f"Error: {listing}: {message}"
+
+    def test_unknown_name_says_the_choices(self, tmp_path: Path) -> None:
+        """An unknown --input-format is exit 2 with a did-you-mean and every registered name."""
+        listing = tmp_path / "list.txt"
+        listing.write_text("https://h/a\n")
+        code, stderr = run_with_formats(["--files", str(listing), "--input-format", "tvs"])
+        assert code == 2, stderr
+        assert stderr.strip() == (
+            "Error: --input-format: unknown input format 'tvs' (did you mean 'tsv'?); "
+            "available: csv, json, jsonl, plain, tsv, urls"
+        )
+
+    def test_listed_with_suffixes(self) -> None:
+        """`plugins --json` lists every input format with its suffixes; the text shows them."""
+        manager = make_plugin_manager(TsvFormat())
+        runner = CliRunner()
+        listed = runner.invoke(main, ["plugins", "--json"], obj={"plugin_manager": manager})
+        formats = {
+            entry["name"]: (entry["distribution"], entry["suffixes"])
+            for entry in json.loads(listed.stdout)["plugins"]
+            if entry["kind"] == "input format"
+        }
+        assert formats == {
+            "csv": ("download-pipeline-processor", [".csv"]),
+            "json": ("download-pipeline-processor", [".json"]),
+            "jsonl": ("download-pipeline-processor", [".jsonl", ".ndjson"]),
+            "urls": ("download-pipeline-processor", [".txt", ".urls"]),
+            "tsv": ("test:test-plugin-0", [".tsv"]),
+        }
+        text = runner.invoke(main, ["plugins"], obj={"plugin_manager": manager}).stdout
+        assert re.search(r"^tsv +input format +test:test-plugin-0", text, re.MULTILINE)
+        assert "    suffixes: .tsv (each also + .gz)" in text

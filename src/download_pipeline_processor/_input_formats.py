@@ -33,29 +33,25 @@ import shlex
 import sys
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import PurePath
 from typing import IO, Any, Callable
 
 from ._integrity import check_field
 from ._json_stream import ByteSource, LineDecoder, iter_json_elements, one_object_error
-from .errors import InputError, UsageError
+from .errors import (
+    DuplicatePluginError,
+    InputError,
+    InvalidEntriesError,
+    UnknownPluginError,
+)
+from .input_format import InputEntry, InputFormat
 from .redact import redact_url
-from .settings import INPUT_FORMATS
 
 #: The path that means standard input, and how errors name it.
 STDIN_PATH = "-"
 STDIN_LABEL = "<stdin>"
 
-_EXTENSIONS = {
-    ".json": "json",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".csv": "csv",
-    ".txt": "urls",
-    ".urls": "urls",
-}
 #: Bytes read at a time.
 CHUNK = 1 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -143,24 +139,29 @@ def input_label(path: str | os.PathLike[str]) -> str:
     return STDIN_LABEL if text == STDIN_PATH else text
 
 
-def format_by_extension(path: str | os.PathLike[str]) -> str | None:
-    """The format the file name says (``.gz`` looked through), or None when it says none."""
-    name = os.fspath(path).lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    return _EXTENSIONS.get(PurePath(name).suffix)
-
-
 class _Reader:
     """A byte stream with a few bytes put back in front, whose read errors are input errors."""
 
     def __init__(self, handle: ByteSource, label: str, compressed: bool) -> None:
         self.handle = handle
         self.label = label
+        #: How messages name the input (a file object's ``name``).
+        self.name = label
         self.compressed = compressed
         self.front = b""
 
-    def read(self, size: int) -> bytes:
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def read1(self, size: int = CHUNK, /) -> bytes:
+        return self.read(size)
+
+    def read(self, size: int = -1, /) -> bytes:
+        if size < 0:
+            return b"".join(iter(lambda: self.read(CHUNK), b""))
         if self.front:
             front, self.front = self.front[:size], self.front[size:]
             return front
@@ -206,6 +207,23 @@ class _Reader:
         if first == b"{":
             return "jsonl"
         return "csv" if _names_url_column(line) else "urls"
+
+
+class _RawReader(io.RawIOBase):
+    """A :class:`_Reader` as a raw file, to make a buffered one a format plugin can use."""
+
+    def __init__(self, reader: _Reader) -> None:
+        super().__init__()
+        self._reader = reader
+        self.name = reader.label
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._reader.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _first_line(data: bytes) -> tuple[bytes, bool]:
@@ -262,18 +280,18 @@ def read_entries(
     input_format: str | None = None,
     *,
     stop: StopWatch | None = None,
+    formats: InputFormats | None = None,
 ) -> Iterator[RawEntry]:
     """Yield the entries of the input at ``path`` (``-``: standard input) one at a time.
 
-    ``input_format`` is one of :data:`INPUT_FORMATS`, or None to go by the
-    extension (sniffing the content when it says nothing).  Nothing is read
-    before the first entry is asked for.  Standard input, while idle, gives
-    up with :class:`ReadStopped` once ``stop`` is set.
+    ``input_format`` is the name of one of ``formats`` (the built-in ones
+    unless given), or None to go by the file's name (sniffing the content
+    when it says nothing).  Nothing is read before the first entry is asked
+    for.  Standard input, while idle, gives up with :class:`ReadStopped`
+    once ``stop`` is set.
     """
-    if input_format is not None and input_format not in INPUT_FORMATS:
-        raise UsageError(
-            f"unknown input format {input_format!r}; one of {', '.join(INPUT_FORMATS)}"
-        )
+    formats = formats if formats is not None else InputFormats.builtin()
+    named = None if input_format is None else formats.get(input_format)
     text = os.fspath(path)
     if is_network_url(text):
         raise _network_url_error(text)
@@ -285,16 +303,95 @@ def read_entries(
     try:
         stream = gzip.GzipFile(fileobj=file, mode="rb") if compressed else handle
         reader = _Reader(stream, label, compressed)
-        if not compressed and reader.peek(lambda data: len(data) >= 2).startswith(_GZIP_MAGIC):
+        magic = not compressed and reader.peek(lambda data: len(data) >= 2).startswith(_GZIP_MAGIC)
+        if magic:
             # Compressed whatever the name says (a pipe has none): read through it.
             reader = _Reader(gzip.GzipFile(fileobj=reader, mode="rb"), label, compressed=True)
-        chosen = input_format or (None if stdin else format_by_extension(text))
+        chosen = named or (None if stdin else formats.by_suffix(text))
         if chosen is None:
-            chosen = reader.sniff()
-        yield from _READERS[chosen](reader, label)
+            chosen = formats.get(reader.sniff())
+        source: Any = reader
+        if chosen.read not in _OWN_READS:
+            if file is not None and not compressed and not magic:
+                # A plain file: the format gets it whole, seekable (a column store reads its end).
+                file.seek(0)
+                source = file
+            else:
+                # A forward-only binary file object: readline, iteration, read(n).
+                source = io.BufferedReader(_RawReader(reader), CHUNK)
+        yield from _read_with(chosen, source, label)
     finally:
         if file is not None:
             file.close()
+
+
+def _read_with(chosen: InputFormat, stream: Any, label: str) -> Iterator[RawEntry]:
+    """The entries ``chosen`` reads from ``stream``, each named by its position."""
+    if chosen.read in _OWN_READS:  # the framework's own: entries already named
+        yield from chosen.read(stream)
+        return
+    where = f"{label}: {chosen.position}"
+    try:
+        for count, item in enumerate(chosen.read(stream), start=1):
+            if isinstance(item, InputEntry):
+                at = f"{where} {item.number}"
+                problem = None if item.problem is None else f"{at}: {item.problem}"
+                yield RawEntry(at, item.fields, problem)
+            else:
+                yield RawEntry(f"{where} {count}", item)
+    except (ReadStopped, InvalidEntriesError):
+        raise
+    except InputError as exc:
+        message = str(exc)
+        raise InputError(message if message.startswith(label) else f"{label}: {message}") from None
+    except Exception as exc:  # noqa: BLE001 - a plugin's reader: bad input, not a crash
+        raise InputError(
+            f"{label}: cannot read as {chosen.name}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+class InputFormats:
+    """The input formats a run can read: by name (``--input-format``) and by file suffix.
+
+    Built from the ``register_input_formats`` registrations, each with the
+    distribution that made it: a name two distributions register cannot be
+    selected (the error names both).
+    """
+
+    def __init__(self, registrations: Iterable[tuple[InputFormat, str]]) -> None:
+        self._by_name: dict[str, list[tuple[InputFormat, str]]] = {}
+        for registered, distribution in registrations:
+            self._by_name.setdefault(registered.name, []).append((registered, distribution))
+
+    @classmethod
+    def builtin(cls) -> InputFormats:
+        """The framework's own formats alone (a library run with no plugin manager)."""
+        return cls((registered, "download-pipeline-processor") for registered in BUILTIN_FORMATS)
+
+    @property
+    def names(self) -> list[str]:
+        """Every registered name, sorted."""
+        return sorted(self._by_name)
+
+    def get(self, name: str) -> InputFormat:
+        """The format registered as ``name``; a usage error (did you mean...) when none is."""
+        found = self._by_name.get(name)
+        if not found:
+            raise UnknownPluginError("input format", name, self.names)
+        distributions = {distribution for _, distribution in found}
+        if len(distributions) > 1:
+            raise DuplicatePluginError("input format", name, distributions)
+        return found[-1][0]
+
+    def by_suffix(self, path: str | os.PathLike[str]) -> InputFormat | None:
+        """The format whose suffix ends the file's name (``.gz`` looked through), or None."""
+        name = os.fspath(path).lower().removesuffix(".gz")
+        best: tuple[int, str] | None = None
+        for format_name, found in self._by_name.items():
+            for suffix in found[-1][0].suffixes:
+                if name.endswith(suffix) and (best is None or len(suffix) > best[0]):
+                    best = (len(suffix), format_name)
+        return None if best is None else self.get(best[1])
 
 
 def _json_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
@@ -438,9 +535,43 @@ def _check_header(names: list[str], where: str) -> None:
             raise InputError(f"{where}: the header names column {name!r} twice")
 
 
-_READERS: dict[str, Callable[[_Reader, str], Iterator[RawEntry]]] = {
-    "json": _json_entries,
-    "jsonl": _jsonl_entries,
-    "csv": _csv_entries,
-    "urls": _url_entries,
-}
+def _reader_of(stream: Any) -> _Reader:
+    if isinstance(stream, _Reader):
+        return stream
+    label = str(getattr(stream, "name", "<input>"))
+    return _Reader(stream, label, compressed=False)
+
+
+def read_json(stream: Any) -> Iterator[RawEntry]:
+    """The built-in ``json`` format: a JSON list of objects or of URL strings."""
+    reader = _reader_of(stream)
+    return _json_entries(reader, reader.label)
+
+
+def read_jsonl(stream: Any) -> Iterator[RawEntry]:
+    """The built-in ``jsonl`` format: one JSON object a line."""
+    reader = _reader_of(stream)
+    return _jsonl_entries(reader, reader.label)
+
+
+def read_csv(stream: Any) -> Iterator[RawEntry]:
+    """The built-in ``csv`` format: a header row with a ``url`` column."""
+    reader = _reader_of(stream)
+    return _csv_entries(reader, reader.label)
+
+
+def read_urls(stream: Any) -> Iterator[RawEntry]:
+    """The built-in ``urls`` format: one URL a line."""
+    reader = _reader_of(stream)
+    return _url_entries(reader, reader.label)
+
+
+#: The framework's own formats, which the built-in plugin registers.
+BUILTIN_FORMATS = (
+    InputFormat("json", read_json, (".json",), position="entry"),
+    InputFormat("jsonl", read_jsonl, (".jsonl", ".ndjson")),
+    InputFormat("csv", read_csv, (".csv",)),
+    InputFormat("urls", read_urls, (".txt", ".urls")),
+)
+#: Their readers, which name their entries themselves.
+_OWN_READS = tuple(registered.read for registered in BUILTIN_FORMATS)

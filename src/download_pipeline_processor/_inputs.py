@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 
 from ._input_formats import (
     STDIN_PATH,
+    InputFormats,
     RawEntry,
     StopWatch,
     input_label,
     read_entries,
 )
 from ._integrity import check_fields
-from .errors import InputError, InvalidEntriesError
+from .errors import InputError, InvalidEntriesError, PluginError
 from .file_data import FileData
 from .options import check_entry_headers
 from .urls import URLProblem, check_url
@@ -241,11 +242,12 @@ def load_file_list(
     *,
     input_format: str | None = None,
     skip_invalid: bool = False,
+    formats: InputFormats | None = None,
 ) -> CheckedEntries:
     """Validate every entry of ``source`` up front, then yield them as :class:`FileData`.
 
-    ``source`` is the path of an input file in any of the formats of
-    :mod:`._input_formats` (``input_format`` or its extension says which),
+    ``source`` is the path of an input file in any of ``formats`` (the
+    built-in ones unless given; ``input_format`` or its name says which),
     ``-`` for standard input, or an iterable of dicts, URL strings or
     :class:`FileData`.  Invalid entries raise :class:`InvalidEntriesError`
     (every one counted, the first :data:`MAX_NAMED` named) before the first
@@ -258,10 +260,18 @@ def load_file_list(
         return source
     if isinstance(source, (str, os.PathLike)):
         path = source
+        if formats is None:
+            formats = InputFormats.builtin()
+        if input_format is not None:
+            # An unknown name is a usage error now, not at the first read.
+            try:
+                formats.get(input_format)
+            except PluginError as exc:
+                raise PluginError(f"--input-format: {exc}") from None
         if os.fspath(path) == STDIN_PATH:
             stop_watch = StopWatch()
             return CheckedEntries(
-                read_entries(path, input_format, stop=stop_watch),
+                read_entries(path, input_format, stop=stop_watch, formats=formats),
                 None,
                 allowed_schemes=allowed_schemes,
                 check=True,
@@ -274,7 +284,7 @@ def load_file_list(
         # checked before the first download, and memory does not grow with the
         # list.  (The file must not change while the run reads it.)
         def entries() -> Iterable[RawEntry]:
-            return read_entries(path, input_format)
+            return read_entries(path, input_format, formats=formats)
 
     else:
         label = "<files>"

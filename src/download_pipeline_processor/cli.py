@@ -513,9 +513,11 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         if not params["dry_run"] or lock_path(Path(settings.journal)).exists():
             check_not_busy(settings.journal)
 
+    # Made first, silently: the input is read by the formats plugins register.
+    made = PluginRegistry(_plugin_manager(ctx))
+
     def registry() -> PluginRegistry:
-        # Made once the input is checked: its error is the one line a user must see.
-        made = PluginRegistry(_plugin_manager(ctx))
+        # Warned about once the input is checked: its error is the one line a user must see.
         _warn_about_plugins(made, params["debug"])
         return made
 
@@ -531,6 +533,7 @@ def _run(ctx: click.Context, params: dict[str, Any]) -> int:
         executor=params["executor"],
         executor_options=parse_key_values(params["executor_options"], "--executor-option"),
         files=params["files"],
+        input_formats=made.input_formats,
     )
     if params["dry_run"]:
         from ._dry_run import describe_dry_run, format_dry_run
