@@ -628,6 +628,16 @@ class TestFormatPlugins:
         assert f"{listing}: row 5: field 'size'" in stderr
         assert "Traceback" not in stderr
 
+    def test_skipped_rows_in_the_summary(self, tmp_path: Path) -> None:
+        """With --skip-invalid the summary's examples name a format's rows by position."""
+        listing = tmp_path / "list.tsv"
+        listing.write_text("url\nhttps://h/a\nexample.org/b\n")
+        code, stderr = run_with_formats(
+            ["--files", str(listing), "--simulate-downloads", "--no-sleep", "--skip-invalid"]
+        )
+        assert code == 1, stderr
+        assert f"1  invalid entry (input)  e.g. {listing}: row 3\n" in stderr
+
     def test_plain_dicts_numbered_from_one(self, tmp_path: Path) -> None:
         """A format yielding plain dicts has them named by their count, from 1."""
         listing = tmp_path / "list.plain"
