@@ -324,6 +324,33 @@ class TestStdinSniffing:
         code, stderr = self.run(cli_path, tmp_path, b"https://h/a.bin?x=1,2\nhttps://h/b\n")
         assert code == 0, stderr
 
+    def test_bad_first_line_is_named_at_once(self, cli_path: Path, tmp_path: Path) -> None:
+        """A malformed first line on an open pipe is reported without waiting for the end."""
+        env = {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""}
+        proc = subprocess.Popen(
+            [
+                *(str(cli_path), "--files", "-", "--simulate-downloads"),
+                *("--download-cache", str(tmp_path / "c")),
+            ],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(b'{bad\n{"url": "https://h/a"}\n')
+            proc.stdin.flush()
+            code = proc.wait(timeout=20)  # the pipe is still open
+        finally:
+            proc.stdin.close()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+        assert proc.stderr is not None
+        stderr = proc.stderr.read().decode()
+        assert code == 2, stderr
+        assert "<stdin>: line 1: malformed JSON at column 2" in stderr
+
     def test_pretty_printed_object_is_one_error(self, cli_path: Path, tmp_path: Path) -> None:
         """A whole JSON object over many lines is one error naming it, not one per line."""
         data = json.dumps({"files": [{"url": "https://h/a.bin"}]}, indent=2).encode()
@@ -692,3 +719,28 @@ class TestFormatPlugins:
         text = runner.invoke(main, ["plugins"], obj={"plugin_manager": manager}).stdout
         assert re.search(r"^tsv +input format +test:test-plugin-0", text, re.MULTILINE)
         assert "    suffixes: .tsv (each also + .gz)" in text
+
+    def test_two_packages_one_name(self, tmp_path: Path) -> None:
+        """A name two packages register: selecting it is exit 2 naming both; other runs warn."""
+        manager = make_plugin_manager(TsvFormat(), TsvFormat())
+        listing = tmp_path / "list.tsv"
+        listing.write_text("url\nhttps://h/a\n")
+        runner = CliRunner()
+        chosen = runner.invoke(
+            main, ["--files", str(listing), "--simulate-downloads"], obj={"plugin_manager": manager}
+        )
+        assert chosen.exit_code == 2, chosen.stderr
+        assert "input format 'tsv' is registered by more than one package" in chosen.stderr
+        assert "test:test-plugin-0 and test:test-plugin-1" in chosen.stderr
+        other = tmp_path / "list.txt"
+        other.write_text("https://h/a\n")
+        unrelated = runner.invoke(
+            main,
+            ["--files", str(other), "--simulate-downloads", "--no-sleep"],
+            obj={"plugin_manager": manager},
+        )
+        assert unrelated.exit_code == 0, unrelated.stderr
+        assert (
+            "Warning: input format 'tsv' is registered by test:test-plugin-0 and "
+            "test:test-plugin-1" in unrelated.stderr
+        )

@@ -442,7 +442,7 @@ def _jsonl_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
             # Without the line end, an error at the end of the line has its column.
             entry = decoder.decode(text.rstrip("\r\n"), where)
         except InputError as exc:
-            if first and text.lstrip().startswith("{"):
+            if first and text.lstrip().startswith("{") and _cut_short(text):
                 # Perhaps one object over many lines (pretty-printed), not JSON Lines.
                 lines = _unless_one_object(text, lines, label)
             first = False
@@ -450,6 +450,18 @@ def _jsonl_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
             continue
         first = False
         yield RawEntry(where, entry)
+
+
+def _cut_short(text: str) -> bool:
+    """Whether a line that is not JSON only ends too soon, as an object's first line does."""
+    line = text.rstrip()
+    try:
+        json.loads(line)
+    except json.JSONDecodeError as exc:
+        return exc.pos >= len(line)
+    except (ValueError, RecursionError):
+        return False
+    return False
 
 
 def _unless_one_object(

@@ -63,12 +63,9 @@ def describe_plugins(registry: PluginRegistry) -> dict[str, Any]:
 
 def _input_format_entries(registry: PluginRegistry) -> list[dict[str, Any]]:
     """The listing's rows of the input formats, each with the suffixes it claims."""
-    registrations = registry.format_registrations
-    by_name: dict[str, set[str]] = {}
-    for reg in registrations:
-        by_name.setdefault(reg.format.name, set()).add(reg.source.distribution)
+    clashes = {name for name, _ in registry.format_clashes()}
     rows = []
-    for reg in sorted(registrations, key=lambda reg: reg.format.name):
+    for reg in sorted(registry.format_registrations, key=lambda reg: reg.format.name):
         read = reg.format.read
         rows.append(
             {
@@ -79,7 +76,7 @@ def _input_format_entries(registry: PluginRegistry) -> list[dict[str, Any]]:
                 "class": f"{read.__module__}:{getattr(read, '__qualname__', repr(read))}",
                 "options": None,
                 "suffixes": list(reg.format.suffixes),
-                "clash": len(by_name[reg.format.name]) > 1,
+                "clash": reg.format.name in clashes,
             }
         )
     return rows

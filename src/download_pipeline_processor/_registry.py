@@ -160,6 +160,13 @@ class PluginRegistry:
                     result.append((kind, name, regs))
         return result
 
+    def format_clashes(self) -> list[tuple[str, list[str]]]:
+        """Every input format name registered by more than one distribution, with them."""
+        by_name: dict[str, set[str]] = defaultdict(set)
+        for reg in self.format_registrations:
+            by_name[reg.format.name].add(reg.source.distribution)
+        return [(name, sorted(found)) for name, found in sorted(by_name.items()) if len(found) > 1]
+
     def resolve(self, kind: PluginKind, spec: str) -> type[Any]:
         """The class selected by ``spec``: a registered name or ``module:ClassName``."""
         regs = self._by_kind[kind.label].get(spec)

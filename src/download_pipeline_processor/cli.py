@@ -219,6 +219,9 @@ def _warn_about_plugins(registry: PluginRegistry, debug: bool) -> None:
     for kind, name, regs in registry.clashes():
         sources = " and ".join(sorted({reg.source.distribution for reg in regs}))
         click.echo(f"Warning: {kind.label} {name!r} is registered by {sources}", err=True)
+    for name, distributions in registry.format_clashes():
+        both = " and ".join(distributions)
+        click.echo(f"Warning: input format {name!r} is registered by {both}", err=True)
 
 
 def _configure_logging(
