@@ -366,8 +366,8 @@ class _Command(click.Group):
     type=FilesPath(path_type=Path, dir_okay=True, allow_dash=True),
     help="The files to fetch, '-' for standard input: .json (a list of objects "
     '{"url": ..., "id": ..., "name": ...} or of URLs), .jsonl/.ndjson (an object a line), '
-    ".csv (a header row with a url column) or .txt/.urls (a URL a line); .gz read "
-    "decompressed.",
+    ".csv (a header row with a url column), .txt/.urls (a URL a line) or a format a "
+    "plugin registers (see 'plugins'); .gz read decompressed.",
 )
 @setting_options("input")
 @sectioned_option(
