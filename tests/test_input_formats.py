@@ -272,9 +272,11 @@ class TestSniffing:
     ) -> None:
         """Blank space longer than one read does not hide the first character."""
         import download_pipeline_processor._input_formats as formats
+        import download_pipeline_processor._input_stream as stream
 
         # A small chunk so the test need not write megabytes of spaces.
         monkeypatch.setattr(formats, "CHUNK", 4)
+        monkeypatch.setattr(stream, "CHUNK", 4)
         path = tmp_path / "list"
         path.write_text(" " * 10 + '{"url": "https://h/a"}\n{"url": "https://h/b"}\n')
         assert [raw.where for raw in entries_of(path)] == [f"{path}: line 1", f"{path}: line 2"]

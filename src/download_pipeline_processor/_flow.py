@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._input_formats import ReadStopped
+from ._input_stream import ReadStopped
 from .errors import InvalidEntriesError, PipelineInterrupted
 from .file_data import FileData
 from .sink import bytes_written_under

@@ -28,15 +28,21 @@ import itertools
 import json
 import os
 import re
-import select
 import shlex
-import sys
-import threading
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, Callable
+from typing import IO, Any
 
+from ._input_stream import (
+    BOM,
+    CHUNK,
+    GZIP_MAGIC,
+    BufferedView,
+    InputReader,
+    ReadStopped,
+    StdinStream,
+    StopWatch,
+)
 from ._integrity import check_field
 from ._json_stream import ByteSource, LineDecoder, iter_json_elements, one_object_error
 from .errors import (
@@ -52,73 +58,8 @@ from .redact import redact_url
 STDIN_PATH = "-"
 STDIN_LABEL = "<stdin>"
 
-#: Bytes read at a time.
-CHUNK = 1 << 20
-_BOM = b"\xef\xbb\xbf"
-_GZIP_MAGIC = b"\x1f\x8b"
 #: The most text held to find out whether JSON Lines that do not parse are one object.
 ONE_OBJECT_LIMIT = 16 << 20
-#: How long a read of idle standard input waits before it looks at the stop again.
-STDIN_WAIT_SLICE = 0.1
-
-
-class ReadStopped(Exception):
-    """The run stopped while standard input had nothing to read: reading gives up."""
-
-
-class StopWatch:
-    """The stop a read of standard input gives up at, bound to the run's once it starts.
-
-    The input is opened before the run (and its stop) exists: the run binds
-    its event with :meth:`watch`.
-    """
-
-    def __init__(self) -> None:
-        self._event: threading.Event | None = None
-
-    def watch(self, event: threading.Event) -> None:
-        """Give up reading once ``event`` is set."""
-        self._event = event
-
-    def is_set(self) -> bool:
-        """Whether the watched run is stopping."""
-        return self._event is not None and self._event.is_set()
-
-
-class _StdinStream:
-    """Standard input, read without blocking past a stop.
-
-    A read on an idle pipe or terminal would hold its thread (and with it the
-    run) until the writer closes it or types; this one waits for data in
-    slices and raises :class:`ReadStopped` once ``stop`` is set.  It reads the
-    file descriptor itself, with ``os.read``: what is there, as it arrives.
-    """
-
-    def __init__(self, stop: StopWatch) -> None:
-        self.stop = stop
-        self.buffer: IO[bytes] = sys.stdin.buffer
-        try:
-            self.fd: int | None = self.buffer.fileno()
-        except (AttributeError, OSError, ValueError):  # replaced (a test runner's bytes)
-            self.fd = None
-
-    def read(self, size: int, /) -> bytes:
-        if self.fd is None:
-            read = getattr(self.buffer, "read1", self.buffer.read)
-            data: bytes = read(size)
-            return data
-        while not self._readable():
-            if self.stop.is_set():
-                raise ReadStopped
-        return os.read(self.fd, size)
-
-    def _readable(self) -> bool:
-        assert self.fd is not None
-        try:
-            ready, _, _ = select.select([self.fd], [], [], STDIN_WAIT_SLICE)
-        except (OSError, ValueError):  # no select on this kind of file (Windows pipes)
-            return True
-        return bool(ready)
 
 
 @dataclass(frozen=True)
@@ -137,116 +78,6 @@ def input_label(path: str | os.PathLike[str]) -> str:
     """How errors name the input at ``path``."""
     text = os.fspath(path)
     return STDIN_LABEL if text == STDIN_PATH else text
-
-
-class _Reader:
-    """A byte stream with a few bytes put back in front, whose read errors are input errors."""
-
-    def __init__(self, handle: ByteSource, label: str, compressed: bool) -> None:
-        self.handle = handle
-        self.label = label
-        #: How messages name the input (a file object's ``name``).
-        self.name = label
-        self.compressed = compressed
-        self.front = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def read1(self, size: int = CHUNK, /) -> bytes:
-        return self.read(size)
-
-    def read(self, size: int = -1, /) -> bytes:
-        if size < 0:
-            return b"".join(iter(lambda: self.read(CHUNK), b""))
-        if self.front:
-            front, self.front = self.front[:size], self.front[size:]
-            return front
-        try:
-            # read1: what is there, without waiting for a whole chunk, so entries
-            # on a pipe are taken as they arrive.
-            read = getattr(self.handle, "read1", self.handle.read)
-            data: bytes = read(size)
-            return data
-        except (OSError, EOFError, zlib.error) as exc:
-            if self.compressed:
-                # BadGzipFile, a truncated stream (EOFError), a bad block (zlib.error).
-                raise InputError(f"{self.label}: not valid gzip data: {exc}") from None
-            raise InputError(f"{self.label}: cannot read: {exc}") from None
-
-    def peek(self, enough: Callable[[bytes], bool]) -> bytes:
-        """The bytes ahead, read until ``enough`` of them says so or the input ends; kept."""
-        seen = self.front
-        self.front = b""
-        while not enough(seen):
-            chunk = self.read(CHUNK)
-            if not chunk:
-                break
-            seen += chunk
-        self.front = seen
-        return seen
-
-    def seek(self, offset: int, whence: int = 0, /) -> int:
-        """Not seekable (``gzip`` asks for the method, and never calls it reading forward)."""
-        raise io.UnsupportedOperation("seek")
-
-    def sniff(self) -> str:
-        """The format the start of the input says; nothing is consumed.
-
-        ``[`` JSON, ``{`` JSON Lines, a first line naming a ``url`` column
-        with a comma CSV, anything else a URL list.
-        """
-        seen = self.peek(lambda data: bool(_first_line(data)[1]))
-        line, _ = _first_line(seen)
-        first = line[:1]
-        if first == b"[":
-            return "json"
-        if first == b"{":
-            return "jsonl"
-        return "csv" if _names_url_column(line) else "urls"
-
-
-class _RawReader(io.RawIOBase):
-    """A :class:`_Reader` as a raw file, to make a buffered one a format plugin can use."""
-
-    def __init__(self, reader: _Reader) -> None:
-        super().__init__()
-        self._reader = reader
-        self.name = reader.label
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._reader.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def _first_line(data: bytes) -> tuple[bytes, bool]:
-    """The first non-blank line of ``data`` (BOM and blank space dropped), and whether whole.
-
-    A line cut at :data:`CHUNK` bytes counts as whole: a header is never that long.
-    """
-    text = data.removeprefix(_BOM).lstrip()
-    end = text.find(b"\n")
-    if end < 0:
-        return text, len(text) >= CHUNK or (bool(text) and text[:1] in b"[{")
-    return text[:end], True
-
-
-def _names_url_column(line: bytes) -> bool:
-    """Whether ``line`` is a CSV header: cells split by commas, one of them ``url``."""
-    if b"," not in line:
-        return False
-    try:
-        cells = next(csv.reader([line.decode("utf-8", "replace")]), [])
-    except csv.Error:
-        return False
-    return "url" in (cell.strip() for cell in cells)
 
 
 def is_network_url(path: str | os.PathLike[str]) -> bool:
@@ -298,15 +129,15 @@ def read_entries(
     label = input_label(text)
     stdin = text == STDIN_PATH
     file = None if stdin else _open(text, label)
-    handle: ByteSource = _StdinStream(stop or StopWatch()) if file is None else file
+    handle: ByteSource = StdinStream(stop or StopWatch()) if file is None else file
     compressed = file is not None and text.lower().endswith(".gz")
     try:
         stream = gzip.GzipFile(fileobj=file, mode="rb") if compressed else handle
-        reader = _Reader(stream, label, compressed)
-        magic = not compressed and reader.peek(lambda data: len(data) >= 2).startswith(_GZIP_MAGIC)
+        reader = InputReader(stream, label, compressed)
+        magic = not compressed and reader.peek(lambda data: len(data) >= 2).startswith(GZIP_MAGIC)
         if magic:
             # Compressed whatever the name says (a pipe has none): read through it.
-            reader = _Reader(gzip.GzipFile(fileobj=reader, mode="rb"), label, compressed=True)
+            reader = InputReader(gzip.GzipFile(fileobj=reader, mode="rb"), label, compressed=True)
         chosen = named or (None if stdin else formats.by_suffix(text))
         if chosen is None:
             chosen = formats.get(reader.sniff())
@@ -318,7 +149,7 @@ def read_entries(
                 source = file
             else:
                 # A forward-only binary file object: readline, iteration, read(n).
-                source = io.BufferedReader(_RawReader(reader), CHUNK)
+                source = io.BufferedReader(BufferedView(reader), CHUNK)
         yield from _read_with(chosen, source, label)
     finally:
         if file is not None:
@@ -394,14 +225,14 @@ class InputFormats:
         return None if best is None else self.get(best[1])
 
 
-def _json_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
+def _json_entries(reader: InputReader, label: str) -> Iterator[RawEntry]:
     for index, element in enumerate(iter_json_elements(reader, label)):
         # A list of URL strings is a list of entries with only a URL.
         entry = {"url": element} if isinstance(element, str) else element
         yield RawEntry(f"{label}: entry {index}", entry)
 
 
-def _lines(reader: _Reader, label: str) -> Iterator[tuple[int, str]]:
+def _lines(reader: InputReader, label: str) -> Iterator[tuple[int, str]]:
     """(1-based line number, text with its newline) for each line; only ``\\n`` ends a line."""
     pending = b""
     number = 0
@@ -410,7 +241,7 @@ def _lines(reader: _Reader, label: str) -> Iterator[tuple[int, str]]:
         chunk = reader.read(CHUNK)
         if first and chunk:
             first = False
-            chunk = chunk.removeprefix(_BOM)
+            chunk = chunk.removeprefix(BOM)
         if not chunk:
             break
         pending += chunk
@@ -429,7 +260,7 @@ def _decode(raw: bytes, label: str, number: int) -> str:
         raise InputError(f"{label}: line {number}: not UTF-8 text") from None
 
 
-def _jsonl_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
+def _jsonl_entries(reader: InputReader, label: str) -> Iterator[RawEntry]:
     decoder = LineDecoder()
     lines: Iterator[tuple[int, str]] = _lines(reader, label)
     first = True
@@ -488,14 +319,14 @@ def _unless_one_object(
     return iter(held)
 
 
-def _url_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
+def _url_entries(reader: InputReader, label: str) -> Iterator[RawEntry]:
     for number, text in _lines(reader, label):
         url = text.strip()
         if url and not url.startswith("#"):
             yield RawEntry(f"{label}: line {number}", {"url": url})
 
 
-def _csv_entries(reader: _Reader, label: str) -> Iterator[RawEntry]:
+def _csv_entries(reader: InputReader, label: str) -> Iterator[RawEntry]:
     rows = csv.reader(text for _, text in _lines(reader, label))
     try:
         header: list[str] = []
@@ -547,11 +378,11 @@ def _check_header(names: list[str], where: str) -> None:
             raise InputError(f"{where}: the header names column {name!r} twice")
 
 
-def _reader_of(stream: Any) -> _Reader:
-    if isinstance(stream, _Reader):
+def _reader_of(stream: Any) -> InputReader:
+    if isinstance(stream, InputReader):
         return stream
     label = str(getattr(stream, "name", "<input>"))
-    return _Reader(stream, label, compressed=False)
+    return InputReader(stream, label, compressed=False)
 
 
 def read_json(stream: Any) -> Iterator[RawEntry]:

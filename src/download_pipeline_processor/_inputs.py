@@ -8,14 +8,8 @@ import re
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Union
 
-from ._input_formats import (
-    STDIN_PATH,
-    InputFormats,
-    RawEntry,
-    StopWatch,
-    input_label,
-    read_entries,
-)
+from ._input_formats import STDIN_PATH, InputFormats, RawEntry, input_label, read_entries
+from ._input_stream import StopWatch
 from ._integrity import check_fields
 from .errors import InputError, InvalidEntriesError, PluginError
 from .file_data import FileData
@@ -182,7 +176,7 @@ class CheckedEntries(Iterator[FileData]):
     def stop_reading_at(self, event: threading.Event) -> None:
         """Let a read of idle standard input give up once ``event`` is set.
 
-        It raises :class:`~._input_formats.ReadStopped` from ``next()`` then.
+        It raises :class:`~._input_stream.ReadStopped` from ``next()`` then.
         """
         if self._stop_watch is not None:
             self._stop_watch.watch(event)
