@@ -72,7 +72,7 @@ class TestBadInput:
         ("content", "expected"),
         [
             ('[{"url": ', "malformed JSON at line 1"),
-            ('{"url": "http://x/"}', "expected a JSON list of objects, got an object"),
+            ('{"url": "http://x/"}', "a JSON object, not a list of entries"),
             ('[["http://x/a"]]', "entry 0: expected an object, got a list"),
             ('[{"id": 1}]', "entry 0: missing required field 'url'"),
             ('[{"url": 5}]', "entry 0: field 'url' must be a string, got a number"),

@@ -18,8 +18,11 @@ from click.testing import CliRunner
 
 from download_pipeline_processor._input_formats import RawEntry, read_entries
 from download_pipeline_processor._inputs import load_file_list
+from download_pipeline_processor._registry import PluginRegistry
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.errors import InputError
+from download_pipeline_processor.hookspecs import hookimpl
+from download_pipeline_processor.input_format import InputEntry as FormatEntry
 from download_pipeline_processor.testing import FileServer, make_plugin_manager
 
 JOB_SIZE = 100
@@ -194,8 +197,22 @@ class TestSameJobEveryFormat:
             ("jsonl", []),
             ("txt", []),
             ("csv", ["--input-format", "csv"]),
+            ("csv", []),
+            ("jsonl.gz", []),
+            ("csv.gz", []),
+            ("txt.gz", ["--input-format", "urls"]),
         ],
-        ids=["json", "strings", "jsonl", "urls", "csv"],
+        ids=[
+            "json",
+            "strings",
+            "jsonl",
+            "urls",
+            "csv",
+            "csv-sniffed",
+            "jsonl-gz",
+            "csv-gz",
+            "urls-gz",
+        ],
     )
     def test_stdin(
         self,
@@ -255,9 +272,11 @@ class TestSniffing:
     ) -> None:
         """Blank space longer than one read does not hide the first character."""
         import download_pipeline_processor._input_formats as formats
+        import download_pipeline_processor._input_stream as stream
 
         # A small chunk so the test need not write megabytes of spaces.
         monkeypatch.setattr(formats, "CHUNK", 4)
+        monkeypatch.setattr(stream, "CHUNK", 4)
         path = tmp_path / "list"
         path.write_text(" " * 10 + '{"url": "https://h/a"}\n{"url": "https://h/b"}\n')
         assert [raw.where for raw in entries_of(path)] == [f"{path}: line 1", f"{path}: line 2"]
@@ -271,6 +290,105 @@ class TestSniffing:
         )
         assert proc.returncode == 0, proc.stderr.decode()
         assert b"0 files" in proc.stderr
+
+
+class TestStdinSniffing:
+    """What standard input holds is told from its bytes: gzip, CSV, one JSON object."""
+
+    def run(self, cli_path: Path, tmp_path: Path, data: bytes, *extra: str) -> tuple[int, str]:
+        proc = run_process(
+            cli_path,
+            [
+                *("--files", "-", "--simulate-downloads", "--no-sleep", "-q", *extra),
+                *("--download-cache", str(tmp_path / "c")),
+            ],
+            data,
+        )
+        return proc.returncode, proc.stderr.decode()
+
+    def test_csv_header_is_csv(self, cli_path: Path, tmp_path: Path) -> None:
+        """A first line naming a url column, with commas, is read as CSV, not as a URL."""
+        data = b"url,id,sha256\nhttps://h/a.bin,one,\nhttps://h/b.bin,two,\n"
+        code, stderr = self.run(cli_path, tmp_path, data)
+        assert code == 0, stderr
+        assert "has no scheme" not in stderr
+
+    def test_gzip_is_read_through(self, cli_path: Path, tmp_path: Path) -> None:
+        """Gzip bytes are decompressed and what is inside sniffed (here a CSV with a bad row)."""
+        data = gzip.compress(b"id,url\none,https://h/a.bin\ntwo,example.org/b\n")
+        code, stderr = self.run(cli_path, tmp_path, data)
+        assert code == 2, stderr
+        assert "<stdin>: line 3: field 'url' has no scheme ('example.org/b')" in stderr
+        assert "UTF-8" not in stderr
+
+    def test_comma_in_a_url_is_still_a_url_list(self, cli_path: Path, tmp_path: Path) -> None:
+        """A URL with a comma is no CSV header: the input stays a URL list."""
+        code, stderr = self.run(cli_path, tmp_path, b"https://h/a.bin?x=1,2\nhttps://h/b\n")
+        assert code == 0, stderr
+
+    def test_bad_first_line_is_named_at_once(self, cli_path: Path, tmp_path: Path) -> None:
+        """A malformed first line on an open pipe is reported without waiting for the end."""
+        env = {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""}
+        proc = subprocess.Popen(
+            [
+                *(str(cli_path), "--files", "-", "--simulate-downloads"),
+                *("--download-cache", str(tmp_path / "c")),
+            ],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(b'{bad\n{"url": "https://h/a"}\n')
+            proc.stdin.flush()
+            code = proc.wait(timeout=20)  # the pipe is still open
+        finally:
+            proc.stdin.close()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+        assert proc.stderr is not None
+        stderr = proc.stderr.read().decode()
+        assert code == 2, stderr
+        assert "<stdin>: line 1: malformed JSON at column 2" in stderr
+
+    def test_pretty_printed_object_is_one_error(self, cli_path: Path, tmp_path: Path) -> None:
+        """A whole JSON object over many lines is one error naming it, not one per line."""
+        data = json.dumps({"files": [{"url": "https://h/a.bin"}]}, indent=2).encode()
+        code, stderr = self.run(cli_path, tmp_path, data)
+        assert code == 2, stderr
+        assert "<stdin>: a JSON object, not a list of entries" in stderr
+        assert "jq -c '.files[]'" in stderr
+        assert "malformed JSON" not in stderr
+
+    @pytest.mark.parametrize("suffix", [".json", ".jsonl", ".json.gz"])
+    def test_object_file_is_one_error(self, tmp_path: Path, suffix: str) -> None:
+        """A file holding one JSON object is named as such, whatever its suffix says."""
+        text = json.dumps({"files": [{"url": "https://h/a.bin"}]}, indent=2).encode()
+        path = tmp_path / f"list{suffix}"
+        path.write_bytes(gzip.compress(text) if suffix.endswith(".gz") else text)
+        code, stderr = run_cli(["--files", str(path), "--simulate-downloads"])
+        assert code == 2, stderr
+        assert stderr.strip() == (
+            f"Error: {path}: a JSON object, not a list of entries (its field 'files' holds a "
+            "list; jq -c '.files[]' gives it as JSON Lines)"
+        )
+
+    def test_url_says_how_to_read_from_network(self, cli_path: Path, tmp_path: Path) -> None:
+        """--files with an http(s) URL is exit 2 giving the curl command to pipe it in."""
+        code, stderr = self.run(cli_path, tmp_path, b"", "--files", "http://host/list.json")
+        assert code == 2, stderr
+        assert "no such file" not in stderr
+        assert "curl -s http://host/list.json | download-pipeline-processor --files -" in stderr
+
+    def test_url_with_secrets_is_not_echoed(self, tmp_path: Path) -> None:
+        """A URL's userinfo and query string stay out of that message."""
+        code, stderr = run_cli(["--files", "https://me:pw@host/list.json?token=s3cret"])
+        assert code == 2, stderr
+        assert "curl -s URL | download-pipeline-processor --files -" in stderr
+        assert "s3cret" not in stderr
+        assert "pw" not in stderr
 
 
 class TestJsonLines:
@@ -433,3 +551,198 @@ class TestCompressed:
         path.write_bytes(gzip.compress(b"https://h/a\n" * 1000)[:-20])
         with pytest.raises(InputError, match="not valid gzip data"):
             load_file_list(path)
+
+
+class TsvFormat:
+    """A test input format: tab-separated, a header row, positions named ``row``."""
+
+    @staticmethod
+    def read(stream: Any) -> Any:
+        header = stream.readline().decode().rstrip("\n").split("\t")
+        if "url" not in header:
+            raise InputError("no url column")
+        for number, line in enumerate(stream, start=2):
+            cells = line.decode().rstrip("\n").split("\t")
+            if cells == ["boom"]:
+                raise ValueError("the reader broke")
+            if len(cells) != len(header):
+                yield FormatEntry(number, problem=f"{len(cells)} cells, {len(header)} columns")
+            else:
+                yield FormatEntry(number, {k: v for k, v in zip(header, cells) if v})
+
+    @hookimpl
+    def register_input_formats(self, register: Any) -> None:
+        register("tsv", self.read, suffixes=(".tsv",), position="row")
+
+
+class PlainDicts:
+    """A test input format yielding plain dicts: positions are their counts."""
+
+    @staticmethod
+    def read(stream: Any) -> Any:
+        for line in stream.read().decode().splitlines():
+            yield {"url": line}
+
+    @hookimpl
+    def register_input_formats(self, register: Any) -> None:
+        register("plain", self.read, suffixes=(".plain",))
+
+
+def run_with_formats(args: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+    """The CLI in process with the test formats registered on a fresh manager."""
+    manager = make_plugin_manager(TsvFormat(), PlainDicts())
+    result = CliRunner().invoke(
+        main, args, input=stdin, obj={"plugin_manager": manager}, catch_exceptions=False
+    )
+    return result.exit_code, result.stderr
+
+
+class TestFormatPlugins:
+    """Input formats registered through register_input_formats, built-in ones included."""
+
+    def test_builtins_register_through_the_hook(self) -> None:
+        """The built-in formats come from the hook, with the suffixes they claim."""
+        registry = PluginRegistry(make_plugin_manager())
+        claimed = {reg.format.name: reg.format.suffixes for reg in registry.format_registrations}
+        assert claimed == {
+            "json": (".json",),
+            "jsonl": (".jsonl", ".ndjson"),
+            "csv": (".csv",),
+            "urls": (".txt", ".urls"),
+        }
+        assert {reg.source.name for reg in registry.format_registrations} == {
+            "builtin.input_formats"
+        }
+
+    @pytest.mark.parametrize("name", ["list.tsv", "list.TSV.gz"])
+    def test_suffix_picks_the_format(
+        self, tmp_path: Path, file_server: FileServer, name: str
+    ) -> None:
+        """A file whose name ends with a registered suffix (gzip too) is read by that format."""
+        urls = [file_server.add(f"/t{n}.bin", b"t") for n in range(3)]
+        text = "url\tid\tcaption\n" + "".join(f"{u}\tt{n}\tcat {n}\n" for n, u in enumerate(urls))
+        listing = tmp_path / name
+        data = text.encode()
+        listing.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+        report = tmp_path / "r.jsonl"
+        code, stderr = run_with_formats(job_args(str(listing), report, tmp_path / "c"))
+        assert code == 0, stderr
+        rows = [json.loads(line) for line in report.read_text().splitlines()]
+        assert sorted((row["id"], row["fields"]["caption"]) for row in rows) == [
+            ("t0", "cat 0"),
+            ("t1", "cat 1"),
+            ("t2", "cat 2"),
+        ]
+
+    def test_input_format_by_name_on_stdin(self, tmp_path: Path, file_server: FileServer) -> None:
+        """--input-format NAME picks a plugin's format, standard input included."""
+        url = file_server.add("/s.bin", b"s")
+        report = tmp_path / "r.jsonl"
+        code, stderr = run_with_formats(
+            job_args("-", report, tmp_path / "c", "--input-format", "tsv"),
+            stdin=f"url\n{url}\n".encode(),
+        )
+        assert code == 0, stderr
+        assert [json.loads(line)["id"] for line in report.read_text().splitlines()] == ["s"]
+
+    def test_bad_rows_named_by_the_framework(self, tmp_path: Path) -> None:
+        """Every bad row is named by input and position: checking is the framework's."""
+        listing = tmp_path / "list.tsv"
+        listing.write_text("url\tsize\nhttps://h/a\t\nexample.org/b\t\nx\ty\tz\nhttps://h/c\tq\n")
+        code, stderr = run_with_formats(["--files", str(listing), "--simulate-downloads"])
+        assert code == 2, stderr
+        assert f"{listing}: 3 invalid entries" in stderr
+        assert f"{listing}: row 3: field 'url' has no scheme ('example.org/b')" in stderr
+        assert f"{listing}: row 4: 3 cells, 2 columns" in stderr
+        assert f"{listing}: row 5: field 'size'" in stderr
+        assert "Traceback" not in stderr
+
+    def test_skipped_rows_in_the_summary(self, tmp_path: Path) -> None:
+        """With --skip-invalid the summary's examples name a format's rows by position."""
+        listing = tmp_path / "list.tsv"
+        listing.write_text("url\nhttps://h/a\nexample.org/b\n")
+        code, stderr = run_with_formats(
+            ["--files", str(listing), "--simulate-downloads", "--no-sleep", "--skip-invalid"]
+        )
+        assert code == 1, stderr
+        assert f"1  invalid entry (input)  e.g. {listing}: row 3\n" in stderr
+
+    def test_plain_dicts_numbered_from_one(self, tmp_path: Path) -> None:
+        """A format yielding plain dicts has them named by their count, from 1."""
+        listing = tmp_path / "list.plain"
+        listing.write_text("https://h/a\nftp://h/b\n")
+        code, stderr = run_with_formats(["--files", str(listing), "--simulate-downloads"])
+        assert code == 2, stderr
+        assert f"Error: {listing}: line 2: field 'url' has unsupported scheme 'ftp'" in stderr
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("id\nx\n", "no url column"),
+            ("url\nboom\n", "cannot read as tsv: ValueError: the reader broke"),
+        ],
+    )
+    def test_reader_errors_are_one_line(self, tmp_path: Path, text: str, message: str) -> None:
+        """A reader's InputError, or any exception, is one line naming the input: exit 2."""
+        listing = tmp_path / "list.tsv"
+        listing.write_text(text)
+        code, stderr = run_with_formats(["--files", str(listing), "--simulate-downloads"])
+        assert code == 2, stderr
+        assert stderr.strip() == f"Error: {listing}: {message}"
+
+    def test_unknown_name_says_the_choices(self, tmp_path: Path) -> None:
+        """An unknown --input-format is exit 2 with a did-you-mean and every registered name."""
+        listing = tmp_path / "list.txt"
+        listing.write_text("https://h/a\n")
+        code, stderr = run_with_formats(["--files", str(listing), "--input-format", "tvs"])
+        assert code == 2, stderr
+        assert stderr.strip() == (
+            "Error: --input-format: unknown input format 'tvs' (did you mean 'tsv'?); "
+            "available: csv, json, jsonl, plain, tsv, urls"
+        )
+
+    def test_listed_with_suffixes(self) -> None:
+        """`plugins --json` lists every input format with its suffixes; the text shows them."""
+        manager = make_plugin_manager(TsvFormat())
+        runner = CliRunner()
+        listed = runner.invoke(main, ["plugins", "--json"], obj={"plugin_manager": manager})
+        formats = {
+            entry["name"]: (entry["distribution"], entry["suffixes"])
+            for entry in json.loads(listed.stdout)["plugins"]
+            if entry["kind"] == "input format"
+        }
+        assert formats == {
+            "csv": ("download-pipeline-processor", [".csv"]),
+            "json": ("download-pipeline-processor", [".json"]),
+            "jsonl": ("download-pipeline-processor", [".jsonl", ".ndjson"]),
+            "urls": ("download-pipeline-processor", [".txt", ".urls"]),
+            "tsv": ("test:test-plugin-0", [".tsv"]),
+        }
+        text = runner.invoke(main, ["plugins"], obj={"plugin_manager": manager}).stdout
+        assert re.search(r"^tsv +input format +test:test-plugin-0", text, re.MULTILINE)
+        assert "    suffixes: .tsv (each also + .gz)" in text
+
+    def test_two_packages_one_name(self, tmp_path: Path) -> None:
+        """A name two packages register: selecting it is exit 2 naming both; other runs warn."""
+        manager = make_plugin_manager(TsvFormat(), TsvFormat())
+        listing = tmp_path / "list.tsv"
+        listing.write_text("url\nhttps://h/a\n")
+        runner = CliRunner()
+        chosen = runner.invoke(
+            main, ["--files", str(listing), "--simulate-downloads"], obj={"plugin_manager": manager}
+        )
+        assert chosen.exit_code == 2, chosen.stderr
+        assert "input format 'tsv' is registered by more than one package" in chosen.stderr
+        assert "test:test-plugin-0 and test:test-plugin-1" in chosen.stderr
+        other = tmp_path / "list.txt"
+        other.write_text("https://h/a\n")
+        unrelated = runner.invoke(
+            main,
+            ["--files", str(other), "--simulate-downloads", "--no-sleep"],
+            obj={"plugin_manager": manager},
+        )
+        assert unrelated.exit_code == 0, unrelated.stderr
+        assert (
+            "Warning: input format 'tsv' is registered by test:test-plugin-0 and "
+            "test:test-plugin-1" in unrelated.stderr
+        )

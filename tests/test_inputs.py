@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -80,12 +81,12 @@ class TestReadFileList:
 
     @pytest.mark.parametrize(
         ("data", "kind"),
-        [({"url": "https://h/x"}, "an object"), ("x", "a string"), (3, "a number")],
+        [({"url": "https://h/x"}, "a JSON object, not a list"), ("x", "a string"), (3, "a number")],
     )
     def test_not_a_list(self, tmp_path: Path, data: Any, kind: str) -> None:
         """A top level that is not a list is an InputError saying what it is."""
         path = write_json(tmp_path / "files.json", data)
-        with pytest.raises(InputError, match="expected a JSON list") as info:
+        with pytest.raises(InputError, match=r"expected a JSON list|not a list") as info:
             load_file_list(path)
         assert kind in str(info.value)
         assert str(path) in str(info.value)
@@ -457,6 +458,95 @@ class TestStdin:
         assert "3 files: 2 succeeded, 1 failed" in text
         assert "1  invalid entry (input)  e.g. <stdin>: line 2\n" in text
         assert _report_ids(report) == ["a0", "a1"]
+
+
+def _wait_for_lines(report: Path, count: int, timeout: float = 30) -> None:
+    """Wait until ``report`` holds ``count`` lines (the post-processor flushes them soon)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if report.exists() and len(report.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{report} never held {count} lines")
+
+
+def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, float]:
+    """The exit code of ``proc`` and how long it took, killing it past ``timeout``."""
+    started = time.monotonic()
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise AssertionError(f"still running {timeout} s after the signal") from None
+    return code, time.monotonic() - started
+
+
+class TestStdinIdleStop:
+    """A signal ends a run whose standard input is open but idle."""
+
+    @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+    def test_idle_pipe(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path, signum: int, code: int
+    ) -> None:
+        """SIGINT/SIGTERM on an idle pipe exit 130/143 within 2 s; the files done are reported."""
+        urls = [file_server.add(f"/a{n}.bin", b"x") for n in range(2)]
+        report = tmp_path / "r.jsonl"
+        proc = _spawn_stdin(cli_path, _report_args("-", report, tmp_path / "c"))
+        assert proc.stdin is not None
+        assert proc.stderr is not None
+        try:
+            proc.stdin.write("".join(f"{url}\n" for url in urls).encode())
+            proc.stdin.flush()
+            _wait_for_lines(report, 2)
+            proc.send_signal(signum)
+            returned, took = _wait_exit(proc, 10)
+            stderr = proc.stderr.read().decode()
+        finally:
+            proc.stdin.close()  # held open until now: the pipe stayed idle
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+        assert returned == code, stderr
+        assert took < 2, stderr
+        assert "2 files: 2 succeeded, 0 failed" in stderr
+        assert "Traceback" not in stderr
+        assert "thread(s) still running" not in stderr
+        assert _report_ids(report) == ["a0", "a1"]
+
+    def test_idle_terminal(self, tmp_path: Path, file_server: FileServer, cli_path: Path) -> None:
+        """With a terminal (a pseudo-terminal) on standard input, SIGINT exits 130 within 2 s."""
+        url = file_server.add("/typed.bin", b"x")
+        report = tmp_path / "r.jsonl"
+        controller, terminal = os.openpty()
+        env = {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""}
+        try:
+            proc = subprocess.Popen(
+                [str(cli_path), *_report_args("-", report, tmp_path / "c")],
+                stdin=terminal,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+            )
+            try:
+                os.write(controller, f"{url}\n".encode())  # a line typed at the terminal
+                _wait_for_lines(report, 1)
+                proc.send_signal(signal.SIGINT)
+                returned, took = _wait_exit(proc, 10)
+                _, stderr_bytes = proc.communicate(timeout=10)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(timeout=10)
+        finally:
+            os.close(terminal)
+            os.close(controller)
+        stderr = stderr_bytes.decode()
+        assert returned == 130, stderr
+        assert took < 2, stderr
+        assert "1 file: 1 succeeded, 0 failed" in stderr
+        assert "Traceback" not in stderr
+        assert _report_ids(report) == ["typed"]
 
 
 class TestJournalWithFormats:

@@ -99,13 +99,18 @@ class TestErrors:
         assert str(got.value).startswith(f"{path}: malformed JSON at {position}: ")
 
     @pytest.mark.parametrize(
-        ("text", "kind"), [('{"url": "x"}', "an object"), ('"x"', "a string"), ("3", "a number")]
+        ("text", "expected"),
+        [
+            ('{"url": "x"}', "a JSON object, not a list of entries"),
+            ('"x"', "expected a JSON list of objects, got a string"),
+            ("3", "expected a JSON list of objects, got a number"),
+        ],
     )
-    def test_not_a_list(self, tmp_path: Path, text: str, kind: str) -> None:
+    def test_not_a_list(self, tmp_path: Path, text: str, expected: str) -> None:
         """A document that is not a list names what it is instead."""
         path = tmp_path / "doc.json"
         path.write_text(text)
-        with pytest.raises(InputError, match=f"expected a JSON list of objects, got {kind}"):
+        with pytest.raises(InputError, match=expected):
             list(iter_json_array(path))
 
     def test_not_utf8(self, tmp_path: Path, chunk: int) -> None:

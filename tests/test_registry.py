@@ -43,7 +43,12 @@ from download_pipeline_processor.plugins import (
 )
 from download_pipeline_processor.testing import FileServer, make_plugin_manager
 
-BUILTIN_SOURCES = {"builtin.processors", "builtin.post_processors", "builtin.downloaders"}
+BUILTIN_SOURCES = {
+    "builtin.processors",
+    "builtin.post_processors",
+    "builtin.downloaders",
+    "builtin.input_formats",
+}
 
 
 class ShoutProcessor(BaseProcessor):

@@ -99,6 +99,8 @@ def non_default_value(  # noqa: PLR0911 - one return per kind of setting
         return [option.flag, str(default + 2)], default + 2
     if setting.name == "downloader":
         return [option.flag, "simulated"], "simulated"
+    if setting.name == "input_format":  # any registered format's name
+        return [option.flag, "json"], "json"
     if isinstance(default, str):
         return [option.flag, "other/1"], "other/1"
     raise AssertionError(f"no test value for {setting.name}: teach non_default_value its kind")

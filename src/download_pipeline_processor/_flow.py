@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
+from ._input_stream import ReadStopped
 from .errors import InvalidEntriesError, PipelineInterrupted
 from .file_data import FileData
 from .sink import bytes_written_under
@@ -60,6 +61,8 @@ class EntryFlow:
         #: The error that ended reading the input during the run, if one did.
         self.input_failure: Exception | None = None
         self._source = entries
+        # Idle standard input must not hold the run past a stop.
+        entries.stop_reading_at(stop.event)
         self._entries = enumerate(entries)
         self._entries_lock = threading.Lock()
         self._in_flight: dict[int, FileData] = {}
@@ -83,6 +86,8 @@ class EntryFlow:
                 return None
             try:
                 item = next(self._entries, None)
+            except ReadStopped:
+                return None  # the stop came while standard input was idle
             except InvalidEntriesError as exc:
                 # Standard input is checked as it is read.
                 self.input_failure = exc

@@ -6,14 +6,18 @@ import logging
 import os
 import re
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Callable, Union
+from typing import TYPE_CHECKING, Any, Callable, Union
 
-from ._input_formats import STDIN_PATH, RawEntry, input_label, read_entries
+from ._input_formats import STDIN_PATH, InputFormats, RawEntry, input_label, read_entries
+from ._input_stream import StopWatch
 from ._integrity import check_fields
-from .errors import InputError, InvalidEntriesError
+from .errors import InputError, InvalidEntriesError, PluginError
 from .file_data import FileData
 from .options import check_entry_headers
 from .urls import URLProblem, check_url
+
+if TYPE_CHECKING:
+    import threading
 
 logger = logging.getLogger(__name__)
 
@@ -152,8 +156,10 @@ class CheckedEntries(Iterator[FileData]):
         skip_invalid: bool = False,
         refused: Container[int] = (),
         invalid: InvalidEntries | None = None,
+        stop_watch: StopWatch | None = None,
     ) -> None:
         self._entries = iter(entries)
+        self._stop_watch = stop_watch
         #: How many entries there are in all, invalid ones included, known from
         #: the checking pass; None for standard input, read once.
         self.count = count
@@ -166,6 +172,14 @@ class CheckedEntries(Iterator[FileData]):
         self._skip_invalid = skip_invalid
         self._refused = refused
         self._skip: Callable[[FileData], bool] | None = None
+
+    def stop_reading_at(self, event: threading.Event) -> None:
+        """Let a read of idle standard input give up once ``event`` is set.
+
+        It raises :class:`~._input_stream.ReadStopped` from ``next()`` then.
+        """
+        if self._stop_watch is not None:
+            self._stop_watch.watch(event)
 
     def skipping(self, skip: Callable[[FileData], bool]) -> CheckedEntries:
         """Leave out the entries ``skip`` says are done (the journal's); returns ``self``.
@@ -222,11 +236,12 @@ def load_file_list(
     *,
     input_format: str | None = None,
     skip_invalid: bool = False,
+    formats: InputFormats | None = None,
 ) -> CheckedEntries:
     """Validate every entry of ``source`` up front, then yield them as :class:`FileData`.
 
-    ``source`` is the path of an input file in any of the formats of
-    :mod:`._input_formats` (``input_format`` or its extension says which),
+    ``source`` is the path of an input file in any of ``formats`` (the
+    built-in ones unless given; ``input_format`` or its name says which),
     ``-`` for standard input, or an iterable of dicts, URL strings or
     :class:`FileData`.  Invalid entries raise :class:`InvalidEntriesError`
     (every one counted, the first :data:`MAX_NAMED` named) before the first
@@ -239,13 +254,23 @@ def load_file_list(
         return source
     if isinstance(source, (str, os.PathLike)):
         path = source
+        if formats is None:
+            formats = InputFormats.builtin()
+        if input_format is not None:
+            # An unknown name is a usage error now, not at the first read.
+            try:
+                formats.get(input_format)
+            except PluginError as exc:
+                raise PluginError(f"--input-format: {exc}") from None
         if os.fspath(path) == STDIN_PATH:
+            stop_watch = StopWatch()
             return CheckedEntries(
-                read_entries(path, input_format),
+                read_entries(path, input_format, stop=stop_watch, formats=formats),
                 None,
                 allowed_schemes=allowed_schemes,
                 check=True,
                 skip_invalid=skip_invalid,
+                stop_watch=stop_watch,
             )
         label = input_label(path)
 
@@ -253,7 +278,7 @@ def load_file_list(
         # checked before the first download, and memory does not grow with the
         # list.  (The file must not change while the run reads it.)
         def entries() -> Iterable[RawEntry]:
-            return read_entries(path, input_format)
+            return read_entries(path, input_format, formats=formats)
 
     else:
         label = "<files>"

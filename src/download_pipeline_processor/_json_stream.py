@@ -164,6 +164,19 @@ def _whole_document(buffer: _Buffer, first: str) -> Any:
         raise InputError(f"{label}: expected a JSON list of objects, got {name}") from None
 
 
+def one_object_error(label: str, document: dict[Any, Any]) -> InputError:
+    """The error for an input whose whole text is one JSON object (not a list of entries)."""
+    hint = ""
+    for key, value in document.items():
+        if isinstance(value, list):
+            hint = f" (its field {key!r} holds a list"
+            if isinstance(key, str) and key.isidentifier():
+                hint += f"; jq -c '.{key}[]' gives it as JSON Lines"
+            hint += ")"
+            break
+    return InputError(f"{label}: a JSON object, not a list of entries{hint}")
+
+
 def _open(path: str | os.PathLike[str], label: str) -> IO[bytes]:
     try:
         return open(path, "rb")  # noqa: PTH123 - closed by the caller's with
@@ -195,6 +208,8 @@ def iter_json_elements(handle: ByteSource, label: str) -> Iterator[Any]:
     first = buffer.skip_whitespace()
     if first != "[":
         document = _whole_document(buffer, first)
+        if isinstance(document, dict):
+            raise one_object_error(label, document)
         name = _TYPE_NAMES.get(type(document), type(document).__name__)
         raise InputError(f"{label}: expected a JSON list of objects, got {name}")
     buffer.pos += 1

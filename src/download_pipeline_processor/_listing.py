@@ -30,6 +30,7 @@ def describe_plugins(registry: PluginRegistry) -> dict[str, Any]:
                         "clash": (kind.label, name) in clashes,
                     }
                 )
+    entries += _input_format_entries(registry)
     modules = []
     for plugin in manager.get_plugins():
         source = manager.source_of(plugin)
@@ -60,6 +61,27 @@ def describe_plugins(registry: PluginRegistry) -> dict[str, Any]:
     }
 
 
+def _input_format_entries(registry: PluginRegistry) -> list[dict[str, Any]]:
+    """The listing's rows of the input formats, each with the suffixes it claims."""
+    clashes = {name for name, _ in registry.format_clashes()}
+    rows = []
+    for reg in sorted(registry.format_registrations, key=lambda reg: reg.format.name):
+        read = reg.format.read
+        rows.append(
+            {
+                "name": reg.format.name,
+                "kind": "input format",
+                "distribution": reg.source.distribution,
+                "version": reg.source.version,
+                "class": f"{read.__module__}:{getattr(read, '__qualname__', repr(read))}",
+                "options": None,
+                "suffixes": list(reg.format.suffixes),
+                "clash": reg.format.name in clashes,
+            }
+        )
+    return rows
+
+
 def _shown_default(option: dict[str, Any]) -> str:
     """The default as typed on the command line: text quoted, numbers and booleans bare."""
     default = option["default"]
@@ -87,6 +109,8 @@ def format_plugins(listing: dict[str, Any]) -> str:
         if index == 0:
             continue
         entry = listing["plugins"][index - 1]
+        if entry.get("suffixes"):
+            lines.append(f"    suffixes: {' '.join(entry['suffixes'])} (each also + .gz)")
         for option in entry["options"] or []:
             required = "required" if option["required"] else f"default {_shown_default(option)}"
             flag = f"--{entry['kind']}-option"

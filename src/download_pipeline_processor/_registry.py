@@ -1,4 +1,5 @@
-"""Resolving processor, post-processor, downloader and executor names to classes."""
+"""Resolving processor, post-processor, downloader and executor names to classes,
+and collecting the input formats the plugins register."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._input_formats import InputFormats
 from .backend import Downloader
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
@@ -19,7 +21,11 @@ from .errors import (
     UnknownPluginError,
 )
 from .executor import BaseExecutor
+from .input_format import InputFormat
 from .plugins import PipelinePluginManager, PluginSource
+
+#: The hook input formats register through (not classes: a reader function each).
+INPUT_FORMATS_HOOK = "register_input_formats"
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,14 @@ POST_PROCESSOR = PluginKind("post-processor", BasePostProcessor, "register_post_
 DOWNLOADER = PluginKind("downloader", Downloader, "register_downloaders")
 EXECUTOR = PluginKind("executor", BaseExecutor, "register_executors")
 KINDS = (PROCESSOR, POST_PROCESSOR, DOWNLOADER, EXECUTOR)
+
+
+@dataclass(frozen=True)
+class FormatRegistration:
+    """One ``register(name, read, suffixes=...)`` call of ``register_input_formats``."""
+
+    format: InputFormat
+    source: PluginSource
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,48 @@ class PluginRegistry:
         self._by_kind: dict[str, dict[str, list[Registration]]] = {}
         for kind in KINDS:
             self._by_kind[kind.label] = self._collect(kind)
+        #: Every input format registration, in registration order.
+        self.format_registrations = self._collect_formats()
+        #: The input formats, for reading ``--files``.
+        self.input_formats = InputFormats(
+            (reg.format, reg.source.distribution) for reg in self.format_registrations
+        )
+
+    def _collect_formats(self) -> list[FormatRegistration]:
+        found: list[FormatRegistration] = []
+        caller = getattr(self.manager.hook, INPUT_FORMATS_HOOK)
+        for impl in caller.get_hookimpls():
+            source = self.manager.source_of(impl.plugin)
+
+            def register(
+                name: str,
+                read: Any,
+                suffixes: Any = (),
+                position: str = "line",
+                _source: PluginSource = source,
+            ) -> None:
+                if not isinstance(name, str) or not name or ":" in name:
+                    raise PluginError(f"invalid input format name {name!r}")
+                if not callable(read):
+                    raise PluginError(f"input format {name!r}: read must be callable")
+                if isinstance(suffixes, str):
+                    suffixes = (suffixes,)
+                claimed = tuple(str(suffix).lower() for suffix in suffixes)
+                if not all(suffix.startswith(".") and len(suffix) > 1 for suffix in claimed):
+                    raise PluginError(
+                        f"input format {name!r}: suffixes must start with a dot, got {suffixes!r}"
+                    )
+                registered = InputFormat(name, read, claimed, str(position))
+                found.append(FormatRegistration(registered, _source))
+
+            try:
+                impl.function(**dict.fromkeys(impl.argnames, register))
+            except Exception as exc:  # noqa: BLE001 - one bad plugin must not stop the others
+                self.problems.append(
+                    f"plugin {source.name!r} ({source.distribution}) failed in "
+                    f"{INPUT_FORMATS_HOOK}: {type(exc).__name__}: {exc}"
+                )
+        return found
 
     def _collect(self, kind: PluginKind) -> dict[str, list[Registration]]:
         found: dict[str, list[Registration]] = defaultdict(list)
@@ -105,6 +161,13 @@ class PluginRegistry:
                 if len({reg.source.distribution for reg in regs}) > 1:
                     result.append((kind, name, regs))
         return result
+
+    def format_clashes(self) -> list[tuple[str, list[str]]]:
+        """Every input format name registered by more than one distribution, with them."""
+        by_name: dict[str, set[str]] = defaultdict(set)
+        for reg in self.format_registrations:
+            by_name[reg.format.name].add(reg.source.distribution)
+        return [(name, sorted(found)) for name, found in sorted(by_name.items()) if len(found) > 1]
 
     def resolve(self, kind: PluginKind, spec: str) -> type[Any]:
         """The class selected by ``spec``: a registered name or ``module:ClassName``."""

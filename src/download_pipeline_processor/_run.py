@@ -281,5 +281,5 @@ class PipelineRun:
 
 def _entry_position(reason: str) -> str:
     """``files.csv: line 3`` of an input error's message: where the invalid entry stands."""
-    match = re.match(r"(.*?: (?:line|entry) \d+)", reason)
+    match = re.match(r"(.*?: (?:line|entry|row) \d+)", reason)
     return match.group(1) if match else reason

@@ -18,6 +18,7 @@ from typing import Any, Callable, TypeVar
 
 import click
 
+from ._input_formats import is_network_url
 from ._listing import describe_plugins, format_plugins
 from ._registry import PluginRegistry
 from ._stop_signal import EXIT_CLOSED_OUTPUT, is_closed_stdout, stdout_reader_gone
@@ -92,6 +93,18 @@ class ParsedType(click.ParamType):  # type: ignore[type-arg]
                 f"{flag}: must be at least {self.minimum} {self.unit}".rstrip() + f", not {value!r}"
             )
         return parsed
+
+
+class FilesPath(click.Path):
+    """``--files``: a path, ``-``, or (refused by the input check, with a hint) a URL.
+
+    A URL is kept as typed: as a path, ``http://h/x`` would become ``http:/h/x``.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and is_network_url(value):
+            return value
+        return super().convert(value, param, ctx)
 
 
 class SectionOption(click.Option):
@@ -209,6 +222,9 @@ def _warn_about_plugins(registry: PluginRegistry, debug: bool) -> None:
     for kind, name, regs in registry.clashes():
         sources = " and ".join(sorted({reg.source.distribution for reg in regs}))
         click.echo(f"Warning: {kind.label} {name!r} is registered by {sources}", err=True)
+    for name, distributions in registry.format_clashes():
+        both = " and ".join(distributions)
+        click.echo(f"Warning: input format {name!r} is registered by {both}", err=True)
 
 
 def _configure_logging(
@@ -350,11 +366,11 @@ class _Command(click.Group):
     "--files",
     section="input",
     metavar="PATH",
-    type=click.Path(path_type=Path, dir_okay=True, allow_dash=True),
+    type=FilesPath(path_type=Path, dir_okay=True, allow_dash=True),
     help="The files to fetch, '-' for standard input: .json (a list of objects "
     '{"url": ..., "id": ..., "name": ...} or of URLs), .jsonl/.ndjson (an object a line), '
-    ".csv (a header row with a url column) or .txt/.urls (a URL a line); .gz read "
-    "decompressed.",
+    ".csv (a header row with a url column), .txt/.urls (a URL a line) or a format a "
+    "plugin registers (see 'plugins'); .gz read decompressed.",
 )
 @setting_options("input")
 @sectioned_option(
@@ -520,9 +536,11 @@ def _run(ctx: click.Context, params: dict[str, Any], settings: PipelineSettings)
         if not params["dry_run"] or lock_path(Path(settings.journal)).exists():
             check_not_busy(settings.journal)
 
+    # Made first, silently: the input is read by the formats plugins register.
+    made = PluginRegistry(_plugin_manager(ctx))
+
     def registry() -> PluginRegistry:
-        # Made once the input is checked: its error is the one line a user must see.
-        made = PluginRegistry(_plugin_manager(ctx))
+        # Warned about once the input is checked: its error is the one line a user must see.
         _warn_about_plugins(made, params["debug"])
         return made
 
@@ -538,6 +556,7 @@ def _run(ctx: click.Context, params: dict[str, Any], settings: PipelineSettings)
         executor=params["executor"],
         executor_options=parse_key_values(params["executor_options"], "--executor-option"),
         files=params["files"],
+        input_formats=made.input_formats,
     )
     if params["dry_run"]:
         from ._dry_run import describe_dry_run, format_dry_run

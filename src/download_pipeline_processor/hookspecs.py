@@ -40,6 +40,11 @@ def register_executors(register: Register) -> None:
 
 
 @hookspec
+def register_input_formats(register: Callable[..., None]) -> None:
+    """Call ``register(name, read, suffixes=(".ext",))`` for each input format a plugin reads."""
+
+
+@hookspec
 def pipeline_started(settings: Any, progress: Any) -> None:
     """Observe the start of a run, with its ``PipelineSettings`` and live ``RunProgress``."""
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Union
 
+from ._input_formats import InputFormats
 from ._inputs import CheckedEntries, FileListSource, load_file_list
 from ._registry import (
     DOWNLOADER,
@@ -92,7 +93,7 @@ class RunPlan:
     def checked_entries(self, files: FileListSource | None) -> CheckedEntries:
         """``files`` checked (returned as is when checked already), or the plan's own input."""
         if files is not None:
-            return load_settings_input(files, self.settings)
+            return load_settings_input(files, self.settings, self.registry.input_formats)
         if self.entries is None:
             raise UsageError("no list of files to run")
         return self.entries
@@ -124,6 +125,7 @@ def plan_run(
     executor: ExecutorSpec = "local",
     executor_options: Mapping[str, Any] | None = None,
     files: FileListSource | None = None,
+    input_formats: InputFormats | None = None,
 ) -> RunPlan:
     """Resolve every choice of a run once; raise a usage error for the first mistake.
 
@@ -133,9 +135,13 @@ def plan_run(
     :func:`split_post_processor_options`); ``executor`` (a name or class) runs
     the downloads and processing, with ``executor_options``.  ``files``
     is checked first, so a bad input is the error a user sees; ``registry``
-    may be a callable making it, called after that check.
+    may be a callable making it, called after that check, and
+    ``input_formats`` the formats that check reads (the registry's, when it
+    is given made; else the built-in ones).
     """
-    entries = None if files is None else load_settings_input(files, settings)
+    if input_formats is None and isinstance(registry, PluginRegistry):
+        input_formats = registry.input_formats
+    entries = None if files is None else load_settings_input(files, settings, input_formats)
     if not isinstance(registry, PluginRegistry):
         registry = registry()
     processor_choice = PluginChoice.resolve(
@@ -181,13 +187,16 @@ def plan_run(
     )
 
 
-def load_settings_input(files: FileListSource, settings: PipelineSettings) -> CheckedEntries:
+def load_settings_input(
+    files: FileListSource, settings: PipelineSettings, formats: InputFormats | None = None
+) -> CheckedEntries:
     """``files`` checked as ``settings`` say: schemes, format, invalid entries skipped or not."""
     return load_file_list(
         files,
         settings.allowed_schemes,
         input_format=settings.input_format,
         skip_invalid=settings.skip_invalid,
+        formats=formats,
     )
 
 

@@ -24,7 +24,7 @@ from .options import merge_headers, parse_header, parse_size
 #: The default cache root's name in the temp dir, before ``-<uid>``.
 DEFAULT_CACHE_FOLDER = "download-pipeline-processor"
 PROCESSING_MODES = ("thread", "process")
-#: The formats ``--input-format`` names (``_input_formats`` reads them).
+#: The built-in formats ``--input-format`` names (plugins may register more).
 INPUT_FORMATS = ("json", "jsonl", "csv", "urls")
 #: The sections of ``--help``, in order; every CLI option belongs to one.
 CLI_SECTIONS = ("input", "download", "processing", "output", "logging")
@@ -378,12 +378,13 @@ class PipelineSettings:
     #: from the first character for standard input and other names.
     input_format: str | None = _setting(
         None,
-        choices=INPUT_FORMATS,
         cli=CliOption(
             "--input-format",
             "input",
             "Format of --files: json (a list of objects or URLs), jsonl, csv (a header row "
-            "with a url column) or urls (one per line).",
+            "with a url column), urls (one per line), or one a plugin registers (see "
+            "'plugins').",
+            metavar="NAME",
             shown_default="by extension; sniffed for -",
         ),
     )
