@@ -88,12 +88,14 @@ class TestRunSummary:
         ]
 
     def test_total_is_the_whole_input(self) -> None:
-        """total counts skipped and never-started entries too, so a stopped run adds up."""
-        summary = RunSummary(succeeded=3, failed=1, skipped=2, not_started=10, stopped_with=130)
+        """total counts interrupted, skipped and never-started entries: a stopped run adds up."""
+        summary = RunSummary(
+            succeeded=3, failed=1, interrupted=4, skipped=2, not_started=10, stopped_with=130
+        )
         summary.finish()
-        assert summary.total == 16
+        assert summary.total == 20
         assert summary.lines()[0] == (
-            "16 files: 3 succeeded, 1 failed, 2 skipped (journal), 10 not started (interrupted)"
+            "20 files: 3 succeeded, 1 failed, 4 interrupted, 2 skipped (journal), 10 not started"
         )
 
     def test_text_uses_plurals_and_human_units(self) -> None:

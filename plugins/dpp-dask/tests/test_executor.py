@@ -141,7 +141,7 @@ class TestRuns:
         assert_each_once([row["id"] for row in rows], files)
         for row in rows:
             index = int(row["id"][1:])
-            assert row["status"] == "ok"
+            assert row["status"] == "succeeded"
             assert row["result"]["sha256"] == hashlib.sha256(body(index)).hexdigest()
             assert row["result"]["size"] == len(body(index))
         report = json.loads(summary.read_text())
@@ -186,7 +186,7 @@ class TestRuns:
         assert result.exit_code == 1, result.stderr
         rows = read_jsonl(out)
         assert_each_once([row["id"] for row in rows], files)
-        failed = {row["id"]: row["error"] for row in rows if row["status"] != "ok"}
+        failed = {row["id"]: row["error"] for row in rows if row["status"] != "succeeded"}
         assert set(failed) == {"gone0", "gone1", "gone2", "busy"}
         assert {error["stage"] for error in failed.values()} == {"download"}
         report = json.loads(summary.read_text())
@@ -348,7 +348,7 @@ class TestInterrupt:
         assert report["succeeded"] + report["failed"] == len(ids)
         assert report["not_started"] > 0, "the run finished before the signal"
         # What was out when the grace period ended comes back failed as interrupted.
-        stopped = [row for row in read_jsonl(out) if row["status"] != "ok"]
+        stopped = [row for row in read_jsonl(out) if row["status"] != "succeeded"]
         assert all(row["error"]["message"].startswith("PipelineInterrupted") for row in stopped)
         groups = failure_groups(report)
         assert {reason for _, reason in groups} <= {"interrupted"}
@@ -387,7 +387,7 @@ class TestJournal:
         code, rows, report = run(second, "second")
         assert code == 0
         assert_each_once([row["id"] for row in rows], late)
-        assert all(row["status"] == "ok" for row in rows)
+        assert all(row["status"] == "succeeded" for row in rows)
         assert (report["succeeded"], report["failed"], report["skipped"]) == (4, 0, 12)
         asked = sorted(request.target for request in file_server.requests[asked_before:])
         assert asked == [f"/late{i}.bin" for i in range(4)]
@@ -564,5 +564,5 @@ class TestBatches:
         assert result.exit_code == 0, result.stderr
         rows = read_jsonl(out)
         assert_each_once([row["id"] for row in rows], files)
-        assert all(row["status"] == "ok" for row in rows)
+        assert all(row["status"] == "succeeded" for row in rows)
         assert json.loads(summary.read_text())["succeeded"] == 30

@@ -13,7 +13,7 @@ from ..file_data import FileData
 from ..flush_timer import FlushTimer
 from ..hookspecs import Register, hookimpl
 from ..options import Option
-from ..redact import redact_url
+from ..redact import shorten, shorten_words, shown_url
 from ..report import FILES_LOGGER, outcome_record, to_json
 
 logger = logging.getLogger(__name__)
@@ -33,14 +33,15 @@ class DummyPostProcessor(BasePostProcessor):
         if file_data.error is not None:
             record = outcome_record(result, file_data)
             files_logger.warning(
-                "failed %s (%s) in %s: %s",
-                file_data.id,
-                redact_url(file_data.url),
+                "%s %s (%s) in %s: %s",
+                record["status"],
+                shorten(str(file_data.id)),
+                shown_url(file_data.url),
                 file_data.error.stage,
-                record["error"]["message"],
+                shorten_words(record["error"]["message"]),
             )
         else:
-            files_logger.info("processed %s: %s", file_data.id, to_json(result))
+            files_logger.info("processed %s: %s", shorten(str(file_data.id)), to_json(result))
 
 
 #: Longest time a written line may wait in the buffer, in seconds.

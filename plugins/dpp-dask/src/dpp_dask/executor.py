@@ -31,6 +31,7 @@ from download_pipeline_processor.errors import (
     PipelineError,
     PluginOptionError,
     UsageError,
+    error_text,
 )
 from download_pipeline_processor.executor import BaseExecutor, ExecutorWork, StageSpec
 from download_pipeline_processor.options import Option
@@ -416,7 +417,7 @@ class _Run:
         with nothing else of the run in flight; only failing so, it fails.
         """
         self.executor.task_failures += 1
-        reason = f"{type(error).__name__}: {error}" if error is not None else "unknown"
+        reason = error_text(error) if error is not None else "unknown"
         if len(flight.entries) > 1:
             logger.warning(
                 "a batch of %d files failed on the dask workers (%s); trying each file alone",
