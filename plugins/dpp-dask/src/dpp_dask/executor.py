@@ -17,13 +17,16 @@ once: the run drops any second hand-off.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from download_pipeline_processor.errors import (
@@ -68,6 +71,27 @@ CLOSE_TIMEOUT = 60.0
 
 #: Seconds added to a wait on the workers or the cluster before the run goes on without them.
 CLOSE_MARGIN = 10.0
+
+
+@contextlib.contextmanager
+def _interrupts_left_to_the_client() -> Iterator[None]:
+    """Worker processes started inside ignore SIGINT: the run's client stops them.
+
+    Ctrl-C in a terminal signals the whole foreground process group, the local
+    cluster's worker processes included: each would die in a KeyboardInterrupt
+    traceback, failing its files, while the client is winding the run down
+    gracefully.  A process started with SIGINT ignored keeps ignoring it
+    (Python installs its handler only over the default one); the client
+    closes the cluster at the end of the run.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class WorkerLostError(PipelineError):
@@ -196,19 +220,8 @@ class DaskExecutor(BaseExecutor):
 
         try:
             if self.scheduler is None:
-                self.cluster = dask.LocalCluster(
-                    n_workers=self.n_workers,
-                    threads_per_worker=self.threads_per_worker,
-                    processes=True,
-                    host="127.0.0.1",
-                    scheduler_port=0,
-                    dashboard_address=None,
-                    # No dashboard, but the scheduler still serves health and metrics
-                    # over HTTP, on 8787 unless told: a second run on the machine then
-                    # printed Dask's "Port 8787 is already in use" warning.
-                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                    silence_logs=logging.ERROR,
-                )
+                with _interrupts_left_to_the_client():
+                    self.cluster = self._local_cluster(dask)
                 self.client = dask.Client(self.cluster, set_as_default=False)
                 if quiet:
                     # The local cluster's workers write to this run's stderr.
@@ -230,6 +243,22 @@ class DaskExecutor(BaseExecutor):
             raise UsageError(
                 f"executor 'dask': cannot start work on {where}: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _local_cluster(self, dask: Any) -> Any:
+        """A local cluster of ``n_workers`` worker processes on 127.0.0.1."""
+        return dask.LocalCluster(
+            n_workers=self.n_workers,
+            threads_per_worker=self.threads_per_worker,
+            processes=True,
+            host="127.0.0.1",
+            scheduler_port=0,
+            dashboard_address=None,
+            # No dashboard, but the scheduler still serves health and metrics
+            # over HTTP, on 8787 unless told: a second run on the machine then
+            # printed Dask's "Port 8787 is already in use" warning.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
 
     def close(self) -> None:
         """Close the client, and the local cluster if this run started one."""
