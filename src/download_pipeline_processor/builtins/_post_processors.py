@@ -20,6 +20,20 @@ logger = logging.getLogger(__name__)
 files_logger = logging.getLogger(FILES_LOGGER)
 
 
+def _shown(value: Any) -> Any:
+    """``value`` with every string over 200 characters shortened, for a log line.
+
+    A result may quote its entry (a 1 MB id); the jsonl report keeps it whole.
+    """
+    if isinstance(value, str):
+        return shorten(value)
+    if isinstance(value, dict):
+        return {key: _shown(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(item) for item in value]
+    return value
+
+
 class DummyPostProcessor(BasePostProcessor):
     """Logs one line per file: its result, or the stage and reason it failed.
 
@@ -41,7 +55,9 @@ class DummyPostProcessor(BasePostProcessor):
                 shorten_words(record["error"]["message"]),
             )
         else:
-            files_logger.info("processed %s: %s", shorten(str(file_data.id)), to_json(result))
+            files_logger.info(
+                "processed %s: %s", shorten(str(file_data.id)), to_json(_shown(result))
+            )
 
 
 #: Longest time a written line may wait in the buffer, in seconds.
