@@ -285,3 +285,27 @@ class TestStoppedRuns:
             f"0 of 20 files failed, {report['interrupted']} interrupted,"
             f" {report['not_started']} not started"
         ) in stderr
+
+
+class TestOlderJournalReasons:
+    """Journals written before reasons were words ("Class: text") group as they did."""
+
+    @pytest.mark.parametrize(
+        ("message", "reason"),
+        [
+            ("PermanentDownloadError: HTTP 404 Not Found", "HTTP 404"),
+            ("TransientDownloadError: timed out: read timeout", "timeout"),
+            ("PipelineInterrupted: run stopped before this file finished", "interrupted"),
+            ("ProcessingTimeoutError: processing took longer than 5 s", "processing timeout"),
+            ("RemoteProcessingError: KeyError: 'k'", "KeyError"),
+        ],
+    )
+    def test_old_message(self, message: str, reason: str) -> None:
+        """The framework's class name is dropped; the words behind it give the group."""
+        assert reason_from_message(message) == reason
+
+    def test_quiet_lines_of_a_stopped_run(self) -> None:
+        """--quiet keeps the not-started and interrupted counts of a stop with no failure."""
+        summary = RunSummary(succeeded=5, interrupted=2, not_started=13, stopped_with=130)
+        summary.finish()
+        assert summary.failure_lines() == ["0 of 20 files failed, 2 interrupted, 13 not started"]

@@ -359,7 +359,8 @@ class _Command(click.Group):
     section="input",
     is_flag=True,
     help="Check the input, plugins and options, print what the run would do (entries, "
-    "hosts, workers, cache folder) and stop: no request, no file written.",
+    "hosts, workers, cache folder, limits, entries the journal would skip) and stop: no "
+    "request, no file written.",
 )
 @setting_options("download")
 @sectioned_option(
