@@ -95,7 +95,10 @@ def _interrupts_left_to_the_client() -> Iterator[None]:
 
 
 class WorkerLostError(PipelineError):
-    """The worker processes running a file kept dying (or its task failed in Dask)."""
+    """The worker processes running a file kept dying (or its task failed in Dask).
+
+    Its message starts ``worker lost:``: the reason reports give and group it by.
+    """
 
 
 class _Flight:
@@ -432,7 +435,9 @@ class _Run:
                 file_data, result = outcomes[index]
             else:  # never in practice: the worker returns every entry it was given
                 file_data, result = sent, None
-                file_data.fail("process", WorkerLostError("the worker returned no result"))
+                file_data.fail(
+                    "process", WorkerLostError("worker lost: the worker returned no result")
+                )
             if file_data.download.size:
                 work.count_bytes(file_data.download.size)
             work.finish(sequence, file_data, result)
@@ -462,7 +467,7 @@ class _Run:
         sequence, file_data = flight.entries[0]
         file_data.fail(
             "process",
-            WorkerLostError(f"the dask task running this file failed: {reason}"),
+            WorkerLostError(f"worker lost: the dask task running this file failed: {reason}"),
         )
         self.work.finish(sequence, file_data, None)
 
