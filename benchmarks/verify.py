@@ -61,7 +61,7 @@ def verify_jsonl(path: Path, expected: Counter[str]) -> None:
     for line in lines:
         record = json.loads(line)
         result = record.get("result") or {}
-        if record.get("status") != "ok" or "sha256" not in result:
+        if record.get("status") != "succeeded" or "sha256" not in result:
             failed += 1
             continue
         found[result["sha256"]] += 1

@@ -143,7 +143,8 @@ class TestDummyPostProcessor:
         message = record.getMessage()
         assert record.levelno == logging.WARNING
         assert message.startswith("failed 7 (https://example.com/a/talk.mp3?REDACTED) in download")
-        assert "TransientDownloadError: HTTP 503" in message
+        assert "HTTP 503" in message
+        assert "TransientDownloadError" not in message
         assert "\n" not in message
         for secret in ("SECRET", "pw", "user"):
             assert secret not in message
@@ -164,7 +165,7 @@ class TestJsonlPostProcessor:
             "id": "talk",
             "name": "talk",
             "url": "https://example.com/a/talk.mp3?REDACTED",
-            "status": "ok",
+            "status": "succeeded",
             "error": None,
             "result": {"size": 3, "path": "/x/y"},
             "index": None,
@@ -178,7 +179,8 @@ class TestJsonlPostProcessor:
         assert bad["status"] == "failed"
         assert bad["result"] is None
         assert bad["error"]["stage"] == "download"
-        assert bad["error"]["message"].startswith("TransientDownloadError: HTTP 503 for ")
+        assert bad["error"]["message"].startswith("HTTP 503 for ")
+        assert bad["error"]["reason"] == "HTTP 503"
         assert "SECRET" not in out.read_text(encoding="utf-8")
         assert "pw@" not in out.read_text(encoding="utf-8")
 

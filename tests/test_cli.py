@@ -271,7 +271,7 @@ class TestPluginSelection:
             ]
         )
         assert result.exit_code == 0
-        assert json.loads(out.read_text())["status"] == "ok"
+        assert json.loads(out.read_text())["status"] == "succeeded"
         bad = invoke(
             [
                 "--files",
@@ -383,7 +383,7 @@ class TestPluginSelection:
             ]
         )
         assert result.exit_code == 0, result.stderr
-        assert json.loads(out.read_text(encoding="utf-8"))["status"] == "ok"
+        assert json.loads(out.read_text(encoding="utf-8"))["status"] == "succeeded"
 
     def test_plugins_listing_shows_typed_defaults(self) -> None:
         """plugins shows numbers and booleans bare and only text quoted."""
@@ -438,7 +438,7 @@ class TestRuns:
         )
         assert result.exit_code == 1
         records = {r["id"]: r for r in map(json.loads, result.stdout.splitlines())}
-        assert records["ok"]["status"] == "ok"
+        assert records["ok"]["status"] == "succeeded"
         assert records["gone"]["status"] == "failed"
         assert records["gone"]["error"]["stage"] == "download"
         assert "404" in records["gone"]["error"]["message"]

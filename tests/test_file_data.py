@@ -140,7 +140,7 @@ class TestCopyAndPickle:
         assert restored.has_error
         assert isinstance(restored.error.error, TransientDownloadError)
         assert restored.error.error.retry_after == 3.0
-        assert restored.error.message == "TransientDownloadError: HTTP 503"
+        assert restored.error.message == "HTTP 503"
 
     def test_pickled_copy_still_rejects_typos(self, file_data: FileData) -> None:
         """A record restored from pickle still raises on a misspelt attribute."""

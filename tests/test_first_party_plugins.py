@@ -108,7 +108,7 @@ class TestExtractIntoSqlite:
             totals = connection.execute(
                 "SELECT total, succeeded, failed FROM files_runs"
             ).fetchone()
-        assert rows == {"z": "ok", "t": "ok", "evil": "failed"}
+        assert rows == {"z": "succeeded", "t": "succeeded", "evil": "failed"}
         assert stage == "process"
         assert totals == (3, 2, 1)
         assert leftover_files(cache) == []

@@ -85,9 +85,7 @@ class TestFraming:
         """A body cut short is reported in the same words on every downloader, by a public type."""
         url = file_server.add("/short", b"y" * 50_000, truncate_to=10)
         error = download_error(make_stage(max_retries=0), url)
-        assert StageError("download", error).message == (
-            "TransientDownloadError: truncated body: got 10 of 50000 bytes"
-        )
+        assert StageError("download", error).message == ("truncated body: got 10 of 50000 bytes")
 
     def test_truncated_chunked_body_message(
         self, file_server: FileServer, make_stage: StageFactory
@@ -97,6 +95,5 @@ class TestFraming:
         url = serve_raw(file_server, head + raw_chunked(b"z" * 5000, 1000)[:-5])
         error = download_error(make_stage(max_retries=0), url)
         assert StageError("download", error).message == (
-            "TransientDownloadError: truncated body: connection closed after 5000 bytes "
-            "of a chunked body"
+            "truncated body: connection closed after 5000 bytes of a chunked body"
         )

@@ -227,7 +227,14 @@ class TestRerun:
         summary = pipeline.summary
         assert summary.skipped > 0
         assert summary.not_started > 0
-        assert summary.succeeded + summary.failed + summary.skipped + summary.not_started == 40
+        assert (
+            summary.succeeded
+            + summary.failed
+            + summary.interrupted
+            + summary.skipped
+            + summary.not_started
+            == 40
+        )
         assert summary.as_dict()["skipped"] == summary.skipped
 
 

@@ -337,9 +337,9 @@ class TestStop:
         assert codes == [143]
         summary = pipeline.summary
         ids = [fd.id for _, fd in collector.outcomes]
-        assert len(ids) == len(set(ids)) == summary.succeeded + summary.failed
+        assert len(ids) == len(set(ids)) == summary.succeeded + summary.failed + summary.interrupted
         # total is the input's size, whatever the stop left unread.
-        assert summary.total == summary.succeeded + summary.failed + summary.not_started == 200
+        assert summary.total == summary.finished + summary.interrupted + summary.not_started == 200
         assert summary.not_started > 100
         interrupted = [fd for fd in collector.outcomes if fd[1].has_error]
         assert all(isinstance(fd.error.error, PipelineInterrupted) for _, fd in interrupted)  # type: ignore[union-attr]
@@ -651,7 +651,7 @@ class TestStopCounting:
         runner.join(10)
         assert codes == [130]
         summary = pipeline.summary
-        assert summary.total == summary.succeeded + summary.failed + summary.not_started == 1000
+        assert summary.total == summary.finished + summary.interrupted + summary.not_started == 1000
 
 
 class TestInputChangingMidRun:

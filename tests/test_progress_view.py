@@ -18,6 +18,11 @@ from typing import Any
 
 import pytest
 
+from download_pipeline_processor._progress_view import (
+    PLAIN_INTERVAL,
+    PLAIN_INTERVAL_ENV,
+    plain_interval,
+)
 from download_pipeline_processor.testing import FileServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX pseudo-terminals")
@@ -26,6 +31,42 @@ PLUGIN_MODULES = Path(__file__).resolve().parent / "plugin_modules"
 # Control sequences rich writes: CSI (cursor moves, erase, colours) and the few others.
 ESCAPES = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]")
 COLUMNS = 140
+# A log line: a timestamp first (the terminal, not the view, wraps those).
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:")
+
+# The live view of a run far bigger than a test can make, drawn in the terminal
+# by the view's own class: a stand-in replaces the run's RunProgress, since
+# hundreds of GB and millions of files cannot be downloaded in a test.
+HUGE_RUN_VIEW = """
+import time
+from rich.console import Console
+from download_pipeline_processor._progress_view import _RunProgressDisplay
+
+class HugeRun:
+    total = 9_876_543
+    failed = 123_456
+    in_flight = 0
+
+    def __init__(self):
+        self.start = time.monotonic()
+
+    @property
+    def done(self):
+        return 1_234_567 + int((time.monotonic() - self.start) * 20)
+
+    @property
+    def bytes_downloaded(self):
+        return 987_654_321_000 + int((time.monotonic() - self.start) * 3e9)
+
+    def oldest_in_flight(self, limit):
+        return []
+
+display = _RunProgressDisplay(Console(stderr=True), HugeRun())
+display.start()
+time.sleep(1.5)
+display.refresh()
+display.stop()
+"""
 
 
 def cli_env() -> dict[str, str]:
@@ -51,17 +92,18 @@ def cli_env() -> dict[str, str]:
 
 
 def run_in_terminal(
-    cli_path: Path,
+    cli_path: Path | str,
     args: list[str],
     timeout: float = 60,
     interrupt_when: str | None = None,
+    columns: int = COLUMNS,
 ) -> tuple[int, str, str]:
     """Run the CLI with stderr on a pseudo-terminal; exit code, the terminal's bytes, stdout.
 
     With ``interrupt_when``, SIGINT is sent once that text has appeared on the terminal.
     """
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, COLUMNS, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
     proc = subprocess.Popen(
         [str(cli_path), *args],
         stdin=subprocess.DEVNULL,
@@ -107,14 +149,17 @@ def frames(screen: str) -> list[str]:
     return [part for line in plain.split("\n") for part in line.split("\r") if part.strip()]
 
 
-def planted_job(server: FileServer, count: int = 200, delay: float = 0.03) -> list[dict[str, Any]]:
-    """``count`` slow files with planted failures: 4 missing, 2 wrong sha256, 2 unparsable."""
+def planted_job(
+    server: FileServer, count: int = 200, delay: float = 0.03, size: int = 1000
+) -> list[dict[str, Any]]:
+    """``count`` slow files of ``size`` bytes with planted failures: 4 missing, 2 wrong sha256,
+    2 unparsable."""
     entries: list[dict[str, Any]] = []
     for index in range(count):
         ident = f"bad-{index}" if index in (5, 50) else f"f{index}"
         entry: dict[str, Any] = {
             "id": ident,
-            "url": server.add(f"/f{index}", b"x" * 1000, delay=delay),
+            "url": server.add(f"/f{index}", b"x" * size, delay=delay),
         }
         if index in (7, 70):
             entry["sha256"] = "0" * 64
@@ -213,10 +258,47 @@ class TestInATerminal:
         summary = json.loads(summary_path.read_text())
         assert summary["total"] == 300
         assert summary["not_started"] > 0
-        assert summary["succeeded"] + summary["failed"] + summary["not_started"] == 300
+        assert summary["succeeded"] + summary["interrupted"] + summary["not_started"] == 300
         head = next(line for line in frames(screen) if line.startswith("300 files: "))
-        assert head.endswith("not started (interrupted)")
+        assert head.endswith(
+            f"{summary['interrupted']} interrupted, {summary['not_started']} not started"
+        )
         assert "Traceback" not in screen
+
+    def test_view_fits_80_columns(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """In an 80-column terminal each frame of the view is one whole line of at most 80."""
+        listing = tmp_path / "files.json"
+        listing.write_text(json.dumps(planted_job(file_server, count=120, delay=0.02, size=50_000)))
+        code, screen, _ = run_in_terminal(cli_path, job_args(listing, tmp_path / "c"), columns=80)
+        assert code == 1, screen[-3000:]
+        lines = frames(screen)
+        views = [line for line in lines if re.search(r"\d+/120\b", line)]
+        assert views, lines
+        for line in views:
+            assert len(line.rstrip()) <= 80, line
+        # Not wrapped: count, failures, bytes, byte rate, file rate and ETA on one line.
+        assert re.search(
+            r"120/120 +6 failed +[\d.]+ [kM]B +[\d.]+ [kM]?B/s +[\d.]+ files/s +ETA \d:\d\d:\d\d",
+            views[-1],
+        ), lines
+        # Whatever is not a log line (those the terminal may wrap) fits too.
+        assert all(len(line.rstrip()) <= 80 for line in lines if not LOG_LINE.match(line))
+
+    def test_big_numbers_fit_80_columns(self) -> None:
+        """Millions of files, hundreds of GB at GB/s and a 100-hour ETA still fit 80 columns."""
+        code, screen, _ = run_in_terminal(
+            sys.executable, ["-c", HUGE_RUN_VIEW], columns=80, timeout=30
+        )
+        assert code == 0, screen[-3000:]
+        views = [line for line in frames(screen) if "/9876543" in line]
+        assert views, frames(screen)
+        for line in views:
+            assert len(line.rstrip()) <= 80, line
+            assert re.search(r"\d{7}/9876543 +123456 failed +\d+ GB", line), line
+        # Once rates are known (the second frame on): the byte rate and the ETA too.
+        assert re.search(r"failed +\d+ GB +[\d.]+ GB/s .*ETA \d{3}:\d\d:\d\d", views[-1]), views
 
     @pytest.mark.parametrize("flag", ["--no-progress", "--quiet"])
     def test_turned_off(
@@ -251,3 +333,60 @@ class TestNotATerminal:
         assert b"\x1b" not in proc.stderr
         assert b"\x1b" not in proc.stdout
         assert b"40 files: 36 succeeded, 4 failed" in proc.stderr
+
+    def test_plain_line_every_interval(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """--progress into a pipe: a plain line each interval (files done/total, failed, bytes,
+        rate), never an escape code; the interval shortened here through its variable."""
+        listing = tmp_path / "files.json"
+        listing.write_text(json.dumps(planted_job(file_server, count=60, delay=0.05)))
+        proc = subprocess.run(
+            [
+                str(cli_path),
+                *job_args(listing, tmp_path / "c"),
+                "--download-workers",
+                "2",
+                "--progress",
+            ],
+            capture_output=True,
+            env={**cli_env(), PLAIN_INTERVAL_ENV: "0.3"},
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert b"\x1b" not in proc.stderr
+        text = proc.stderr.decode()
+        plain = re.findall(
+            r"^progress: (\d+)/60 files done, (\d+) failed, [\d.]+ k?B, [\d.]+ k?B/s$",
+            text,
+            flags=re.MULTILINE,
+        )
+        assert len(plain) >= 2, text
+        done = [int(files) for files, _ in plain]
+        assert done == sorted(done)
+        assert "60 files: 55 succeeded, 5 failed" in text
+
+    def test_default_interval_is_ten_seconds(self) -> None:
+        """Every 10 s unless the variable gives other (positive) seconds."""
+        assert PLAIN_INTERVAL == 10.0
+        assert plain_interval({}) == 10.0
+        assert plain_interval({PLAIN_INTERVAL_ENV: "0.5"}) == 0.5
+        assert plain_interval({PLAIN_INTERVAL_ENV: "soon"}) == 10.0
+        assert plain_interval({PLAIN_INTERVAL_ENV: "0"}) == 10.0
+
+    def test_no_plain_lines_without_progress_flag(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """Piped without --progress: no progress line, however short the interval."""
+        listing = tmp_path / "files.json"
+        listing.write_text(json.dumps(planted_job(file_server, count=20, delay=0.05)))
+        proc = subprocess.run(
+            [str(cli_path), *job_args(listing, tmp_path / "c"), "--download-workers", "2"],
+            capture_output=True,
+            env={**cli_env(), PLAIN_INTERVAL_ENV: "0.1"},
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 1
+        assert b"progress: " not in proc.stderr

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from download_pipeline_processor.redact import (
     REDACTED,
+    SHOWN_LENGTH,
     redact_url,
     scrub,
     scrub_error,
     scrub_urls,
     secrets_of,
+    shorten,
+    shorten_words,
 )
+from download_pipeline_processor.testing import FileServer
 
 
 class TestRedactUrl:
@@ -133,3 +142,94 @@ class TestScrubUrls:
         assert str(error) == "failed on http://h/z?REDACTED"
         oserror = OSError(2, "No such file")
         assert scrub_error(oserror).args == (2, "No such file")
+
+
+class TestShorten:
+    """Ids and URLs over 200 characters are shortened in messages, never in results."""
+
+    def test_short_text_unchanged(self) -> None:
+        """200 characters or fewer are shown whole."""
+        assert shorten("a" * 200) == "a" * 200
+
+    def test_long_text_keeps_both_ends_and_says_its_length(self) -> None:
+        """A 1 MB value becomes about 200 characters: its start, its length, its end."""
+        text = "s" * 500_000 + "middle" + "e" * 500_000 + "tail.bin"
+        shown = shorten(text)
+        assert len(shown) <= SHOWN_LENGTH
+        assert shown.startswith("sss")
+        assert shown.endswith("tail.bin")
+        assert f"[{len(text)} characters]" in shown
+
+    def test_long_words_in_a_message(self) -> None:
+        """A long URL quoted inside a library's message is shortened, the words around kept."""
+        message = "cannot reach http://h/" + "p" * 100_000 + " after 3 tries"
+        shown = shorten_words(message)
+        assert shown.startswith("cannot reach http://h/pp")
+        assert shown.endswith(" after 3 tries")
+        assert len(shown) < 250
+
+
+def _cli_env() -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    }
+    env["DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS"] = ""
+    return env
+
+
+class TestLongValuesThroughTheCli:
+    """A 1 MB URL and a 1 MB id: small messages, whole values in the results."""
+
+    def test_megabyte_url_and_id(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """stderr (log lines and summary) stays small; jsonl keeps the id and URL whole."""
+        long_id = "i" * 1_000_000
+        long_url = file_server.url("/" + "u" * 1_000_000)
+        files = [
+            {"id": long_id, "url": file_server.add("/ok", b"fine")},
+            {"id": "long-url", "url": long_url},
+            {"id": "i" * 999_999 + "j", "url": long_url + "?token=SECRET"},
+        ]
+        listing = tmp_path / "files.json"
+        listing.write_text(json.dumps(files), encoding="utf-8")
+        out, summary = tmp_path / "out.jsonl", tmp_path / "summary.json"
+        proc = subprocess.run(
+            [
+                str(cli_path),
+                "--files",
+                str(listing),
+                "--max-retries",
+                "0",
+                "--download-cache",
+                str(tmp_path / "cache"),
+                "--post-processor",
+                "jsonl",
+                "--post-processor",
+                "dummy",
+                "--post-processor-option",
+                f"jsonl.path={out}",
+                "--summary-json",
+                str(summary),
+                "--log-file",
+                str(tmp_path / "run.log"),
+            ],
+            capture_output=True,
+            text=True,
+            env=_cli_env(),
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert len(proc.stderr) < 20_000, proc.stderr[:2000]
+        assert (tmp_path / "run.log").stat().st_size < 20_000
+        assert summary.stat().st_size < 20_000
+        assert "SECRET" not in proc.stderr
+        rows = {row["index"]: row for row in map(json.loads, out.read_text().splitlines())}
+        assert rows[0]["id"] == long_id
+        assert rows[0]["status"] == "succeeded"
+        assert rows[1]["url"] == long_url
+        assert rows[1]["status"] == rows[2]["status"] == "failed"
+        assert rows[2]["id"] == files[2]["id"]

@@ -69,6 +69,35 @@ class TestRunProgress:
         assert [(entry.id, entry.stage) for entry in seen] == [("slow", "download")]
         assert "/slow.bin" in seen[0].url
         assert "SECRET" not in seen[0].url
+
+    def test_long_id_and_url_in_flight_are_shortened(
+        self, file_server: FileServer, cache_root: Any
+    ) -> None:
+        """A 100 kB id and URL of a file in flight are shown in about 200 characters each."""
+        slow = file_server.add("/" + "p" * 100_000, b"s", delay=1.0)
+        long_id = "i" * 100_000
+        poller = Poller()
+        seen: list[Any] = []
+
+        def watch() -> None:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not seen:
+                progress = poller.progress
+                if progress is not None and progress.in_flight:
+                    seen.extend(progress.oldest_in_flight(1))
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        outcome = run_pipeline(
+            [{"id": long_id, "url": slow}], "dummy", plugins=[poller], download_cache=cache_root
+        )
+        watcher.join()
+        assert outcome.exit_code in (0, 1)
+        assert seen
+        assert len(seen[0].id) <= 200
+        assert len(seen[0].url) <= 200
+        assert seen[0].url.startswith(file_server.url("/ppp"))
         assert seen[0].seconds > 0
 
     def test_bytes_count_while_a_file_downloads(

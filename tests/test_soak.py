@@ -279,7 +279,7 @@ class TestSoak:
         for line in report_lines(first) + report_lines(second):
             item = truth[line["id"]]
             if item.can_succeed:
-                assert line["status"] == "ok", (tag, line)
+                assert line["status"] == "succeeded", (tag, line)
                 expected = {"sha256": hashlib.sha256(item.body).hexdigest(), "size": len(item.body)}
                 assert line["result"] == expected, (tag, line)
             else:

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -28,6 +35,9 @@ from download_pipeline_processor.summary import (
     plural,
     reason_from_message,
 )
+from download_pipeline_processor.testing import FileServer
+
+PLUGIN_MODULES = Path(__file__).resolve().parent / "plugin_modules"
 
 
 def failed(ident: str, stage: str, error: BaseException) -> FileData:
@@ -88,12 +98,14 @@ class TestRunSummary:
         ]
 
     def test_total_is_the_whole_input(self) -> None:
-        """total counts skipped and never-started entries too, so a stopped run adds up."""
-        summary = RunSummary(succeeded=3, failed=1, skipped=2, not_started=10, stopped_with=130)
+        """total counts interrupted, skipped and never-started entries: a stopped run adds up."""
+        summary = RunSummary(
+            succeeded=3, failed=1, interrupted=4, skipped=2, not_started=10, stopped_with=130
+        )
         summary.finish()
-        assert summary.total == 16
+        assert summary.total == 20
         assert summary.lines()[0] == (
-            "16 files: 3 succeeded, 1 failed, 2 skipped (journal), 10 not started (interrupted)"
+            "20 files: 3 succeeded, 1 failed, 4 interrupted, 2 skipped (journal), 10 not started"
         )
 
     def test_text_uses_plurals_and_human_units(self) -> None:
@@ -183,3 +195,117 @@ class TestReasonFromMessage:
     def test_unknown_type_keeps_its_name(self) -> None:
         """A message of an exception type the rule does not know gives that type's name."""
         assert reason_from_message("RuntimeError: HTTP 503 Service Unavailable") == "RuntimeError"
+
+
+def _cli_env() -> dict[str, str]:
+    """The command line's environment: the test plugin modules importable, no entry points."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PLUGIN_MODULES), env.get("PYTHONPATH")]))
+    env["DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS"] = ""
+    return env
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups and signals")
+class TestStoppedRuns:
+    """Ctrl-C through the command line: the files in flight are interrupted, not failed."""
+
+    @pytest.mark.parametrize("mode", ["thread", "process"])
+    def test_ctrl_c_counts_files_in_flight_as_interrupted(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path, mode: str
+    ) -> None:
+        """SIGINT to the process group (a terminal's Ctrl-C, worker processes included): exit 130,
+        no traceback, in-flight files interrupted in jsonl and summary, -q tells the counts."""
+        files = [{"id": f"f{i}", "url": file_server.add(f"/f{i}", b"x")} for i in range(20)]
+        listing = tmp_path / "files.json"
+        listing.write_text(json.dumps(files), encoding="utf-8")
+        out, summary_json, started = tmp_path / "out.jsonl", tmp_path / "s.json", tmp_path / "up"
+        started.mkdir()
+        args = [
+            "--files",
+            str(listing),
+            "--processor",
+            "progress_plugins:SleepingProcessor",
+            "--processor-option",
+            f"started={started}",
+            "--processing-limit",
+            "2",
+            "--processing-mode",
+            mode,
+            "--download-cache",
+            str(tmp_path / "cache"),
+            "--post-processor",
+            "jsonl",
+            "--post-processor-option",
+            f"path={out}",
+            "--summary-json",
+            str(summary_json),
+            "-q",
+        ]
+        proc = subprocess.Popen(
+            [str(cli_path), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=_cli_env(),
+            text=True,
+            # Its own process group, as a shell's foreground job: Ctrl-C signals all of it.
+            start_new_session=True,
+        )
+        try:
+            _wait_for(lambda: len(list(started.iterdir())) >= 2, "2 files being processed")
+            os.killpg(proc.pid, signal.SIGINT)
+            _, stderr = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)  # the group this test started
+                proc.wait()
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr
+        report = json.loads(summary_json.read_text(encoding="utf-8"))
+        rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+        assert report["failed"] == 0
+        assert report["failures"] == []
+        assert report["interrupted"] >= 2
+        assert report["interrupted"] + report["not_started"] == report["total"] == 20
+        assert [row["status"] for row in rows] == ["interrupted"] * report["interrupted"]
+        assert {row["error"]["reason"] for row in rows} == {"interrupted"}
+        # --quiet keeps the failures and what the stop left undone.
+        assert (
+            f"0 of 20 files failed, {report['interrupted']} interrupted,"
+            f" {report['not_started']} not started"
+        ) in stderr
+
+
+class TestOlderJournalReasons:
+    """Journals written before reasons were words ("Class: text") group as they did."""
+
+    @pytest.mark.parametrize(
+        ("message", "reason"),
+        [
+            ("PermanentDownloadError: HTTP 404 Not Found", "HTTP 404"),
+            ("TransientDownloadError: timed out: read timeout", "timeout"),
+            ("PipelineInterrupted: run stopped before this file finished", "interrupted"),
+            ("ProcessingTimeoutError: processing took longer than 5 s", "processing timeout"),
+            ("RemoteProcessingError: KeyError: 'k'", "KeyError"),
+        ],
+    )
+    def test_old_message(self, message: str, reason: str) -> None:
+        """The framework's class name is dropped; the words behind it give the group."""
+        assert reason_from_message(message) == reason
+
+    def test_quiet_lines_of_a_stopped_run(self) -> None:
+        """--quiet keeps the not-started and interrupted counts of a stop with no failure."""
+        summary = RunSummary(succeeded=5, interrupted=2, not_started=13, stopped_with=130)
+        summary.finish()
+        assert summary.failure_lines() == ["0 of 20 files failed, 2 interrupted, 13 not started"]

@@ -17,7 +17,7 @@ from .backend import Attempt, Downloader
 from .errors import DiskFullError, DownloadError, PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
 from .http_rules import announced_too_large
-from .redact import redact_url, scrub
+from .redact import scrub, shown_url
 from .settings import PipelineSettings
 from .sink import BodyWriter, RateLimit, register_writer, registered_writer, unregister_writer
 
@@ -99,7 +99,7 @@ class DownloadStage:
         if logger.isEnabledFor(logging.INFO):
             logger.info(
                 "retrying %s in %.1fs (attempt %d of %d failed: %s)",
-                redact_url(file_data.url),
+                shown_url(file_data.url),
                 delay,
                 attempt,
                 self.settings.max_retries + 1,
@@ -285,7 +285,7 @@ class DownloadStage:
             logger.info(
                 "no space left on device while writing %s: waiting for the cached files "
                 "to be processed",
-                redact_url(file_data.url),
+                shown_url(file_data.url),
             )
         self.cache.budget.wait_drained(self.stop_event, self.settings.retry_backoff_max)
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ._cache import cache_root_in, check_cache_root
+from ._journal import APPLICATION_ID, FAILED, SUCCEEDED, url_key
+from .errors import JournalError
+from .file_data import FileData
 from .plan import PluginChoice, RunPlan
 from .redact import scrub_urls
+from .summary import human_seconds
 
 #: Hosts named one by one; the rest are counted.
 SHOWN_HOSTS = 5
@@ -40,10 +46,17 @@ def describe_dry_run(plan: RunPlan, files: str) -> dict[str, Any]:
     looks at the cache root without making it: nothing is requested or written.
     """
     hosts: Counter[str] = Counter()
-    entries = plan.checked_entries(None)
-    for file_data in entries:
-        hosts[_host_of(file_data.url)] += 1
     settings = plan.settings
+    journal = None if settings.journal is None else Path(settings.journal)
+    skipped: int | None = None
+    with _journal_lookup(journal, settings.skip_failed) as holds_done:
+        entries = plan.checked_entries(None)
+        for file_data in entries:
+            hosts[_host_of(file_data.url)] += 1
+            if holds_done is not None and holds_done(file_data):
+                skipped = (skipped or 0) + 1
+        if holds_done is not None and skipped is None:
+            skipped = 0
     cache_root = cache_root_in(settings.cache_root)
     return {
         "files": files,
@@ -60,8 +73,85 @@ def describe_dry_run(plan: RunPlan, files: str) -> dict[str, Any]:
         "max_retries": settings.max_retries,
         "cache_root": str(cache_root),
         "cache_root_exists": check_cache_root(cache_root),
-        "journal": None if settings.journal is None else os.fspath(settings.journal),
+        "journal": None if journal is None else os.fspath(journal),
+        # None: no journal, or a journal not made yet (nothing to skip).
+        "journal_skips": skipped,
+        "limits": {
+            "cache_size": settings.cache_size,
+            "max_file_size": settings.max_file_size,
+            "limit_rate": settings.limit_rate,
+            "file_timeout": settings.file_timeout,
+            "timeout": settings.timeout,
+            "max_per_host": settings.max_per_host,
+            "max_retries": settings.max_retries,
+        },
     }
+
+
+@contextlib.contextmanager
+def _journal_lookup(journal: Path | None, skip_failed: bool) -> Iterator[Any]:
+    """A test of whether the journal holds an entry as done (as the run would skip it).
+
+    Yields None without a journal, or when the journal does not exist yet.
+    Opened read-only, so that nothing is written, not even SQLite's side
+    files: ``immutable`` when no write-ahead log is left beside it.
+    """
+    if journal is None or not journal.is_file():
+        yield None
+        return
+    wal = journal.with_name(journal.name + "-wal")
+    mode = "mode=ro" if wal.exists() else "immutable=1"
+    try:
+        connection = sqlite3.connect(f"{journal.resolve().as_uri()}?{mode}", uri=True)
+    except sqlite3.Error as exc:
+        raise JournalError(f"journal {journal}: cannot open: {exc}") from None
+    try:
+        try:
+            application_id = connection.execute("PRAGMA application_id").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"journal {journal}: not a journal database ({exc})") from None
+        if application_id != APPLICATION_ID:
+            raise JournalError(f"journal {journal}: not a journal of download-pipeline-processor")
+        done = (SUCCEEDED, FAILED) if skip_failed else (SUCCEEDED,)
+
+        def holds_done(file_data: FileData) -> bool:
+            row = connection.execute(
+                "SELECT status FROM entries WHERE id = ? AND url_key = ?",
+                (file_data.id, url_key(file_data.url)),
+            ).fetchone()
+            return row is not None and row[0] in done
+
+        yield holds_done
+    finally:
+        connection.close()
+
+
+def _limits_text(limits: Mapping[str, Any]) -> str:
+    """``limits: --cache-size 1.07 GB, --max-file-size unlimited, ...``: each flag's value."""
+
+    def size(value: int | None, unit: str = "") -> str:
+        if value is None:
+            return "unlimited"
+        # As the flag takes it: powers of 1024 (2M is 2097152 bytes).
+        for suffix, power in (("T", 4), ("G", 3), ("M", 2), ("K", 1)):
+            if value >= 1024**power and value % 1024**power == 0:
+                return f"{value // 1024**power}{suffix}{unit}"
+        return f"{value} B{unit}"
+
+    def seconds(value: float | None) -> str:
+        return "none" if value is None else human_seconds(value)
+
+    max_per_host = limits["max_per_host"]
+    parts = [
+        f"--cache-size {size(limits['cache_size'])}",
+        f"--max-file-size {size(limits['max_file_size'])}",
+        f"--limit-rate {size(limits['limit_rate'], '/s')}",
+        f"--timeout {seconds(limits['timeout'])}",
+        f"--file-timeout {seconds(limits['file_timeout'])}",
+        f"--max-per-host {'none' if max_per_host is None else max_per_host}",
+        f"--max-retries {limits['max_retries']}",
+    ]
+    return "  limits: " + ", ".join(parts[:3]) + "\n          " + ", ".join(parts[3:])
 
 
 def _plugin_text(plugin: Mapping[str, Any]) -> str:
@@ -89,9 +179,14 @@ def format_dry_run(description: Mapping[str, Any]) -> str:
         f" {description['max_retries']} retries",
         f"  {_plugin_text(description['executor'])}",
         f"  cache folder: a private folder in {description['cache_root']} ({cache_state})",
+        _limits_text(description["limits"]),
     ]
     if description["journal"] is not None:
-        lines.append(
-            f"  journal: {description['journal']} (entries it holds as succeeded are skipped)"
+        skips = description["journal_skips"]
+        held = (
+            "new: nothing to skip"
+            if skips is None
+            else f"would skip {skips} of {entries} entr{'y' if entries == 1 else 'ies'}"
         )
+        lines.append(f"  journal: {description['journal']} ({held})")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from typing import Any
 from .base_processor import BaseProcessor
 from .errors import PipelineError, PluginError, ProcessingTimeoutError, portable_error
 from .file_data import FileData
+from .redact import shorten
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class ProcessProcessor(BaseProcessor):
             self.label,
             pid,
             self.timeout,
-            file_data.id,
+            shorten(str(file_data.id)),
         )
         # Started now so its set-up overlaps the wait for the next file.
         self._start()

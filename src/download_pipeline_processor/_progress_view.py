@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
+import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -25,8 +28,8 @@ from rich.progress import (
     Task,
     TaskID,
     TextColumn,
-    TimeElapsedColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 from .hookspecs import hookimpl
@@ -43,6 +46,25 @@ FEW_IN_FLIGHT = 3
 SLOW_FILE_SECONDS = 10.0
 #: Seconds of history the byte rate is measured over.
 RATE_WINDOW = 5.0
+#: Seconds between two plain lines of ``--progress`` when stderr is not a terminal.
+PLAIN_INTERVAL = 10.0
+#: Sets those seconds instead (a test's shorter wait); documented in the README.
+PLAIN_INTERVAL_ENV = "DOWNLOAD_PIPELINE_PROCESSOR_PROGRESS_INTERVAL"
+
+
+def plain_interval(environ: dict[str, str] | None = None) -> float:
+    """:data:`PLAIN_INTERVAL`, or the positive seconds :data:`PLAIN_INTERVAL_ENV` gives."""
+    text = (os.environ if environ is None else environ).get(PLAIN_INTERVAL_ENV, "")
+    try:
+        seconds = float(text)
+    except ValueError:
+        return PLAIN_INTERVAL
+    return seconds if seconds > 0 else PLAIN_INTERVAL
+
+
+def _cell(**options: Any) -> Column:
+    """A column of the view that never wraps: a value too wide is cut, not spread on two lines."""
+    return Column(no_wrap=True, overflow="ellipsis", **options)
 
 
 class _BytesColumn(ProgressColumn):
@@ -63,6 +85,11 @@ class _FailedColumn(ProgressColumn):
         return Text(f"{failed} failed", style="red" if failed else "dim")
 
 
+def _files_per_second(rate: float) -> str:
+    """``12.5 files/s``; ``1234 files/s`` without the decimal once it is large."""
+    return f"{rate:.1f} files/s" if rate < 100 else f"{rate:.0f} files/s"
+
+
 def _eta(total: int | None, done: int, files_per_second: float | None) -> str:
     """Time left at the current rate, ``H:MM:SS``; ``-:--:--`` when it cannot be told."""
     if total is None or not files_per_second:
@@ -81,16 +108,17 @@ class _RunProgressDisplay(Progress):
         self.task_id: TaskID | None = None
         # (time, bytes, files done) of the last few frames, for the current rates.
         self._samples: collections.deque[tuple[float, int, int]] = collections.deque()
+        # Fits 80 columns with millions of files, GB and a day of ETA: the bar
+        # takes what the numbers leave, and no cell ever wraps.
         super().__init__(
-            TextColumn("files"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            _FailedColumn(),
-            _BytesColumn(),
-            TextColumn("{task.fields[file_rate]}"),
-            TextColumn("ETA {task.fields[eta]}"),
-            TimeElapsedColumn(),
+            BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=4)),
+            MofNCompleteColumn(table_column=_cell()),
+            _FailedColumn(table_column=_cell()),
+            _BytesColumn(table_column=_cell()),
+            TextColumn("{task.fields[file_rate]}", table_column=_cell()),
+            TextColumn("ETA {task.fields[eta]}", table_column=_cell()),
             console=console,
+            expand=True,
             refresh_per_second=REFRESH_PER_SECOND,
             # stdout may carry a post-processor's output (jsonl to '-'): never touched.
             redirect_stdout=False,
@@ -132,7 +160,7 @@ class _RunProgressDisplay(Progress):
             failed=run.failed,
             bytes=downloaded,
             byte_rate=byte_rate,
-            file_rate="" if file_rate is None else f"{file_rate:.1f} files/s",
+            file_rate="" if file_rate is None else _files_per_second(file_rate),
             eta=_eta(total, done, file_rate),
         )
 
@@ -221,20 +249,77 @@ class ProgressView:
             self._console_handler = None
 
 
+class PlainProgress:
+    """``--progress`` on a stderr that is not a terminal: a plain line every few seconds.
+
+    ``progress: 120/500 files done, 3 failed, 12.3 MB, 1.20 MB/s`` every
+    :func:`plain_interval` seconds (10), for CI logs and ``2> file``: no
+    escape code, no redraw.  Its own thread reads the run's
+    :class:`RunProgress`; the run calls nothing for it.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @hookimpl
+    def pipeline_started(self, progress: RunProgress) -> None:
+        self._thread = threading.Thread(
+            target=self._write_lines, args=(progress,), name="progress-lines", daemon=True
+        )
+        self._thread.start()
+
+    @hookimpl
+    def pipeline_finished(self, summary: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the lines; idempotent."""
+        self._done.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+
+    def _write_lines(self, run: RunProgress) -> None:
+        last_time, last_bytes = time.monotonic(), run.bytes_downloaded
+        while not self._done.wait(self.interval):
+            now, downloaded = time.monotonic(), run.bytes_downloaded
+            rate = max(downloaded - last_bytes, 0) / (now - last_time) if now > last_time else 0
+            last_time, last_bytes = now, downloaded
+            try:
+                sys.stderr.write(plain_line(run, downloaded, rate) + "\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):  # stderr closed or gone: nothing left to tell
+                return
+
+
+def plain_line(run: RunProgress, downloaded: int, rate: float) -> str:
+    """One plain progress line: files done of the total, failed, bytes and byte rate."""
+    total = run.total
+    done = f"{run.done}/{total}" if total is not None else f"{run.done}"
+    return (
+        f"progress: {done} files done, {run.failed} failed, {human_bytes(downloaded)},"
+        f" {human_bytes(rate)}/s"
+    )
+
+
 @contextmanager
 def progress_view(
     manager: PipelinePluginManager, stderr_handler: logging.Handler | None
-) -> Iterator[ProgressView | None]:
-    """Show the live view on stderr during the run held inside, if stderr is a terminal.
+) -> Iterator[ProgressView | PlainProgress]:
+    """Show progress on stderr during the run held inside.
 
-    On anything else (a pipe, a file) nothing is drawn, ever: no escape code
-    may reach a log.
+    The live view on a terminal; on anything else (a pipe, a file) a plain
+    line every :func:`plain_interval` seconds (:class:`PlainProgress`): no
+    escape code may reach a log.
     """
     console = Console(stderr=True)
+    view: ProgressView | PlainProgress
     if not console.is_terminal or console.is_dumb_terminal:
-        yield None
-        return
-    view = ProgressView(console, stderr_handler)
+        view = PlainProgress(plain_interval())
+    else:
+        view = ProgressView(console, stderr_handler)
     name = f"cli-progress-view-{id(view)}"
     manager.register(view, name=name)
     try:
@@ -242,4 +327,3 @@ def progress_view(
     finally:
         view.close()
         manager.unregister(name=name)
-

@@ -30,6 +30,7 @@ from .errors import ExecutorError, InvalidEntriesError
 from .executor import BaseExecutor, StageSpec
 from .file_data import FileData
 from .plugins import PipelinePluginManager, has_observers, notify_observers
+from .redact import shorten
 from .run_progress import RunProgress
 from .settings import PipelineSettings
 from .summary import EXAMPLES, FailureGroup, RunSummary
@@ -151,7 +152,7 @@ class PipelineRun:
                         self.stop.stop(EXIT_CLOSED_OUTPUT)
                         continue
                     file_data.fail("post_process", exc)
-                    logger.error("post-processor failed on %s: %s", file_data.id, exc)
+                    logger.error("post-processor failed on %s: %s", shorten(str(file_data.id)), exc)
                     if holds_results(post_processor):
                         # It failed on the file: it holds nothing of it to publish.
                         published.append((post_processor, [file_data]))
@@ -196,9 +197,7 @@ class PipelineRun:
                 self.executor.run(self.work)
             except ExecutorError as exc:
                 # Nothing more will come back: what is out is reported as interrupted.
-                logger.error(
-                    "the run stops: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG)
-                )
+                logger.error("the run stops: %s", exc, exc_info=logger.isEnabledFor(logging.DEBUG))
                 self.executor_failed = True
             except KeyboardInterrupt:
                 # A second Ctrl-C in library use, past the executor's graceful stop.

@@ -378,7 +378,8 @@ class _Command(click.Group):
     section="input",
     is_flag=True,
     help="Check the input, plugins and options, print what the run would do (entries, "
-    "hosts, workers, cache folder) and stop: no request, no file written.",
+    "hosts, workers, cache folder, limits, entries the journal would skip) and stop: no "
+    "request, no file written.",
 )
 @setting_options("download")
 @sectioned_option(
@@ -456,8 +457,9 @@ class _Command(click.Group):
     "--progress/--no-progress",
     section="output",
     default=None,
-    help="Live view of files, bytes, rate and ETA on stderr.  [default: on when stderr is a"
-    " terminal; never drawn on anything else]",
+    help="Live view of files, bytes, rate and ETA on stderr; when stderr is not a terminal"
+    " (CI logs, 2> file), a plain line every 10 s instead.  [default: on when stderr is a"
+    " terminal]",
 )
 @sectioned_option(
     "--summary-json",
@@ -645,9 +647,12 @@ def _silence_stdout() -> None:
 
 
 def _wants_progress(choice: bool | None, quiet: bool) -> bool:
-    """``--progress``, or by default, unless ``--quiet``; drawn only if stderr is a terminal."""
+    """``--progress`` (live on a terminal, else plain lines), or by default on a terminal;
+    never with ``--quiet``."""
     if quiet or choice is False:
         return False
+    if choice:
+        return True
     try:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):  # a replaced or closed stderr

@@ -133,6 +133,40 @@ class RemoteProcessingError(PipelineError):
     """An exception that could not be pickled in another process, carried back as text."""
 
 
+#: The word a framework error reads as when it is not an HTTP answer's.
+_ERROR_WORDS: dict[type[PipelineError], str] = {
+    PipelineInterrupted: "interrupted",
+    ProcessingTimeoutError: "processing timeout",
+}
+
+
+def error_text(error: BaseException) -> str:
+    """The one line every message and report gives as the reason of a failed file.
+
+    Words, never a class of this framework: a download error reads as its
+    message (``HTTP 404 File not found``, ``timed out: ...``), a stop as
+    ``interrupted: ...``, a processing timeout as ``processing timeout: ...``;
+    any other exception (a processor's) keeps its type, which is what a user
+    needs (``ValueError: bad header``).  Only the first line of a message.
+    """
+    lines = str(error).strip().splitlines()
+    detail = lines[0].strip() if lines else ""
+    if not isinstance(error, PipelineError):
+        name = type(error).__name__
+        return f"{name}: {detail}" if detail else name
+    for kind, word in _ERROR_WORDS.items():
+        if isinstance(error, kind):
+            if detail.startswith(word):
+                return detail
+            return f"{word}: {detail}" if detail else word
+    status = getattr(error, "http_status", None)
+    if status is not None and not detail.startswith(f"HTTP {status}"):
+        return f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+    if detail:
+        return detail
+    return "download failed" if isinstance(error, DownloadError) else "failed"
+
+
 def portable_error(error: BaseException) -> BaseException:
     """``error`` if it survives pickling (to cross to another process), else a stand-in
     carrying its type's name and text."""

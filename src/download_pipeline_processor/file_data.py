@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .errors import error_text
 from .redact import scrub_error
 
 _KNOWN_KEYS = frozenset(("url", "id", "name"))
@@ -25,11 +26,9 @@ class StageError:
 
     @property
     def message(self) -> str:
-        """A one-line description: ``ExceptionType: message``."""
-        text = str(self.error).strip().splitlines()
-        detail = text[0] if text else ""
-        name = type(self.error).__name__
-        return f"{name}: {detail}" if detail else name
+        """The reason in words, one line (:func:`~.errors.error_text`): ``HTTP 404 Not Found``,
+        ``ValueError: bad header``; what every report and message shows."""
+        return error_text(self.error)
 
     def __str__(self) -> str:
         return f"{self.stage}: {self.message}"

@@ -1,4 +1,4 @@
-"""Keeping secrets in URLs out of logs, errors and reports."""
+"""Keeping secrets in URLs out of logs, errors and reports, and long values short in them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import re
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 REDACTED = "REDACTED"
+
+#: Longest id or URL a message shows whole (:func:`shorten`); results keep every value whole.
+SHOWN_LENGTH = 200
 
 #: Characters requests leaves unescaped when it re-quotes a URL for the wire (and
 #: for its error messages): a secret is also looked for in that form.
@@ -102,3 +105,35 @@ def scrub_error(error: BaseException, *urls: str) -> BaseException:
         if scrubbed != args[0]:
             error.args = (scrubbed,)
     return error
+
+
+def shorten(text: str, limit: int = SHOWN_LENGTH) -> str:
+    """``text`` as a message shows it: whole up to ``limit`` characters, else its start and
+    end around ``...`` and its length, about ``limit`` characters in all.
+
+    For ids and URLs in log lines, errors and summaries; never for results
+    (jsonl, the journal), which keep each value whole.
+    """
+    if len(text) <= limit:
+        return text
+    marker = f"...[{len(text)} characters]..."
+    keep = max(limit - len(marker), 2)
+    head = keep * 2 // 3
+    return text[:head] + marker + text[len(text) - (keep - head) :]
+
+
+def shown_url(url: str) -> str:
+    """The URL as a message shows it: :func:`redact_url`, then :func:`shorten`."""
+    return shorten(redact_url(url))
+
+
+#: A run of more than SHOWN_LENGTH characters with no space: an id or URL inside a text.
+_LONG_WORD = re.compile(rf"\S{{{SHOWN_LENGTH + 1},}}")
+
+
+def shorten_words(text: str) -> str:
+    """``text`` with every run of more than :data:`SHOWN_LENGTH` non-space characters
+    :func:`shorten` ed: for a message (a library's error) that may quote a long URL or id."""
+    if len(text) <= SHOWN_LENGTH:
+        return text
+    return _LONG_WORD.sub(lambda match: shorten(match.group(0)), text)

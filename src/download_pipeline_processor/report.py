@@ -8,6 +8,7 @@ from typing import Any
 
 from .file_data import FileData
 from .redact import REDACTED, redact_url, scrub
+from .summary import outcome_status, reason_from_message
 
 #: The logger of one line per file (the ``dummy`` post-processor's).  The CLI
 #: leaves its INFO lines out of the terminal while the progress view shows;
@@ -41,17 +42,24 @@ def outcome_record(result: Any, file_data: FileData) -> dict[str, Any]:
     """One file's outcome: ``id``, ``name``, redacted ``url``, ``status``, ``error``, ``result``,
     then the entry's ``index`` and extra ``fields``, and the download's ``http_status``,
     ``attempts``, ``size``, ``sha256`` and ``elapsed`` seconds (None when unknown).
+
+    ``status`` is ``succeeded``, ``failed`` or ``interrupted``
+    (:func:`~.summary.outcome_status`); ``error`` holds the ``stage``, the
+    ``message`` in words (``HTTP 404 Not Found``, ``ValueError: bad header``)
+    and the ``reason`` the summary groups it by (``HTTP 404``).  Values are
+    whole, however long.
     """
     error = file_data.error
     download = file_data.download
+    message = None if error is None else scrub(error.message, file_data.url)
     return {
         "id": file_data.id,
         "name": file_data.name,
         "url": redact_url(file_data.url),
-        "status": "failed" if error else "ok",
+        "status": outcome_status(file_data),
         "error": (
-            {"stage": error.stage, "message": scrub(error.message, file_data.url)}
-            if error
+            {"stage": error.stage, "message": message, "reason": reason_from_message(message)}
+            if error is not None and message is not None
             else None
         ),
         "result": result,

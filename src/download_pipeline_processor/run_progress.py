@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .redact import redact_url
+from .redact import shorten, shown_url
 from .summary import RunSummary
 
 if TYPE_CHECKING:
@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 class InFlightFile:
     """One file the run is working on."""
 
+    #: The id, shortened past 200 characters (:func:`~.redact.shorten`).
     id: str
-    #: The URL without query string or userinfo.
+    #: The URL without query string or userinfo, shortened past 200 characters.
     url: str
     #: ``download`` until the file is downloaded, then ``process``.
     stage: str
@@ -85,8 +86,8 @@ class RunProgress:
         now = time.monotonic()
         return [
             InFlightFile(
-                id=str(file_data.id),
-                url=redact_url(file_data.url),
+                id=shorten(str(file_data.id)),
+                url=shown_url(file_data.url),
                 stage="download" if file_data.local_path is None else "process",
                 seconds=now - taken_at,
             )

@@ -13,67 +13,83 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import DownloadError, PipelineInterrupted, ProcessingTimeoutError
+from .errors import PipelineError, PipelineInterrupted, ProcessingTimeoutError
 from .file_data import FileData, StageError
+from .redact import shorten
+
+#: The words of how a file ended (:func:`outcome_status`), in every report.
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+INTERRUPTED = "interrupted"
 
 #: Example ids kept for each failure reason.
 EXAMPLES = 3
 
 # "HTTP 404 Not Found" -> "HTTP 404": the status is the reason, the phrase varies by server.
 _HTTP_STATUS = re.compile(r"HTTP \d{3}\b")
-# A download error's message reads "what: detail" ("sha256 mismatch: expected
-# ..., got ...", "ConnectionResetError: ..."): the detail (digests, byte counts,
-# a library's words) would split one reason into many groups.
+# A reason reads "what: detail" ("sha256 mismatch: expected ..., got ...",
+# "ConnectionResetError: ...", "ValueError: bad header"): the detail (digests,
+# byte counts, a library's words) would split one reason into many groups.
 _DOWNLOAD_REASONS = {"timed out": "timeout"}
 
 
 def failure_reason(error: StageError) -> str:
     """The short reason ``error`` is grouped by in a summary.
 
-    A download error gives its kind without the details (``HTTP 404``,
-    ``timeout``, ``sha256 mismatch``, ``truncated body``, ``connection
-    refused``); a file stopped by an interrupt gives ``interrupted``; any other
-    exception (a processor's, a post-processor's) gives its type's name.
+    Read from the error's text (:attr:`StageError.message`, the words every
+    report shows) by :func:`reason_from_message`: one rule for the run's
+    summary and for a journal that keeps only the text.
     """
-    exc = error.error
-    if isinstance(exc, DownloadError) and exc.http_status is not None:
-        return f"HTTP {exc.http_status}"
-    return _reason(type(exc).__name__, isinstance(exc, DownloadError), str(exc))
+    return reason_from_message(error.message)
 
 
 def reason_from_message(message: str) -> str:
-    """:func:`failure_reason` of a stored ``StageError.message`` (``"Type: text"``).
+    """The group of a failed file's reason text (``HTTP 404 Not Found`` gives ``HTTP 404``).
 
-    For records that keep only the text, as the journal does.
+    A download error gives its kind without the details (``HTTP 404``,
+    ``timeout``, ``sha256 mismatch``, ``truncated body``), a stop
+    ``interrupted``, any other exception its type's name (``ValueError``).
+    Texts of journals written before the reasons were words
+    (``PermanentDownloadError: HTTP 404``) give the same groups.
     """
-    name, _, text = message.partition(": ")
-    return _reason(name, name in _download_error_names(), text)
-
-
-def _download_error_names(kind: type[BaseException] = DownloadError) -> set[str]:
-    """The names of :class:`DownloadError` and its subclasses, plugins' included."""
-    names = {kind.__name__}
-    for subclass in kind.__subclasses__():
-        names |= _download_error_names(subclass)
-    return names
-
-
-def _reason(name: str, download_error: bool, text: str) -> str:
-    """The rule both :func:`failure_reason` and :func:`reason_from_message` apply."""
-    if name == PipelineInterrupted.__name__:
-        return "interrupted"
-    if name == ProcessingTimeoutError.__name__:
-        return "processing timeout"
-    if not download_error:
-        return name
-    text = text.strip()
+    text = message.strip()
+    name, _, rest = text.partition(": ")
+    if name in _framework_error_names():
+        # An older record: "FrameworkClass: text".
+        if name == PipelineInterrupted.__name__:
+            return INTERRUPTED
+        if name == ProcessingTimeoutError.__name__:
+            return "processing timeout"
+        text = rest.strip()
+        if not text:
+            return FAILED
     status = _HTTP_STATUS.match(text)
     if status:
         return status.group(0)
     head = text.split(":", 1)[0].strip()
     if head and len(head) <= 60:
         return _DOWNLOAD_REASONS.get(head, head)
-    return name
+    return shorten(head, 60)
+
+
+def _framework_error_names(kind: type[BaseException] = PipelineError) -> set[str]:
+    """The names of :class:`PipelineError` and its subclasses, plugins' included."""
+    names = {kind.__name__}
+    for subclass in kind.__subclasses__():
+        names |= _framework_error_names(subclass)
+    return names
+
+
+def outcome_status(file_data: FileData) -> str:
+    """The one word for how a file ended, the same in every report.
+
+    ``succeeded``, ``failed``, or ``interrupted`` (in flight when the run was
+    stopped: not counted as failed).
+    """
+    error = file_data.error
+    if error is None:
+        return SUCCEEDED
+    return INTERRUPTED if isinstance(error.error, PipelineInterrupted) else FAILED
 
 
 @dataclass
@@ -91,10 +107,13 @@ class FailureGroup:
 class RunSummary:
     """Counts, bytes and time of one run; ``pipeline_finished`` observers get it."""
 
-    #: Entries of the input: ``succeeded + failed + skipped + not_started``.
+    #: Entries of the input: ``succeeded + failed + interrupted + skipped + not_started``.
     total: int = 0
     succeeded: int = 0
+    #: Files that failed; those stopped by the run's stop are :attr:`interrupted` instead.
     failed: int = 0
+    #: Files in flight when the run was stopped: not finished, not counted as failed.
+    interrupted: int = 0
     #: Failed files by the stage they failed in.
     failed_by_stage: Counter[str] = field(default_factory=Counter)
     #: Invalid entries passed over (``--skip-invalid``), counted in ``failed``
@@ -119,6 +138,9 @@ class RunSummary:
         if error is None:
             self.succeeded += 1
             return
+        if isinstance(error.error, PipelineInterrupted):
+            self.interrupted += 1
+            return
         self.failed += 1
         self.failed_by_stage[error.stage] += 1
         reason = failure_reason(error)
@@ -127,14 +149,16 @@ class RunSummary:
             group = self.failure_groups[(error.stage, reason)] = FailureGroup(reason, error.stage)
         group.count += 1
         if len(group.examples) < EXAMPLES:
-            group.examples.append(str(file_data.id))
+            group.examples.append(shorten(str(file_data.id)))
 
     def finish(self) -> None:
         """Set :attr:`total` from the counts, once the run has ended."""
-        self.total = self.succeeded + self.failed + self.skipped + self.not_started
+        self.total = (
+            self.succeeded + self.failed + self.interrupted + self.skipped + self.not_started
+        )
 
     @property
-    def interrupted(self) -> bool:
+    def stopped(self) -> bool:
         """True when the run was stopped before it could finish its input."""
         return self.stopped_with is not None
 
@@ -158,7 +182,7 @@ class RunSummary:
         data = asdict(self)
         del data["failure_groups"]
         data["failed_by_stage"] = dict(self.failed_by_stage)
-        data["interrupted"] = self.interrupted
+        data["stopped"] = self.stopped
         data["files_per_second"] = self.files_per_second
         data["failures"] = [asdict(group) for group in self.failures]
         return data
@@ -166,12 +190,12 @@ class RunSummary:
     def lines(self) -> list[str]:
         """The summary as text: a headline, then one line per failure reason."""
         head = f"{plural(self.total, 'file')}: {self.succeeded} succeeded, {self.failed} failed"
+        if self.interrupted or self.stopped:
+            head += f", {self.interrupted} interrupted"
         if self.skipped:
             head += f", {self.skipped} skipped (journal)"
-        if self.not_started or self.interrupted:
+        if self.not_started or self.stopped:
             head += f", {self.not_started} not started"
-        if self.interrupted:
-            head += " (interrupted)"
         rate = f"{self.files_per_second:.1f} files/s"
         if self.elapsed > 0 and self.bytes_downloaded:
             rate += f", {human_bytes(self.bytes_downloaded / self.elapsed)}/s"
@@ -197,10 +221,18 @@ class RunSummary:
         return lines
 
     def failure_lines(self) -> list[str]:
-        """Only the failures (what ``--quiet`` shows): nothing when none failed."""
-        if not self.failed:
+        """What ``--quiet`` shows: the failures, and what a stop left undone.
+
+        Nothing when every file succeeded.
+        """
+        if not (self.failed or self.interrupted or self.not_started or self.stopped):
             return []
-        return [f"{self.failed} of {plural(self.total, 'file')} failed", *self._failure_lines()]
+        head = f"{self.failed} of {plural(self.total, 'file')} failed"
+        if self.interrupted or self.stopped:
+            head += f", {self.interrupted} interrupted"
+        if self.not_started or self.stopped:
+            head += f", {self.not_started} not started"
+        return [head, *self._failure_lines()]
 
     def __str__(self) -> str:
         return "\n".join(self.lines())

@@ -54,5 +54,5 @@ class TestEntryPoint:
         )
         assert run.returncode == 0, run.stderr
         lines = [json.loads(line) for line in report.read_text().splitlines()]
-        assert [line["status"] for line in lines] == ["ok"] * 20
+        assert [line["status"] for line in lines] == ["succeeded"] * 20
         assert leftover_files(tmp_path / "cache") == []

@@ -59,7 +59,12 @@ class TestCli:
         assert completed.returncode == 1, completed.stderr
         lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
         from_jsonl = {line["id"]: line["status"] for line in lines}
-        assert from_jsonl == {"alpha": "ok", "bravo": "ok", "secret": "ok", "missing": "failed"}
+        assert from_jsonl == {
+            "alpha": "succeeded",
+            "bravo": "succeeded",
+            "secret": "succeeded",
+            "missing": "failed",
+        }
         rows = query("SELECT id, status, error_stage, url FROM files")
         assert {row["id"]: row["status"] for row in rows} == from_jsonl
         assert {row["id"]: row["error_stage"] for row in rows}["missing"] == "download"

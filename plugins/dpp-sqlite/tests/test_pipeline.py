@@ -48,7 +48,7 @@ class TestPipeline:
         rows = {row["id"]: row for row in query("SELECT * FROM files")}
         assert sorted(rows) == ["alpha", "bravo", "missing", "secret"]
         for file_id, body in bodies.items():
-            assert rows[file_id]["status"] == "ok"
+            assert rows[file_id]["status"] == "succeeded"
             assert json.loads(rows[file_id]["result"]) == {
                 "sha256": hashlib.sha256(body).hexdigest(),
                 "size": len(body),

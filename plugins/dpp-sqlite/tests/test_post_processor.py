@@ -55,7 +55,7 @@ class TestRecording:
         (row,) = query("SELECT * FROM files")
         assert row["run_id"] == processor.run_id
         assert (row["id"], row["name"], row["url"]) == ("a", "a-name", "http://127.0.0.1:1/a.bin")
-        assert row["status"] == "ok"
+        assert row["status"] == "succeeded"
         assert row["error_stage"] is None
         assert row["error_message"] is None
         assert json.loads(row["result"]) == {"sha256": "abc", "size": 3}
@@ -71,7 +71,7 @@ class TestRecording:
         (row,) = query("SELECT * FROM files")
         assert row["status"] == "failed"
         assert row["error_stage"] == "download"
-        assert row["error_message"] == "PermanentDownloadError: HTTP 404 Not Found"
+        assert row["error_message"] == "HTTP 404 Not Found"
         assert row["result"] is None
         assert row["extra"] == "{}"
 

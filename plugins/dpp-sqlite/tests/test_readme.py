@@ -90,9 +90,9 @@ class TestReadmeQueries:
         rows = query(readme_queries()["count per status per run"])
         assert [(row["run_id"], row["status"], row["files"]) for row in rows] == [
             (first, "failed", 1),
-            (first, "ok", 1),
+            (first, "succeeded", 1),
             (second, "failed", 3),
-            (second, "ok", 2),
+            (second, "succeeded", 2),
         ]
 
     def test_failed_files_of_last_run(self, query: Query, two_runs: tuple[str, str]) -> None:

@@ -29,6 +29,7 @@ from ..backend import Downloader, drives_many
 from ..base_processor import BaseProcessor, checks_before_download
 from ..errors import PluginError, ProcessingTimeoutError
 from ..executor import BaseExecutor, ExecutorWork, StageSpec
+from ..redact import shorten
 
 if TYPE_CHECKING:
     from .._flow import EntryFlow
@@ -281,7 +282,7 @@ class LocalExecutor(BaseExecutor):
                 "cannot be killed, so it is left running and a new one takes its place",
                 name,
                 timeout,
-                file_data.id,
+                shorten(str(file_data.id)),
             )
             file_data.fail(
                 "process",

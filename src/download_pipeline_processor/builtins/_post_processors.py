@@ -15,11 +15,25 @@ from ..file_data import FileData
 from ..flush_timer import FlushTimer
 from ..hookspecs import Register, hookimpl
 from ..options import Option
-from ..redact import redact_url
+from ..redact import shorten, shorten_words, shown_url
 from ..report import FILES_LOGGER, outcome_record, to_json
 
 logger = logging.getLogger(__name__)
 files_logger = logging.getLogger(FILES_LOGGER)
+
+
+def _shown(value: Any) -> Any:
+    """``value`` with every string over 200 characters shortened, for a log line.
+
+    A result may quote its entry (a 1 MB id); the jsonl report keeps it whole.
+    """
+    if isinstance(value, str):
+        return shorten(value)
+    if isinstance(value, dict):
+        return {key: _shown(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_shown(item) for item in value]
+    return value
 
 
 class DummyPostProcessor(BasePostProcessor):
@@ -35,14 +49,17 @@ class DummyPostProcessor(BasePostProcessor):
         if file_data.error is not None:
             record = outcome_record(result, file_data)
             files_logger.warning(
-                "failed %s (%s) in %s: %s",
-                file_data.id,
-                redact_url(file_data.url),
+                "%s %s (%s) in %s: %s",
+                record["status"],
+                shorten(str(file_data.id)),
+                shown_url(file_data.url),
                 file_data.error.stage,
-                record["error"]["message"],
+                shorten_words(record["error"]["message"]),
             )
         else:
-            files_logger.info("processed %s: %s", file_data.id, to_json(result))
+            files_logger.info(
+                "processed %s: %s", shorten(str(file_data.id)), to_json(_shown(result))
+            )
 
 
 #: Longest time a written line may wait in the buffer, in seconds.

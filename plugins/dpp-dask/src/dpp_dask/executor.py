@@ -17,13 +17,16 @@ once: the run drops any second hand-off.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from download_pipeline_processor.errors import (
@@ -31,6 +34,7 @@ from download_pipeline_processor.errors import (
     PipelineError,
     PluginOptionError,
     UsageError,
+    error_text,
 )
 from download_pipeline_processor.executor import BaseExecutor, ExecutorWork, StageSpec
 from download_pipeline_processor.options import Option
@@ -69,8 +73,32 @@ CLOSE_TIMEOUT = 60.0
 CLOSE_MARGIN = 10.0
 
 
+@contextlib.contextmanager
+def _interrupts_left_to_the_client() -> Iterator[None]:
+    """Worker processes started inside ignore SIGINT: the run's client stops them.
+
+    Ctrl-C in a terminal signals the whole foreground process group, the local
+    cluster's worker processes included: each would die in a KeyboardInterrupt
+    traceback, failing its files, while the client is winding the run down
+    gracefully.  A process started with SIGINT ignored keeps ignoring it
+    (Python installs its handler only over the default one); the client
+    closes the cluster at the end of the run.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class WorkerLostError(PipelineError):
-    """The worker processes running a file kept dying (or its task failed in Dask)."""
+    """The worker processes running a file kept dying (or its task failed in Dask).
+
+    Its message starts ``worker lost:``: the reason reports give and group it by.
+    """
 
 
 class _Flight:
@@ -195,19 +223,8 @@ class DaskExecutor(BaseExecutor):
 
         try:
             if self.scheduler is None:
-                self.cluster = dask.LocalCluster(
-                    n_workers=self.n_workers,
-                    threads_per_worker=self.threads_per_worker,
-                    processes=True,
-                    host="127.0.0.1",
-                    scheduler_port=0,
-                    dashboard_address=None,
-                    # No dashboard, but the scheduler still serves health and metrics
-                    # over HTTP, on 8787 unless told: a second run on the machine then
-                    # printed Dask's "Port 8787 is already in use" warning.
-                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                    silence_logs=logging.ERROR,
-                )
+                with _interrupts_left_to_the_client():
+                    self.cluster = self._local_cluster(dask)
                 self.client = dask.Client(self.cluster, set_as_default=False)
                 if quiet:
                     # The local cluster's workers write to this run's stderr.
@@ -229,6 +246,22 @@ class DaskExecutor(BaseExecutor):
             raise UsageError(
                 f"executor 'dask': cannot start work on {where}: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _local_cluster(self, dask: Any) -> Any:
+        """A local cluster of ``n_workers`` worker processes on 127.0.0.1."""
+        return dask.LocalCluster(
+            n_workers=self.n_workers,
+            threads_per_worker=self.threads_per_worker,
+            processes=True,
+            host="127.0.0.1",
+            scheduler_port=0,
+            dashboard_address=None,
+            # No dashboard, but the scheduler still serves health and metrics
+            # over HTTP, on 8787 unless told: a second run on the machine then
+            # printed Dask's "Port 8787 is already in use" warning.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
 
     def close(self) -> None:
         """Close the client, and the local cluster if this run started one."""
@@ -402,7 +435,9 @@ class _Run:
                 file_data, result = outcomes[index]
             else:  # never in practice: the worker returns every entry it was given
                 file_data, result = sent, None
-                file_data.fail("process", WorkerLostError("the worker returned no result"))
+                file_data.fail(
+                    "process", WorkerLostError("worker lost: the worker returned no result")
+                )
             if file_data.download.size:
                 work.count_bytes(file_data.download.size)
             work.finish(sequence, file_data, result)
@@ -416,7 +451,7 @@ class _Run:
         with nothing else of the run in flight; only failing so, it fails.
         """
         self.executor.task_failures += 1
-        reason = f"{type(error).__name__}: {error}" if error is not None else "unknown"
+        reason = error_text(error) if error is not None else "unknown"
         if len(flight.entries) > 1:
             logger.warning(
                 "a batch of %d files failed on the dask workers (%s); trying each file alone",
@@ -432,7 +467,7 @@ class _Run:
         sequence, file_data = flight.entries[0]
         file_data.fail(
             "process",
-            WorkerLostError(f"the dask task running this file failed: {reason}"),
+            WorkerLostError(f"worker lost: the dask task running this file failed: {reason}"),
         )
         self.work.finish(sequence, file_data, None)
 

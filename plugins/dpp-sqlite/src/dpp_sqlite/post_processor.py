@@ -163,7 +163,7 @@ class SqlitePostProcessor(BasePostProcessor):
                         (
                             utc_now(),
                             sum(self._statuses.values()),
-                            self._statuses["ok"],
+                            self._statuses["succeeded"],
                             self._statuses["failed"],
                             self.run_id,
                         ),
@@ -184,7 +184,7 @@ class SqlitePostProcessor(BasePostProcessor):
             data["not_started"],
             data["bytes_downloaded"],
             data["elapsed"],
-            int(bool(data["interrupted"])),
+            int(bool(data["stopped"])),
             to_json(data),
             self.run_id,
         )
