@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +16,14 @@ from click.testing import CliRunner
 
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.testing import (
+    Answer,
     FileServer,
+    Pause,
     RangeOptions,
     leftover_files,
     make_plugin_manager,
+    raw_ok,
+    run_command_bounded,
 )
 
 from .integrity_support import DOWNLOADER_NAMES, DigestingProcessor, run, sha256, transport_fixture
@@ -230,3 +236,112 @@ class TestFileTimeout:
         assert "file timeout: attempt took longer than 0.7 s" in str(failed.error.error)
         assert server.request_count(route) == 2
         assert failed.download.attempts == 2
+
+
+#: A head and body the server sends a byte a second: 40 s in all, long past any deadline.
+TRICKLED = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def stalling_answer(stall: str) -> Answer:
+    """``trickle``: the status line a byte a second; ``continue``: 100 Continue every 0.5 s.
+
+    Each byte, each interim answer, comes well within ``--timeout``: only the
+    attempt's deadline can end the wait.
+    """
+    if stall == "trickle":
+        return Answer(*(step for byte in TRICKLED for step in (bytes([byte]), Pause(1.0))))
+    return Answer(*[b"HTTP/1.1 100 Continue\r\n\r\n", Pause(0.5)] * 40, raw_ok(b"ok"))
+
+
+class StallingServer:
+    """A loopback server whose one route stalls; notes when the request arrived."""
+
+    def __init__(self, stall: str) -> None:
+        self.server = FileServer()
+        self.arrived: list[float] = []
+        self.server.on_request = lambda request: self.arrived.append(time.monotonic())
+        self.url = self.server.script("/stall", stalling_answer(stall))
+
+    def __enter__(self) -> StallingServer:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.stop()
+
+    def hung_up_after(self) -> float:
+        """Seconds from the request's arrival to the client's hang-up, as the server saw them."""
+        [arrived] = self.arrived
+        hang_ups = self.server.hang_ups
+        assert len(hang_ups) == 1, hang_ups
+        return hang_ups[0] - arrived
+
+
+class TestFileTimeoutHangsUp:
+    """At --file-timeout the attempt's connection is closed, on every downloader."""
+
+    @pytest.mark.parametrize("stall", ["trickle", "continue"])
+    def test_the_server_sees_the_hang_up_at_the_deadline(
+        self, transport: str, tmp_path: Path, stall: str
+    ) -> None:
+        """A status line trickled a byte a second, or 100 Continue each 0.5 s, is hung up at 1 s."""
+        with StallingServer(stall) as stalling:
+            started = time.monotonic()
+            outcome = run(
+                transport,
+                [{"url": stalling.url}],
+                tmp_path,
+                file_timeout=1.0,
+                timeout=30.0,
+                max_retries=0,
+            )
+            took = time.monotonic() - started
+            hung_up_after = stalling.hung_up_after()
+        assert outcome.exit_code == 1
+        [failed] = outcome.failures
+        assert failed.error is not None
+        assert failed.error.stage == "download"
+        assert "file timeout: attempt took longer than 1 s" in str(failed.error.error)
+        assert 0.9 <= hung_up_after < 1.0 + 1.5
+        assert took < 6
+
+    def test_through_the_command_line(
+        self, transport: str, tmp_path: Path, cli_path: Path
+    ) -> None:
+        """The real CLI in a process hangs up a trickling server at the deadline and ends."""
+        report, listing = tmp_path / "report.jsonl", tmp_path / "files.json"
+        with StallingServer("trickle") as stalling:
+            listing.write_text(json.dumps([{"id": "slow", "url": stalling.url}]))
+            started = time.monotonic()
+            done = run_command_bounded(
+                [
+                    str(cli_path),
+                    "--files",
+                    str(listing),
+                    "--downloader",
+                    DOWNLOADER_NAMES[transport],
+                    "--file-timeout",
+                    "1",
+                    "--timeout",
+                    "30",
+                    "--max-retries",
+                    "0",
+                    "--download-cache",
+                    str(tmp_path / "cache"),
+                    "--post-processor",
+                    "jsonl",
+                    "--post-processor-option",
+                    f"path={report}",
+                ],
+                env=os.environ,  # NETRC, as the transport fixture set it
+                timeout=30,
+            )
+            took = time.monotonic() - started
+            hung_up_after = stalling.hung_up_after()
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        [line] = [json.loads(text) for text in report.read_text().splitlines()]
+        assert line["id"] == "slow"
+        assert "file timeout: attempt took longer than 1 s" in line["error"]["message"]
+        assert 0.9 <= hung_up_after < 1.0 + 1.5
+        assert took < 20

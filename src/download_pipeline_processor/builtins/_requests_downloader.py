@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..backend import Downloader
+from ..errors import DownloadError, PipelineInterrupted
 from ..file_data import FileData
 from ..http_rules import (
     ca_bundle,
@@ -29,8 +30,10 @@ from ..http_rules import (
 )
 from ..options import merge_headers
 from ..settings import PipelineSettings
+from ..sink import body_writer
 
 if TYPE_CHECKING:
+    from ._deadlines import DeadlineWatcher
     from ._session import SessionTransport
 
 __all__ = ["RequestsDownloader", "Transport", "ca_bundle", "parse_retry_after"]
@@ -79,6 +82,7 @@ class RequestsDownloader(Downloader):
         self._plain = self._plain_transport()
         self._session_transport: SessionTransport | None = None
         self._session_lock = threading.Lock()
+        self._watcher: DeadlineWatcher | None = None
 
     def _transport_options(self) -> dict[str, Any]:
         """The keyword arguments every plain transport takes."""
@@ -132,11 +136,35 @@ class RequestsDownloader(Downloader):
     def fetch(self, file_data: FileData, destination: Path, should_stop: threading.Event) -> int:
         url = request_url(file_data.url)
         headers = entry_headers(file_data.additional_fields) or None
-        if self._needs_session(url):
-            return self._sessions().fetch(url, destination, should_stop, headers)
-        return self._plain.fetch(url, destination, should_stop, headers)
+        transport = self._sessions() if self._needs_session(url) else self._plain
+        writer = body_writer(destination)
+        if writer.deadline is None:
+            return transport.fetch(url, destination, should_stop, headers)
+        # --file-timeout: at the deadline the attempt's connection is hung up, which
+        # ends a read blocked on a server that trickles its head or its body.
+        with self._deadlines().attempt(writer.deadline) as attempt:
+            try:
+                return transport.fetch(url, destination, should_stop, headers)
+            except (DownloadError, PipelineInterrupted):
+                if attempt.fired:
+                    raise writer.timeout_error() from None
+                raise
+
+    def _deadlines(self) -> DeadlineWatcher:
+        """The thread that hangs up attempts at their --file-timeout, made on first use."""
+        watcher = self._watcher
+        if watcher is not None:
+            return watcher
+        with self._session_lock:
+            if self._watcher is None:
+                from ._deadlines import DeadlineWatcher
+
+                self._watcher = DeadlineWatcher()
+            return self._watcher
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
         self._plain.close()
         if self._session_transport is not None:
             self._session_transport.close()
