@@ -243,14 +243,18 @@ TRICKLED = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 def stalling_answer(stall: str) -> Answer:
-    """``trickle``: the status line a byte a second; ``continue``: 100 Continue every 0.5 s.
+    """``trickle``: the status line a byte a second; ``continue``: 100 Continue every 0.5 s;
+    ``body``: the head, one byte of the body, then nothing for 25 s.
 
     Each byte, each interim answer, comes well within ``--timeout``: only the
     attempt's deadline can end the wait.
     """
     if stall == "trickle":
         return Answer(*(step for byte in TRICKLED for step in (bytes([byte]), Pause(1.0))))
-    return Answer(*[b"HTTP/1.1 100 Continue\r\n\r\n", Pause(0.5)] * 40, raw_ok(b"ok"))
+    if stall == "continue":
+        return Answer(*[b"HTTP/1.1 100 Continue\r\n\r\n", Pause(0.5)] * 40, raw_ok(b"ok"))
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+    return Answer(head + b"o", Pause(25), b"k")
 
 
 class StallingServer:
@@ -280,11 +284,11 @@ class StallingServer:
 class TestFileTimeoutHangsUp:
     """At --file-timeout the attempt's connection is closed, on every downloader."""
 
-    @pytest.mark.parametrize("stall", ["trickle", "continue"])
+    @pytest.mark.parametrize("stall", ["trickle", "continue", "body"])
     def test_the_server_sees_the_hang_up_at_the_deadline(
         self, transport: str, tmp_path: Path, stall: str
     ) -> None:
-        """A status line trickled a byte a second, or 100 Continue each 0.5 s, is hung up at 1 s."""
+        """A head trickled a byte a second, 100 Continue each 0.5 s, a stalled body: cut at 1 s."""
         with StallingServer(stall) as stalling:
             started = time.monotonic()
             outcome = run(
@@ -304,6 +308,23 @@ class TestFileTimeoutHangsUp:
         assert "file timeout: attempt took longer than 1 s" in str(failed.error.error)
         assert 0.9 <= hung_up_after < 1.0 + 1.5
         assert took < 6
+
+    def test_a_kept_connection_outlives_the_deadline_of_its_earlier_file(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """A file on the connection an earlier file used is not hung up at that file's deadline."""
+        first = server.add(path(), b"first", delay=0.6)
+        second = server.add(path(), b"second", delay=0.7)  # in flight at the first's deadline
+        outcome = run(
+            transport,
+            [{"url": first}, {"url": second}],
+            tmp_path,
+            file_timeout=1.0,
+            download_workers=1,
+            max_retries=0,
+        )
+        assert outcome.exit_code == 0, [str(f.error) for f in outcome.failures]
+        assert sorted(outcome.results) == sorted([sha256(b"first"), sha256(b"second")])
 
     def test_through_the_command_line(
         self, transport: str, tmp_path: Path, cli_path: Path

@@ -66,6 +66,8 @@ class WatchedAttempt:
         """The attempt is over: its connections are no longer its to hang up."""
         with self.watcher.lock:
             self.done = True
+            if not self.fired:
+                self.watcher.forget_one()
             for connection in self.connections:
                 if connection.attempt is self:
                     connection.attempt = None
@@ -84,6 +86,7 @@ class DeadlineWatcher:
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._ended = 0  # attempts over before their deadline, still in _due
 
     @contextlib.contextmanager
     def attempt(self, deadline: float) -> Iterator[WatchedAttempt]:
@@ -111,8 +114,25 @@ class DeadlineWatcher:
             while not self._closed:
                 now = time.monotonic()
                 while self._due and self._due[0][0] <= now:
-                    heapq.heappop(self._due)[2].fire()
+                    attempt = heapq.heappop(self._due)[2]
+                    if attempt.done:
+                        self._ended -= 1
+                    else:
+                        attempt.fire()
                 self.lock.wait(self._due[0][0] - now if self._due else None)
+
+    def forget_one(self) -> None:
+        """An attempt ended before its deadline (called with the lock held).
+
+        Its entry waits in the queue for its deadline; once most entries are
+        such, the queue is rebuilt without them, so that a long deadline over
+        many quick files keeps no more than the attempts in flight.
+        """
+        self._ended += 1
+        if self._ended > 64 and self._ended * 2 > len(self._due):
+            self._due = [entry for entry in self._due if not entry[2].done]
+            heapq.heapify(self._due)
+            self._ended = 0
 
     def close(self) -> None:
         """Stop the thread; attempts still watched are no longer hung up."""
