@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from click.testing import CliRunner
 
 from download_pipeline_processor.cli import main
@@ -19,6 +21,7 @@ from download_pipeline_processor.testing import (
     Answer,
     FileServer,
     Pause,
+    PipelineOutcome,
     RangeOptions,
     leftover_files,
     make_plugin_manager,
@@ -260,8 +263,8 @@ def stalling_answer(stall: str) -> Answer:
 class StallingServer:
     """A loopback server whose one route stalls; notes when the request arrived."""
 
-    def __init__(self, stall: str) -> None:
-        self.server = FileServer()
+    def __init__(self, stall: str, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.server = FileServer(ssl_context)
         self.arrived: list[float] = []
         self.server.on_request = lambda request: self.arrived.append(time.monotonic())
         self.url = self.server.script("/stall", stalling_answer(stall))
@@ -273,12 +276,26 @@ class StallingServer:
     def __exit__(self, *exc_info: object) -> None:
         self.server.stop()
 
-    def hung_up_after(self) -> float:
-        """Seconds from the request's arrival to the client's hang-up, as the server saw them."""
+    def check_hang_up(self, started: float) -> None:
+        """The client hung up once: not before a deadline 1 s after ``started``, and within
+        1.5 s of the deadline of the attempt (at the latest 1 s after the request arrived)."""
         [arrived] = self.arrived
+        waited_until = time.monotonic() + 2  # the server's thread may not have looked yet
+        while not self.server.hang_ups and time.monotonic() < waited_until:
+            time.sleep(0.01)
         hang_ups = self.server.hang_ups
         assert len(hang_ups) == 1, hang_ups
-        return hang_ups[0] - arrived
+        assert started + 1.0 <= hang_ups[0] < arrived + 1.0 + 1.5
+
+
+def assert_timed_out(outcome: PipelineOutcome, took: float) -> None:
+    """The one file failed with the file timeout, in a run that ended promptly."""
+    assert outcome.exit_code == 1
+    [failed] = outcome.failures
+    assert failed.error is not None
+    assert failed.error.stage == "download"
+    assert "file timeout: attempt took longer than 1 s" in str(failed.error.error)
+    assert took < 6
 
 
 class TestFileTimeoutHangsUp:
@@ -300,14 +317,36 @@ class TestFileTimeoutHangsUp:
                 max_retries=0,
             )
             took = time.monotonic() - started
-            hung_up_after = stalling.hung_up_after()
-        assert outcome.exit_code == 1
-        [failed] = outcome.failures
-        assert failed.error is not None
-        assert failed.error.stage == "download"
-        assert "file timeout: attempt took longer than 1 s" in str(failed.error.error)
-        assert 0.9 <= hung_up_after < 1.0 + 1.5
-        assert took < 6
+            stalling.check_hang_up(started)
+        assert_timed_out(outcome, took)
+
+    def test_over_tls_too(
+        self,
+        transport: str,
+        tmp_path: Path,
+        authority: trustme.CA,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Over https, a status line trickled a byte a second is hung up at the deadline too."""
+        bundle = tmp_path / "ca.pem"
+        authority.cert_pem.write_to_path(str(bundle))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert("127.0.0.1").configure_cert(context)
+        with StallingServer("trickle", context) as stalling:
+            assert stalling.url.startswith("https://")
+            started = time.monotonic()
+            outcome = run(
+                transport,
+                [{"url": stalling.url}],
+                tmp_path,
+                file_timeout=1.0,
+                timeout=30.0,
+                max_retries=0,
+            )
+            took = time.monotonic() - started
+            stalling.check_hang_up(started)
+        assert_timed_out(outcome, took)
 
     def test_a_kept_connection_outlives_the_deadline_of_its_earlier_file(
         self, server: FileServer, transport: str, tmp_path: Path
@@ -358,11 +397,10 @@ class TestFileTimeoutHangsUp:
                 timeout=30,
             )
             took = time.monotonic() - started
-            hung_up_after = stalling.hung_up_after()
+            stalling.check_hang_up(started)
         assert done.returncode == 1, done.stderr
         assert "Traceback" not in done.stderr
         [line] = [json.loads(text) for text in report.read_text().splitlines()]
         assert line["id"] == "slow"
         assert "file timeout: attempt took longer than 1 s" in line["error"]["message"]
-        assert 0.9 <= hung_up_after < 1.0 + 1.5
         assert took < 20

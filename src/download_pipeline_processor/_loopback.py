@@ -412,13 +412,16 @@ class LoopbackServer:
         """Wait ``seconds`` (less when ``until`` is set or the server stops), watching the client.
 
         True as soon as the client hangs up meanwhile (an EOF or a reset),
-        noted in :attr:`hang_ups`.  A TLS stream cannot be peeked at: there
-        it only waits (as where ``poll`` is missing).
+        noted in :attr:`hang_ups`.  Over TLS, where the stream cannot be
+        peeked at, the kernel's word is taken (``POLLRDHUP``, Linux); where
+        neither works it only waits.
         """
         end = time.monotonic() + seconds
-        poller = select.poll() if self._ssl_context is None and hasattr(select, "poll") else None
+        plain = self._ssl_context is None
+        mask = ((select.POLLIN if plain else 0) | _POLLRDHUP) if hasattr(select, "poll") else 0
+        poller = select.poll() if mask else None
         if poller is not None:
-            poller.register(conn, select.POLLIN)
+            poller.register(conn, mask)
         while not (self.stopping.is_set() or (until is not None and until.is_set())):
             left = end - time.monotonic()
             if left <= 0:
@@ -427,12 +430,13 @@ class LoopbackServer:
             if poller is None:
                 self.stopping.wait(step)
                 continue
-            readable = poller.poll(step * 1000)
-            if readable and _client_gone(conn):
+            events = poller.poll(step * 1000)
+            flags = events[0][1] if events else 0
+            if flags & _GONE or (flags and plain and _client_gone(conn)):
                 with self.lock:
                     self.hang_ups.append(time.monotonic())
                 return True
-            if readable:
+            if flags:
                 self.stopping.wait(step)  # bytes the client sent: they wait for their turn
         return False
 
@@ -580,6 +584,11 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Unknown"
+
+
+#: What poll() says of a connection the client ended (RDHUP: Linux only).
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0)
+_GONE = _POLLRDHUP | getattr(select, "POLLHUP", 0) | getattr(select, "POLLERR", 0)
 
 
 def _client_gone(conn: socket.socket) -> bool:

@@ -232,7 +232,7 @@ class FileServer:
 
         A scripted :class:`Pause` or :class:`Wait`, a ``delay`` or a ``drip``
         watches the connection: the client's EOF or reset ends the answer at
-        once and is noted here (plain http only; over TLS it only waits).
+        once and is noted here (over TLS, where Linux reports it).
         """
         with self._server.lock:
             return list(self._server.hang_ups)

@@ -1,15 +1,16 @@
-"""``--file-timeout`` for the requests downloader: the attempt's connection closed at its deadline.
+"""``--file-timeout`` on blocking sockets: the attempt's connection closed at its deadline.
 
-urllib3 reads a status line or a body with one blocking ``recv`` at a time,
-each bounded by ``--timeout`` only: a server that sends a byte a second, or
-``100 Continue`` over and over, keeps a worker thread and its socket however
+A blocking transport reads a status line or a body with one ``recv`` at a
+time, each bounded by ``--timeout`` only: a server that sends a byte a second,
+or ``100 Continue`` over and over, keeps a worker thread and its socket however
 long the attempt's deadline is past.  One :class:`DeadlineWatcher` thread per
 downloader waits for the nearest deadline of every attempt in flight and
 shuts down (``SHUT_RDWR``) the sockets the attempt is using then, which wakes
 the blocked ``recv`` at once; the attempt then fails with the file-timeout
-error.  The connections learn which attempt uses them through a thread-local
-set by :meth:`DeadlineWatcher.attempt`: :data:`WATCHED_POOLS` are the pool
-classes that make them so.
+error.  A transport tells the attempt of the calling thread (set by
+:meth:`DeadlineWatcher.attempt`) which connection carries it: urllib3's
+through the pool classes of ``_watched_pools``, a plain socket through
+:func:`watch_socket`.
 """
 
 from __future__ import annotations
@@ -21,14 +22,21 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Protocol
 
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
-__all__ = ["WATCHED_POOLS", "DeadlineWatcher", "WatchedAttempt"]
+__all__ = ["Connection", "DeadlineWatcher", "WatchedAttempt", "hang_up", "note", "watch_socket"]
 
 _current = threading.local()
+
+
+class Connection(Protocol):
+    """What an attempt hangs up: a connection that knows the attempt it carries now."""
+
+    #: The attempt it carries now (None once that attempt is over, or back in a pool).
+    attempt: WatchedAttempt | None
+
+    def hang_up(self) -> None:
+        """Shut the socket down both ways."""
 
 
 class WatchedAttempt:
@@ -40,9 +48,9 @@ class WatchedAttempt:
         #: True once the deadline struck while the attempt ran: its sockets were shut down.
         self.fired = False
         self.done = False
-        self.connections: list[_Watched] = []
+        self.connections: list[Connection] = []
 
-    def use(self, connection: _Watched) -> None:
+    def use(self, connection: Connection) -> None:
         """``connection`` now carries this attempt; shut it down at once past the deadline."""
         with self.watcher.lock:
             if self.done:
@@ -145,72 +153,38 @@ class DeadlineWatcher:
             thread.join(5)
 
 
-class _Watched(HTTPConnection):
-    """A urllib3 connection that tells the current thread's watched attempt it carries it."""
-
-    #: The attempt this connection carries now (None while in the pool).
-    attempt: WatchedAttempt | None = None
-    #: The socket as connected, before any TLS: what a hang-up shuts down during a handshake.
-    _raw: socket.socket | None = None
-
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        self._raw = sock
-        _note(self)
-        return sock
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _note(self)  # a kept-alive connection carries a new attempt
-        super().request(*args, **kwargs)
-
-    def hang_up(self) -> None:
-        """Shut the socket down both ways: a ``recv`` blocked on it returns at once."""
-        sock = self.sock if self.sock is not None else self._raw
-        if sock is None:
-            return
-        with contextlib.suppress(OSError):
-            # socket.socket's own shutdown, also on a TLS socket: SSLSocket.shutdown would
-            # drop the TLS state under the thread reading through it.
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-def _note(connection: _Watched) -> None:
+def note(connection: Connection) -> None:
+    """``connection`` carries the calling thread's watched attempt, if there is one."""
     attempt: WatchedAttempt | None = getattr(_current, "attempt", None)
     if attempt is not None:
         attempt.use(connection)
 
 
-class _WatchedHTTPConnection(_Watched):
-    pass
+def hang_up(sock: socket.socket | None) -> None:
+    """Shut ``sock`` down both ways: a ``recv`` blocked on it returns at once."""
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        # socket.socket's own shutdown, also on a TLS socket: SSLSocket.shutdown would
+        # drop the TLS state under the thread reading through it.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
-    pass
+class _Socket:
+    """A plain socket the calling thread's attempt uses."""
+
+    __slots__ = ("attempt", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.attempt: WatchedAttempt | None = None
+
+    def hang_up(self) -> None:
+        hang_up(self.sock)
 
 
-class _Released:
-    """A pool mixin: a connection given back carries no attempt any more."""
-
-    def _put_conn(self, conn: Any) -> None:
-        if isinstance(conn, _Watched):
-            attempt = conn.attempt
-            if attempt is not None:
-                with attempt.watcher.lock:
-                    if conn.attempt is attempt:
-                        conn.attempt = None
-        super()._put_conn(conn)  # type: ignore[misc]
-
-
-class _WatchedHTTPPool(_Released, HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
-
-
-class _WatchedHTTPSPool(_Released, HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
-
-
-#: ``PoolManager.pool_classes_by_scheme`` for pools whose connections are watched.
-WATCHED_POOLS: dict[str, type[HTTPConnectionPool]] = {
-    "http": _WatchedHTTPPool,
-    "https": _WatchedHTTPSPool,
-}
+def watch_socket(sock: socket.socket) -> None:
+    """``sock`` carries the calling thread's watched attempt, if there is one (a blocking
+    transport of its own calls this for each socket it sends a request on)."""
+    if getattr(_current, "attempt", None) is not None:
+        note(_Socket(sock))

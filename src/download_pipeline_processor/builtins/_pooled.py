@@ -37,7 +37,7 @@ from ..http_rules import (
 )
 from ..options import merge_headers
 from ..sink import BodyWriter, body_writer
-from ._deadlines import WATCHED_POOLS
+from ._watched_pools import WATCHED_POOLS
 
 
 def stream_to_file(

@@ -12,11 +12,12 @@ plugins or simulating stays quick.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..backend import Downloader
 from ..errors import DownloadError, PipelineInterrupted
@@ -137,16 +138,28 @@ class RequestsDownloader(Downloader):
         url = request_url(file_data.url)
         headers = entry_headers(file_data.additional_fields) or None
         transport = self._sessions() if self._needs_session(url) else self._plain
+        if body_writer(destination).deadline is None:
+            return transport.fetch(url, destination, should_stop, headers)
+        return self.within_deadline(
+            destination, functools.partial(transport.fetch, url, destination, should_stop, headers)
+        )
+
+    def within_deadline(self, destination: Path, attempt: Callable[[], int]) -> int:
+        """Run ``attempt``, the current attempt at ``destination``, under its --file-timeout.
+
+        At the deadline the connections the attempt uses on this thread are
+        hung up (see ``_deadlines``), which ends a read blocked on a server
+        that trickles its head or its body; the attempt then fails with the
+        file-timeout error.
+        """
         writer = body_writer(destination)
         if writer.deadline is None:
-            return transport.fetch(url, destination, should_stop, headers)
-        # --file-timeout: at the deadline the attempt's connection is hung up, which
-        # ends a read blocked on a server that trickles its head or its body.
-        with self._deadlines().attempt(writer.deadline) as attempt:
+            return attempt()
+        with self._deadlines().attempt(writer.deadline) as watched:
             try:
-                return transport.fetch(url, destination, should_stop, headers)
+                return attempt()
             except (DownloadError, PipelineInterrupted):
-                if attempt.fired:
+                if watched.fired:
                     raise writer.timeout_error() from None
                 raise
 

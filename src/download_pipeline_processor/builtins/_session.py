@@ -25,8 +25,8 @@ from ..http_rules import (
     too_many_redirects,
 )
 from ..sink import body_writer
-from ._deadlines import WATCHED_POOLS
 from ._pooled import framing_error, stream_to_file
+from ._watched_pools import WATCHED_POOLS
 
 
 def has_environment_proxy(origin: str) -> bool:
