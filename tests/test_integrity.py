@@ -247,7 +247,8 @@ TRICKLED = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 def stalling_answer(stall: str) -> Answer:
     """``trickle``: the status line a byte a second; ``continue``: 100 Continue every 0.5 s;
-    ``body``: the head, one byte of the body, then nothing for 25 s.
+    ``body``: the head, one byte of the body, then nothing for 25 s; ``large-body``: the
+    same with a 20 MB length (a body some downloaders copy on another thread).
 
     Each byte, each interim answer, comes well within ``--timeout``: only the
     attempt's deadline can end the wait.
@@ -256,7 +257,8 @@ def stalling_answer(stall: str) -> Answer:
         return Answer(*(step for byte in TRICKLED for step in (bytes([byte]), Pause(1.0))))
     if stall == "continue":
         return Answer(*[b"HTTP/1.1 100 Continue\r\n\r\n", Pause(0.5)] * 40, raw_ok(b"ok"))
-    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+    length = 2 if stall == "body" else 20_000_000
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length
     return Answer(head + b"o", Pause(25), b"k")
 
 
@@ -301,7 +303,7 @@ def assert_timed_out(outcome: PipelineOutcome, took: float) -> None:
 class TestFileTimeoutHangsUp:
     """At --file-timeout the attempt's connection is closed, on every downloader."""
 
-    @pytest.mark.parametrize("stall", ["trickle", "continue", "body"])
+    @pytest.mark.parametrize("stall", ["trickle", "continue", "body", "large-body"])
     def test_the_server_sees_the_hang_up_at_the_deadline(
         self, transport: str, tmp_path: Path, stall: str
     ) -> None:
