@@ -129,6 +129,12 @@ class DeadlineWatcher:
                         attempt.fire()
                 self.lock.wait(self._due[0][0] - now if self._due else None)
 
+    @property
+    def queued(self) -> int:
+        """Attempts waiting in the queue for their deadline (some may have ended)."""
+        with self.lock:
+            return len(self._due)
+
     def forget_one(self) -> None:
         """An attempt ended before its deadline (called with the lock held).
 
