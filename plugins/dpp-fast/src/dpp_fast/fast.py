@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from download_pipeline_processor.affinity import Widening, widened_for
-from download_pipeline_processor.builtins import RequestsDownloader, Transport
-from download_pipeline_processor.builtins._deadlines import watch_socket
+from download_pipeline_processor.builtins import RequestsDownloader, Transport, watch_socket
 from download_pipeline_processor.errors import (
     DownloadError,
     PipelineInterrupted,
