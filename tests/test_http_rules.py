@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from download_pipeline_processor.http_rules import quoted_url
+from download_pipeline_processor.http_rules import quoted_url, redirect_target
 
 
 class TestQuotedUrl:
@@ -24,3 +24,23 @@ class TestQuotedUrl:
     def test_quoted(self, url: str, expected: str) -> None:
         """Spaces and non-ASCII become escapes; escapes, userinfo and ports stay; no fragment."""
         assert quoted_url(url) == expected
+
+
+class TestRedirectTarget:
+    """Where a Location leads: userinfo a server hands out is dropped, the entry's kept."""
+
+    @pytest.mark.parametrize(
+        ("current", "location", "expected"),
+        [
+            ("http://h/a", "http://alice:pw@o:81/x", "http://o:81/x"),
+            ("http://h/a", "//alice:pw@o/x", "http://o/x"),
+            ("http://h/a", "http://alice@o/x?u=a@b", "http://o/x?u=a@b"),
+            ("http://h/a", "http://a:p@q@o/x", "http://o/x"),
+            ("http://u:p@h/a", "/b", "http://u:p@h/b"),
+            ("http://u:p@h/a", "http://h/b", "http://h/b"),
+        ],
+        ids=["absolute", "scheme-relative", "at-in-query", "at-in-password", "relative", "no-info"],
+    )
+    def test_userinfo(self, current: str, location: str, expected: str) -> None:
+        """A Location's own userinfo is dropped; a relative one keeps the current authority."""
+        assert redirect_target(current, location) == expected

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import ssl
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from click.testing import CliRunner
 
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.testing import (
+    Answer,
     FileServer,
+    Pause,
+    PipelineOutcome,
     RangeOptions,
     leftover_files,
     make_plugin_manager,
+    raw_ok,
+    run_command_bounded,
 )
 
 from .integrity_support import DOWNLOADER_NAMES, DigestingProcessor, run, sha256, transport_fixture
@@ -230,3 +239,170 @@ class TestFileTimeout:
         assert "file timeout: attempt took longer than 0.7 s" in str(failed.error.error)
         assert server.request_count(route) == 2
         assert failed.download.attempts == 2
+
+
+#: A head and body the server sends a byte a second: 40 s in all, long past any deadline.
+TRICKLED = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def stalling_answer(stall: str) -> Answer:
+    """``trickle``: the status line a byte a second; ``continue``: 100 Continue every 0.5 s;
+    ``body``: the head, one byte of the body, then nothing for 25 s; ``large-body``: the
+    same with a 20 MB length (a body some downloaders copy on another thread).
+
+    Each byte, each interim answer, comes well within ``--timeout``: only the
+    attempt's deadline can end the wait.
+    """
+    if stall == "trickle":
+        return Answer(*(step for byte in TRICKLED for step in (bytes([byte]), Pause(1.0))))
+    if stall == "continue":
+        return Answer(*[b"HTTP/1.1 100 Continue\r\n\r\n", Pause(0.5)] * 40, raw_ok(b"ok"))
+    length = 2 if stall == "body" else 20_000_000
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length
+    return Answer(head + b"o", Pause(25), b"k")
+
+
+class StallingServer:
+    """A loopback server whose one route stalls; notes when the request arrived."""
+
+    def __init__(self, stall: str, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.server = FileServer(ssl_context)
+        self.arrived: list[float] = []
+        self.server.on_request = lambda request: self.arrived.append(time.monotonic())
+        self.url = self.server.script("/stall", stalling_answer(stall))
+
+    def __enter__(self) -> StallingServer:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.stop()
+
+    def check_hang_up(self, started: float) -> None:
+        """The client hung up once: not before a deadline 1 s after ``started``, and within
+        1.5 s of the deadline of the attempt (at the latest 1 s after the request arrived)."""
+        [arrived] = self.arrived
+        waited_until = time.monotonic() + 2  # the server's thread may not have looked yet
+        while not self.server.hang_ups and time.monotonic() < waited_until:
+            time.sleep(0.01)
+        hang_ups = self.server.hang_ups
+        assert len(hang_ups) == 1, hang_ups
+        assert started + 1.0 <= hang_ups[0] < arrived + 1.0 + 1.5
+
+
+def assert_timed_out(outcome: PipelineOutcome, took: float) -> None:
+    """The one file failed with the file timeout, in a run that ended promptly."""
+    assert outcome.exit_code == 1
+    [failed] = outcome.failures
+    assert failed.error is not None
+    assert failed.error.stage == "download"
+    assert "file timeout: attempt took longer than 1 s" in str(failed.error.error)
+    assert took < 6
+
+
+class TestFileTimeoutHangsUp:
+    """At --file-timeout the attempt's connection is closed, on every downloader."""
+
+    @pytest.mark.parametrize("stall", ["trickle", "continue", "body", "large-body"])
+    def test_the_server_sees_the_hang_up_at_the_deadline(
+        self, transport: str, tmp_path: Path, stall: str
+    ) -> None:
+        """A head trickled a byte a second, 100 Continue each 0.5 s, a stalled body: cut at 1 s."""
+        with StallingServer(stall) as stalling:
+            started = time.monotonic()
+            outcome = run(
+                transport,
+                [{"url": stalling.url}],
+                tmp_path,
+                file_timeout=1.0,
+                timeout=30.0,
+                max_retries=0,
+            )
+            took = time.monotonic() - started
+            stalling.check_hang_up(started)
+        assert_timed_out(outcome, took)
+
+    def test_over_tls_too(
+        self,
+        transport: str,
+        tmp_path: Path,
+        authority: trustme.CA,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Over https, a status line trickled a byte a second is hung up at the deadline too."""
+        bundle = tmp_path / "ca.pem"
+        authority.cert_pem.write_to_path(str(bundle))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert("127.0.0.1").configure_cert(context)
+        with StallingServer("trickle", context) as stalling:
+            assert stalling.url.startswith("https://")
+            started = time.monotonic()
+            outcome = run(
+                transport,
+                [{"url": stalling.url}],
+                tmp_path,
+                file_timeout=1.0,
+                timeout=30.0,
+                max_retries=0,
+            )
+            took = time.monotonic() - started
+            stalling.check_hang_up(started)
+        assert_timed_out(outcome, took)
+
+    def test_a_kept_connection_outlives_the_deadline_of_its_earlier_file(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """A file on the connection an earlier file used is not hung up at that file's deadline."""
+        first = server.add(path(), b"first", delay=0.6)
+        second = server.add(path(), b"second", delay=0.7)  # in flight at the first's deadline
+        outcome = run(
+            transport,
+            [{"url": first}, {"url": second}],
+            tmp_path,
+            file_timeout=1.0,
+            download_workers=1,
+            max_retries=0,
+        )
+        assert outcome.exit_code == 0, [str(f.error) for f in outcome.failures]
+        assert sorted(outcome.results) == sorted([sha256(b"first"), sha256(b"second")])
+
+    def test_through_the_command_line(
+        self, transport: str, tmp_path: Path, cli_path: Path
+    ) -> None:
+        """The real CLI in a process hangs up a trickling server at the deadline and ends."""
+        report, listing = tmp_path / "report.jsonl", tmp_path / "files.json"
+        with StallingServer("trickle") as stalling:
+            listing.write_text(json.dumps([{"id": "slow", "url": stalling.url}]))
+            started = time.monotonic()
+            done = run_command_bounded(
+                [
+                    str(cli_path),
+                    "--files",
+                    str(listing),
+                    "--downloader",
+                    DOWNLOADER_NAMES[transport],
+                    "--file-timeout",
+                    "1",
+                    "--timeout",
+                    "30",
+                    "--max-retries",
+                    "0",
+                    "--download-cache",
+                    str(tmp_path / "cache"),
+                    "--post-processor",
+                    "jsonl",
+                    "--post-processor-option",
+                    f"path={report}",
+                ],
+                env=os.environ,  # NETRC, as the transport fixture set it
+                timeout=30,
+            )
+            took = time.monotonic() - started
+            stalling.check_hang_up(started)
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr
+        [line] = [json.loads(text) for text in report.read_text().splitlines()]
+        assert line["id"] == "slow"
+        assert "file timeout: attempt took longer than 1 s" in line["error"]["message"]
+        assert took < 20

@@ -5,7 +5,9 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -313,6 +315,26 @@ class TestObservations:
                 break
             threading.Event().wait(0.02)
         assert file_server.closed_by_client == 1
+
+    @pytest.mark.parametrize("hang_up", ["close", "reset"])
+    def test_a_hang_up_during_a_pause_is_seen_at_once(
+        self, file_server: FileServer, hang_up: str
+    ) -> None:
+        """A client that closes or resets while its answer pauses ends the answer, noted in time."""
+        file_server.script("/slow", Answer(b"H", Pause(10), b"TTP/1.1 200 OK\r\n"))
+        with connect(file_server) as sock:
+            sock.sendall(get("/slow"))
+            assert sock.recv(1) == b"H"
+            if hang_up == "reset":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            hung_up = time.monotonic()
+        for _ in range(250):
+            if file_server.hang_ups and file_server.in_flight == 0:
+                break
+            threading.Event().wait(0.02)
+        [seen] = file_server.hang_ups
+        assert 0 <= seen - hung_up < 0.5
+        assert file_server.in_flight == 0
 
 
 @pytest.fixture

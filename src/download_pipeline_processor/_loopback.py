@@ -10,9 +10,11 @@ chunk, bytes after the body on a kept connection).
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -208,6 +210,8 @@ class LoopbackServer:
         self.log: list[Request] = []
         self.connections = 0
         self.closed_by_client = 0
+        #: When (time.monotonic()) a client hung up while its answer paused or waited.
+        self.hang_ups: list[float] = []
         self.in_flight: Counter[str] = Counter()
         self.most_in_flight: Counter[str] = Counter()
         self.on_request: Callable[[Request], object] | None = None
@@ -386,10 +390,10 @@ class LoopbackServer:
                 conn.sendall(step)
             elif isinstance(step, (Pause, Wait)):
                 if isinstance(step, Pause):
-                    self.stopping.wait(step.seconds)
+                    gone = self._hold(conn, step.seconds)
                 else:
-                    _wait(step.event or self.release, self.stopping, step.timeout)
-                if self.stopping.is_set():
+                    gone = self._hold(conn, step.timeout, step.event or self.release)
+                if gone or self.stopping.is_set():
                     return CLOSE  # a stop hangs up, whatever the rest of the answer
             elif step is RECEIVE:
                 conn.recv(65536)
@@ -402,6 +406,40 @@ class LoopbackServer:
                 step()
         return None
 
+    def _hold(
+        self, conn: socket.socket, seconds: float, until: threading.Event | None = None
+    ) -> bool:
+        """Wait ``seconds`` (less when ``until`` is set or the server stops), watching the client.
+
+        True as soon as the client hangs up meanwhile (an EOF or a reset),
+        noted in :attr:`hang_ups`.  Over TLS, where the stream cannot be
+        peeked at, the kernel's word is taken (``POLLRDHUP``, Linux); where
+        neither works it only waits.
+        """
+        end = time.monotonic() + seconds
+        plain = self._ssl_context is None
+        mask = ((select.POLLIN if plain else 0) | _POLLRDHUP) if hasattr(select, "poll") else 0
+        poller = select.poll() if mask else None
+        if poller is not None:
+            poller.register(conn, mask)
+        while not (self.stopping.is_set() or (until is not None and until.is_set())):
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            step = min(left, 0.02)
+            if poller is None:
+                self.stopping.wait(step)
+                continue
+            events = poller.poll(step * 1000)
+            flags = events[0][1] if events else 0
+            if flags & _GONE or (flags and plain and _client_gone(conn)):
+                with self.lock:
+                    self.hang_ups.append(time.monotonic())
+                return True
+            if flags:
+                self.stopping.wait(step)  # bytes the client sent: they wait for their turn
+        return False
+
     def _serve_file(
         self,
         conn: socket.socket,
@@ -410,8 +448,8 @@ class LoopbackServer:
         seen: int,
         before_last_write: Callable[[], None],
     ) -> _Action | None:
-        if route.delay:
-            self.stopping.wait(route.delay)
+        if route.delay and self._hold(conn, route.delay):
+            return CLOSE
         status = route.statuses[min(seen, len(route.statuses) - 1)]
         headers = dict(route.headers)
         body = route.body
@@ -548,8 +586,16 @@ def _reason(status: int) -> str:
         return "Unknown"
 
 
-def _wait(event: threading.Event, stopping: threading.Event, timeout: float) -> None:
-    waited = 0.0
-    while waited < timeout and not (event.is_set() or stopping.is_set()):
-        event.wait(0.02)
-        waited += 0.02
+#: What poll() says of a connection the client ended (RDHUP: Linux only).
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0)
+_GONE = _POLLRDHUP | getattr(select, "POLLHUP", 0) | getattr(select, "POLLERR", 0)
+
+
+def _client_gone(conn: socket.socket) -> bool:
+    """True when the client ended the connection: an EOF or a reset waits to be read."""
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True

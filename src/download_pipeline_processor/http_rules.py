@@ -200,7 +200,13 @@ def keeps_credentials(current: str, target: str) -> bool:
 
 
 def redirect_target(current: str, location: str) -> str:
-    """The absolute URL a Location header names; only http and https are followed."""
+    """The absolute URL a Location header names; only http and https are followed.
+
+    Userinfo in the Location (``http://alice:pw@host/``) is dropped: no
+    downloader sends credentials a server hands out.  A relative Location
+    keeps the current URL's authority, the entry's own userinfo included:
+    it stays on the entry's host.
+    """
     # Headers arrive decoded as Latin-1; a UTF-8 Location is re-read as UTF-8,
     # as requests does, instead of being escaped twice.
     with contextlib.suppress(UnicodeError):
@@ -211,7 +217,7 @@ def redirect_target(current: str, location: str) -> str:
     except URLProblem as exc:
         raise PermanentDownloadError(f"redirected to an invalid URL: the target {exc}") from None
     try:
-        target = urljoin(current, location)
+        target = urljoin(current, _without_userinfo(location))
         urlsplit(target).port  # noqa: B018 - raises ValueError on a bad port or IPv6 literal
     except ValueError as exc:
         raise PermanentDownloadError(f"redirected to an invalid URL: {exc}") from None
@@ -222,6 +228,15 @@ def redirect_target(current: str, location: str) -> str:
         return canonical_url(target, spaces=True)
     except URLProblem as exc:
         raise PermanentDownloadError(f"redirected to an invalid URL: the target {exc}") from None
+
+
+def _without_userinfo(location: str) -> str:
+    """``location`` less the userinfo of its authority, if it names one; as written otherwise."""
+    authority = urlsplit(location).netloc
+    if "@" not in authority:
+        return location
+    # The first "//" + authority is the authority itself: the scheme comes before it.
+    return location.replace("//" + authority, "//" + authority.rpartition("@")[2], 1)
 
 
 def without_credentials(headers: dict[str, str]) -> dict[str, str]:

@@ -90,7 +90,8 @@ class FileServer:
 
     What it saw: :attr:`requests` (each :class:`Request` with the connection
     it came on), :attr:`connections` accepted, :attr:`closed_by_client`
-    connections the client hung up, and :meth:`most_in_flight` (the most
+    connections the client hung up, :attr:`hang_ups` (when a client hung up
+    on an answer that paused), and :meth:`most_in_flight` (the most
     requests answered at once).
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`; both
@@ -224,6 +225,17 @@ class FileServer:
         """Connections the client hung up (while the server waited for a request)."""
         with self._server.lock:
             return self._server.closed_by_client
+
+    @property
+    def hang_ups(self) -> list[float]:
+        """When (``time.monotonic()``) a client hung up while its answer paused or waited.
+
+        A scripted :class:`Pause` or :class:`Wait`, a ``delay`` or a ``drip``
+        watches the connection: the client's EOF or reset ends the answer at
+        once and is noted here (over TLS, where Linux reports it).
+        """
+        with self._server.lock:
+            return list(self._server.hang_ups)
 
     @property
     def in_flight(self) -> int:

@@ -3,6 +3,8 @@
 The classes are public (subclass them, or name them in ``module:ClassName``
 form); the modules that hold them are not.  Each is imported on first use, so
 that a run which never downloads over HTTP never imports requests or urllib3.
+``watch_socket`` is for a blocking transport of a ``RequestsDownloader``
+subclass: the sockets it notes are hung up at the attempt's ``--file-timeout``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._deadlines import watch_socket
     from ._local_executor import LocalExecutor
     from ._post_processors import DummyPostProcessor, JsonlPostProcessor
     from ._processors import ChecksumProcessor, DummyProcessor
@@ -29,6 +32,7 @@ _HOMES = {
     "SaveProcessor": "._save",
     "SimulatedDownloader": "._simulated",
     "Transport": "._requests_downloader",
+    "watch_socket": "._deadlines",
 }
 
 __all__ = [
@@ -41,6 +45,7 @@ __all__ = [
     "SaveProcessor",
     "SimulatedDownloader",
     "Transport",
+    "watch_socket",
 ]
 
 

@@ -37,6 +37,7 @@ from ..http_rules import (
 )
 from ..options import merge_headers
 from ..sink import BodyWriter, body_writer
+from ._watched_pools import WATCHED_POOLS
 
 
 def stream_to_file(
@@ -164,6 +165,8 @@ class PooledTransport:
                 else {"ca_certs": ca_bundle}
             ),
         )
+        # --file-timeout: an attempt's connection is hung up at its deadline (``_deadlines``).
+        self.manager.pool_classes_by_scheme = WATCHED_POOLS
 
     def fetch(
         self,

@@ -12,13 +12,15 @@ plugins or simulating stays quick.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..backend import Downloader
+from ..errors import DownloadError, PipelineInterrupted
 from ..file_data import FileData
 from ..http_rules import (
     ca_bundle,
@@ -29,8 +31,10 @@ from ..http_rules import (
 )
 from ..options import merge_headers
 from ..settings import PipelineSettings
+from ..sink import body_writer
 
 if TYPE_CHECKING:
+    from ._deadlines import DeadlineWatcher
     from ._session import SessionTransport
 
 __all__ = ["RequestsDownloader", "Transport", "ca_bundle", "parse_retry_after"]
@@ -79,6 +83,7 @@ class RequestsDownloader(Downloader):
         self._plain = self._plain_transport()
         self._session_transport: SessionTransport | None = None
         self._session_lock = threading.Lock()
+        self._watcher: DeadlineWatcher | None = None
 
     def _transport_options(self) -> dict[str, Any]:
         """The keyword arguments every plain transport takes."""
@@ -132,11 +137,47 @@ class RequestsDownloader(Downloader):
     def fetch(self, file_data: FileData, destination: Path, should_stop: threading.Event) -> int:
         url = request_url(file_data.url)
         headers = entry_headers(file_data.additional_fields) or None
-        if self._needs_session(url):
-            return self._sessions().fetch(url, destination, should_stop, headers)
-        return self._plain.fetch(url, destination, should_stop, headers)
+        transport = self._sessions() if self._needs_session(url) else self._plain
+        if body_writer(destination).deadline is None:
+            return transport.fetch(url, destination, should_stop, headers)
+        return self.within_deadline(
+            destination, functools.partial(transport.fetch, url, destination, should_stop, headers)
+        )
+
+    def within_deadline(self, destination: Path, attempt: Callable[[], int]) -> int:
+        """Run ``attempt``, the current attempt at ``destination``, under its --file-timeout.
+
+        At the deadline the connections the attempt uses on this thread are
+        hung up (see ``_deadlines``), which ends a read blocked on a server
+        that trickles its head or its body; the attempt then fails with the
+        file-timeout error.
+        """
+        writer = body_writer(destination)
+        if writer.deadline is None:
+            return attempt()
+        with self._deadlines().attempt(writer.deadline) as watched:
+            try:
+                return attempt()
+            except (DownloadError, PipelineInterrupted):
+                if watched.fired:
+                    raise writer.timeout_error() from None
+                raise
+
+    def _deadlines(self) -> DeadlineWatcher:
+        """The thread that hangs up attempts at their --file-timeout, made on first use."""
+        watcher = self._watcher
+        if watcher is not None:
+            return watcher
+        with self._session_lock:
+            if self._watcher is None:
+                from ._deadlines import DeadlineWatcher
+
+                self._watcher = DeadlineWatcher()
+            return self._watcher
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
         self._plain.close()
         if self._session_transport is not None:
             self._session_transport.close()

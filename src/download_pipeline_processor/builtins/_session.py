@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -25,6 +26,7 @@ from ..http_rules import (
 )
 from ..sink import body_writer
 from ._pooled import framing_error, stream_to_file
+from ._watched_pools import WATCHED_POOLS
 
 
 def has_environment_proxy(origin: str) -> bool:
@@ -51,6 +53,24 @@ class _Session(requests.Session):
         return target
 
 
+class _WatchedAdapter(HTTPAdapter):
+    """An adapter whose connections, direct or through an http proxy, hang up at the deadline.
+
+    (A SOCKS proxy's connections are not watched: ``--timeout`` alone bounds them.)
+    """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        known = proxy in self.proxy_manager
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not known and not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = WATCHED_POOLS
+        return manager
+
+
 class SessionTransport:
     """One requests.Session per worker thread, with requests' own redirect handling."""
 
@@ -69,7 +89,7 @@ class SessionTransport:
         session: _Session | None = getattr(self._local, "session", None)
         if session is None:
             session = _Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
+            adapter = _WatchedAdapter(pool_connections=4, pool_maxsize=4, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.max_redirects = self.max_redirects

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from download_pipeline_processor.affinity import Widening, widened_for
-from download_pipeline_processor.builtins import RequestsDownloader, Transport
+from download_pipeline_processor.builtins import RequestsDownloader, Transport, watch_socket
 from download_pipeline_processor.errors import (
     DownloadError,
     PipelineInterrupted,
@@ -476,6 +476,7 @@ class SocketTransport:
             reused = sock is not None
             if sock is None:
                 sock = self._connect(request)
+            watch_socket(sock)  # --file-timeout hangs it up (when the attempt is watched)
             response = _Response(sock, state.buffer, state.view)
             try:
                 sock.sendall(request.start + headers)
@@ -540,6 +541,7 @@ class SocketTransport:
         with _reported_as_download_errors(hops):
             with self._lock:
                 self._sockets.add(sock)
+            watch_socket(sock)
             state = self._state
             try:
                 if should_stop.is_set():

@@ -444,6 +444,8 @@ class EventLoop:
             attempt = functools.partial(
                 attempt, headers=entry_headers(job.file_data.additional_fields)
             )
+        # The worker thread blocks on the socket: --file-timeout hangs it up there.
+        attempt = functools.partial(self.downloader.within_deadline, job.destination, attempt)
         self.feed.hand_off(job, attempt)
 
     # -- failures -------------------------------------------------------------------------
