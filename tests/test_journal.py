@@ -671,3 +671,148 @@ class TestDocs:
             connection.close()
         assert journal_rows(journal)["ok"]["status"] == "succeeded"  # the DELETE example ran
         assert "gone" not in journal_rows(journal)
+
+
+# -- post-processors that publish later (holds_results) ----------------------------------------
+
+PLUGIN_MODULES = Path(__file__).resolve().parent / "plugin_modules"
+
+
+def published_batches(path: Path) -> list[list[str]]:
+    """The ids of every batch the ``BatchPublisher`` published (a cut last line is none)."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    return [
+        json.loads(line)["ids"] for line in text.splitlines(keepends=True) if line.endswith("\n")
+    ]
+
+
+def published_ids(path: Path) -> list[str]:
+    return [ident for batch in published_batches(path) for ident in batch]
+
+
+def holding_args(
+    listing: Path, journal: Path, batches: Path, cache: Path, *extra: str
+) -> list[str]:
+    """A run whose post-processor publishes files in batches of 3 (``holding_plugins``)."""
+    return [
+        *("--files", str(listing), "--journal", str(journal), "--download-cache", str(cache)),
+        *("--processor", "holding_plugins:SlowProcessor"),
+        *("--post-processor", "holding_plugins:BatchPublisher"),
+        *("--post-processor-option", f"path={batches}"),
+        *("--retry-backoff", "0", "--max-retries", "0"),
+        *extra,
+    ]
+
+
+class TestHeldResults:
+    """A post-processor that publishes later (holds_results): the journal records a file only
+    once it is published, so a kill never loses a file the journal calls done."""
+
+    @pytest.fixture(autouse=True)
+    def _plugin_modules(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.syspath_prepend(str(PLUGIN_MODULES))
+
+    def test_only_published_files_are_recorded(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """Files a holder never publishes are left out of the journal (a warning says so), and
+        the rerun does them; failed files are held and recorded the same way."""
+        entries = [
+            {"id": f"h{i}", "url": file_server.add(f"/h{i}", b"h" * (i + 1))} for i in range(7)
+        ]
+        entries.append({"id": "gone", "url": file_server.url("/gone")})
+        listing = write_list(tmp_path / "l.json", entries)
+        journal, batches = tmp_path / "j.db", tmp_path / "batches.jsonl"
+        args = holding_args(
+            listing, journal, batches, tmp_path / "c", "--processor-option", "seconds=0"
+        )
+        first = invoke([*args, "--post-processor-option", "publish_at_close=false"])
+        assert first.exit_code == 1, first.stderr
+        published = published_ids(batches)
+        assert len(published) == 6  # two batches of 3; the last 2 files never published
+        assert set(journal_rows(journal)) == set(published)
+        assert "2 file(s) were never published" in first.stderr
+
+        second = invoke(args)
+        assert second.exit_code == 1, second.stderr
+        rows = journal_rows(journal)
+        assert set(rows) == {entry["id"] for entry in entries}
+        assert rows["gone"]["status"] == "failed"
+        assert "gone" in published_ids(batches)[6:]
+        # Only what the journal did not hold as succeeded ran again.
+        assert sorted(published_ids(batches)[6:]) == sorted(
+            {entry["id"] for entry in entries} - (set(published) - {"gone"})
+        )
+
+    @POSIX_ONLY
+    def test_kill_9_loses_no_held_file(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """kill -9 twice (the first run, then its rerun) with files held unpublished: the journal
+        never says succeeded for an unpublished file, and after a rerun to the end every entry
+        is in a published batch exactly once (twice only if published in the instant before a
+        kill, before the journal's commit)."""
+        rng = random.Random(20261207)  # noqa: S311 - kill moments, not secrets
+        entries = [
+            {"id": f"p{i:03}", "url": file_server.add(f"/p{i:03}", b"p" * (i + 1))}
+            for i in range(90)
+        ]
+        listing = write_list(tmp_path / "l.json", entries)
+        journal, batches = tmp_path / "j.db", tmp_path / "batches.jsonl"
+        # A file waits in the buffer longer than the journal's commit interval.
+        args = holding_args(
+            listing, journal, batches, tmp_path / "c", "--processor-option", "seconds=0.05"
+        )
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "",
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, (str(PLUGIN_MODULES), os.environ.get("PYTHONPATH")))
+            ),
+        }
+        at_risk: set[str] = set()
+
+        def recorded_only_when_published() -> set[str]:
+            # The journal first: whatever it held then was published before.
+            recorded = succeeded_ids(journal)
+            published = set(published_ids(batches))
+            assert recorded <= published, sorted(recorded - published)
+            return published - recorded
+
+        for reached in (4, 12):
+            proc = subprocess.Popen(
+                [str(cli_path), *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            # Checked all along the run, not only after the kill.
+            deadline = time.monotonic() + 20
+            while len(published_batches(batches)) < reached:
+                assert time.monotonic() < deadline, "timed out waiting for batches"
+                recorded_only_when_published()
+                time.sleep(0.01)
+            kill_at = time.monotonic() + rng.uniform(0.1, 0.3)
+            while time.monotonic() < kill_at:
+                recorded_only_when_published()
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=20)
+            assert proc.returncode == -signal.SIGKILL
+            assert len(succeeded_ids(journal)) < len(entries)  # the kill came mid-run
+            at_risk |= recorded_only_when_published()
+        final = subprocess.run(
+            [str(cli_path), *args], capture_output=True, text=True, timeout=60, check=False, env=env
+        )
+        assert final.returncode == 0, final.stderr[-2000:]
+        counts: dict[str, int] = {}
+        for ident in published_ids(batches):
+            counts[ident] = counts.get(ident, 0) + 1
+        assert set(counts) == {entry["id"] for entry in entries}
+        assert {i for i, n in counts.items() if n > 1} <= at_risk
+        assert max(counts.values()) <= 2
+        assert succeeded_ids(journal) == set(counts)

@@ -9,7 +9,11 @@ two sides of the run:
   before anything is requested; with ``skip_failed``, failed ones too.
 - :meth:`Journal.recorder` is a post-processor the pipeline runs after the
   user's own, so it sees each file once every post-processor is done with
-  it.  Rows are committed in batches, from a :class:`~.flush_timer.FlushTimer`
+  it.  A file a post-processor holds for later (``holds_results``: a shard,
+  a batched upload) waits, as its small prepared row only, until every such
+  holder has published it (:meth:`JournalRecorder.published`); what is
+  never published is never recorded, so a rerun does it again.  Rows are
+  committed in batches, from a :class:`~.flush_timer.FlushTimer`
   when no batch fills up: a file whose post-processing ended more than
   :data:`FLUSH_INTERVAL` seconds (plus one commit) before a ``kill -9`` is
   in the journal.
@@ -24,7 +28,7 @@ import hashlib
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -319,9 +323,13 @@ class Journal:
 
     # -- the output side -------------------------------------------------------------
 
-    def recorder(self) -> JournalRecorder:
-        """The post-processor that records each file; the pipeline runs it after the user's."""
-        return JournalRecorder(self)
+    def recorder(self, holders: Sequence[BasePostProcessor] = ()) -> JournalRecorder:
+        """The post-processor that records each file; the pipeline runs it after the user's.
+
+        ``holders`` are the run's post-processors that hold files to publish
+        later: a file is recorded once each of them has published it.
+        """
+        return JournalRecorder(self, holders)
 
     def write(self, rows: list[tuple[Any, ...]]) -> None:
         """Commit ``rows`` and this run's counts in one transaction."""
@@ -354,28 +362,48 @@ class Journal:
             self._lock.release()
 
 
+class _Held:
+    """A file's prepared row, waiting for the holders that have not published it yet."""
+
+    __slots__ = ("ident", "row", "url", "waiting")
+
+    def __init__(self, ident: str, url: str, row: tuple[Any, ...], waiting: set[int]) -> None:
+        self.ident = ident
+        self.url = url
+        self.row = row
+        self.waiting = waiting
+
+
 class JournalRecorder(BasePostProcessor):
-    """Records each file's outcome once every post-processor before it is done with it."""
+    """Records each file's outcome once every post-processor before it is done with it.
+
+    With ``holders`` (post-processors that publish files later), a file's row
+    is kept, without its result, until :meth:`published` has heard from each
+    holder that it published the file.
+    """
 
     options = ()
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, holders: Sequence[BasePostProcessor] = ()) -> None:
         self.journal = journal
         self._pending: list[tuple[Any, ...]] = []
+        self._holders = {id(holder): n for n, holder in enumerate(holders)}
+        # Keyed by id(file_data): a holder returns the very objects it was given,
+        # alive as long as it holds them.
+        self._held: dict[int, _Held] = {}
         # The post-process thread may wait long for the next file; the timer
         # commits a partial batch meanwhile, so a kill loses a bounded time.
         self._timer = FlushTimer(self.flush, FLUSH_INTERVAL, name="journal")
 
     def post_process(self, result: Any, file_data: FileData) -> None:
         error = file_data.error
-        status = entry_status(file_data)
         record = file_data.download
-        now = utc_now()
+        # Without its times: those are the moment it is recorded.
         row = (
             _storable(file_data.id),
             url_key(file_data.url),
             _storable(redact_url(file_data.url)),
-            status,
+            entry_status(file_data),
             None if error is None else error.stage,
             None if error is None else _storable(error.message),
             record.http_status,
@@ -383,17 +411,38 @@ class JournalRecorder(BasePostProcessor):
             record.size,
             record.sha256,
             record.elapsed,
-            now,
-            now,
-            self.journal.run,
         )
         with self._timer.lock:
-            self.journal.counts[status] += 1
-            self._pending.append(row)
-            if len(self._pending) >= BATCH_SIZE:
-                self.flush()
+            if self._holders:
+                waiting = set(self._holders.values())
+                self._held[id(file_data)] = _Held(file_data.id, file_data.url, row, waiting)
             else:
-                self._timer.pending()
+                self._record(row)
+
+    def published(self, holder: BasePostProcessor, files: Sequence[FileData]) -> None:
+        """``holder`` made ``files`` durable: record those no other holder still holds."""
+        number = self._holders.get(id(holder))
+        if number is None:
+            return
+        with self._timer.lock:
+            for file_data in files:
+                held = self._held.get(id(file_data))
+                if held is None or held.ident != file_data.id or held.url != file_data.url:
+                    continue  # not one of this run's files, or returned twice
+                held.waiting.discard(number)
+                if not held.waiting:
+                    del self._held[id(file_data)]
+                    self._record(held.row)
+
+    def _record(self, row: tuple[Any, ...]) -> None:
+        """Queue ``row`` for the next commit (the timer's lock held)."""
+        now = utc_now()
+        self.journal.counts[row[3]] += 1
+        self._pending.append((*row, now, now, self.journal.run))
+        if len(self._pending) >= BATCH_SIZE:
+            self.flush()
+        else:
+            self._timer.pending()
 
     def flush(self) -> None:
         """Commit the buffered rows."""
@@ -408,6 +457,13 @@ class JournalRecorder(BasePostProcessor):
     def close(self) -> None:
         """Commit what is left, mark the run finished and release the journal."""
         self._timer.close()
+        if self._held:
+            logger.warning(
+                "%d file(s) were never published by a post-processor that holds files;"
+                " the journal leaves them out, so a rerun does them again",
+                len(self._held),
+            )
+            self._held.clear()
         try:
             self.flush()
         finally:

@@ -40,10 +40,18 @@ logger = logging.getLogger(__name__)
 OBSERVER_HOOKS = ("pipeline_started", "file_finished", "pipeline_finished")
 
 PostProcessCall = Callable[[Any, FileData], None]
+#: Told which files a holding post-processor (``holds_results``) published.
+PublishedCall = Callable[[BasePostProcessor, list[FileData]], None]
 
 #: The exit code of a run whose input (standard input, checked as it is read)
 #: held an invalid entry: the same as an input error found before the run.
 EXIT_INPUT_ERROR = 2
+
+
+def holds_results(post_processor: object) -> bool:
+    """True for a post-processor that publishes files later (``holds_results``)."""
+    # getattr: a registered class need not derive from BasePostProcessor.
+    return bool(getattr(post_processor, "holds_results", False))
 
 
 def _post_process_caller(post_processor: BasePostProcessor) -> PostProcessCall:
@@ -88,6 +96,7 @@ class PipelineRun:
         plugin_manager: PipelinePluginManager,
         stop: StopSignal,
         summary: RunSummary,
+        on_published: PublishedCall | None = None,
     ) -> None:
         self.settings = settings
         self.executor = executor
@@ -96,6 +105,7 @@ class PipelineRun:
         self.summary = summary
         self.post_processors = post_processors
         self.post_calls = [_post_process_caller(pp) for pp in post_processors]
+        self.on_published = on_published
         self.cache = DownloadCache(settings.cache_root, CacheBudget(settings.cache_size))
         self.flow = EntryFlow(
             entries,
@@ -130,15 +140,44 @@ class PipelineRun:
         self.pinning.pin()
         summary = self.summary
         for file_data, result in self.flow.finished_entries():
-            for call in self.post_calls:
+            published: list[tuple[BasePostProcessor, list[FileData]]] = []
+            for post_processor, call in zip(self.post_processors, self.post_calls):
                 try:
                     call(result, file_data)
                 except BaseException as exc:  # noqa: BLE001 - recorded on the file
                     file_data.fail("post_process", exc)
                     logger.error("post-processor failed on %s: %s", file_data.id, exc)
+                    if holds_results(post_processor):
+                        # It failed on the file: it holds nothing of it to publish.
+                        published.append((post_processor, [file_data]))
+                if holds_results(post_processor):
+                    published.append((post_processor, self._take_published(post_processor)))
+            # Told once the whole chain has seen the file: the journal's recorder,
+            # last, has then prepared its row, whichever files were published.
+            for holder, files in published:
+                self._tell_published(holder, files)
             summary.record(file_data)
             if self.notify_files:
                 notify_observers(self.manager, "file_finished", file_data=file_data, result=result)
+
+    @staticmethod
+    def _take_published(holder: BasePostProcessor) -> list[FileData]:
+        """What ``holder`` published since it was last asked; none if asking fails."""
+        try:
+            return list(holder.take_published())
+        except BaseException as exc:  # noqa: BLE001 - a plugin's failure, logged
+            # Files it never returns are not recorded: a rerun does them again.
+            logger.error(
+                "post-processor take_published() failed: %s: %s", type(exc).__name__, exc
+            )
+            return []
+
+    def _tell_published(self, holder: BasePostProcessor, files: list[FileData]) -> None:
+        if files and self.on_published is not None:
+            try:
+                self.on_published(holder, files)
+            except Exception as exc:  # noqa: BLE001 - the run goes on; the journal retries
+                logger.error("recording published files failed: %s", exc)
 
     # -- orchestration ------------------------------------------------------------
 
@@ -209,6 +248,8 @@ class PipelineRun:
             self._post_thread.join()
         for post_processor in self.post_processors:
             call_plugin(post_processor.close, "post-processor close() failed")
+            if holds_results(post_processor):
+                self._tell_published(post_processor, self._take_published(post_processor))
         call_plugin(self.executor.close, "executor close() failed")
         self.cache.close()
 

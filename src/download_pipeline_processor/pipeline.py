@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._inputs import FileListSource
 from ._registry import PluginRegistry
-from ._run import PipelineRun
+from ._run import PipelineRun, holds_results
 from ._stop_signal import StopSignal
 from .base_post_processor import BasePostProcessor
 from .plan import (
@@ -165,11 +165,15 @@ class ProcessingPipeline:
             raise
         self.summary = RunSummary()
         post_processors = self.post_processors
+        on_published = None
         if journal is not None:
             journal.summary = self.summary
             # Last, so a file is recorded once every post-processor is done with
-            # it; the run closes it last too, committing the rest and freeing it.
-            post_processors = [*post_processors, journal.recorder()]
+            # it (and published by those that hold files); the run closes it
+            # last too, committing the rest and freeing it.
+            recorder = journal.recorder([pp for pp in post_processors if holds_results(pp)])
+            post_processors = [*post_processors, recorder]
+            on_published = recorder.published
         run = PipelineRun(
             self.settings,
             entries,
@@ -179,6 +183,7 @@ class ProcessingPipeline:
             plugin_manager=self.plugin_manager,
             stop=self._stop,
             summary=self.summary,
+            on_published=on_published,
         )
         try:
             return run.execute()
