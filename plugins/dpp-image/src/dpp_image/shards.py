@@ -29,16 +29,16 @@ import pyarrow.parquet as pq
 from download_pipeline_processor import BasePostProcessor, FileData, Option
 from download_pipeline_processor.redact import redact_url
 
-from .shard_writer import FinishedShard, ShardWriter
+from .shard_writer import SUCCESS, FinishedShard, ShardWriter
 from .storage import SHARD_FILE, ShardStore
 
 __all__ = ["RECENT_SHARDS_READ", "ShardsPostProcessor", "parse_storage_options"]
 
 logger = logging.getLogger(__name__)
 
-#: How many of the newest published shards are read at start (their ids and
-#: URLs): a run killed between a shard's publication and the journal's record
-#: of it does not write those files a second time when it is run again.
+#: After a killed run, how many of its newest published shards are read at
+#: start (their ids and URLs): a file published in the instant between a
+#: shard's publication and the journal's record of it is not written twice.
 RECENT_SHARDS_READ = 8
 #: Finished shards waiting for the publishing thread; each is on disk, not in memory.
 PUBLISH_QUEUE = 2
@@ -102,6 +102,20 @@ class _Publisher(threading.Thread):
             raise RuntimeError(f"a shard could not be published: {self.error}") from self.error
 
 
+def _next_number(names: list[str]) -> int:
+    numbers = [int(match.group(1)) for match in map(SHARD_FILE.match, names) if match]
+    return max(numbers) + 1 if numbers else 0
+
+
+def _by_number(names: list[str]) -> dict[int, list[str]]:
+    shards: dict[int, list[str]] = {}
+    for name in names:
+        match = SHARD_FILE.match(name)
+        if match:
+            shards.setdefault(int(match.group(1)), []).append(name)
+    return dict(sorted(shards.items()))
+
+
 def _remove(parts: list[tuple[str, str]]) -> None:
     for temporary, _ in parts:
         if os.path.exists(temporary):
@@ -144,24 +158,54 @@ class ShardsPostProcessor(BasePostProcessor):
             raise ValueError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
         self.samples_per_shard = samples_per_shard
         self.store = ShardStore(os.fspath(output), parse_storage_options(storage_options))
-        names = self.store.shard_names()
-        numbers = sorted({int(match.group(1)) for match in map(SHARD_FILE.match, names) if match})
         # A rerun numbers its shards after every existing one: none is overwritten.
-        self._next_number = numbers[-1] + 1 if numbers else 0
-        self._recent = self._read_recent(names)
+        self._next_number = _next_number(self.store.shard_names())
+        self._recent = self._after_a_kill()
         self._released: list[FileData] = []
         self._shard: ShardWriter | None = None
         self._publisher = _Publisher(self.store)
         self._publisher.start()
         self._closed = False
 
-    def _read_recent(self, names: list[str]) -> set[tuple[str, str]]:
-        parquets = [name for name in names if name.endswith(".parquet")][-RECENT_SHARDS_READ:]
+    def _after_a_kill(self) -> set[tuple[str, str]]:
+        """The (id, url) pairs of the samples in the newest shards of killed runs, if any.
+
+        A run leaves a marker in the output while it writes and removes it
+        when it closes; a marker found here names the first shard of the
+        killed run (of the first one, after several kills in a row).
+        """
+        marker = self.store.read_marker()
+        first = self._next_number
+        if marker is not None:
+            try:
+                first = min(first, int(json.loads(marker)["first_shard"]))
+            except (ValueError, KeyError, TypeError):
+                first = 0
+        self.store.write_marker(json.dumps({"first_shard": first}).encode("utf-8"))
+        if marker is None:
+            return set()
+        self.store.remove_leftover_temporaries()
+        parquets = []
+        for number, parts in _by_number(self.store.shard_names()).items():
+            if number < first:
+                continue
+            if f"{number:05d}.parquet" in parts:
+                parquets.append(f"{number:05d}.parquet")
+            else:
+                # Killed between its tar's publication and its parquet's: none
+                # of its files was handed back, the rerun does them again.
+                for name in parts:
+                    logger.warning("removing %s, an incomplete shard of a killed run", name)
+                    self.store.remove(name)
+        # The incomplete shard's number is free again: no gap in the numbering.
+        self._next_number = _next_number(self.store.shard_names())
+        parquets = parquets[-RECENT_SHARDS_READ:]
         seen: set[tuple[str, str]] = set()
         for name in parquets:
             with self.store.open_read(name) as stream:
-                table = pq.read_table(stream, columns=["id", "url"])
-            seen.update(zip(table.column("id").to_pylist(), table.column("url").to_pylist()))
+                rows = pq.read_table(stream, columns=["id", "url", "status"]).to_pylist()
+            # A failure is tried again: only a sample in a tar is done for good.
+            seen.update((row["id"], row["url"]) for row in rows if row["status"] == SUCCESS)
         return seen
 
     def post_process(self, result: Any, file_data: FileData) -> None:
@@ -217,3 +261,5 @@ class ShardsPostProcessor(BasePostProcessor):
             self._publisher.queue.put(None)
             self._publisher.join()
         self._publisher.check()
+        # Every shard is published: the next run need not look for this one's files.
+        self.store.remove_marker()

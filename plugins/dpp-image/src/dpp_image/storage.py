@@ -26,6 +26,9 @@ __all__ = ["SHARD_FILE", "ShardStore"]
 SHARD_FILE = re.compile(r"^(\d{5,})(?:\.tar|\.parquet|_stats\.json)$")
 #: The hidden prefix of a local shard file still being written.
 TEMP_PREFIX = ".dpp-shard-"
+#: Present while a run writes into the output, removed when it closed cleanly:
+#: found at start, it says the last run was killed.
+RUN_MARKER = ".dpp-shards-running.json"
 
 
 class ShardStore:
@@ -73,6 +76,8 @@ class ShardStore:
             if self.local:
                 # mkstemp made it private; a published shard is readable as any file here.
                 os.chmod(temporary, 0o644)
+                # On disk before it has its name: a power loss leaves no empty shard.
+                _fsync(temporary)
                 # The final name is never taken over: the numbering skipped every existing one.
                 os.replace(temporary, self.path(name))
             else:
@@ -84,3 +89,44 @@ class ShardStore:
     def open_read(self, name: str) -> Any:
         """A binary file object of the published ``name``."""
         return self.fs.open(self.path(name), "rb")
+
+    def remove(self, name: str) -> None:
+        """Remove the published ``name``."""
+        self.fs.rm_file(self.path(name))
+
+    def remove_leftover_temporaries(self) -> None:
+        """Remove the hidden temporary files a killed run left in a local output folder."""
+        if not self.local:
+            return  # a remote output's temporaries were private local files
+        for entry in os.scandir(self.root):
+            if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+
+    def read_marker(self) -> bytes | None:
+        """The run marker's content, or None when there is none."""
+        try:
+            return bytes(self.fs.cat_file(self.path(RUN_MARKER)))
+        except FileNotFoundError:
+            return None
+
+    def write_marker(self, content: bytes) -> None:
+        """Write the run marker, whole."""
+        temporary = self.temporary(".json")
+        with open(temporary, "wb") as out:
+            out.write(content)
+        self.publish(temporary, RUN_MARKER)
+
+    def remove_marker(self) -> None:
+        """Remove the run marker (the run closed cleanly)."""
+        try:
+            self.fs.rm_file(self.path(RUN_MARKER))
+        except FileNotFoundError:
+            pass
+
+
+def _fsync(path: str) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
