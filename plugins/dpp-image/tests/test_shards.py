@@ -6,8 +6,12 @@ import csv
 import io
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,8 @@ from PIL import Image
 
 from download_pipeline_processor.testing import FileServer, run_pipeline
 from dpp_image import ResizeProcessor, ShardsPostProcessor
+
+CLI = Path(sys.executable).with_name("download-pipeline-processor")
 
 # The kinds of input cycled through the 100 rows, and what becomes of each.
 KINDS = [
@@ -297,3 +303,89 @@ class TestS3Output:
         # A rerun numbers after the shards already in the bucket.
         assert run_cli(*args, env=env).returncode == 1
         assert "00003.tar" in {p.rsplit("/", 1)[1] for p in fs.ls("dataset/run1", refresh=True)}
+
+
+def wait_for(condition: Any, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Poll ``condition`` every 2 ms while ``proc`` runs; fail if it ends or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "the run ended before it was killed"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)
+
+
+class TestCrashSafety:
+    @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+    def test_kill_9_twice_and_rerun_with_journal(
+        self, tmp_path: Path, server: FileServer, images: dict[str, bytes]
+    ) -> None:
+        """SIGKILL mid-shard, then just after a publication, then a rerun: each image in one shard.
+
+        The first kill lands while a shard is half written, with its files
+        post-processed long enough ago for the journal to have recorded them
+        were it not told to wait for their publication.  The second lands
+        right after a shard's parquet (its last file) appears, most often
+        before the journal recorded that shard's files.  No file is lost, none
+        is written twice, no partial shard is left.
+        """
+        kinds = ["landscape.jpg", "rotated.jpg", "alpha.png", "picture.webp"]
+        entries = [
+            {"id": f"img{n:02d}",
+             "url": server.add(f"/{n}.img", images[kinds[n % 4]], delay=0.05)}
+            for n in range(60)
+        ]
+        files = tmp_path / "files.json"
+        files.write_text(json.dumps(entries), encoding="utf-8")
+        out = tmp_path / "shards"
+        log = tmp_path / "stderr.log"
+        args = [
+            str(CLI),
+            *shards_args(files, str(out), "--post-processor-option", "samples_per_shard=25"),
+            # dummy, after shards, logs "processed ID": a file's post-processing, seen from outside.
+            "--post-processor", "dummy",
+            "--journal", str(tmp_path / "journal.db"), "--download-workers", "2",
+            "--download-cache", str(tmp_path / "cache"), "--retry-backoff", "0",
+        ]
+        env = {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "image"}
+
+        def start() -> subprocess.Popen[bytes]:
+            with log.open("w") as stderr:
+                return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+
+        def processed() -> int:
+            return log.read_text(encoding="utf-8").count("INFO processed img")
+
+        proc = start()
+        try:
+            wait_for(lambda: processed() >= 32, proc)
+            time.sleep(0.25)  # past the journal's flush interval
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        assert sorted(name for name in os.listdir(out) if not name.startswith(".")) == [
+            "00000.parquet", "00000.tar", "00000_stats.json"
+        ]
+
+        proc = start()
+        try:
+            wait_for(lambda: (out / "00001.parquet").exists(), proc)
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+
+        proc = start()
+        assert proc.wait(timeout=120) == 0, log.read_text(encoding="utf-8")[-2000:]
+
+        names = os.listdir(out)
+        assert not [name for name in names if name.startswith(".")]  # no temporary, no marker
+        tars = sorted(name for name in names if name.endswith(".tar"))
+        for tar in tars:  # every tar is a whole shard: its parquet and stats beside it
+            assert tar.replace(".tar", ".parquet") in names
+            assert tar.replace(".tar", "_stats.json") in names
+        rows = parquet_rows(out)
+        assert sorted(row["id"] for row in rows) == [entry["id"] for entry in entries]
+        samples = list(wds.WebDataset([str(out / tar) for tar in tars], shardshuffle=False))
+        ids = sorted(json.loads(sample["json"])["id"] for sample in samples)
+        assert ids == [entry["id"] for entry in entries]
