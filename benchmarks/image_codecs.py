@@ -1,4 +1,4 @@
-"""``python -m benchmarks.image_codecs``: CPU per image of the codecs the ``resize`` processor could use.
+"""``python -m benchmarks.image_codecs``: CPU per image of the codecs `resize` could use.
 
 Each candidate does img2dataset's default job on one JPEG: decode (at a
 reduced scale where the library can: libjpeg's DCT scaling), resize the
@@ -48,12 +48,17 @@ def make_jpegs(per_size: int) -> list[bytes]:
     images = []
     for width, height in SOURCE_SIZES:
         for _ in range(per_size):
-            coarse = rng.integers(0, 256, size=(height // 32 + 1, width // 32 + 1, 3), dtype=np.uint8)
+            coarse = rng.integers(
+                0, 256, size=(height // 32 + 1, width // 32 + 1, 3), dtype=np.uint8
+            )
             field = Image.fromarray(coarse).resize((width, height), Image.Resampling.BICUBIC)
             draw = ImageDraw.Draw(field)
             for _ in range(12):
                 x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
-                x1, y1 = x0 + int(rng.integers(10, width // 3)), y0 + int(rng.integers(10, height // 3))
+                x1, y1 = (
+                    x0 + int(rng.integers(10, width // 3)),
+                    y0 + int(rng.integers(10, height // 3)),
+                )
                 colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
                 draw.ellipse((x0, y0, x1, y1), fill=colour)
             pixels = np.asarray(field, dtype=np.int16)
@@ -177,9 +182,7 @@ def simplejpeg_pillow() -> Codec:
         image = image.resize(_border_box(*image.size), Image.Resampling.BOX)
         canvas = Image.new("RGB", (SIZE, SIZE), (255, 255, 255))
         canvas.paste(image, ((SIZE - image.width) // 2, (SIZE - image.height) // 2))
-        return bytes(
-            simplejpeg.encode_jpeg(np.asarray(canvas), quality=QUALITY, colorspace="RGB")
-        )
+        return bytes(simplejpeg.encode_jpeg(np.asarray(canvas), quality=QUALITY, colorspace="RGB"))
 
     return run
 
@@ -273,7 +276,9 @@ def threaded_rate(codec: Codec, images: list[bytes], threads: int) -> float:
         return 2 * len(images) / (time.perf_counter() - start)
 
 
-def pipeline_cpu_ms(images: list[bytes], count: int, processing_limit: int = 2) -> tuple[float, float]:
+def pipeline_cpu_ms(
+    images: list[bytes], count: int, processing_limit: int = 2
+) -> tuple[float, float]:
     """CPU ms per image of the whole command (its process alone), and its images per second."""
     import resource
     import subprocess
@@ -330,14 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.reps):
         for name, codec in codecs.items():
             passes[name].append(cpu_pass(codec, images))
-            rates[name].append(
-                (threaded_rate(codec, images, 1), threaded_rate(codec, images, 2))
-            )
+            rates[name].append((threaded_rate(codec, images, 1), threaded_rate(codec, images, 2)))
     print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
-    print(
-        f"| {'candidate':52} | CPU ms/image, median (min) | images/s, 1 thread | 2 threads |"
-    )
+    print(f"| {'candidate':52} | CPU ms/image, median (min) | images/s, 1 thread | 2 threads |")
     print(f"|{'-' * 54}|{'-' * 28}|{'-' * 20}|{'-' * 11}|")
     for name in codecs:
         median = statistics.median(passes[name])

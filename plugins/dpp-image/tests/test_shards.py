@@ -55,8 +55,12 @@ def write_csv(path: Path, server: FileServer, images: dict[str, bytes], rows: in
         if kind in images:
             server.add(f"/{index}/{kind}", images[kind])
         entries.append(
-            {"id": f"img{index:03d}", "url": url, "caption": f"caption {index}, {kind}",
-             "source": kind}
+            {
+                "id": f"img{index:03d}",
+                "url": url,
+                "caption": f"caption {index}, {kind}",
+                "source": kind,
+            }
         )
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.DictWriter(out, fieldnames=["id", "url", "caption", "source"])
@@ -68,8 +72,15 @@ def write_csv(path: Path, server: FileServer, images: dict[str, bytes], rows: in
 def shards_args(files: Path, output: str, *extra: str) -> list[str]:
     """The command line of a resize-and-shard run."""
     return [
-        "--files", str(files), "--processor", "resize", "--post-processor", "shards",
-        "--post-processor-option", f"output={output}", *extra,
+        "--files",
+        str(files),
+        "--processor",
+        "resize",
+        "--post-processor",
+        "shards",
+        "--post-processor-option",
+        f"output={output}",
+        *extra,
     ]
 
 
@@ -79,6 +90,11 @@ def parquet_rows(folder: Path) -> list[dict[str, Any]]:
     for path in sorted(folder.glob("*.parquet")):
         rows.extend(pq.read_table(path).to_pylist())
     return rows
+
+
+def listing(folder: Path) -> list[str]:
+    """The names in ``folder``, sorted."""
+    return sorted(path.name for path in folder.iterdir())
 
 
 def free_port() -> int:
@@ -99,13 +115,18 @@ class TestLocalOutput:
         jsonl = tmp_path / "results.jsonl"
         completed = run_cli(
             *shards_args(files, str(out), "--post-processor-option", "samples_per_shard=30"),
-            "--post-processor", "jsonl", "--post-processor-option", f"jsonl.path={jsonl}",
-            "--processor-option", "min_size=20",
+            "--post-processor",
+            "jsonl",
+            "--post-processor-option",
+            f"jsonl.path={jsonl}",
+            "--processor-option",
+            "min_size=20",
         )
         assert completed.returncode == 1, completed.stderr  # the failures
-        names = sorted(os.listdir(out))
-        assert names == [f"{n:05d}{suffix}" for n in range(4)
-                         for suffix in (".parquet", ".tar", "_stats.json")]
+        names = sorted(listing(out))
+        assert names == [
+            f"{n:05d}{suffix}" for n in range(4) for suffix in (".parquet", ".tar", "_stats.json")
+        ]
 
         # Parquet: one row per input row, img2dataset's columns and statuses.
         rows = parquet_rows(out)
@@ -154,7 +175,13 @@ class TestLocalOutput:
         lines = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
         result = next(line["result"] for line in lines if line["status"] == "ok")
         assert set(result) == {
-            "format", "width", "height", "original_width", "original_height", "sha256", "bytes"
+            "format",
+            "width",
+            "height",
+            "original_width",
+            "original_height",
+            "sha256",
+            "bytes",
         }
         assert jsonl.stat().st_size < 100 * 1000
 
@@ -167,20 +194,24 @@ class TestLocalOutput:
         out = tmp_path / "shards"
         args = shards_args(files, str(out), "--post-processor-option", "samples_per_shard=4")
         assert run_cli(*args).returncode == 0
-        first = {name: (out / name).read_bytes() for name in os.listdir(out)}
+        first = {name: (out / name).read_bytes() for name in listing(out)}
         assert sorted(first) == sorted(
             f"{n:05d}{s}" for n in range(2) for s in (".tar", ".parquet", "_stats.json")
         )
         assert run_cli(*args).returncode == 0
-        assert sorted(os.listdir(out)) == sorted(
+        assert sorted(listing(out)) == sorted(
             f"{n:05d}{s}" for n in range(4) for s in (".tar", ".parquet", "_stats.json")
         )
         assert {name: (out / name).read_bytes() for name in first} == first
         assert pq.read_table(out / "00002.parquet").column("key").to_pylist()[0] == "000020"
 
     @pytest.mark.parametrize(
-        ("mode", "size"),
-        [("keep_ratio", (341, 256)), ("center_crop", (256, 256)), ("keep_ratio_largest", (256, 192))],
+        "case",
+        [
+            ("keep_ratio", (341, 256)),
+            ("center_crop", (256, 256)),
+            ("keep_ratio_largest", (256, 192)),
+        ],
     )
     def test_modes_through_the_command(
         self,
@@ -188,10 +219,10 @@ class TestLocalOutput:
         server: FileServer,
         images: dict[str, bytes],
         run_cli: Any,
-        mode: str,
-        size: tuple[int, int],
+        case: tuple[str, tuple[int, int]],
     ) -> None:
         """--processor-option mode=... reaches the shards: the image has that mode's size."""
+        mode, size = case
         files = tmp_path / "files.csv"
         files.write_text(f"url\n{server.add('/a.jpg', images['landscape.jpg'])}\n")
         out = tmp_path / "shards"
@@ -206,7 +237,8 @@ class TestLocalOutput:
         files.write_text("url\nhttp://127.0.0.1:9/a.jpg\n")
         completed = run_cli(
             *shards_args(files, str(tmp_path / "out")),
-            "--post-processor-option", "storage_options=[1, 2]",
+            "--post-processor-option",
+            "storage_options=[1, 2]",
         )
         assert completed.returncode == 2
         assert "storage_options must be a JSON object" in completed.stderr
@@ -253,8 +285,11 @@ def s3_server() -> Iterator[str]:
         import boto3
 
         boto3.client(
-            "s3", endpoint_url=endpoint, region_name="us-east-1",
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - the local test server's
         ).create_bucket(Bucket="dataset")
         yield endpoint
     finally:
@@ -281,12 +316,16 @@ class TestS3Output:
             "AWS_DEFAULT_REGION": "us-east-1",
             "FSSPEC_S3_ENDPOINT_URL": s3_server,
         }
-        args = shards_args(files, "s3://dataset/run1", "--post-processor-option",
-                           "samples_per_shard=5")
+        args = shards_args(
+            files, "s3://dataset/run1", "--post-processor-option", "samples_per_shard=5"
+        )
         completed = run_cli(*args, env=env)
         assert completed.returncode == 1, completed.stderr  # the failures among the 12
-        fs = s3fs.S3FileSystem(key="testing", secret="testing",
-                               client_kwargs={"endpoint_url": s3_server})
+        fs = s3fs.S3FileSystem(
+            key="testing",
+            secret="testing",  # noqa: S106 - the local test server's
+            client_kwargs={"endpoint_url": s3_server},
+        )
         names = sorted(path.rsplit("/", 1)[1] for path in fs.ls("dataset/run1", refresh=True))
         assert names == sorted(
             f"{n:05d}{s}" for n in range(3) for s in (".tar", ".parquet", "_stats.json")
@@ -295,8 +334,11 @@ class TestS3Output:
         fs.get("dataset/run1/", str(local), recursive=True)
         rows = parquet_rows(local)
         assert len(rows) == 12
-        samples = list(wds.WebDataset(sorted(str(p) for p in local.glob("*.tar")),
-                                      shardshuffle=False).decode("pil"))
+        samples = list(
+            wds.WebDataset(sorted(str(p) for p in local.glob("*.tar")), shardshuffle=False).decode(
+                "pil"
+            )
+        )
         # tiny.jpg passes here: no min_size.
         assert len(samples) == sum(row["status"] == "success" for row in rows) == 10
         assert all(sample["jpg"].size == (256, 256) for sample in samples)
@@ -330,8 +372,7 @@ class TestCrashSafety:
         """
         kinds = ["landscape.jpg", "rotated.jpg", "alpha.png", "picture.webp"]
         entries = [
-            {"id": f"img{n:02d}",
-             "url": server.add(f"/{n}.img", images[kinds[n % 4]], delay=0.05)}
+            {"id": f"img{n:02d}", "url": server.add(f"/{n}.img", images[kinds[n % 4]], delay=0.05)}
             for n in range(60)
         ]
         files = tmp_path / "files.json"
@@ -342,9 +383,16 @@ class TestCrashSafety:
             str(CLI),
             *shards_args(files, str(out), "--post-processor-option", "samples_per_shard=25"),
             # dummy, after shards, logs "processed ID": a file's post-processing, seen from outside.
-            "--post-processor", "dummy",
-            "--journal", str(tmp_path / "journal.db"), "--download-workers", "2",
-            "--download-cache", str(tmp_path / "cache"), "--retry-backoff", "0",
+            "--post-processor",
+            "dummy",
+            "--journal",
+            str(tmp_path / "journal.db"),
+            "--download-workers",
+            "2",
+            "--download-cache",
+            str(tmp_path / "cache"),
+            "--retry-backoff",
+            "0",
         ]
         env = {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "image"}
 
@@ -363,13 +411,15 @@ class TestCrashSafety:
             proc.kill()
             proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL
-        assert sorted(name for name in os.listdir(out) if not name.startswith(".")) == [
-            "00000.parquet", "00000.tar", "00000_stats.json"
+        assert sorted(name for name in listing(out) if not name.startswith(".")) == [
+            "00000.parquet",
+            "00000.tar",
+            "00000_stats.json",
         ]
 
         proc = start()
         try:
-            wait_for(lambda: (out / "00001.parquet").exists(), proc)
+            wait_for((out / "00001.parquet").exists, proc)
         finally:
             proc.kill()
             proc.wait(timeout=30)
@@ -378,7 +428,7 @@ class TestCrashSafety:
         proc = start()
         assert proc.wait(timeout=120) == 0, log.read_text(encoding="utf-8")[-2000:]
 
-        names = os.listdir(out)
+        names = listing(out)
         assert not [name for name in names if name.startswith(".")]  # no temporary, no marker
         tars = sorted(name for name in names if name.endswith(".tar"))
         for tar in tars:  # every tar is a whole shard: its parquet and stats beside it

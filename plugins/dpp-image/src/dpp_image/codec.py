@@ -175,9 +175,7 @@ def _open(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data), formats=READ_FORMATS)
     except UnidentifiedImageError:
-        raise NotAnImageError(
-            "not an image: no JPEG, PNG, WebP, GIF, BMP or TIFF header"
-        ) from None
+        raise NotAnImageError("not an image: no JPEG, PNG, WebP, GIF, BMP or TIFF header") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"image too large: {exc}") from None
     except (OSError, ValueError, SyntaxError) as exc:

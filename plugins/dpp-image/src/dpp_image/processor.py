@@ -49,9 +49,10 @@ class ResizeProcessor(BaseProcessor):
 
     def __init__(
         self,
+        *,
         size: int = 256,
         mode: str = "border",
-        format: str = "jpg",  # noqa: A002 - img2dataset's and the option's name
+        format: str = "jpg",
         quality: int | None = None,
         min_size: int = 0,
         resize_only_if_bigger: bool = False,

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -158,7 +159,7 @@ class ShardWriter:
             "end_time": _utc(ended),
             "duration": round(ended - self.started, 3),
         }
-        with open(stats_path, "w", encoding="utf-8") as out:
+        with Path(stats_path).open("w", encoding="utf-8") as out:
             json.dump(stats, out, indent=2, ensure_ascii=False)
 
     def abandon(self) -> None:

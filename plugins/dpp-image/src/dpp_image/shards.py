@@ -22,6 +22,7 @@ import os
 import queue
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -118,8 +119,7 @@ def _by_number(names: list[str]) -> dict[int, list[str]]:
 
 def _remove(parts: list[tuple[str, str]]) -> None:
     for temporary, _ in parts:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        Path(temporary).unlink(missing_ok=True)
 
 
 class ShardsPostProcessor(BasePostProcessor):

@@ -10,6 +10,7 @@ one ``put``: object stores show an object only once its upload completed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -75,16 +76,16 @@ class ShardStore:
         try:
             if self.local:
                 # mkstemp made it private; a published shard is readable as any file here.
-                os.chmod(temporary, 0o644)
+                Path(temporary).chmod(0o644)
                 # On disk before it has its name: a power loss leaves no empty shard.
                 _fsync(temporary)
-                # The final name is never taken over: the numbering skipped every existing one.
-                os.replace(temporary, self.path(name))
+                # A shard's name is new (the numbering skips every existing one);
+                # only the run marker is ever replaced.
+                Path(temporary).replace(self.path(name))
             else:
                 self.fs.put_file(temporary, self.path(name))
         finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+            Path(temporary).unlink(missing_ok=True)
 
     def open_read(self, name: str) -> Any:
         """A binary file object of the published ``name``."""
@@ -100,7 +101,7 @@ class ShardStore:
             return  # a remote output's temporaries were private local files
         for entry in os.scandir(self.root):
             if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
+                Path(entry.path).unlink(missing_ok=True)
 
     def read_marker(self) -> bytes | None:
         """The run marker's content, or None when there is none."""
@@ -112,16 +113,13 @@ class ShardStore:
     def write_marker(self, content: bytes) -> None:
         """Write the run marker, whole."""
         temporary = self.temporary(".json")
-        with open(temporary, "wb") as out:
-            out.write(content)
+        Path(temporary).write_bytes(content)
         self.publish(temporary, RUN_MARKER)
 
     def remove_marker(self) -> None:
         """Remove the run marker (the run closed cleanly)."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(RUN_MARKER))
-        except FileNotFoundError:
-            pass
 
 
 def _fsync(path: str) -> None:
