@@ -462,3 +462,23 @@ class TestCrashSafety:
         ]
         with tarfile.open(out / "00001.tar") as tar:
             assert tar.getnames()[0] == "000010000.jpg"
+
+
+class TestWrongProcessor:
+    def test_other_results_fail_in_words(
+        self, tmp_path: Path, server: FileServer, images: dict[str, bytes]
+    ) -> None:
+        """A result that is not a resized image fails its file, saying to use resize."""
+        entries = [{"url": server.add("/a.jpg", images["landscape.jpg"])}]
+        outcome = run_pipeline(
+            entries,
+            "checksum",
+            post_processors=[ShardsPostProcessor],
+            post_processor_options={"output": str(tmp_path / "out")},
+        )
+        assert outcome.exit_code == 1
+        (failure,) = outcome.failures
+        assert failure.error is not None
+        assert failure.error.stage == "post_process"
+        assert "run it with --processor resize" in failure.error.message
+        assert listing(tmp_path / "out") == []

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from download_pipeline_processor import BasePostProcessor, FileData, Option
 from download_pipeline_processor.redact import redact_url
 
+from .codec import ResizedImage
 from .shard_writer import SUCCESS, FinishedShard, ShardWriter
 from .storage import SHARD_FILE, ShardStore
 
@@ -218,6 +219,11 @@ class ShardsPostProcessor(BasePostProcessor):
             # journal had not recorded it yet.
             self._released.append(file_data)
             return
+        if file_data.error is None and not isinstance(result, ResizedImage):
+            raise TypeError(
+                f"shards writes the resize processor's images, not a {type(result).__name__}"
+                " result: run it with --processor resize"
+            )
         shard = self._shard or self._open_shard()
         shard.add(result, file_data)
         if shard.full:
