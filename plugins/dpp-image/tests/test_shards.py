@@ -482,3 +482,27 @@ class TestWrongProcessor:
         assert failure.error.stage == "post_process"
         assert "run it with --processor resize" in failure.error.message
         assert listing(tmp_path / "out") == []
+
+
+class TestMemory:
+    def test_memory_flat_in_the_number_of_images(self, tmp_path: Path) -> None:
+        """200 MB of images in one shard: the post-processor's memory peak stays under 10 MB."""
+        import tracemalloc
+
+        from download_pipeline_processor import FileData
+        from dpp_image import ResizedImage
+
+        image = ResizedImage(os.urandom(1024 * 1024), "jpg", 256, 256, 640, 480, "0" * 64)
+        writer = ShardsPostProcessor(str(tmp_path / "out"), samples_per_shard=1000)
+        tracemalloc.start()
+        try:
+            for index in range(200):
+                file_data = FileData(url=f"http://127.0.0.1/{index}.jpg")
+                writer.post_process(image, file_data)
+            writer.close()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 10 * 1024 * 1024
+        assert (tmp_path / "out" / "00000.tar").stat().st_size > 200 * 1024 * 1024
+        assert len(writer.take_published()) == 200
