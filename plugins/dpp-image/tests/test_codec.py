@@ -13,9 +13,9 @@ from dpp_image import (
     NotAnImageError,
     ResizedImage,
     ResizeSpec,
-    resize_image,
 )
-from dpp_image.codec import MODES
+from dpp_image.codec import resize_image
+from dpp_image.model import MODES
 
 
 def decoded(result: ResizedImage) -> Image.Image:

@@ -1,10 +1,14 @@
-"""Image datasets for download-pipeline-processor: the ``resize`` processor and ``shards``."""
+"""Image datasets for download-pipeline-processor: the ``resize`` processor and ``shards``.
+
+Importing the package loads no image library, pyarrow or fsspec: they load
+when a run builds the processor or the post-processor (``dpp_image.codec``
+holds :func:`~dpp_image.codec.resize_image`).
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .codec import ResizedImage, ResizeSpec, resize_image
 from .errors import (
     ImageDecodeError,
     ImageError,
@@ -12,6 +16,7 @@ from .errors import (
     ImageTooSmallError,
     NotAnImageError,
 )
+from .model import ResizedImage, ResizeSpec
 from .processor import ResizeProcessor
 from .shards import ShardsPostProcessor
 
@@ -26,5 +31,4 @@ __all__ = [
     "ResizedImage",
     "ShardsPostProcessor",
     "__version__",
-    "resize_image",
 ]

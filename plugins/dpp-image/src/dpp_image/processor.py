@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from download_pipeline_processor import BaseProcessor, FileData, Option
 
-from .codec import ENCODE_FORMATS, MODES, ResizedImage, ResizeSpec, resize_image
+from .model import ENCODE_FORMATS, MODES, ResizedImage, ResizeSpec
 
 __all__ = ["ResizeProcessor"]
 
@@ -65,5 +65,7 @@ class ResizeProcessor(BaseProcessor):
         """Read the downloaded file and make it into the dataset's image."""
         if file_data.local_path is None:
             raise ValueError("the file was not downloaded")
+        from .codec import resize_image  # the image libraries load when first used
+
         data = Path(file_data.local_path).read_bytes()
         return resize_image(data, self.spec, file_data.download.sha256)

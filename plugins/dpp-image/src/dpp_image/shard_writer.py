@@ -25,12 +25,11 @@ from download_pipeline_processor.redact import redact_url, scrub
 from download_pipeline_processor.report import input_fields, to_json
 from download_pipeline_processor.summary import failure_reason
 
-from .codec import ResizedImage
+from .model import SUCCESS, ResizedImage
 
 __all__ = ["COLUMNS", "SUCCESS", "FinishedShard", "ShardWriter", "status_of"]
 
-#: img2dataset's value of ``status`` for a sample in the tar; its failure values follow.
-SUCCESS = "success"
+#: img2dataset's ``status`` of a failure, by the stage it failed at.
 _FAILED_AT = {"download": "failed_to_download", "process": "failed_to_resize"}
 #: The metadata columns, img2dataset's names first; the entry's other fields follow them.
 COLUMNS: tuple[tuple[str, pa.DataType], ...] = (

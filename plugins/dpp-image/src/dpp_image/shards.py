@@ -23,16 +23,16 @@ import queue
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from download_pipeline_processor import BasePostProcessor, FileData, Option
 from download_pipeline_processor.redact import redact_url
 
-from .codec import ResizedImage
-from .shard_writer import SUCCESS, FinishedShard, ShardWriter
+from .model import SUCCESS, ResizedImage
 from .storage import SHARD_FILE, ShardStore
+
+if TYPE_CHECKING:
+    from .shard_writer import FinishedShard, ShardWriter
 
 __all__ = ["RECENT_SHARDS_READ", "ShardsPostProcessor", "parse_storage_options"]
 
@@ -175,6 +175,8 @@ class ShardsPostProcessor(BasePostProcessor):
         when it closes; a marker found here names the first shard of the
         killed run (of the first one, after several kills in a row).
         """
+        import pyarrow.parquet as pq
+
         marker = self.store.read_marker()
         first = self._next_number
         if marker is not None:
@@ -235,6 +237,8 @@ class ShardsPostProcessor(BasePostProcessor):
         return released + self._publisher.take()
 
     def _open_shard(self) -> ShardWriter:
+        from .shard_writer import ShardWriter
+
         number = self._next_number
         self._next_number += 1
         self._shard = ShardWriter(number, self.samples_per_shard, self.store.temporary(".tar"))
@@ -254,6 +258,8 @@ class ShardsPostProcessor(BasePostProcessor):
         name = f"{shard.number:05d}"
         parts = [(shard.tar_path, f"{name}.tar"), (stats, f"{name}_stats.json")]
         parts.append((parquet, f"{name}.parquet"))
+        from .shard_writer import FinishedShard
+
         self._publisher.queue.put(FinishedShard(shard.number, parts, shard.files))
 
     def close(self) -> None:

@@ -18,9 +18,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
-
 __all__ = ["SHARD_FILE", "ShardStore"]
 
 #: The names a shard's files take: ``00012.tar``, ``00012.parquet``, ``00012_stats.json``.
@@ -36,6 +33,10 @@ class ShardStore:
     """One output location: lists its shards, hands out temporary files, publishes them."""
 
     def __init__(self, output: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        # Loaded when a run builds the post-processor, not when plugins register.
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
         self.output = output
         fs, root = fsspec.core.url_to_fs(output, **dict(storage_options or {}))
         self.fs = fs
