@@ -115,6 +115,14 @@ class TestFormats:
         assert (result.width, result.height) == (341, 256)
         assert near(decoded(result).getpixel((170, 128)), (255, 0, 0))
 
+    def test_cmyk_jpeg_through_pillow(self) -> None:
+        """A CMYK JPEG, which libjpeg-turbo will not turn into RGB, keeps its colours."""
+        data = io.BytesIO()
+        Image.new("CMYK", (500, 300), (0, 255, 255, 0)).save(data, "JPEG")
+        result = resize_image(data.getvalue(), ResizeSpec())
+        assert (result.width, result.height) == (256, 256)
+        assert near(decoded(result).getpixel((128, 128)), (255, 0, 0))
+
     @pytest.mark.parametrize(("fmt", "pillow_format"), [("png", "PNG"), ("webp", "WEBP")])
     def test_output_formats(self, images: dict[str, bytes], fmt: str, pillow_format: str) -> None:
         """format=png and format=webp write those formats."""

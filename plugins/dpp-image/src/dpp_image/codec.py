@@ -181,7 +181,7 @@ def _fit(image: Image.Image, target: tuple[int, int] | None, spec: ResizeSpec) -
     if image.size != target:
         shrinking = target[0] <= image.width and target[1] <= image.height
         # img2dataset: area averaging down, Lanczos up.  Pillow's BOX filter
-        # is area averaging; reducing_gap first halves by whole factors.
+        # is area averaging.
         if shrinking:
             image = image.resize(target, Image.Resampling.BOX)
         else:
