@@ -10,8 +10,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._cache import check_cache_root
+from .options import declared_options
 from .plan import PluginChoice, RunPlan
-from .redact import scrub_urls
+from .redact import REDACTED, scrub_urls
 
 #: Hosts named one by one; the rest are counted.
 SHOWN_HOSTS = 5
@@ -25,9 +26,13 @@ def _host_of(url: str) -> str:
 
 
 def _plugin(choice: PluginChoice) -> dict[str, Any]:
-    # A plugin option may hold a URL with a token in it: never shown whole.
+    # A plugin option may hold a URL with a token in it: never shown whole;
+    # one declared secret (credentials) is not shown at all.
+    secret = {option.name for option in declared_options(choice.cls) or () if option.secret}
     options = {
-        key: scrub_urls(os.fspath(value) if isinstance(value, Path) else str(value))
+        key: REDACTED
+        if key in secret
+        else scrub_urls(os.fspath(value) if isinstance(value, Path) else str(value))
         for key, value in choice.options.items()
     }
     return {"label": choice.label, "options": options}

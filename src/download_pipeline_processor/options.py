@@ -53,6 +53,9 @@ class Option:
     #: refuses two post-processors whose output options name one file: their
     #: lines would interleave.
     output: bool = False
+    #: The value may hold credentials (a key, a token): ``--dry-run`` shows it
+    #: as REDACTED.
+    secret: bool = False
 
     def convert(self, raw: str) -> Any:
         """Turn the command line's string into the declared type."""
@@ -73,6 +76,7 @@ class Option:
             "default": None if self.default is None else str(self.default),
             "help": self.help,
             "output": self.output,
+            "secret": self.secret,
         }
 
 

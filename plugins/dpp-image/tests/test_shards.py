@@ -228,6 +228,20 @@ class TestLocalOutput:
         (sample,) = wds.WebDataset([str(out / "00000.tar")], shardshuffle=False).decode("pil")
         assert sample["jpg"].size == size
 
+    def test_storage_options_never_shown(self, tmp_path: Path, run_cli: Any) -> None:
+        """storage_options may hold keys: --dry-run shows it as REDACTED."""
+        files = tmp_path / "files.csv"
+        files.write_text("url\nhttp://127.0.0.1:9/a.jpg\n")
+        completed = run_cli(
+            *shards_args(files, "s3://bucket/prefix"),
+            "--post-processor-option",
+            'storage_options={"secret": "KEY-s3cr3t"}',
+            "--dry-run",
+        )
+        assert completed.returncode == 0, completed.stderr
+        assert "storage_options=REDACTED" in completed.stdout
+        assert "s3cr3t" not in completed.stdout + completed.stderr
+
     def test_bad_storage_options_is_exit_2(self, tmp_path: Path, run_cli: Any) -> None:
         """storage_options that is not a JSON object is exit 2 naming it, before any request."""
         files = tmp_path / "files.csv"

@@ -146,6 +146,8 @@ class ShardsPostProcessor(BasePostProcessor):
             "storage_options",
             default="",
             help="JSON object of fsspec storage options, e.g. '{\"anon\": false}'",
+            # It may hold an access key and its secret.
+            secret=True,
         ),
     )
 
