@@ -76,7 +76,7 @@ class TestModes:
         assert near(image.getpixel((128, 253)), (255, 255, 255))
 
     def test_center_crop_keeps_the_middle(self, images: dict[str, bytes]) -> None:
-        """center_crop of a red-over-blue... left-red right-blue image keeps both halves."""
+        """center_crop of a left-red, right-blue portrait keeps both halves, centred."""
         result = resize_image(images["portrait.jpg"], ResizeSpec(mode="center_crop", size=100))
         image = decoded(result)
         assert near(image.getpixel((10, 50)), (255, 0, 0))
