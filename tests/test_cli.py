@@ -1225,6 +1225,30 @@ class TestDryRun:
         assert "downloader 'requests', 5 workers, 3 retries" in out
         assert f"a private folder in {tmp_path / 'cache-root'} (would be made)" in out
 
+    def test_secret_option_not_shown(self, tmp_path: Path, file_server: FileServer) -> None:
+        """An option declared secret (credentials) is shown as REDACTED, never its value."""
+
+        class Uploader(BasePostProcessor):
+            options = (Option("credentials", secret=True, help="an access key"),)
+
+            def __init__(self, credentials: str = "") -> None:
+                self.credentials = credentials
+
+            def post_process(self, result: Any, file_data: FileData) -> None:
+                """Nothing: the dry run never calls it."""
+
+        class Plugin:
+            @hookimpl
+            def register_post_processors(self, register: Any) -> None:
+                register("uploader", Uploader)
+
+        args = [*self.dry_run_args(tmp_path, file_server)[:3], "--post-processor", "uploader"]
+        args += ["--post-processor-option", "credentials=KEY-s3cr3t"]
+        result = invoke(args, manager=make_plugin_manager(Plugin()))
+        assert result.exit_code == 0, result.stderr
+        assert "post-processor 'uploader' (credentials=REDACTED)" in result.stdout
+        assert "s3cr3t" not in result.stdout + result.stderr
+
     def test_bad_input_is_exit_2(self, tmp_path: Path, file_server: FileServer) -> None:
         """A bad entry, a bad plugin option or an unsafe cache root is exit 2, as a run's."""
         args = self.dry_run_args(tmp_path, file_server)

@@ -169,6 +169,7 @@ class TestOptionDescription:
             "default": "2",
             "help": "how many",
             "output": False,
+            "secret": False,
         }
         assert Option("x").describe()["default"] is None
 

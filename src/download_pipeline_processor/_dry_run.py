@@ -15,8 +15,9 @@ from ._cache import cache_root_in, check_cache_root
 from ._journal import APPLICATION_ID, FAILED, SUCCEEDED, url_key
 from .errors import JournalError
 from .file_data import FileData
+from .options import declared_options
 from .plan import PluginChoice, RunPlan
-from .redact import scrub_urls
+from .redact import REDACTED, scrub_urls
 from .summary import human_seconds
 
 #: Hosts named one by one; the rest are counted.
@@ -31,9 +32,13 @@ def _host_of(url: str) -> str:
 
 
 def _plugin(choice: PluginChoice) -> dict[str, Any]:
-    # A plugin option may hold a URL with a token in it: never shown whole.
+    # A plugin option may hold a URL with a token in it: never shown whole;
+    # one declared secret (credentials) is not shown at all.
+    secret = {option.name for option in declared_options(choice.cls) or () if option.secret}
     options = {
-        key: scrub_urls(os.fspath(value) if isinstance(value, Path) else str(value))
+        key: REDACTED
+        if key in secret
+        else scrub_urls(os.fspath(value) if isinstance(value, Path) else str(value))
         for key, value in choice.options.items()
     }
     return {"label": choice.label, "options": options}

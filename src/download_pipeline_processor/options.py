@@ -58,6 +58,9 @@ class Option:
     #: shrinks what earlier runs wrote; an explicit false is honoured, with a
     #: warning.
     appends_under_journal: bool = False
+    #: The value may hold credentials (a key, a token): ``--dry-run`` shows it
+    #: as REDACTED.
+    secret: bool = False
 
     def convert(self, raw: str) -> Any:
         """Turn the command line's string into the declared type."""
@@ -78,6 +81,7 @@ class Option:
             "default": None if self.default is None else str(self.default),
             "help": self.help,
             "output": self.output,
+            "secret": self.secret,
         }
 
 

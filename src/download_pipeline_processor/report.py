@@ -17,6 +17,11 @@ FILES_LOGGER = "download_pipeline_processor.files"
 
 
 def _json_default(value: Any) -> Any:
+    # A result may say what its report holds (an image's metadata, not its
+    # bytes): the jsonl line and the journal then stay small.
+    report_form = getattr(type(value), "report_form", None)
+    if callable(report_form):
+        return report_form(value)
     if isinstance(value, PurePath):
         return str(value)
     if isinstance(value, (set, frozenset, tuple)):
@@ -78,5 +83,10 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, default=_json_default, separator
 
 
 def to_json(value: Any) -> str:
-    """Compact JSON; values JSON cannot hold (paths, sets, objects) become strings."""
+    """Compact JSON; values JSON cannot hold (paths, sets, objects) become strings.
+
+    An object whose class defines ``report_form(self)`` is written as what
+    that returns (JSON-ready data): a result that carries bulk bytes keeps
+    them out of reports and the journal that way.
+    """
     return _ENCODER.encode(value)

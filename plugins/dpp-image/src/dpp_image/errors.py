@@ -1,0 +1,35 @@
+"""Why an image was not turned into a sample: one exception class per reason, one-line messages.
+
+A run's summary groups failures by the exception's class name, so each
+reason a user may want to count has its own class.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ImageDecodeError",
+    "ImageError",
+    "ImageTooLargeError",
+    "ImageTooSmallError",
+    "NotAnImageError",
+]
+
+
+class ImageError(Exception):
+    """Base class: the file could not be made into a resized image."""
+
+
+class NotAnImageError(ImageError):
+    """The file is not in an image format the processor reads."""
+
+
+class ImageDecodeError(ImageError):
+    """The file looks like an image but its pixels could not be decoded (truncated, corrupt)."""
+
+
+class ImageTooSmallError(ImageError):
+    """A side of the image is shorter than ``min_size`` pixels."""
+
+
+class ImageTooLargeError(ImageError):
+    """The image has more pixels than Pillow's decompression-bomb limit allows."""

@@ -1,0 +1,131 @@
+"""Where shards go: a local folder or any fsspec URL, each file published whole.
+
+A shard's files are written to temporary files first and only then given
+their final names.  For a local folder the temporary file is a hidden one
+in that folder (created exclusively, never through a link), renamed with
+``os.replace``: the name appears with every byte behind it.  For remote
+storage it is a private local temporary file, uploaded to the final key in
+one ``put``: object stores show an object only once its upload completed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SHARD_FILE", "ShardStore"]
+
+#: The names a shard's files take: ``00012.tar``, ``00012.parquet``, ``00012_stats.json``.
+SHARD_FILE = re.compile(r"^(\d{5,})(?:\.tar|\.parquet|_stats\.json)$")
+#: The hidden prefix of a local shard file still being written.
+TEMP_PREFIX = ".dpp-shard-"
+#: Present while a run writes into the output, removed when it closed cleanly:
+#: found at start, it says the last run was killed.
+RUN_MARKER = ".dpp-shards-running.json"
+
+
+class ShardStore:
+    """One output location: lists its shards, hands out temporary files, publishes them."""
+
+    def __init__(self, output: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        # Loaded when a run builds the post-processor, not when plugins register.
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
+        self.output = output
+        fs, root = fsspec.core.url_to_fs(output, **dict(storage_options or {}))
+        self.fs = fs
+        self.root = root.rstrip("/") if root not in ("/", "") else root
+        self.local = isinstance(fs, LocalFileSystem)
+        if self.local:
+            folder = Path(self.root)
+            folder.mkdir(parents=True, exist_ok=True)
+            if folder.is_symlink() or not folder.is_dir():
+                raise NotADirectoryError(f"{output!r} is not a folder")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise PermissionError(f"{output!r} cannot be written")
+
+    def path(self, name: str) -> str:
+        """The full path or URL path of ``name`` in the output."""
+        return f"{self.root}/{name}" if self.root else name
+
+    def shard_names(self) -> list[str]:
+        """The names of the shard files already in the output."""
+        try:
+            entries = self.fs.ls(self.root, detail=False, refresh=True)
+        except FileNotFoundError:
+            return []
+        except TypeError:  # a file system whose ls takes no refresh
+            entries = self.fs.ls(self.root, detail=False)
+        names = (str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in entries)
+        return sorted(name for name in names if SHARD_FILE.match(name))
+
+    def temporary(self, suffix: str) -> str:
+        """A new, empty, private temporary file's path, where a shard file is written."""
+        folder = self.root if self.local else None
+        handle, path = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix, dir=folder)
+        os.close(handle)
+        return path
+
+    def publish(self, temporary: str, name: str) -> None:
+        """Give ``temporary``'s content the final ``name``, whole; the temporary is gone after."""
+        try:
+            if self.local:
+                # mkstemp made it private; a published shard is readable as any file here.
+                Path(temporary).chmod(0o644)
+                # On disk before it has its name: a power loss leaves no empty shard.
+                _fsync(temporary)
+                # A shard's name is new (the numbering skips every existing one);
+                # only the run marker is ever replaced.
+                Path(temporary).replace(self.path(name))
+            else:
+                self.fs.put_file(temporary, self.path(name))
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+
+    def open_read(self, name: str) -> Any:
+        """A binary file object of the published ``name``."""
+        return self.fs.open(self.path(name), "rb")
+
+    def remove(self, name: str) -> None:
+        """Remove the published ``name``."""
+        self.fs.rm_file(self.path(name))
+
+    def remove_leftover_temporaries(self) -> None:
+        """Remove the hidden temporary files a killed run left in a local output folder."""
+        if not self.local:
+            return  # a remote output's temporaries were private local files
+        for entry in os.scandir(self.root):
+            if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
+                Path(entry.path).unlink(missing_ok=True)
+
+    def read_marker(self) -> bytes | None:
+        """The run marker's content, or None when there is none."""
+        try:
+            return bytes(self.fs.cat_file(self.path(RUN_MARKER)))
+        except FileNotFoundError:
+            return None
+
+    def write_marker(self, content: bytes) -> None:
+        """Write the run marker, whole."""
+        temporary = self.temporary(".json")
+        Path(temporary).write_bytes(content)
+        self.publish(temporary, RUN_MARKER)
+
+    def remove_marker(self) -> None:
+        """Remove the run marker (the run closed cleanly)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self.path(RUN_MARKER))
+
+
+def _fsync(path: str) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
