@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 from pathlib import Path
 
@@ -140,8 +141,10 @@ class TestSummaryOnStandardOutput:
 class TestReaderClosesStandardOutput:
     """A reader that closes standard output early (``| head``) ends the run quietly."""
 
-    def test_head_two_lines(self, tmp_path: Path, file_server: FileServer, cli_path: Path) -> None:
-        """After two lines are read and the pipe closed: exit 141, no traceback, nothing failed.
+    def _head_two_lines(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path, *extra: str
+    ) -> tuple[int, str]:
+        """Run over 302 files, read two lines, close the pipe; the exit code and stderr.
 
         Two files answer at once; the other few hundred wait until the pipe
         is closed, so their lines meet a reader that is gone.
@@ -154,7 +157,7 @@ class TestReaderClosesStandardOutput:
         listing = write_list(tmp_path / "l.json", entries)
         cache = tmp_path / "cache"
         args = ["--files", str(listing), "--processor", "checksum", "--post-processor", "jsonl"]
-        args += ["--download-cache", str(cache), "--retry-backoff", "0"]
+        args += ["--download-cache", str(cache), "--retry-backoff", "0", *extra]
         proc = subprocess.Popen(
             [str(cli_path), *args],
             stdout=subprocess.PIPE,
@@ -173,11 +176,32 @@ class TestReaderClosesStandardOutput:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-        assert proc.returncode == 141, err
+        assert leftover_files(cache) == []
+        return proc.returncode, err
+
+    def test_head_two_lines(self, tmp_path: Path, file_server: FileServer, cli_path: Path) -> None:
+        """After two lines are read and the pipe closed: exit 141, no traceback, nothing failed."""
+        code, err = self._head_two_lines(tmp_path, file_server, cli_path)
+        assert code == 141, err
         assert "Traceback" not in err
         assert "failed" not in err.lower()
         assert "Broken pipe" not in err
-        assert leftover_files(cache) == []
+
+    def test_a_line_that_never_arrived_is_not_journaled(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """Under --journal, only the files whose lines reached the reader are recorded succeeded.
+
+        The file whose line met the closed pipe is interrupted, so a rerun does it again.
+        """
+        journal = tmp_path / "job.db"
+        code, err = self._head_two_lines(tmp_path, file_server, cli_path, "--journal", str(journal))
+        assert code == 141, err
+        with sqlite3.connect(journal) as db:
+            succeeded = {row[0] for row in db.execute(
+                "SELECT id FROM entries WHERE status = 'succeeded'"
+            )}
+        assert succeeded == {"now0", "now1"}
 
     def test_summary_to_a_reader_gone(
         self, tmp_path: Path, file_server: FileServer, cli_path: Path

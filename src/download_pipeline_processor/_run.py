@@ -26,7 +26,7 @@ from ._inputs import CheckedEntries
 from ._stop_signal import EXIT_CLOSED_OUTPUT, StopSignal, is_closed_stdout
 from ._threads import ThreadPinning, call_plugin, worker_thread
 from .base_post_processor import BasePostProcessor
-from .errors import ExecutorError, InvalidEntriesError
+from .errors import ExecutorError, InvalidEntriesError, PipelineInterrupted
 from .executor import BaseExecutor, StageSpec
 from .file_data import FileData
 from .plugins import PipelinePluginManager, has_observers, notify_observers
@@ -148,8 +148,12 @@ class PipelineRun:
                 except BaseException as exc:  # noqa: BLE001 - recorded on the file
                     if is_closed_stdout(exc):
                         # The reader of standard output left (``| head``): it wants
-                        # nothing more; the run stops quietly, the file did not fail.
+                        # nothing more; the run stops quietly.  The file did not
+                        # fail, but its output never arrived: it is interrupted,
+                        # so a journal does not hold it as done.
                         self.stop.stop(EXIT_CLOSED_OUTPUT)
+                        if file_data.error is None:
+                            file_data.fail("post_process", PipelineInterrupted("output closed"))
                         continue
                     file_data.fail("post_process", exc)
                     logger.error("post-processor failed on %s: %s", shorten(str(file_data.id)), exc)
