@@ -244,7 +244,10 @@ def _check_schema(connection: sqlite3.Connection, path: Path, create: bool) -> N
                     f"journal {path}: schema version {version} is newer than this version "
                     f"understands ({SCHEMA_VERSION}); upgrade download-pipeline-processor"
                 )
-            if version < SCHEMA_VERSION:
+            if version < SCHEMA_VERSION and create:
+                # Only a run upgrades (it opens with ``create``): a reader (the
+                # ``journal`` command, an export) leaves an older journal as it is,
+                # still readable by the release that wrote it.
                 _upgrade(connection)
             return
         tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]

@@ -125,6 +125,12 @@ _EXPORT_SQL = """
     FROM entries
     ORDER BY input_index IS NULL, input_index, first_recorded_at, id, url_key
 """
+# A schema-1 journal, which readers do not upgrade: no results, no input positions.
+_EXPORT_SQL_1 = """
+    SELECT NULL, id, url, stage, reason, http_status, attempts, bytes, sha256, download_seconds
+    FROM entries
+    ORDER BY first_recorded_at, id, url_key
+"""
 
 
 class _RecordedError(StageError):
@@ -157,7 +163,8 @@ def exported_lines(path: str | os.PathLike[str]) -> Iterator[Iterator[str]]:
     try:
         # One read transaction: a consistent snapshot however long the export takes.
         connection.execute("BEGIN")
-        rows = connection.execute(_EXPORT_SQL)
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        rows = connection.execute(_EXPORT_SQL if version >= 2 else _EXPORT_SQL_1)
         yield (row[0] if row[0] is not None else _old_row_record(row) for row in rows)
     finally:
         connection.close()

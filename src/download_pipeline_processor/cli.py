@@ -697,8 +697,8 @@ def journal_command(path: Path, as_json: bool, export: Path | None) -> None:
     """Show a journal (--journal PATH): counts by status, failures grouped by reason.
 
     --export FILE writes every entry's latest outcome instead, one JSON line
-    each, in input order.  Reads only (an older journal's schema is upgraded
-    first): it can look at the journal of a run still going.
+    each, in input order.  Reads only (an older journal is left as it is, its
+    schema upgraded by the next run): it can look at the journal of a run still going.
     """
     from ._journal_report import describe_journal, format_journal
 
