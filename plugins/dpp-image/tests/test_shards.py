@@ -173,7 +173,7 @@ class TestLocalOutput:
 
         # The jsonl line of a result keeps its sizes, never the image bytes.
         lines = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
-        result = next(line["result"] for line in lines if line["status"] == "ok")
+        result = next(line["result"] for line in lines if line["status"] == "succeeded")
         assert set(result) == {
             "format",
             "width",
