@@ -268,8 +268,12 @@ class ShardsPostProcessor(BasePostProcessor):
         """The (id, url) pairs of the samples in the newest shards of killed runs, if any.
 
         A run leaves a marker in the output while it writes and removes it
-        when it closes; a marker found here names the first shard of the
-        killed run (of the first one, after several kills in a row).
+        when it closes.  The marker names its run (host, pid, run id, start
+        time) and the first shard of the killed run (of the first one, after
+        several kills in a row).  A marker found here whose run is alive (or,
+        from another host, not said to be over by ``resume_killed``) raises
+        :class:`OutputInUseError`: one run per output.  Otherwise this run's
+        marker replaces it.
         """
         import pyarrow.parquet as pq
 
