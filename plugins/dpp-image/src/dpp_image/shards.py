@@ -382,16 +382,18 @@ class ShardsPostProcessor(BasePostProcessor):
         shard = self._shard
         if shard is None:
             return
-        parquet = self.store.temporary(".parquet")
-        stats = self.store.temporary(".json")
+        temporaries: list[str] = []
         try:
+            temporaries.append(self.store.temporary(".parquet"))
+            temporaries.append(self.store.temporary(".json"))
+            parquet, stats = temporaries
             shard.finish(parquet, stats)
         except OSError as exc:
-            self._drop(shard, [parquet, stats], exc)
+            self._drop(shard, temporaries, exc)
         except BaseException:
             self._shard = None
             shard.abandon()
-            _remove([(shard.tar_path, ""), (parquet, ""), (stats, "")])
+            _remove([(path, "") for path in (shard.tar_path, *temporaries)])
             raise
         self._shard = None
         name = f"{shard.number:05d}"
