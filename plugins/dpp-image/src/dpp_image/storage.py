@@ -28,8 +28,9 @@ __all__ = ["SHARD_FILE", "ShardStore"]
 SHARD_FILE = re.compile(r"^(\d{5,})(?:\.tar|\.parquet|_stats\.json)$")
 #: The hidden prefix of a local shard file still being written.
 TEMP_PREFIX = ".dpp-shard-"
-#: Present while a run writes into the output, removed when it closed cleanly:
-#: found at start, it says the last run was killed.
+#: Present while a run writes into the output, naming that run; removed when
+#: it closed cleanly.  Found at start, it names a live run (which the new run
+#: leaves alone) or a killed one.
 RUN_MARKER = ".dpp-shards-running.json"
 
 
