@@ -22,7 +22,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from download_pipeline_processor.testing import FileServer, run_pipeline
+from download_pipeline_processor.testing import Answer, FileServer, Wait, raw_ok, run_pipeline
 from dpp_image import ResizeProcessor, ShardsPostProcessor
 
 CLI = Path(sys.executable).with_name("download-pipeline-processor")
@@ -509,14 +509,14 @@ class TestOneRunPerOutput:
     ) -> None:
         """A run into an output a live run writes to exits 2 in one line and touches nothing.
 
-        The first run then finishes with every file in a whole shard.
+        The first run's last files are held by the server until the second
+        run has ended; the first then finishes with every file in a whole shard.
         """
-        entries = [
-            {
-                "id": f"img{n:02d}",
-                "url": server.add(f"/{n}.jpg", images["landscape.jpg"], delay=0.1),
-            }
-            for n in range(30)
+        image = images["landscape.jpg"]
+        entries = [{"id": f"img{n:02d}", "url": server.add(f"/{n}.jpg", image)} for n in range(6)]
+        held = Answer(Wait(), raw_ok(image))
+        entries += [
+            {"id": f"img{n:02d}", "url": server.script(f"/{n}.jpg", held)} for n in range(6, 10)
         ]
         files = tmp_path / "files.json"
         files.write_text(json.dumps(entries), encoding="utf-8")
@@ -524,7 +524,7 @@ class TestOneRunPerOutput:
         args = shards_args(files, str(out), "--post-processor-option", "samples_per_shard=4")
         env = {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "image"}
         first = subprocess.Popen(
-            [str(CLI), *args, "--download-workers", "1", "--download-cache", str(tmp_path / "c1")],
+            [str(CLI), *args, "--download-cache", str(tmp_path / "c1"), "--retry-backoff", "0"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
@@ -535,6 +535,7 @@ class TestOneRunPerOutput:
             before = {name: (out / name).stat().st_ino for name in listing(out)}
             second = run_cli(*args)
             after = {name: (out / name).stat().st_ino for name in listing(out) if name in before}
+            server.release.set()
             _, stderr = first.communicate(timeout=120)
         finally:
             if first.poll() is None:
@@ -552,7 +553,7 @@ class TestOneRunPerOutput:
         names = listing(out)
         assert not [name for name in names if name.startswith(".")]
         assert sorted(name for name in names if name.endswith(".tar")) == [
-            f"{n:05d}.tar" for n in range(8)
+            f"{n:05d}.tar" for n in range(3)
         ]
         assert sorted(row["id"] for row in parquet_rows(out)) == [e["id"] for e in entries]
 
