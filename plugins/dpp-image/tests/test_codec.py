@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import sys
+import warnings
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from dpp_image import (
     ImageDecodeError,
+    ImageTooLargeError,
     ImageTooSmallError,
     NotAnImageError,
     ResizedImage,
@@ -167,3 +171,63 @@ class TestFailures:
         """An unknown mode or format, a zero size, a PNG level above 9 are refused."""
         with pytest.raises(ValueError, match="must be"):
             ResizeSpec(**options)  # type: ignore[arg-type]
+
+
+# Pillow warns between its limit and twice it; these tests go there on purpose.
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+class TestPixelLimit:
+    def test_over_the_limit_fails_in_words(
+        self, images: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An image over MAX_IMAGE_PIXELS but under Pillow's own refusal fails naming its size."""
+        # 640x480 = 307,200 pixels: over this limit, under twice it, where
+        # Pillow itself only warns.
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)
+        with pytest.raises(
+            ImageTooLargeError, match=r"640x480 is 307200 pixels, over the limit of 200000"
+        ):
+            resize_image(images["landscape.jpg"], ResizeSpec())
+
+    def test_no_limit_when_none(
+        self, images: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """MAX_IMAGE_PIXELS set to None lifts the limit, as in Pillow."""
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+        assert resize_image(images["large.jpg"], ResizeSpec()).original_width == 1280
+
+    def test_warning_filters_untouched(
+        self, images: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """resize_image never enters warnings.catch_warnings, process-wide state the threads share.
+
+        The race it would cause (one thread restoring the filters another
+        changed) cannot be made to happen on demand, so the test wraps
+        catch_warnings to note the calls made from the plugin's code.
+        """
+        original = warnings.catch_warnings
+        callers: list[str] = []
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            caller = str(sys._getframe(1).f_globals.get("__name__"))
+            if caller.startswith("dpp_image"):
+                callers.append(caller)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(warnings, "catch_warnings", watched)
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)
+        with pytest.raises(ImageTooLargeError):
+            resize_image(images["landscape.jpg"], ResizeSpec())
+        assert resize_image(images["tiny.jpg"], ResizeSpec()).width == 256
+        assert callers == []
+
+    def test_threads_leave_the_filters_as_they_were(self, images: dict[str, bytes]) -> None:
+        """Many threads resizing at once leave the process's warning filters unchanged."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        before = list(warnings.filters)
+        with ThreadPoolExecutor(8) as pool:
+            sizes = list(
+                pool.map(lambda _: resize_image(images["tiny.jpg"], ResizeSpec()).width, range(64))
+            )
+        assert sizes == [256] * 64
+        assert warnings.filters == before

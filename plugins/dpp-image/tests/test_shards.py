@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 import webdataset as wds
 from PIL import Image
 
-from download_pipeline_processor.testing import FileServer, run_pipeline
+from download_pipeline_processor.testing import Answer, FileServer, Wait, raw_ok, run_pipeline
 from dpp_image import ResizeProcessor, ShardsPostProcessor
 
 CLI = Path(sys.executable).with_name("download-pipeline-processor")
@@ -451,14 +452,21 @@ class TestCrashSafety:
         ids = sorted(json.loads(sample["json"])["id"] for sample in samples)
         assert ids == [entry["id"] for entry in entries]
 
+    @pytest.mark.parametrize("owner", ["dead pid", "older version"])
     def test_rerun_removes_a_killed_runs_incomplete_shard(
-        self, tmp_path: Path, server: FileServer, images: dict[str, bytes], run_cli: Any
+        self,
+        tmp_path: Path,
+        server: FileServer,
+        images: dict[str, bytes],
+        run_cli: Any,
+        owner: str,
     ) -> None:
         """After a kill between a tar's and its parquet's publication, the rerun removes the tar.
 
-        That instant (two renames apart) cannot be hit by a real signal on
-        purpose, so the test lays out what it leaves: the run marker, a tar
-        without its parquet, a hidden temporary file.
+        That instant (two links apart) cannot be hit by a real signal on
+        purpose, so the test lays out what it leaves: the run marker (of a
+        process of this host that has ended, or without an owner as an older
+        version wrote it), a tar without its parquet, a hidden temporary file.
         """
         files = tmp_path / "files.csv"
         write_csv(files, server, images, 3)
@@ -467,7 +475,10 @@ class TestCrashSafety:
         assert run_cli(*args).returncode == 0
         (out / "00001.tar").write_bytes(b"half of a shard")
         (out / ".dpp-shard-left.tar").write_bytes(b"a temporary")
-        (out / ".dpp-shards-running.json").write_text('{"first_shard": 1}')
+        if owner == "dead pid":
+            marker(out, host=socket.gethostname(), pid=dead_pid(), run_id="r", first_shard=1)
+        else:
+            marker(out, first_shard=1)
         completed = run_cli(*args)
         assert completed.returncode == 0, completed.stderr
         assert "removing 00001.tar, an incomplete shard of a killed run" in completed.stderr
@@ -476,6 +487,250 @@ class TestCrashSafety:
         ]
         with tarfile.open(out / "00001.tar") as tar:
             assert tar.getnames()[0] == "000010000.jpg"
+
+
+def dead_pid() -> int:
+    """The pid of a process of this host that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)
+    return child.pid
+
+
+def marker(out: Path, **owner: Any) -> None:
+    """Lay a run marker into ``out`` as a run would, with ``owner``'s fields."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ".dpp-shards-running.json").write_text(json.dumps(owner), encoding="utf-8")
+
+
+class TestOneRunPerOutput:
+    @pytest.mark.skipif(os.name != "posix", reason="POSIX process ids")
+    def test_second_run_refused_while_the_first_runs(
+        self, tmp_path: Path, server: FileServer, images: dict[str, bytes], run_cli: Any
+    ) -> None:
+        """A run into an output a live run writes to exits 2 in one line and touches nothing.
+
+        The first run's last files are held by the server until the second
+        run has ended; the first then finishes with every file in a whole shard.
+        """
+        image = images["landscape.jpg"]
+        entries = [{"id": f"img{n:02d}", "url": server.add(f"/{n}.jpg", image)} for n in range(6)]
+        held = Answer(Wait(), raw_ok(image))
+        entries += [
+            {"id": f"img{n:02d}", "url": server.script(f"/{n}.jpg", held)} for n in range(6, 10)
+        ]
+        files = tmp_path / "files.json"
+        files.write_text(json.dumps(entries), encoding="utf-8")
+        out = tmp_path / "shards"
+        args = shards_args(files, str(out), "--post-processor-option", "samples_per_shard=4")
+        env = {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "image"}
+        first = subprocess.Popen(
+            [str(CLI), *args, "--download-cache", str(tmp_path / "c1"), "--retry-backoff", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        try:
+            # Under way: a shard published, the next one being written.
+            wait_for((out / "00000.parquet").exists, first)
+            before = {name: (out / name).stat().st_ino for name in listing(out)}
+            second = run_cli(*args)
+            after = {name: (out / name).stat().st_ino for name in listing(out) if name in before}
+            server.release.set()
+            _, stderr = first.communicate(timeout=120)
+        finally:
+            if first.poll() is None:
+                first.kill()
+                first.wait(timeout=30)
+        assert second.returncode == 2, second.stderr
+        assert "another run writes shards there" in second.stderr
+        assert f"pid {first.pid} on host" in second.stderr
+        assert "Traceback" not in second.stderr
+        # What the first run had written is there still, every file as it was.
+        assert {name: ino for name, ino in before.items() if not name.startswith(".")} == {
+            name: ino for name, ino in after.items() if not name.startswith(".")
+        }
+        assert first.returncode == 0, stderr.decode()[-2000:]
+        names = listing(out)
+        assert not [name for name in names if name.startswith(".")]
+        assert sorted(name for name in names if name.endswith(".tar")) == [
+            f"{n:05d}.tar" for n in range(3)
+        ]
+        assert sorted(row["id"] for row in parquet_rows(out)) == [e["id"] for e in entries]
+
+    def test_two_in_one_process_refused(self, tmp_path: Path) -> None:
+        """A second shards writer on an output this process writes to is refused until it closes."""
+        from dpp_image import OutputInUseError
+
+        out = str(tmp_path / "out")
+        first = ShardsPostProcessor(out)
+        with pytest.raises(OutputInUseError, match="one run per output"):
+            ShardsPostProcessor(out)
+        first.close()
+        ShardsPostProcessor(out).close()
+        assert listing(tmp_path / "out") == []
+
+    @pytest.mark.skipif(os.name != "posix", reason="POSIX process ids")
+    def test_live_pid_of_this_host_refused(self, tmp_path: Path) -> None:
+        """A marker naming a live process of this host is a run in progress: refused."""
+        from dpp_image import OutputInUseError
+
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            out = tmp_path / "out"
+            marker(out, host=socket.gethostname(), pid=sleeper.pid, run_id="r", first_shard=0)
+            with pytest.raises(OutputInUseError, match=f"pid {sleeper.pid} on host"):
+                ShardsPostProcessor(str(out))
+            # The same pid with another process's start time: the pid was reused.
+            marker(
+                out,
+                host=socket.gethostname(),
+                pid=sleeper.pid,
+                run_id="r",
+                first_shard=0,
+                process_start="another-boot:1",
+            )
+            ShardsPostProcessor(str(out)).close()
+        finally:
+            sleeper.kill()
+            sleeper.wait(timeout=30)
+        assert listing(out) == []
+
+    def test_other_hosts_marker_needs_resume_killed(
+        self, tmp_path: Path, server: FileServer, images: dict[str, bytes], run_cli: Any
+    ) -> None:
+        """Another host's marker is refused with exit 2 until resume_killed=true says it is over."""
+        files = tmp_path / "files.csv"
+        write_csv(files, server, images, 3)
+        out = tmp_path / "shards"
+        marker(out, host="elsewhere.invalid", pid=4242, run_id="r", started="x", first_shard=0)
+        (out / "00000.tar").write_bytes(b"half of a shard")
+        args = shards_args(files, str(out))
+        refused = run_cli(*args)
+        assert refused.returncode == 2, refused.stderr
+        assert "host 'elsewhere.invalid'" in refused.stderr
+        assert "resume_killed=true" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert (out / "00000.tar").read_bytes() == b"half of a shard"
+        resumed = run_cli(*args, "--post-processor-option", "resume_killed=true")
+        assert resumed.returncode == 0, resumed.stderr
+        assert "removing 00000.tar, an incomplete shard of a killed run" in resumed.stderr
+        assert listing(out) == ["00000.parquet", "00000.tar", "00000_stats.json"]
+
+
+#: Runs the command in its own mount namespace with a 1 MiB tmpfs on the output
+#: folder (a full disk, for real, without touching the machine's mounts), then
+#: copies what the output holds to a folder outside.
+FULL_DISK_SCRIPT = """
+out=$1; keep=$2; shift 2
+mount -t tmpfs -o size=1m tmpfs "$out" || exit 97
+"$@"; rc=$?
+cp -a "$out/." "$keep/" || exit 98
+exit $rc
+"""
+UNSHARE = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c"]
+
+
+def tiny_disk_or_skip(tmp_path: Path) -> None:
+    """Skip unless this machine lets a process mount a tmpfs in a namespace of its own."""
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare command: a small file system cannot be mounted for the test")
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    done = subprocess.run(
+        [*UNSHARE, 'mount -t tmpfs -o size=4k tmpfs "$0"', str(probe)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mounting a tmpfs in a user namespace is not permitted: {done.stderr.strip()}")
+
+
+class TestWriteFailure:
+    @pytest.mark.skipif(sys.platform != "linux", reason="a tmpfs in a Linux mount namespace")
+    def test_full_disk_drops_the_shard_and_goes_on(
+        self, tmp_path: Path, server: FileServer, images: dict[str, bytes], run_cli: Any
+    ) -> None:
+        """The output's disk fills mid-shard: that shard is dropped, the next files fill a new one.
+
+        One file fails, naming the full disk; the dropped shard's earlier
+        files are not recorded in the journal, so the rerun does them again
+        and every image ends in exactly one whole shard.
+        """
+        tiny_disk_or_skip(tmp_path)
+        # About 32 KB a sample (a 30 KB JPEG, its json and txt): the 1 MiB
+        # disk fills near the 31st, and the 14 or so after it fit.
+        entries = [
+            {"id": f"img{n:02d}", "url": server.add(f"/{n}.jpg", images["landscape.jpg"])}
+            for n in range(45)
+        ]
+        files = tmp_path / "files.json"
+        files.write_text(json.dumps(entries), encoding="utf-8")
+        out, keep = tmp_path / "shards", tmp_path / "kept"
+        out.mkdir()
+        keep.mkdir()
+        jsonl = tmp_path / "results.jsonl"
+        journal = tmp_path / "journal.db"
+        args = [
+            *shards_args(files, str(out), "--post-processor-option", "samples_per_shard=1000"),
+            "--post-processor",
+            "jsonl",
+            "--post-processor-option",
+            f"jsonl.path={jsonl}",
+            "--journal",
+            str(journal),
+        ]
+        env = {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "image"}
+        command = [str(CLI), *args, "--retry-backoff", "0", "--max-retries", "0"]
+        command += ["--download-cache", str(tmp_path / "cache")]
+        full = subprocess.run(
+            [*UNSHARE, FULL_DISK_SCRIPT, "sh", str(out), str(keep), *command],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert full.returncode == 1, full.stderr[-3000:]
+        assert "Traceback" not in full.stderr
+        lines = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+        failed = [line for line in lines if line["status"] != "succeeded"]
+        assert len(failed) == 1, failed
+        message = failed[0]["error"]["message"]
+        assert "ShardWriteError" in message
+        assert "No space left on device" in message
+        assert "a rerun with --journal does them again" in message
+
+        # What the full disk held: one whole shard (the number of the dropped
+        # one), no temporary; the files that came after the failure.
+        assert listing(keep) == ["00000.parquet", "00000.tar", "00000_stats.json"]
+        rows = parquet_rows(keep)
+        with tarfile.open(keep / "00000.tar") as tar:
+            members = tar.getnames()
+        assert sorted(name.split(".")[0] for name in members if name.endswith(".jpg")) == sorted(
+            row["key"] for row in rows if row["status"] == "success"
+        )
+        assert all(row["status"] == "success" for row in rows)
+        failed_at = [line["id"] for line in lines].index(failed[0]["id"])
+        assert {row["id"] for row in rows} == {line["id"] for line in lines[failed_at + 1 :]}
+
+        # The rerun, with room: only what was not published is done again.
+        shutil.copytree(keep, out, dirs_exist_ok=True)
+        jsonl.unlink()
+        rerun = run_cli(*args)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        redone = [json.loads(line)["id"] for line in jsonl.read_text(encoding="utf-8").splitlines()]
+        assert sorted(redone) == sorted(line["id"] for line in lines[: failed_at + 1])
+        assert listing(out) == [
+            f"{n:05d}{s}" for n in range(2) for s in (".parquet", ".tar", "_stats.json")
+        ]
+        assert sorted(row["id"] for row in parquet_rows(out)) == [e["id"] for e in entries]
+        tars = [str(out / f"{n:05d}.tar") for n in range(2)]
+        samples = list(wds.WebDataset(tars, shardshuffle=False))
+        assert sorted(json.loads(sample["json"])["id"] for sample in samples) == [
+            e["id"] for e in entries
+        ]
 
 
 class TestWrongProcessor:

@@ -15,6 +15,8 @@ from .errors import (
     ImageTooLargeError,
     ImageTooSmallError,
     NotAnImageError,
+    OutputInUseError,
+    ShardWriteError,
 )
 from .model import ResizedImage, ResizeSpec
 from .processor import ResizeProcessor
@@ -26,9 +28,11 @@ __all__ = [
     "ImageTooLargeError",
     "ImageTooSmallError",
     "NotAnImageError",
+    "OutputInUseError",
     "ResizeProcessor",
     "ResizeSpec",
     "ResizedImage",
+    "ShardWriteError",
     "ShardsPostProcessor",
     "__version__",
 ]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 
 from PIL import Image, UnidentifiedImageError
 
@@ -105,18 +104,36 @@ def resize_image(data: bytes, spec: ResizeSpec, sha256: str | None = None) -> Re
 
 
 def _open(data: bytes) -> Image.Image:
-    """Pillow's lazy open: reads the header (format, size, EXIF) and no pixels."""
+    """Pillow's lazy open: reads the header (format, size, EXIF) and no pixels.
+
+    The pixel count is checked here, on the header's size, before any pixel
+    is decoded.  Pillow's own check warns between its limit and twice it;
+    turning that warning into an error per call would need
+    ``warnings.catch_warnings``, whose state is the whole process's and not
+    safe from the processing threads, so the limit is compared here instead.
+    """
     try:
-        with warnings.catch_warnings():
-            # A bomb is refused below as an error of its own, not warned about.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data), formats=READ_FORMATS)
+        image = Image.open(io.BytesIO(data), formats=READ_FORMATS)
     except UnidentifiedImageError:
         raise NotAnImageError("not an image: no JPEG, PNG, WebP, GIF, BMP or TIFF header") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Over twice the limit Pillow refuses by itself (the warning is an
+        # error only where the embedding program made warnings errors).
         raise ImageTooLargeError(f"image too large: {exc}") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageDecodeError(f"image could not be decoded: {exc}") from exc
+    _check_pixels(*image.size)
+    return image
+
+
+def _check_pixels(width: int, height: int) -> None:
+    """Refuse an image with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (None: no limit)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise ImageTooLargeError(
+            f"image too large: {width}x{height} is {width * height} pixels,"
+            f" over the limit of {limit} (PIL.Image.MAX_IMAGE_PIXELS)"
+        )
 
 
 def _orientation(image: Image.Image) -> int:

@@ -1,7 +1,9 @@
 """Why an image was not turned into a sample: one exception class per reason, one-line messages.
 
 A run's summary groups failures by the exception's class name, so each
-reason a user may want to count has its own class.
+reason a user may want to count has its own class.  The ``shards``
+post-processor's own errors follow: a shard that could not be written, an
+output another run writes to.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ __all__ = [
     "ImageTooLargeError",
     "ImageTooSmallError",
     "NotAnImageError",
+    "OutputInUseError",
+    "ShardWriteError",
 ]
 
 
@@ -33,3 +37,11 @@ class ImageTooSmallError(ImageError):
 
 class ImageTooLargeError(ImageError):
     """The image has more pixels than Pillow's decompression-bomb limit allows."""
+
+
+class ShardWriteError(Exception):
+    """A shard's file could not be written (a full disk, a quota): the shard was dropped."""
+
+
+class OutputInUseError(Exception):
+    """Another run, alive, writes shards to the same output: one run per output."""

@@ -7,6 +7,7 @@ memory does not grow with the images.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
@@ -15,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -80,7 +81,11 @@ class ShardWriter:
         self.samples_per_shard = samples_per_shard
         self.key_digits = max(1, len(str(samples_per_shard - 1)))
         self.tar_path = tar_path
-        self._tar = tarfile.open(tar_path, "w")  # noqa: SIM115 - closed by finish()
+        # The file is ours, not tarfile's: a shard abandoned after a failed
+        # write is closed without tarfile writing its end blocks after a
+        # broken member.
+        self._file: BinaryIO = Path(tar_path).open("wb")  # noqa: SIM115 - closed by finish()
+        self._tar = tarfile.open(fileobj=self._file, mode="w")  # noqa: SIM115
         self.rows: list[dict[str, Any]] = []
         self.files: list[FileData] = []
         self.statuses: Counter[str] = Counter()
@@ -93,7 +98,11 @@ class ShardWriter:
         return len(self.rows) >= self.samples_per_shard
 
     def add(self, result: Any, file_data: FileData) -> None:
-        """Record ``file_data`` under the next key; a successful image goes into the tar."""
+        """Record ``file_data`` under the next key; a successful image goes into the tar.
+
+        An :class:`OSError` (a full disk, a quota) leaves the tar with a
+        broken member: the caller abandons the shard, nothing more is added.
+        """
         key = f"{self.number:05d}{len(self.rows):0{self.key_digits}d}"
         row = self._row(key, result, file_data)
         if row["status"] == SUCCESS:
@@ -144,6 +153,7 @@ class ShardWriter:
     def finish(self, parquet_path: str, stats_path: str) -> None:
         """Close the tar; write the parquet and the stats to their temporary paths."""
         self._tar.close()
+        self._file.close()
         pq.write_table(metadata_table(self.rows), parquet_path)
         ended = time.time()
         stats = {
@@ -162,8 +172,9 @@ class ShardWriter:
             json.dump(stats, out, indent=2, ensure_ascii=False)
 
     def abandon(self) -> None:
-        """Close the tar without finishing the shard (the caller removes the files)."""
-        self._tar.close()
+        """Close the tar's file as it is, without end blocks (the caller removes the files)."""
+        with contextlib.suppress(OSError):  # flushing the buffer may fail as the write did
+            self._file.close()
 
 
 def metadata_table(rows: list[dict[str, Any]]) -> pa.Table:

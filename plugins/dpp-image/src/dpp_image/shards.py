@@ -12,6 +12,11 @@ With ``--journal``, a file counts as done only once its shard is published:
 the class sets ``holds_results`` and hands the files of each published shard
 back through :meth:`ShardsPostProcessor.take_published`, so a run killed
 mid-shard does those files again in the next run instead of losing them.
+
+One run per output: a run claims its output with a marker naming it (host,
+pid, a random run id, start time) and refuses to start beside a live one.
+A shard whose write fails (a full disk, a quota) is dropped whole; the
+following files go into a new one.
 """
 
 from __future__ import annotations
@@ -20,16 +25,20 @@ import json
 import logging
 import os
 import queue
+import socket
 import threading
+import uuid
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from download_pipeline_processor import BasePostProcessor, FileData, Option
 from download_pipeline_processor.redact import redact_url
 
+from .errors import OutputInUseError, ShardWriteError
 from .model import SUCCESS, ResizedImage
-from .storage import SHARD_FILE, ShardStore
+from .storage import RUN_MARKER, SHARD_FILE, ShardStore
 
 if TYPE_CHECKING:
     from .shard_writer import FinishedShard, ShardWriter
@@ -44,6 +53,11 @@ logger = logging.getLogger(__name__)
 RECENT_SHARDS_READ = 8
 #: Finished shards waiting for the publishing thread; each is on disk, not in memory.
 PUBLISH_QUEUE = 2
+#: The run ids of the post-processors open in this process: a marker with
+#: this process's pid and another id is a run of this process that ended
+#: without closing.
+_OPEN_RUNS: set[str] = set()
+_OPEN_RUNS_LOCK = threading.Lock()
 
 
 def parse_storage_options(text: str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -123,6 +137,70 @@ def _remove(parts: list[tuple[str, str]]) -> None:
         Path(temporary).unlink(missing_ok=True)
 
 
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started, as the kernel says (Linux); None where unknown.
+
+    Boot id and start time in clock ticks: a pid reused after the recorded
+    process died, or after a reboot, gives another value.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+        # Field 22, counted after the command name in brackets (which may hold spaces).
+        return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        return None
+
+
+def _new_owner() -> dict[str, Any]:
+    """What the marker says of the run writing the output."""
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "run_id": uuid.uuid4().hex,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "process_start": _process_start(os.getpid()),
+    }
+
+
+def _parse_marker(content: bytes) -> dict[str, Any]:
+    """The marker's fields; empty when it is not a JSON object (an older or torn marker)."""
+    try:
+        value = json.loads(content)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _describe(owner: Mapping[str, Any]) -> str:
+    return (
+        f"pid {owner.get('pid')} on host {owner.get('host')!r}, run {owner.get('run_id')},"
+        f" started {owner.get('started')}"
+    )
+
+
+def _alive_here(owner: Mapping[str, Any]) -> bool:
+    """True when the marker's run, on this host, is still running."""
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if pid == os.getpid():
+        with _OPEN_RUNS_LOCK:
+            return owner.get("run_id") in _OPEN_RUNS
+    try:
+        os.kill(pid, 0)  # signal 0: is there such a process?
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: alive
+    recorded = owner.get("process_start")
+    if recorded:
+        now = _process_start(pid)
+        if now is not None and now != recorded:
+            return False  # the pid was reused by another process
+    return True
+
+
 class ShardsPostProcessor(BasePostProcessor):
     """Writes the ``resize`` processor's images as WebDataset shards with parquet metadata."""
 
@@ -149,6 +227,12 @@ class ShardsPostProcessor(BasePostProcessor):
             # It may hold an access key and its secret.
             secret=True,
         ),
+        Option(
+            "resume_killed",
+            type=bool,
+            default=False,
+            help="another host's run marker in the output is a killed run's: clean up, go on",
+        ),
     )
 
     def __init__(
@@ -156,14 +240,24 @@ class ShardsPostProcessor(BasePostProcessor):
         output: str,
         samples_per_shard: int = 10_000,
         storage_options: str | Mapping[str, Any] | None = "",
+        resume_killed: bool = False,
     ) -> None:
         if samples_per_shard < 1:
             raise ValueError(f"samples_per_shard must be at least 1, got {samples_per_shard}")
         self.samples_per_shard = samples_per_shard
         self.store = ShardStore(os.fspath(output), parse_storage_options(storage_options))
+        self.resume_killed = resume_killed
+        self._owner = _new_owner()
         # A rerun numbers its shards after every existing one: none is overwritten.
         self._next_number = _next_number(self.store.shard_names())
-        self._recent = self._after_a_kill()
+        with _OPEN_RUNS_LOCK:
+            _OPEN_RUNS.add(self._owner["run_id"])
+        try:
+            self._recent = self._after_a_kill()
+        except BaseException:
+            with _OPEN_RUNS_LOCK:
+                _OPEN_RUNS.discard(self._owner["run_id"])
+            raise
         self._released: list[FileData] = []
         self._shard: ShardWriter | None = None
         self._publisher = _Publisher(self.store)
@@ -174,19 +268,36 @@ class ShardsPostProcessor(BasePostProcessor):
         """The (id, url) pairs of the samples in the newest shards of killed runs, if any.
 
         A run leaves a marker in the output while it writes and removes it
-        when it closes; a marker found here names the first shard of the
-        killed run (of the first one, after several kills in a row).
+        when it closes.  The marker names its run (host, pid, run id, start
+        time) and the first shard of the killed run (of the first one, after
+        several kills in a row).  A marker found here whose run is alive (or,
+        from another host, not said to be over by ``resume_killed``) raises
+        :class:`OutputInUseError`: one run per output.  Otherwise this run's
+        marker replaces it.
         """
         import pyarrow.parquet as pq
 
         marker = self.store.read_marker()
         first = self._next_number
         if marker is not None:
+            previous = _parse_marker(marker)
+            self._refuse_a_live_run(previous)
             try:
-                first = min(first, int(json.loads(marker)["first_shard"]))
+                first = min(first, int(previous["first_shard"]))
             except (ValueError, KeyError, TypeError):
                 first = 0
-        self.store.write_marker(json.dumps({"first_shard": first}).encode("utf-8"))
+            logger.warning(
+                "%s: cleaning up after a killed run (%s)", self.store.output, _describe(previous)
+            )
+            self.store.remove_marker()
+        content = json.dumps({**self._owner, "first_shard": first}).encode("utf-8")
+        try:
+            self.store.write_marker(content)
+        except FileExistsError:
+            raise OutputInUseError(
+                f"{self.store.output}: another run started writing shards there just now;"
+                " one run per output"
+            ) from None
         if marker is None:
             return set()
         self.store.remove_leftover_temporaries()
@@ -213,6 +324,24 @@ class ShardsPostProcessor(BasePostProcessor):
             seen.update((row["id"], row["url"]) for row in rows if row["status"] == SUCCESS)
         return seen
 
+    def _refuse_a_live_run(self, owner: Mapping[str, Any]) -> None:
+        """Raise :class:`OutputInUseError` unless the marker's run is known to be over."""
+        if "pid" not in owner or "host" not in owner:
+            return  # an older version's marker, or a torn one: that run was killed
+        if owner["host"] == socket.gethostname():
+            if _alive_here(owner):
+                raise OutputInUseError(
+                    f"{self.store.output}: another run writes shards there ({_describe(owner)});"
+                    " one run per output: wait for it or stop it (if there is no such run,"
+                    f" remove {RUN_MARKER} from the output)"
+                )
+        elif not self.resume_killed:
+            raise OutputInUseError(
+                f"{self.store.output}: another host's run writes shards there or was killed"
+                f" ({_describe(owner)}); one run per output: once that run is over, start"
+                " again with --post-processor-option resume_killed=true"
+            )
+
     def post_process(self, result: Any, file_data: FileData) -> None:
         """Add the file's row (and its image, when it succeeded) to the current shard."""
         if self._closed:
@@ -229,7 +358,10 @@ class ShardsPostProcessor(BasePostProcessor):
                 " result: run it with --processor resize"
             )
         shard = self._shard or self._open_shard()
-        shard.add(result, file_data)
+        try:
+            shard.add(result, file_data)
+        except OSError as exc:
+            self._drop(shard, [], exc)
         if shard.full:
             self._finish_shard()
 
@@ -247,16 +379,23 @@ class ShardsPostProcessor(BasePostProcessor):
         return self._shard
 
     def _finish_shard(self) -> None:
-        shard, self._shard = self._shard, None
+        shard = self._shard
         if shard is None:
             return
-        parquet = self.store.temporary(".parquet")
-        stats = self.store.temporary(".json")
+        temporaries: list[str] = []
         try:
+            temporaries.append(self.store.temporary(".parquet"))
+            temporaries.append(self.store.temporary(".json"))
+            parquet, stats = temporaries
             shard.finish(parquet, stats)
+        except OSError as exc:
+            self._drop(shard, temporaries, exc)
         except BaseException:
-            _remove([(shard.tar_path, ""), (parquet, ""), (stats, "")])
+            self._shard = None
+            shard.abandon()
+            _remove([(path, "") for path in (shard.tar_path, *temporaries)])
             raise
+        self._shard = None
         name = f"{shard.number:05d}"
         parts = [(shard.tar_path, f"{name}.tar"), (stats, f"{name}_stats.json")]
         parts.append((parquet, f"{name}.parquet"))
@@ -264,16 +403,47 @@ class ShardsPostProcessor(BasePostProcessor):
 
         self._publisher.queue.put(FinishedShard(shard.number, parts, shard.files))
 
+    def _drop(self, shard: ShardWriter, temporaries: list[str], exc: OSError) -> NoReturn:
+        """Abandon ``shard`` after a failed write: remove its files, hand none of its files back.
+
+        A member cut short leaves the tar's offsets wrong, so nothing more may
+        go into it.  The shard's files are not published: with a journal the
+        next run does them again.  Its number was not published either: the
+        next shard takes it.
+        """
+        self._shard = None
+        shard.abandon()
+        _remove([(path, "") for path in (shard.tar_path, *temporaries)])
+        self._next_number = shard.number
+        earlier = len(shard.files)
+        logger.error(
+            "shard %05d could not be written (%s): dropped with the %d file(s) already in it",
+            shard.number,
+            exc.strerror or exc,
+            earlier,
+        )
+        raise ShardWriteError(
+            f"shard {shard.number:05d} could not be written: {exc.strerror or exc};"
+            f" the shard was dropped with the {earlier} file(s) already in it"
+            " (not published: a rerun with --journal does them again)"
+        ) from exc
+
     def close(self) -> None:
         """Finish the last shard, wait until every shard is published."""
         if self._closed:
             return
         self._closed = True
         try:
-            self._finish_shard()
+            try:
+                self._finish_shard()
+            finally:
+                self._publisher.queue.put(None)
+                self._publisher.join()
+            self._publisher.check()
+            # Every shard is published: the next run need not look for this one's files.
+            marker = self.store.read_marker()
+            if marker is not None and _parse_marker(marker).get("run_id") == self._owner["run_id"]:
+                self.store.remove_marker()
         finally:
-            self._publisher.queue.put(None)
-            self._publisher.join()
-        self._publisher.check()
-        # Every shard is published: the next run need not look for this one's files.
-        self.store.remove_marker()
+            with _OPEN_RUNS_LOCK:
+                _OPEN_RUNS.discard(self._owner["run_id"])

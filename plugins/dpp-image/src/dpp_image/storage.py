@@ -1,16 +1,20 @@
 """Where shards go: a local folder or any fsspec URL, each file published whole.
 
 A shard's files are written to temporary files first and only then given
-their final names.  For a local folder the temporary file is a hidden one
-in that folder (created exclusively, never through a link), renamed with
-``os.replace``: the name appears with every byte behind it.  For remote
-storage it is a private local temporary file, uploaded to the final key in
-one ``put``: object stores show an object only once its upload completed.
+their final names, never over an existing file.  For a local folder the
+temporary file is a hidden one in that folder (created exclusively, never
+through a link), given its name by a hard link (``os.link`` fails when the
+name exists) and then unlinked: the name appears with every byte behind it.
+For remote storage it is a private local temporary file, uploaded to the
+final key in one ``put`` after checking the key is free: object stores show
+an object only once its upload completed, but the check and the upload are
+two requests, so there it is best effort.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
@@ -24,8 +28,9 @@ __all__ = ["SHARD_FILE", "ShardStore"]
 SHARD_FILE = re.compile(r"^(\d{5,})(?:\.tar|\.parquet|_stats\.json)$")
 #: The hidden prefix of a local shard file still being written.
 TEMP_PREFIX = ".dpp-shard-"
-#: Present while a run writes into the output, removed when it closed cleanly:
-#: found at start, it says the last run was killed.
+#: Present while a run writes into the output, naming that run; removed when
+#: it closed cleanly.  Found at start, it names a live run (which the new run
+#: leaves alone) or a killed one.
 RUN_MARKER = ".dpp-shards-running.json"
 
 
@@ -73,18 +78,24 @@ class ShardStore:
         return path
 
     def publish(self, temporary: str, name: str) -> None:
-        """Give ``temporary``'s content the final ``name``, whole; the temporary is gone after."""
+        """Give ``temporary``'s content the new ``name``, whole; the temporary is gone after.
+
+        Raises :class:`FileExistsError` when ``name`` exists: nothing is ever
+        overwritten.
+        """
+        target = self.path(name)
         try:
             if self.local:
                 # mkstemp made it private; a published shard is readable as any file here.
                 Path(temporary).chmod(0o644)
                 # On disk before it has its name: a power loss leaves no empty shard.
                 _fsync(temporary)
-                # A shard's name is new (the numbering skips every existing one);
-                # only the run marker is ever replaced.
-                Path(temporary).replace(self.path(name))
+                _link_new(temporary, target, name)
             else:
-                self.fs.put_file(temporary, self.path(name))
+                self.fs.invalidate_cache(target)
+                if self.fs.exists(target):
+                    raise _exists(name)
+                self.fs.put_file(temporary, target)
         finally:
             Path(temporary).unlink(missing_ok=True)
 
@@ -112,7 +123,7 @@ class ShardStore:
             return None
 
     def write_marker(self, content: bytes) -> None:
-        """Write the run marker, whole."""
+        """Write the run marker, whole; :class:`FileExistsError` when there is one already."""
         temporary = self.temporary(".json")
         Path(temporary).write_bytes(content)
         self.publish(temporary, RUN_MARKER)
@@ -121,6 +132,28 @@ class ShardStore:
         """Remove the run marker (the run closed cleanly)."""
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(RUN_MARKER))
+
+
+def _exists(name: str) -> FileExistsError:
+    return FileExistsError(
+        errno.EEXIST, f"{name} is already in the output, not overwritten (one run per output)"
+    )
+
+
+def _link_new(temporary: str, target: str, name: str) -> None:
+    """Give ``temporary`` the name ``target`` unless that name exists."""
+    try:
+        os.link(temporary, target, follow_symlinks=False)
+    except FileExistsError:
+        raise _exists(name) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        # A file system without hard links (FAT, some network mounts): look,
+        # then rename; two runs in that instant is the one gap left.
+        if os.path.lexists(target):
+            raise _exists(name) from None
+        Path(temporary).rename(target)
 
 
 def _fsync(path: str) -> None:
