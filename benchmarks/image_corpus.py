@@ -4,7 +4,7 @@ Each image is 640x480 to 1280x960 (width and height drawn apart, so the
 aspect ratio varies): a smooth colour field (a coarse random grid scaled up
 bicubically: gradients), 8 to 19 filled ellipses, rectangles and triangles
 (hard edges), and +-1 of luma noise (sensor grain), saved by Pillow at
-quality 95.  That gives ~143 KB an image on average (57-230 KB), about the
+quality 95.  That gives ~144 KB an image on average (57-268 KB), about the
 entropy of real photographs at that size: a flat image would flatter every
 decoder, pure noise punish it.  Everything comes from ``numpy``'s PCG64
 seeded per file, so the same numpy and Pillow versions make the same bytes

@@ -512,7 +512,8 @@ def images_targets(rows: Sequence[Row]) -> list[Check]:
         checks.append(
             (
                 speed,
-                f"{_times(measured, IMAGES_SPEED_FACTOR)} ({_rates(mine, peer)}; {peer.tool})",
+                f"{_times(measured, IMAGES_SPEED_FACTOR)} ({mine.files_per_s:,.1f} vs "
+                f"{peer.files_per_s:,.1f} images/s; {peer.tool})",
                 _verdict(measured >= IMAGES_SPEED_FACTOR),
             )
         )
