@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sweep-reps",
         type=int,
         help="images case: runs of each point of each tool's grid of flags "
-        "(default 2, 1 with --quick; 0 skips the sweep and uses fixed flags)",
+        "(default 1; 0 skips the sweep and uses fixed flags)",
     )
     parser.add_argument(
         "--results",
