@@ -26,6 +26,7 @@ from .cases import (
     throughput_case,
 )
 from .corpus import FULL_SPECS, QUICK_SPECS, Corpus, ensure_corpus
+from .images import IMAGES_CASE, ImagesOutcome, ensure_image_corpus, image_versions, images_case
 from .install import ensure_tools
 from .nginx import NginxServer
 from .peers import REPO_ROOT, ProjectCli, tool_versions
@@ -65,11 +66,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-install", action="store_true", help="do not apt-get/pip install missing tools"
     )
+    parser.add_argument(
+        "--sweep-reps",
+        type=int,
+        help="images case: runs of each point of each tool's grid of flags "
+        "(default 1; 0 skips the sweep and uses fixed flags)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="write the results here (default: RESULTS.md, or work/RESULTS-quick.md with --quick)",
+    )
     args = parser.parse_args(argv)
     args.cases = _parse_list(args.cases, ALL_CASES, "cases")
     args.fs = _parse_list(args.fs, FILESYSTEMS, "fs")
     if args.reps < 1:
         raise SystemExit("--reps must be at least 1")
+    if args.sweep_reps is not None and args.sweep_reps < 0:
+        raise SystemExit("--sweep-reps must be 0 or more")
     return args
 
 
@@ -100,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc)
     load_before = os.getloadavg()
     if not args.no_install:
-        for step in ensure_tools():
+        for step in ensure_tools(args.cases):
             _say(f"installed: {step}")
     stamp = started.strftime("%Y%m%d-%H%M%S")
     fs_roots = {"ext4": EXT4_WORK, "tmpfs": TMPFS_WORK}
@@ -110,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     cli.byte_compile()
     # Taken before the run: the commit and versions are those that were measured.
     info = report.machine_info(REPO_ROOT, tool_versions(cli))
+    if IMAGES_CASE in args.cases:
+        info.update(image_versions(cli))
     notes = [
         "this project's runs use the `save` processor (files verified on disk)"
         if cli.has_save
@@ -135,14 +151,18 @@ def main(argv: list[str] | None = None) -> int:
         notes.append("the CLI has no processing-process mode yet: the `cpu` case shows n/a for it")
     ctx = Context(runner, cli, fs_roots, logs_dir, args.reps, args.quick)
     nginx: NginxServer | None = None
+    images_outcome = ImagesOutcome()
     try:
         corpora = _corpora(args)
-        if corpora:
+        image_corpus = ensure_image_corpus(args.quick) if IMAGES_CASE in args.cases else None
+        if corpora or image_corpus is not None:
             # A new CA and certificate on every run, only when a TLS case needs them.
             tls = None
             if any(case in TLS_CASES for case in args.cases):
                 tls = make_tls_files(EXT4_WORK / "tls")
-            nginx = NginxServer(EXT4_WORK / "corpus", EXT4_WORK / "nginx", tls=tls)
+            extra = {} if image_corpus is None else {image_corpus.spec.folder: image_corpus.folder}
+            (EXT4_WORK / "corpus").mkdir(parents=True, exist_ok=True)
+            nginx = NginxServer(EXT4_WORK / "corpus", EXT4_WORK / "nginx", tls=tls, extra=extra)
             nginx.start()
             _say(f"nginx (pid {nginx.pid}) on {nginx.base_url}")
             if tls is not None:
@@ -174,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_case(ctx, corpora["small"], nginx.base_url)
             elif case == "sim":
                 sim_case(ctx)
+            elif case == IMAGES_CASE:
+                assert nginx is not None
+                assert image_corpus is not None
+                images_outcome = images_case(ctx, image_corpus, nginx.base_url, args.sweep_reps)
+                notes += images_outcome.notes
     finally:
         if nginx is not None:
             nginx.stop()
@@ -187,8 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         started=started,
         load=(load_before, os.getloadavg()),
         notes=notes,
+        images_flags=images_outcome.flags,
     )
     results = EXT4_WORK / "RESULTS-quick.md" if args.quick else BENCH_DIR / "RESULTS.md"
+    if args.results is not None:
+        results = args.results
     results.write_text(text)
     raw = {
         "command": command,
@@ -197,7 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [asdict(r) for r in rows],
     }
     (EXT4_WORK / f"runs-{stamp}.json").write_text(json.dumps(raw, indent=1))
-    print(report.markdown_table(rows))
+    print(report.markdown_table([row for row in rows if not report.is_images_case(row.case)]))
+    images_rows = [row for row in rows if report.is_images_case(row.case)]
+    if images_rows:
+        print(report.images_table(images_rows, images_outcome.flags))
     _say(f"written: {results}")
     return 0
 

@@ -29,7 +29,7 @@ from .slow_server import make_body
 THROUGHPUT_CASES = ("small", "medium", "large")
 #: The cases over TLS, and the corpora each downloads.
 TLS_CASES = {"https": ("small", "medium"), "http2": ("small",)}
-ALL_CASES = (*THROUGHPUT_CASES, *TLS_CASES, "latency", "cpu", "sim")
+ALL_CASES = (*THROUGHPUT_CASES, *TLS_CASES, "latency", "cpu", "sim", "images")
 #: Seconds one run of one tool may take, per case, before it is killed and marked failed.
 TIMEOUTS = {
     "small": 300.0,

@@ -1,4 +1,4 @@
-"""Deterministic corpora: seeded random bytes, a manifest of sha256 digests, list files."""
+"""Deterministic corpora: seeded random bytes (or JPEGs), a manifest of sha256 digests, lists."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import hashlib
 import json
 import random
 import shutil
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 #: Bump when the way bytes are generated changes, so old corpora are rebuilt.
 FORMAT_VERSION = 1
@@ -18,23 +20,43 @@ KIB = 1024
 MIB = 1024 * 1024
 
 
+#: The kind of the random-bytes corpora.
+RANDOM = "random"
+#: The kind of the image corpora: seeded JPEGs of varied sizes (``image_corpus.py``).
+JPEG = "jpeg"
+
+
 @dataclass(frozen=True)
 class CorpusSpec:
-    """``count`` files of ``size`` bytes each, bytes drawn from a PRNG seeded per file."""
+    """``count`` files of ``size`` bytes each, bytes drawn from a PRNG seeded per file.
+
+    A ``jpeg`` corpus holds seeded JPEGs instead, whose sizes vary (``size`` 0).
+    """
 
     name: str
     count: int
     size: int
     seed: int
+    kind: str = RANDOM
 
     @property
     def folder(self) -> str:
         """The folder (and URL path) name; differs between a full and a quick corpus."""
+        if self.kind == JPEG:
+            return f"{self.name}-{self.count}"
         return f"{self.name}-{self.count}x{self.size}"
 
     def file_name(self, index: int) -> str:
         """The name of file ``index``."""
-        return f"{self.name[0]}{index:05d}.bin"
+        suffix = ".jpg" if self.kind == JPEG else ".bin"
+        return f"{self.name[0]}{index:05d}{suffix}"
+
+    def record(self) -> dict[str, Any]:
+        """The spec as the manifest keeps it (a random corpus's, as before kinds existed)."""
+        fields = asdict(self)
+        if self.kind == RANDOM:
+            del fields["kind"]
+        return fields
 
     def file_seed(self, index: int) -> int:
         """A seed of its own for each file, so any one can be regenerated alone."""
@@ -101,6 +123,25 @@ def _write_file(path: Path, size: int, seed: int) -> str:
     return digest.hexdigest()
 
 
+def _write_any(spec: CorpusSpec, path: Path, index: int) -> CorpusFile:
+    """File ``index`` of ``spec`` written to ``path``, as the manifest records it."""
+    if spec.kind == JPEG:
+        from .image_corpus import write_jpeg
+
+        size, digest = write_jpeg(path, spec.file_seed(index))
+        return CorpusFile(path.name, size, digest)
+    return CorpusFile(path.name, spec.size, _write_file(path, spec.size, spec.file_seed(index)))
+
+
+def _generator_versions(spec: CorpusSpec) -> dict[str, str]:
+    """The libraries whose output a corpus depends on beyond its spec (JPEG: numpy, Pillow)."""
+    if spec.kind == JPEG:
+        from .image_corpus import generator_versions
+
+        return generator_versions()
+    return {}
+
+
 def _manifest_path(root: Path, spec: CorpusSpec) -> Path:
     return root / f"{spec.folder}.manifest.json"
 
@@ -112,7 +153,9 @@ def _load_if_current(root: Path, spec: CorpusSpec) -> Corpus | None:
         data = json.loads(manifest.read_text())
     except (OSError, ValueError):
         return None
-    if data.get("format") != FORMAT_VERSION or data.get("spec") != asdict(spec):
+    if data.get("format") != FORMAT_VERSION or data.get("spec") != spec.record():
+        return None
+    if data.get("generator", {}) != _generator_versions(spec):
         return None
     folder = root / spec.folder
     files = tuple(CorpusFile(**entry) for entry in data.get("files", []))
@@ -138,14 +181,16 @@ def ensure_corpus(root: Path, spec: CorpusSpec) -> tuple[Corpus, bool]:
     folder.mkdir(parents=True)
     files = []
     for index in range(spec.count):
-        name = spec.file_name(index)
-        digest = _write_file(folder / name, spec.size, spec.file_seed(index))
-        files.append(CorpusFile(name, spec.size, digest))
-    manifest = {
+        files.append(_write_any(spec, folder / spec.file_name(index), index))
+        if spec.kind == JPEG and (index + 1) % 500 == 0:
+            print(f"  {spec.folder}: {index + 1} of {spec.count}", file=sys.stderr, flush=True)
+    manifest: dict[str, Any] = {
         "format": FORMAT_VERSION,
-        "spec": asdict(spec),
+        "spec": spec.record(),
         "files": [asdict(item) for item in files],
     }
+    if spec.kind != RANDOM:
+        manifest["generator"] = _generator_versions(spec)
     _manifest_path(root, spec).write_text(json.dumps(manifest, indent=1))
     return Corpus(spec, folder, tuple(files)), True
 

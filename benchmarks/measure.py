@@ -1,4 +1,8 @@
-"""Run one command and measure it: wall time, CPU seconds and peak RSS of the child."""
+"""Run one command and measure it: wall time, CPU seconds and peak RSS of the child.
+
+With ``tree=True`` also the peak memory of the tool's whole process tree
+(the tool and every process it forked, summed), read from ``/proc``.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,12 @@ class Measurement:
     timed_out: bool
     #: The most threads the tool's process had at one of the samples; None if never read.
     peak_threads: int | None = None
+    #: With ``tree``: the largest sum of VmRSS over the tool's process tree at one sample (KiB).
+    tree_rss_kib: int | None = None
+    #: With ``tree``: the same for the proportional set size (shared pages split), KiB.
+    tree_pss_kib: int | None = None
+    #: With ``tree``: the most processes the tree had at one sample.
+    tree_processes: int | None = None
 
     @property
     def cpu_s(self) -> float:
@@ -45,16 +55,64 @@ def _children(pid: int) -> list[int]:
     return [int(part) for part in text.split()]
 
 
-def _thread_count(pid: int) -> int | None:
-    """The ``Threads:`` line of ``/proc/PID/status``; None once the process is gone."""
+def _all_children(pid: int) -> list[int]:
+    """The children of every thread of ``pid`` (a thread that forks is their parent)."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(part) for part in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants alive now."""
+    tree = [pid]
+    index = 0
+    while index < len(tree):
+        tree += [child for child in _all_children(tree[index]) if child not in tree]
+        index += 1
+    return tree
+
+
+def _status_value(pid: int, field: str) -> int | None:
+    """The number on ``/proc/PID/status``'s ``field:`` line; None once the process is gone."""
     try:
         with Path(f"/proc/{pid}/status").open(encoding="ascii", errors="replace") as status:
             for line in status:
-                if line.startswith("Threads:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except (OSError, ValueError):
         return None
     return None
+
+
+def _thread_count(pid: int) -> int | None:
+    """The ``Threads:`` line of ``/proc/PID/status``; None once the process is gone."""
+    return _status_value(pid, "Threads")
+
+
+def _pss_kib(pid: int) -> int:
+    """``Pss:`` of ``/proc/PID/smaps_rollup`` in KiB; 0 once the process is gone."""
+    try:
+        with Path(f"/proc/{pid}/smaps_rollup").open(encoding="ascii", errors="replace") as roll:
+            for line in roll:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return 0
+    return 0
+
+
+def _peak(current: int | None, value: int | None) -> int | None:
+    if value is None:
+        return current
+    return value if current is None else max(current, value)
 
 
 class ThreadSampler:
@@ -64,12 +122,23 @@ class ThreadSampler:
     the child itself.  Only that one process is counted: worker processes it
     forks (a processing pool in process mode) are not summed.  A thread that
     lives less than the interval between two readings can be missed.
+
+    With ``tree``, each reading also sums VmRSS and PSS (``smaps_rollup``)
+    over the tool and every descendant alive then (found through every
+    thread's ``/proc/PID/task/TID/children``) and keeps the largest sums and
+    process count: the peak memory of a tool that forks workers.  The sum of
+    RSS counts pages a fork shares with its parent twice, the PSS splits
+    them; a peak shorter than 50 ms can be missed.
     """
 
-    def __init__(self, pid: int, wrapped: bool) -> None:
+    def __init__(self, pid: int, wrapped: bool, tree: bool = False) -> None:
         self.pid = pid
         self.wrapped = wrapped
+        self.tree = tree
         self.peak: int | None = None
+        self.peak_rss: int | None = None
+        self.peak_pss: int | None = None
+        self.peak_processes: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="thread-sampler", daemon=True)
 
@@ -79,12 +148,20 @@ class ThreadSampler:
         children = _children(self.pid)
         return children[0] if children else None
 
+    def _sample_tree(self, tool: int) -> None:
+        pids = _tree(tool)
+        rss = [_status_value(pid, "VmRSS") for pid in pids]
+        self.peak_rss = _peak(self.peak_rss, sum(value or 0 for value in rss))
+        self.peak_pss = _peak(self.peak_pss, sum(_pss_kib(pid) for pid in pids))
+        self.peak_processes = _peak(self.peak_processes, sum(v is not None for v in rss))
+
     def _run(self) -> None:
         while True:
             tool = self._tool_pid()
-            count = _thread_count(tool) if tool is not None else None
-            if count is not None:
-                self.peak = count if self.peak is None else max(self.peak, count)
+            if tool is not None:
+                self.peak = _peak(self.peak, _thread_count(tool))
+                if self.tree:
+                    self._sample_tree(tool)
             if self._stop.wait(THREAD_SAMPLE_INTERVAL):
                 return
 
@@ -106,6 +183,7 @@ def run_measured(
     log_path: Path,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    tree: bool = False,
 ) -> Measurement:
     """Run ``argv`` to completion (or ``timeout``), output to ``log_path``.
 
@@ -117,7 +195,8 @@ def run_measured(
     reports that grandchild's ``ru_maxrss``; with it the figure is the tool's.
     The child gets its own process group so a timeout can kill it and
     anything it forked, and nothing else.  The tool's peak thread count is
-    sampled from ``/proc`` meanwhile (:class:`ThreadSampler`).
+    sampled from ``/proc`` meanwhile (:class:`ThreadSampler`), with ``tree``
+    the peak memory of its whole process tree as well.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     rss_path = log_path.with_suffix(".rss")
@@ -147,7 +226,7 @@ def run_measured(
         timer = threading.Timer(timeout, kill_group)
         timer.daemon = True
         timer.start()
-        sampler = ThreadSampler(process.pid, wrapped=wrapped is not argv)
+        sampler = ThreadSampler(process.pid, wrapped=wrapped is not argv, tree=tree)
         sampler.start()
         try:
             _, status, usage = os.wait4(process.pid, 0)
@@ -170,6 +249,9 @@ def run_measured(
         returncode=process.returncode,
         timed_out=expired.is_set(),
         peak_threads=peak_threads,
+        tree_rss_kib=sampler.peak_rss,
+        tree_pss_kib=sampler.peak_pss,
+        tree_processes=sampler.peak_processes,
     )
 
 

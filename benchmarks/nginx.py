@@ -54,8 +54,16 @@ http {{
         server_name localhost;
         root {root};
         location / {{ }}
-    }}
+{extra_locations}    }}
 {tls_servers}}}
+"""
+
+#: A folder served from outside the root: ``/NAME/FILE``, and ``/NAME/rN/FILE`` as the
+#: same file under a distinct URL (lists longer than the corpus: one URL per entry).
+EXTRA_LOCATION = """\
+        location ~ ^/{name}/(?:r[0-9]+/)?([^/]+)$ {{
+            alias {path}/$1;
+        }}
 """
 
 #: The TLS servers: HTTPS offering only HTTP/1.1, and HTTPS offering HTTP/2 (ALPN h2).
@@ -110,16 +118,24 @@ class NginxServer:
     """Serves ``root`` on free ports of 127.0.0.1 until :meth:`stop`.
 
     Always over plain HTTP; with ``tls`` also over HTTPS (HTTP/1.1 only) and
-    over HTTPS with HTTP/2 offered, each on a port of its own.
+    over HTTPS with HTTP/2 offered, each on a port of its own.  Each of
+    ``extra`` (URL folder name -> folder) is served over plain HTTP as
+    ``/NAME/FILE``, and as ``/NAME/rN/FILE`` too (see ``EXTRA_LOCATION``).
     """
 
     def __init__(
-        self, root: Path, prefix: Path, workers: int = 2, tls: TlsFiles | None = None
+        self,
+        root: Path,
+        prefix: Path,
+        workers: int = 2,
+        tls: TlsFiles | None = None,
+        extra: dict[str, Path] | None = None,
     ) -> None:
         self.root = root
         self.prefix = prefix
         self.workers = workers
         self.tls = tls
+        self.extra = dict(extra or {})
         self.port = 0
         self.https_port = 0
         self.h2_port = 0
@@ -170,6 +186,9 @@ class NginxServer:
                 prefix=self.prefix,
                 protocol_log=PROTOCOL_LOG,
             )
+        extra_locations = "".join(
+            EXTRA_LOCATION.format(name=name, path=path) for name, path in self.extra.items()
+        )
         config = self.prefix / "nginx.conf"
         config.write_text(
             CONFIG_TEMPLATE.format(
@@ -178,6 +197,7 @@ class NginxServer:
                 prefix=self.prefix,
                 port=self.port,
                 root=self.root,
+                extra_locations=extra_locations,
                 tls_servers=tls_servers,
             )
         )

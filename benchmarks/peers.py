@@ -56,6 +56,8 @@ class Job:
     ca_bundle: Path | None = None
     #: nginx's per-request protocol log for this job's server, if it keeps one.
     protocol_log: Path | None = None
+    #: Sample the peak memory of each run's whole process tree (tools that fork workers).
+    sample_tree: bool = False
 
 
 def _tls_env(job: Job, env: dict[str, str]) -> dict[str, str]:
@@ -104,9 +106,9 @@ class ProjectCli:
         # fixtures (a plugin that fails to import, an observer of every file)
         # that a user's installation would not have.
         self.env = clean_env({"PYTHONPATH": str(REPO_ROOT), LOAD_PLUGINS_ENV: ""})
-        self._plugins: list[dict[str, object]] | None = None
+        self._plugins: list[dict[str, Any]] | None = None
         self._help: str | None = None
-        self._plugin_envs: dict[str, dict[str, str] | None] = {}
+        self._plugin_envs: dict[tuple[tuple[str, str], ...], dict[str, str] | None] = {}
 
     def byte_compile(self) -> None:
         """Compile the project's modules (and the benchmark's processor) as ``pip install`` does.
@@ -153,19 +155,25 @@ class ProjectCli:
         return found
 
     def downloader_env(self, name: str) -> dict[str, str] | None:
-        """The environment that offers downloader ``name``; None when none is installed.
+        """The environment that offers downloader ``name``; None when none is installed."""
+        return self.plugin_env(("downloader", name))
 
-        A built-in downloader needs nothing beyond :attr:`env`.  For one from an
+    def plugin_env(self, *wanted: tuple[str, str]) -> dict[str, str] | None:
+        """The environment that offers every ``(kind, name)`` plugin of ``wanted``; None if not.
+
+        A built-in plugin needs nothing beyond :attr:`env`.  For one from an
         installed plugin package, the plugin list is read once with every
         plugin loaded, to learn which distribution registers it and that
         distribution's entry-point names (what ``LOAD_PLUGINS_ENV`` selects
         by); the environment then loads those entry points and no other, and
-        is checked to list the downloader.
+        is checked to list every plugin wanted.
         """
-        if name in self._plugin_envs:
-            return self._plugin_envs[name]
+        key = tuple(sorted(wanted))
+        if key in self._plugin_envs:
+            return self._plugin_envs[key]
         found: dict[str, str] | None = None
-        if self.has_downloader(name):
+        missing = [item for item in key if not self._has_plugin(self.plugins, item)]
+        if not missing:
             found = self.env
         else:
             everything = {k: v for k, v in self.env.items() if k != LOAD_PLUGINS_ENV}
@@ -173,7 +181,7 @@ class ProjectCli:
             sources = {
                 str(p["distribution"])
                 for p in listing["plugins"]
-                if p["name"] == name and p["kind"] == "downloader"
+                if (p["kind"], p["name"]) in missing
             }
             entry_points = sorted(
                 str(m["name"]) for m in listing["modules"] if m["distribution"] in sources
@@ -181,13 +189,17 @@ class ProjectCli:
             if entry_points:
                 env = {**self.env, LOAD_PLUGINS_ENV: ",".join(entry_points)}
                 check = self.listing(env)["plugins"]
-                if any(p["name"] == name and p["kind"] == "downloader" for p in check):
+                if all(self._has_plugin(check, item) for item in key):
                     found = env
-        self._plugin_envs[name] = found
+        self._plugin_envs[key] = found
         return found
 
+    @staticmethod
+    def _has_plugin(plugins: list[dict[str, Any]], wanted: tuple[str, str]) -> bool:
+        return any((p["kind"], p["name"]) == wanted for p in plugins)
+
     @property
-    def plugins(self) -> list[dict[str, object]]:
+    def plugins(self) -> list[dict[str, Any]]:
         """``plugins --json``'s entries."""
         if self._plugins is None:
             self._plugins = json.loads(self._output("plugins", "--json"))["plugins"]

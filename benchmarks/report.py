@@ -54,6 +54,16 @@ class Row:
     peak_threads: int | None = None
     #: Requests per protocol over the verified runs (jobs with a protocol log).
     protocols: dict[str, int] | None = None
+    #: Jobs that sample the process tree: the largest peak summed RSS and PSS (MiB) over the
+    #: verified runs, and the most processes.
+    tree_rss_mib: float | None = None
+    tree_pss_mib: float | None = None
+    tree_processes: int | None = None
+
+
+def _largest(values: Sequence[int | None]) -> int | None:
+    present = [value for value in values if value is not None]
+    return max(present) if present else None
 
 
 def aggregate(records: Sequence[RunRecord]) -> list[Row]:
@@ -95,6 +105,8 @@ def aggregate(records: Sequence[RunRecord]) -> list[Row]:
         for r in good:
             if r.protocols is not None:
                 protocols = (protocols or Counter()) + Counter(r.protocols)
+        tree_rss = _largest([r.tree_rss_kib for r in good])
+        tree_pss = _largest([r.tree_pss_kib for r in good])
         rows.append(
             Row(
                 case=case,
@@ -113,6 +125,9 @@ def aggregate(records: Sequence[RunRecord]) -> list[Row]:
                 skipped=False,
                 peak_threads=max(threads) if threads else None,
                 protocols=None if protocols is None else dict(protocols),
+                tree_rss_mib=None if tree_rss is None else tree_rss / 1024,
+                tree_pss_mib=None if tree_pss is None else tree_pss / 1024,
+                tree_processes=_largest([r.tree_processes for r in good]),
             )
         )
     return rows
@@ -416,6 +431,160 @@ def earlier_targets(rows: Sequence[Row]) -> list[Check]:
     return [check for check in checks if check is not None]
 
 
+# -- the images case ----------------------------------------------------------------------
+
+IMAGES_PREFIX = "images"
+I2D = "img2dataset"
+DPP_IMAGES = "dpp"
+DPP_DASK = "dpp dask"
+#: Local mode with the dask row's downloader, when that is not the main row's.
+DPP_DASK_PEER = "dpp, requests"
+#: (a) this project's images/s over img2dataset's at least, CPU per image at most.
+IMAGES_SPEED_FACTOR = 2.0
+IMAGES_CPU_FACTOR = 0.5
+#: (b) the dask executor's images/s over the local one's at least.
+IMAGES_DASK_FACTOR = 0.9
+#: (c) peak memory over the list five times as long, at most this many times the short one's.
+IMAGES_RSS_FACTOR = 1.1
+IMAGES_HEAD = (
+    "| case | tool | flags | median wall s | min-max s | images/s | CPU ms/image "
+    "| peak RSS MiB | peak PSS MiB | processes | ÷ img2dataset | ok runs |\n"
+    "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+)
+
+
+def is_images_case(case: str) -> bool:
+    """Whether ``case`` is one of the ``images`` case's jobs (reported in their own section)."""
+    return case.startswith(IMAGES_PREFIX)
+
+
+def _best_peer(rows: Sequence[Row], case: str) -> Row | None:
+    """The fastest verified img2dataset row of ``case``."""
+    peers = [r for r in rows if r.case == case and r.tool.startswith(I2D) and r.files_per_s]
+    return max(peers, key=lambda r: r.files_per_s or 0.0) if peers else None
+
+
+def images_table(rows: Sequence[Row], flags: dict[str, str]) -> str:
+    """The ``images`` rows: per image, the whole process tree's memory, ÷ best img2dataset."""
+    lines = [IMAGES_HEAD]
+    for row in rows:
+        flag_text = f"`{flags[row.tool]}`" if row.tool in flags else ""
+        if row.ok_runs == 0:
+            label = "n/a" if row.skipped else "FAILED"
+            lines.append(
+                f"| {row.case} | {row.tool} | {flag_text} | {label} |  |  |  |  |  |  |  "
+                f"| {row.ok_runs}/{row.runs} |"
+            )
+            continue
+        peer = _best_peer(rows, row.case)
+        versus = "—"
+        if peer is not None and peer is not row and peer.files_per_s and row.files_per_s:
+            versus = f"{row.files_per_s / peer.files_per_s:.2f}x"
+        processes = "—" if row.tree_processes is None else str(row.tree_processes)
+        lines.append(
+            f"| {row.case} | {row.tool} | {flag_text} | {_num(row.wall_s, 2)} "
+            f"| {_num(row.wall_min_s, 2)}-{_num(row.wall_max_s, 2)} "
+            f"| {_num(row.files_per_s)} | {_num(row.cpu_ms_per_file, 2)} "
+            f"| {_num(row.tree_rss_mib)} | {_num(row.tree_pss_mib)} | {processes} "
+            f"| {versus} | {row.ok_runs}/{row.runs} |"
+        )
+    return "\n".join(lines)
+
+
+def images_targets(rows: Sequence[Row]) -> list[Check]:
+    """(a) this project against img2dataset's best row, (b) dask against local, (c) flat memory."""
+    checks: list[Check] = []
+    cases = sorted(
+        {r.case for r in rows if is_images_case(r.case) and r.case.split("-")[-1].isdigit()},
+        key=lambda case: int(case.split("-")[-1]),
+    )
+    if not cases:
+        return checks
+    short = cases[0]
+    mine = _find(rows, short, "tmpfs", DPP_IMAGES)
+    peer = _best_peer(rows, short)
+    speed = f"{short}: {DPP_IMAGES} ≥ {IMAGES_SPEED_FACTOR:g}x img2dataset's images/s"
+    cpu = f"{short}: {DPP_IMAGES} CPU per image < {IMAGES_CPU_FACTOR:g}x img2dataset's"
+    if mine is None or peer is None or not mine.files_per_s or not peer.files_per_s:
+        checks += [(speed, "not measured", _verdict(None)), (cpu, "not measured", _verdict(None))]
+    else:
+        measured = mine.files_per_s / peer.files_per_s
+        checks.append(
+            (
+                speed,
+                f"{_times(measured, IMAGES_SPEED_FACTOR)} ({mine.files_per_s:,.1f} vs "
+                f"{peer.files_per_s:,.1f} images/s; {peer.tool})",
+                _verdict(measured >= IMAGES_SPEED_FACTOR),
+            )
+        )
+        if mine.cpu_ms_per_file is None or not peer.cpu_ms_per_file:
+            checks.append((cpu, "not measured", _verdict(None)))
+        else:
+            share = mine.cpu_ms_per_file / peer.cpu_ms_per_file
+            checks.append(
+                (
+                    cpu,
+                    f"{share:.2f}x ({mine.cpu_ms_per_file:.2f} vs "
+                    f"{peer.cpu_ms_per_file:.2f} ms; {peer.tool})",
+                    _verdict(share < IMAGES_CPU_FACTOR),
+                )
+            )
+    local = DPP_DASK_PEER if _find(rows, short, "tmpfs", DPP_DASK_PEER) else DPP_IMAGES
+    dask = _ratio_check(rows, short, "tmpfs", DPP_DASK, local, factor=IMAGES_DASK_FACTOR)
+    if dask is not None:
+        checks.append(dask)
+    for long in cases[1:]:
+        target = f"{long} vs {short}: {DPP_IMAGES} peak RSS (process tree) ≤ {IMAGES_RSS_FACTOR:g}x"
+        big = _find(rows, long, "tmpfs", DPP_IMAGES)
+        if mine is None or big is None or not mine.tree_rss_mib or big.tree_rss_mib is None:
+            checks.append((target, "not measured", _verdict(None)))
+            continue
+        grown = big.tree_rss_mib / mine.tree_rss_mib
+        checks.append(
+            (
+                target,
+                f"{grown:.2f}x ({big.tree_rss_mib:.0f} vs {mine.tree_rss_mib:.0f} MiB)",
+                _verdict(grown <= IMAGES_RSS_FACTOR),
+            )
+        )
+    return checks
+
+
+IMAGES_SECTION = """\
+## Images (`images` case)
+
+img2dataset's job (download, resize to 256 with a border, JPEG at quality
+95, WebDataset shards of 1,000 with the captions) over seeded JPEGs from
+nginx on tmpfs; see [README.md](README.md#images) for the commands. Every
+run's tars are checked: every entry once (by its unique caption), each a
+256x256 JPEG. `images-sweep` ran each tool's grid of flags to find its
+best; the other rows use those best flags. Memory is the whole process
+tree's (the tool and every process it forked), sampled every 50 ms: "peak
+RSS" sums each process's resident set (pages a fork shares with its parent
+count twice), "peak PSS" splits shared pages between processes.
+"÷ img2dataset" is the row's images/s over the fastest img2dataset row of
+the same case. CPU is user + system of the whole tree (the children's
+rusage).
+
+{table}
+
+| target | measured | verdict |
+|---|---|---|
+{targets}
+
+"""
+
+
+def images_section(rows: Sequence[Row], flags: dict[str, str]) -> str:
+    """The ``images`` case's section of RESULTS.md; empty when it did not run."""
+    mine = [row for row in rows if is_images_case(row.case)]
+    if not mine:
+        return ""
+    return IMAGES_SECTION.format(
+        table=images_table(mine, flags), targets=_check_table(images_targets(mine))
+    )
+
+
 # -- the machine and the file -------------------------------------------------------------
 
 
@@ -491,9 +660,13 @@ def render(
     started: datetime,
     load: tuple[tuple[float, ...], tuple[float, ...]],
     notes: Sequence[str],
+    images_flags: dict[str, str] | None = None,
 ) -> str:
     """The whole RESULTS.md."""
     finished = datetime.now(timezone.utc)
+    images = images_section(rows, images_flags or {})
+    failed = failures(rows)
+    rows = [row for row in rows if not is_images_case(row.case)]
     machine = "\n".join(f"- {key}: {value}" for key, value in info.items())
     curl_checks = curl_targets(rows)
     # An earlier target that is also one of the curl downloader's is listed once.
@@ -503,7 +676,6 @@ def render(
     protocol_section = ""
     if protocols:
         protocol_section = PROTOCOL_SECTION + "".join(f"- {line}\n" for line in protocols) + "\n"
-    failed = failures(rows)
     failed_text = "\n".join(f"- {line}" for line in failed) if failed else "- none"
     note_text = "\n".join(f"- {note}" for note in notes)
     load_before = ", ".join(f"{x:.2f}" for x in load[0])
@@ -536,7 +708,7 @@ is this project with the `curl` downloader plugin.
 
 {markdown_table(rows)}
 
-{protocol_section}## Targets for the `curl` downloader
+{protocol_section}{images}## Targets for the `curl` downloader
 
 Figures are this project's `dpp curl` row against the named row of the same
 case and file system (medians); the last line is the rule that decides the

@@ -39,6 +39,10 @@ class RunRecord:
     peak_threads: int | None = None
     #: Requests per protocol nginx logged during the run (jobs with a protocol log).
     protocols: dict[str, int] | None = None
+    #: Jobs that sample the process tree: its peak summed RSS and PSS (KiB), most processes.
+    tree_rss_kib: int | None = None
+    tree_pss_kib: int | None = None
+    tree_processes: int | None = None
 
 
 #: Seconds to let nginx finish logging the last requests of a run (outside the timing).
@@ -148,6 +152,7 @@ class Runner:
             log_path=log_path,
             env=invocation.env,
             cwd=REPO_ROOT,
+            tree=job.sample_tree,
         )
         protocols = None
         if job.protocol_log is not None:
@@ -179,15 +184,25 @@ class Runner:
                 error=error,
                 peak_threads=measured.peak_threads,
                 protocols=protocols,
+                tree_rss_kib=measured.tree_rss_kib,
+                tree_pss_kib=measured.tree_pss_kib,
+                tree_processes=measured.tree_processes,
             )
         )
         status = "ok" if error is None else f"FAILED: {error}"
+        tree = ""
+        if measured.tree_rss_kib is not None:
+            tree = (
+                f", tree rss {measured.tree_rss_kib / 1024:.0f} MiB"
+                f" (pss {(measured.tree_pss_kib or 0) / 1024:.0f}) in"
+                f" {measured.tree_processes} processes"
+            )
         print(
             f"  [{job.case}/{job.fs} rep {rep + 1}] {tool.label}: {measured.wall_s:.2f} s, "
             f"cpu {measured.user_s + measured.sys_s:.2f} s, "
             f"rss {measured.max_rss_kib / 1024:.0f} MiB, "
             f"threads {measured.peak_threads if measured.peak_threads is not None else '?'}"
-            f"{_protocol_text(protocols)}, {status}",
+            f"{tree}{_protocol_text(protocols)}, {status}",
             file=sys.stderr,
             flush=True,
         )
