@@ -692,8 +692,10 @@ class TestBodyWriterRoom:
         budget.reserve(str(part), 50, stop)
         budget.reserve("other", 50, stop)
 
-        def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
-            return budget.need(str(part), size, on_disk, give_up, wait=wait, exact=exact)
+        def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int) -> int:
+            return budget.need(
+                str(part), size, on_disk, give_up, wait=wait, exact=exact, ahead=ahead
+            )
 
         writer = BodyWriter(part, room=room)
         writer.new_attempt()
@@ -719,8 +721,8 @@ class TestBodyWriterRoom:
         budget.reserve(str(part), 10, stop)
         budget.reserve("other", 90, stop)
 
-        def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
-            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact)
+        def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int) -> int:
+            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact, ahead=ahead)
 
         writer = BodyWriter(part, room=room)
         writer.new_attempt()
@@ -741,8 +743,8 @@ class TestBodyWriterRoom:
         part = tmp_path / "a.part"
         budget.reserve(str(part), None, stop)  # the first guess: the whole bound
 
-        def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
-            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact)
+        def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int) -> int:
+            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact, ahead=ahead)
 
         writer = BodyWriter(part, room=room)
         writer.new_attempt()
@@ -763,8 +765,8 @@ class TestBodyWriterRoom:
         budget.reserve(str(part), 10, stop)
         budget.reserve("other", 90, stop)
 
-        def room(size: int, on_disk: int, wait: bool, exact: bool) -> int:
-            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact)
+        def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int) -> int:
+            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact, ahead=ahead)
 
         writer = BodyWriter(part, room=room)
         writer.new_attempt()
@@ -776,3 +778,205 @@ class TestBodyWriterRoom:
         stop.set()  # ends a wait that would not end, failing the test
         assert outcome == [None]
         assert budget.held == 60
+
+
+PER_FILE_DELAY_MODULE = '''
+import json
+import os
+import time
+from download_pipeline_processor.builtins import ChecksumProcessor
+
+class PerFileDelay(ChecksumProcessor):
+    """Hashes the file after the pause its id is given in PER_FILE_DELAY (JSON), if any."""
+
+    def process(self, file_data):
+        time.sleep(json.loads(os.environ["PER_FILE_DELAY"]).get(file_data.id, 0))
+        return super().process(file_data)
+'''
+
+
+def run_cli_with_room(
+    tmp_path: Path,
+    cli_path: Path,
+    downloader: str,
+    entries: list[dict[str, Any]],
+    *,
+    flags: list[str],
+    delays: dict[str, float] | None = None,
+) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, Any]]]:
+    """Run the CLI over ``entries`` with ``flags``; the run and the jsonl records by id.
+
+    The processor hashes each file after its pause in ``delays``; the run is
+    killed (failing the test) if it takes more than 40 seconds.
+    """
+    (tmp_path / "per_file_delay_module.py").write_text(PER_FILE_DELAY_MODULE)
+    listing = tmp_path / "files.json"
+    listing.write_text(json.dumps(entries))
+    cache, report = tmp_path / "cache", tmp_path / "report.jsonl"
+    cache.mkdir(mode=0o700)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path),
+        "PER_FILE_DELAY": json.dumps(delays or {}),
+    }
+    command = [
+        str(cli_path),
+        "--files",
+        str(listing),
+        "--processor",
+        "per_file_delay_module:PerFileDelay",
+        "--post-processor",
+        "jsonl",
+        "--post-processor-option",
+        f"path={report}",
+        "--downloader",
+        downloader,
+        "--download-cache",
+        str(cache),
+        *flags,
+    ]
+    try:
+        run = subprocess.run(
+            command, capture_output=True, text=True, env=env, timeout=40, check=False
+        )
+    except subprocess.TimeoutExpired as exc:  # the child is killed: a hang fails the test
+        pytest.fail(f"the run hung: {exc.stderr!r}")
+    records = {}
+    if report.exists():
+        for line in report.read_text().splitlines():
+            record = json.loads(line)
+            records[record["id"]] = record
+    assert leftover_files(cache) == []
+    return run, records
+
+
+class TestRoomAndHostSlots:
+    """Waiting for room in the cache never holds a host slot, a deadline or an attempt."""
+
+    def test_retry_holding_room_and_a_waiter_holding_the_slot_do_not_deadlock(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path, downloader: str
+    ) -> None:
+        """A retry keeping its room and a file refused room on the only host slot both finish.
+
+        ``x`` holds 60 KiB of room through a 503 and its backoff; ``w``, guessed
+        at 10 KiB, announces 50 KiB on the host's only slot: 60 + 50 > 100 KiB.
+        """
+        bodies = {
+            "s": b"s" * (10 * KIB),
+            "x": os.urandom(60 * KIB),
+            "w": os.urandom(50 * KIB),
+        }
+        entries = [
+            {"id": "s", "url": file_server.add("/s", bodies["s"])},
+            {
+                "id": "x",
+                "url": file_server.add("/x", bodies["x"], statuses=(503, 200)),
+                "size": 60 * KIB,
+            },
+            {"id": "w", "url": file_server.add("/w", bodies["w"], delay=0.2)},
+        ]
+        flags = ["--cache-size", "100K", "--max-per-host", "1", "--download-workers", "2"]
+        flags += ["--retry-backoff", "1", "--max-retries", "2"]
+        run, records = run_cli_with_room(tmp_path, cli_path, downloader, entries, flags=flags)
+        assert run.returncode == 0, run.stderr
+        digests = {name: hashlib.sha256(body).hexdigest() for name, body in bodies.items()}
+        assert {name: record["result"]["sha256"] for name, record in records.items()} == digests
+        assert records["x"]["attempts"] == 2
+
+    def test_waiting_for_room_does_not_count_against_the_file_timeout(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path, downloader: str
+    ) -> None:
+        """A file that waits for room longer than --file-timeout succeeds with no retries.
+
+        ``a`` (60 KiB) stays in the cache for 2.5 s of processing; ``w``,
+        guessed at 10 KiB, announces 50 KiB and must wait for ``a`` to leave.
+        """
+        bodies = {"s": b"s" * (10 * KIB), "a": os.urandom(60 * KIB), "w": os.urandom(50 * KIB)}
+        entries = [
+            {"id": "s", "url": file_server.add("/s", bodies["s"])},
+            {"id": "a", "url": file_server.add("/a", bodies["a"], delay=0.1)},
+            {"id": "w", "url": file_server.add("/w", bodies["w"], delay=0.5)},
+        ]
+        flags = ["--cache-size", "100K", "--download-workers", "2", "--processing-limit", "2"]
+        flags += ["--file-timeout", "1.5", "--max-retries", "0"]
+        run, records = run_cli_with_room(
+            tmp_path, cli_path, downloader, entries, flags=flags, delays={"a": 2.5}
+        )
+        assert run.returncode == 0, run.stderr
+        digests = {name: hashlib.sha256(body).hexdigest() for name, body in bodies.items()}
+        assert {name: record["result"]["sha256"] for name, record in records.items()} == digests
+        assert {name: record["attempts"] for name, record in records.items()} == {
+            "s": 1,
+            "a": 1,
+            "w": 1,
+        }
+
+    def test_a_restart_for_room_is_not_counted_as_an_attempt(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path, downloader: str
+    ) -> None:
+        """A file whose attempt ended for want of room, answered once, records one attempt.
+
+        ``w``, guessed at 10 KiB, announces 50 KiB while ``a`` (60 KiB) is
+        held for processing: its attempt ends, waits for room, and starts again.
+        """
+        bodies = {"s": b"s" * (10 * KIB), "a": os.urandom(60 * KIB), "w": os.urandom(50 * KIB)}
+        entries = [
+            {"id": "s", "url": file_server.add("/s", bodies["s"])},
+            {"id": "a", "url": file_server.add("/a", bodies["a"], delay=0.1)},
+            {"id": "w", "url": file_server.add("/w", bodies["w"], delay=0.5)},
+        ]
+        flags = ["--cache-size", "100K", "--download-workers", "2", "--processing-limit", "2"]
+        run, records = run_cli_with_room(
+            tmp_path, cli_path, downloader, entries, flags=flags, delays={"a": 0.5}
+        )
+        assert run.returncode == 0, run.stderr
+        assert {name: record["attempts"] for name, record in records.items()} == {
+            "s": 1,
+            "a": 1,
+            "w": 1,
+        }
+        assert file_server.request_count("/w") >= 1
+
+
+class TestRoomInSteps:
+    """A body that outgrows its room asks the cache for more in steps, not per chunk."""
+
+    def test_a_growing_body_asks_a_few_times(self, tmp_path: Path) -> None:
+        """1 MiB written in 1 KiB chunks from 1 KiB of room asks for room about log2(1024) times."""
+        budget = CacheBudget(10 * MIB)
+        stop = threading.Event()
+        part = tmp_path / "a.part"
+        budget.reserve(str(part), KIB, stop)
+        asked: list[int] = []
+
+        def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int = 0) -> int:
+            asked.append(size)
+            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact, ahead=ahead)
+
+        writer = BodyWriter(part, room=room)
+        writer.new_attempt()
+        writer.begin(200, {}.get, None)
+        for _ in range(1024):
+            writer.write(b"z" * KIB)
+        assert part.stat().st_size == MIB
+        assert len(asked) <= 12
+        assert budget.held >= MIB
+
+    def test_steps_never_take_more_than_fits(self, tmp_path: Path) -> None:
+        """A step is capped at the room left under the bound; the body still gets what it needs."""
+        budget = CacheBudget(100 * KIB)
+        stop = threading.Event()
+        part = tmp_path / "a.part"
+        budget.reserve("other", 30 * KIB, stop)
+        budget.reserve(str(part), KIB, stop)
+
+        def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int = 0) -> int:
+            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact, ahead=ahead)
+
+        writer = BodyWriter(part, room=room)
+        writer.new_attempt()
+        writer.begin(200, {}.get, None)
+        for _ in range(60):
+            writer.write(b"z" * KIB)
+            assert budget.held <= 100 * KIB
+        assert part.stat().st_size == 60 * KIB

@@ -10,13 +10,22 @@ the cache to drain before it tries again.
 
 The room taken first is a guess when the entry announces no size; the body
 writer corrects it in real bytes (:meth:`CacheBudget.need`): to the length an
-answer announces, and before each write past the room held.  A file that
-needs more than there is waits, holding its bytes, until the others leave
-(alone, it may grow past the bound); only one such file waits at a time, and
-while it does no new download starts.  Another file that outgrows its room
+answer announces, and before writing past the room held (in steps: up to
+twice the room, where that fits).  An attempt holds a host slot
+(``--max-per-host``), so it never waits for room: refused, it ends
+(:class:`RoomWanted`; not a failure, not a retry, not counted as an
+attempt), gives its slot and connection back, and the file waits for the
+room between attempts, holding no slot and outside any attempt's
+``--file-timeout`` clock; the next attempt resumes the file where the
+server allows, else starts it over.  Of the files waiting for room, one
+with bytes in the cache waits, holding them, until the others leave (alone,
+it may grow past the bound); only one such file waits at a time, and while
+it does no new download starts.  Another file that outgrows its room
 meanwhile gives way instead: one with no bytes yet gives its room back and
-waits with nothing held; one with bytes discards them (:class:`GaveWay`) and
-starts over.  Nothing held waits on anything else held, so nothing deadlocks.
+waits with nothing held; one with bytes discards them (:class:`GaveWay`)
+and does the same.  A host slot is held only by an attempt, which never
+waits for room, and a file waiting for room holds no slot: nothing held
+waits on anything else held, so nothing deadlocks.
 """
 
 from __future__ import annotations
@@ -53,8 +62,9 @@ def disk_full_error(error: BaseException) -> DiskFullError | None:
 class RoomWanted(TransientDownloadError):
     """A body needs more room in the cache than it holds, where its writer may not wait.
 
-    A multiplexing downloader's loop must not block: the file goes on from a
-    worker thread, where the wait is allowed, without counting as a retry.
+    An attempt (it holds a host slot) never waits: it ends, and the file
+    waits for the room holding no slot, then starts a new attempt; neither a
+    retry nor a counted attempt.
     """
 
 
@@ -168,11 +178,14 @@ class CacheBudget:
         *,
         wait: bool = True,
         exact: bool = False,
+        ahead: int = 0,
     ) -> int:
         """Make the room held under ``key`` at least ``size`` bytes (exactly, with ``exact``).
 
         ``on_disk``: the bytes the file holds in the cache now.  Returns the
-        room held after the call.  Shrinking (``exact``, never below
+        room held after the call.  ``ahead``: when growing into free room,
+        take up to that many bytes, as many as fit, so that a growing body
+        asks again only now and then.  Shrinking (``exact``, never below
         ``on_disk``) and growing into free room happen at once; otherwise the
         call waits (see the module's text), or raises :class:`RoomWanted`
         when ``wait`` is false, :class:`GaveWay` when the file must give its
@@ -186,8 +199,7 @@ class CacheBudget:
                     self._set(key, max(size, on_disk))
                 return self._held.get(key, room)
             if self._fits_growth(key, room, size):
-                self._set(key, size)
-                return size
+                return self._grant(key, size, ahead)
             if not wait:
                 raise RoomWanted("no room in the cache yet: the file waits on a worker thread")
             if on_disk == 0:
@@ -214,8 +226,17 @@ class CacheBudget:
                 finally:
                     self._grower = None
                     self._changed.notify_all()
-            self._set(key, size)
-            return size
+            return self._grant(key, size, ahead)
+
+    def _grant(self, key: str, size: int, ahead: int) -> int:
+        """Set the room under ``key`` to ``size``, or up to ``ahead`` as far as it fits."""
+        grant = size
+        if ahead > size:
+            others = self._total - self._held.get(key, 0)
+            fits = ahead if self.limit is None else self.limit - others
+            grant = max(size, min(ahead, fits))
+        self._set(key, grant)
+        return grant
 
     def _wait(self, done: Callable[[], bool], should_stop: threading.Event) -> None:
         while not done():

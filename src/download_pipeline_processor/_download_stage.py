@@ -128,7 +128,7 @@ class DownloadStage:
             room = (
                 None
                 if self.cache.budget.limit is None
-                else functools.partial(self._room, str(part))
+                else functools.partial(self._room, key=str(part))
             )
             writer = BodyWriter(
                 part, checks, limit, self.settings.file_timeout, self.rate, room=room
@@ -136,19 +136,24 @@ class DownloadStage:
             register_writer(writer)
         return writer
 
-    def _room(self, key: str, size: int, on_disk: int, wait: bool, exact: bool) -> int:
+    def _room(
+        self, size: int, on_disk: int, wait: bool, exact: bool, ahead: int, *, key: str
+    ) -> int:
         """A body writer's request for room in the cache (see ``CacheBudget.need``)."""
-        return self.cache.budget.need(key, size, on_disk, self.stop_event, wait=wait, exact=exact)
+        return self.cache.budget.need(
+            key, size, on_disk, self.stop_event, wait=wait, exact=exact, ahead=ahead
+        )
 
-    def begin_attempt(self, file_data: FileData, writer: BodyWriter, may_wait: bool = True) -> None:
+    def begin_attempt(self, file_data: FileData, writer: BodyWriter) -> None:
         """Count a new attempt at ``file_data`` and start its ``--file-timeout`` clock.
 
-        ``may_wait``: False for a multiplexing downloader's loop, which must
-        not block for room in the cache (the file then goes on from a worker thread).
+        An attempt holds a host slot: it never waits for room in the cache.
+        Refused room ends it (``RoomWanted``, not counted); the file waits for
+        the room between attempts, holding no slot, outside any attempt's clock.
         """
         file_data.download.attempts += 1
         writer.new_attempt()
-        writer.may_wait = may_wait
+        writer.may_wait = False
 
     def verify(self, file_data: FileData, writer: BodyWriter, size: int) -> int:
         """Check an attempt's complete file against its entry; fill ``file_data.download``.
@@ -196,13 +201,15 @@ class DownloadStage:
         """One attempt, once there is room in the cache and on the host: ``attempt()``, or
         ``fetch``.  ``slot``: the host slot the attempt holds already (else one is taken).
 
-        A file that gave its room in the cache to another (``GaveWay``) starts
-        over at once: waiting for room is not a failure, and is not a retry.
+        An attempt refused room in the cache (``RoomWanted``) ends, gives its
+        host slot back, and the next one starts once the room is there: waiting
+        for room is not a failure, is not a retry and is not counted as an attempt.
         """
         while True:
             try:
                 return self._attempt_once(file_data, part, attempt, slot)
             except RoomWanted:
+                file_data.download.attempts -= 1  # a restart for room, not an attempt
                 attempt = slot = None  # given back by the attempt that ended
 
     def _attempt_once(
@@ -219,6 +226,9 @@ class DownloadStage:
             # A retry, or a job the feed reserved for, holds its room already: no wait.
             self.cache.budget.reserve(str(part), expected_size(file_data), self.stop_event)
             if slot is None:
+                # Room an earlier attempt was refused, waited for holding no host slot:
+                # a file that waits for room never holds up one that waits for a slot.
+                writer.wait_for_room()
                 # A paused or full host holds its retries back too.
                 slot = self.hosts.acquire(file_data.url, self.stop_event)
             if slot is None or (attempt is None and self.stop_event.is_set()):
@@ -245,9 +255,8 @@ class DownloadStage:
         try:
             try:
                 if attempt is not None:
-                    # The rest of an attempt a multiplexing backend began: same clock,
-                    # on a worker thread, which may wait for room in the cache.
-                    writer.may_wait = True
+                    # The rest of an attempt a multiplexing backend began: same clock, on a
+                    # worker thread; it holds a host slot, so it does not wait for room either.
                     size = attempt()
                 else:
                     self.begin_attempt(file_data, writer)

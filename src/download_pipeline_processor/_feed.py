@@ -19,7 +19,7 @@ import queue
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._cache_budget import disk_full_error, expected_size
+from ._cache_budget import RoomWanted, disk_full_error, expected_size
 from ._flow import POLL_INTERVAL
 from ._threads import worker_thread
 from .backend import Attempt, DownloadJob
@@ -114,7 +114,7 @@ class RunFeed:
                 self.hosts.forget(slot)
                 self._submit(job, None, None)
                 continue
-            self.stage.begin_attempt(file_data, writer, may_wait=False)  # the loop must not block
+            self.stage.begin_attempt(file_data, writer)  # it never waits for room: the loop
             self.out[sequence] = job
             self._host_slots[sequence] = slot
             return job
@@ -148,6 +148,10 @@ class RunFeed:
         # A 429 or a Retry-After holds the host back before this file's retry waits its turn.
         self.hosts.release(self._host_slots.pop(job.sequence), error)
         self.stage.record_answer(job.file_data, registered_writer(job.destination), error)
+        if isinstance(error, RoomWanted):
+            # Refused room in the cache: the file waits for it on a helper thread and
+            # starts a new attempt; this one is not counted.
+            job.file_data.download.attempts -= 1
         full = disk_full_error(error)
         if full is not None:
             full.__cause__ = error

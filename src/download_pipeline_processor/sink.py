@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from ._cache import create_cache_file
-from ._cache_budget import GaveWay
+from ._cache_budget import GaveWay, RoomWanted
 from ._integrity import Checks
 from .errors import TransientDownloadError
 from .http_rules import (
@@ -43,12 +43,14 @@ Chunk = Union[bytes, bytearray, memoryview]
 #: Looks up a response header by its lower-case name: ``headers.get``.
 HeaderLookup = Callable[[str], Any]
 #: Asks the cache for room (``--cache-size``): (bytes the file will hold, bytes it holds
-#: now, whether the call may wait, whether to set the room exactly) -> the room held.
-RoomRequest = Callable[[int, int, bool, bool], int]
+#: now, whether the call may wait, whether to set the room exactly, the most worth taking
+#: now when it fits) -> the room held.
+RoomRequest = Callable[[int, int, bool, bool, int], int]
 
 _APPEND_FLAGS = (
     os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 )
+_TRUNCATE_FLAGS = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d{1,18})-(\d{1,18})/(\d{1,18}|\*)\s*", re.IGNORECASE)
 
 
@@ -129,8 +131,10 @@ class BodyWriter:
         self.room = room
         #: The room the cache gave the file so far (asked again past it).
         self.granted = 0
-        #: False while a multiplexing downloader's loop writes: it must not block.
+        #: False while an attempt holds a host slot: it must not wait for room then.
         self.may_wait = True
+        #: The room an attempt was refused (RoomWanted): waited for before the next one.
+        self.wanted = 0
         #: --limit-rate: charged for every byte written.
         self.rate = rate
         self.checks = checks or Checks()
@@ -286,28 +290,54 @@ class BodyWriter:
         if self.room is not None and size > self.granted:
             self._ask(size)
 
-    def _ask(self, size: int, exact: bool = False) -> None:
-        """Ask the cache for room for ``size`` bytes; give the bytes back when told to."""
+    def _ask(self, size: int, exact: bool = False, ahead: int = 0) -> None:
+        """Ask the cache for room for ``size`` bytes (up to ``ahead`` when that fits).
+
+        Gives the bytes back when told to (:class:`GaveWay`); remembers the
+        size refused (:class:`RoomWanted`) for :meth:`wait_for_room`.
+        """
         if self.room is None:
             return
         try:
-            self.granted = self.room(size, self.size, self.may_wait, exact)
+            self.granted = self.room(size, self.size, self.may_wait, exact, max(ahead, size))
         except GaveWay:
             self._give_back()
             raise
+        except RoomWanted:
+            self.wanted = size
+            raise
+
+    def wait_for_room(self) -> None:
+        """Between attempts, with no host slot held: wait for the room the last one was refused.
+
+        A file asked to give way meanwhile empties its file and waits holding nothing.
+        """
+        wanted, self.wanted = self.wanted, 0
+        if self.room is None or wanted <= 0:
+            return
+        while True:
+            try:
+                self.granted = self.room(wanted, self.size, True, False, 2 * wanted)
+                return
+            except GaveWay:
+                self._give_back()
 
     def _give_back(self) -> None:
         """Empty the file and the room it held: another file waits for that room."""
-        # Only a writer with bytes gives way, and it has its file open.
         descriptor, self._descriptor = self._descriptor, -1
         try:
-            os.ftruncate(descriptor, 0)
+            if descriptor < 0:  # between attempts: the file is closed
+                with contextlib.suppress(FileNotFoundError):
+                    descriptor = os.open(self.destination, _TRUNCATE_FLAGS)
+            if descriptor >= 0:
+                os.ftruncate(descriptor, 0)
         finally:
-            with contextlib.suppress(OSError):
-                os.close(descriptor)
+            if descriptor >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(descriptor)
             self.start_over()
         assert self.room is not None
-        self.granted = self.room(0, 0, True, True)
+        self.granted = self.room(0, 0, True, True, 0)
 
     def _check_announced(self, size: int | None) -> None:
         if self.max_size is not None and size is not None and size > self.max_size:
@@ -343,7 +373,11 @@ class BodyWriter:
         if self._descriptor < 0:
             raise RuntimeError("BodyWriter.write before begin()")
         if self.room is not None and self.size + total > self.granted:
-            self._ask(self.size + total)  # may wait; may give the file's bytes back
+            # In steps (twice the room held, where it fits): not a request per chunk.
+            ahead = 2 * max(self.granted, self.size + total)
+            if self.max_size is not None:
+                ahead = min(ahead, self.max_size)
+            self._ask(self.size + total, ahead=ahead)  # may give the file's bytes back
         descriptor = self._descriptor
         try:
             written = os.writev(descriptor, chunks) if len(chunks) > 1 else 0
