@@ -846,7 +846,8 @@ class TestHeldResults:
             counts[ident] = counts.get(ident, 0) + 1
         assert set(counts) == {entry["id"] for entry in entries}
         assert {i for i, n in counts.items() if n > 1} <= at_risk
-        assert max(counts.values()) <= 2
+        # Each run publishes a file at most once: twice killed in the window, three times.
+        assert max(counts.values()) <= 3
         assert succeeded_ids(journal) == set(counts)
 
 
