@@ -22,7 +22,7 @@ MIB = 1024 * 1024
 
 #: The kind of the random-bytes corpora.
 RANDOM = "random"
-#: The kind of the image corpora: seeded JPEGs of varied sizes (``image_corpus.py``).
+#: The kind of the image corpora: seeded JPEGs of varied sizes (``jpeg_drawing.py``).
 JPEG = "jpeg"
 
 
@@ -126,7 +126,7 @@ def _write_file(path: Path, size: int, seed: int) -> str:
 def _write_any(spec: CorpusSpec, path: Path, index: int) -> CorpusFile:
     """File ``index`` of ``spec`` written to ``path``, as the manifest records it."""
     if spec.kind == JPEG:
-        from .image_corpus import write_jpeg
+        from .jpeg_drawing import write_jpeg
 
         size, digest = write_jpeg(path, spec.file_seed(index))
         return CorpusFile(path.name, size, digest)
@@ -136,7 +136,7 @@ def _write_any(spec: CorpusSpec, path: Path, index: int) -> CorpusFile:
 def _generator_versions(spec: CorpusSpec) -> dict[str, str]:
     """The libraries whose output a corpus depends on beyond its spec (JPEG: numpy, Pillow)."""
     if spec.kind == JPEG:
-        from .image_corpus import generator_versions
+        from .jpeg_drawing import generator_versions
 
         return generator_versions()
     return {}

@@ -17,7 +17,6 @@ Needs numpy, Pillow and pyarrow in the harness's virtualenv
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import random
 import tarfile
@@ -30,17 +29,6 @@ from typing import Any
 from .corpus import Corpus
 from .verify import VerificationError
 
-#: Bump when the drawing changes, so that an existing corpus is made again.
-GENERATOR_VERSION = "1"
-WIDTHS = (640, 1280)
-HEIGHTS = (480, 960)
-#: Shapes drawn over the colour field: at least, and fewer than.
-SHAPES = (8, 20)
-#: One cell of the coarse colour grid covers this many pixels a side.
-GRID_CELL = 24
-#: Uniform luma noise in [-NOISE, NOISE].
-NOISE = 1
-QUALITY = 95
 #: The words the captions are drawn from.
 CAPTION_TEXT = (
     "a photo of the red house by the lake at dawn with mountains and trees "
@@ -50,55 +38,6 @@ CAPTION_TEXT = (
 WORDS = tuple(CAPTION_TEXT.split())
 
 
-def generator_versions() -> dict[str, str]:
-    """This drawing's, numpy's and Pillow's versions: the same seeds make the same bytes only
-    with the same ones."""
-    import numpy
-    import PIL
-
-    return {"images": GENERATOR_VERSION, "numpy": numpy.__version__, "Pillow": PIL.__version__}
-
-
-def make_jpeg(seed: int) -> bytes:
-    """One photo-like JPEG from ``seed`` (see the module's description)."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    width = int(rng.integers(WIDTHS[0], WIDTHS[1] + 1))
-    height = int(rng.integers(HEIGHTS[0], HEIGHTS[1] + 1))
-    grid = rng.integers(
-        0, 256, size=(height // GRID_CELL + 2, width // GRID_CELL + 2, 3), dtype=np.uint8
-    )
-    image = Image.fromarray(grid).resize((width, height), Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(image)
-    for _ in range(int(rng.integers(*SHAPES))):
-        x0, x1 = sorted(int(v) for v in rng.integers(0, width, 2))
-        y0, y1 = sorted(int(v) for v in rng.integers(0, height, 2))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        shape = int(rng.integers(0, 3))
-        if shape == 0:
-            draw.ellipse((x0, y0, x1, y1), fill=colour)
-        elif shape == 1:
-            draw.rectangle((x0, y0, x1, y1), fill=colour)
-        else:
-            corners = [
-                (int(rng.integers(0, width)), int(rng.integers(0, height))) for _ in range(3)
-            ]
-            draw.polygon(corners, fill=colour)
-    pixels = np.asarray(image, dtype=np.int16)
-    grain = rng.integers(-NOISE, NOISE + 1, size=(height, width, 1), dtype=np.int16)
-    noisy = np.clip(pixels + grain, 0, 255).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(noisy).save(out, "JPEG", quality=QUALITY)
-    return out.getvalue()
-
-
-def write_jpeg(path: Path, seed: int) -> tuple[int, str]:
-    """Write :func:`make_jpeg`'s image to ``path``; return its size and sha256."""
-    data = make_jpeg(seed)
-    path.write_bytes(data)
-    return len(data), hashlib.sha256(data).hexdigest()
 
 
 def caption(index: int) -> str:
