@@ -54,7 +54,10 @@ class DownloadWorkers:
         #: 429s, Retry-After): one of a full or paused host waits aside for
         #: later ones of other hosts, up to LOOK_AHEAD_PER_WORKER per worker.
         self.entries = EntryScheduler(
-            stage.hosts, self._next_to_download, max(count * LOOK_AHEAD_PER_WORKER, 64)
+            stage.hosts,
+            self._next_to_download,
+            max(count * LOOK_AHEAD_PER_WORKER, 64),
+            ready=flow.input_ready,
         )
 
     def threads(self, first: int = 0) -> list[threading.Thread]:

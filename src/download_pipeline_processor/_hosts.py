@@ -197,14 +197,23 @@ class EntryScheduler:
     """The next entry whose host has room, with its slot; the input's order otherwise.
 
     ``take`` gives the next entry of the input (None at its end or at a
-    stop).  An entry whose host is full or paused waits aside, up to
+    stop); ``ready``, if given, says whether ``take`` would return without
+    waiting for the input (a feed of batches waits for the next batch), so a
+    call without ``wait`` never blocks on it.  An entry whose host is full or paused waits aside, up to
     ``look_ahead`` of them in all, and goes before any later entry of its
     host once there is room.  Thread-safe.
     """
 
-    def __init__(self, gate: HostGate, take: Callable[[], Entry | None], look_ahead: int) -> None:
+    def __init__(
+        self,
+        gate: HostGate,
+        take: Callable[[], Entry | None],
+        look_ahead: int,
+        ready: Callable[[], bool] | None = None,
+    ) -> None:
         self.gate = gate
         self._take = take
+        self._ready = ready
         self.look_ahead = look_ahead
         self._waiting: dict[Origin, collections.deque[Entry]] = {}
         self._count = 0
@@ -229,7 +238,7 @@ class EntryScheduler:
         while True:
             seen = self.gate.changes
             with self._lock:
-                found = self._next_now()
+                found = self._next_now(wait)
                 done = self._ended and self._count == 0
             if found is not None:
                 return found
@@ -237,7 +246,7 @@ class EntryScheduler:
                 return None
             self.gate.wait_for_change(seen, WAIT_SLICE)
 
-    def _next_now(self) -> tuple[int, FileData, HostSlot] | None:
+    def _next_now(self, wait: bool) -> tuple[int, FileData, HostSlot] | None:
         # Entries set aside come first, oldest first, as soon as their host has room.
         for origin, queue in sorted(self._waiting.items(), key=lambda item: item[1][0][0]):
             sequence, file_data = queue[0]
@@ -249,6 +258,8 @@ class EntryScheduler:
                     del self._waiting[origin]
                 return sequence, file_data, slot
         while not self._ended and self._count < self.look_ahead:
+            if not wait and self._ready is not None and not self._ready():
+                break  # "not now": the input has nothing yet, and it is not over
             entry = self._take()
             if entry is None:
                 self._ended = True

@@ -651,3 +651,28 @@ class TestBatches:
         assert_each_once([row["id"] for row in rows], files)
         assert all(row["status"] == "succeeded" for row in rows)
         assert json.loads(summary.read_text())["succeeded"] == 30
+
+
+class TestMultiplexingDownloader:
+    """A downloader that drives every transfer from one thread (``curl``) works on the workers."""
+
+    def test_curl_downloads_every_batch(self, file_server: FileServer, scheduler: str) -> None:
+        """``--downloader curl`` over 100 files in batches finishes each once, without stalling."""
+        dpp_curl_plugin = pytest.importorskip("dpp_curl.plugin")
+        files = serve(file_server, 100)
+        recorder = Recorder()
+        pipeline = ProcessingPipeline(
+            Sha256,
+            [recorder],
+            executor="dask",
+            executor_options={"scheduler": scheduler, "batch_size": 8},
+            downloader="curl",
+            retry_backoff=0.0,
+            plugin_manager=make_plugin_manager(dpp_dask.plugin, dpp_curl_plugin),
+        )
+        # The worker's curl loop once waited for the next batch with this one's transfers in it.
+        assert run_pipeline_bounded(pipeline, files, timeout=45) == 0
+        assert_each_once(recorder.ids, files)
+        for file_data, result in zip(recorder.files, recorder.results):
+            index = int(str(file_data.id)[1:])
+            assert result["sha256"] == hashlib.sha256(body(index)).hexdigest()
