@@ -22,6 +22,7 @@ multiplexing backend's feed both take their entries through it.
 from __future__ import annotations
 
 import collections
+import enum
 import threading
 import time
 from typing import TYPE_CHECKING, Callable
@@ -193,13 +194,24 @@ class HostGate:
 Entry = tuple[int, "FileData"]
 
 
+class NotReady(enum.Enum):
+    """What an :class:`EntryScheduler`'s ``take`` gives when the input has nothing ready yet."""
+
+    NOT_READY = "not ready"
+
+
+#: The input has no entry ready now, and it is not over.
+NOT_READY = NotReady.NOT_READY
+
+
 class EntryScheduler:
     """The next entry whose host has room, with its slot; the input's order otherwise.
 
     ``take`` gives the next entry of the input (None at its end or at a
-    stop); ``ready``, if given, says whether ``take`` would return without
-    waiting for the input (a feed of batches waits for the next batch), so a
-    call without ``wait`` never blocks on it.  An entry whose host is full or paused waits aside, up to
+    stop, :data:`NOT_READY` when it would have to wait for more input);
+    ``ready``, if given, says whether ``take`` would return without waiting
+    for the input (a feed of batches waits for the next batch), so a call
+    without ``wait`` never blocks on it.  An entry whose host is full or paused waits aside, up to
     ``look_ahead`` of them in all, and goes before any later entry of its
     host once there is room.  Thread-safe.
     """
@@ -207,7 +219,7 @@ class EntryScheduler:
     def __init__(
         self,
         gate: HostGate,
-        take: Callable[[], Entry | None],
+        take: Callable[[], Entry | NotReady | None],
         look_ahead: int,
         ready: Callable[[], bool] | None = None,
     ) -> None:
@@ -261,6 +273,8 @@ class EntryScheduler:
             if not wait and self._ready is not None and not self._ready():
                 break  # "not now": the input has nothing yet, and it is not over
             entry = self._take()
+            if isinstance(entry, NotReady):
+                break
             if entry is None:
                 self._ended = True
                 break
