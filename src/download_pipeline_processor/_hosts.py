@@ -211,9 +211,9 @@ class EntryScheduler:
     stop, :data:`NOT_READY` when it would have to wait for more input);
     ``ready``, if given, says whether ``take`` would return without waiting
     for the input (a feed of batches waits for the next batch), so a call
-    without ``wait`` never blocks on it.  An entry whose host is full or paused waits aside, up to
-    ``look_ahead`` of them in all, and goes before any later entry of its
-    host once there is room.  Thread-safe.
+    without ``wait`` never blocks on it.  An entry whose host is full or
+    paused waits aside, up to ``look_ahead`` of them in all, and goes before
+    any later entry of its host once there is room.  Thread-safe.
     """
 
     def __init__(
