@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
@@ -22,6 +23,8 @@ import pytest
 
 from download_pipeline_processor import FileData
 from download_pipeline_processor._registry import PluginRegistry
+from download_pipeline_processor.backend import DownloadFeed, DownloadJob
+from download_pipeline_processor.builtins import RequestsDownloader
 from download_pipeline_processor.errors import PipelineInterrupted, RemoteProcessingError
 from download_pipeline_processor.executor import StageSpec
 from download_pipeline_processor.plan import plan_run
@@ -129,8 +132,44 @@ def run_folders(root: Path) -> list[Path]:
     return sorted(root.glob("run-*")) if root.exists() else []
 
 
+class HoldsItsJobs(RequestsDownloader):
+    """A multiplexing downloader: takes every job it may before it finishes the ones it holds.
+
+    As an event loop does with transfers in flight, it asks for more with
+    ``take()`` (no wait) while it holds jobs; then downloads them over HTTP.
+    """
+
+    def fetch_many(self, feed: DownloadFeed) -> None:
+        held: list[DownloadJob] = []
+        while True:
+            while (job := feed.take(wait=not held)) is not None:
+                held.append(job)
+            if not held:
+                return
+            for job in held:
+                feed.done(job, self.fetch(job.file_data, job.destination, feed.should_stop))
+            held.clear()
+
+
 class TestBatches:
     """run_batch gives every entry back once, in order, with its result."""
+
+    def test_multiplexing_downloader_batch_after_batch(
+        self, file_server: FileServer, make_spec: SpecFactory
+    ) -> None:
+        """A downloader asking for more while it holds jobs hears "not now", not the next batch."""
+        spec = replace(make_spec(download_workers=8), downloader_class=HoldsItsJobs)
+        runner = StageRunner(spec)
+        try:
+            for prefix in ("a", "b", "c"):
+                entries = serve(file_server, 5, prefix=prefix)
+                outcomes = run_batch(runner, entries, timeout=20)
+                assert [file_data.error for file_data, _ in outcomes] == [None] * 5
+                assert [result["sha256"] for _, result in outcomes] == [
+                    sha256_of(e) for e in entries
+                ]
+        finally:
+            runner.close(stop=True, timeout=30)
 
     def test_every_entry_once_in_order(
         self, file_server: FileServer, start_runner: RunnerFactory

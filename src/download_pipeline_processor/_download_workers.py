@@ -6,14 +6,14 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._flow import POLL_INTERVAL
-from ._hosts import EntryScheduler
+from ._hosts import NOT_READY, EntryScheduler
 from ._threads import worker_thread
 from .base_processor import DOWNLOAD
 
 if TYPE_CHECKING:
     from ._download_stage import DownloadStage
     from ._flow import EntryFlow
-    from ._hosts import Entry, HostSlot
+    from ._hosts import Entry, HostSlot, NotReady
     from ._threads import ThreadPinning
     from .backend import Attempt
     from .errors import TransientDownloadError
@@ -54,7 +54,10 @@ class DownloadWorkers:
         #: 429s, Retry-After): one of a full or paused host waits aside for
         #: later ones of other hosts, up to LOOK_AHEAD_PER_WORKER per worker.
         self.entries = EntryScheduler(
-            stage.hosts, self._next_to_download, max(count * LOOK_AHEAD_PER_WORKER, 64)
+            stage.hosts,
+            self._next_to_download,
+            max(count * LOOK_AHEAD_PER_WORKER, 64),
+            ready=flow.input_ready,
         )
 
     def threads(self, first: int = 0) -> list[threading.Thread]:
@@ -70,11 +73,18 @@ class DownloadWorkers:
             if not self.download(sequence, file_data, slot=slot):
                 return  # stopping: the entry stays in flight and is abandoned
 
-    def _next_to_download(self) -> Entry | None:
-        """The next entry of the input the processor did not settle without a download."""
+    def _next_to_download(self) -> Entry | NotReady | None:
+        """The next entry of the input the processor did not settle without a download.
+
+        :data:`~._hosts.NOT_READY` once it settled some and the input has no
+        more ready: a caller that must not block (a multiplexing downloader)
+        is not held here waiting for more input.
+        """
         while (item := self.flow.next_entry()) is not None:
             if not self.settled_without_download(*item):
                 return item
+            if not self.flow.input_ready():
+                return NOT_READY
         return None
 
     def settled_without_download(self, sequence: int, file_data: FileData) -> bool:

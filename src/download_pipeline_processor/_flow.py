@@ -108,6 +108,15 @@ class EntryFlow:
                     self._taken_at[item[0]] = time.monotonic()
             return item
 
+    def input_ready(self) -> bool:
+        """Whether :meth:`next_entry` would return now, without waiting for more input.
+
+        A feed of batches (a distributed executor's worker) waits for the
+        next batch; a caller that must not block (a multiplexing downloader
+        with transfers in flight) asks this first.
+        """
+        return self.stop.is_set() or self.input_failure is not None or self._source.ready()
+
     @property
     def not_started(self) -> int:
         """Entries never taken from the input, from the checking pass's count."""

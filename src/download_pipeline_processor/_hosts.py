@@ -22,6 +22,7 @@ multiplexing backend's feed both take their entries through it.
 from __future__ import annotations
 
 import collections
+import enum
 import threading
 import time
 from typing import TYPE_CHECKING, Callable
@@ -193,18 +194,38 @@ class HostGate:
 Entry = tuple[int, "FileData"]
 
 
+class NotReady(enum.Enum):
+    """What an :class:`EntryScheduler`'s ``take`` gives when the input has nothing ready yet."""
+
+    NOT_READY = "not ready"
+
+
+#: The input has no entry ready now, and it is not over.
+NOT_READY = NotReady.NOT_READY
+
+
 class EntryScheduler:
     """The next entry whose host has room, with its slot; the input's order otherwise.
 
     ``take`` gives the next entry of the input (None at its end or at a
-    stop).  An entry whose host is full or paused waits aside, up to
-    ``look_ahead`` of them in all, and goes before any later entry of its
-    host once there is room.  Thread-safe.
+    stop, :data:`NOT_READY` when it would have to wait for more input);
+    ``ready``, if given, says whether ``take`` would return without waiting
+    for the input (a feed of batches waits for the next batch), so a call
+    without ``wait`` never blocks on it.  An entry whose host is full or
+    paused waits aside, up to ``look_ahead`` of them in all, and goes before
+    any later entry of its host once there is room.  Thread-safe.
     """
 
-    def __init__(self, gate: HostGate, take: Callable[[], Entry | None], look_ahead: int) -> None:
+    def __init__(
+        self,
+        gate: HostGate,
+        take: Callable[[], Entry | NotReady | None],
+        look_ahead: int,
+        ready: Callable[[], bool] | None = None,
+    ) -> None:
         self.gate = gate
         self._take = take
+        self._ready = ready
         self.look_ahead = look_ahead
         self._waiting: dict[Origin, collections.deque[Entry]] = {}
         self._count = 0
@@ -229,7 +250,7 @@ class EntryScheduler:
         while True:
             seen = self.gate.changes
             with self._lock:
-                found = self._next_now()
+                found = self._next_now(wait)
                 done = self._ended and self._count == 0
             if found is not None:
                 return found
@@ -237,7 +258,7 @@ class EntryScheduler:
                 return None
             self.gate.wait_for_change(seen, WAIT_SLICE)
 
-    def _next_now(self) -> tuple[int, FileData, HostSlot] | None:
+    def _next_now(self, wait: bool) -> tuple[int, FileData, HostSlot] | None:
         # Entries set aside come first, oldest first, as soon as their host has room.
         for origin, queue in sorted(self._waiting.items(), key=lambda item: item[1][0][0]):
             sequence, file_data = queue[0]
@@ -249,7 +270,11 @@ class EntryScheduler:
                     del self._waiting[origin]
                 return sequence, file_data, slot
         while not self._ended and self._count < self.look_ahead:
+            if not wait and self._ready is not None and not self._ready():
+                break  # "not now": the input has nothing yet, and it is not over
             entry = self._take()
+            if isinstance(entry, NotReady):
+                break
             if entry is None:
                 self._ended = True
                 break

@@ -173,6 +173,15 @@ class CheckedEntries(Iterator[FileData]):
         self._refused = refused
         self._skip: Callable[[FileData], bool] | None = None
 
+    def ready(self) -> bool:
+        """Whether the next entry (or the end) can be read without waiting for it.
+
+        The entries' source says so with a ``ready()`` method of its own (a
+        feed of batches); any other (a list, a file) is always ready.
+        """
+        ready = getattr(self._entries, "ready", None)
+        return True if ready is None else bool(ready())
+
     def stop_reading_at(self, event: threading.Event) -> None:
         """Let a read of idle standard input give up once ``event`` is set.
 

@@ -83,6 +83,10 @@ class _Feed(Iterator[FileData]):
     def end(self) -> None:
         self._queue.put(None)
 
+    def ready(self) -> bool:
+        """Whether an entry, or the end, is queued: reading would not wait for a batch."""
+        return self._ended or not self._queue.empty()
+
     def drain(self) -> None:
         """Drop whatever is still queued (the runner fails those entries itself)."""
         while True:

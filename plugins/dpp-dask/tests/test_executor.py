@@ -40,7 +40,7 @@ from dask_helpers import (
     wait_until,
     write_list,
 )
-from dask_test_processors import Sha256
+from dask_test_processors import SettlesEveryFourth, Sha256
 
 import dpp_dask.plugin
 from download_pipeline_processor import ProcessingPipeline
@@ -70,8 +70,21 @@ def dask_pipeline(
         post_processors,
         executor="dask",
         executor_options=options,
-        plugin_manager=make_plugin_manager(dpp_dask.plugin),
+        plugin_manager=settings.pop("plugin_manager", None) or make_plugin_manager(dpp_dask.plugin),
         **settings,
+    )
+
+
+def curl_pipeline(processor: type, scheduler: str, recorder: Recorder) -> ProcessingPipeline:
+    """A pipeline on the shared cluster in batches of 8, downloading with ``curl``."""
+    dpp_curl_plugin = pytest.importorskip("dpp_curl.plugin")
+    return dask_pipeline(
+        scheduler,
+        [recorder],
+        processor=processor,
+        executor_options={"batch_size": 8},
+        downloader="curl",
+        plugin_manager=make_plugin_manager(dpp_dask.plugin, dpp_curl_plugin),
     )
 
 
@@ -651,3 +664,34 @@ class TestBatches:
         assert_each_once([row["id"] for row in rows], files)
         assert all(row["status"] == "succeeded" for row in rows)
         assert json.loads(summary.read_text())["succeeded"] == 30
+
+
+class TestMultiplexingDownloader:
+    """A downloader that drives every transfer from one thread (``curl``) works on the workers."""
+
+    def test_curl_downloads_every_batch(self, file_server: FileServer, scheduler: str) -> None:
+        """``--downloader curl`` over 100 files in batches finishes each once, without stalling."""
+        files = serve(file_server, 100)
+        recorder = Recorder()
+        assert run_pipeline_bounded(curl_pipeline(Sha256, scheduler, recorder), files, 45) == 0
+        assert_each_once(recorder.ids, files)
+        for file_data, result in zip(recorder.files, recorder.results):
+            index = int(str(file_data.id)[1:])
+            assert result["sha256"] == hashlib.sha256(body(index)).hexdigest()
+
+    def test_curl_with_files_settled_without_download(
+        self, file_server: FileServer, scheduler: str
+    ) -> None:
+        """A batch's last entry settled without a download does not hold the curl loop either."""
+        files = serve(file_server, 100)
+        recorder = Recorder()
+        pipeline = curl_pipeline(SettlesEveryFourth, scheduler, recorder)
+        assert run_pipeline_bounded(pipeline, files, 45) == 0
+        assert_each_once(recorder.ids, files)
+        for file_data, result in zip(recorder.files, recorder.results):
+            index = int(str(file_data.id)[1:])
+            if index % 4 == 3:
+                assert result == {"settled": True}
+            else:
+                assert result["sha256"] == hashlib.sha256(body(index)).hexdigest()
+        assert file_server.request_count() == 75
