@@ -70,12 +70,9 @@ SWEEP_REPS = (1, 1)
 DEFAULT_I2D = (2, 32)
 DEFAULT_DPP = (2, 16)
 DASK_ARGS = ("--executor", "dask", "--executor-option", "n_workers=2")
-#: The downloader of the dask row.  The ``curl`` downloader stalls in Dask's workers
-#: (after a worker's first batch its downloads never finish; 2026-12-07), so the
-#: dask row runs with ``requests``, beside a local row with ``requests`` too
-#: (``OURS_LOCAL_DASK_PEER``) that the dask target compares with.  Set it to
-#: ``CURL_DOWNLOADER`` once that works: the extra local row then goes.
-DASK_DOWNLOADER = "requests"
+#: The downloader of the dask row: the local row's.  (Another downloader here
+#: adds a local row with it, ``OURS_LOCAL_DASK_PEER``, for the dask target.)
+DASK_DOWNLOADER = CURL_DOWNLOADER
 #: img2dataset's checks for updates at import (albumentations) reach the network: off.
 I2D_ENV = {"NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
 
@@ -347,8 +344,8 @@ def images_case(
             if DASK_DOWNLOADER != CURL_DOWNLOADER:
                 outcome.flags[OURS_LOCAL_DASK_PEER] = dask_flags
                 outcome.notes.append(
-                    f"the dask row runs with the `{DASK_DOWNLOADER}` downloader (the `curl` "
-                    f"downloader stalls in Dask's workers); `{OURS_LOCAL_DASK_PEER}` is local "
+                    f"the dask row runs with the `{DASK_DOWNLOADER}` downloader; "
+                    f"`{OURS_LOCAL_DASK_PEER}` is local "
                     "mode with the same downloader, which the dask target compares with"
                 )
                 tools.append(
