@@ -126,18 +126,24 @@ def main(argv: list[str] | None = None) -> int:
     info = report.machine_info(REPO_ROOT, tool_versions(cli))
     if IMAGES_CASE in args.cases:
         info.update(image_versions(cli))
-    notes = [
-        "this project's runs use the `save` processor (files verified on disk)"
-        if cli.has_save
-        else "no `save` processor is installed yet: this project's runs use `checksum` and "
-        "write one jsonl line per file; the reported sha256 values are verified",
-        "this project's modules are byte-compiled before the runs, as `pip install` does",
-        "latency, cpu and sim cases run on tmpfs only; the simulation case is verified by "
-        "its exit code (0: every entry succeeded)",
-        "`curl CLI` is the curl command line; `dpp curl` is this project with the `curl` "
-        "downloader of the dpp-curl plugin package, run with only that package's plugins loaded",
-    ]
-    if cli.downloader_env(CURL_DOWNLOADER) is None:
+    # The download cases' notes, when any of them runs (not for `images` alone).
+    notes = (
+        []
+        if set(args.cases) <= {IMAGES_CASE}
+        else [
+            "this project's runs use the `save` processor (files verified on disk)"
+            if cli.has_save
+            else "no `save` processor is installed yet: this project's runs use `checksum` and "
+            "write one jsonl line per file; the reported sha256 values are verified",
+            "this project's modules are byte-compiled before the runs, as `pip install` does",
+            "latency, cpu and sim cases run on tmpfs only; the simulation case is verified by "
+            "its exit code (0: every entry succeeded)",
+            "`curl CLI` is the curl command line; `dpp curl` is this project with the `curl` "
+            "downloader of the dpp-curl plugin package, run with only that package's plugins "
+            "loaded",
+        ]
+    )
+    if notes and cli.downloader_env(CURL_DOWNLOADER) is None:
         notes.append(
             "no `curl` downloader is installed (plugins/dpp-curl): the `dpp curl` rows "
             "and the targets that need them are missing"
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             "the working tree had uncommitted changes when this run started (work in progress): "
             "the figures are those of that tree, not of the commit alone"
         )
-    if not cli.has_process_mode:
+    if notes and not cli.has_process_mode:
         notes.append("the CLI has no processing-process mode yet: the `cpu` case shows n/a for it")
     ctx = Context(runner, cli, fs_roots, logs_dir, args.reps, args.quick)
     nginx: NginxServer | None = None
