@@ -61,6 +61,15 @@ def cache_contents(file_data: FileData) -> dict[str, int]:
     return sizes
 
 
+def budgeted_writer(budget: CacheBudget, part: Path, stop: threading.Event) -> BodyWriter:
+    """A body writer for ``part`` whose room comes from ``budget``, under its path as key."""
+
+    def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int) -> int:
+        return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact, ahead=ahead)
+
+    return BodyWriter(part, room=room)
+
+
 class CacheWatcher(BaseProcessor):
     """Records what the cache holds each time a file is processed, then takes a moment."""
 
@@ -692,12 +701,7 @@ class TestBodyWriterRoom:
         budget.reserve(str(part), 50, stop)
         budget.reserve("other", 50, stop)
 
-        def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int) -> int:
-            return budget.need(
-                str(part), size, on_disk, give_up, wait=wait, exact=exact, ahead=ahead
-            )
-
-        writer = BodyWriter(part, room=room)
+        writer = budgeted_writer(budget, part, give_up)
         writer.new_attempt()
         writer.begin(200, {}.get, None)
         writer.write(b"x" * 50)
@@ -721,10 +725,7 @@ class TestBodyWriterRoom:
         budget.reserve(str(part), 10, stop)
         budget.reserve("other", 90, stop)
 
-        def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int) -> int:
-            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact, ahead=ahead)
-
-        writer = BodyWriter(part, room=room)
+        writer = budgeted_writer(budget, part, stop)
         writer.new_attempt()
         writer.begin(200, {}.get, None)
         writer.write(b"x" * 10)
@@ -743,10 +744,7 @@ class TestBodyWriterRoom:
         part = tmp_path / "a.part"
         budget.reserve(str(part), None, stop)  # the first guess: the whole bound
 
-        def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int) -> int:
-            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact, ahead=ahead)
-
-        writer = BodyWriter(part, room=room)
+        writer = budgeted_writer(budget, part, stop)
         writer.new_attempt()
         writer.begin(200, {"etag": '"v1"'}.get, None)
         writer.write(b"x" * 30)
@@ -765,10 +763,7 @@ class TestBodyWriterRoom:
         budget.reserve(str(part), 10, stop)
         budget.reserve("other", 90, stop)
 
-        def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int) -> int:
-            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact, ahead=ahead)
-
-        writer = BodyWriter(part, room=room)
+        writer = budgeted_writer(budget, part, stop)
         writer.new_attempt()
         thread, outcome = in_thread(lambda: writer.make_room(60))
         time.sleep(0.2)
@@ -970,10 +965,7 @@ class TestRoomInSteps:
         budget.reserve("other", 30 * KIB, stop)
         budget.reserve(str(part), KIB, stop)
 
-        def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int = 0) -> int:
-            return budget.need(str(part), size, on_disk, stop, wait=wait, exact=exact, ahead=ahead)
-
-        writer = BodyWriter(part, room=room)
+        writer = budgeted_writer(budget, part, stop)
         writer.new_attempt()
         writer.begin(200, {}.get, None)
         for _ in range(60):
