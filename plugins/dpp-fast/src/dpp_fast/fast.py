@@ -679,8 +679,8 @@ class FastDownloader(RequestsDownloader):
 
     _plain: SocketTransport
 
-    def _plain_transport(self) -> Transport:
-        return SocketTransport(**self._transport_options())
+    def plain_transport(self) -> Transport:
+        return SocketTransport(**self.transport_options())
 
     def fetch_many(self, feed: DownloadFeed) -> None:
         from .fast_loop import EventLoop

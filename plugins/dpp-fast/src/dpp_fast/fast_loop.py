@@ -199,7 +199,7 @@ class EventLoop:
         except BaseException as exc:  # noqa: BLE001 - the file's error
             feed.failed(job, exc)
             return
-        if request.origin[0] or self.downloader._needs_session(url):  # https, a proxy...
+        if request.origin[0] or self.downloader.needs_session(url):  # https, a proxy...
             feed.hand_off(job)
             return
         if job.file_data.additional_fields.get("headers"):
