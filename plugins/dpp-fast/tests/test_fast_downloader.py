@@ -24,12 +24,9 @@ from download_pipeline_processor.errors import (
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import CLOSE, Answer, FileServer, Pause, raw_ok
-from dpp_fast.fast import (
-    MAX_HEAD,
-    MAX_IDLE_PER_THREAD,
-    FastDownloader,
-    SocketTransport,
-)
+from dpp_fast.fast import FastDownloader
+from dpp_fast.http1 import MAX_HEAD
+from dpp_fast.socket_transport import MAX_IDLE_PER_THREAD, SocketTransport
 
 
 @pytest.fixture
