@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from download_pipeline_processor import hookspecs
-from download_pipeline_processor.plugins import create_plugin_manager
+from download_pipeline_processor._plugins import create_plugin_manager
 from download_pipeline_processor.testing import FileServer
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "writing-plugins.md"

@@ -6,6 +6,8 @@ into another module's or object's underscore names, that the plugin
 packages use only the framework's public modules and read no private
 attribute another package defines, and that no package, the framework's
 or a plugin's, has an import circle (lazy and typing-only imports count).
+Every public module declares its public face in ``__all__``, and plugins
+take from the framework only the names declared there.
 """
 
 from __future__ import annotations
@@ -191,6 +193,101 @@ def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
         if name not in state:
             visit(name, [])
     return circles
+
+
+def public_modules(package: Path) -> dict[str, Path]:
+    """``package``'s modules whose dotted name has no underscore part, by that name."""
+    modules = {_module_name(package, path): path for path in sorted(package.rglob("*.py"))}
+    return {
+        name: path
+        for name, path in modules.items()
+        if not any(_is_private(part) for part in name.split("."))
+    }
+
+
+def declared_names(path: Path) -> list[str] | None:
+    """The names in the module's ``__all__`` (a literal list or tuple), or None without one."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign):
+            targets, value = statement.targets, statement.value
+        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            targets, value = [statement.target], statement.value
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            assert isinstance(value, (ast.List, ast.Tuple)), f"{path.name}: __all__ not a literal"
+            return [ast.literal_eval(element) for element in value.elts]
+    return None
+
+
+#: The framework's public modules, by dotted name.
+FRAMEWORK_PUBLIC = public_modules(PACKAGE)
+
+
+def undeclared_imports(path: Path) -> list[str]:
+    """Names ``path`` takes from a public framework module that its ``__all__`` leaves out.
+
+    ``from download_pipeline_processor.sink import body_writer`` and
+    ``from download_pipeline_processor import affinity`` then ``affinity.widened_for``
+    both count; a submodule imported from its package is a module, not a name.
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    taken: list[tuple[int, str, str]] = []  # (line, module, name)
+    module_aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module in FRAMEWORK_PUBLIC and not node.level:
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                if submodule in FRAMEWORK_PUBLIC:
+                    module_aliases[alias.asname or alias.name] = submodule
+                else:
+                    taken.append((node.lineno, node.module, alias.name))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname and alias.name in FRAMEWORK_PUBLIC:
+                    module_aliases[alias.asname] = alias.name
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in module_aliases
+        ):
+            taken.append((node.lineno, module_aliases[node.value.id], node.attr))
+    found = []
+    for line, module, name in taken:
+        declared = declared_names(FRAMEWORK_PUBLIC[module]) or []
+        if name not in declared:
+            found.append(f"{path.name}:{line}: {name} is not in {module}.__all__")
+    return found
+
+
+class TestPublicFace:
+    """Each public module says what it offers (``__all__``); plugins take only that."""
+
+    @pytest.mark.parametrize(
+        "path",
+        [
+            *FRAMEWORK_PUBLIC.values(),
+            *(path for package in PLUGIN_PACKAGES for path in public_modules(package).values()),
+        ],
+        ids=lambda p: str(p.relative_to(REPO)),
+    )
+    def test_public_module_declares_all(self, path: Path) -> None:
+        """Every public module of the framework and of each plugin package has ``__all__``.
+
+        (ruff's F822 checks that each name in it exists.)
+        """
+        assert declared_names(path) is not None, f"{path.relative_to(REPO)} has no __all__"
+
+    @pytest.mark.parametrize(
+        "path",
+        [path for paths in PLUGIN_PACKAGES.values() for path in paths],
+        ids=lambda p: str(p.relative_to(REPO / "plugins")),
+    )
+    def test_plugins_import_only_declared_names(self, path: Path) -> None:
+        """A plugin package takes from a framework module only what its ``__all__`` declares."""
+        assert undeclared_imports(path) == []
 
 
 class TestPrivateNames:

@@ -25,13 +25,13 @@ from download_pipeline_processor import (
     hookimpl,
 )
 from download_pipeline_processor._cache import DownloadCache
+from download_pipeline_processor._plugins import PluginSource
 from download_pipeline_processor._registry import DOWNLOADER, PluginRegistry
 from download_pipeline_processor.errors import (
     PipelineInterrupted,
     PluginOptionError,
     ProcessingTimeoutError,
 )
-from download_pipeline_processor.plugins import PluginSource
 from download_pipeline_processor.testing import (
     CollectingPostProcessor,
     FileServer,

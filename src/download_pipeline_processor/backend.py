@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from .settings import PipelineSettings
 
 
+__all__ = ["Attempt", "DownloadFeed", "DownloadJob", "Downloader", "drives_many"]
+
+
 class DownloadJob:
     """One file for :meth:`Downloader.fetch_many`: the body of ``file_data.url``."""
 

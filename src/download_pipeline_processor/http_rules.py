@@ -21,6 +21,48 @@ from .options import check_entry_headers, check_header
 from .redact import scrub
 from .urls import URLProblem, canonical_url, check_characters
 
+__all__ = [
+    "CHUNKED",
+    "CREDENTIAL_HEADERS",
+    "REDIRECT_STATUSES",
+    "SAFE_URL_CHARACTERS",
+    "UNTIL_CLOSE",
+    "announced_too_large",
+    "body_framing",
+    "ca_bundle",
+    "certificate_error",
+    "certificate_rejected",
+    "check_headers",
+    "check_status",
+    "connection_refused",
+    "describe",
+    "entry_headers",
+    "file_timed_out",
+    "grew_too_large",
+    "integrity_mismatch",
+    "invalid_content_length",
+    "is_certificate_error",
+    "keeps_credentials",
+    "lookup_failed",
+    "network_error",
+    "not_http_redirect",
+    "origin_of",
+    "parse_content_length",
+    "parse_retry_after",
+    "quote_target",
+    "quoted_url",
+    "range_refused",
+    "redirect_target",
+    "request_url",
+    "size_mismatch",
+    "timed_out",
+    "too_many_redirects",
+    "truncated",
+    "truncated_chunked",
+    "without_credentials",
+]
+
+
 #: Statuses that redirect when they carry a Location header.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 

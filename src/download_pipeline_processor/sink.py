@@ -38,6 +38,23 @@ from .http_rules import (
     size_mismatch,
 )
 
+__all__ = [
+    "BodyWriter",
+    "Chunk",
+    "HeaderLookup",
+    "RateLimit",
+    "RoomRequest",
+    "body_writer",
+    "bytes_written_under",
+    "content_range_start",
+    "open_destination",
+    "register_writer",
+    "registered_writer",
+    "unregister_writer",
+    "write_all",
+]
+
+
 #: What a body chunk may be: bytes, or a view of a reused buffer.
 Chunk = Union[bytes, bytearray, memoryview]
 #: Looks up a response header by its lower-case name: ``headers.get``.

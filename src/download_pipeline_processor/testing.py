@@ -37,9 +37,9 @@ from ._loopback import (
     raw_chunked,
     raw_ok,
 )
+from ._plugins import PipelinePluginManager, PluginSource, create_plugin_manager
 from .base_post_processor import BasePostProcessor
 from .file_data import FileData
-from .plugins import PipelinePluginManager, PluginSource, create_plugin_manager
 
 if TYPE_CHECKING:
     import ssl

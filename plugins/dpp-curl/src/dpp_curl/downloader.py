@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from download_pipeline_processor.backend import DownloadFeed
     from download_pipeline_processor.file_data import FileData
 
+__all__ = ["STOP_POLL", "THREAD_CONNECTIONS", "CurlDownloader"]
+
+
 #: How often a blocking :meth:`CurlDownloader.fetch` looks at its stop event, in seconds.
 STOP_POLL = 0.1
 #: Connections each worker thread's engine keeps for reuse (retries are few).

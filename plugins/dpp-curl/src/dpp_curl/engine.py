@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from .config import CurlConfig
     from .transfer import Transfer
 
+__all__ = ["SWEEP_INTERVAL", "Engine"]
+
+
 #: How often transfers are checked for the timeout, at most, in seconds.
 SWEEP_INTERVAL = 0.1
 

@@ -60,6 +60,9 @@ if TYPE_CHECKING:
 
     from .config import CurlConfig
 
+__all__ = ["MAX_DRAIN", "MAX_PENDING_CHUNKS", "Transfer", "new_handle"]
+
+
 #: Error and redirect bodies up to this size are read off so the connection is kept.
 MAX_DRAIN = 1024 * 1024
 #: Chunks gathered at most before a write (writev takes at most IOV_MAX of them).
