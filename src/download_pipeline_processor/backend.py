@@ -103,9 +103,10 @@ class StopFlag:
 class DownloadRequest:
     """One file's request, handed to every attempt at it: all a downloader needs.
 
-    Built once per file by the framework; a downloader reads it and never
-    changes it (``headers`` may be shared by every request of the run).
-    Per attempt a downloader adds only ``writer.range_headers()`` to
+    Built once per file by the framework and given to each attempt, its
+    ``stop.deadline`` set anew; a downloader reads it and changes nothing
+    but :attr:`prepared` (``headers`` may be shared by every request of the
+    run).  Per attempt a downloader adds only ``writer.range_headers()`` to
     ``headers``.
     """
 
