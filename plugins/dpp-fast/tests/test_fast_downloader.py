@@ -30,12 +30,9 @@ from download_pipeline_processor.testing import (
     download_request,
     raw_ok,
 )
-from dpp_fast.fast import (
-    MAX_HEAD,
-    MAX_IDLE_PER_THREAD,
-    FastDownloader,
-    SocketTransport,
-)
+from dpp_fast.fast import FastDownloader
+from dpp_fast.http1 import MAX_HEAD
+from dpp_fast.socket_transport import MAX_IDLE_PER_THREAD, SocketTransport
 
 
 @pytest.fixture

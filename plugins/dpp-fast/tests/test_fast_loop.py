@@ -49,7 +49,8 @@ from download_pipeline_processor.testing import (
 )
 from dpp_fast import fast_loop
 from dpp_fast import plugin as fast_plugin
-from dpp_fast.fast import FastDownloader, SocketTransport
+from dpp_fast.fast import FastDownloader
+from dpp_fast.socket_transport import SocketTransport
 
 #: Generous bound on a run that must not hang; the runs themselves take well under a second.
 HANG = 10.0

@@ -66,13 +66,18 @@ class RequestsDownloader(Downloader):
         )
         self._proxies = _environment_has_proxies()
         self._proxied: dict[str, bool] = {}
-        self._plain = self._plain_transport()
+        self._plain = self.plain_transport()
         self._session_transport: SessionTransport | None = None
         self._session_lock = threading.Lock()
         self._watcher: DeadlineWatcher | None = None
 
-    def _transport_options(self) -> dict[str, Any]:
-        """The keyword arguments every plain transport takes."""
+    def transport_options(self) -> dict[str, Any]:
+        """The keyword arguments every plain transport takes.
+
+        ``workers``, ``timeout``, ``chunk_size``, ``max_redirects``, ``headers``
+        (the run's, with identity encoding) and ``ca_bundle``: a subclass's
+        :meth:`plain_transport` passes them to its own transport.
+        """
         settings = self.settings
         return {
             "workers": settings.download_workers,
@@ -83,14 +88,26 @@ class RequestsDownloader(Downloader):
             "ca_bundle": ca_bundle(),
         }
 
-    def _plain_transport(self) -> Transport:
-        """The transport of every URL that does not need a requests.Session."""
+    def plain_transport(self) -> Transport:
+        """The transport of every URL that does not need a requests.Session.
+
+        Called once, while the downloader is made.  A subclass returns its own
+        :class:`Transport` here (built from :meth:`transport_options`); URLs for
+        which :meth:`needs_session` is true still go through a session.
+        """
         from ._pooled import PooledTransport
 
-        return PooledTransport(**self._transport_options())
+        return PooledTransport(**self.transport_options())
 
-    def _needs_session(self, url: str) -> bool:
-        """True when only a requests.Session handles ``url`` right (proxy, credentials)."""
+    def needs_session(self, url: str) -> bool:
+        """True when only a requests.Session handles ``url`` right.
+
+        That is when an environment proxy applies to its origin, the URL
+        carries credentials (``user:password@``), or a ``.netrc`` exists.
+        :meth:`fetch` sends such URLs through a session and the rest through
+        :meth:`plain_transport`; a subclass that fetches in its own way (an
+        event loop) asks this first and hands those URLs on.
+        """
         if self._netrc:
             return True
         scheme, _, rest = url.partition("://")
@@ -121,7 +138,7 @@ class RequestsDownloader(Downloader):
             return self._session_transport
 
     def fetch(self, request: DownloadRequest) -> int:
-        transport = self._sessions() if self._needs_session(request.url) else self._plain
+        transport = self._sessions() if self.needs_session(request.url) else self._plain
         if request.stop.deadline is None:
             return transport.fetch(request)
         return self.within_deadline(request, functools.partial(transport.fetch, request))
