@@ -53,7 +53,7 @@ from download_pipeline_processor.http_rules import (
     without_credentials,
 )
 from download_pipeline_processor.options import merge_headers
-from download_pipeline_processor.sink import BodyWriter, body_writer
+from download_pipeline_processor.sink import BodyWriter
 
 from .http1 import (
     CHUNKED,
@@ -72,6 +72,8 @@ from .http1 import (
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Iterator
+
+    from download_pipeline_processor.backend import DownloadRequest, StopFlag
 
 #: The smallest per-thread buffer: a whole head must fit.
 MIN_BUFFER = 2 * MAX_HEAD
@@ -199,7 +201,7 @@ class _Response:
         self,
         writer: BodyWriter | None,
         length: int | None,
-        should_stop: threading.Event,
+        should_stop: StopFlag,
         widening: Widening | None = None,
     ) -> int:
         """Move up to ``length`` body bytes (None: to the end) into ``writer`` (None: drop)."""
@@ -241,7 +243,7 @@ class _Response:
     def copy_chunked(
         self,
         writer: BodyWriter | None,
-        should_stop: threading.Event,
+        should_stop: StopFlag,
         widening: Widening | None = None,
     ) -> int:
         """Decode a chunked body into ``writer`` (None: drop); return its size."""
@@ -264,7 +266,7 @@ class _Response:
                 total += exc.copied
             raise truncated_chunked(total) from None
 
-    def body(self, writer: BodyWriter, should_stop: threading.Event) -> int:
+    def body(self, writer: BodyWriter, should_stop: StopFlag) -> int:
         """Read the whole body through ``writer``; return this answer's body size."""
         length = self.framing()
         try:
@@ -499,20 +501,13 @@ class SocketTransport:
 
     # -- one attempt ------------------------------------------------------------------
 
-    def fetch(
-        self,
-        url: str,
-        destination: Path,
-        should_stop: threading.Event,
-        headers: Mapping[str, str] | None = None,
-    ) -> int:
-        """One attempt: follow redirects, check the status, stream the body to ``destination``.
-
-        ``headers``: the entry's own, over the run's, name by name.
-        """
-        hops = [url]
+    def fetch(self, request: DownloadRequest) -> int:
+        """One attempt: follow redirects, check the status, stream the body through its writer."""
+        url = request.url
+        hops = [url] if url == request.file_data.url else [url, request.file_data.url]
+        extra = request.headers if request.own_headers else None
         with _reported_as_download_errors(hops):
-            return self._fetch(url, destination, should_stop, hops, extra=headers)
+            return self._fetch(url, request.writer, request.stop, hops, extra=extra)
 
     def entry_block(self, headers: Mapping[str, str]) -> bytes | None:
         """The header lines of a request with an entry's ``headers`` over the run's.
@@ -523,24 +518,16 @@ class SocketTransport:
             return None
         return _header_block(merge_headers(self._plain, headers))
 
-    def resume(
-        self,
-        url: str,
-        sock: socket.socket,
-        received: bytes,
-        destination: Path,
-        should_stop: threading.Event,
-        *,
-        headers: Mapping[str, str] | None = None,
-    ) -> int:
-        """Finish an attempt another thread began: ``url`` was requested on ``sock``.
+    def resume(self, download: DownloadRequest, sock: socket.socket, received: bytes) -> int:
+        """Finish an attempt another thread began: ``download.url`` was requested on ``sock``.
 
         ``received`` is what has come back so far, the whole response head at
         least.  The connection becomes the calling thread's, blocking, with
-        this transport's timeouts.  ``headers``: the entry's own, for the
-        redirect hops that may follow.
+        this transport's timeouts.
         """
-        hops = [url]
+        url = download.url
+        should_stop = download.stop
+        hops = [url] if url == download.file_data.url else [url, download.file_data.url]
         with _reported_as_download_errors(hops):
             with self._lock:
                 self._sockets.add(sock)
@@ -549,7 +536,7 @@ class SocketTransport:
             try:
                 if should_stop.is_set():
                     raise PipelineInterrupted("run stopped before the download finished")
-                request = Request(url, self.host_header)
+                request = Request(url, self.host_header, wire=True)
                 if _KERNEL_TIMEOUTS and not request.origin[0]:
                     _kernel_timeouts(sock, self.timeout)
                 else:
@@ -564,28 +551,29 @@ class SocketTransport:
             except BaseException:
                 self._discard(sock)
                 raise
+            extra = download.headers if download.own_headers else None
             return self._fetch(
-                url, destination, should_stop, hops, (request, sock, response), extra=headers
+                url, download.writer, should_stop, hops, (request, sock, response), extra=extra
             )
 
     def _fetch(
         self,
         url: str,
-        destination: Path,
-        should_stop: threading.Event,
+        writer: BodyWriter,
+        should_stop: StopFlag,
         hops: list[str],
         answer: tuple[Request, socket.socket, _Response] | None = None,
         *,
         extra: Mapping[str, str] | None = None,
     ) -> int:
-        """Follow redirects from ``url``, adding each to ``hops``; ``answer``: the first
-        request's, already read; ``extra``: the entry's headers."""
+        """Follow redirects from ``url`` (checked and quoted), adding each to ``hops``;
+        ``answer``: the first request's, already read; ``extra``: the entry's headers."""
         current = url
-        ranged = body_writer(destination).range_headers() if answer is None else {}
+        ranged = writer.range_headers() if answer is None else {}
         headers, safe_headers, host_header = self._request_headers(extra, ranged)
         for _ in range(self.max_redirects + 1):
             if answer is None:
-                request = Request(current, host_header)
+                request = Request(current, host_header, wire=current is url)
                 sock, response = self._exchange(request, headers)
             else:
                 (request, sock, response), answer = answer, None
@@ -597,7 +585,7 @@ class SocketTransport:
                 if redirect or status >= 400:
                     self._drain(response, should_stop)
                 else:
-                    size = self._save(response, destination, should_stop)
+                    size = self._save(response, writer, should_stop)
             except BaseException:
                 self._discard(sock)
                 raise
@@ -635,9 +623,8 @@ class SocketTransport:
         )
 
     @staticmethod
-    def _save(response: _Response, destination: Path, should_stop: threading.Event) -> int:
-        """The body into ``destination``'s writer; the whole file's size (a resume included)."""
-        writer = body_writer(destination)
+    def _save(response: _Response, writer: BodyWriter, should_stop: StopFlag) -> int:
+        """The body through ``writer``; the whole file's size (a resume included)."""
         try:
             response.body(writer, should_stop)
         finally:
@@ -648,7 +635,7 @@ class SocketTransport:
         return writer.size
 
     @staticmethod
-    def _drain(response: _Response, should_stop: threading.Event) -> None:
+    def _drain(response: _Response, should_stop: StopFlag) -> None:
         """Read off a small redirect or error body so the connection can be kept.
 
         The status is what matters: a body that breaks off or stalls only
