@@ -361,7 +361,8 @@ class DownloadStage:
             if slot is not None:
                 self.hosts.forget(slot)
             raise
-        part = self.cache.part_path(target)
+        part_name = self.cache.part_path(target)
+        part = Path(part_name)  # the downloader's and the body writer's type
         try:
             try:
                 # A loop that could not wait for room in the cache: the file goes on here.
@@ -375,12 +376,12 @@ class DownloadStage:
                 size = self._attempt(file_data, part, attempt, slot)
             except TransientDownloadError as first:
                 size = self._retry(file_data, part, first)
-            self.cache.commit(part, target)
+            self.cache.commit(part_name, target)
         except BaseException:
             unregister_writer(part)
-            self.cache.discard(part)
+            self.cache.discard(part_name)
             raise
         unregister_writer(part)
-        self.cache.budget.complete(str(part), str(target), size)
-        file_data.local_path = target
+        self.cache.budget.complete(part_name, target, size)
+        file_data.local_path = Path(target)
         return size

@@ -17,6 +17,7 @@ import collections
 import logging
 import queue
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._cache_budget import RoomWanted, disk_full_error, expected_size
@@ -102,7 +103,8 @@ class RunFeed:
                 file_data.fail("download", exc)
                 self.flow.finish(sequence, file_data, None)
                 continue
-            job = DownloadJob(sequence, file_data, cache.part_path(target), target)
+            # Paths at the downloader's seam (a job's type); strings in the cache.
+            job = DownloadJob(sequence, file_data, Path(cache.part_path(target)), Path(target))
             try:
                 writer = self.stage.writer(file_data, job.destination)
             except DownloadError as exc:  # announced past --max-file-size: no request
@@ -133,7 +135,7 @@ class RunFeed:
         self.hosts.release(self._host_slots.pop(job.sequence))
         unregister_writer(job.destination)
         try:
-            self.stage.cache.commit(job.destination, job.target)
+            self.stage.cache.commit(str(job.destination), str(job.target))
         except OSError as exc:
             self._fail(job, exc)
             return
