@@ -30,6 +30,21 @@ INPUT_FORMATS = ("json", "jsonl", "csv", "urls")
 CLI_SECTIONS = ("input", "download", "processing", "output", "logging")
 
 
+#: The original tool's variable: set to a true value (1, true, yes, on), it
+#: makes simulated downloads instant.  Read here alone, as the default of
+#: ``simulate_delay``.
+NO_SLEEP_ENV = "PIPELINE_NO_SLEEP"
+
+
+def no_sleep_requested() -> bool:
+    """True when ``PIPELINE_NO_SLEEP`` is set to a true value."""
+    return os.environ.get(NO_SLEEP_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _default_simulate_delay() -> tuple[float, float]:
+    return (0.0, 0.0) if no_sleep_requested() else (1.0, 3.0)
+
+
 def default_cache_root() -> Path:
     """The cache's parent folder when ``--download-cache`` is not given.
 
@@ -99,6 +114,64 @@ def _setting(
 def _header_options(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     """The run's headers from every ``--header``: a later one wins, name by name."""
     return merge_headers(*({name: value} for name, value in pairs))
+
+
+class SettingError(UsageError):
+    """A setting's value (or two settings together) a run refuses, found when the settings are made.
+
+    The message (``str()``) names the settings by their keywords, as code
+    spells them (``file_timeout must be > 0, not 0.0``); :meth:`for_command_line`
+    names them by the flags a user typed (``--file-timeout must be > 0, not 0.0``).
+    """
+
+    def __init__(self, template: str, *settings: str) -> None:
+        #: The message with a ``{}`` for each of ``settings``, in order.
+        self.template = template
+        #: The names of the settings the message is about.
+        self.settings = settings
+        super().__init__(template.format(*settings))
+
+    def for_command_line(self) -> str:
+        """The message naming each setting by its flag (its keyword if it has none)."""
+        return self.template.format(*(_flag(name) for name in self.settings))
+
+
+def _flag(name: str) -> str:
+    option = _FIELDS[name].metadata.get("cli")
+    return name if option is None else option.flag
+
+
+def _literal(text: str) -> str:
+    """``text`` inside a :class:`SettingError` template: its braces kept as they are."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _bound_problem(setting: dataclasses.Field[Any], value: Any) -> SettingError | None:
+    """What is wrong with ``value`` for ``setting`` by its bound and choices, or None.
+
+    The one check of a setting's value: the CLI's options do not check bounds
+    or choices themselves, so a value past one is refused here, once, with
+    the same words, whether it came from code or from the command line.
+    """
+    metadata = setting.metadata
+    minimum = metadata.get("minimum")
+    if minimum is not None:
+        above = metadata["above"]
+        if not (value > minimum if above else value >= minimum):
+            option = metadata.get("cli")
+            unit = f" {option.unit}" if option is not None and option.unit else ""
+            relation = ">" if above else ">="
+            return SettingError(
+                "{} must be " + _literal(f"{relation} {minimum:g}{unit}, not {value!r}"),
+                setting.name,
+            )
+    choices = metadata.get("choices")
+    if choices is not None and value not in choices:
+        return SettingError(
+            "{} must be one of " + _literal(f"{', '.join(choices)}, not {value!r}"),
+            setting.name,
+        )
+    return None
 
 
 #: The smallest read under --limit-rate, however slow the rate: fewer, larger sleeps.
@@ -248,8 +321,9 @@ class PipelineSettings:
             "Run every stage without network, with placeholder files.",
         ),
     )
-    #: Seconds (low, high) a simulated download waits; (0, 0) for none.
-    simulate_delay: tuple[float, float] = (1.0, 3.0)
+    #: Seconds (low, high) a simulated download waits; (0, 0) for none.  The
+    #: default is (1, 3), or (0, 0) when ``PIPELINE_NO_SLEEP`` is set.
+    simulate_delay: tuple[float, float] = field(default_factory=_default_simulate_delay)
     #: Name of the registered download backend; None picks from simulate_downloads.
     downloader: str | None = _setting(
         None,
@@ -464,25 +538,29 @@ class PipelineSettings:
             value = getattr(self, setting.name)
             if value is None and setting.default is None:
                 continue  # None means "not bounded" or "worked out at run time"
-            minimum = setting.metadata.get("minimum")
-            if minimum is not None and not (
-                value > minimum if setting.metadata["above"] else value >= minimum
-            ):
-                raise UsageError(f"invalid setting {setting.name}={value!r}")
-            choices = setting.metadata.get("choices")
-            if choices is not None and value not in choices:
-                raise UsageError(
-                    f"invalid setting {setting.name}={value!r}; choose one of {', '.join(choices)}"
-                )
+            problem = _bound_problem(setting, value)
+            if problem is not None:
+                raise problem
         low, high = self.simulate_delay
         if not 0 <= low <= high:
-            raise UsageError(f"invalid setting simulate_delay={self.simulate_delay!r}")
+            raise SettingError(
+                "{} must be two seconds, low <= high, both >= 0, "
+                + _literal(f"not {self.simulate_delay!r}"),
+                "simulate_delay",
+            )
         if self.simulate_downloads and self.downloader:
             # A simulation makes no request: a real downloader chosen with it
             # would either be ignored or make the requests the user meant to avoid.
-            raise UsageError(
-                f"--simulate-downloads and --downloader {self.downloader} do not go together:"
-                " a simulation makes no request; drop one of them"
+            raise SettingError(
+                "{} and {} "
+                + _literal(self.downloader)
+                + " do not go together: a simulation makes no request; drop one of them",
+                "simulate_downloads",
+                "downloader",
+            )
+        if self.skip_failed and self.journal is None:
+            raise SettingError(
+                "{} needs {}: only a journal knows what failed", "skip_failed", "journal"
             )
 
     @property
@@ -516,3 +594,7 @@ class PipelineSettings:
     def evolve(self, **changes: Any) -> PipelineSettings:
         """A copy with some settings changed."""
         return replace(self, **changes)
+
+
+#: Every setting's field, by name.
+_FIELDS = {setting.name: setting for setting in dataclasses.fields(PipelineSettings)}
