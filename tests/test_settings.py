@@ -15,13 +15,14 @@ from click.testing import CliRunner, Result
 
 from download_pipeline_processor import ProcessingPipeline, hookimpl
 from download_pipeline_processor.cli import main, setting_options
+from download_pipeline_processor.errors import SettingError
 from download_pipeline_processor.options import parse_size
 from download_pipeline_processor.settings import (
     CLI_SECTIONS,
     CliOption,
     PipelineSettings,
-    SettingError,
     cli_fields,
+    cli_flag,
 )
 from download_pipeline_processor.testing import (
     FileServer,
@@ -214,7 +215,7 @@ class TestSettingsFromCommandLine:
             with pytest.raises(SettingError, match=expected) as caught:
                 PipelineSettings(**{setting.name: value})
             # The same words but the name (the CLI's value is the parsed one: 0.0 for "0").
-            same = f"Error: {caught.value.for_command_line()}"
+            same = f"Error: {caught.value.naming(cli_flag)}"
             assert line.partition(", not ")[0] == same.partition(", not ")[0]
 
     def test_choices_are_checked_once_naming_the_flag(self, tmp_path: Path) -> None:

@@ -23,13 +23,13 @@ from ._listing import describe_plugins, format_plugins
 from ._registry import PluginRegistry
 from ._stop_signal import EXIT_CLOSED_OUTPUT, is_closed_stdout, stdout_reader_gone
 from ._version import __version__
-from .errors import UsageError
+from .errors import SettingError, UsageError
 from .options import parse_key_values
 from .paths import output_path_problem
 from .pipeline import ProcessingPipeline
 from .plan import STDOUT, output_paths, plan_run
 from .plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_manager
-from .settings import CLI_SECTIONS, CliOption, PipelineSettings, SettingError, cli_fields
+from .settings import CLI_SECTIONS, CliOption, PipelineSettings, cli_fields, cli_flag
 from .summary import RunSummary
 
 logger = logging.getLogger("download_pipeline_processor")
@@ -205,7 +205,7 @@ def settings_from_params(params: dict[str, Any]) -> PipelineSettings:
     try:
         return PipelineSettings(**changes)
     except SettingError as exc:
-        raise UsageError(exc.for_command_line()) from None
+        raise UsageError(exc.naming(cli_flag)) from None
 
 
 def _plugin_manager(ctx: click.Context) -> PipelinePluginManager:

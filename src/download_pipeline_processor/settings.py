@@ -3,8 +3,9 @@
 A setting the command line exposes carries its flag, help text and help
 section in its field's metadata (:class:`CliOption`); ``cli.py`` makes the
 click options from these fields, so a setting is spelled once.  Bounds and
-choices live in the metadata too, read by both the CLI's checks and
-:meth:`PipelineSettings.__post_init__`.
+choices live in the metadata too, checked once, by
+:meth:`PipelineSettings.__post_init__`, whose :class:`~.errors.SettingError`
+names the keyword; the CLI names the flag (:func:`cli_flag`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._version import __version__
-from .errors import UsageError
+from .errors import SettingError
 from .options import merge_headers, parse_header, parse_size
 
 #: The default cache root's name in the temp dir, before ``-<uid>``.
@@ -116,27 +117,8 @@ def _header_options(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     return merge_headers(*({name: value} for name, value in pairs))
 
 
-class SettingError(UsageError):
-    """A setting's value (or two settings together) a run refuses, found when the settings are made.
-
-    The message (``str()``) names the settings by their keywords, as code
-    spells them (``file_timeout must be > 0, not 0.0``); :meth:`for_command_line`
-    names them by the flags a user typed (``--file-timeout must be > 0, not 0.0``).
-    """
-
-    def __init__(self, template: str, *settings: str) -> None:
-        #: The message with a ``{}`` for each of ``settings``, in order.
-        self.template = template
-        #: The names of the settings the message is about.
-        self.settings = settings
-        super().__init__(template.format(*settings))
-
-    def for_command_line(self) -> str:
-        """The message naming each setting by its flag (its keyword if it has none)."""
-        return self.template.format(*(_flag(name) for name in self.settings))
-
-
-def _flag(name: str) -> str:
+def cli_flag(name: str) -> str:
+    """The command line's flag of setting ``name`` (``--file-timeout``); the name if it has none."""
     option = _FIELDS[name].metadata.get("cli")
     return name if option is None else option.flag
 
