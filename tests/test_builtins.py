@@ -76,6 +76,15 @@ class TestDummyProcessor:
         with pytest.raises(ValueError, match="no local path"):
             DummyProcessor().process(FileData("https://h/x"))
 
+    def test_size_from_the_download_record(self, tmp_path: Path) -> None:
+        """The size the download stage recorded is the result's: no stat() of the file."""
+        path = tmp_path / "talk.mp3"
+        path.write_bytes(b"abc")
+        file_data = downloaded(path, "https://h/a/talk.mp3")
+        file_data.download.size = 3
+        path.unlink()  # a stat() would fail now
+        assert DummyProcessor().process(file_data)["size"] == 3
+
 
 class TestChecksumProcessor:
     """Hashing in chunks."""

@@ -91,9 +91,9 @@ class TestOpenClose:
         cache = DownloadCache(tmp_path)
         run = cache.open()
         for sequence in (0, 1, 300):
-            target = cache.target_for(sequence, FileData(f"https://h/{sequence}.bin"))
+            target = Path(cache.target_for(sequence, FileData(f"https://h/{sequence}.bin")))
             target.write_bytes(b"x")
-            cache.part_path(target).write_bytes(b"partial")
+            Path(cache.part_path(str(target))).write_bytes(b"partial")
         cache.close()
         assert not run.exists()
         assert list(tmp_path.iterdir()) == []
@@ -105,7 +105,7 @@ class TestOpenClose:
         cache = DownloadCache(tmp_path)
         run = cache.open()
         for sequence in range(300):
-            target = cache.target_for(sequence, FileData(f"https://h/{sequence}.bin"))
+            target = Path(cache.target_for(sequence, FileData(f"https://h/{sequence}.bin")))
             target.write_bytes(b"x")
             cache.discard(target)
         cache.close()
@@ -116,7 +116,7 @@ class TestOpenClose:
         """A folder or file the cache did not make is removed too (rmtree fallback)."""
         cache = DownloadCache(tmp_path)
         run = cache.open()
-        cache.discard(cache.target_for(0, FileData("https://h/a.bin")))
+        cache.discard(Path(cache.target_for(0, FileData("https://h/a.bin"))))
         (run / "extra" / "deeper").mkdir(parents=True)
         (run / "extra" / "deeper" / "file").write_bytes(b"x")
         cache.close()
@@ -133,11 +133,11 @@ class TestOpenClose:
         """A closed cache can be opened again and remakes its shard folders."""
         cache = DownloadCache(tmp_path)
         cache.open()
-        cache.target_for(1, FileData("https://h/x.bin"))
+        Path(cache.target_for(1, FileData("https://h/x.bin")))
         cache.close()
         cache.open()
         try:
-            target = cache.target_for(1, FileData("https://h/x.bin"))
+            target = Path(cache.target_for(1, FileData("https://h/x.bin")))
             assert target.parent.is_dir()
         finally:
             cache.close()
@@ -151,41 +151,41 @@ class TestTargets:
     )
     def test_shards(self, cache: DownloadCache, sequence: int, shard: str) -> None:
         """Files are spread over 256 shard folders by sequence number."""
-        target = cache.target_for(sequence, FileData("https://h/x.bin"))
+        target = Path(cache.target_for(sequence, FileData("https://h/x.bin")))
         assert target.parent == cache.path / shard
         assert target.parent.is_dir()
         assert SHARDS == 256
 
     def test_name_has_sequence_name_and_extension(self, cache: DownloadCache) -> None:
         """The file name is ``<seq>-<name>.<url extension>``."""
-        target = cache.target_for(5, FileData("https://h/a/talk.mp3?x=1"))
+        target = Path(cache.target_for(5, FileData("https://h/a/talk.mp3?x=1")))
         assert target.name == "5-talk.mp3"
 
     def test_extension_not_doubled(self, cache: DownloadCache) -> None:
         """A name that already ends with the URL's extension keeps a single one."""
-        target = cache.target_for(1, FileData("https://h/a/x.mp3", name="Talk.mp3"))
+        target = Path(cache.target_for(1, FileData("https://h/a/x.mp3", name="Talk.mp3")))
         assert target.name == "1-Talk.mp3"
 
     def test_no_extension(self, cache: DownloadCache) -> None:
         """A URL without an extension adds none."""
-        assert cache.target_for(2, FileData("https://h/a/readme")).name == "2-readme"
+        assert Path(cache.target_for(2, FileData("https://h/a/readme"))).name == "2-readme"
 
     @pytest.mark.parametrize("name", ["../../evil", "/etc/passwd", "..", "", "a/../../b"])
     def test_odd_names_stay_inside(self, cache: DownloadCache, name: str) -> None:
         """Names from the input never lead outside the shard folder."""
-        target = cache.target_for(3, FileData("https://h/x.bin", name=name or "\x00"))
+        target = Path(cache.target_for(3, FileData("https://h/x.bin", name=name or "\x00")))
         assert target.resolve().parent == (cache.path / "03").resolve()
         assert target.name.startswith("3-")
 
     def test_same_name_different_sequence(self, cache: DownloadCache) -> None:
         """Entries with one name but different sequence numbers never collide."""
-        first = cache.target_for(1, FileData("https://h/a/x.bin"))
-        second = cache.target_for(2, FileData("https://h/b/x.bin"))
+        first = Path(cache.target_for(1, FileData("https://h/a/x.bin")))
+        second = Path(cache.target_for(2, FileData("https://h/b/x.bin")))
         assert first != second
 
     def test_long_name_bounded(self, cache: DownloadCache) -> None:
         """A very long name gives a component well under the file-system limit."""
-        target = cache.target_for(9, FileData("https://h/x.bin", name="n" * 1000))
+        target = Path(cache.target_for(9, FileData("https://h/x.bin", name="n" * 1000)))
         assert len(target.name.encode("utf-8")) <= 255
         assert target.name.endswith(".bin")
 
@@ -195,14 +195,14 @@ class TestPartFiles:
 
     def test_part_name(self, cache: DownloadCache) -> None:
         """The temporary name is the target's name plus .part, in the same folder."""
-        target = cache.target_for(4, FileData("https://h/a/talk.mp3"))
-        part = cache.part_path(target)
+        target = Path(cache.target_for(4, FileData("https://h/a/talk.mp3")))
+        part = Path(cache.part_path(str(target)))
         assert part == target.with_name("4-talk.mp3" + PART_SUFFIX)
         assert PART_SUFFIX == ".part"
 
     def test_discard(self, cache: DownloadCache) -> None:
         """discard deletes a file and ignores a missing file or None."""
-        target = cache.target_for(0, FileData("https://h/x.bin"))
+        target = Path(cache.target_for(0, FileData("https://h/x.bin")))
         target.write_bytes(b"x")
         cache.discard(target)
         assert not target.exists()
@@ -228,7 +228,7 @@ class TestDiscard:
     )
     def test_removes_what_is_there(self, cache: DownloadCache, outside: Path, leave: str) -> None:
         """A file, a folder with its contents or a link goes, a link's target stays; None back."""
-        target = cache.target_for(0, FileData("https://h/x.bin"))
+        target = Path(cache.target_for(0, FileData("https://h/x.bin")))
         if leave == "file":
             target.write_bytes(b"x")
         elif leave == "empty-folder":
@@ -316,7 +316,7 @@ class TestSpreadShards:
         try:
             run_folder = download_cache.open()
             assert not mark_top_directory(str(run_folder))
-            target = download_cache.target_for(0, FileData(url="http://127.0.0.1/a.bin"))
+            target = Path(download_cache.target_for(0, FileData(url="http://127.0.0.1/a.bin")))
             target.write_bytes(b"x")  # the cache works all the same
         finally:
             download_cache.close()
@@ -483,7 +483,7 @@ class TestCacheFiles:
         victim = _victim_file(tmp_path / "home")
         settings = PipelineSettings(max_retries=0, simulate_delay=(0.0, 0.0))
         file_data = FileData(file_server.add("/a.bin", b"downloaded body"))
-        part = cache.part_path(cache.target_for(0, file_data))
+        part = Path(cache.part_path(cache.target_for(0, file_data)))
         part.symlink_to(victim)
         downloader = DOWNLOADERS[backend](settings)
         try:
@@ -498,24 +498,27 @@ class TestCacheFiles:
         if backend != "simulated":
             assert file_data.local_path.read_bytes() == b"downloaded body"
 
-    def test_planted_link_at_final_name_not_replaced(
+    def test_planted_link_at_final_name_not_written_through(
         self, tmp_path: Path, cache: DownloadCache, file_server: FileServer
     ) -> None:
-        """A download whose final name is taken (a planted link) fails; nothing is overwritten."""
+        """A link at a final name (only the user can put one in the 0700 run folder) is
+        never written through: the complete download takes the name; its target is unchanged."""
         victim = _victim_file(tmp_path / "home")
         settings = PipelineSettings(max_retries=0)
         file_data = FileData(file_server.add("/b.bin", b"downloaded body"))
-        target = cache.target_for(1, file_data)
+        target = Path(cache.target_for(1, file_data))
         target.symlink_to(victim)
         downloader = RequestsDownloader(settings)
         try:
-            with pytest.raises(FileExistsError):
-                DownloadStage(downloader, cache, settings, threading.Event()).download(1, file_data)
+            DownloadStage(downloader, cache, settings, threading.Event()).download(1, file_data)
         finally:
             downloader.close()
         assert victim.read_bytes() == VICTIM_BYTES
-        assert target.is_symlink()
-        assert not cache.part_path(target).exists()
+        assert _mode(victim) == 0o600
+        assert file_data.local_path == target
+        assert not target.is_symlink()
+        assert target.read_bytes() == b"downloaded body"
+        assert not Path(cache.part_path(str(target))).exists()
 
     def test_planted_link_at_shard_name_refused(self, tmp_path: Path) -> None:
         """A symlink where a shard folder goes is not used as the shard."""
@@ -526,7 +529,7 @@ class TestCacheFiles:
         try:
             (run / "00").symlink_to(elsewhere)
             with pytest.raises(FileExistsError):
-                cache.target_for(0, FileData("https://h/x.bin"))
+                Path(cache.target_for(0, FileData("https://h/x.bin")))
             assert list(elsewhere.iterdir()) == []
         finally:
             cache.close()
@@ -555,8 +558,8 @@ from download_pipeline_processor._cache import DownloadCache
 from download_pipeline_processor.file_data import FileData
 cache = DownloadCache(Path(sys.argv[1]))
 cache.open()
-target = cache.target_for(0, FileData("http://127.0.0.1/a.bin"))
-cache.part_path(target).write_bytes(b"x" * int(sys.argv[2]))
+target = Path(cache.target_for(0, FileData("http://127.0.0.1/a.bin")))
+Path(cache.part_path(str(target))).write_bytes(b"x" * int(sys.argv[2]))
 print(cache.path, flush=True)
 time.sleep(600)
 """

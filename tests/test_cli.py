@@ -770,7 +770,7 @@ class TestCacheSizeOption:
             ("lots", "expected a number of bytes"),
             ("10X", "expected a number of bytes"),
             ("-5K", "expected a number of bytes"),
-            ("0", "at least 1 byte"),
+            ("0", "--cache-size must be >= 1 byte(s), not 0"),
             ("0.5", "not a whole number of bytes"),
         ],
     )
@@ -781,7 +781,7 @@ class TestCacheSizeOption:
         assert result.exit_code == 2
         lines = error_lines(result)
         assert len(lines) == 1, lines
-        assert lines[0].startswith("Error: --cache-size: ")
+        assert lines[0].startswith("Error: --cache-size")
         assert problem in lines[0]
         assert "Traceback" not in result.stderr
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,7 +51,7 @@ class TestSuccessfulDownloads:
         url = file_server.add("/a/talk.mp3", b"abc")
         file_data = FileData(url)
         make_stage().download(5, file_data)
-        assert file_data.local_path == cache.target_for(5, file_data)
+        assert file_data.local_path == Path(cache.target_for(5, file_data))
         assert not file_data.local_path.name.endswith(PART_SUFFIX)
         assert cached_files(cache) == [file_data.local_path]
 

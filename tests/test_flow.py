@@ -57,7 +57,7 @@ def make_flow(
 
 def cached_file(cache: DownloadCache, sequence: int, file_data: FileData) -> Path:
     """Put a downloaded body in the cache for ``file_data``, as the download stage does."""
-    target = cache.target_for(sequence, file_data)
+    target = Path(cache.target_for(sequence, file_data))
     target.write_bytes(b"body")
     file_data.local_path = target
     return target

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import logging
 import os
 import threading
 import time
@@ -571,6 +572,30 @@ class TestPinThreads:
         )
         assert processors == {everything}
         assert posts == {(everything[0],)}
+
+
+class TestOnePinningPerRun:
+    """A run decides once where its threads go: one ThreadPinning for every stage."""
+
+    def test_cpus_asked_once(
+        self, cache_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """--pin-threads where threads cannot be pinned: one warning for the run, not one
+        per stage that pins threads (the post-processor's and the executor's)."""
+        # Faked: this machine can pin threads; a platform without sched_setaffinity
+        # (macOS, Windows) is what the warning is for.
+        monkeypatch.delattr(os, "sched_setaffinity", raising=False)
+        caplog.set_level(logging.WARNING)
+        outcome = run_pipeline(
+            [{"url": f"http://127.0.0.1:9/{i}.bin"} for i in range(3)],
+            simulate_downloads=True,
+            simulate_delay=(0.0, 0.0),
+            download_cache=cache_root,
+            pin_threads=True,
+        )
+        assert outcome.exit_code == 0
+        warnings = [r for r in caplog.records if "cannot pin threads" in r.getMessage()]
+        assert len(warnings) == 1, [r.getMessage() for r in warnings]
 
 
 class TestDownloaderSeam:

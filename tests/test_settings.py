@@ -13,14 +13,16 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from download_pipeline_processor import hookimpl
+from download_pipeline_processor import ProcessingPipeline, hookimpl
 from download_pipeline_processor.cli import main, setting_options
-from download_pipeline_processor.errors import UsageError
+from download_pipeline_processor.errors import SettingError
+from download_pipeline_processor.options import parse_size
 from download_pipeline_processor.settings import (
     CLI_SECTIONS,
     CliOption,
     PipelineSettings,
     cli_fields,
+    cli_flag,
 )
 from download_pipeline_processor.testing import (
     FileServer,
@@ -192,7 +194,8 @@ class TestSettingsFromCommandLine:
             assert recorder.seen[0].simulate_delay == (0.0, 0.0)
 
     def test_bounds_are_shared_by_cli_and_dataclass(self, tmp_path: Path) -> None:
-        """A value just past a setting's bound is exit 2 on the CLI and a UsageError in code."""
+        """A value just past a setting's bound: exit 2 and one line naming the flag on the
+        CLI, the same words naming the keyword in code."""
         listing = tmp_path / "l.json"
         listing.write_text(json.dumps([{"url": "http://127.0.0.1:9/a"}]), encoding="utf-8")
         bounded = [s for s in FIELDS.values() if s.metadata["minimum"] is not None]
@@ -203,8 +206,84 @@ class TestSettingsFromCommandLine:
             flag = setting.metadata["cli"].flag
             result = run_cli(["--files", str(listing), flag, str(value)], SettingsRecorder())
             assert result.exit_code == 2, (flag, result.output)
-            with pytest.raises(UsageError, match=f"invalid setting {setting.name}="):
+            if setting.metadata["cli"].parse in (parse_size,):
+                continue  # a negative size is not a size: the parser names the flag
+            (line,) = result.output.strip().splitlines()
+            relation = ">" if setting.metadata["above"] else ">="
+            assert line.startswith(f"Error: {flag} must be {relation} {minimum:g}"), line
+            expected = f"^{setting.name} must be {relation} "
+            with pytest.raises(SettingError, match=expected) as caught:
                 PipelineSettings(**{setting.name: value})
+            # The same words but the name (the CLI's value is the parsed one: 0.0 for "0").
+            same = f"Error: {caught.value.naming(cli_flag)}"
+            assert line.partition(", not ")[0] == same.partition(", not ")[0]
+
+    def test_choices_are_checked_once_naming_the_flag(self, tmp_path: Path) -> None:
+        """A value outside a setting's choices: the flag and the choices on the CLI, the keyword
+        in code."""
+        listing = tmp_path / "l.json"
+        listing.write_text(json.dumps([{"url": "http://127.0.0.1:9/a"}]), encoding="utf-8")
+        result = run_cli(
+            ["--files", str(listing), "--processing-mode", "fiber"], SettingsRecorder()
+        )
+        assert result.exit_code == 2
+        assert result.output.strip() == (
+            "Error: --processing-mode must be one of thread, process, not 'fiber'"
+        )
+        with pytest.raises(SettingError, match=r"^processing_mode must be one of thread, process"):
+            PipelineSettings(processing_mode="fiber")
+
+
+class TestFileTimeoutZero:
+    """``--file-timeout 0`` is refused where every setting is checked, before anything runs."""
+
+    def test_cli_names_the_flag_and_makes_no_request(
+        self, tmp_path: Path, file_server: FileServer, cli_path: Path
+    ) -> None:
+        """--file-timeout 0: exit 2, one line naming --file-timeout, no request, nothing made."""
+        listing = tmp_path / "l.json"
+        listing.write_text(json.dumps([{"url": file_server.add("/a", b"a")}]), encoding="utf-8")
+        args = ["--files", str(listing), "--file-timeout", "0"]
+        args += ["--download-cache", str(tmp_path / "cache")]
+        proc = run_command_bounded(
+            [str(cli_path), *args],
+            {**os.environ, "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": ""},
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip() == "Error: --file-timeout must be > 0 second(s), not 0.0"
+        assert file_server.request_count() == 0
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["l.json"]
+
+    def test_library_names_the_keyword(self) -> None:
+        """ProcessingPipeline(file_timeout=0) is refused at once, naming the keyword."""
+        with pytest.raises(SettingError, match=r"^file_timeout must be > 0 second\(s\), not 0$"):
+            ProcessingPipeline(file_timeout=0)
+
+
+class TestSkipFailedNeedsJournal:
+    """``skip_failed`` means nothing without a journal: refused in code as on the CLI."""
+
+    def test_library_refuses_it(self, tmp_path: Path) -> None:
+        """skip_failed=True without journal is one clear error naming both keywords."""
+        with pytest.raises(
+            SettingError, match=r"^skip_failed needs journal: only a journal knows what failed$"
+        ):
+            ProcessingPipeline(skip_failed=True)
+        with pytest.raises(SettingError, match=r"^skip_failed needs journal"):
+            PipelineSettings(skip_failed=True)
+        journal = tmp_path / "j.sqlite"
+        assert PipelineSettings(skip_failed=True, journal=journal).skip_failed
+
+    def test_cli_names_the_flags(self, tmp_path: Path) -> None:
+        """--skip-failed without --journal: exit 2, the same rule naming both flags."""
+        listing = tmp_path / "l.json"
+        listing.write_text(json.dumps([{"url": "http://127.0.0.1:9/a"}]), encoding="utf-8")
+        result = run_cli(["--files", str(listing), "--skip-failed"], SettingsRecorder())
+        assert result.exit_code == 2
+        assert result.output.strip() == (
+            "Error: --skip-failed needs --journal: only a journal knows what failed"
+        )
 
 
 class TestSimulationWithDownloader:

@@ -11,10 +11,10 @@ import pytest
 from download_helpers import cached_files
 from download_pipeline_processor._cache import DownloadCache
 from download_pipeline_processor._download_stage import DownloadStage
-from download_pipeline_processor.builtins._simulated import NO_SLEEP_ENV, SimulatedDownloader
+from download_pipeline_processor.builtins._simulated import SimulatedDownloader
 from download_pipeline_processor.errors import PipelineInterrupted
 from download_pipeline_processor.file_data import FileData
-from download_pipeline_processor.settings import PipelineSettings
+from download_pipeline_processor.settings import NO_SLEEP_ENV, PipelineSettings
 
 
 class TestSimulatedDownloader:
@@ -51,12 +51,23 @@ class TestSimulatedDownloader:
         assert cached_files(cache) == [file_data.local_path]
 
     def test_no_sleep_env(self, cache: DownloadCache, monkeypatch: pytest.MonkeyPatch) -> None:
-        """PIPELINE_NO_SLEEP=1 makes a download with a 5 s simulated delay instant."""
+        """PIPELINE_NO_SLEEP=1 makes the default simulated delay none: downloads are instant."""
         monkeypatch.setenv(NO_SLEEP_ENV, "1")
-        stage = self.make_stage(cache, simulate_delay=(5.0, 5.0))
+        stage = self.make_stage(cache)
+        assert stage.settings.simulate_delay == (0.0, 0.0)
         start = time.monotonic()
         stage.download(0, FileData("https://example.com/x"))
         assert time.monotonic() - start < 0.5
+
+    def test_no_sleep_env_read_by_the_settings(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The settings read PIPELINE_NO_SLEEP (as simulate_delay's default); a delay given
+        in code is kept, and the downloader waits what the settings say."""
+        monkeypatch.setenv(NO_SLEEP_ENV, "1")
+        assert PipelineSettings().simulate_delay == (0.0, 0.0)
+        explicit = PipelineSettings(simulate_delay=(0.2, 0.2))
+        assert SimulatedDownloader(explicit).delay == (0.2, 0.2)
+        monkeypatch.delenv(NO_SLEEP_ENV)
+        assert PipelineSettings().simulate_delay == (1.0, 3.0)
 
     def test_delay_honoured_without_env(
         self, cache: DownloadCache, monkeypatch: pytest.MonkeyPatch

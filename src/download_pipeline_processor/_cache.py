@@ -49,8 +49,6 @@ _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 #: link included (O_NOFOLLOW says so explicitly for the last component).
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
 _OPEN_FOLDER_FLAGS = os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC
-#: Errors of link() on file systems without hard links.
-_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK})
 
 
 def _user_id() -> int:
@@ -70,25 +68,6 @@ def create_cache_file(path: str | os.PathLike[str]) -> int:
     except FileExistsError:
         os.unlink(path)  # noqa: PTH108 - str or PathLike on purpose
         return os.open(path, _CREATE_FLAGS, 0o644)
-
-
-def commit_file(part: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """Give the complete ``part`` its final name ``target``, which must not exist yet.
-
-    A hard link then an unlink: unlike rename, link fails on an existing name
-    (a link planted there included) instead of replacing it.  On a file system
-    without hard links, a checked rename.
-    """
-    try:
-        os.link(part, target, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno not in _NO_HARD_LINKS:
-            raise
-        if os.path.lexists(target):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(target)) from exc
-        os.rename(part, target)  # noqa: PTH104 - str or PathLike on purpose
-        return
-    os.unlink(part)  # noqa: PTH108 - str or PathLike on purpose
 
 
 def cache_root_in(folder: Path) -> Path:
@@ -298,10 +277,12 @@ class DownloadCache:
         self._shard_folders = [os.path.join(self._path, f"{shard:02x}") for shard in range(SHARDS)]  # noqa: PTH118
         return self._path
 
-    def target_for(self, sequence: int, file_data: FileData) -> Path:
-        """Where the complete download of input entry ``sequence`` will live."""
-        # Built from strings with one Path at the end: this runs for every file,
-        # and pathlib's parsing used to cost more than writing a small file.
+    def target_for(self, sequence: int, file_data: FileData) -> str:
+        """Where the complete download of input entry ``sequence`` will live.
+
+        A string, as every per-file path of the cache: pathlib's parsing, paid
+        for each file, used to cost more than writing a small one.
+        """
         shard = sequence % SHARDS
         folder = self._shard_folders[shard]
         if shard not in self._made_shards:
@@ -315,19 +296,26 @@ class DownloadCache:
             extension = safe_filename(unquote(raw_extension), fallback="", max_bytes=15)
             if extension and not name.endswith("." + extension):
                 name += "." + extension
-        return Path(f"{folder}{os.sep}{sequence}-{name}")
+        return f"{folder}{os.sep}{sequence}-{name}"
 
     @staticmethod
-    def part_path(target: Path) -> Path:
+    def part_path(target: str) -> str:
         """The temporary name a download is written under until it is complete."""
-        return Path(f"{target}{PART_SUFFIX}")
+        return target + PART_SUFFIX
 
     @staticmethod
-    def commit(part: Path, target: Path) -> None:
-        """Rename a complete download to its final name (see :func:`commit_file`)."""
-        commit_file(part, target)
+    def commit(part: str, target: str) -> None:
+        """Give a complete download its final name: one rename.
 
-    def discard(self, path: Path | None) -> OSError | None:
+        A rename replaces whatever has the name already, but nothing can: the
+        name is unique to its entry (its sequence number leads it) in a shard
+        of the run's own folder, made 0700 inside a checked root, so no one
+        else can put anything there, and no link in the way is ever written
+        through (rename replaces a name; it follows no link).
+        """
+        os.rename(part, target)  # noqa: PTH104 - str paths: this runs for every file
+
+    def discard(self, path: str | os.PathLike[str] | None) -> OSError | None:
         """Remove whatever is at ``path`` and give its room back; the error if something is left.
 
         A processor may have deleted or moved its file, or put a link or a
@@ -339,10 +327,11 @@ class DownloadCache:
         """
         if path is None:
             return None
+        name = os.fspath(path)
         try:
-            return _remove(path)
+            return _remove(name)
         finally:
-            self.budget.release(str(path))
+            self.budget.release(name)
 
     def close(self) -> None:
         """Remove the run's folder and everything left in it."""
@@ -502,10 +491,10 @@ def _tree_size(folder_fd: int) -> int:
     return total
 
 
-def _remove(path: Path) -> OSError | None:
+def _remove(path: str) -> OSError | None:
     """Remove the file, link or folder at ``path``, following no link; the error if any."""
     try:
-        path.unlink()  # a file or a link: unlink never follows a link
+        os.unlink(path)  # noqa: PTH108 - a file or a link: unlink never follows a link
     except FileNotFoundError:
         return None
     except OSError as exc:

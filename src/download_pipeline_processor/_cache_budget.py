@@ -96,9 +96,8 @@ class CacheBudget:
     """
 
     def __init__(self, limit: int | None = None) -> None:
-        if limit is not None and limit < 1:
-            raise ValueError(f"cache size must be at least 1 byte, not {limit}")
-        #: The most bytes held at once; None: no bound.
+        #: The most bytes held at once; None: no bound.  At least 1, as the
+        #: settings check (``cache_size``): not checked again here.
         self.limit = limit
         self._held: dict[str, int] = {}  # key -> bytes (a reservation or a whole file)
         self._whole: set[str] = set()  # keys of complete files

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -286,7 +285,7 @@ class DownloadStage:
         Sleeping the backoff alone would try again into the same full disk:
         the room comes back as processing discards cached files.
         """
-        self.cache.discard(Path(part))
+        self.cache.discard(part)
         writer = self._writer_of(part)
         if writer is not None:
             writer.start_over()
@@ -362,8 +361,7 @@ class DownloadStage:
             if slot is not None:
                 self.hosts.forget(slot)
             raise
-        part_path = self.cache.part_path(target)
-        part = os.fspath(part_path)
+        part = self.cache.part_path(target)
         try:
             try:
                 # A loop that could not wait for room in the cache: the file goes on here.
@@ -383,12 +381,12 @@ class DownloadStage:
                 size = self._attempt(request, attempt, slot)
             except TransientDownloadError as first:
                 size = self._retry(self.request(file_data, part), first)
-            self.cache.commit(part_path, target)
+            self.cache.commit(part, target)
         except BaseException:
             self.forget(part)
-            self.cache.discard(part_path)
+            self.cache.discard(part)
             raise
         self.forget(part)
-        self.cache.budget.complete(part, str(target), size)
-        file_data.local_path = target
+        self.cache.budget.complete(part, target, size)
+        file_data.local_path = Path(target)
         return size

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import queue
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._cache_budget import RoomWanted, disk_full_error, expected_size
@@ -102,15 +102,16 @@ class RunFeed:
                 file_data.fail("download", exc)
                 self.flow.finish(sequence, file_data, None)
                 continue
-            part = cache.part_path(target)
+            part = cache.part_path(target)  # strings in the cache
             try:
-                request = self.stage.request(file_data, os.fspath(part))
+                request = self.stage.request(file_data, part)
             except DownloadError as exc:  # announced past --max-file-size, a bad URL: no request
                 self.hosts.forget(slot)
                 file_data.fail("download", exc)
                 self.flow.finish(sequence, file_data, None)
                 continue
-            job = DownloadJob(sequence, file_data, part, target, request)
+            # Paths at the downloader's seam (a job's public type).
+            job = DownloadJob(sequence, file_data, Path(part), Path(target), request)
             if not budget.try_reserve(str(job.destination), expected_size(file_data)):
                 # Announced larger than the room left: a helper thread waits its turn.
                 self.hosts.forget(slot)
@@ -134,7 +135,7 @@ class RunFeed:
         self.hosts.release(self._host_slots.pop(job.sequence))
         self.stage.forget(job.request.destination)
         try:
-            self.stage.cache.commit(job.destination, job.target)
+            self.stage.cache.commit(str(job.destination), str(job.target))
         except OSError as exc:
             self._fail(job, exc)
             return

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._input_stream import ReadStopped
+from ._threads import ThreadPinning
 from .errors import InvalidEntriesError, PipelineInterrupted
 from .file_data import FileData
 
@@ -319,6 +320,9 @@ class RunWork:
     def __init__(self, spec: StageSpec, flow: EntryFlow, on_started: Callable[[], None]) -> None:
         self.spec = spec
         self.flow = flow
+        #: Where the run's threads go (``--pin-threads``): one for the whole run,
+        #: the executor's threads and the post-processor's alike.
+        self.pinning = ThreadPinning(spec.settings.pin_threads)
         self.stop_event = flow.stop.event
         self._on_started = on_started
         self._grace_ends: float | None = None

@@ -25,14 +25,13 @@ from ._flow import EntryFlow, RunWork
 from ._inputs import CheckedEntries
 from ._plugins import PipelinePluginManager, has_observers, notify_observers
 from ._stop_signal import EXIT_CLOSED_OUTPUT, StopSignal, is_closed_stdout
-from ._threads import ThreadPinning, call_plugin, worker_thread
+from ._threads import call_plugin, worker_thread
 from .base_post_processor import BasePostProcessor
 from .errors import ExecutorError, InvalidEntriesError, PipelineInterrupted
 from .executor import BaseExecutor, StageSpec
 from .file_data import FileData
 from .redact import shorten
 from .run_progress import RunProgress
-from .settings import PipelineSettings
 from .summary import EXAMPLES, FailureGroup, RunSummary
 
 logger = logging.getLogger(__name__)
@@ -78,8 +77,9 @@ def _post_process_caller(post_processor: BasePostProcessor) -> PostProcessCall:
 class PipelineRun:
     """One :meth:`ProcessingPipeline.run` on the machine that started it.
 
-    The run's executor (``local``, ``dask``, ...) downloads and processes the
-    entries; this class gives it the checked ``entries`` through a
+    Built from the run's ``spec`` (its settings, processor and downloader),
+    as every executor is.  The run's executor (``local``, ``dask``, ...)
+    downloads and processes the entries; this class gives it the checked ``entries`` through a
     :class:`~._flow.RunWork`, runs the ``post_processors`` on one thread for
     every entry it hands back, notifies the observers (``plugin_manager``),
     fills the ``summary`` and decides the exit code.  ``executor`` is opened
@@ -88,18 +88,17 @@ class PipelineRun:
 
     def __init__(
         self,
-        settings: PipelineSettings,
+        spec: StageSpec,
         entries: CheckedEntries,
         *,
         executor: BaseExecutor,
-        spec: StageSpec,
         post_processors: list[BasePostProcessor],
         plugin_manager: PipelinePluginManager,
         stop: StopSignal,
         summary: RunSummary,
         on_published: PublishedCall | None = None,
     ) -> None:
-        self.settings = settings
+        settings = self.settings = spec.settings
         self.executor = executor
         self.stop = stop
         self.manager = plugin_manager
@@ -117,7 +116,6 @@ class PipelineRun:
         )
         self.work = RunWork(spec, self.flow, self._started)
         self.notify_files = False  # set once instance hooks are registered
-        self.pinning = ThreadPinning(settings.pin_threads)
         self._post_thread = worker_thread(self._post_process_worker, "post-process")
         self._started_once = False
         #: The executor gave up (:class:`~.errors.ExecutorError`): the run fails.
@@ -138,7 +136,7 @@ class PipelineRun:
         )
 
     def _post_process_worker(self) -> None:
-        self.pinning.pin()
+        self.work.pinning.pin()
         summary = self.summary
         for file_data, result in self.flow.finished_entries():
             published: list[tuple[BasePostProcessor, list[FileData]]] = []
@@ -177,9 +175,7 @@ class PipelineRun:
             return list(holder.take_published())
         except BaseException as exc:  # noqa: BLE001 - a plugin's failure, logged
             # Files it never returns are not recorded: a rerun does them again.
-            logger.error(
-                "post-processor take_published() failed: %s: %s", type(exc).__name__, exc
-            )
+            logger.error("post-processor take_published() failed: %s: %s", type(exc).__name__, exc)
             return []
 
     def _tell_published(self, holder: BasePostProcessor, files: list[FileData]) -> None:

@@ -24,12 +24,12 @@ from ._plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_man
 from ._registry import PluginRegistry
 from ._stop_signal import EXIT_CLOSED_OUTPUT, is_closed_stdout, stdout_reader_gone
 from ._version import __version__
-from .errors import UsageError
+from .errors import SettingError, UsageError
 from .options import parse_key_values
 from .paths import output_path_problem
 from .pipeline import ProcessingPipeline
 from .plan import STDOUT, output_paths, plan_run
-from .settings import CLI_SECTIONS, CliOption, PipelineSettings, cli_fields
+from .settings import CLI_SECTIONS, CliOption, PipelineSettings, cli_fields, cli_flag
 from .summary import RunSummary
 
 logger = logging.getLogger("download_pipeline_processor")
@@ -72,12 +72,11 @@ class CliUsageError(click.ClickException):
 
 # Not subscripted: ParamType is generic only from click 8.2, and 8.1 is supported.
 class ParsedType(click.ParamType):  # type: ignore[type-arg]
-    """A value read by a setting's own parser (``parse_size``), with an optional minimum."""
+    """A value read by a setting's own parser (``parse_size``); its bound is the setting's
+    to check (``PipelineSettings``), as every setting's is."""
 
-    def __init__(self, parse: Callable[[str], Any], minimum: float | None, unit: str) -> None:
+    def __init__(self, parse: Callable[[str], Any]) -> None:
         self.parse = parse
-        self.minimum = minimum
-        self.unit = unit
         self.name = getattr(parse, "__name__", "value").removeprefix("parse_")
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -88,11 +87,22 @@ class ParsedType(click.ParamType):  # type: ignore[type-arg]
             parsed = self.parse(value)
         except ValueError as exc:
             raise CliUsageError(f"{flag}: {exc}") from None
-        if self.minimum is not None and parsed < self.minimum:
-            raise CliUsageError(
-                f"{flag}: must be at least {self.minimum} {self.unit}".rstrip() + f", not {value!r}"
-            )
         return parsed
+
+
+class ShownIntRange(click.IntRange):
+    """An int whose bound ``--help`` shows (``x>=1``); ``PipelineSettings`` checks it, naming
+    the flag, so that every setting's bound is checked in one place."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return click.INT.convert(value, param, ctx)
+
+
+class ShownFloatRange(click.FloatRange):
+    """A float whose bound ``--help`` shows (``x>0``); checked as :class:`ShownIntRange`'s."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        return click.FLOAT.convert(value, param, ctx)
 
 
 class FilesPath(click.Path):
@@ -123,11 +133,16 @@ def sectioned_option(*param_decls: str, section: str, **attrs: Any) -> Callable[
 
 
 def _click_option(setting: dataclasses.Field[Any]) -> Callable[[F], F]:
-    """The click option of one setting, from its declaration in ``settings.py``."""
+    """The click option of one setting, from its declaration in ``settings.py``.
+
+    Click reads the text (a number, a size, a path); bounds and choices are
+    checked once, when the settings are made, naming the flag.
+    """
     option: CliOption = setting.metadata["cli"]
     minimum = setting.metadata["minimum"]
     above = setting.metadata["above"]
     choices = setting.metadata["choices"]
+    metavar = option.metavar
     default = setting.default
     # Shown whatever command the option is added to, not only one whose context says so.
     extra: dict[str, Any] = {"show_default": True}
@@ -135,12 +150,12 @@ def _click_option(setting: dataclasses.Field[Any]) -> Callable[[F], F]:
         extra["show_default"] = option.shown_default
     if option.collect is not None:
         # Repeatable: each value read by ``parse``, all of them made one setting by ``collect``.
-        extra.update(multiple=True, type=ParsedType(option.parse or str, None, option.unit))
+        extra.update(multiple=True, type=ParsedType(option.parse or str))
         default = ()
     elif choices is not None:
-        extra["type"] = click.Choice(choices)
+        metavar = metavar or "[" + "|".join(choices) + "]"
     elif option.parse is not None:
-        extra["type"] = ParsedType(option.parse, minimum, option.unit)
+        extra["type"] = ParsedType(option.parse)
     elif option.directory:
         extra["type"] = click.Path(path_type=Path, file_okay=False)
     elif option.file:
@@ -148,15 +163,15 @@ def _click_option(setting: dataclasses.Field[Any]) -> Callable[[F], F]:
     elif isinstance(default, bool):
         extra["is_flag"] = True
     elif isinstance(default, int):
-        extra["type"] = click.IntRange(min=minimum, min_open=above)
+        extra["type"] = ShownIntRange(min=minimum, min_open=above)
     elif isinstance(default, float):
-        extra["type"] = click.FloatRange(min=minimum, min_open=above)
+        extra["type"] = ShownFloatRange(min=minimum, min_open=above)
     return click.option(
         option.flag,
         setting.name,
         cls=SectionOption,
         section=option.section,
-        metavar=option.metavar,
+        metavar=metavar,
         default=default,
         help=option.help,
         **extra,
@@ -187,7 +202,10 @@ def settings_from_params(params: dict[str, Any]) -> PipelineSettings:
             changes[setting.name] = collect(changes[setting.name])
     if params.pop("no_sleep"):
         changes["simulate_delay"] = (0.0, 0.0)
-    return PipelineSettings(**changes)
+    try:
+        return PipelineSettings(**changes)
+    except SettingError as exc:
+        raise UsageError(exc.naming(cli_flag)) from None
 
 
 def _plugin_manager(ctx: click.Context) -> PipelinePluginManager:
@@ -386,7 +404,7 @@ class _Command(click.Group):
     "--no-sleep",
     section="download",
     is_flag=True,
-    envvar="PIPELINE_NO_SLEEP",
+    # Not envvar=: the settings read PIPELINE_NO_SLEEP, for code and the CLI alike.
     help="Make simulated downloads instant (env PIPELINE_NO_SLEEP=1).",
 )
 @sectioned_option(
@@ -527,8 +545,6 @@ def _check_output_paths(params: dict[str, Any]) -> None:
 
 
 def _run(ctx: click.Context, params: dict[str, Any], settings: PipelineSettings) -> int:
-    if settings.skip_failed and settings.journal is None:
-        raise UsageError("--skip-failed needs --journal: only a journal knows what failed")
     if settings.journal is not None:
         # A second run on a journal says so at once, not after checking a long input.
         from ._journal import check_not_busy, lock_path

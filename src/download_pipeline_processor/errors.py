@@ -7,7 +7,7 @@ codes.  Every message is one line that names the problem.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 __all__ = [
     "CacheError",
@@ -41,6 +41,27 @@ class PipelineError(Exception):
 
 class UsageError(PipelineError):
     """The run cannot start: bad input, options or plugin choice (exit 2)."""
+
+
+class SettingError(UsageError):
+    """A setting's value, or two settings together, that a run refuses; found when the
+    settings are made (``PipelineSettings``), before anything runs.
+
+    ``str()`` names the settings as code spells them (``file_timeout must be >
+    0 second(s), not 0``); :meth:`naming` names them otherwise, as the command
+    line does by its flags (``--file-timeout must be > 0 ...``).
+    """
+
+    def __init__(self, template: str, *settings: str) -> None:
+        #: The message with a ``{}`` for each of ``settings``, in order.
+        self.template = template
+        #: The names of the settings the message is about.
+        self.settings = settings
+        super().__init__(template.format(*settings))
+
+    def naming(self, name: Callable[[str], str]) -> str:
+        """The message with each setting called ``name(setting)``."""
+        return self.template.format(*(name(setting) for setting in self.settings))
 
 
 class CacheError(UsageError):

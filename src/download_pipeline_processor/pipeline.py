@@ -175,10 +175,9 @@ class ProcessingPipeline:
             post_processors = [*post_processors, recorder]
             on_published = recorder.published
         run = PipelineRun(
-            self.settings,
+            plan.stage_spec,
             entries,
             executor=executor,
-            spec=plan.stage_spec,
             post_processors=post_processors,
             plugin_manager=self.plugin_manager,
             stop=self._stop,

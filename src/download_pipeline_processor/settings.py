@@ -3,8 +3,9 @@
 A setting the command line exposes carries its flag, help text and help
 section in its field's metadata (:class:`CliOption`); ``cli.py`` makes the
 click options from these fields, so a setting is spelled once.  Bounds and
-choices live in the metadata too, read by both the CLI's checks and
-:meth:`PipelineSettings.__post_init__`.
+choices live in the metadata too, checked once, by
+:meth:`PipelineSettings.__post_init__`, whose :class:`~.errors.SettingError`
+names the keyword; the CLI names the flag (:func:`cli_flag`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ._version import __version__
-from .errors import UsageError
+from .errors import SettingError
 from .options import merge_headers, parse_header, parse_size
 
 __all__ = [
@@ -43,6 +44,21 @@ PROCESSING_MODES = ("thread", "process")
 INPUT_FORMATS = ("json", "jsonl", "csv", "urls")
 #: The sections of ``--help``, in order; every CLI option belongs to one.
 CLI_SECTIONS = ("input", "download", "processing", "output", "logging")
+
+
+#: The original tool's variable: set to a true value (1, true, yes, on), it
+#: makes simulated downloads instant.  Read here alone, as the default of
+#: ``simulate_delay``.
+NO_SLEEP_ENV = "PIPELINE_NO_SLEEP"
+
+
+def no_sleep_requested() -> bool:
+    """True when ``PIPELINE_NO_SLEEP`` is set to a true value."""
+    return os.environ.get(NO_SLEEP_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _default_simulate_delay() -> tuple[float, float]:
+    return (0.0, 0.0) if no_sleep_requested() else (1.0, 3.0)
 
 
 def default_cache_root() -> Path:
@@ -114,6 +130,45 @@ def _setting(
 def _header_options(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     """The run's headers from every ``--header``: a later one wins, name by name."""
     return merge_headers(*({name: value} for name, value in pairs))
+
+
+def cli_flag(name: str) -> str:
+    """The command line's flag of setting ``name`` (``--file-timeout``); the name if it has none."""
+    option = _FIELDS[name].metadata.get("cli")
+    return name if option is None else option.flag
+
+
+def _literal(text: str) -> str:
+    """``text`` inside a :class:`SettingError` template: its braces kept as they are."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _bound_problem(setting: dataclasses.Field[Any], value: Any) -> SettingError | None:
+    """What is wrong with ``value`` for ``setting`` by its bound and choices, or None.
+
+    The one check of a setting's value: the CLI's options do not check bounds
+    or choices themselves, so a value past one is refused here, once, with
+    the same words, whether it came from code or from the command line.
+    """
+    metadata = setting.metadata
+    minimum = metadata.get("minimum")
+    if minimum is not None:
+        above = metadata["above"]
+        if not (value > minimum if above else value >= minimum):
+            option = metadata.get("cli")
+            unit = f" {option.unit}" if option is not None and option.unit else ""
+            relation = ">" if above else ">="
+            return SettingError(
+                "{} must be " + _literal(f"{relation} {minimum:g}{unit}, not {value!r}"),
+                setting.name,
+            )
+    choices = metadata.get("choices")
+    if choices is not None and value not in choices:
+        return SettingError(
+            "{} must be one of " + _literal(f"{', '.join(choices)}, not {value!r}"),
+            setting.name,
+        )
+    return None
 
 
 #: The smallest read under --limit-rate, however slow the rate: fewer, larger sleeps.
@@ -263,8 +318,9 @@ class PipelineSettings:
             "Run every stage without network, with placeholder files.",
         ),
     )
-    #: Seconds (low, high) a simulated download waits; (0, 0) for none.
-    simulate_delay: tuple[float, float] = (1.0, 3.0)
+    #: Seconds (low, high) a simulated download waits; (0, 0) for none.  The
+    #: default is (1, 3), or (0, 0) when ``PIPELINE_NO_SLEEP`` is set.
+    simulate_delay: tuple[float, float] = field(default_factory=_default_simulate_delay)
     #: Name of the registered download backend; None picks from simulate_downloads.
     downloader: str | None = _setting(
         None,
@@ -479,25 +535,29 @@ class PipelineSettings:
             value = getattr(self, setting.name)
             if value is None and setting.default is None:
                 continue  # None means "not bounded" or "worked out at run time"
-            minimum = setting.metadata.get("minimum")
-            if minimum is not None and not (
-                value > minimum if setting.metadata["above"] else value >= minimum
-            ):
-                raise UsageError(f"invalid setting {setting.name}={value!r}")
-            choices = setting.metadata.get("choices")
-            if choices is not None and value not in choices:
-                raise UsageError(
-                    f"invalid setting {setting.name}={value!r}; choose one of {', '.join(choices)}"
-                )
+            problem = _bound_problem(setting, value)
+            if problem is not None:
+                raise problem
         low, high = self.simulate_delay
         if not 0 <= low <= high:
-            raise UsageError(f"invalid setting simulate_delay={self.simulate_delay!r}")
+            raise SettingError(
+                "{} must be two seconds, low <= high, both >= 0, "
+                + _literal(f"not {self.simulate_delay!r}"),
+                "simulate_delay",
+            )
         if self.simulate_downloads and self.downloader:
             # A simulation makes no request: a real downloader chosen with it
             # would either be ignored or make the requests the user meant to avoid.
-            raise UsageError(
-                f"--simulate-downloads and --downloader {self.downloader} do not go together:"
-                " a simulation makes no request; drop one of them"
+            raise SettingError(
+                "{} and {} "
+                + _literal(self.downloader)
+                + " do not go together: a simulation makes no request; drop one of them",
+                "simulate_downloads",
+                "downloader",
+            )
+        if self.skip_failed and self.journal is None:
+            raise SettingError(
+                "{} needs {}: only a journal knows what failed", "skip_failed", "journal"
             )
 
     @property
@@ -531,3 +591,7 @@ class PipelineSettings:
     def evolve(self, **changes: Any) -> PipelineSettings:
         """A copy with some settings changed."""
         return replace(self, **changes)
+
+
+#: Every setting's field, by name.
+_FIELDS = {setting.name: setting for setting in dataclasses.fields(PipelineSettings)}

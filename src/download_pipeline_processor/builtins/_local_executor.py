@@ -133,7 +133,7 @@ class LocalExecutor(BaseExecutor):
         spec = work.spec
         settings = spec.settings
         flow = self._flow = work.flow
-        pinning = ThreadPinning(settings.pin_threads)
+        pinning = work.pinning
         flow.cache.open()
         downloader: Downloader | None = None
         try:

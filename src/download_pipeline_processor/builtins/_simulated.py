@@ -10,14 +10,6 @@ from ..errors import PipelineInterrupted
 from ..settings import PipelineSettings
 from ..sink import open_destination
 
-#: The original tool's variable: set to 1 to make simulated downloads instant.
-NO_SLEEP_ENV = "PIPELINE_NO_SLEEP"
-
-
-def no_sleep_requested() -> bool:
-    """True when ``PIPELINE_NO_SLEEP`` is set to a true value."""
-    return os.environ.get(NO_SLEEP_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
-
 
 class SimulatedDownloader(Downloader):
     """Waits a random delay, then writes a small placeholder file for the entry."""
@@ -26,7 +18,8 @@ class SimulatedDownloader(Downloader):
 
     def __init__(self, settings: PipelineSettings) -> None:
         super().__init__(settings)
-        self.delay = (0.0, 0.0) if no_sleep_requested() else settings.simulate_delay
+        # PIPELINE_NO_SLEEP is read by the settings, as simulate_delay's default.
+        self.delay = settings.simulate_delay
 
     def fetch(self, request: DownloadRequest) -> int:
         low, high = self.delay
