@@ -14,6 +14,7 @@ from ._cache import DownloadCache
 from ._cache_budget import RoomWanted, disk_full_error, expected_size
 from ._hosts import HostGate, HostSlot
 from ._integrity import expected_checks
+from ._targets import origin_for
 from .backend import Attempt, Downloader, DownloadRequest, fetch_of, request_headers
 from .errors import DiskFullError, DownloadError, PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
@@ -235,7 +236,7 @@ class DownloadStage:
                 # a file that waits for room never holds up one that waits for a slot.
                 writer.wait_for_room()
                 # A paused or full host holds its retries back too.
-                slot = self.hosts.acquire(file_data.url, self.stop_event)
+                slot = self.hosts.acquire(file_data.url, self.stop_event, origin_for(file_data))
             if slot is None or (attempt is None and self.stop_event.is_set()):
                 raise PipelineInterrupted("run stopped before the download finished")
         except BaseException:

@@ -27,6 +27,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
+from ._targets import origin_for
 from .errors import TransientDownloadError
 from .http_rules import origin_of
 
@@ -114,9 +115,13 @@ class HostGate:
             state.in_flight += 1
             return HostSlot(origin)
 
-    def acquire(self, url: str, stop: threading.Event) -> HostSlot | None:
-        """A slot for a download of ``url``, waiting for room; None once ``stop`` is set."""
-        origin = origin_of(url)
+    def acquire(
+        self, url: str, stop: threading.Event, origin: Origin | None = None
+    ) -> HostSlot | None:
+        """A slot for a download of ``url`` (of ``origin``), waiting for room; None once
+        ``stop`` is set."""
+        if origin is None:
+            origin = origin_of(url)
         with self._changed:
             state = self._host(origin)
             while not stop.is_set():
@@ -279,7 +284,7 @@ class EntryScheduler:
                 self._ended = True
                 break
             sequence, file_data = entry
-            origin = origin_of(file_data.url)
+            origin = origin_for(file_data)  # the host key made at input
             waiting = self._waiting.get(origin)
             if waiting is None:  # nothing of this host waits: it may start now
                 slot = self.gate.try_acquire(file_data.url, origin)

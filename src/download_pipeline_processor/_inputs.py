@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 from ._input_formats import STDIN_PATH, InputFormats, RawEntry, input_label, read_entries
 from ._input_stream import StopWatch
 from ._integrity import check_fields
+from ._targets import remember_target
 from .errors import InputError, InvalidEntriesError, PluginError
 from .file_data import FileData
 from .options import check_entry_headers
@@ -100,13 +101,20 @@ def _check_url(url: str, where: str, allowed_schemes: Sequence[str]) -> None:
 
 
 def to_file_data(entry: Mapping[str, Any] | FileData) -> FileData:
-    """Build the :class:`FileData` of an entry that passed :func:`check_entry`."""
+    """Build the :class:`FileData` of an entry that passed :func:`check_entry`.
+
+    The entry carries the URL to send and its host key from here on
+    (:mod:`._targets`): nothing downstream parses its URL again.
+    """
     if isinstance(entry, FileData):
-        return entry
-    fields = dict(entry)
-    # Download the URL that was validated, not one with stray whitespace around it.
-    fields["url"] = fields["url"].strip()
-    return FileData.from_dict(fields)
+        file_data = entry
+    else:
+        fields = dict(entry)
+        # Download the URL that was validated, not one with stray whitespace around it.
+        fields["url"] = fields["url"].strip()
+        file_data = FileData.from_dict(fields)
+    remember_target(file_data)
+    return file_data
 
 
 def _problem(raw: RawEntry, allowed_schemes: Sequence[str]) -> str | None:

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from ._integrity import expected_checks
+from ._targets import target_of
 from .errors import PipelineInterrupted, TransientDownloadError
-from .http_rules import entry_headers, file_timed_out, wire_url
+from .http_rules import entry_headers, file_timed_out
 from .options import merge_headers
 from .sink import BodyWriter
 
@@ -184,7 +185,7 @@ class DownloadRequest:
         (:func:`run_headers`), shared by every request whose entry has none.
         Raises :class:`PermanentDownloadError` for a URL no downloader could fetch.
         """
-        url = wire_url(file_data.url)
+        url = target_of(file_data).wire  # made once, at input
         fields = file_data.additional_fields
         own = entry_headers(fields) if fields.get("headers") else None
         base = run_headers if run_headers is not None else request_headers(settings)

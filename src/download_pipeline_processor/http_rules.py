@@ -60,6 +60,8 @@ __all__ = [
     "too_many_redirects",
     "truncated",
     "truncated_chunked",
+    "wire_target",
+    "wire_url",
     "without_credentials",
 ]
 
@@ -118,7 +120,7 @@ def quoted_url(url: str) -> str:
 #: A URL that is its own wire form: http(s), a plain ASCII host, an optional port,
 #: and a path and query of characters :func:`quote_target` keeps (no fragment).
 _PLAIN_WIRE = re.compile(
-    r"(?i)https?://(?P<host>[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*\.?)"
+    r"(?i)(?P<scheme>https?)://(?P<host>[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*\.?)"
     r"(?::(?P<port>\d{1,5}))?(?:[/?][!$-;=?-\[\]_a-z~]*)?"
 )
 
@@ -130,14 +132,26 @@ def wire_url(url: str) -> str:
     plain URL, the common case, is its own wire form and costs one match.
     Raises :class:`PermanentDownloadError` for a URL no downloader could fetch.
     """
+    return wire_target(url)[0]
+
+
+def wire_target(url: str) -> tuple[str, tuple[str, str, int]]:
+    """(:func:`wire_url`, its :func:`origin_of`), worked out together.
+
+    The input check makes it once per entry and the entry carries it: no
+    engine, host limit or stage parses the URL again.  A plain URL costs one
+    match.  Raises :class:`PermanentDownloadError` for a URL no downloader
+    could fetch.
+    """
     plain = _PLAIN_WIRE.fullmatch(url)
-    if (
-        plain is not None
-        and len(plain["host"]) <= 253
-        and (plain["port"] is None or int(plain["port"]) <= 65535)
-    ):
-        return url
-    return quoted_url(request_url(url))
+    if plain is not None and len(plain["host"]) <= 253:
+        port_text = plain["port"]
+        scheme = plain["scheme"].lower()
+        port = _DEFAULT_PORTS[scheme] if port_text is None else int(port_text)
+        if port <= 65535:
+            return url, (scheme, plain["host"].lower(), port or _DEFAULT_PORTS[scheme])
+    wire = quoted_url(request_url(url))
+    return wire, origin_of(wire)
 
 
 def check_headers(headers: dict[str, str]) -> None:

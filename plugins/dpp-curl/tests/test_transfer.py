@@ -16,6 +16,7 @@ from download_pipeline_processor.errors import (
     PermanentDownloadError,
     TransientDownloadError,
 )
+from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import (
     CLOSE,
@@ -234,3 +235,26 @@ class TestRequestHeaders:
         )
         assert outcome.exit_code == 0
         assert file_server.request_count("/via") == 1
+
+
+class TestReusedHandle:
+    """A handle that served one file sets for the next what differs, and nothing stale stays."""
+
+    def test_headers_and_time_limit_of_the_last_file_do_not_stay(
+        self, file_server: FileServer, tmp_path: Path
+    ) -> None:
+        """An entry's own headers and its --file-timeout do not stay on the reused handle."""
+        fast = file_server.add("/fast", b"fast")
+        slow = file_server.add("/slow", b"slow", delay=0.8)
+        downloader = CurlDownloader(PipelineSettings())
+        try:
+            own = FileData(fast, additional_fields={"headers": {"X-Entry": "1"}})
+            timed = PipelineSettings(file_timeout=0.5)
+            assert downloader.fetch(download_request(own, tmp_path / "a", timed)) == 4
+            # The same thread's engine, the same handle: no X-Entry, no 0.5 s limit now.
+            assert downloader.fetch(download_request(slow, tmp_path / "b")) == 4
+            assert downloader.fetch(download_request(fast, tmp_path / "c")) == 4
+        finally:
+            downloader.close()
+        sent = [headers for _, _, headers in file_server.request_log]
+        assert [headers.get("X-Entry") for headers in sent] == ["1", None, None]

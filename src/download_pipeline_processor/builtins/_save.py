@@ -24,6 +24,9 @@ from ..sink import BodyWriter
 
 logger = logging.getLogger(__name__)
 
+#: What separates the components of a path here.
+_SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
+
 COPY_CHUNK = 1024 * 1024
 
 #: What ``if_exists`` may say about a file already at the destination.
@@ -114,6 +117,7 @@ class SaveProcessor(BaseProcessor):
         except FileExistsError:
             raise NotADirectoryError(f"dest {str(folder)!r} exists and is not a folder") from None
         self.dest = folder.resolve()
+        self._dest_name = str(self.dest)
         self.template = name or None
         if self.template is not None:
             _check_template(self.template)
@@ -123,13 +127,14 @@ class SaveProcessor(BaseProcessor):
         """The path of a file ``skip`` keeps, so it is not downloaded; ``fail`` refuses one."""
         if self.if_exists == "overwrite":
             return DOWNLOAD
-        target = self._target(file_data)
-        if not os.path.lexists(target):
+        name = self._target_name(file_data)  # a string: this runs before every download
+        if not os.path.lexists(name):
             return DOWNLOAD
+        target = Path(name)
         if self.if_exists == "fail":
             raise _exists_error(target)
         # A mismatch is reported by process(), which replaces the file.
-        return str(target) if self._keeps(target, file_data, report=False) else DOWNLOAD
+        return name if self._keeps(target, file_data, report=False) else DOWNLOAD
 
     def process(self, file_data: FileData) -> str:
         source = file_data.local_path
@@ -174,6 +179,10 @@ class SaveProcessor(BaseProcessor):
 
     def _target(self, file_data: FileData) -> Path:
         """The path inside ``dest`` this entry is saved under."""
+        return Path(self._target_name(file_data))
+
+    def _target_name(self, file_data: FileData) -> str:
+        """:meth:`_target` as a string, without building paths."""
         basename = unquote(posixpath.basename(urlsplit(file_data.url).path))
         extension = posixpath.splitext(basename)[1][1:]
         if self.template is None:
@@ -182,15 +191,11 @@ class SaveProcessor(BaseProcessor):
             fields: dict[str, Any] = dict(file_data.additional_fields)
             fields.update(id=file_data.id, name=file_data.name, basename=basename, ext=extension)
             component = safe_filename(_render(self.template, fields))
-        target = self.dest / component
-        # Defence in depth: safe_filename already yields a single component.
-        if component in ("", ".", "..") or Path(component).name != component:
+        # Defence in depth: safe_filename already yields a single component, so the
+        # target is directly in dest (resolved once at start): no per-file realpath.
+        if component in ("", ".", "..") or any(sep in component for sep in _SEPARATORS):
             raise ValueError(f"unsafe file name {component!r}")
-        # dest was resolved once at start; a single component keeps target directly
-        # in it, so a plain comparison (no per-file realpath syscalls) suffices.
-        if target.parent != self.dest:
-            raise ValueError(f"{target} is not inside {self.dest}")
-        return target
+        return os.path.join(self._dest_name, component)  # noqa: PTH118 - no Path per file
 
 
 def _default_name(name: str, extension: str) -> str:

@@ -80,6 +80,9 @@ _INVALID_LENGTH = "Invalid Content-Length"
 
 _now = time.monotonic
 
+#: The attribute of an easy handle that records what :meth:`Transfer.setup` last set on it.
+_LAST_OPTIONS = "dpp_last_options"
+
 
 def new_handle(config: CurlConfig) -> pycurl.Curl:
     """An easy handle with what every transfer of ``config`` shares."""
@@ -190,21 +193,37 @@ class Transfer:
     # -- one hop ----------------------------------------------------------------------
 
     def setup(self, handle: pycurl.Curl) -> None:
-        """Point ``handle`` at this hop: URL, headers, proxy, callbacks."""
+        """Point ``handle`` at this hop: URL, headers, proxy, callbacks.
+
+        A reused handle keeps what its last hop set (libcurl keeps options
+        until they change): the headers, proxy, multiplexing wait and time
+        limit are set only when they differ from that hop's.
+        """
         target = self.target
         setopt = handle.setopt
+        last: tuple[object, ...] | None = getattr(handle, _LAST_OPTIONS, None)
+        # Cleared first: a setopt that fails half-way leaves the record unknown.
+        setattr(handle, _LAST_OPTIONS, None)
         setopt(pycurl.URL, target)
-        setopt(pycurl.HTTPHEADER, self.request_headers)
-        setopt(pycurl.PROXY, self.config.proxies.for_url(target))
+        headers = self.request_headers
+        proxy = self.config.proxies.for_url(target)
         # Over TLS, wait for a connection being set up that may multiplex
         # (HTTP/2) rather than open another; plain http is HTTP/1.1 anyway.
-        setopt(pycurl.PIPEWAIT, 1 if target.startswith("https:") else 0)
-        setopt(pycurl.HEADERFUNCTION, self.on_header)
-        setopt(pycurl.WRITEFUNCTION, self.on_body)
+        pipewait = 1 if target.startswith("https:") else 0
         # --file-timeout: what is left of the attempt's deadline, for this hop (0: none).
         deadline = self.should_stop.deadline
         left = 0 if deadline is None else max(1, round((deadline - _now()) * 1000))
-        setopt(pycurl.TIMEOUT_MS, left)
+        if last is None or last[0] is not headers:  # a list is never changed once made
+            setopt(pycurl.HTTPHEADER, headers)
+        if last is None or last[1] != proxy:
+            setopt(pycurl.PROXY, proxy)
+        if last is None or last[2] != pipewait:
+            setopt(pycurl.PIPEWAIT, pipewait)
+        if last is None or last[3] != left:
+            setopt(pycurl.TIMEOUT_MS, left)
+        setopt(pycurl.HEADERFUNCTION, self.on_header)
+        setopt(pycurl.WRITEFUNCTION, self.on_body)
+        setattr(handle, _LAST_OPTIONS, (headers, proxy, pipewait, left))
         self.seen = _now()
 
     def on_header(self, line: bytes) -> int | None:
