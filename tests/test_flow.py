@@ -285,7 +285,7 @@ class TestQueues:
         flow = make_flow(cache, entries, 3)
         for sequence, file_data in enumerate(entries):
             assert flow.queue_downloaded(sequence, file_data)
-        flow.end_downloads(2)
+        flow.end_downloads()
         first = bounded(lambda: list(flow.downloaded_entries()))
         second = bounded(lambda: list(flow.downloaded_entries()))
         assert first == [(0, entries[0]), (1, entries[1]), (2, entries[2])]
