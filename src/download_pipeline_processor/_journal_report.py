@@ -86,7 +86,9 @@ def describe_journal(path: str | os.PathLike[str]) -> dict[str, Any]:
         "by_status": by_status,
         "runs": runs[0],
         "last_run": last,
-        "failures": sorted(failures.values(), key=lambda g: (-g["count"], g["stage"], g["reason"])),
+        "failures": sorted(
+            failures.values(), key=lambda g: (-g["count"], g["stage"], g["reason"])
+        ),
     }
 
 
