@@ -653,7 +653,7 @@ class TestBatches:
             assert result["sha256"] == hashlib.sha256(body(index)).hexdigest()
 
     def test_process_batch_on_the_workers(self, file_server: FileServer, scheduler: str) -> None:
-        """A processor with process_batch gets batches on the workers; its failures keep their rules.
+        """A processor with process_batch gets batches on the workers, with the same failure rules.
 
         An exception instance in its list fails that file alone; a raise fails its whole batch.
         """
