@@ -101,7 +101,9 @@ class BatchChannel(Generic[T]):
                 if not batch:
                     return batch
                 deadline = time.monotonic() + fill_wait
-                while len(batch) < most and not self._closed:
+                # A full channel ends the wait: no put can come while this taker holds
+                # the room (``hold``), and the room left is what comes at most.
+                while len(batch) < most and not self._closed and self._has_room():
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
