@@ -87,6 +87,14 @@ class TestBatchChannel:
         assert channel.put([3], 0)
         assert not channel.put([4], 0)
 
+    def test_put_some_adds_what_fits(self) -> None:
+        """A partial put adds items from the front up to the room left, and says how many."""
+        channel: BatchChannel[int] = BatchChannel(3)
+        assert channel.put_some([1, 2], 0) == 2
+        assert channel.put_some([3, 4, 5], 0) == 1
+        assert channel.put_some([4, 5], 0) == 0
+        assert channel.take(5, 0.01) == [1, 2, 3]
+
     def test_fill_waits_for_the_batch(self) -> None:
         """With a fill wait, a take collects items put one by one into one batch."""
         channel: BatchChannel[int] = BatchChannel(10)

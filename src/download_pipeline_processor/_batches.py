@@ -73,6 +73,22 @@ class BatchChannel(Generic[T]):
                 self._readable.notify()
         return True
 
+    def put_some(self, items: Sequence[T], timeout: float) -> int:
+        """Add as many of ``items`` as there is room for, waiting at most ``timeout`` for
+        some room (0: not at all); how many were added, from the front."""
+        with self._writable:
+            if not self._has_room() and (
+                timeout <= 0 or not self._writable.wait_for(self._has_room, timeout)
+            ):
+                return 0
+            room = len(items)
+            if self.capacity is not None:
+                room = min(room, self.capacity - len(self._items) - self._held)
+            self._items.extend(items[:room])
+            if len(self._items) >= self._wanted:
+                self._readable.notify()
+            return room
+
     def _has_room(self) -> bool:
         capacity = self.capacity
         return capacity is None or len(self._items) + self._held < capacity

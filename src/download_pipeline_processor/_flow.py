@@ -195,6 +195,21 @@ class EntryFlow:
             return self._downloaded.put([(sequence, file_data)], 0)
         return self._put(self._downloaded, [(sequence, file_data)])
 
+    def queue_downloaded_batch(self, downloaded: list[Downloaded], wait: bool = True) -> int:
+        """Queue downloaded entries for processing, as many as there is room for; how many.
+
+        With ``wait``, waits for room for each until the run is stopping;
+        without, queues what fits now.  The entries not queued stay the caller's.
+        """
+        channel = self._downloaded
+        queued = 0
+        while queued < len(downloaded):
+            moved = channel.put_some(downloaded[queued:], POLL_INTERVAL if wait else 0)
+            queued += moved
+            if not moved and (not wait or self.stop.is_set()):
+                break
+        return queued
+
     def end_downloads(self) -> None:
         """Tell every processing worker that no more entries come (they drain what is queued)."""
         self._downloaded.close()
