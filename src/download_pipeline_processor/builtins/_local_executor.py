@@ -239,8 +239,10 @@ class LocalExecutor(BaseExecutor):
             except BaseException as exc:  # noqa: BLE001 - fails the files this thread takes
                 set_up_error = exc
                 logger.error("a replacement processor could not be set up: %s", exc)
-        shape = most, fill_wait = self._batch_shape()
+        shape = self._batch_shape()
         per_file = not takes_batches(spec.processor.cls)
+        # A processor called per file starts with one file at a time, as before batches.
+        most, fill_wait = (1, 0.0) if per_file else shape
         try:
             while (batch := flow.downloaded_batch(most, fill_wait, hold=per_file)) is not None:
                 worker.begin(batch)
@@ -269,8 +271,9 @@ class LocalExecutor(BaseExecutor):
                     # Past --processing-timeout: the watchdog failed the batch, and
                     # another thread took this one's place.
                     return
-                if per_file and shape != (1, 0.0):
-                    # A slow processor takes one file at a time: its threads share the files.
+                if per_file:
+                    # A quick processor takes the files waiting; a slow one, one file at a
+                    # time, so that its threads share the files.
                     quick = time.monotonic() - started <= QUICK_FILE * len(files)
                     most, fill_wait = shape if quick else (1, 0.0)
                 flow.finish_batch(self._outcomes(flow, batch, results))
