@@ -14,7 +14,7 @@ import collections
 import threading
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import PipelineError
 
@@ -211,31 +211,21 @@ def takes_batches(processor_class: type) -> bool:
     return callable(getattr(processor_class, "process_batch", None))
 
 
-def process_files(
-    processor: BaseProcessor,
-    files: list[FileData],
-    before_each: Callable[[], None] | None = None,
-) -> list[Any]:
+def process_files(processor: BaseProcessor, files: list[FileData]) -> list[Any]:
     """One result per file of ``files``, in order; a file that failed has a :class:`Failed`.
 
     A processor with ``process_batch`` is called once for the batch; what it
     raises, or a list of the wrong length, is raised here (every file of the
     batch fails with it), and an exception instance in its list fails that
     file alone.  Any other processor is called once per file, and what
-    ``process`` raises is that file's failure alone; ``before_each`` is
-    called as each file begins.
+    ``process`` raises is that file's failure alone.
     """
     if isinstance(processor, BatchRunner):
-        if before_each is not None:
-            for _ in files:
-                before_each()
         return processor.process_files(files)
     batch_call = getattr(processor, "process_batch", None)
     if batch_call is None:
         results: list[Any] = []
         for file_data in files:
-            if before_each is not None:
-                before_each()
             try:
                 results.append(processor.process(file_data))
             except BaseException as exc:  # noqa: BLE001 - this file's failure alone

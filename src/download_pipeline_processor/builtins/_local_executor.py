@@ -244,17 +244,15 @@ class LocalExecutor(BaseExecutor):
         # A processor called per file starts with one file at a time, as before batches.
         most, fill_wait = (1, 0.0) if per_file else shape
         try:
-            while (batch := flow.downloaded_batch(most, fill_wait, hold=per_file)) is not None:
+            while True:
+                # Files of a per-file batch not begun yet still wait: they keep their
+                # room in the queue (--download-queue-size) until the batch is done.
+                hold = per_file and most > 1
+                batch = flow.downloaded_batch(most, fill_wait, hold=hold)
+                if batch is None:
+                    break
                 worker.begin(batch)
                 files = [file_data for _, file_data in batch]
-                begun = 0
-
-                def begin_file() -> None:
-                    # The file is being processed: it no longer waits in the queue.
-                    nonlocal begun
-                    begun += 1
-                    flow.release_downloaded()
-
                 started = time.monotonic()
                 try:
                     if processor is None:
@@ -262,11 +260,11 @@ class LocalExecutor(BaseExecutor):
                             "the processor of a replacement thread could not be set up: "
                             f"{type(set_up_error).__name__}: {set_up_error}"
                         )
-                    results = process_files(processor, files, begin_file if per_file else None)
+                    results = process_files(processor, files)
                 except BaseException as exc:  # noqa: BLE001 - a raised batch fails every file of it
                     results = [Failed(exc)] * len(files)
-                if per_file:
-                    flow.release_downloaded(len(files) - begun)
+                if hold:
+                    flow.release_downloaded(len(files))
                 if not worker.end():
                     # Past --processing-timeout: the watchdog failed the batch, and
                     # another thread took this one's place.
