@@ -175,14 +175,6 @@ class BatchChannel(Generic[T]):
             self._readable.notify_all()
             self._writable.notify_all()
 
-    def drain(self) -> list[T]:
-        """Take everything left, at once."""
-        with self._readable:
-            batch = list(self._items)
-            self._items.clear()
-            self._writable.notify_all()
-            return batch
-
 
 class Failed:
     """A file's failure among a batch's results: the exception it failed with."""
