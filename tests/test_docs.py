@@ -48,7 +48,17 @@ class TestHookDocs:
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The guide's example package written out and pip-installed into a private folder."""
-    root = tmp_path_factory.mktemp("guide")
+    return _install_guide_package(tmp_path_factory.mktemp("guide"), "dpp-wordcount")
+
+
+@pytest.fixture(scope="module")
+def installed_batch_example(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The guide's batch-processor package written out and pip-installed into a private folder."""
+    return _install_guide_package(tmp_path_factory.mktemp("guide-batch"), "dpp-batchscore")
+
+
+def _install_guide_package(root: Path, package: str) -> tuple[Path, Path]:
+    """Every file block of the guide written under ``root``; ``package`` pip-installed."""
     blocks = FILE_BLOCK.findall(GUIDE.read_text(encoding="utf-8"))
     assert len(blocks) >= 4
     for relative, content in blocks:
@@ -69,7 +79,7 @@ def installed_example(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
             "--no-build-isolation",
             "--target",
             str(site),
-            str(root / "dpp-wordcount"),
+            str(root / package),
         ],
         check=True,
         capture_output=True,
@@ -79,11 +89,11 @@ def installed_example(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, P
     return root, site
 
 
-def _env(site: Path) -> dict[str, str]:
+def _env(site: Path, plugin: str = "wordcount") -> dict[str, str]:
     return {
         **os.environ,
         "PYTHONPATH": str(site),
-        "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": "wordcount",
+        "DOWNLOAD_PIPELINE_PROCESSOR_LOAD_PLUGINS": plugin,
     }
 
 
@@ -285,6 +295,98 @@ class TestDownloaderExample:
         assert records["a"]["result"]["size"] == len(body)
         assert "size mismatch" in json.dumps(records["b"])
         assert "DeprecationWarning" not in proc.stderr
+
+
+class TestGuideBatchExample:
+    """The guide's batch processor (process_batch), installed as a user would, works as written."""
+
+    def test_runs_through_cli_in_batches(
+        self,
+        installed_batch_example: tuple[Path, Path],
+        cli_path: Path,
+        tmp_path: Path,
+        file_server: FileServer,
+    ) -> None:
+        """The documented processor scores files in batches of 4; a binary file fails alone."""
+        _, site = installed_batch_example
+        entries = [
+            {"id": f"t{i}", "url": file_server.add(f"/t{i}.txt", b"x y x " * (i + 1))}
+            for i in range(7)
+        ]
+        entries.append({"id": "binary", "url": file_server.add("/b.bin", b"\xff\xfe")})
+        listing = tmp_path / "files.json"
+        listing.write_text(json.dumps(entries))
+        proc = subprocess.run(
+            [
+                str(cli_path),
+                "--files",
+                str(listing),
+                "--processor",
+                "batchscore",
+                "--processing-batch-size",
+                "4",
+                "--processing-batch-wait",
+                "5",
+                "--download-workers",
+                "1",
+                "--processing-limit",
+                "1",
+                "--post-processor",
+                "jsonl",
+            ],
+            capture_output=True,
+            text=True,
+            env=_env(site, "batchscore"),
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 1, proc.stderr
+        records = {r["id"]: r for r in map(json.loads, proc.stdout.splitlines())}
+        assert set(records) == {entry["id"] for entry in entries}
+        assert records["binary"]["error"]["stage"] == "process"
+        assert "UnicodeDecodeError" in records["binary"]["error"]["message"]
+        batches = [records[f"t{i}"]["result"]["batch"] for i in range(7)]
+        assert batches == [4] * 7
+        assert records["t0"]["result"]["score"] == round(2 / 3, 3)
+
+    def test_listed_as_taking_batches(
+        self, installed_batch_example: tuple[Path, Path], cli_path: Path
+    ) -> None:
+        """`plugins` says batchscore takes batches."""
+        _, site = installed_batch_example
+        proc = subprocess.run(
+            [str(cli_path), "plugins", "--json"],
+            capture_output=True,
+            text=True,
+            env=_env(site, "batchscore"),
+            timeout=60,
+            check=True,
+        )
+        entry = next(p for p in json.loads(proc.stdout)["plugins"] if p["name"] == "batchscore")
+        assert entry["batches"] is True
+
+    def test_guide_batch_test_passes(self, installed_batch_example: tuple[Path, Path]) -> None:
+        """The batch processor's test shown in the guide passes against the installed example."""
+        root, site = installed_batch_example
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                str(root / "dpp-batchscore" / "tests"),
+            ],
+            capture_output=True,
+            text=True,
+            env=_env(site, "batchscore"),
+            timeout=120,
+            check=False,
+            cwd=root,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "1 passed" in proc.stdout
 
 
 #: A test named in a doc: ``tests/test_x.py::TestClass::test_name``.

@@ -279,13 +279,36 @@ class TestQueues:
         waiter.join(JOIN_LIMIT)
         assert outcome == [False]
 
+    def test_entries_move_in_batches(self, cache: DownloadCache) -> None:
+        """The waiting entries go to a worker in one hand-off, and their results on in one."""
+        entries = files(5)
+        flow = make_flow(cache, entries, 5)
+        taken = [flow.next_entry() for _ in entries]
+        assert flow.queue_downloaded_batch([item for item in taken if item is not None]) == 5
+        batch = bounded(lambda: flow.downloaded_batch(64))
+        assert batch == list(enumerate(entries))
+        flow.finish_batch([(sequence, file_data, "done") for sequence, file_data in batch])
+        flow.end_finished()
+        assert list(flow.finished_batches()) == [[(file_data, "done") for file_data in entries]]
+
+    def test_held_entries_keep_their_room(self, cache: DownloadCache) -> None:
+        """Entries taken with hold count against the queue's size until released."""
+        entries = files(3)
+        flow = make_flow(cache, entries, 3, download_queue_size=2)
+        for sequence, file_data in enumerate(entries[:2]):
+            assert flow.queue_downloaded(sequence, file_data)
+        assert bounded(lambda: flow.downloaded_batch(2, hold=True)) is not None
+        assert not flow.queue_downloaded(2, entries[2], wait=False)
+        flow.release_downloaded(1)
+        assert flow.queue_downloaded(2, entries[2], wait=False)
+
     def test_each_processing_worker_gets_the_end(self, cache: DownloadCache) -> None:
         """end_downloads ends the downloaded entries of every processing worker."""
         entries = files(3)
         flow = make_flow(cache, entries, 3)
         for sequence, file_data in enumerate(entries):
             assert flow.queue_downloaded(sequence, file_data)
-        flow.end_downloads(2)
+        flow.end_downloads()
         first = bounded(lambda: list(flow.downloaded_entries()))
         second = bounded(lambda: list(flow.downloaded_entries()))
         assert first == [(0, entries[0]), (1, entries[1]), (2, entries[2])]

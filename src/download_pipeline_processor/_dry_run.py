@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._batches import takes_batches
 from ._cache import cache_root_in, check_cache_root
 from ._journal import APPLICATION_ID, FAILED, SUCCEEDED, url_key
 from .errors import JournalError
@@ -75,6 +76,12 @@ def describe_dry_run(plan: RunPlan, files: str) -> dict[str, Any]:
         "download_workers": settings.download_workers,
         "processing_limit": settings.processing_limit,
         "processing_mode": settings.processing_mode,
+        # None: the processor has no process_batch and is called per file.
+        "processing_batch": (
+            {"size": settings.processing_batch_size, "wait": settings.processing_batch_wait}
+            if takes_batches(plan.processor.cls)
+            else None
+        ),
         "max_retries": settings.max_retries,
         "cache_root": str(cache_root),
         "cache_root_exists": check_cache_root(cache_root),
@@ -165,6 +172,13 @@ def _plugin_text(plugin: Mapping[str, Any]) -> str:
     return label + (f" ({options})" if options else "")
 
 
+def _batch_text(batch: Mapping[str, Any] | None) -> str:
+    """How a processor with process_batch is called, for the processor's line."""
+    if batch is None:
+        return ""
+    return f", batches of up to {batch['size']} (waiting {batch['wait']:g} s to fill)"
+
+
 def format_dry_run(description: Mapping[str, Any]) -> str:
     """The description as lines for people."""
     hosts: dict[str, int] = description["hosts"]
@@ -178,7 +192,8 @@ def format_dry_run(description: Mapping[str, Any]) -> str:
         f"Dry run: {description['files']} checked; nothing was requested or written.",
         f"  entries: {entries} file{'' if entries == 1 else 's'}",
         f"  hosts: {len(hosts)}" + (f": {', '.join(shown)}" if shown else ""),
-        f"  {_plugin_text(description['processor'])}, {description['processing_limit']} {workers}",
+        f"  {_plugin_text(description['processor'])}, {description['processing_limit']} {workers}"
+        + _batch_text(description.get("processing_batch")),
         *(f"  {_plugin_text(plugin)}" for plugin in description["post_processors"]),
         f"  downloader {description['downloader']!r}, {description['download_workers']} workers,"
         f" {description['max_retries']} retries",

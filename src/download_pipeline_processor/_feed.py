@@ -188,12 +188,13 @@ class RunFeed:
     def _flush(self, block: bool) -> bool:
         """Move the backlog into the downloaded queue; False while some of it must wait."""
         backlog = self.backlog
-        flow = self.flow
-        while backlog:
-            if not flow.queue_downloaded(*backlog[0], wait=block):
-                return False
+        if not backlog:
+            return True
+        # One hand-over for every file waiting, as many as the queue has room for.
+        queued = self.flow.queue_downloaded_batch(list(backlog), wait=block)
+        for _ in range(queued):
             backlog.popleft()
-        return True
+        return not backlog
 
     def _submit(
         self,

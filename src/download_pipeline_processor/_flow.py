@@ -11,12 +11,12 @@ post-processor share this state through :class:`EntryFlow` alone.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
+from ._batches import BatchChannel
 from ._input_stream import ReadStopped
 from ._threads import ThreadPinning
 from .errors import InvalidEntriesError, PipelineInterrupted
@@ -35,8 +35,11 @@ logger = logging.getLogger(__name__)
 #: How often a thread waiting on a queue looks at the stop signal, in seconds.
 POLL_INTERVAL = 0.1
 
-#: The end-of-stream marker on both queues.
-END = object()
+#: The most finished entries the post-processor takes at once.
+FINISHED_BATCH = 1024
+
+#: A downloaded entry waiting for processing: its sequence number and itself.
+Downloaded = tuple[int, FileData]
 
 
 class EntryFlow:
@@ -44,8 +47,10 @@ class EntryFlow:
 
     ``downloaded`` holds at most ``download_queue_size`` entries waiting for a
     processing worker (backpressure on downloads); ``finished`` holds at most
-    ``finished_queue_size`` entries waiting for the post-processor.  Every
-    method is safe to call from any thread of the run.
+    ``finished_queue_size`` entries waiting for the post-processor.  Both are
+    :class:`~._batches.BatchChannel`: entries go in and come out in batches,
+    one hand-off between threads for many files.  Every method is safe to
+    call from any thread of the run.
     """
 
     def __init__(
@@ -72,8 +77,8 @@ class EntryFlow:
         # Entries taken out of the table and on their way into ``finished``.
         self._handoffs = 0
         self._handoffs_done = threading.Condition(self._in_flight_lock)
-        self._downloaded: queue.Queue[Any] = queue.Queue(maxsize=download_queue_size)
-        self._finished: queue.Queue[Any] = queue.Queue(maxsize=finished_queue_size)
+        self._downloaded: BatchChannel[Downloaded] = BatchChannel(download_queue_size)
+        self._finished: BatchChannel[tuple[FileData, Any]] = BatchChannel(finished_queue_size)
         self._bytes_lock = threading.Lock()
         self._bytes = 0
         #: Bytes written so far of the files still downloading: the download
@@ -189,34 +194,55 @@ class EntryFlow:
         gives up at once when the queue is full.
         """
         if not wait:
-            try:
-                self._downloaded.put_nowait((sequence, file_data))
-            except queue.Full:
-                return False
-            return True
-        return self._put(self._downloaded, (sequence, file_data))
+            return self._downloaded.put([(sequence, file_data)], 0)
+        return self._put(self._downloaded, [(sequence, file_data)])
 
-    def end_downloads(
-        self, processing_workers: int, while_waiting: Callable[[], object] | None = None
-    ) -> None:
-        """Tell each of ``processing_workers`` that no more entries come (unless stopping).
+    def queue_downloaded_batch(self, downloaded: list[Downloaded], wait: bool = True) -> int:
+        """Queue downloaded entries for processing, as many as there is room for; how many.
 
-        ``while_waiting`` is called each time round while the queue is full.
+        With ``wait``, waits for room for each until the run is stopping;
+        without, queues what fits now.  The entries not queued stay the caller's.
         """
-        for _ in range(processing_workers):
-            if not self._put(self._downloaded, END, while_waiting):
+        channel = self._downloaded
+        queued = 0
+        while queued < len(downloaded):
+            moved = channel.put_some(downloaded[queued:], POLL_INTERVAL if wait else 0)
+            queued += moved
+            if not moved and (not wait or self.stop.is_set()):
                 break
+        return queued
 
-    def downloaded_entries(self) -> Iterator[tuple[int, FileData]]:
-        """Downloaded entries for one processing worker, until the end or a stop."""
+    def end_downloads(self) -> None:
+        """Tell every processing worker that no more entries come (they drain what is queued)."""
+        self._downloaded.close()
+
+    def downloaded_batch(
+        self, most: int, fill_wait: float = 0.0, *, hold: bool = False
+    ) -> list[Downloaded] | None:
+        """Up to ``most`` downloaded entries for one processing worker; None at the end or a stop.
+
+        Waits for the first, then at most ``fill_wait`` seconds for the batch
+        to fill.  With ``hold``, the entries keep their room in the queue
+        until :meth:`release_downloaded` (a worker that processes them one by
+        one: those it has not begun still count as waiting).
+        """
+        channel = self._downloaded
         while not self.stop.is_set():
-            try:
-                item = self._downloaded.get(timeout=POLL_INTERVAL)
-            except queue.Empty:
-                continue
-            if item is END:
-                return
-            yield item
+            batch = channel.take(most, POLL_INTERVAL, fill_wait, hold=hold)
+            if batch is None:
+                return None
+            if batch:
+                return batch
+        return None
+
+    def release_downloaded(self, count: int = 1) -> None:
+        """Give back the queue's room of ``count`` entries taken with ``hold``."""
+        self._downloaded.release(count)
+
+    def downloaded_entries(self) -> Iterator[Downloaded]:
+        """Downloaded entries for one processing worker, one by one, until the end or a stop."""
+        while (batch := self.downloaded_batch(1)) is not None:
+            yield from batch
 
     # -- hand-offs to the post-processor -------------------------------------------
 
@@ -225,17 +251,30 @@ class EntryFlow:
 
         An entry abandoned already has its cached file discarded here instead.
         """
+        self.finish_batch([(sequence, file_data, result)])
+
+    def finish_batch(self, finished: list[tuple[int, FileData, Any]]) -> None:
+        """:meth:`finish` for many entries, handed to the post-processor in one batch."""
+        owned: list[tuple[FileData, Any]] = []
+        abandoned: list[FileData] = []
         with self._in_flight_lock:
-            owned = self._in_flight.pop(sequence, None) is not None
-            self._taken_at.pop(sequence, None)
+            in_flight = self._in_flight
+            taken_at = self._taken_at
+            for sequence, file_data, result in finished:
+                if in_flight.pop(sequence, None) is None:
+                    abandoned.append(file_data)
+                    continue
+                taken_at.pop(sequence, None)
+                owned.append((file_data, result))
             if owned:
                 self._handoffs += 1
-        if not owned:
+        for file_data in abandoned:
             self.discard(file_data.local_path)
+        if not owned:
             return
         # Not under the lock: a full queue would stall every worker behind it.
         try:
-            self._finished.put((file_data, result))
+            self._finished.put(owned)
         finally:
             with self._in_flight_lock:
                 self._handoffs -= 1
@@ -256,21 +295,28 @@ class EntryFlow:
             stage = "download" if file_data.local_path is None else "process"
             file_data.fail(stage, PipelineInterrupted("run stopped before this file finished"))
             self.discard(file_data.local_path)
-            self._finished.put((file_data, None))
+        # Whatever the room: the post-processor is draining, and a stop must not wait.
+        self._finished.put([(file_data, None) for _, file_data in abandoned], force=True)
         return len(abandoned)
 
     def end_finished(self) -> None:
         """Tell the post-processor no more entries come, once every hand-off under way landed."""
         with self._in_flight_lock:
-            # No late hand-off may land behind the end-of-stream marker.
+            # No late hand-off may land behind the end of the stream.
             while self._handoffs:
                 self._handoffs_done.wait()
-        self._finished.put(END)
+        self._finished.close()
+
+    def finished_batches(self) -> Iterator[list[tuple[FileData, Any]]]:
+        """Batches of entries and results for the post-processor, until :meth:`end_finished`."""
+        while (batch := self._finished.take(FINISHED_BATCH, POLL_INTERVAL)) is not None:
+            if batch:
+                yield batch
 
     def finished_entries(self) -> Iterator[tuple[FileData, Any]]:
-        """Entries and their results for the post-processor, until :meth:`end_finished`."""
-        while (item := self._finished.get()) is not END:
-            yield item
+        """Entries and results for the post-processor, one by one, until :meth:`end_finished`."""
+        for batch in self.finished_batches():
+            yield from batch
 
     # -- the cache ----------------------------------------------------------------
 
@@ -294,20 +340,17 @@ class EntryFlow:
 
     def _put(
         self,
-        target: queue.Queue[Any],
-        item: Any,
+        target: BatchChannel[Any],
+        items: list[Any],
         while_waiting: Callable[[], object] | None = None,
     ) -> bool:
-        """Put ``item`` on a bounded queue, giving up (False) once the run is stopping."""
-        while True:
-            try:
-                target.put(item, timeout=POLL_INTERVAL)
-                return True
-            except queue.Full:
-                if self.stop.is_set():
-                    return False
-                if while_waiting is not None:
-                    while_waiting()
+        """Put ``items`` on a bounded channel, giving up (False) once the run is stopping."""
+        while not target.put(items, POLL_INTERVAL):
+            if self.stop.is_set():
+                return False
+            if while_waiting is not None:
+                while_waiting()
+        return True
 
 
 class RunWork:
@@ -338,6 +381,10 @@ class RunWork:
     def finish(self, sequence: int, file_data: FileData, result: Any) -> None:
         """Hand an entry to the post-processor (see :meth:`EntryFlow.finish`)."""
         self.flow.finish(sequence, file_data, result)
+
+    def finish_batch(self, finished: list[tuple[int, FileData, Any]]) -> None:
+        """Hand many entries to the post-processor at once (see :meth:`EntryFlow.finish_batch`)."""
+        self.flow.finish_batch(finished)
 
     def count_bytes(self, size: int) -> None:
         """Add downloaded bytes to the run's count."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._batches import takes_batches
 from ._registry import KINDS, PluginRegistry
 from .options import declared_options
 
@@ -30,6 +31,9 @@ def describe_plugins(registry: PluginRegistry) -> dict[str, Any]:
                         "clash": (kind.label, name) in clashes,
                     }
                 )
+                if kind.label == "processor" and takes_batches(reg.cls):
+                    # It defines process_batch: --processing-batch-size applies to it.
+                    entries[-1]["batches"] = True
     entries += _input_format_entries(registry)
     modules = []
     for plugin in manager.get_plugins():
@@ -109,6 +113,8 @@ def format_plugins(listing: dict[str, Any]) -> str:
         if index == 0:
             continue
         entry = listing["plugins"][index - 1]
+        if entry.get("batches"):
+            lines.append("    takes batches: process_batch() (--processing-batch-size)")
         if entry.get("suffixes"):
             lines.append(f"    suffixes: {' '.join(entry['suffixes'])} (each also + .gz)")
         for option in entry["options"] or []:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
+from ._batches import BatchRunner, Failed, process_files
 from .base_processor import BaseProcessor
 from .errors import PipelineError, PluginError, ProcessingTimeoutError, portable_error
 from .file_data import FileData
@@ -56,7 +57,11 @@ def _serve(connection: Connection, processor_class: type, options: Mapping[str, 
             if file_data is None:
                 return
             try:
-                reply: tuple[str, Any] = ("ok", processor.process(file_data))
+                if isinstance(file_data, list):
+                    # A batch: one result per file, each failure made portable.
+                    reply: tuple[str, Any] = ("ok", _portable(process_files(processor, file_data)))
+                else:
+                    reply = ("ok", processor.process(file_data))
             except BaseException as exc:  # noqa: BLE001 - the file's failure, not the worker's
                 reply = ("error", portable_error(exc))
             try:
@@ -73,13 +78,21 @@ def _serve(connection: Connection, processor_class: type, options: Mapping[str, 
                 connection.send(("close-error", portable_error(exc)))
 
 
-class ProcessProcessor(BaseProcessor):
+def _portable(results: list[Any]) -> list[Any]:
+    """A batch's results with each file's failure made picklable."""
+    return [
+        Failed(portable_error(result.error)) if type(result) is Failed else result
+        for result in results
+    ]
+
+
+class ProcessProcessor(BaseProcessor, BatchRunner):
     """Stands in for a processor in the pipeline and runs the real one in a worker process.
 
-    A worker that dies fails the file it was processing and is started again
-    for the next file.  A worker still processing one file after ``timeout``
-    seconds (``--processing-timeout``) is killed, the file fails, and a new
-    worker starts at once.
+    A worker that dies fails the file (or the batch) it was processing and is
+    started again for the next.  A worker still processing one file (or one
+    batch) after ``timeout`` seconds (``--processing-timeout``) is killed, the
+    file (every file of the batch) fails, and a new worker starts at once.
     """
 
     def __init__(
@@ -136,14 +149,28 @@ class ProcessProcessor(BaseProcessor):
         self._ready = True
 
     def process(self, file_data: FileData) -> Any:
+        return self._call(file_data, file_data)
+
+    def process_files(self, files: list[FileData]) -> list[Any]:
+        """Run a batch in the worker: one result (or :class:`~._batches.Failed`) per file.
+
+        What the worker's processor raised for the whole batch is raised here.
+        """
+        results = self._call(files, files[0])
+        if not isinstance(results, list) or len(results) != len(files):
+            raise WorkerProcessError("the worker process sent back a batch of the wrong size")
+        return results
+
+    def _call(self, message: FileData | list[FileData], first: FileData) -> Any:
+        """Send ``message`` to the worker and return its reply, or raise its failure."""
         if not self._process.is_alive():
             self._start()
         self.wait_ready()
         try:
-            self._connection.send(file_data)
+            self._connection.send(message)
             # poll() is True at a reply and at EOF (a dead worker), which recv() reports.
             if self.timeout is not None and not self._connection.poll(self.timeout):
-                self._replace_stuck(file_data)
+                self._replace_stuck(first)
                 raise ProcessingTimeoutError(
                     f"processing took longer than the processing timeout ({self.timeout:g} s);"
                     " its worker process was killed"

@@ -137,8 +137,12 @@ class PipelineRun:
 
     def _post_process_worker(self) -> None:
         self.work.pinning.pin()
-        summary = self.summary
-        for file_data, result in self.flow.finished_entries():
+        for batch in self.flow.finished_batches():
+            self._post_process_batch(batch)
+
+    def _post_process_batch(self, batch: list[tuple[FileData, Any]]) -> None:
+        """Run the post-processors over a batch of finished files, then count them."""
+        for file_data, result in batch:
             published: list[tuple[BasePostProcessor, list[FileData]]] = []
             for post_processor, call in zip(self.post_processors, self.post_calls):
                 try:
@@ -164,9 +168,9 @@ class PipelineRun:
             # last, has then prepared its row, whichever files were published.
             for holder, files in published:
                 self._tell_published(holder, files)
-            summary.record(file_data)
             if self.notify_files:
                 notify_observers(self.manager, "file_finished", file_data=file_data, result=result)
+        self.summary.record_batch([file_data for file_data, _ in batch])
 
     @staticmethod
     def _take_published(holder: BasePostProcessor) -> list[FileData]:

@@ -37,6 +37,16 @@ class BaseProcessor:
     returns, so move it elsewhere (and it will be left alone) to keep it.
 
     Raise any exception to fail the file in the ``process`` stage.
+
+    A processor may also define ``process_batch(self, files: list[FileData])
+    -> list``; it is then called with up to ``--processing-batch-size``
+    downloaded files at once (waiting at most ``--processing-batch-wait``
+    seconds for a batch to fill) instead of :meth:`process`.  It returns one
+    result per file, in order; an exception instance in that list fails that
+    file alone, at stage ``process``; an exception it raises (or a list of
+    the wrong length) fails every file of the batch.  Model inference is the
+    use: one call per batch.  The files' ``local_path`` are deleted once it
+    returns.  ``--processing-timeout`` applies to the whole call.
     """
 
     #: The keyword arguments the constructor accepts; None means undeclared.

@@ -375,6 +375,31 @@ class PipelineSettings:
             shown_default="none",
         ),
     )
+    #: Files a processor with ``process_batch`` receives at once, at most.
+    processing_batch_size: int = _setting(
+        1,
+        minimum=1,
+        cli=CliOption(
+            "--processing-batch-size",
+            "processing",
+            "Most files a processor with process_batch() receives in one call (model "
+            "inference: one call per batch); others are called per file.",
+            metavar="N",
+        ),
+    )
+    #: Seconds a processing worker waits for a batch to fill before calling
+    #: ``process_batch`` with fewer files.
+    processing_batch_wait: float = _setting(
+        0.05,
+        minimum=0,
+        cli=CliOption(
+            "--processing-batch-wait",
+            "processing",
+            "Seconds to wait for a batch to fill (--processing-batch-size) before processing "
+            "the files that came.",
+            metavar="SECONDS",
+        ),
+    )
     #: Run the pipeline's threads on one CPU core.  Python runs one thread at a
     #: time (the GIL); spread over cores, every hand-off between threads is a
     #: cross-core wake-up.  When that is the limit (many small files on fast

@@ -194,15 +194,16 @@ class StageRunner:
 
     def _collect(self) -> None:
         """Route each finished entry to the batch waiting for it."""
-        for file_data, result in self.flow.finished_entries():
-            self._land(file_data, result)
+        for finished in self.flow.finished_batches():
+            self._land(finished)
 
-    def _land(self, file_data: FileData, result: Any) -> None:
+    def _land(self, finished: list[tuple[FileData, Any]]) -> None:
         with self._lock:
-            waiting = self._waiting.pop(id(file_data), None)
-            if waiting is not None:
-                batch, index, _ = waiting
-                batch.land(index, (file_data, result))
+            for file_data, result in finished:
+                waiting = self._waiting.pop(id(file_data), None)
+                if waiting is not None:
+                    batch, index, _ = waiting
+                    batch.land(index, (file_data, result))
 
     # -- the stages -------------------------------------------------------------------
 

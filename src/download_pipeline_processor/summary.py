@@ -148,6 +148,13 @@ class RunSummary:
     #: Failed files grouped by stage and reason, keyed by ``(stage, reason)``.
     failure_groups: dict[tuple[str, str], FailureGroup] = field(default_factory=dict)
 
+    def record_batch(self, files: list[FileData]) -> None:
+        """Count files the post-processors are done with, successful or failed."""
+        failed = [file_data for file_data in files if file_data.error is not None]
+        self.succeeded += len(files) - len(failed)
+        for file_data in failed:
+            self.record(file_data)
+
     def record(self, file_data: FileData) -> None:
         """Count one file the post-processors are done with, successful or failed."""
         error = file_data.error

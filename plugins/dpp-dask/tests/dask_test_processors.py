@@ -71,3 +71,36 @@ class SettlesEveryFourth(Sha256):
         if int(str(file_data.id)[1:]) % 4 == 3:
             return {"settled": True}
         return DOWNLOAD
+
+
+class BatchSha256(Sha256):
+    """:class:`Sha256` through ``process_batch``: each result also holds its batch's size.
+
+    ``fail_ids`` come back as exception instances (that file fails alone);
+    ``raise_ids`` make the whole call raise (its batch fails).
+    """
+
+    options = (
+        *Sha256.options,
+        Option("raise_ids", default="", help="Ids whose batch raises (comma list)."),
+    )
+
+    def __init__(self, raise_ids: str = "", **options: Any) -> None:
+        super().__init__(**options)
+        self.raise_ids = _ids(raise_ids)
+
+    def process(self, file_data: FileData) -> dict[str, Any]:
+        raise AssertionError("a processor with process_batch is never called per file")
+
+    def process_batch(self, files: list[FileData]) -> list[Any]:
+        if self.raise_ids.intersection(str(file_data.id) for file_data in files):
+            raise ChosenFailure("this batch was chosen to fail")
+        results: list[Any] = []
+        for file_data in files:
+            try:
+                result = Sha256.process(self, file_data)
+            except ChosenFailure as exc:
+                results.append(exc)
+                continue
+            results.append({**result, "batch": len(files)})
+        return results

@@ -40,7 +40,7 @@ from dask_helpers import (
     wait_until,
     write_list,
 )
-from dask_test_processors import SettlesEveryFourth, Sha256
+from dask_test_processors import BatchSha256, SettlesEveryFourth, Sha256
 
 import dpp_dask.plugin
 from download_pipeline_processor import ProcessingPipeline
@@ -651,6 +651,39 @@ class TestBatches:
         for file_data, result in zip(recorder.files, recorder.results):
             index = int(str(file_data.id)[1:])
             assert result["sha256"] == hashlib.sha256(body(index)).hexdigest()
+
+    def test_process_batch_on_the_workers(self, file_server: FileServer, scheduler: str) -> None:
+        """A processor with process_batch gets batches on the workers, with the same failure rules.
+
+        An exception instance in its list fails that file alone; a raise fails its whole batch.
+        """
+        files = serve(file_server, 24)
+        recorder = Recorder()
+        pipeline = dask_pipeline(
+            scheduler,
+            [recorder],
+            processor=BatchSha256,
+            processor_options={"fail_ids": "f5", "raise_ids": "f20"},
+            processing_batch_size=4,
+            processing_batch_wait=5.0,
+            download_workers=1,
+            processing_limit=1,
+            executor_options={"batch_size": 8},
+        )
+        assert run_pipeline_bounded(pipeline, files) == 1
+        assert_each_once(recorder.ids, files)
+        failed = {str(f.id): f.error for f in recorder.files if f.error is not None}
+        assert "f5" in failed
+        assert "f20" in failed
+        # f20's batch failed whole; f5's batch lost f5 alone.
+        assert 2 <= len(failed) <= 5
+        for error in failed.values():
+            assert error.stage == "process"
+            assert type(error.error).__name__ == "ChosenFailure"
+        batch_sizes = {result["batch"] for result in recorder.results if result}
+        assert max(batch_sizes) > 1
+        assert max(batch_sizes) <= 4
+        assert os.getpid() not in {result["pid"] for result in recorder.results if result}
 
     def test_standard_input(self, tmp_path: Path, file_server: FileServer, scheduler: str) -> None:
         """``--files -`` streams the list from standard input through the dask executor."""

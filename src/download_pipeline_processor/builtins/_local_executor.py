@@ -18,8 +18,9 @@ import logging
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from .._batches import Failed, process_files, takes_batches
 from .._download_stage import DownloadStage
 from .._download_workers import DownloadWorkers
 from .._feed import drive_fetch_many
@@ -32,19 +33,29 @@ from ..executor import BaseExecutor, ExecutorWork, StageSpec
 from ..redact import shorten
 
 if TYPE_CHECKING:
-    from .._flow import EntryFlow
+    from .._flow import Downloaded, EntryFlow
     from ..file_data import FileData
 
 logger = logging.getLogger(__name__)
 
+#: The most files a processing thread takes at once for a processor without
+#: ``process_batch``, called once per file: fewer hand-offs between threads.
+PER_FILE_BATCH = 64
+#: Seconds such a thread waits for more files once it has one: one wake-up for
+#: many files, while the wait stays far below what one download takes.
+PER_FILE_WAIT = 0.005
+#: Seconds per file under which a processor counts as quick: a slower one's
+#: thread takes one file at a time, so that the threads share the files.
+QUICK_FILE = 0.002
+
 
 class ProcessingWorker:
-    """One processing thread's life: the file it works on, since when, and whether it was given up.
+    """One processing thread's life: the batch it works on, since when, and whether it was given up.
 
     The thread and the watchdog (:meth:`LocalExecutor._enforce_processing_timeout`)
-    both take the file through this object's lock, so exactly one of them
+    both take the batch through this object's lock, so exactly one of them
     hands it on: the thread when it finishes in time, the watchdog when it
-    does not.  A given-up thread that returns later drops its result and ends.
+    does not.  A given-up thread that returns later drops its results and ends.
     """
 
     def __init__(self, processor: BaseProcessor | None) -> None:
@@ -52,31 +63,31 @@ class ProcessingWorker:
         self.processor = processor
         self.thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._current: tuple[int, FileData, float] | None = None
+        self._current: tuple[list[Downloaded], float] | None = None
         self._abandoned = False
 
-    def begin(self, sequence: int, file_data: FileData) -> None:
-        """The thread starts processing ``file_data``."""
+    def begin(self, batch: list[Downloaded]) -> None:
+        """The thread starts processing ``batch``."""
         with self._lock:
-            self._current = (sequence, file_data, time.monotonic())
+            self._current = (batch, time.monotonic())
 
     def end(self) -> bool:
-        """The thread is done with its file; False if the file was taken from it meanwhile."""
+        """The thread is done with its batch; False if the batch was taken from it meanwhile."""
         with self._lock:
             self._current = None
             return not self._abandoned
 
-    def abandon_if_overdue(self, now: float, timeout: float) -> tuple[int, FileData] | None:
-        """Give the thread up if its file started ``timeout`` seconds before ``now``; that file."""
+    def abandon_if_overdue(self, now: float, timeout: float) -> list[Downloaded] | None:
+        """Give the thread up if its batch began ``timeout`` seconds before ``now``; that batch."""
         with self._lock:
             if self._abandoned or self._current is None:
                 return None
-            sequence, file_data, started = self._current
+            batch, started = self._current
             if now - started < timeout:
                 return None
             self._abandoned = True
             self._current = None
-            return sequence, file_data
+            return batch
 
 
 class LocalExecutor(BaseExecutor):
@@ -186,10 +197,7 @@ class LocalExecutor(BaseExecutor):
     ) -> None:
         """Let the workers drain the input, or wind them down after a stop."""
         self._join(work, lambda: downloads)
-        # One end marker per place: a replaced thread never takes another entry.
-        work.flow.end_downloads(
-            len(self.workers), lambda: self._enforce_processing_timeout(pinning)
-        )
+        work.flow.end_downloads()
         self._join(work, self._processing_threads, pinning)
 
     def _join(
@@ -232,32 +240,81 @@ class LocalExecutor(BaseExecutor):
             except BaseException as exc:  # noqa: BLE001 - fails the files this thread takes
                 set_up_error = exc
                 logger.error("a replacement processor could not be set up: %s", exc)
+        shape = self._batch_shape()
+        per_file = not takes_batches(spec.processor.cls)
+        # A processor called per file starts with one file at a time, as before batches.
+        most, fill_wait = (1, 0.0) if per_file else shape
         try:
-            for sequence, file_data in flow.downloaded_entries():
-                worker.begin(sequence, file_data)
-                result = None
+            while True:
+                # Files of a per-file batch not begun yet still wait: they keep their
+                # room in the queue (--download-queue-size) until the batch is done.
+                hold = per_file and most > 1
+                batch = flow.downloaded_batch(most, fill_wait, hold=hold)
+                if batch is None:
+                    break
+                worker.begin(batch)
+                files = [file_data for _, file_data in batch]
+                started = time.monotonic()
                 try:
                     if processor is None:
                         raise PluginError(
                             "the processor of a replacement thread could not be set up: "
                             f"{type(set_up_error).__name__}: {set_up_error}"
                         )
-                    result = processor.process(file_data)
-                except BaseException as exc:  # noqa: BLE001 - a processor failure fails the file
-                    file_data.fail("process", exc)
+                    results = process_files(processor, files)
+                except BaseException as exc:  # noqa: BLE001 - a raised batch fails every file of it
+                    results = [Failed(exc)] * len(files)
+                if hold:
+                    flow.release_downloaded(len(files))
                 if not worker.end():
-                    # Past --processing-timeout: the watchdog failed the file, and
+                    # Past --processing-timeout: the watchdog failed the batch, and
                     # another thread took this one's place.
                     return
-                # Whatever the processor left at its file's path, only that file fails of it.
-                left = flow.discard(file_data.local_path)
-                if left is not None and file_data.error is None:
-                    file_data.fail("process", left)
-                    result = None
-                flow.finish(sequence, file_data, result)
+                if per_file:
+                    # A quick processor takes the files waiting; a slow one, one file at a
+                    # time, so that its threads share the files.
+                    quick = time.monotonic() - started <= QUICK_FILE * len(files)
+                    most, fill_wait = shape if quick else (1, 0.0)
+                flow.finish_batch(self._outcomes(flow, batch, results))
         finally:
             if processor is not None:
                 call_plugin(processor.close, "processor close() failed")
+
+    def _batch_shape(self) -> tuple[int, float]:
+        """How many files a processing worker takes at once, and how long it waits for them.
+
+        A processor with ``process_batch``: ``--processing-batch-size`` and
+        ``--processing-batch-wait``.  Any other takes the files waiting, up to
+        :data:`PER_FILE_BATCH`, waiting :data:`PER_FILE_WAIT` at most for them, in
+        threads with no ``--processing-timeout`` (a timeout, or a worker process,
+        is per file), while it is quick.
+        """
+        spec, _ = self._running()
+        settings = spec.settings
+        if takes_batches(spec.processor.cls):
+            return settings.processing_batch_size, settings.processing_batch_wait
+        if settings.processing_mode == "thread" and settings.processing_timeout is None:
+            return PER_FILE_BATCH, PER_FILE_WAIT
+        return 1, 0.0
+
+    @staticmethod
+    def _outcomes(
+        flow: EntryFlow, batch: list[Downloaded], results: list[Any]
+    ) -> list[tuple[int, FileData, Any]]:
+        """Each file of ``batch`` with its result, its failure recorded; its cached file gone."""
+        outcomes = []
+        for (sequence, file_data), outcome in zip(batch, results):
+            result = outcome
+            if type(outcome) is Failed:
+                file_data.fail("process", outcome.error)
+                result = None
+            # Whatever the processor left at its file's path, only that file fails of it.
+            left = flow.discard(file_data.local_path)
+            if left is not None and file_data.error is None:
+                file_data.fail("process", left)
+                result = None
+            outcomes.append((sequence, file_data, result))
+        return outcomes
 
     def _enforce_processing_timeout(self, pinning: ThreadPinning) -> None:
         """Fail each file processed past ``--processing-timeout`` and replace its thread.
@@ -276,24 +333,23 @@ class LocalExecutor(BaseExecutor):
             overdue = worker.abandon_if_overdue(now, timeout)
             if overdue is None:
                 continue
-            sequence, file_data = overdue
             name = worker.thread.name if worker.thread is not None else f"process-{index}"
             logger.warning(
-                "%s has spent over %g s on %s (--processing-timeout): the file fails; a thread "
+                "%s has spent over %g s on %s (--processing-timeout): the %s; a thread "
                 "cannot be killed, so it is left running and a new one takes its place",
                 name,
                 timeout,
-                shorten(str(file_data.id)),
+                shorten(str(overdue[0][1].id)),
+                "file fails" if len(overdue) == 1 else f"batch of {len(overdue)} files fails",
             )
-            file_data.fail(
-                "process",
-                ProcessingTimeoutError(
-                    f"processing took longer than the processing timeout ({timeout:g} s)"
-                ),
+            error = ProcessingTimeoutError(
+                f"processing took longer than the processing timeout ({timeout:g} s)"
             )
-            # The stuck thread may still hold the file open: unlinking it is safe on POSIX.
-            flow.discard(file_data.local_path)
-            flow.finish(sequence, file_data, None)
+            for _, file_data in overdue:
+                file_data.fail("process", error)
+                # The stuck thread may still hold the file open: unlinking it is safe on POSIX.
+                flow.discard(file_data.local_path)
+            flow.finish_batch([(sequence, file_data, None) for sequence, file_data in overdue])
             self.replacements += 1
             replacement = ProcessingWorker(None)
             replacement.thread = worker_thread(
