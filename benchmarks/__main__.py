@@ -131,6 +131,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             )
         args.cases = [PROFILE_JOBS[args.profile]]
         args.reps = 1
+        # One job is profiled: on the first file system asked for (tmpfs by default).
+        args.fs = args.fs[:1]
         if args.profile.startswith("latency-"):
             args.latency_workers = (int(args.profile.split("-")[1]),)
     elif args.profile_tool is not None:
@@ -305,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     results = EXT4_WORK / "RESULTS-quick.md" if args.quick else BENCH_DIR / "RESULTS.md"
     if args.results is not None:
         results = args.results
+    if results.exists():
+        # What was written by hand below the marker (dated figures of other
+        # scripts, decisions) outlives a run that rewrites the generated part.
+        text += report.hand_written(results.read_text(encoding="utf-8"))
     results.write_text(text)
     raw = {
         "command": command,

@@ -645,6 +645,16 @@ def machine_info(repo: Path, versions: dict[str, str]) -> dict[str, str]:
     return info
 
 
+#: The line in a results file above which a run writes everything, below which nothing.
+HAND_WRITTEN_MARKER = "<!-- Below: written by hand, kept as it is by every run of the harness. -->"
+
+
+def hand_written(old: str) -> str:
+    """The part of a results file from :data:`HAND_WRITTEN_MARKER` on; empty without it."""
+    start = old.find(HAND_WRITTEN_MARKER)
+    return "" if start < 0 else "\n" + old[start:]
+
+
 PROTOCOL_SECTION = """\
 ## Protocols nginx served (`http2` case)
 
