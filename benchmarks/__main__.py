@@ -112,7 +112,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     chosen = _parse_list(args.cases, (*ALL_CASES, TARGETS_ALIAS), "cases")
-    args.targets_only = chosen == [TARGETS_ALIAS]
     # The alias in place, each case once, in the order given.
     expanded = [
         case for item in chosen for case in (TARGET_CASES if item == TARGETS_ALIAS else (item,))

@@ -26,12 +26,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .cases import BATCHED_LABEL, CURL_LABEL
+from .cases import BATCHED_LABEL, CURL_LABEL, PER_FILE_LABEL
 from .peers import Invocation, Job, Tool
 from .runner import Runner
 
 #: The rows profiled by default, first found in the case wins: this project's.
-DEFAULT_TOOLS = (CURL_LABEL, BATCHED_LABEL, "dpp simulated", "dpp threads", "dpp")
+DEFAULT_TOOLS = (CURL_LABEL, BATCHED_LABEL, PER_FILE_LABEL, "dpp simulated", "dpp threads", "dpp")
 #: Functions listed per ordering.
 TOP = 40
 #: Samples per second of py-spy.
