@@ -8,18 +8,23 @@ import os
 import shlex
 import shutil
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import report
+from . import report, targets
 from .cases import (
     ALL_CASES,
+    BATCH_CASE,
+    BATCH_SIZE_FLAG,
     CURL_DOWNLOADER,
+    TARGET_CASES,
+    TARGETS_ALIAS,
     THROUGHPUT_CASES,
     TLS_CASES,
     Context,
     Transport,
+    batch_case,
     cpu_case,
     latency_case,
     sim_case,
@@ -30,6 +35,7 @@ from .images import IMAGES_CASE, ImagesOutcome, ensure_image_corpus, image_versi
 from .install import ensure_tools
 from .nginx import NginxServer
 from .peers import REPO_ROOT, ProjectCli, tool_versions
+from .profiling import ProfilingRunner
 from .runner import Runner
 from .tls import make_tls_files
 
@@ -37,6 +43,18 @@ BENCH_DIR = Path(__file__).resolve().parent
 EXT4_WORK = BENCH_DIR / "work"
 TMPFS_WORK = Path("/dev/shm/dpp-bench")
 FILESYSTEMS = ("tmpfs", "ext4")
+#: The targets' latency row is at 256 at once; ``--cases targets`` runs only that one.
+TARGET_LATENCY_WORKERS = (256,)
+#: ``--profile`` job names and the harness case that makes each job.
+PROFILE_JOBS = {
+    **{name: name for name in THROUGHPUT_CASES},
+    **{f"{prefix}-{name}": prefix for prefix, names in TLS_CASES.items() for name in names},
+    "latency-64": "latency",
+    "latency-256": "latency",
+    "cpu": "cpu",
+    "sim": "sim",
+    BATCH_CASE: BATCH_CASE,
+}
 
 
 def _parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -57,11 +75,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick", action="store_true", help="small corpora; writes work/RESULTS-quick.md"
     )
     parser.add_argument(
-        "--cases", default=",".join(ALL_CASES), help=f"comma list of {', '.join(ALL_CASES)}"
+        "--cases",
+        default=",".join(ALL_CASES),
+        help=f"comma list of {', '.join(ALL_CASES)}; or {TARGETS_ALIAS!r}: "
+        f"{','.join(TARGET_CASES)} on tmpfs, latency at 256 only",
     )
     parser.add_argument("--reps", type=int, default=3, help="repetitions per tool and case")
     parser.add_argument(
-        "--fs", default=",".join(FILESYSTEMS), help="comma list of tmpfs, ext4 (corpus cases)"
+        "--fs",
+        help="comma list of tmpfs, ext4 (corpus cases; default both, tmpfs with targets)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="JOB",
+        help=f"run this project once on JOB under py-spy (or cProfile) and write its top "
+        f"functions to work/ instead of measuring; one of {', '.join(PROFILE_JOBS)}",
+    )
+    parser.add_argument(
+        "--profile-tool",
+        metavar="LABEL",
+        help="with --profile: the row to profile (default: dpp curl, or the case's own row)",
     )
     parser.add_argument(
         "--no-install", action="store_true", help="do not apt-get/pip install missing tools"
@@ -78,8 +111,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="write the results here (default: RESULTS.md, or work/RESULTS-quick.md with --quick)",
     )
     args = parser.parse_args(argv)
-    args.cases = _parse_list(args.cases, ALL_CASES, "cases")
+    chosen = _parse_list(args.cases, (*ALL_CASES, TARGETS_ALIAS), "cases")
+    # The alias in place, each case once, in the order given.
+    expanded = [
+        case for item in chosen for case in (TARGET_CASES if item == TARGETS_ALIAS else (item,))
+    ]
+    args.cases = list(dict.fromkeys(expanded))
+    if args.fs is None:
+        args.fs = "tmpfs" if TARGETS_ALIAS in chosen else ",".join(FILESYSTEMS)
     args.fs = _parse_list(args.fs, FILESYSTEMS, "fs")
+    args.latency_workers = (
+        TARGET_LATENCY_WORKERS if TARGETS_ALIAS in chosen and "latency" not in chosen else None
+    )
+    if args.profile is not None:
+        if args.profile not in PROFILE_JOBS:
+            raise SystemExit(
+                f"--profile: choose from {', '.join(PROFILE_JOBS)} (got {args.profile!r})"
+            )
+        args.cases = [PROFILE_JOBS[args.profile]]
+        args.reps = 1
+        # One job is profiled: on the first file system asked for (tmpfs by default).
+        args.fs = args.fs[:1]
+        if args.profile.startswith("latency-"):
+            args.latency_workers = (int(args.profile.split("-")[1]),)
+    elif args.profile_tool is not None:
+        raise SystemExit("--profile-tool goes with --profile")
     if args.reps < 1:
         raise SystemExit("--reps must be at least 1")
     if args.sweep_reps is not None and args.sweep_reps < 0:
@@ -114,13 +170,27 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc)
     load_before = os.getloadavg()
     if not args.no_install:
-        for step in ensure_tools(args.cases):
+        for step in ensure_tools(args.cases, profiler=args.profile is not None):
             _say(f"installed: {step}")
     stamp = started.strftime("%Y%m%d-%H%M%S")
     fs_roots = {"ext4": EXT4_WORK, "tmpfs": TMPFS_WORK}
     logs_dir = EXT4_WORK / "logs" / stamp
-    runner = Runner(logs_dir, EXT4_WORK / f"runs-{stamp}.jsonl")
     cli = ProjectCli()
+    runner: Runner
+    profiler: ProfilingRunner | None = None
+    if args.profile is None:
+        runner = Runner(logs_dir, EXT4_WORK / f"runs-{stamp}.jsonl")
+    else:
+        profiler = ProfilingRunner(
+            logs_dir,
+            EXT4_WORK / f"profile-runs-{stamp}.jsonl",
+            case=args.profile,
+            tool=args.profile_tool,
+            python=str(cli.executable.with_name("python")),
+            out_dir=EXT4_WORK,
+            stamp=stamp,
+        )
+        runner = profiler
     cli.byte_compile()
     # Taken before the run: the commit and versions are those that were measured.
     info = report.machine_info(REPO_ROOT, tool_versions(cli))
@@ -136,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             else "no `save` processor is installed yet: this project's runs use `checksum` and "
             "write one jsonl line per file; the reported sha256 values are verified",
             "this project's modules are byte-compiled before the runs, as `pip install` does",
-            "latency, cpu and sim cases run on tmpfs only; the simulation case is verified by "
-            "its exit code (0: every entry succeeded)",
+            "latency, cpu, sim and batch cases run on tmpfs only; the simulation case is "
+            "verified by its exit code (0: every entry succeeded)",
             "`curl CLI` is the curl command line; `dpp curl` is this project with the `curl` "
             "downloader of the dpp-curl plugin package, run with only that package's plugins "
             "loaded",
@@ -153,9 +223,16 @@ def main(argv: list[str] | None = None) -> int:
             "the working tree had uncommitted changes when this run started (work in progress): "
             "the figures are those of that tree, not of the commit alone"
         )
+    if BATCH_CASE in args.cases and not cli.has_flag(BATCH_SIZE_FLAG):
+        notes.append(
+            f"the `batch` case's batched row needs {BATCH_SIZE_FLAG}, which the installed CLI "
+            "lacks: only the per-file row ran"
+        )
     if notes and not cli.has_process_mode:
         notes.append("the CLI has no processing-process mode yet: the `cpu` case shows n/a for it")
     ctx = Context(runner, cli, fs_roots, logs_dir, args.reps, args.quick)
+    if args.latency_workers is not None:
+        ctx = replace(ctx, latency_workers=args.latency_workers)
     nginx: NginxServer | None = None
     images_outcome = ImagesOutcome()
     try:
@@ -200,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_case(ctx, corpora["small"], nginx.base_url)
             elif case == "sim":
                 sim_case(ctx)
+            elif case == BATCH_CASE:
+                batch_case(ctx)
             elif case == IMAGES_CASE:
                 assert nginx is not None
                 assert image_corpus is not None
@@ -210,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
             nginx.stop()
         # Free the memory tmpfs holds; lists and outputs are rebuilt every run.
         shutil.rmtree(TMPFS_WORK, ignore_errors=True)
+    if profiler is not None:
+        _say(profiler.message)
+        return 0 if profiler.summary is not None else 1
     rows = report.aggregate(runner.records)
     text = report.render(
         rows,
@@ -219,10 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         load=(load_before, os.getloadavg()),
         notes=notes,
         images_flags=images_outcome.flags,
+        targets=targets.section(rows),
     )
     results = EXT4_WORK / "RESULTS-quick.md" if args.quick else BENCH_DIR / "RESULTS.md"
     if args.results is not None:
         results = args.results
+    if results.exists():
+        # What was written by hand below the marker (dated figures of other
+        # scripts, decisions) outlives a run that rewrites the generated part.
+        text += report.hand_written(results.read_text(encoding="utf-8"))
     results.write_text(text)
     raw = {
         "command": command,

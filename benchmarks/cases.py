@@ -25,11 +25,17 @@ from .peers import (
 from .processes import ChildServer, free_port
 from .runner import Runner
 from .slow_server import make_body
+from .verify import verify_batches
 
 THROUGHPUT_CASES = ("small", "medium", "large")
 #: The cases over TLS, and the corpora each downloads.
 TLS_CASES = {"https": ("small", "medium"), "http2": ("small",)}
-ALL_CASES = (*THROUGHPUT_CASES, *TLS_CASES, "latency", "cpu", "sim", "images")
+#: Model-inference-like processing, per file against per batch (``batch_processor.py``).
+BATCH_CASE = "batch"
+ALL_CASES = (*THROUGHPUT_CASES, *TLS_CASES, "latency", "cpu", "sim", BATCH_CASE, "images")
+#: ``--cases targets``: exactly the cases the targets of the results' "Targets" section need.
+TARGETS_ALIAS = "targets"
+TARGET_CASES = ("small", "medium", "large", "https", "latency", "sim", BATCH_CASE)
 #: Seconds one run of one tool may take, per case, before it is killed and marked failed.
 TIMEOUTS = {
     "small": 300.0,
@@ -40,6 +46,7 @@ TIMEOUTS = {
     "latency": 300.0,
     "cpu": 300.0,
     "sim": 600.0,
+    "batch": 300.0,
 }
 DOWNLOAD_CONCURRENCY = 16
 #: The downloader on plain sockets, and its rows' label.
@@ -51,7 +58,7 @@ CURL_DOWNLOADER = "curl"
 CURL_LABEL = "dpp curl"
 LATENCY_WORKERS = (64, 256)
 LATENCY_DELAY = 0.05
-LATENCY_BODY = 16 * 1024
+LATENCY_BODY = 4 * 1024
 CPU_PROCESSOR = "benchmarks.cpu_processor:CpuBoundProcessor"
 CPU_PROCESSING_LIMIT = 2
 #: Few download workers in the CPU case: downloads are not what it measures.
@@ -60,6 +67,15 @@ CPU_DOWNLOAD_WORKERS = 4
 LATENCY_FILES = (4000, 500)
 CPU_FILES = (300, 100)
 SIM_FILES = (100_000, 10_000)
+BATCH_FILES = (4000, 500)
+#: The flag the batch row needs; a CLI without it gets that row as n/a.
+BATCH_SIZE_FLAG = "--processing-batch-size"
+BATCH_SIZE = 32
+#: One processing thread: one device, as a GPU host would have.
+BATCH_PROCESSING_LIMIT = 1
+BATCH_MODULE = "benchmarks.batch_processor"
+PER_FILE_LABEL = "dpp per file"
+BATCHED_LABEL = f"dpp batch {BATCH_SIZE}"
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,8 @@ class Context:
     logs_dir: Path
     reps: int
     quick: bool
+    #: The latency case's concurrencies (``--cases targets`` needs only 256).
+    latency_workers: tuple[int, ...] = LATENCY_WORKERS
 
     def size(self, pair: tuple[int, int]) -> int:
         """The full or the quick figure."""
@@ -222,8 +240,11 @@ def latency_case(ctx: Context) -> None:
             aria2_tool(),
             curl_tool(),
         ]
-        for workers in LATENCY_WORKERS:
-            _banner(f"latency: {files} files, 50 ms each, {workers} at once")
+        for workers in ctx.latency_workers:
+            _banner(
+                f"latency: {files} files of {LATENCY_BODY // 1024} KiB, 50 ms each, "
+                f"{workers} at once"
+            )
             job = _job(
                 ctx,
                 case=f"latency-{workers}",
@@ -321,3 +342,74 @@ def sim_case(ctx: Context) -> None:
     )
     _banner("startup: the same command with one simulated entry")
     ctx.runner.run_job(startup, [Tool("dpp, 1 entry", build)], ctx.reps)
+
+
+def batch_case(ctx: Context) -> None:
+    """A model-like processor (a call costs 2 ms + 0.1 ms per file) per file and per batch.
+
+    Downloads are simulated (``--no-sleep``), so the figure is the processing
+    stage's and not a downloader's; one processing thread, as one device.
+    The batch row needs ``--processing-batch-size``: an installed CLI
+    without it shows that row as n/a, saying so; the per-file row runs anyway.
+    """
+    files = ctx.size(BATCH_FILES)
+    entries = [
+        Entry(f"b{index:06d}.bin", f"http://127.0.0.1:9/batch/b{index:06d}.bin")
+        for index in range(files)
+    ]
+    job = _job(
+        ctx,
+        case=BATCH_CASE,
+        fs="tmpfs",
+        entries=entries,
+        expected=Counter(),
+        total_bytes=0,
+        concurrency=DOWNLOAD_CONCURRENCY,
+    )
+
+    def tool(label: str, processor: str, extra: tuple[str, ...], batched: bool) -> Tool:
+        def build(job: Job) -> Invocation:
+            argv = [
+                str(ctx.cli.executable),
+                "--files",
+                str(job.lists.json_list),
+                "--simulate-downloads",
+                "--no-sleep",
+                "--download-workers",
+                str(job.concurrency),
+                "--download-cache",
+                str(job.cache_dir),
+                "--processor",
+                f"{BATCH_MODULE}:{processor}",
+                "--processing-limit",
+                str(BATCH_PROCESSING_LIMIT),
+                "--post-processor",
+                "jsonl",
+                "--post-processor-option",
+                f"path={job.results_path}",
+                "--quiet",
+                *extra,
+            ]
+            return Invocation(
+                argv,
+                ctx.cli.env,
+                lambda: verify_batches(job.results_path, job.files, batched=batched),
+            )
+
+        return Tool(label, build)
+
+    per_file = tool(PER_FILE_LABEL, "PerFileInference", (), batched=False)
+    batched = tool(
+        BATCHED_LABEL, "BatchInference", (BATCH_SIZE_FLAG, str(BATCH_SIZE)), batched=True
+    )
+    _banner(
+        f"batch: {files} simulated files, a call of 2 ms + 0.1 ms per file, "
+        f"per file and in batches of {BATCH_SIZE}"
+    )
+    if ctx.cli.has_flag(BATCH_SIZE_FLAG):
+        ctx.runner.run_job(job, [per_file, batched], ctx.reps)
+    else:
+        ctx.runner.run_job(job, [per_file], ctx.reps)
+        ctx.runner.skip(
+            job, BATCHED_LABEL, f"needs {BATCH_SIZE_FLAG}: the installed CLI lacks the flag"
+        )

@@ -153,12 +153,30 @@ def ensure_img2dataset(log: list[str], venv: Path = IMG2DATASET_VENV) -> None:
     (venv / "freeze.txt").write_text(freeze.stdout)
 
 
-def ensure_tools(cases: Sequence[str] = ()) -> list[str]:
-    """Install whatever is missing (for ``images`` in ``cases``, its needs too); what was done."""
+def ensure_py_spy(log: list[str]) -> None:
+    """``pip install py-spy`` (a sampling profiler, a binary wheel) when it is not there."""
+    if (Path(sys.executable).with_name("py-spy")).is_file() or shutil.which("py-spy"):
+        return
+    log.append("pip install py-spy")
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=False, timeout=600
+    )
+    if installed.returncode != 0:
+        # --profile then falls back to cProfile: a profile still comes out.
+        log.append("py-spy did not install: profiling with cProfile")
+
+
+def ensure_tools(cases: Sequence[str] = (), *, profiler: bool = False) -> list[str]:
+    """Install whatever is missing (for ``images`` in ``cases``, its needs too); what was done.
+
+    ``profiler``: also py-spy, for ``--profile``.
+    """
     log: list[str] = []
     ensure_debian_packages(log)
     ensure_pypi_packages(log)
     ensure_local_plugins(log)
+    if profiler:
+        ensure_py_spy(log)
     if "images" in cases:
         ensure_pypi_packages(log, IMAGES_PYPI_PACKAGES)
         ensure_local_plugins(log, IMAGES_LOCAL_PLUGINS)

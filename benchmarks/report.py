@@ -59,6 +59,9 @@ class Row:
     tree_rss_mib: float | None = None
     tree_pss_mib: float | None = None
     tree_processes: int | None = None
+    #: The job's files and bytes (the same for every run of the job).
+    files: int = 0
+    bytes: int = 0
 
 
 def _largest(values: Sequence[int | None]) -> int | None:
@@ -93,6 +96,8 @@ def aggregate(records: Sequence[RunRecord]) -> list[Row]:
                     rss_mib=None,
                     error=errors[0] if errors else None,
                     skipped=skipped,
+                    files=runs[0].files,
+                    bytes=runs[0].bytes,
                 )
             )
             continue
@@ -128,6 +133,8 @@ def aggregate(records: Sequence[RunRecord]) -> list[Row]:
                 tree_rss_mib=None if tree_rss is None else tree_rss / 1024,
                 tree_pss_mib=None if tree_pss is None else tree_pss / 1024,
                 tree_processes=_largest([r.tree_processes for r in good]),
+                files=files,
+                bytes=size,
             )
         )
     return rows
@@ -638,6 +645,16 @@ def machine_info(repo: Path, versions: dict[str, str]) -> dict[str, str]:
     return info
 
 
+#: The line in a results file above which a run writes everything, below which nothing.
+HAND_WRITTEN_MARKER = "<!-- Below: written by hand, kept as it is by every run of the harness. -->"
+
+
+def hand_written(old: str) -> str:
+    """The part of a results file from :data:`HAND_WRITTEN_MARKER` on; empty without it."""
+    start = old.find(HAND_WRITTEN_MARKER)
+    return "" if start < 0 else "\n" + old[start:]
+
+
 PROTOCOL_SECTION = """\
 ## Protocols nginx served (`http2` case)
 
@@ -661,8 +678,9 @@ def render(
     load: tuple[tuple[float, ...], tuple[float, ...]],
     notes: Sequence[str],
     images_flags: dict[str, str] | None = None,
+    targets: str = "",
 ) -> str:
-    """The whole RESULTS.md."""
+    """The whole RESULTS.md; ``targets``: the "Targets" section, after the results table."""
     finished = datetime.now(timezone.utc)
     images = images_section(rows, images_flags or {})
     failed = failures(rows)
@@ -708,7 +726,7 @@ is this project with the `curl` downloader plugin.
 
 {markdown_table(rows)}
 
-{protocol_section}{images}## Targets for the `curl` downloader
+{targets}{protocol_section}{images}## Targets for the `curl` downloader
 
 Figures are this project's `dpp curl` row against the named row of the same
 case and file system (medians); the last line is the rule that decides the

@@ -68,3 +68,29 @@ def verify_jsonl(path: Path, expected: Counter[str]) -> None:
     if failed:
         raise VerificationError(f"{path}: {failed} of {len(lines)} records failed or lack sha256")
     _compare(found, expected, f"records in {path}")
+
+
+def verify_batches(path: Path, files: int, *, batched: bool) -> None:
+    """The ``jsonl`` lines of a batch-processor run: ``files`` succeeded, batched or not.
+
+    Every result carries the size of the call that made it (``result.batch``):
+    a per-file run must show 1 everywhere, a batched run some call of more
+    than one file, or the figures would compare the per-file path with itself.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise VerificationError(f"cannot read {path}: {exc}") from exc
+    records = [json.loads(line) for line in lines]
+    sizes = [
+        (record.get("result") or {}).get("batch")
+        for record in records
+        if record.get("status") == "succeeded"
+    ]
+    if len(sizes) != files or len(lines) != files:
+        raise VerificationError(f"{path}: {len(sizes)} of {len(lines)} succeeded, {files} expected")
+    largest = max((size for size in sizes if isinstance(size, int)), default=0)
+    if batched and largest <= 1:
+        raise VerificationError(f"{path}: no call got more than one file (not batched)")
+    if not batched and largest != 1:
+        raise VerificationError(f"{path}: a per-file run had calls of {largest} files")

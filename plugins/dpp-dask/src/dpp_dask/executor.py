@@ -64,13 +64,12 @@ DaskFuture = Any
 
 logger = logging.getLogger(__name__)
 
-#: Entries per task.  Measured (benchmarks/RESULTS.md, "Scaling out on Dask"):
-#: a task costs about 11 ms of wall time and 14 ms of CPU (Dask's scheduling,
-#: the worker's hand-offs) on 2 cores, the same whether batches go out one or
-#: several per call.  At 64, that is 2-3 % of a file costing 5 ms or more (the
-#: heavy processors this executor is for), a lost worker redoes at most 64
-#: files, and even a few hundred files spread over every worker; files of
-#: well under a millisecond each run faster with batch_size=256.
+#: Entries per task.  A task has a fixed cost (Dask's scheduling, the
+#: worker's hand-offs), the same whether batches go out one or several per
+#: call.  At 64 it is a small share of a file of the heavy processors this
+#: executor is for, a lost worker redoes at most 64 files, and even a few
+#: hundred files spread over every worker; much cheaper files run faster with
+#: a larger batch_size (benchmarks/RESULTS.md, "Why the code is as it is").
 DEFAULT_BATCH_SIZE = 64
 
 #: How long a partial batch waits for more entries from a slow input (standard input).

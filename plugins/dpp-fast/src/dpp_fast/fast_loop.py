@@ -1,8 +1,8 @@
 """The ``fast`` downloader's event loop: every connection on one thread.
 
 With one thread per download, the workers hand the GIL to each other at every
-receive and write (~116 futex calls per 1 MiB file with 16 workers), and on
-two cores that cost a quarter of the run.  Here one thread keeps up to
+receive and write, and on two cores those hand-offs cost a good share of the
+run (benchmarks/RESULTS.md, "Why the code is as it is").  Here one thread keeps up to
 ``--download-workers`` non-blocking keep-alive connections in a selector
 (epoll on Linux), as aria2c and curl do.
 
