@@ -14,12 +14,15 @@ import pytest
 
 from batch_helpers import ChosenFailure, PerFileProcessor, SizingBatchProcessor
 from download_pipeline_processor._batches import BatchChannel, BatchError
+from download_pipeline_processor._registry import PluginRegistry
 from download_pipeline_processor.errors import UsageError
+from download_pipeline_processor.plan import plan_run
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import (
     FileServer,
     PipelineOutcome,
     leftover_files,
+    make_plugin_manager,
     run_pipeline,
 )
 
@@ -136,6 +139,29 @@ class TestProcessBatch:
         assert _batch_sizes(outcome) == [4, 4, 2]
         sizes = {file_data.id: result["size"] for result, file_data in outcome.outcomes}
         assert sizes == {f"f{i}": i + 1 for i in range(10)}
+
+    @pytest.mark.parametrize(
+        ("processor", "batch", "queue", "expected"),
+        [
+            (SizingBatchProcessor, 32, 10, 64),  # raised: two whole batches
+            (SizingBatchProcessor, 32, 100, 100),  # larger already: kept
+            (SizingBatchProcessor, 1, 10, 10),  # no batches asked for
+            (PerFileProcessor, 32, 10, 10),  # the processor does not batch
+        ],
+    )
+    def test_queue_holds_two_whole_batches(
+        self, processor: type, batch: int, queue: int, expected: int
+    ) -> None:
+        """The downloaded queue of a batching run holds two batches: one to process, one to fill."""
+        plan = plan_run(
+            processor,
+            "dummy",
+            registry=PluginRegistry(make_plugin_manager()),
+            settings=PipelineSettings(
+                simulate_downloads=True, processing_batch_size=batch, download_queue_size=queue
+            ),
+        )
+        assert plan.settings.download_queue_size == expected
 
     def test_partial_batch_after_the_wait(self, file_server: FileServer, cache_root: Path) -> None:
         """A batch that does not fill within --processing-batch-wait is processed as it is."""

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Union
 
+from ._batches import takes_batches
 from ._input_formats import InputFormats
 from ._inputs import CheckedEntries, FileListSource, load_file_list
 from ._registry import (
@@ -189,6 +190,7 @@ def plan_run(
         post_processor_choices = tuple(map(append_under_journal, post_processor_choices))
     check_distinct_outputs(post_processor_choices)
     check_output_paths(post_processor_choices)
+    settings = queue_for_batches(settings, processor_choice.cls)
     executor_choice = PluginChoice.resolve(
         _resolve(registry, EXECUTOR, executor),
         executor_options or {},
@@ -203,6 +205,31 @@ def plan_run(
         executor=executor_choice,
         entries=entries,
     )
+
+
+def queue_for_batches(settings: PipelineSettings, processor_class: type) -> PipelineSettings:
+    """``settings`` with a downloaded queue of two whole batches when the processor batches.
+
+    ``--download-queue-size`` bounds the files waiting for a processor; below
+    ``--processing-batch-size`` no batch could ever fill, and below twice that
+    the next batch could not download while one is processed.  A processor
+    with ``process_batch`` run with batches of more than one file gets a
+    queue of at least two batches.
+    """
+    wanted = 2 * settings.processing_batch_size
+    if (
+        settings.processing_batch_size <= 1
+        or settings.download_queue_size >= wanted
+        or not takes_batches(processor_class)
+    ):
+        return settings
+    logger.info(
+        "--download-queue-size %d raised to %d: two batches of --processing-batch-size %d",
+        settings.download_queue_size,
+        wanted,
+        settings.processing_batch_size,
+    )
+    return replace(settings, download_queue_size=wanted)
 
 
 def load_settings_input(
