@@ -14,9 +14,9 @@ import pytest
 
 from batch_helpers import ChosenFailure, PerFileProcessor, SizingBatchProcessor
 from download_pipeline_processor._batches import BatchChannel, BatchError
+from download_pipeline_processor._plan import plan_run
 from download_pipeline_processor._registry import PluginRegistry
 from download_pipeline_processor.errors import UsageError
-from download_pipeline_processor.plan import plan_run
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import (
     FileServer,

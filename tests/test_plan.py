@@ -18,10 +18,10 @@ from download_pipeline_processor import (
     ProcessingPipeline,
     hookimpl,
 )
+from download_pipeline_processor._plan import plan_run
 from download_pipeline_processor._registry import PluginRegistry
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.errors import InputError, PluginOptionError
-from download_pipeline_processor.plan import plan_run
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import FileServer, make_plugin_manager
 

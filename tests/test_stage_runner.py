@@ -22,12 +22,12 @@ from typing import Any, Callable
 import pytest
 
 from download_pipeline_processor import FileData
+from download_pipeline_processor._plan import plan_run
 from download_pipeline_processor._registry import PluginRegistry
 from download_pipeline_processor.backend import DownloadFeed, DownloadJob
 from download_pipeline_processor.builtins import RequestsDownloader
 from download_pipeline_processor.errors import PipelineInterrupted, RemoteProcessingError
 from download_pipeline_processor.executor import StageSpec
-from download_pipeline_processor.plan import plan_run
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.stage_runner import StageRunner, close_runner, runner_for
 from download_pipeline_processor.testing import FileServer, leftover_files, make_plugin_manager

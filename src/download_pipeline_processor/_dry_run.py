@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 from ._batches import takes_batches
 from ._cache import cache_root_in, check_cache_root
 from ._journal import APPLICATION_ID, FAILED, SUCCEEDED, url_key
+from ._plan import PluginChoice, RunPlan
 from .errors import JournalError
 from .file_data import FileData
 from .options import declared_options
-from .plan import PluginChoice, RunPlan
 from .redact import REDACTED, scrub_urls
 from .summary import human_seconds
 

@@ -13,12 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._inputs import FileListSource
-from ._plugins import PipelinePluginManager, create_plugin_manager
-from ._registry import PluginRegistry
-from ._run import PipelineRun, holds_results
-from ._stop_signal import StopSignal
-from .base_post_processor import BasePostProcessor
-from .plan import (
+from ._plan import (
     ExecutorSpec,
     PluginChoice,
     PostProcessorSpec,
@@ -26,6 +21,11 @@ from .plan import (
     RunPlan,
     plan_run,
 )
+from ._plugins import PipelinePluginManager, create_plugin_manager
+from ._registry import PluginRegistry
+from ._run import PipelineRun, holds_results
+from ._stop_signal import StopSignal
+from .base_post_processor import BasePostProcessor
 from .settings import PipelineSettings
 from .summary import RunSummary
 
