@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pycurl
 
 from download_pipeline_processor.errors import TransientDownloadError
+from download_pipeline_processor.write_behind import WriteBehind
 
 from .transfer import new_handle
 
@@ -56,6 +57,8 @@ class Engine:
         self.next_sweep = 0.0
         self.sweep_interval = min(SWEEP_INTERVAL, config.timeout / 4)
         self.callback_error: BaseException | None = None
+        #: Writes and hashes the large bodies beside this thread (started by the first).
+        self.behind = WriteBehind(name="curl-writes")
 
     @property
     def busy(self) -> bool:
@@ -94,6 +97,7 @@ class Engine:
     def start(self, transfer: Transfer) -> bool:
         """Set ``transfer``'s current hop going; False when that failed and ended it."""
         handle = self.spare.pop() if self.spare else new_handle(self.config)
+        transfer.behind = self.behind
         try:
             transfer.setup(handle)
             self.multi.add_handle(handle)
@@ -199,6 +203,7 @@ class Engine:
     def close(self) -> None:
         """Abandon the transfers in flight and close every handle and connection."""
         self.abort_all(TransientDownloadError("the downloader was closed"))
+        self.behind.close()
         for handle in self.spare:
             handle.close()
         self.spare.clear()

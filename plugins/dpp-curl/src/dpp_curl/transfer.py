@@ -13,7 +13,10 @@ through the framework's shared ones (:mod:`~download_pipeline_processor.http_rul
 - The length rules: Transfer-Encoding wins over Content-Length, a garbage
   Content-Length fails the file, and a body must be as long as announced.
 - Body bytes are gathered into blocks of ``block_size`` and written with one
-  ``writev``: a small file is one write, a large one a write per block.
+  ``writev``: a small file is one write, a large one a write per block.  A
+  body longer than a block is written on the engine's writing thread (a
+  :class:`~download_pipeline_processor.write_behind.WriteBehind` lane), so
+  that copying it to the file and hashing it leave this thread to the network.
 
 The callbacks run inside libcurl: they never raise (pycurl would print the
 traceback), they keep the error and tell libcurl to stop instead.
@@ -48,6 +51,7 @@ from download_pipeline_processor.http_rules import (
 )
 from download_pipeline_processor.redact import scrub
 from download_pipeline_processor.sink import body_writer
+from download_pipeline_processor.write_behind import Lane, WriteBehind
 
 from .config import entry_header_lines
 from .failures import curl_error
@@ -121,6 +125,7 @@ class Transfer:
     """One attempt at ``url`` into ``destination``: a redirect hop at a time on an easy handle."""
 
     __slots__ = (
+        "behind",
         "config",
         "destination",
         "drained",
@@ -131,6 +136,7 @@ class Transfer:
         "headers",
         "hops",
         "job",
+        "lane",
         "mode",
         "pending",
         "pending_size",
@@ -186,6 +192,9 @@ class Transfer:
         self.pending: list[bytes] = []
         self.pending_size = 0
         self.widening: Widening | None = None
+        #: The engine's writing thread (set by the engine), and this body's lane to it.
+        self.behind: WriteBehind | None = None
+        self.lane: Lane | None = None
         self.mode = _HEAD
         self.status = 0
         self.reason = ""
@@ -293,6 +302,8 @@ class Transfer:
             self.pending_size += size
             if self.pending_size >= self.config.block_size or len(pending) >= MAX_PENDING_CHUNKS:
                 try:
+                    if self.lane is None:
+                        self._open_lane()
                     self._flush()
                 except BaseException as exc:  # noqa: BLE001 - a full disk, a limit: kept for finish()
                     self.error = exc
@@ -305,13 +316,36 @@ class Transfer:
         self.error = TransientDownloadError("ProtocolError: a body without a response head")
         return 0
 
+    def _open_lane(self) -> None:
+        """Write the rest of the body on the writing thread, when more than this block comes.
+
+        Not under ``--limit-rate``: the writer's sleep then paces the reading,
+        on this thread.
+        """
+        expected = self.expected
+        if (
+            self.behind is not None
+            and self.writer.rate is None
+            and (expected is None or expected > self.size)
+        ):
+            self.lane = self.behind.lane(self.writer)
+
     def _flush(self) -> None:
         pending = self.pending
         if not pending:
             return
         self.pending = []
         self.pending_size = 0
-        self.writer.write_many(pending)
+        if self.lane is not None:
+            self.lane.write(pending)  # raises what an earlier block's write raised
+        else:
+            self.writer.write_many(pending)
+
+    def _end_lane(self) -> None:
+        """Wait for the body's blocks on the writing thread; raise what a write raised."""
+        lane, self.lane = self.lane, None
+        if lane is not None:
+            lane.finish()
 
     def _close_file(self) -> None:
         """Write what is gathered and close the file; raises OSError (a full disk, say)."""
@@ -319,7 +353,10 @@ class Transfer:
             return
         self.writing = False
         try:
-            self._flush()
+            try:
+                self._flush()
+            finally:
+                self._end_lane()
         finally:
             self.writer.close()  # may report a failed write-back
             self._end_widening()
@@ -356,6 +393,8 @@ class Transfer:
             # What came is kept for a resume; a writer that refuses it starts over itself.
             with contextlib.suppress(Exception):
                 self._flush()
+            with contextlib.suppress(Exception):
+                self._end_lane()
             with contextlib.suppress(OSError):
                 self.writer.close()
         self.pending = []
