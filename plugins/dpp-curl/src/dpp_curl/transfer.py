@@ -68,6 +68,9 @@ if TYPE_CHECKING:
 MAX_DRAIN = 1024 * 1024
 #: Chunks gathered at most before a write (writev takes at most IOV_MAX of them).
 MAX_PENDING_CHUNKS = 512
+#: A body at least this long ends on the writing thread too: its last block
+#: and its digests are finished there while the engine goes on (see Engine.step).
+LANE_AT_END_ABOVE = 256 * 1024
 
 _HEAD, _BODY, _DRAIN = range(3)
 _HTTP = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
@@ -303,7 +306,8 @@ class Transfer:
             if self.pending_size >= self.config.block_size or len(pending) >= MAX_PENDING_CHUNKS:
                 try:
                     if self.lane is None:
-                        self._open_lane()
+                        expected = self.expected
+                        self._open_lane(last=expected is not None and self.size >= expected)
                     self._flush()
                 except BaseException as exc:  # noqa: BLE001 - a full disk, a limit: kept for finish()
                     self.error = exc
@@ -316,8 +320,9 @@ class Transfer:
         self.error = TransientDownloadError("ProtocolError: a body without a response head")
         return 0
 
-    def _open_lane(self) -> None:
-        """Write the rest of the body on the writing thread, when more than this block comes.
+    def _open_lane(self, last: bool = False) -> None:
+        """Write the rest of the body on the writing thread: when more than this block
+        comes, or (``last``) when the body is long enough to be worth finishing there.
 
         Not under ``--limit-rate``: the writer's sleep then paces the reading,
         on this thread.
@@ -326,9 +331,28 @@ class Transfer:
         if (
             self.behind is not None
             and self.writer.rate is None
-            and (expected is None or expected > self.size)
+            and (
+                self.size >= LANE_AT_END_ABOVE
+                if last
+                else (expected is None or expected > self.size)
+            )
         ):
             self.lane = self.behind.lane(self.writer)
+
+    @property
+    def written(self) -> bool:
+        """True once the writing thread has nothing of this body left (see :meth:`complete`)."""
+        lane = self.lane
+        return lane is None or not lane.queued
+
+    def complete(self) -> None:
+        """A body finishing on the writing thread is written: close its file; the attempt ends."""
+        try:
+            self._close_file()  # the lane is idle: no wait; raises what a write raised
+        except BaseException as exc:  # noqa: BLE001 - the file's error, given back as such
+            self.fail(exc)
+            return
+        self.finished = True
 
     def _flush(self) -> None:
         pending = self.pending
@@ -381,7 +405,9 @@ class Transfer:
         except BaseException as exc:  # noqa: BLE001 - the file's error, given back as such
             self.fail(exc)
             return False
-        self.finished = True
+        # With a lane, its last blocks are still being written: the engine
+        # calls complete() once they are (``finished`` stays False until then).
+        self.finished = self.lane is None
         return False
 
     def fail(self, error: BaseException) -> None:
@@ -435,11 +461,20 @@ class Transfer:
             raise curl_error(code, message, os_errno, *self.visited)
         if self.mode != _BODY:
             raise TransientDownloadError("ProtocolError: the answer ended before its head")
-        self._close_file()
+        self._end_body()
+        return False
+
+    def _end_body(self) -> None:
+        """The body came whole: check it, then write its last block and close the file."""
         if self.expected is not None and self.size != self.expected:
             raise truncated(self.size, self.expected)
         check_status(self.status, self.reason, self.headers.get("retry-after"))
-        return False
+        if self.lane is None:
+            self._open_lane(last=True)
+        if self.lane is not None:
+            self._flush()  # the last block; complete() closes the file once it is written
+        else:
+            self._close_file()
 
     def _follow(self, location: str) -> None:
         if self.hops >= self.config.max_redirects:
