@@ -17,11 +17,11 @@ import dpp_curl.plugin
 import dpp_fast.plugin
 from download_pipeline_processor._cache import DownloadCache
 from download_pipeline_processor._download_stage import DownloadStage
+from download_pipeline_processor._plugins import PipelinePluginManager
 from download_pipeline_processor.backend import Downloader
 from download_pipeline_processor.builtins._requests_downloader import RequestsDownloader
 from download_pipeline_processor.errors import DownloadError
 from download_pipeline_processor.file_data import FileData
-from download_pipeline_processor.plugins import PipelinePluginManager
 from download_pipeline_processor.testing import make_plugin_manager
 from dpp_curl import CurlDownloader
 from dpp_fast.fast import FastDownloader

@@ -32,8 +32,8 @@ from download_pipeline_processor import (
     __version__,
     hookimpl,
 )
+from download_pipeline_processor._plugins import PluginSource
 from download_pipeline_processor.cli import main
-from download_pipeline_processor.plugins import PluginSource
 from download_pipeline_processor.settings import cli_fields
 from download_pipeline_processor.testing import (
     FileServer,

@@ -18,7 +18,7 @@ from download_helpers import (
     download_error,
 )
 from download_pipeline_processor._cache import PART_SUFFIX, DownloadCache
-from download_pipeline_processor.backend import Downloader
+from download_pipeline_processor.backend import Downloader, DownloadRequest
 from download_pipeline_processor.errors import PermanentDownloadError, TransientDownloadError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings
@@ -112,6 +112,45 @@ class TestSuccessfulDownloads:
             assert entry.local_path is not None
             assert entry.local_path.read_bytes() == body
         assert len(cached_files(cache)) == 16
+
+
+class TestRequestSeam:
+    """Every downloader takes one request per file, built once and handed to each attempt."""
+
+    def test_one_request_across_attempts(
+        self, file_server: FileServer, make_stage: StageFactory
+    ) -> None:
+        """Retries get the same request (URL quoted, headers merged once); each its own deadline."""
+        url = file_server.add("/a.bin", b"third time", statuses=(500, 503, 200)) + "?pick=a|b"
+        stage = make_stage(headers={"X-Run": "run"}, max_retries=2, file_timeout=30.0)
+        fetch = stage.fetch
+        seen: list[tuple[DownloadRequest, float | None, bool]] = []
+
+        def recording(request: DownloadRequest) -> int:
+            # Records what each attempt was handed, then makes the real attempt.
+            seen.append((request, request.stop.deadline, request.stop.is_set()))
+            return fetch(request)
+
+        stage.fetch = recording  # type: ignore[method-assign]
+        entry = FileData(url, additional_fields={"headers": {"X-Entry": "entry", "x-run": "own"}})
+        assert stage.download(0, entry) == len(b"third time")
+        assert len(seen) == 3
+        requests = {id(request) for request, _, _ in seen}
+        assert len(requests) == 1
+        request = seen[0][0]
+        assert request.url == url.replace("|", "%7C")
+        assert request.own_headers
+        assert request.headers["X-Entry"] == "entry"
+        assert request.headers["x-run"] == "own"  # the entry's over the run's, by name
+        assert "X-Run" not in request.headers
+        assert request.headers["Accept-Encoding"] == "identity"
+        deadlines = [deadline for _, deadline, _ in seen]
+        assert all(deadline is not None for deadline in deadlines)
+        assert deadlines == sorted(set(deadlines))  # a new clock per attempt
+        assert not any(stopped for _, _, stopped in seen)
+        assert [path for _, path, _ in file_server.request_log] == ["/a.bin?pick=a%7Cb"] * 3
+        assert all(headers["X-Entry"] == "entry" for _, _, headers in file_server.request_log)
+        assert stage.bytes_in_flight() == 0  # the stage let the finished file's request go
 
 
 class TestRetries:

@@ -17,7 +17,7 @@ from download_pipeline_processor.backend import Downloader
 from download_pipeline_processor.errors import PipelineInterrupted, TransientDownloadError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings
-from download_pipeline_processor.testing import CLOSE, Answer, FileServer, Wait
+from download_pipeline_processor.testing import CLOSE, Answer, FileServer, Wait, download_request
 
 #: Every test here runs once per shipped downloader (the ``transport`` fixture).
 pytestmark = pytest.mark.usefixtures("transport")
@@ -116,7 +116,7 @@ class TestStopping:
         stop.set()
         try:
             with pytest.raises(PipelineInterrupted):
-                downloader.fetch(FileData(url), tmp_path / "out.part", stop)
+                downloader.fetch(download_request(url, tmp_path / "out.part", settings, stop))
         finally:
             downloader.close()
         part = tmp_path / "out.part"

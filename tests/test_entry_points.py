@@ -16,8 +16,8 @@ from typing import Any
 import importlib_metadata
 import pytest
 
+from download_pipeline_processor._plugins import create_plugin_manager
 from download_pipeline_processor._registry import POST_PROCESSOR, PROCESSOR, PluginRegistry
-from download_pipeline_processor.plugins import create_plugin_manager
 from download_pipeline_processor.testing import FileServer
 
 

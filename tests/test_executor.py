@@ -24,10 +24,10 @@ from click.testing import CliRunner, Result
 
 from cli_helpers import checksum_report_args, write_list
 from download_pipeline_processor import __version__
+from download_pipeline_processor._plugins import LOAD_PLUGINS_ENV, create_plugin_manager
 from download_pipeline_processor.cli import main
 from download_pipeline_processor.errors import PipelineInterrupted
 from download_pipeline_processor.pipeline import ProcessingPipeline
-from download_pipeline_processor.plugins import LOAD_PLUGINS_ENV, create_plugin_manager
 from download_pipeline_processor.testing import (
     CollectingPostProcessor,
     FileServer,

@@ -19,7 +19,12 @@ import pytest
 
 from download_pipeline_processor import BaseProcessor, Downloader, FileData, hookimpl
 from download_pipeline_processor._cache import PART_SUFFIX
-from download_pipeline_processor.backend import DownloadFeed, DownloadJob, drives_many
+from download_pipeline_processor.backend import (
+    DownloadFeed,
+    DownloadJob,
+    DownloadRequest,
+    drives_many,
+)
 from download_pipeline_processor.errors import PermanentDownloadError, TransientDownloadError
 from download_pipeline_processor.settings import PipelineSettings
 from download_pipeline_processor.testing import PipelineOutcome, leftover_files, run_pipeline
@@ -104,7 +109,7 @@ class TestTakeAndDone:
         """drives_many tells a multiplexing backend from a fetch()-only one."""
 
         class FetchOnly(Downloader):
-            def fetch(self, file_data: FileData, destination: Path, should_stop: Any) -> int:
+            def fetch(self, request: DownloadRequest) -> int:
                 return 0
 
         assert drives_many(TakeAll(PipelineSettings()))
@@ -114,8 +119,8 @@ class TestTakeAndDone:
         """An inherited loop would go around the subclass's fetch() (URL signing, say)."""
 
         class Signing(FastDownloader):
-            def fetch(self, file_data: FileData, destination: Path, should_stop: Any) -> int:
-                return super().fetch(file_data, destination, should_stop)
+            def fetch(self, request: DownloadRequest) -> int:
+                return super().fetch(request)
 
         class SigningLoop(Signing):
             def fetch_many(self, feed: DownloadFeed) -> None:
@@ -253,7 +258,8 @@ class TestGivingBack:
         fetched: list[str] = []
 
         class Quitter(Downloader):
-            def fetch(self, file_data: FileData, destination: Path, should_stop: Any) -> int:
+            def fetch(self, request: DownloadRequest) -> int:
+                file_data, destination = request.file_data, Path(request.destination)
                 fetched.append(file_data.id)
                 destination.write_bytes(body(file_data))
                 return len(body(file_data))
@@ -283,7 +289,8 @@ class TestRetriesAndHandOffs:
         lock = threading.Lock()
 
         class Delegating(Downloader):
-            def fetch(self, file_data: FileData, destination: Path, should_stop: Any) -> int:
+            def fetch(self, request: DownloadRequest) -> int:
+                file_data, destination = request.file_data, Path(request.destination)
                 with lock:
                     calls[file_data.id] += 1
                     threads[threading.current_thread().name.rstrip("0123456789")] += 1
@@ -306,7 +313,8 @@ class TestRetriesAndHandOffs:
         lock = threading.Lock()
 
         class Failing(Downloader):
-            def fetch(self, file_data: FileData, destination: Path, should_stop: Any) -> int:
+            def fetch(self, request: DownloadRequest) -> int:
+                file_data, destination = request.file_data, Path(request.destination)
                 with lock:
                     calls[file_data.id] += 1
                 if file_data.id == "f1":
@@ -342,8 +350,8 @@ class TestRetriesAndHandOffs:
         calls: list[str] = []
 
         class Failing(Downloader):
-            def fetch(self, file_data: FileData, destination: Path, should_stop: Any) -> int:
-                calls.append(file_data.id)
+            def fetch(self, request: DownloadRequest) -> int:
+                calls.append(request.file_data.id)
                 return 0
 
             def fetch_many(self, feed: DownloadFeed) -> None:

@@ -25,13 +25,13 @@ from download_pipeline_processor import (
     hookimpl,
 )
 from download_pipeline_processor._cache import DownloadCache
+from download_pipeline_processor._plugins import PluginSource
 from download_pipeline_processor._registry import DOWNLOADER, PluginRegistry
 from download_pipeline_processor.errors import (
     PipelineInterrupted,
     PluginOptionError,
     ProcessingTimeoutError,
 )
-from download_pipeline_processor.plugins import PluginSource
 from download_pipeline_processor.testing import (
     CollectingPostProcessor,
     FileServer,
@@ -579,10 +579,11 @@ class TestDownloaderSeam:
     def test_plugin_downloader_selected_by_name(self, cache_root: Path) -> None:
         """A downloader registered by a plugin is used when settings name it."""
         from download_pipeline_processor import Downloader
+        from download_pipeline_processor.backend import DownloadRequest
 
         class Constant(Downloader):
-            def fetch(self, file_data: FileData, destination: Path, should_stop: Any) -> int:
-                destination.write_bytes(b"constant")
+            def fetch(self, request: DownloadRequest) -> int:
+                Path(request.destination).write_bytes(b"constant")
                 return 8
 
         class Plugin:
@@ -601,6 +602,47 @@ class TestDownloaderSeam:
         )
         assert outcome.exit_code == 0
         assert outcome.results[0]["sha256"] == hashlib.sha256(b"constant").hexdigest()
+
+    def test_old_fetch_signature_runs_with_one_warning(self, cache_root: Path) -> None:
+        """A downloader with the old fetch(file_data, destination, should_stop) still runs.
+
+        It is adapted once, with one DeprecationWarning, and its files are checked
+        after the fact: an entry's digest still fails a wrong body.
+        """
+        from download_pipeline_processor import Downloader
+
+        class OldStyle(Downloader):
+            def fetch(self, file_data: FileData, destination: Path, should_stop: Any) -> int:
+                assert not should_stop.is_set()
+                destination.write_bytes(b"old " + file_data.id.encode())
+                return 4 + len(file_data.id)
+
+        class Plugin:
+            __name__ = "old-downloader"
+
+            @hookimpl
+            def register_downloaders(self, register: Any) -> None:
+                register("old", OldStyle)
+
+        good = hashlib.sha256(b"old a").hexdigest()
+        old = r"OldStyle\.fetch\(file_data, destination, should_stop\) is deprecated"
+        with pytest.warns(DeprecationWarning, match=old) as seen:
+            outcome = run_pipeline(
+                [
+                    {"id": "a", "url": "http://127.0.0.1:9/a", "sha256": good},
+                    {"id": "b", "url": "http://127.0.0.1:9/b", "sha256": good},
+                ],
+                "checksum",
+                plugins=[Plugin()],
+                downloader="old",
+                download_cache=cache_root,
+                max_retries=0,
+            )
+        assert len([w for w in seen if issubclass(w.category, DeprecationWarning)]) == 1
+        assert outcome.summary.succeeded == 1
+        (failed,) = outcome.failures
+        assert failed.id == "b"
+        assert "sha256 mismatch" in str(failed.error)
 
     def test_unknown_downloader_is_usage_error(self, cache_root: Path) -> None:
         """Naming a downloader nobody registered fails before any work with the choices."""

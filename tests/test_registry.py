@@ -1,4 +1,4 @@
-"""Tests for registry.py and plugins.py: built-ins, test plugins, clashes, entry-point loading."""
+"""Tests for _registry.py and _plugins.py: built-ins, test plugins, clashes, entry-point loading."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from download_pipeline_processor._plugins import (
+    BUILTIN_DISTRIBUTION,
+    LOAD_PLUGINS_ENV,
+    PluginSource,
+    create_plugin_manager,
+    load_entry_points,
+)
 from download_pipeline_processor._registry import (
     DOWNLOADER,
     POST_PROCESSOR,
@@ -34,13 +41,6 @@ from download_pipeline_processor.errors import (
     UnknownPluginError,
 )
 from download_pipeline_processor.hookspecs import Register, hookimpl
-from download_pipeline_processor.plugins import (
-    BUILTIN_DISTRIBUTION,
-    LOAD_PLUGINS_ENV,
-    PluginSource,
-    create_plugin_manager,
-    load_entry_points,
-)
 from download_pipeline_processor.testing import FileServer, make_plugin_manager
 
 BUILTIN_SOURCES = {

@@ -147,7 +147,7 @@ class HoldsItsJobs(RequestsDownloader):
             if not held:
                 return
             for job in held:
-                feed.done(job, self.fetch(job.file_data, job.destination, feed.should_stop))
+                feed.done(job, self.fetch(job.request))
             held.clear()
 
 

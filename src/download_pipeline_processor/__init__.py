@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._version import __version__
-from .backend import Downloader
+from .backend import Downloader, DownloadRequest
 from .base_post_processor import BasePostProcessor
 from .base_processor import DOWNLOAD, BaseProcessor
 from .file_data import DownloadRecord, FileData, StageError
@@ -18,6 +18,7 @@ __all__ = [
     "BasePostProcessor",
     "BaseProcessor",
     "DownloadRecord",
+    "DownloadRequest",
     "Downloader",
     "FileData",
     "Option",

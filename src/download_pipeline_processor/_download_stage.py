@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -13,42 +15,18 @@ from ._cache import DownloadCache
 from ._cache_budget import RoomWanted, disk_full_error, expected_size
 from ._hosts import HostGate, HostSlot
 from ._integrity import expected_checks
-from .backend import Attempt, Downloader
+from .backend import Attempt, Downloader, DownloadRequest, fetch_of, request_headers
 from .errors import DiskFullError, DownloadError, PipelineInterrupted, TransientDownloadError
 from .file_data import FileData
 from .http_rules import announced_too_large
 from .redact import scrub, shown_url
 from .settings import PipelineSettings
-from .sink import BodyWriter, RateLimit, register_writer, registered_writer, unregister_writer
+from .sink import BodyWriter, RateLimit
 
 if TYPE_CHECKING:
     import tenacity
 
 logger = logging.getLogger(__name__)
-
-
-class AttemptStop(threading.Event):
-    """The stop signal of one ``fetch``: set when the run stops or ``--file-timeout`` runs out.
-
-    Downloaders already look at their stop event between reads; this one
-    also turns true at the attempt's deadline, so every ``fetch`` keeps the
-    deadline without a timer thread.
-    """
-
-    def __init__(self, run_stop: threading.Event, writer: BodyWriter) -> None:
-        super().__init__()
-        self.run_stop = run_stop
-        self.writer = writer
-
-    def is_set(self) -> bool:
-        return self.run_stop.is_set() or self.writer.timed_out
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = self.writer.deadline
-        if deadline is not None:
-            left = max(deadline - time.monotonic(), 0.0)
-            timeout = left if timeout is None else min(timeout, left)
-        return self.run_stop.wait(timeout) or self.is_set()
 
 
 class DownloadStage:
@@ -76,6 +54,13 @@ class DownloadStage:
         )
         #: --limit-rate, shared by every body writer of the run.
         self.rate = RateLimit(settings.limit_rate) if settings.limit_rate else None
+        #: The downloader's fetch, adapted once if it has the old signature.
+        self.fetch = fetch_of(downloader)
+        #: The headers of every request whose entry gives none of its own (shared).
+        self.headers = request_headers(settings)
+        #: The request of each file being downloaded, by its ``.part`` name.  Set and
+        #: removed once per file; a plain dict, each operation atomic: no lock.
+        self._requests: dict[str, DownloadRequest] = {}
 
     def _delay(self, error: BaseException | None, attempt: int) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
@@ -110,31 +95,49 @@ class DownloadStage:
     def _log_tenacity_retry(self, retry_state: tenacity.RetryCallState) -> None:
         error = retry_state.outcome.exception() if retry_state.outcome else None
         delay = retry_state.next_action.sleep if retry_state.next_action else 0.0
-        self._log_retry(retry_state.args[0], retry_state.attempt_number + 1, delay, error)
+        request: DownloadRequest = retry_state.args[0]
+        self._log_retry(request.file_data, retry_state.attempt_number + 1, delay, error)
 
-    def writer(self, file_data: FileData, part: Path) -> BodyWriter:
-        """The body writer of ``file_data``'s ``part`` across its attempts, made on first use.
+    def request(self, file_data: FileData, part: str) -> DownloadRequest:
+        """The request of ``file_data`` into ``part`` across its attempts, made on first use.
 
-        Raises the too-large error when the entry announces a size past
-        ``--max-file-size``: the file fails before any request.
+        Everything per file is worked out here, once: the URL to send, the
+        merged headers, the body writer.  Raises the too-large error when the
+        entry announces a size past ``--max-file-size`` (the file fails before
+        any request), and :class:`PermanentDownloadError` for a URL no
+        downloader could fetch.
         """
-        writer = registered_writer(part)
-        if writer is None:
-            checks = expected_checks(file_data.additional_fields)
-            limit = self.settings.max_file_size
-            if limit is not None and checks.size is not None and checks.size > limit:
-                raise announced_too_large(checks.size, limit)
-            # --cache-size: the writer keeps the file within its room in real bytes.
-            room = (
-                None
-                if self.cache.budget.limit is None
-                else functools.partial(self._room, key=str(part))
-            )
-            writer = BodyWriter(
-                part, checks, limit, self.settings.file_timeout, self.rate, room=room
-            )
-            register_writer(writer)
-        return writer
+        request = self._requests.get(part)
+        if request is not None:
+            return request
+        settings = self.settings
+        checks = expected_checks(file_data.additional_fields)
+        limit = settings.max_file_size
+        if limit is not None and checks.size is not None and checks.size > limit:
+            raise announced_too_large(checks.size, limit)
+        # --cache-size: the writer keeps the file within its room in real bytes.
+        room = None if self.cache.budget.limit is None else functools.partial(self._room, key=part)
+        writer = BodyWriter(part, checks, limit, settings.file_timeout, self.rate, room=room)
+        request = DownloadRequest.for_file(
+            file_data, part, settings, self.stop_event, writer=writer, run_headers=self.headers
+        )
+        self._requests[part] = request
+        return request
+
+    def forget(self, part: str) -> None:
+        """The file is done with (complete or failed): drop its request, close its file."""
+        request = self._requests.pop(part, None)
+        if request is not None:
+            with contextlib.suppress(OSError):  # the file is discarded or already complete
+                request.writer.close()
+
+    def bytes_in_flight(self) -> int:
+        """Bytes written so far of the files still downloading (for a progress display)."""
+        return sum(request.writer.size for request in list(self._requests.values()))
+
+    def _writer_of(self, part: str) -> BodyWriter | None:
+        request = self._requests.get(part)
+        return None if request is None else request.writer
 
     def _room(
         self, size: int, on_disk: int, wait: bool, exact: bool, ahead: int, *, key: str
@@ -144,16 +147,18 @@ class DownloadStage:
             key, size, on_disk, self.stop_event, wait=wait, exact=exact, ahead=ahead
         )
 
-    def begin_attempt(self, file_data: FileData, writer: BodyWriter) -> None:
-        """Count a new attempt at ``file_data`` and start its ``--file-timeout`` clock.
+    def begin_attempt(self, request: DownloadRequest) -> None:
+        """Count a new attempt at ``request``'s file and start its ``--file-timeout`` clock.
 
         An attempt holds a host slot: it never waits for room in the cache.
         Refused room ends it (``RoomWanted``, not counted); the file waits for
         the room between attempts, holding no slot, outside any attempt's clock.
         """
-        file_data.download.attempts += 1
+        request.file_data.download.attempts += 1
+        writer = request.writer
         writer.new_attempt()
         writer.may_wait = False
+        request.stop.deadline = writer.deadline
 
     def verify(self, file_data: FileData, writer: BodyWriter, size: int) -> int:
         """Check an attempt's complete file against its entry; fill ``file_data.download``.
@@ -193,8 +198,7 @@ class DownloadStage:
 
     def _attempt(
         self,
-        file_data: FileData,
-        part: Path,
+        request: DownloadRequest,
         attempt: Attempt | None = None,
         slot: HostSlot | None = None,
     ) -> int:
@@ -207,24 +211,26 @@ class DownloadStage:
         """
         while True:
             try:
-                return self._attempt_once(file_data, part, attempt, slot)
+                return self._attempt_once(request, attempt, slot)
             except RoomWanted:
-                file_data.download.attempts -= 1  # a restart for room, not an attempt
+                request.file_data.download.attempts -= 1  # a restart for room, not an attempt
                 attempt = slot = None  # given back by the attempt that ended
 
     def _attempt_once(
         self,
-        file_data: FileData,
-        part: Path,
+        request: DownloadRequest,
         attempt: Attempt | None = None,
         slot: HostSlot | None = None,
     ) -> int:
+        file_data = request.file_data
+        writer = request.writer
         try:
             if attempt is None and self.stop_event.is_set():
                 raise PipelineInterrupted("run stopped before the download finished")
-            writer = self.writer(file_data, part)
             # A retry, or a job the feed reserved for, holds its room already: no wait.
-            self.cache.budget.reserve(str(part), expected_size(file_data), self.stop_event)
+            self.cache.budget.reserve(
+                request.destination, expected_size(file_data), self.stop_event
+            )
             if slot is None:
                 # Room an earlier attempt was refused, waited for holding no host slot:
                 # a file that waits for room never holds up one that waits for a slot.
@@ -238,7 +244,7 @@ class DownloadStage:
                 self.hosts.forget(slot)
             raise
         try:
-            size = self._attempt_with(file_data, part, writer, attempt)
+            size = self._attempt_with(request, attempt)
         except BaseException as exc:
             # A 429 or a Retry-After holds the host back for everyone.
             self.hosts.release(slot, exc)
@@ -248,10 +254,9 @@ class DownloadStage:
         self.hosts.release(slot)
         return size
 
-    def _attempt_with(
-        self, file_data: FileData, part: Path, writer: BodyWriter, attempt: Attempt | None
-    ) -> int:
-        """The attempt itself, through ``writer``: fetch, verify."""
+    def _attempt_with(self, request: DownloadRequest, attempt: Attempt | None) -> int:
+        """The attempt itself, through the request's writer: fetch, verify."""
+        writer = request.writer
         try:
             try:
                 if attempt is not None:
@@ -259,13 +264,8 @@ class DownloadStage:
                     # worker thread; it holds a host slot, so it does not wait for room either.
                     size = attempt()
                 else:
-                    self.begin_attempt(file_data, writer)
-                    should_stop = (
-                        self.stop_event
-                        if writer.deadline is None
-                        else AttemptStop(self.stop_event, writer)
-                    )
-                    size = self.downloader.fetch(file_data, part, should_stop)
+                    self.begin_attempt(request)
+                    size = self.fetch(request)
             finally:
                 writer.close()
         except PipelineInterrupted:
@@ -276,18 +276,18 @@ class DownloadStage:
             full = disk_full_error(exc)
             if full is None:
                 raise
-            self._after_disk_full(file_data, part)
+            self._after_disk_full(request.file_data, request.destination)
             raise full from exc
-        return self.verify(file_data, writer, size)
+        return self.verify(request.file_data, writer, size)
 
-    def _after_disk_full(self, file_data: FileData, part: Path) -> None:
+    def _after_disk_full(self, file_data: FileData, part: str) -> None:
         """Free the partial file and wait for the files already downloaded to be processed.
 
         Sleeping the backoff alone would try again into the same full disk:
         the room comes back as processing discards cached files.
         """
-        self.cache.discard(part)
-        writer = registered_writer(part)
+        self.cache.discard(Path(part))
+        writer = self._writer_of(part)
         if writer is not None:
             writer.start_over()
         if logger.isEnabledFor(logging.INFO):
@@ -298,13 +298,14 @@ class DownloadStage:
             )
         self.cache.budget.wait_drained(self.stop_event, self.settings.retry_backoff_max)
 
-    def _retry(self, file_data: FileData, part: Path, first: TransientDownloadError) -> int:
+    def _retry(self, request: DownloadRequest, first: TransientDownloadError) -> int:
         """Attempts 2 to max_retries + 1, after the first one failed with ``first``.
 
         The first attempt runs outside tenacity: building and driving a
         ``Retrying`` costs more than a whole small download, and most files
         succeed at once.
         """
+        file_data = request.file_data
         remaining = self.settings.max_retries
         if remaining == 0:
             raise first
@@ -328,7 +329,7 @@ class DownloadStage:
             reraise=True,
         )
         try:
-            size: int = retrying(self._attempt, file_data, part)
+            size: int = retrying(self._attempt, request)
         except TransientDownloadError as exc:
             attempts = 1 + retrying.statistics.get("attempt_number", 0)
             if self.stop_event.is_set() and attempts <= remaining:
@@ -361,26 +362,33 @@ class DownloadStage:
             if slot is not None:
                 self.hosts.forget(slot)
             raise
-        part = self.cache.part_path(target)
+        part_path = self.cache.part_path(target)
+        part = os.fspath(part_path)
         try:
             try:
                 # A loop that could not wait for room in the cache: the file goes on here.
                 if failure is not None and not isinstance(failure, RoomWanted):
                     if slot is not None:
                         self.hosts.forget(slot)
-                    self.record_answer(file_data, registered_writer(part), failure)
+                    self.record_answer(file_data, self._writer_of(part), failure)
                     if isinstance(failure, DiskFullError):
                         self._after_disk_full(file_data, part)
                     raise failure
-                size = self._attempt(file_data, part, attempt, slot)
+                try:
+                    request = self.request(file_data, part)
+                except BaseException:
+                    if slot is not None:
+                        self.hosts.forget(slot)
+                    raise
+                size = self._attempt(request, attempt, slot)
             except TransientDownloadError as first:
-                size = self._retry(file_data, part, first)
-            self.cache.commit(part, target)
+                size = self._retry(self.request(file_data, part), first)
+            self.cache.commit(part_path, target)
         except BaseException:
-            unregister_writer(part)
-            self.cache.discard(part)
+            self.forget(part)
+            self.cache.discard(part_path)
             raise
-        unregister_writer(part)
-        self.cache.budget.complete(str(part), str(target), size)
+        self.forget(part)
+        self.cache.budget.complete(part, str(target), size)
         file_data.local_path = target
         return size

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import threading
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,6 @@ from ._flow import POLL_INTERVAL
 from ._threads import worker_thread
 from .backend import Attempt, DownloadJob
 from .errors import DownloadError, TransientDownloadError
-from .sink import registered_writer, unregister_writer
 
 if TYPE_CHECKING:
     from ._download_workers import DownloadWorkers
@@ -102,36 +102,37 @@ class RunFeed:
                 file_data.fail("download", exc)
                 self.flow.finish(sequence, file_data, None)
                 continue
-            job = DownloadJob(sequence, file_data, cache.part_path(target), target)
+            part = cache.part_path(target)
             try:
-                writer = self.stage.writer(file_data, job.destination)
-            except DownloadError as exc:  # announced past --max-file-size: no request
+                request = self.stage.request(file_data, os.fspath(part))
+            except DownloadError as exc:  # announced past --max-file-size, a bad URL: no request
                 self.hosts.forget(slot)
-                self._fail(job, exc)
+                file_data.fail("download", exc)
+                self.flow.finish(sequence, file_data, None)
                 continue
+            job = DownloadJob(sequence, file_data, part, target, request)
             if not budget.try_reserve(str(job.destination), expected_size(file_data)):
                 # Announced larger than the room left: a helper thread waits its turn.
                 self.hosts.forget(slot)
                 self._submit(job, None, None)
                 continue
-            self.stage.begin_attempt(file_data, writer)  # it never waits for room: the loop
+            self.stage.begin_attempt(request)  # it never waits for room: the loop
             self.out[sequence] = job
             self._host_slots[sequence] = slot
             return job
 
     def done(self, job: DownloadJob, size: int) -> None:
         file_data = job.file_data
-        writer = registered_writer(job.destination)
-        if writer is not None:
-            try:
-                writer.close()
-                self.stage.verify(file_data, writer, size)
-            except (DownloadError, OSError) as exc:  # a mismatch is retried as a failure is
-                self.failed(job, exc)
-                return
+        writer = job.request.writer
+        try:
+            writer.close()
+            self.stage.verify(file_data, writer, size)
+        except (DownloadError, OSError) as exc:  # a mismatch is retried as a failure is
+            self.failed(job, exc)
+            return
         self._give_back(job)
         self.hosts.release(self._host_slots.pop(job.sequence))
-        unregister_writer(job.destination)
+        self.stage.forget(job.request.destination)
         try:
             self.stage.cache.commit(job.destination, job.target)
         except OSError as exc:
@@ -147,7 +148,7 @@ class RunFeed:
         self._give_back(job)
         # A 429 or a Retry-After holds the host back before this file's retry waits its turn.
         self.hosts.release(self._host_slots.pop(job.sequence), error)
-        self.stage.record_answer(job.file_data, registered_writer(job.destination), error)
+        self.stage.record_answer(job.file_data, job.request.writer, error)
         if isinstance(error, RoomWanted):
             # Refused room in the cache: the file waits for it on a helper thread and
             # starts a new attempt; this one is not counted.
@@ -178,7 +179,7 @@ class RunFeed:
             raise RuntimeError(f"{job!r} was given back twice or never taken")
 
     def _fail(self, job: DownloadJob, error: BaseException) -> None:
-        unregister_writer(job.destination)
+        self.stage.forget(job.request.destination)
         self.stage.cache.discard(job.destination)
         job.file_data.fail("download", error)
         self.flow.finish(job.sequence, job.file_data, None)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Callable
 from ._input_stream import ReadStopped
 from .errors import InvalidEntriesError, PipelineInterrupted
 from .file_data import FileData
-from .sink import bytes_written_under
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -76,6 +75,9 @@ class EntryFlow:
         self._finished: queue.Queue[Any] = queue.Queue(maxsize=finished_queue_size)
         self._bytes_lock = threading.Lock()
         self._bytes = 0
+        #: Bytes written so far of the files still downloading: the download
+        #: stage's count, once the run's stage is set up (see :meth:`bytes_in_flight`).
+        self.downloading: Callable[[], int] | None = None
 
     # -- the input ----------------------------------------------------------------
 
@@ -173,11 +175,10 @@ class EntryFlow:
 
     def bytes_in_flight(self) -> int:
         """Bytes written so far of the files still downloading (0 once the cache is closed)."""
-        try:
-            folder = self.cache.path
-        except RuntimeError:  # not open yet, or closed: nothing is downloading
+        downloading = self.downloading
+        if downloading is None or not self.cache.is_open:
             return 0
-        return bytes_written_under(folder)
+        return downloading()
 
     def queue_downloaded(self, sequence: int, file_data: FileData, wait: bool = True) -> bool:
         """Queue a downloaded entry for processing; False if it was not queued.

@@ -32,8 +32,8 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
+from ._plugins import PipelinePluginManager
 from .hookspecs import hookimpl
-from .plugins import PipelinePluginManager
 from .report import FILES_LOGGER
 from .run_progress import RunProgress
 from .summary import human_bytes

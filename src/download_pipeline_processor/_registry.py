@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._input_formats import InputFormats
+from ._plugins import PipelinePluginManager, PluginSource
 from .backend import Downloader
 from .base_post_processor import BasePostProcessor
 from .base_processor import BaseProcessor
@@ -22,7 +23,6 @@ from .errors import (
 )
 from .executor import BaseExecutor
 from .input_format import InputFormat
-from .plugins import PipelinePluginManager, PluginSource
 
 #: The hook input formats register through (not classes: a reader function each).
 INPUT_FORMATS_HOOK = "register_input_formats"

@@ -23,13 +23,13 @@ from ._cache import DownloadCache
 from ._cache_budget import CacheBudget
 from ._flow import EntryFlow, RunWork
 from ._inputs import CheckedEntries
+from ._plugins import PipelinePluginManager, has_observers, notify_observers
 from ._stop_signal import EXIT_CLOSED_OUTPUT, StopSignal, is_closed_stdout
 from ._threads import ThreadPinning, call_plugin, worker_thread
 from .base_post_processor import BasePostProcessor
 from .errors import ExecutorError, InvalidEntriesError, PipelineInterrupted
 from .executor import BaseExecutor, StageSpec
 from .file_data import FileData
-from .plugins import PipelinePluginManager, has_observers, notify_observers
 from .redact import shorten
 from .run_progress import RunProgress
 from .settings import PipelineSettings

@@ -14,6 +14,9 @@ import os
 import threading
 from types import TracebackType
 
+__all__ = ["WIDEN_ABOVE", "Widening", "is_pinned", "pin_thread", "widened_for"]
+
+
 logger = logging.getLogger(__name__)
 
 #: Bodies above this size are copied with every core allowed (see :func:`widened_for`).

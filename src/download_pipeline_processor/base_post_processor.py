@@ -10,6 +10,9 @@ if TYPE_CHECKING:
     from .options import Option
 
 
+__all__ = ["BasePostProcessor"]
+
+
 class BasePostProcessor:
     """Receives every file's outcome, successful or failed, one at a time.
 

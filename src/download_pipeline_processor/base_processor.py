@@ -11,6 +11,9 @@ if TYPE_CHECKING:
     from .options import Option
 
 
+__all__ = ["DOWNLOAD", "BaseProcessor", "Download", "checks_before_download"]
+
+
 class Download(enum.Enum):
     """The type of :data:`DOWNLOAD`."""
 

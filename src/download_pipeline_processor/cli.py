@@ -20,6 +20,7 @@ import click
 
 from ._input_formats import is_network_url
 from ._listing import describe_plugins, format_plugins
+from ._plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_manager
 from ._registry import PluginRegistry
 from ._stop_signal import EXIT_CLOSED_OUTPUT, is_closed_stdout, stdout_reader_gone
 from ._version import __version__
@@ -28,7 +29,6 @@ from .options import parse_key_values
 from .paths import output_path_problem
 from .pipeline import ProcessingPipeline
 from .plan import STDOUT, output_paths, plan_run
-from .plugins import LOAD_PLUGINS_ENV, PipelinePluginManager, create_plugin_manager
 from .settings import CLI_SECTIONS, CliOption, PipelineSettings, cli_fields
 from .summary import RunSummary
 

@@ -9,6 +9,31 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+__all__ = [
+    "CacheError",
+    "DiskFullError",
+    "DownloadError",
+    "DuplicatePluginError",
+    "ExecutorError",
+    "InputError",
+    "InvalidEntriesError",
+    "JournalBusyError",
+    "JournalError",
+    "PermanentDownloadError",
+    "PipelineError",
+    "PipelineInterrupted",
+    "PluginError",
+    "PluginLoadError",
+    "PluginOptionError",
+    "ProcessingTimeoutError",
+    "RemoteProcessingError",
+    "TransientDownloadError",
+    "UnknownPluginError",
+    "UsageError",
+    "error_text",
+    "portable_error",
+]
+
 
 class PipelineError(Exception):
     """Base class of every error this package raises on purpose."""

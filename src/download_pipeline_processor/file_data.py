@@ -11,6 +11,9 @@ from urllib.parse import unquote, urlsplit
 from .errors import error_text
 from .redact import scrub_error
 
+__all__ = ["STAGES", "DownloadRecord", "FileData", "StageError", "default_name_from_url"]
+
+
 _KNOWN_KEYS = frozenset(("url", "id", "name"))
 
 #: The stages a file passes through, in order.

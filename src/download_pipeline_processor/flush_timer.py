@@ -34,6 +34,9 @@ from typing import Callable
 
 from ._stop_signal import is_closed_stdout
 
+__all__ = ["FlushTimer"]
+
+
 logger = logging.getLogger(__name__)
 
 

@@ -11,6 +11,22 @@ from typing import Any, Callable
 
 import pluggy
 
+__all__ = [
+    "PROJECT_NAME",
+    "Register",
+    "file_finished",
+    "hookimpl",
+    "hookspec",
+    "pipeline_finished",
+    "pipeline_started",
+    "register_downloaders",
+    "register_executors",
+    "register_input_formats",
+    "register_post_processors",
+    "register_processors",
+]
+
+
 PROJECT_NAME = "download_pipeline_processor"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import time
 from collections.abc import Mapping
@@ -20,6 +21,48 @@ from .errors import DownloadError, PermanentDownloadError, TransientDownloadErro
 from .options import check_entry_headers, check_header
 from .redact import scrub
 from .urls import URLProblem, canonical_url, check_characters
+
+__all__ = [
+    "CHUNKED",
+    "CREDENTIAL_HEADERS",
+    "REDIRECT_STATUSES",
+    "SAFE_URL_CHARACTERS",
+    "UNTIL_CLOSE",
+    "announced_too_large",
+    "body_framing",
+    "ca_bundle",
+    "certificate_error",
+    "certificate_rejected",
+    "check_headers",
+    "check_status",
+    "connection_refused",
+    "describe",
+    "entry_headers",
+    "file_timed_out",
+    "grew_too_large",
+    "integrity_mismatch",
+    "invalid_content_length",
+    "is_certificate_error",
+    "keeps_credentials",
+    "lookup_failed",
+    "network_error",
+    "not_http_redirect",
+    "origin_of",
+    "parse_content_length",
+    "parse_retry_after",
+    "quote_target",
+    "quoted_url",
+    "range_refused",
+    "redirect_target",
+    "request_url",
+    "size_mismatch",
+    "timed_out",
+    "too_many_redirects",
+    "truncated",
+    "truncated_chunked",
+    "without_credentials",
+]
+
 
 #: Statuses that redirect when they carry a Location header.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -70,6 +113,31 @@ def quoted_url(url: str) -> str:
     nothing.  Userinfo is kept, escaped: it is the request's credentials.
     """
     return quote_target(url.partition("#")[0])
+
+
+#: A URL that is its own wire form: http(s), a plain ASCII host, an optional port,
+#: and a path and query of characters :func:`quote_target` keeps (no fragment).
+_PLAIN_WIRE = re.compile(
+    r"(?i)https?://(?P<host>[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*\.?)"
+    r"(?::(?P<port>\d{1,5}))?(?:[/?][!$-;=?-\[\]_a-z~]*)?"
+)
+
+
+def wire_url(url: str) -> str:
+    """The URL a downloader sends for an entry's ``url``: :func:`request_url`, :func:`quoted_url`.
+
+    Worked out once per file (the framework carries it in the request); a
+    plain URL, the common case, is its own wire form and costs one match.
+    Raises :class:`PermanentDownloadError` for a URL no downloader could fetch.
+    """
+    plain = _PLAIN_WIRE.fullmatch(url)
+    if (
+        plain is not None
+        and len(plain["host"]) <= 253
+        and (plain["port"] is None or int(plain["port"]) <= 65535)
+    ):
+        return url
+    return quoted_url(request_url(url))
 
 
 def check_headers(headers: dict[str, str]) -> None:

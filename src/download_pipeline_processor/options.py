@@ -24,6 +24,20 @@ from typing import Any, Callable
 
 from .errors import PluginOptionError
 
+__all__ = [
+    "SIZE_SUFFIXES",
+    "Option",
+    "check_entry_headers",
+    "check_header",
+    "declared_options",
+    "merge_headers",
+    "parse_header",
+    "parse_key_values",
+    "parse_size",
+    "resolve_options",
+]
+
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 

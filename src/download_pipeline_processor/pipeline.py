@@ -13,6 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ._inputs import FileListSource
+from ._plugins import PipelinePluginManager, create_plugin_manager
 from ._registry import PluginRegistry
 from ._run import PipelineRun, holds_results
 from ._stop_signal import StopSignal
@@ -25,7 +26,6 @@ from .plan import (
     RunPlan,
     plan_run,
 )
-from .plugins import PipelinePluginManager, create_plugin_manager
 from .settings import PipelineSettings
 from .summary import RunSummary
 

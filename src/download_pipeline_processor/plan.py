@@ -35,6 +35,24 @@ from .options import declared_options, resolve_options
 from .paths import output_path_problem
 from .settings import PipelineSettings
 
+__all__ = [
+    "STDOUT",
+    "ExecutorSpec",
+    "PluginChoice",
+    "PostProcessorOptions",
+    "PostProcessorSpec",
+    "ProcessorSpec",
+    "RunPlan",
+    "append_under_journal",
+    "check_distinct_outputs",
+    "check_output_paths",
+    "load_settings_input",
+    "output_paths",
+    "plan_run",
+    "split_post_processor_options",
+]
+
+
 logger = logging.getLogger(__name__)
 
 ProcessorSpec = Union[str, type[BaseProcessor]]

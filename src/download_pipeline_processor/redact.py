@@ -5,6 +5,20 @@ from __future__ import annotations
 import re
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+__all__ = [
+    "REDACTED",
+    "SHOWN_LENGTH",
+    "redact_url",
+    "scrub",
+    "scrub_error",
+    "scrub_urls",
+    "secrets_of",
+    "shorten",
+    "shorten_words",
+    "shown_url",
+]
+
+
 REDACTED = "REDACTED"
 
 #: Longest id or URL a message shows whole (:func:`shorten`); results keep every value whole.

@@ -10,6 +10,9 @@ from .file_data import FileData
 from .redact import REDACTED, redact_url, scrub
 from .summary import outcome_status, reason_from_message
 
+__all__ = ["FILES_LOGGER", "input_fields", "outcome_record", "to_json"]
+
+
 #: The logger of one line per file (the ``dummy`` post-processor's).  The CLI
 #: leaves its INFO lines out of the terminal while the progress view shows;
 #: warnings (failed files) and ``--log-file`` keep them.

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from ._flow import EntryFlow
 
 
+__all__ = ["InFlightFile", "RunProgress"]
+
+
 @dataclass(frozen=True)
 class InFlightFile:
     """One file the run is working on."""

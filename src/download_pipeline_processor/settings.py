@@ -21,6 +21,21 @@ from ._version import __version__
 from .errors import UsageError
 from .options import merge_headers, parse_header, parse_size
 
+__all__ = [
+    "CLI_SECTIONS",
+    "DEFAULT_CACHE_FOLDER",
+    "DEFAULT_USER_AGENT",
+    "INPUT_FORMATS",
+    "MIN_LIMITED_READ",
+    "PROCESSING_MODES",
+    "CliOption",
+    "PipelineSettings",
+    "cli_fields",
+    "default_cache_root",
+    "user_cache_folder",
+]
+
+
 #: The default cache root's name in the temp dir, before ``-<uid>``.
 DEFAULT_CACHE_FOLDER = "download-pipeline-processor"
 PROCESSING_MODES = ("thread", "process")

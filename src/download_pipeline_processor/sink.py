@@ -3,8 +3,9 @@
 A file object would copy every chunk into its own buffer and add syscalls;
 each syscall also hands the GIL to the other workers and back.
 
-A downloader writes a body through the :class:`BodyWriter` of its
-destination (:func:`body_writer`): the writer creates the file safely, keeps
+A downloader writes a body through the :class:`BodyWriter` its request
+carries (``request.writer``, see :class:`~.backend.DownloadRequest`): the
+writer creates the file safely, keeps
 the digests while the bytes stream, enforces ``--max-file-size`` and
 ``--file-timeout``, and carries what a retry needs to resume (the bytes
 already written, the ETag or Last-Modified, the digests' state) from one
@@ -22,7 +23,6 @@ import stat
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Callable, Union
 
 from ._cache import create_cache_file
@@ -37,6 +37,18 @@ from .http_rules import (
     range_refused,
     size_mismatch,
 )
+
+__all__ = [
+    "BodyWriter",
+    "Chunk",
+    "HeaderLookup",
+    "RateLimit",
+    "RoomRequest",
+    "content_range_start",
+    "open_destination",
+    "write_all",
+]
+
 
 #: What a body chunk may be: bytes, or a view of a reused buffer.
 Chunk = Union[bytes, bytearray, memoryview]
@@ -54,7 +66,7 @@ _TRUNCATE_FLAGS = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CL
 _CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d{1,18})-(\d{1,18})/(\d{1,18}|\*)\s*", re.IGNORECASE)
 
 
-def open_destination(destination: Path) -> int:
+def open_destination(destination: str | os.PathLike[str]) -> int:
     """Create ``destination`` anew for writing and return its descriptor.
 
     Never through a symbolic link, never into an existing file: an earlier
@@ -118,7 +130,7 @@ class BodyWriter:
 
     def __init__(
         self,
-        destination: Path,
+        destination: str | os.PathLike[str],
         checks: Checks | None = None,
         max_size: int | None = None,
         file_timeout: float | None = None,
@@ -403,51 +415,3 @@ class BodyWriter:
             except OSError:
                 self.start_over()
                 raise
-
-
-_writers: dict[str, BodyWriter] = {}
-_writers_lock = threading.Lock()
-
-
-def body_writer(destination: Path) -> BodyWriter:
-    """The writer of ``destination``: the framework's (checks, limits, resume), else a plain one.
-
-    A downloader calls it once per attempt with the destination it was given.
-    """
-    with _writers_lock:
-        writer = _writers.get(os.fspath(destination))
-    return writer if writer is not None else BodyWriter(destination)
-
-
-def register_writer(writer: BodyWriter) -> None:
-    """Make ``writer`` the one :func:`body_writer` gives for its destination (the framework's)."""
-    with _writers_lock:
-        _writers[os.fspath(writer.destination)] = writer
-
-
-def bytes_written_under(folder: Path) -> int:
-    """Bytes the framework's writers under ``folder`` hold so far: files still downloading.
-
-    For a progress display: read a few times a second, it costs the downloads
-    nothing (a writer counts its bytes anyway).
-    """
-    prefix = os.fspath(folder).rstrip(os.sep) + os.sep
-    with _writers_lock:
-        sizes = [writer.size for key, writer in _writers.items() if key.startswith(prefix)]
-    return sum(sizes)
-
-
-def unregister_writer(destination: Path) -> BodyWriter | None:
-    """Forget the writer of ``destination``, closing its file; return it."""
-    with _writers_lock:
-        writer = _writers.pop(os.fspath(destination), None)
-    if writer is not None:
-        with contextlib.suppress(OSError):  # the file is discarded or already complete
-            writer.close()
-    return writer
-
-
-def registered_writer(destination: Path) -> BodyWriter | None:
-    """The framework's writer of ``destination``, if one is registered."""
-    with _writers_lock:
-        return _writers.get(os.fspath(destination))

@@ -32,7 +32,7 @@ from .errors import PipelineInterrupted, PluginError, RemoteProcessingError, por
 from .executor import StageSpec
 from .file_data import FileData, StageError
 
-__all__ = ["StageRunner", "close_runner", "runner_for"]
+__all__ = ["DEFAULT_IDLE_TIMEOUT", "Outcome", "StageRunner", "close_runner", "runner_for"]
 
 logger = logging.getLogger(__name__)
 

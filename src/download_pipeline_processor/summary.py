@@ -17,6 +17,22 @@ from .errors import PipelineError, PipelineInterrupted, ProcessingTimeoutError
 from .file_data import FileData, StageError
 from .redact import shorten
 
+__all__ = [
+    "EXAMPLES",
+    "FAILED",
+    "INTERRUPTED",
+    "SUCCEEDED",
+    "FailureGroup",
+    "RunSummary",
+    "failure_reason",
+    "human_bytes",
+    "human_seconds",
+    "outcome_status",
+    "plural",
+    "reason_from_message",
+]
+
+
 #: The words of how a file ended (:func:`outcome_status`), in every report.
 SUCCEEDED = "succeeded"
 FAILED = "failed"

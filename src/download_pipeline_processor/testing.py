@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +38,15 @@ from ._loopback import (
     raw_chunked,
     raw_ok,
 )
+from ._plugins import PipelinePluginManager, PluginSource, create_plugin_manager
+from .backend import DownloadRequest
 from .base_post_processor import BasePostProcessor
 from .file_data import FileData
-from .plugins import PipelinePluginManager, PluginSource, create_plugin_manager
 
 if TYPE_CHECKING:
     import ssl
+
+    from .settings import PipelineSettings
 
 __all__ = [
     "CLOSE",
@@ -57,6 +61,7 @@ __all__ = [
     "Request",
     "Route",
     "Wait",
+    "download_request",
     "leftover_files",
     "make_plugin_manager",
     "raw_chunked",
@@ -64,6 +69,33 @@ __all__ = [
     "run_command_bounded",
     "run_pipeline",
 ]
+
+
+def download_request(
+    entry: FileData | str,
+    destination: str | os.PathLike[str],
+    settings: PipelineSettings | None = None,
+    stop: threading.Event | None = None,
+) -> DownloadRequest:
+    """A request for one attempt at ``entry`` (a URL or a :class:`FileData`), as a run makes it.
+
+    For calling a downloader's ``fetch(request)`` directly in a test: the
+    body writer checks the entry's size and digests and keeps ``settings``'
+    limits, and the attempt's ``--file-timeout`` clock has started.  ``stop``:
+    the run's stop event (a fresh one when None).
+    """
+    from .settings import PipelineSettings
+
+    file_data = FileData(entry) if isinstance(entry, str) else entry
+    request = DownloadRequest.for_file(
+        file_data,
+        os.fspath(destination),
+        settings or PipelineSettings(),
+        stop if stop is not None else threading.Event(),
+    )
+    request.writer.new_attempt()
+    request.stop.deadline = request.writer.deadline
+    return request
 
 
 class FileServer:

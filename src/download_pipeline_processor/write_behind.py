@@ -36,6 +36,8 @@ from . import affinity
 if TYPE_CHECKING:
     from .sink import BodyWriter, Chunk
 
+__all__ = ["DEFAULT_LIMIT", "Lane", "WriteBehind", "default_threads"]
+
 #: (the lane, its block, the block's bytes); no lane: the thread ends.
 _Job = tuple[Optional["Lane"], Sequence["Chunk"], int]
 

@@ -20,6 +20,7 @@ from download_pipeline_processor.sink import BodyWriter
 from download_pipeline_processor.testing import (
     CollectingPostProcessor,
     FileServer,
+    download_request,
     leftover_files,
     make_plugin_manager,
     run_pipeline,
@@ -239,11 +240,9 @@ class TestHttp2:
         url = h2_server.add("/one.bin", b"h2 body")
         downloader = CurlDownloader(PipelineSettings())
         try:
-            size = downloader.fetch(FileData(url), tmp_path / "one", threading.Event())
+            size = downloader.fetch(download_request(url, tmp_path / "one"))
             with pytest.raises(PermanentDownloadError, match=r"^HTTP 404 Not Found$"):
-                downloader.fetch(
-                    FileData(h2_server.base_url + "/nope"), tmp_path / "nope", threading.Event()
-                )
+                downloader.fetch(download_request(h2_server.base_url + "/nope", tmp_path / "nope"))
         finally:
             downloader.close()
         assert size == 7

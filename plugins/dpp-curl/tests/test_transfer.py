@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import gzip
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -17,9 +16,14 @@ from download_pipeline_processor.errors import (
     PermanentDownloadError,
     TransientDownloadError,
 )
-from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings
-from download_pipeline_processor.testing import CLOSE, Answer, FileServer, run_pipeline
+from download_pipeline_processor.testing import (
+    CLOSE,
+    Answer,
+    FileServer,
+    download_request,
+    run_pipeline,
+)
 from dpp_curl import CurlDownloader, plugin
 from dpp_curl.config import CurlConfig
 from dpp_curl.transfer import Transfer
@@ -29,9 +33,10 @@ Serve = Callable[[bytes], str]
 
 def fetch(url: str, destination: Path, **settings: Any) -> int:
     """One blocking attempt at ``url`` with a fresh downloader."""
-    downloader = CurlDownloader(PipelineSettings(**settings))
+    run = PipelineSettings(**settings)
+    downloader = CurlDownloader(run)
     try:
-        return downloader.fetch(FileData(url), destination, threading.Event())
+        return downloader.fetch(download_request(url, destination, run))
     finally:
         downloader.close()
 
@@ -145,7 +150,7 @@ class TestRedirects:
     def test_every_hop_is_redacted(self, tmp_path: Path) -> None:
         """After a redirect, the secrets of both the first URL and the target are removed."""
         config = CurlConfig.from_settings(PipelineSettings())
-        transfer = Transfer(config, "http://h/a?sig=FIRST", tmp_path / "out", threading.Event())
+        transfer = Transfer(config, download_request("http://h/a?sig=FIRST", tmp_path / "out"))
         transfer._follow("http://u:HOPPASS@other/b?sig=SECOND")  # what a 302 would do
         text = transfer.redacted(
             "failed: http://h/a?sig=FIRST then http://u:HOPPASS@other/b?sig=SECOND"

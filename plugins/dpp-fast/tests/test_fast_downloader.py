@@ -21,15 +21,18 @@ from download_pipeline_processor.errors import (
     PermanentDownloadError,
     TransientDownloadError,
 )
-from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.settings import PipelineSettings
-from download_pipeline_processor.testing import CLOSE, Answer, FileServer, Pause, raw_ok
-from dpp_fast.fast import (
-    MAX_HEAD,
-    MAX_IDLE_PER_THREAD,
-    FastDownloader,
-    SocketTransport,
+from download_pipeline_processor.testing import (
+    CLOSE,
+    Answer,
+    FileServer,
+    Pause,
+    download_request,
+    raw_ok,
 )
+from dpp_fast.fast import FastDownloader
+from dpp_fast.http1 import MAX_HEAD
+from dpp_fast.socket_transport import MAX_IDLE_PER_THREAD, SocketTransport
 
 
 @pytest.fixture
@@ -61,7 +64,7 @@ def transport() -> Iterator[SocketTransport]:
 
 def fetch(transport: SocketTransport, url: str, tmp_path: Path) -> bytes:
     destination = tmp_path / "out.part"
-    size = transport.fetch(url, destination, threading.Event())
+    size = transport.fetch(download_request(url, destination))
     data = destination.read_bytes()
     assert size == len(data)
     return data
@@ -343,11 +346,11 @@ class TestRequest:
     ) -> None:
         """One GET with Host and the configured headers; odd characters escaped as requests does."""
         server = serve(scripted, raw_ok(b"x"))
-        fetch(transport, server.url("/a b/\u00e9.bin?q=1 2#fragment"), tmp_path)
+        fetch(transport, server.url("/a%20b/\u00e9.bin?q=1|2#fragment"), tmp_path)
         (request,) = server.requests
         head = request.head
         lines = head.split(b"\r\n")
-        assert lines[0] == b"GET /a%20b/%C3%A9.bin?q=1%202 HTTP/1.1"
+        assert lines[0] == b"GET /a%20b/%C3%A9.bin?q=1%7C2 HTTP/1.1"
         assert f"Host: 127.0.0.1:{server.port}".encode() in lines
         assert b"User-Agent: t" in lines
 
@@ -359,7 +362,7 @@ class TestRequest:
         server = serve(scripted, raw_ok(b"x"))
         downloader = FastDownloader(PipelineSettings())
         try:
-            downloader.fetch(FileData(server.url()), tmp_path / "out", threading.Event())
+            downloader.fetch(download_request(server.url(), tmp_path / "out"))
         finally:
             downloader.close()
         (request,) = server.requests
@@ -537,7 +540,7 @@ class TestOddInput:
         """A destination that cannot be written is the file system's error, not retried."""
         server = serve(scripted, raw_ok(b"x"))
         with pytest.raises(FileNotFoundError):
-            transport.fetch(server.url(), tmp_path / "missing" / "out", threading.Event())
+            transport.fetch(download_request(server.url(), tmp_path / "missing" / "out"))
 
 
 class TestThreads:

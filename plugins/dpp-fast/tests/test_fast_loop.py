@@ -27,6 +27,7 @@ import trustme
 
 from download_pipeline_processor import BaseProcessor, FileData, ProcessingPipeline, affinity
 from download_pipeline_processor._cache import PART_SUFFIX
+from download_pipeline_processor.backend import DownloadRequest
 from download_pipeline_processor.errors import (
     PermanentDownloadError,
     PipelineInterrupted,
@@ -40,6 +41,7 @@ from download_pipeline_processor.testing import (
     Pause,
     PipelineOutcome,
     Wait,
+    download_request,
     leftover_files,
     make_plugin_manager,
     raw_ok,
@@ -47,7 +49,8 @@ from download_pipeline_processor.testing import (
 )
 from dpp_fast import fast_loop
 from dpp_fast import plugin as fast_plugin
-from dpp_fast.fast import FastDownloader, SocketTransport
+from dpp_fast.fast import FastDownloader
+from dpp_fast.socket_transport import SocketTransport
 
 #: Generous bound on a run that must not hang; the runs themselves take well under a second.
 HANG = 10.0
@@ -84,9 +87,9 @@ def resumed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     urls: list[str] = []
     real = SocketTransport.resume
 
-    def spy(self: SocketTransport, url: str, *args: Any) -> int:
-        urls.append(url)
-        return real(self, url, *args)
+    def spy(self: SocketTransport, request: DownloadRequest, *args: Any) -> int:
+        urls.append(request.file_data.url)
+        return real(self, request, *args)
 
     monkeypatch.setattr(SocketTransport, "resume", spy)
     return urls
@@ -101,9 +104,9 @@ def fetched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     urls: list[str] = []
     real = FastDownloader.fetch
 
-    def spy(self: FastDownloader, file_data: FileData, *args: Any) -> int:
-        urls.append(file_data.url)
-        return real(self, file_data, *args)
+    def spy(self: FastDownloader, request: DownloadRequest) -> int:
+        urls.append(request.file_data.url)
+        return real(self, request)
 
     monkeypatch.setattr(FastDownloader, "fetch", spy)
     return urls
@@ -364,13 +367,15 @@ class TestHandedOff:
         stop = threading.Event()
         try:
             # An ordinary fetch leaves this thread a kept connection...
-            assert transport.fetch(urls[0], tmp_path / "k0", stop) == len(body_of(0))
+            first = download_request(urls[0], tmp_path / "k0", stop=stop)
+            assert transport.fetch(first) == len(body_of(0))
             sockets = []
             for index in (1, 2):
                 # ... and each hand-over brings one more, as the loop would.
                 sock = socket.create_connection(("127.0.0.1", server.port))
                 sock.sendall(f"GET /k{index} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-                size = transport.resume(urls[index], sock, b"", tmp_path / f"k{index}", stop)
+                handed = download_request(urls[index], tmp_path / f"k{index}", stop=stop)
+                size = transport.resume(handed, sock, b"")
                 assert size == len(body_of(index))
                 sockets.append(sock)
             assert sockets[0].fileno() == -1  # replaced by the second: closed, not leaked

@@ -144,6 +144,7 @@ class LocalExecutor(BaseExecutor):
                 self.download_check = spec.processor.build()
             work.started()
             stage = DownloadStage(downloader, flow.cache, settings, flow.stop.event)
+            flow.downloading = stage.bytes_in_flight
             check = self.download_check
             download_workers = DownloadWorkers(
                 stage,

@@ -11,15 +11,15 @@ status and length rules.
 from __future__ import annotations
 
 import http.client
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import urllib3
 from urllib3.exceptions import HTTPError, InvalidHeader
 
 from ..affinity import widened_for
-from ..errors import PermanentDownloadError, PipelineInterrupted, TransientDownloadError
+from ..errors import PermanentDownloadError, TransientDownloadError
 from ..http_rules import (
     CHUNKED,
     REDIRECT_STATUSES,
@@ -36,14 +36,17 @@ from ..http_rules import (
     without_credentials,
 )
 from ..options import merge_headers
-from ..sink import BodyWriter, body_writer
 from ._watched_pools import WATCHED_POOLS
+
+if TYPE_CHECKING:
+    from ..backend import DownloadRequest, StopFlag
+    from ..sink import BodyWriter
 
 
 def stream_to_file(
     response: urllib3.BaseHTTPResponse,
     writer: BodyWriter,
-    should_stop: threading.Event,
+    should_stop: StopFlag,
     hops: Sequence[str],
     chunk_size: int,
 ) -> int:
@@ -84,7 +87,7 @@ def stream_to_file(
                     break
                 if should_stop.is_set():
                     response.close()
-                    raise PipelineInterrupted("run stopped during the download")
+                    raise should_stop.error()
                 writer.write(chunk)
                 written += len(chunk)
                 widening.copied(len(chunk))
@@ -108,6 +111,12 @@ def stream_to_file(
     if expected is not None and written != expected:
         raise truncated(written, expected)
     return writer.size
+
+
+def request_hops(request: DownloadRequest) -> list[str]:
+    """The URLs an attempt starts with, kept out of its messages: as sent and as written."""
+    url, written = request.url, request.file_data.url
+    return [url] if url == written else [url, written]
 
 
 def _partial_length(error: BaseException) -> int:
@@ -168,24 +177,13 @@ class PooledTransport:
         # --file-timeout: an attempt's connection is hung up at its deadline (``_deadlines``).
         self.manager.pool_classes_by_scheme = WATCHED_POOLS
 
-    def fetch(
-        self,
-        url: str,
-        destination: Path,
-        should_stop: threading.Event,
-        headers: Mapping[str, str] | None = None,
-    ) -> int:
-        """One attempt: follow redirects, check the status, stream the body to ``destination``.
-
-        ``headers``: the entry's own, over the run's, name by name.
-        """
-        current = url
-        hops = [url]
-        writer = body_writer(destination)
-        if headers:
-            headers = merge_headers(self.headers, headers, writer.range_headers())
-        else:
-            headers = {**self.headers, **writer.range_headers()}
+    def fetch(self, request: DownloadRequest) -> int:
+        """One attempt: follow redirects, check the status, stream the body through its writer."""
+        current = request.url
+        hops = request_hops(request)
+        writer = request.writer
+        ranged = writer.range_headers()  # Range + If-Range on a resume: added per attempt only
+        headers = merge_headers(request.headers, ranged) if ranged else request.headers
         for _ in range(self.max_redirects + 1):
             try:
                 response = self.manager.urlopen(
@@ -216,7 +214,7 @@ class PooledTransport:
                 if status >= 400:
                     response.drain_conn()
                 check_status(status, response.reason or "", response.headers.get("Retry-After"))
-                return stream_to_file(response, writer, should_stop, hops, self.chunk_size)
+                return stream_to_file(response, writer, request.stop, hops, self.chunk_size)
             finally:
                 response.release_conn()
         raise too_many_redirects(self.max_redirects)

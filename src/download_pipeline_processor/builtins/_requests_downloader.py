@@ -15,23 +15,18 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from ..backend import Downloader
+from ..backend import Downloader, DownloadRequest
 from ..errors import DownloadError, PipelineInterrupted
-from ..file_data import FileData
 from ..http_rules import (
     ca_bundle,
     check_headers,
-    entry_headers,
     parse_retry_after,
-    request_url,
 )
 from ..options import merge_headers
 from ..settings import PipelineSettings
-from ..sink import body_writer
 
 if TYPE_CHECKING:
     from ._deadlines import DeadlineWatcher
@@ -49,17 +44,8 @@ def _environment_has_proxies() -> bool:
 class Transport(Protocol):
     """What fetches plain URLs for a downloader: one attempt, redirects included."""
 
-    def fetch(
-        self,
-        url: str,
-        destination: Path,
-        should_stop: threading.Event,
-        headers: Mapping[str, str] | None = None,
-    ) -> int:
-        """Write the body of ``url`` to ``destination``; return its size.
-
-        ``headers``: the entry's own, over the run's, name by name.
-        """
+    def fetch(self, request: DownloadRequest) -> int:
+        """One attempt at ``request``, redirects followed, the body through its writer; the size."""
 
     def close(self) -> None:
         """Release every connection."""
@@ -80,13 +66,18 @@ class RequestsDownloader(Downloader):
         )
         self._proxies = _environment_has_proxies()
         self._proxied: dict[str, bool] = {}
-        self._plain = self._plain_transport()
+        self._plain = self.plain_transport()
         self._session_transport: SessionTransport | None = None
         self._session_lock = threading.Lock()
         self._watcher: DeadlineWatcher | None = None
 
-    def _transport_options(self) -> dict[str, Any]:
-        """The keyword arguments every plain transport takes."""
+    def transport_options(self) -> dict[str, Any]:
+        """The keyword arguments every plain transport takes.
+
+        ``workers``, ``timeout``, ``chunk_size``, ``max_redirects``, ``headers``
+        (the run's, with identity encoding) and ``ca_bundle``: a subclass's
+        :meth:`plain_transport` passes them to its own transport.
+        """
         settings = self.settings
         return {
             "workers": settings.download_workers,
@@ -97,14 +88,26 @@ class RequestsDownloader(Downloader):
             "ca_bundle": ca_bundle(),
         }
 
-    def _plain_transport(self) -> Transport:
-        """The transport of every URL that does not need a requests.Session."""
+    def plain_transport(self) -> Transport:
+        """The transport of every URL that does not need a requests.Session.
+
+        Called once, while the downloader is made.  A subclass returns its own
+        :class:`Transport` here (built from :meth:`transport_options`); URLs for
+        which :meth:`needs_session` is true still go through a session.
+        """
         from ._pooled import PooledTransport
 
-        return PooledTransport(**self._transport_options())
+        return PooledTransport(**self.transport_options())
 
-    def _needs_session(self, url: str) -> bool:
-        """True when only a requests.Session handles ``url`` right (proxy, credentials)."""
+    def needs_session(self, url: str) -> bool:
+        """True when only a requests.Session handles ``url`` right.
+
+        That is when an environment proxy applies to its origin, the URL
+        carries credentials (``user:password@``), or a ``.netrc`` exists.
+        :meth:`fetch` sends such URLs through a session and the rest through
+        :meth:`plain_transport`; a subclass that fetches in its own way (an
+        event loop) asks this first and hands those URLs on.
+        """
         if self._netrc:
             return True
         scheme, _, rest = url.partition("://")
@@ -134,33 +137,29 @@ class RequestsDownloader(Downloader):
                 )
             return self._session_transport
 
-    def fetch(self, file_data: FileData, destination: Path, should_stop: threading.Event) -> int:
-        url = request_url(file_data.url)
-        headers = entry_headers(file_data.additional_fields) or None
-        transport = self._sessions() if self._needs_session(url) else self._plain
-        if body_writer(destination).deadline is None:
-            return transport.fetch(url, destination, should_stop, headers)
-        return self.within_deadline(
-            destination, functools.partial(transport.fetch, url, destination, should_stop, headers)
-        )
+    def fetch(self, request: DownloadRequest) -> int:
+        transport = self._sessions() if self.needs_session(request.url) else self._plain
+        if request.stop.deadline is None:
+            return transport.fetch(request)
+        return self.within_deadline(request, functools.partial(transport.fetch, request))
 
-    def within_deadline(self, destination: Path, attempt: Callable[[], int]) -> int:
-        """Run ``attempt``, the current attempt at ``destination``, under its --file-timeout.
+    def within_deadline(self, request: DownloadRequest, attempt: Callable[[], int]) -> int:
+        """Run ``attempt``, the current attempt at ``request``, under its --file-timeout.
 
         At the deadline the connections the attempt uses on this thread are
         hung up (see ``_deadlines``), which ends a read blocked on a server
         that trickles its head or its body; the attempt then fails with the
         file-timeout error.
         """
-        writer = body_writer(destination)
-        if writer.deadline is None:
+        deadline = request.stop.deadline
+        if deadline is None:
             return attempt()
-        with self._deadlines().attempt(writer.deadline) as watched:
+        with self._deadlines().attempt(deadline) as watched:
             try:
                 return attempt()
             except (DownloadError, PipelineInterrupted):
                 if watched.fired:
-                    raise writer.timeout_error() from None
+                    raise request.writer.timeout_error() from None
                 raise
 
     def _deadlines(self) -> DeadlineWatcher:

@@ -8,9 +8,7 @@ the downloader only does it when such a URL turns up.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -24,9 +22,12 @@ from ..http_rules import (
     redirect_target,
     too_many_redirects,
 )
-from ..sink import body_writer
-from ._pooled import framing_error, stream_to_file
+from ..options import merge_headers
+from ._pooled import framing_error, request_hops, stream_to_file
 from ._watched_pools import WATCHED_POOLS
+
+if TYPE_CHECKING:
+    from ..backend import DownloadRequest
 
 
 def has_environment_proxy(origin: str) -> bool:
@@ -99,25 +100,20 @@ class SessionTransport:
                 self._sessions.append(session)
         return session
 
-    def fetch(
-        self,
-        url: str,
-        destination: Path,
-        should_stop: threading.Event,
-        headers: Mapping[str, str] | None = None,
-    ) -> int:
+    def fetch(self, request: DownloadRequest) -> int:
         """One attempt through the thread's session; same rules as the pooled transport.
 
-        ``headers``: the entry's own; requests puts them over the session's name
-        by name, and drops credentials on a redirect to another host as for those.
+        The request's headers go over the session's name by name; requests
+        drops credentials on a redirect to another host.
         """
         timeout = (self.timeout, self.timeout)
         session = self._session()
-        hops = session.hops = [url]
-        writer = body_writer(destination)
-        extra = {**headers, **writer.range_headers()} if headers else writer.range_headers()
+        hops = session.hops = request_hops(request)
+        writer = request.writer
+        ranged = writer.range_headers()
+        headers = merge_headers(request.headers, ranged) if ranged else request.headers
         try:
-            response = session.get(url, stream=True, timeout=timeout, headers=extra or None)
+            response = session.get(request.url, stream=True, timeout=timeout, headers=headers)
         except requests.TooManyRedirects as exc:
             raise too_many_redirects(self.max_redirects) from exc
         except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema) as exc:
@@ -135,7 +131,7 @@ class SessionTransport:
             check_status(
                 response.status_code, response.reason or "", response.headers.get("Retry-After")
             )
-            return stream_to_file(response.raw, writer, should_stop, hops, self.chunk_size)
+            return stream_to_file(response.raw, writer, request.stop, hops, self.chunk_size)
 
     def close(self) -> None:
         """Close every thread's session."""

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import os
 import random
-import threading
-from pathlib import Path
 
-from ..backend import Downloader
+from ..backend import Downloader, DownloadRequest
 from ..errors import PipelineInterrupted
-from ..file_data import FileData
 from ..settings import PipelineSettings
-from ..sink import body_writer, open_destination
+from ..sink import open_destination
 
 #: The original tool's variable: set to 1 to make simulated downloads instant.
 NO_SLEEP_ENV = "PIPELINE_NO_SLEEP"
@@ -31,17 +28,20 @@ class SimulatedDownloader(Downloader):
         super().__init__(settings)
         self.delay = (0.0, 0.0) if no_sleep_requested() else settings.simulate_delay
 
-    def fetch(self, file_data: FileData, destination: Path, should_stop: threading.Event) -> int:
+    def fetch(self, request: DownloadRequest) -> int:
         low, high = self.delay
         if high > 0:
             delay = random.uniform(low, high)  # noqa: S311 - a delay, not a secret
-            if should_stop.wait(delay):
-                raise PipelineInterrupted("run stopped during a simulated download")
+            if request.stop.wait(delay):
+                if request.stop.stopping:
+                    raise PipelineInterrupted("run stopped during a simulated download")
+                raise request.stop.error()
+        file_data = request.file_data
         body = f"simulated download\nid: {file_data.id}\nname: {file_data.name}\n".encode()
-        body_writer(destination).make_room(len(body))  # --cache-size, in real bytes
+        request.writer.make_room(len(body))  # --cache-size, in real bytes
         # os-level calls: three syscalls instead of the six of open()'s buffered
         # file object; each one hands the GIL to other workers and back.
-        descriptor = open_destination(destination)
+        descriptor = open_destination(request.destination)
         try:
             os.write(descriptor, body)
         finally:

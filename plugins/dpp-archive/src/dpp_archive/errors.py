@@ -8,6 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+__all__ = [
+    "ArchiveError",
+    "CorruptArchiveError",
+    "DestinationExistsError",
+    "LimitExceededError",
+    "MemberWriteError",
+    "NotAnArchiveError",
+    "SpecialFileError",
+    "TooLargeError",
+    "TooManyMembersError",
+    "UnsafeLinkError",
+    "UnsafeMemberError",
+    "one_line",
+]
+
 
 def one_line(text: object) -> str:
     """``text`` with every run of whitespace, newlines included, made one space."""

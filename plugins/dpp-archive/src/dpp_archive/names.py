@@ -18,6 +18,9 @@ import re
 
 from .errors import UnsafeMemberError
 
+__all__ = ["display", "is_absolute", "member_parts", "split_path"]
+
+
 _DRIVE = re.compile(r"^[A-Za-z]:")
 #: Characters Windows refuses in names (or reads as a stream separator, ``:``).
 _WINDOWS_FORBIDDEN = frozenset('<>:"|?*')

@@ -7,6 +7,8 @@ from download_pipeline_processor.hookspecs import Register
 
 from .processor import ExtractProcessor
 
+__all__ = ["register_processors"]
+
 
 @hookimpl
 def register_processors(register: Register) -> None:

@@ -13,6 +13,8 @@ from .errors import ArchiveError, DestinationExistsError
 from .publish import partial_folder, publish
 from .readers import DEFAULT_MAX_BYTES, DEFAULT_MAX_MEMBERS, ExtractionLimits, extract_archive
 
+__all__ = ["ExtractProcessor"]
+
 
 class ExtractProcessor(BaseProcessor):
     """Extracts each file into ``dest/<safe name>/`` and returns the member paths.

@@ -19,6 +19,9 @@ from pathlib import Path
 
 from .errors import DestinationExistsError
 
+__all__ = ["partial_folder", "publish", "remove"]
+
+
 logger = logging.getLogger(__name__)
 
 # Threads of one run may finish archives of the same name at once; checking

@@ -30,6 +30,9 @@ from .errors import (
 from .names import member_parts
 from .writer import READ_ERRORS, ExtractionTarget
 
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_MEMBERS", "ExtractionLimits", "extract_archive"]
+
+
 #: Default ``max_bytes``: 1 GiB written in total.
 DEFAULT_MAX_BYTES = 1 << 30
 #: Default ``max_members``.

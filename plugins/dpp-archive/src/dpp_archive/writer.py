@@ -41,6 +41,9 @@ from .errors import (
 )
 from .names import display, is_absolute, member_parts, split_path
 
+__all__ = ["CHUNK_SIZE", "MAX_LINK_HOPS", "MAX_RESOLVE_STEPS", "READ_ERRORS", "ExtractionTarget"]
+
+
 #: Bytes read and written at a time: memory does not grow with member size.
 CHUNK_SIZE = 64 * 1024
 #: Symbolic links followed while resolving one path, as Linux's ELOOP limit.

@@ -22,6 +22,17 @@ from download_pipeline_processor.http_rules import (
 from download_pipeline_processor.options import merge_headers
 from download_pipeline_processor.settings import PipelineSettings
 
+__all__ = [
+    "MAX_BUFFER",
+    "MIN_BUFFER",
+    "CurlConfig",
+    "Proxies",
+    "entry_header_lines",
+    "header_lines",
+    "netrc_file",
+]
+
+
 #: libcurl's receive buffer is 1 KiB to 10 MiB (CURLOPT_BUFFERSIZE).
 MIN_BUFFER = 1024
 MAX_BUFFER = 10 * 1024 * 1024

@@ -12,12 +12,10 @@ threads with it.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from download_pipeline_processor.backend import Downloader
 from download_pipeline_processor.errors import PipelineInterrupted, TransientDownloadError
-from download_pipeline_processor.http_rules import entry_headers
 from download_pipeline_processor.settings import PipelineSettings
 
 from .config import CurlConfig
@@ -25,10 +23,12 @@ from .engine import Engine
 from .transfer import Transfer
 
 if TYPE_CHECKING:
-    from download_pipeline_processor.backend import DownloadFeed
-    from download_pipeline_processor.file_data import FileData
+    from download_pipeline_processor.backend import DownloadFeed, DownloadRequest
 
-#: How often a blocking :meth:`CurlDownloader.fetch` looks at its stop event, in seconds.
+__all__ = ["STOP_POLL", "THREAD_CONNECTIONS", "CurlDownloader"]
+
+
+#: How often a blocking :meth:`CurlDownloader.fetch` looks at its stop flag, in seconds.
 STOP_POLL = 0.1
 #: Connections each worker thread's engine keeps for reuse (retries are few).
 THREAD_CONNECTIONS = 4
@@ -56,19 +56,17 @@ class CurlDownloader(Downloader):
                 self._engines.append(engine)
         return engine
 
-    def fetch(self, file_data: FileData, destination: Path, should_stop: threading.Event) -> int:
-        """One attempt on the calling thread, redirects followed, the body into ``destination``."""
-        headers = entry_headers(file_data.additional_fields)
-        transfer = Transfer(
-            self.config, file_data.url, destination, should_stop, headers=headers or None
-        )
+    def fetch(self, request: DownloadRequest) -> int:
+        """One attempt on the calling thread, redirects followed, the body through its writer."""
+        transfer = Transfer(self.config, request)
         engine = self._thread_engine()
         if not engine.start(transfer):
             raise transfer.error  # type: ignore[misc]  # start() failing sets it
+        stop = request.stop
         try:
             while not transfer.finished:
-                if should_stop.is_set():
-                    engine.abort(transfer, PipelineInterrupted("run stopped during the download"))
+                if stop.is_set():
+                    engine.abort(transfer, stop.error())
                 engine.step(STOP_POLL)
         except BaseException as exc:
             if not transfer.finished:
@@ -88,19 +86,7 @@ class CurlDownloader(Downloader):
                     self._give_back(feed, engine.abort_all(stopped))
                     return
                 while (job := feed.take(wait=not engine.busy)) is not None:
-                    try:
-                        fields = job.file_data.additional_fields
-                        transfer = Transfer(
-                            self.config,
-                            job.file_data.url,
-                            job.destination,
-                            feed.should_stop,
-                            job,
-                            headers=entry_headers(fields) if fields.get("headers") else None,
-                        )
-                    except BaseException as exc:  # noqa: BLE001 - a bad URL: the file's error
-                        feed.failed(job, exc)
-                        continue
+                    transfer = Transfer(self.config, job.request, job)
                     if not engine.start(transfer):
                         self._give_back(feed, [transfer])
                 if not engine.busy:

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from .config import CurlConfig
     from .transfer import Transfer
 
+__all__ = ["CLOSING_POLL", "SWEEP_INTERVAL", "Engine"]
+
+
 #: How often transfers are checked for the timeout, at most, in seconds.
 SWEEP_INTERVAL = 0.1
 #: How often, at most, bodies finishing on the writing threads are looked at, in seconds.

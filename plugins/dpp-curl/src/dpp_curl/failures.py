@@ -30,6 +30,9 @@ from download_pipeline_processor.http_rules import (
 )
 from download_pipeline_processor.redact import scrub
 
+__all__ = ["curl_error"]
+
+
 _Kind = tuple[type[DownloadError], str]
 
 #: libcurl's words for a failed chain check around OpenSSL's reason, which

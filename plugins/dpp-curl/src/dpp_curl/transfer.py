@@ -27,13 +27,12 @@ from __future__ import annotations
 import contextlib
 import time
 from http import HTTPStatus
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pycurl
 
 from download_pipeline_processor import affinity
-from download_pipeline_processor.errors import PipelineInterrupted, TransientDownloadError
+from download_pipeline_processor.errors import TransientDownloadError
 from download_pipeline_processor.http_rules import (
     CHUNKED,
     REDIRECT_STATUSES,
@@ -44,25 +43,24 @@ from download_pipeline_processor.http_rules import (
     keeps_credentials,
     quoted_url,
     redirect_target,
-    request_url,
     too_many_redirects,
     truncated,
     truncated_chunked,
 )
 from download_pipeline_processor.redact import scrub
-from download_pipeline_processor.sink import body_writer
 from download_pipeline_processor.write_behind import Lane, WriteBehind
 
 from .config import entry_header_lines
 from .failures import curl_error
 
 if TYPE_CHECKING:
-    import threading
-
     from download_pipeline_processor.affinity import Widening
-    from download_pipeline_processor.backend import DownloadJob
+    from download_pipeline_processor.backend import DownloadJob, DownloadRequest, StopFlag
 
     from .config import CurlConfig
+
+__all__ = ["LANE_AT_END_ABOVE", "MAX_DRAIN", "MAX_PENDING_CHUNKS", "Transfer", "new_handle"]
+
 
 #: Error and redirect bodies up to this size are read off so the connection is kept.
 MAX_DRAIN = 1024 * 1024
@@ -125,7 +123,7 @@ def new_handle(config: CurlConfig) -> pycurl.Curl:
 
 
 class Transfer:
-    """One attempt at ``url`` into ``destination``: a redirect hop at a time on an easy handle."""
+    """One attempt at a :class:`DownloadRequest`: a redirect hop at a time on an easy handle."""
 
     __slots__ = (
         "behind",
@@ -158,32 +156,27 @@ class Transfer:
     )
 
     def __init__(
-        self,
-        config: CurlConfig,
-        url: str,
-        destination: Path,
-        should_stop: threading.Event,
-        job: DownloadJob | None = None,
-        *,
-        headers: dict[str, str] | None = None,
+        self, config: CurlConfig, request: DownloadRequest, job: DownloadJob | None = None
     ) -> None:
-        """``headers``: the entry's own, over the run's, name by name."""
         self.config = config
-        self.destination = destination
-        self.should_stop = should_stop
+        self.destination = request.destination
+        self.should_stop: StopFlag = request.stop
         self.job = job
+        # The URL was checked and quoted once, at input: sent as it is.
+        self.target = target = request.url
         #: Every URL of this attempt, as given and as sent: none may show in a message.
-        self.visited = [url]
-        # request_url raises PermanentDownloadError for a URL no downloader could fetch.
-        self.target = quoted_url(request_url(url))
-        if self.target != url:
-            self.visited.append(self.target)
+        written = request.file_data.url
+        self.visited = [target] if target == written else [target, written]
         #: The file's body writer: its digests, limits and resume state.
-        self.writer = body_writer(destination)
-        # A retry that continues the file asks for the rest only (on every hop).
+        self.writer = request.writer
         lines, self.safe_headers = config.headers, config.safe_headers
-        if headers:
-            lines, self.safe_headers = entry_header_lines(config, headers)
+        if request.own_headers:
+            # The entry's own headers as libcurl lines: made once per file, kept for its retries.
+            prepared = request.prepared
+            if not isinstance(prepared, tuple):
+                prepared = request.prepared = entry_header_lines(config, request.headers)
+            lines, self.safe_headers = prepared
+        # A retry that continues the file asks for the rest only (on every hop).
         extra = [f"{name}: {value}" for name, value in self.writer.range_headers().items()]
         self.request_headers = [*lines, *extra] if extra else lines
         self.writing = False  # the writer has begun this answer's body
@@ -221,7 +214,7 @@ class Transfer:
         setopt(pycurl.HEADERFUNCTION, self.on_header)
         setopt(pycurl.WRITEFUNCTION, self.on_body)
         # --file-timeout: what is left of the attempt's deadline, for this hop (0: none).
-        deadline = self.writer.deadline
+        deadline = self.should_stop.deadline
         left = 0 if deadline is None else max(1, round((deadline - _now()) * 1000))
         setopt(pycurl.TIMEOUT_MS, left)
         self.seen = _now()
@@ -294,7 +287,7 @@ class Transfer:
         self.seen = _now()
         if self.mode == _BODY:
             if self.should_stop.is_set():
-                self.error = PipelineInterrupted("run stopped during the download")
+                self.error = self.should_stop.error()
                 return 0
             size = len(chunk)
             self.size += size

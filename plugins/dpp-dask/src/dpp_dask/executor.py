@@ -45,6 +45,19 @@ from .worker import Batch, close_stages, run_batch
 if TYPE_CHECKING:
     from download_pipeline_processor.file_data import FileData
 
+__all__ = [
+    "BATCH_WAIT",
+    "CLOSE_MARGIN",
+    "CLOSE_TIMEOUT",
+    "DEFAULT_BATCH_SIZE",
+    "POLL_INTERVAL",
+    "DaskClient",
+    "DaskExecutor",
+    "DaskFuture",
+    "WorkerLostError",
+]
+
+
 #: Dask's Client and Future: partly typed, so handled as Any here.
 DaskClient = Any
 DaskFuture = Any

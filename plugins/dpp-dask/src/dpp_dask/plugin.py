@@ -11,6 +11,8 @@ from download_pipeline_processor.hookspecs import Register
 
 from .executor import DaskExecutor
 
+__all__ = ["register_executors"]
+
 
 @hookimpl
 def register_executors(register: Register) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+__all__ = ["QuietLogs", "quiet_dask_logs"]
+
 
 def quiet_dask_logs() -> None:
     """Silence Dask's loggers in this process.

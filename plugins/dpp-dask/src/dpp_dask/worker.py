@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from download_pipeline_processor.stage_runner import Outcome
 
 
+__all__ = ["Batch", "close_stages", "run_batch"]
+
+
 class Batch:
     """A run's token and stage spec, with some of its entries: one Dask task's argument.
 

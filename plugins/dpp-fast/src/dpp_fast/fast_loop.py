@@ -9,7 +9,7 @@ two cores that cost a quarter of the run.  Here one thread keeps up to
 The loop does the common case only: a plain-http GET answered with a 2xx and
 a Content-Length up to :data:`HAND_OFF_ABOVE`.  Everything else goes to a
 worker thread through :meth:`DownloadFeed.hand_off`, where the blocking
-:class:`~.fast.SocketTransport` carries on with the rules it always had:
+:class:`~.socket_transport.SocketTransport` carries on with the rules it always had:
 
 - before the request: https, URLs that need a ``requests.Session`` (a proxy,
   credentials, a ``.netrc``), host names not resolved yet;
@@ -31,18 +31,17 @@ import os
 import selectors
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Protocol
 
-from download_pipeline_processor.backend import DownloadFeed, DownloadJob
+from download_pipeline_processor.backend import DownloadFeed, DownloadJob, DownloadRequest
 from download_pipeline_processor.errors import (
     DownloadError,
     PipelineInterrupted,
     TransientDownloadError,
 )
-from download_pipeline_processor.http_rules import entry_headers, truncated
-from download_pipeline_processor.sink import BodyWriter, body_writer
+from download_pipeline_processor.http_rules import truncated
+from download_pipeline_processor.sink import BodyWriter
 
-from .fast import MIN_BUFFER, ConnectionClosed, translate
 from .host_names import Address, HostNames
 from .http1 import (
     MAX_HEAD,
@@ -54,10 +53,14 @@ from .http1 import (
     parse_head,
     split_head,
 )
+from .socket_transport import MIN_BUFFER, ConnectionClosed, SocketTransport, translate
 
 if TYPE_CHECKING:
-    from .fast import FastDownloader, SocketTransport
+    from download_pipeline_processor.settings import PipelineSettings
+
     from .http1 import Origin
+
+__all__ = ["HAND_OFF_ABOVE", "EventLoop", "LoopDownloader"]
 
 #: Bodies longer than this are handed to a worker thread: another core copies them.
 HAND_OFF_ABOVE = 8 * 1024 * 1024
@@ -68,6 +71,22 @@ HEAD_READ = MIN_BUFFER - MAX_HEAD
 SWEEP_INTERVAL = 0.1
 
 _CONNECTING, _SENDING, _HEAD, _BODY, _IDLE = range(5)
+
+
+class LoopDownloader(Protocol):
+    """What the loop needs of the downloader that runs it (a ``FastDownloader``).
+
+    The loop takes the downloader as this, not by its class, so that the
+    downloader's module imports the loop and never the other way round.
+    """
+
+    settings: PipelineSettings
+
+    def needs_session(self, url: str) -> bool:
+        """True when ``url`` must go through a requests.Session (a proxy, credentials)."""
+
+    def within_deadline(self, request: DownloadRequest, attempt: Callable[[], int]) -> int:
+        """Run ``attempt``, the current attempt at ``request``, under its --file-timeout."""
 
 
 class _Connection:
@@ -115,7 +134,7 @@ class EventLoop:
     """Downloads the jobs of one :class:`DownloadFeed` on the calling thread."""
 
     def __init__(
-        self, downloader: FastDownloader, transport: SocketTransport, feed: DownloadFeed
+        self, downloader: LoopDownloader, transport: SocketTransport, feed: DownloadFeed
     ) -> None:
         self.downloader = downloader
         self.transport = transport
@@ -193,18 +212,18 @@ class EventLoop:
 
     def _start(self, job: DownloadJob) -> None:
         feed = self.feed
-        url = job.file_data.url
+        url = job.request.url
         try:
-            request = Request(url, self.transport._host_header)
+            request = Request(url, self.transport.host_header, wire=True)
         except BaseException as exc:  # noqa: BLE001 - the file's error
             feed.failed(job, exc)
             return
-        if request.origin[0] or self.downloader._needs_session(url):  # https, a proxy...
+        if request.origin[0] or self.downloader.needs_session(url):  # https, a proxy...
             feed.hand_off(job)
             return
-        if job.file_data.additional_fields.get("headers"):
+        if job.request.own_headers:
             try:
-                block = self.transport.entry_block(entry_headers(job.file_data.additional_fields))
+                block = self.transport.entry_block(job.request.headers)
             except BaseException as exc:  # noqa: BLE001 - the file's error
                 feed.failed(job, exc)
                 return
@@ -242,10 +261,9 @@ class EventLoop:
 
     def _header_block(self, job: DownloadJob) -> bytes:
         """The header lines of ``job``'s request: the run's, or its entry's over them."""
-        fields = job.file_data.additional_fields
-        if not fields.get("headers"):
-            return self.transport._headers
-        block = self.transport.entry_block(entry_headers(fields))
+        if not job.request.own_headers:
+            return self.transport.header_block
+        block = self.transport.entry_block(job.request.headers)
         assert block is not None, "an entry naming its Host is handed off at the start"
         return block
 
@@ -369,7 +387,7 @@ class EventLoop:
         else:  # the head came in pieces: what follows it is copied before it is cleared
             body = memoryview(bytes(data[body_start:end]))
             data.clear()
-        writer = connection.writer = body_writer(self._job(connection).destination)
+        writer = connection.writer = self._job(connection).request.writer
         try:
             writer.begin(status, headers.get, length)
         except OSError as exc:
@@ -431,21 +449,9 @@ class EventLoop:
         self.busy.discard(connection)
         connection.job = None
         sock.setblocking(True)
-        attempt = functools.partial(
-            self.transport.resume,
-            job.file_data.url,
-            sock,
-            received,
-            job.destination,
-            self.feed.should_stop,
-        )
-        if job.file_data.additional_fields.get("headers"):
-            # The entry's own headers, for the redirect hops the worker thread may follow.
-            attempt = functools.partial(
-                attempt, headers=entry_headers(job.file_data.additional_fields)
-            )
+        attempt = functools.partial(self.transport.resume, job.request, sock, received)
         # The worker thread blocks on the socket: --file-timeout hangs it up there.
-        attempt = functools.partial(self.downloader.within_deadline, job.destination, attempt)
+        attempt = functools.partial(self.downloader.within_deadline, job.request, attempt)
         self.feed.hand_off(job, attempt)
 
     # -- failures -------------------------------------------------------------------------
@@ -479,7 +485,7 @@ class EventLoop:
     def _sweep(self) -> None:
         """Fail the connections that have waited longer than the timeout, or past --file-timeout."""
         for connection in list(self.busy):
-            writer = body_writer(self._job(connection).destination)
+            writer = self._job(connection).request.writer
             if writer.timed_out:
                 self._give_up(connection, writer.timeout_error())
         limit = self.now - self.timeout

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
+__all__ = ["DNS_TTL", "MAX_HOSTS", "RESOLVERS", "Address", "HostNames"]
+
+
 #: How long a resolved host name is used, in seconds (curl keeps them 60 s too).
 DNS_TTL = 60.0
 #: Host name lookups at once (getaddrinfo blocks, so it runs on threads).

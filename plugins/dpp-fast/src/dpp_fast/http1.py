@@ -130,9 +130,11 @@ class Request:
 
     __slots__ = ("host", "origin", "start")
 
-    def __init__(self, url: str, host_header: str | None) -> None:
+    def __init__(self, url: str, host_header: str | None, *, wire: bool = False) -> None:
+        """``wire``: ``url`` is a request's, checked and quoted once at input: not again."""
         try:
-            check_characters(url, spaces=True)  # a redirect's target may hold spaces
+            if not wire:
+                check_characters(url, spaces=True)  # a redirect's target may hold spaces
             parts = urlsplit(url)
             port = parts.port
             scheme = parts.scheme.lower()
@@ -153,11 +155,12 @@ class Request:
             authority = host
         if port is not None:
             authority = f"{authority}:{port}"
-        # Always re-quoted as requests does: the same URL gives the same request,
-        # and no CR, LF or space can split it.
-        target = quote_target(parts.path or "/")
+        # Re-quoted as requests does (a wire URL is already): the same URL gives the
+        # same request, and no CR, LF or space can split it.
+        path = parts.path or "/"
+        target = path if wire else quote_target(path)
         if parts.query:
-            target = f"{target}?{quote_target(parts.query)}"
+            target = f"{target}?{parts.query if wire else quote_target(parts.query)}"
         self.host = host
         self.origin: Origin = (tls, host, (443 if tls else 80) if port is None else port)
         self.start = f"GET {target} HTTP/1.1\r\nHost: {host_header or authority}\r\n".encode(

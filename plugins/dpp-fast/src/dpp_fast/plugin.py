@@ -7,6 +7,8 @@ from download_pipeline_processor.hookspecs import Register
 
 from .fast import FastDownloader
 
+__all__ = ["register_downloaders"]
+
 
 @hookimpl
 def register_downloaders(register: Register) -> None:

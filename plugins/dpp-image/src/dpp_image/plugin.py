@@ -5,6 +5,8 @@ from __future__ import annotations
 from download_pipeline_processor import hookimpl
 from download_pipeline_processor.hookspecs import Register
 
+__all__ = ["register_post_processors", "register_processors"]
+
 
 @hookimpl
 def register_processors(register: Register) -> None:

@@ -8,6 +8,8 @@ from download_pipeline_processor import hookimpl
 
 from .reader import read_parquet
 
+__all__ = ["register_input_formats"]
+
 
 @hookimpl
 def register_input_formats(register: Callable[..., None]) -> None:

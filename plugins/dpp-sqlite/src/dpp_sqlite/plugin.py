@@ -7,6 +7,8 @@ from download_pipeline_processor.hookspecs import Register
 
 from .post_processor import SqlitePostProcessor
 
+__all__ = ["register_post_processors"]
+
 
 @hookimpl
 def register_post_processors(register: Register) -> None:

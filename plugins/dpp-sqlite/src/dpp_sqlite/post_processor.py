@@ -21,6 +21,9 @@ from download_pipeline_processor.report import input_fields, outcome_record, to_
 
 from . import schema
 
+__all__ = ["FLUSH_INTERVAL", "SqlitePostProcessor", "utc_now"]
+
+
 #: Default for the ``flush_interval`` option, in seconds.
 FLUSH_INTERVAL = 0.5
 

@@ -13,6 +13,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+__all__ = [
+    "BUSY_TIMEOUT",
+    "FILE_COLUMNS",
+    "RUN_COLUMNS",
+    "connect",
+    "create_tables",
+    "finish_run_sql",
+    "insert_files_sql",
+    "insert_run_sql",
+    "runs_table_name",
+    "summarise_run_sql",
+    "transaction",
+    "validate_table_name",
+]
+
+
 #: Seconds a writer waits for another connection's lock before giving up.
 BUSY_TIMEOUT = 30.0
 

@@ -11,6 +11,20 @@ import pluggy
 
 from . import hookspecs
 
+__all__ = [
+    "BUILTIN_DISTRIBUTION",
+    "DEFAULT_PLUGINS",
+    "LOAD_PLUGINS_ENV",
+    "PipelinePluginManager",
+    "PluginLoadFailure",
+    "PluginSource",
+    "create_plugin_manager",
+    "has_observers",
+    "load_entry_points",
+    "notify_observers",
+]
+
+
 logger = logging.getLogger(__name__)
 
 #: The built-in hook implementations, registered like any plugin: the name the
