@@ -26,7 +26,6 @@ from download_pipeline_processor.testing import (
     run_pipeline,
 )
 from dpp_curl import CurlDownloader, plugin
-from dpp_curl.transfer import LANE_AT_END_ABOVE
 
 if TYPE_CHECKING:
     from conftest import H2Server
@@ -149,8 +148,8 @@ class TestWritingThreads:
     def test_bodies_end_on_the_writing_threads(
         self, file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Bodies past LANE_AT_END_ABOVE, of several blocks or one, are written off the loop."""
-        bodies = {f"/w{i}.bin": os.urandom(LANE_AT_END_ABOVE + i * 50_000) for i in range(12)}
+        """Bodies longer than a block are written off the loop, their last block too."""
+        bodies = {f"/w{i}.bin": os.urandom(650_000 + i * 50_000) for i in range(12)}
         entries = [
             {"id": p, "url": file_server.add(p, body), "sha256": hashlib.sha256(body).hexdigest()}
             for p, body in bodies.items()
@@ -182,10 +181,8 @@ class TestWritingThreads:
         caplog: pytest.LogCaptureFixture,
     ) -> None:
         """A stop with bodies still on the writing threads ends the run, no file left behind."""
-        entries = [
-            {"url": file_server.add(f"/s{i}.bin", os.urandom(2 * LANE_AT_END_ABOVE))}
-            for i in range(8)
-        ]
+        # Under two blocks: a whole body fits its lane while the writes are held.
+        entries = [{"url": file_server.add(f"/s{i}.bin", os.urandom(120_000))} for i in range(8)]
         slow_disk = threading.Event()
         write_many = BodyWriter.write_many
 
@@ -206,6 +203,7 @@ class TestWritingThreads:
             plugin_manager=make_plugin_manager(plugin),
             downloader="curl",
             download_workers=8,
+            chunk_size=64 * 1024,
             download_cache=tmp_path / "cache",
             retry_backoff=0,
         )

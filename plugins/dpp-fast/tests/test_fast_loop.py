@@ -201,11 +201,11 @@ class TestWritingThreads:
     def test_bodies_are_written_off_the_loop(
         self, server: FileServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Bodies past LANE_ABOVE are written on the writing threads and arrive whole."""
+        """Bodies longer than a read are written on the writing threads and arrive whole."""
         files = []
         expected = {}
         for index in range(10):
-            body = os.urandom(fast_loop.LANE_ABOVE + index * 40_000)
+            body = os.urandom(100_000 + index * 40_000)
             files.append({"id": f"w{index}", "url": server.add(f"/w{index}.bin", body)})
             expected[f"w{index}"] = sha256(body)
         writing: set[str] = set()
@@ -217,7 +217,7 @@ class TestWritingThreads:
             write_many(writer, chunks)
 
         monkeypatch.setattr(BodyWriter, "write_many", noting)
-        outcome = run_fast(files, cache_root, "checksum", download_workers=4)
+        outcome = run_fast(files, cache_root, "checksum", download_workers=4, chunk_size=65_536)
         assert outcome.exit_code == 0, outcome.failures[:3]
         assert {fd.id: fd.download.sha256 for _, fd in outcome.outcomes} == expected
         assert writing

@@ -59,16 +59,13 @@ if TYPE_CHECKING:
 
     from .config import CurlConfig
 
-__all__ = ["LANE_AT_END_ABOVE", "MAX_DRAIN", "MAX_PENDING_CHUNKS", "Transfer", "new_handle"]
+__all__ = ["MAX_DRAIN", "MAX_PENDING_CHUNKS", "Transfer", "new_handle"]
 
 
 #: Error and redirect bodies up to this size are read off so the connection is kept.
 MAX_DRAIN = 1024 * 1024
 #: Chunks gathered at most before a write (writev takes at most IOV_MAX of them).
 MAX_PENDING_CHUNKS = 512
-#: A body at least this long ends on the writing thread too: its last block
-#: and its digests are finished there while the engine goes on (see Engine.step).
-LANE_AT_END_ABOVE = 256 * 1024
 
 _HEAD, _BODY, _DRAIN = range(3)
 _HTTP = pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS
@@ -299,8 +296,7 @@ class Transfer:
             if self.pending_size >= self.config.block_size or len(pending) >= MAX_PENDING_CHUNKS:
                 try:
                     if self.lane is None:
-                        expected = self.expected
-                        self._open_lane(last=expected is not None and self.size >= expected)
+                        self._open_lane()
                     self._flush()
                 except BaseException as exc:  # noqa: BLE001 - a full disk, a limit: kept for finish()
                     self.error = exc
@@ -313,22 +309,19 @@ class Transfer:
         self.error = TransientDownloadError("ProtocolError: a body without a response head")
         return 0
 
-    def _open_lane(self, last: bool = False) -> None:
-        """Write the rest of the body on the writing thread: when more than this block
-        comes, or (``last``) when the body is long enough to be worth finishing there.
+    def _open_lane(self) -> None:
+        """Write the rest of the body on the writing thread, when more than this block comes.
 
-        Not under ``--limit-rate``: the writer's sleep then paces the reading,
-        on this thread.
+        Its last block and digests are then finished there while the engine
+        goes on (see :meth:`complete`).  A body of one block costs less written
+        here than handed over.  Not under ``--limit-rate``: the writer's sleep
+        then paces the reading, on this thread.
         """
         expected = self.expected
         if (
             self.behind is not None
             and self.writer.rate is None
-            and (
-                self.size >= LANE_AT_END_ABOVE
-                if last
-                else (expected is None or expected > self.size)
-            )
+            and (expected is None or expected > self.size)
         ):
             self.lane = self.behind.lane(self.writer)
 
@@ -462,8 +455,6 @@ class Transfer:
         if self.expected is not None and self.size != self.expected:
             raise truncated(self.size, self.expected)
         check_status(self.status, self.reason, self.headers.get("retry-after"))
-        if self.lane is None:
-            self._open_lane(last=True)
         if self.lane is not None:
             self._flush()  # the last block; complete() closes the file once it is written
         else:

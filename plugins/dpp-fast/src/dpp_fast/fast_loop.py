@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
     from .http1 import Origin
 
-__all__ = ["CLOSING_POLL", "HAND_OFF_ABOVE", "LANE_ABOVE", "EventLoop", "LoopDownloader"]
+__all__ = ["CLOSING_POLL", "HAND_OFF_ABOVE", "EventLoop", "LoopDownloader"]
 
 #: Bodies longer than this are handed to a worker thread: another core copies them.
 HAND_OFF_ABOVE = 8 * 1024 * 1024
@@ -70,9 +70,6 @@ HAND_OFF_ABOVE = 8 * 1024 * 1024
 HEAD_READ = MIN_BUFFER - MAX_HEAD
 #: How often timeouts are checked, in seconds.
 SWEEP_INTERVAL = 0.1
-#: Bodies this long or longer (or longer than a read) are written and hashed
-#: on the writing threads (``write_behind``), and end there while the loop goes on.
-LANE_ABOVE = 256 * 1024
 #: How often, at most, bodies ending on the writing threads are looked at, in seconds.
 CLOSING_POLL = 0.001
 
@@ -410,8 +407,11 @@ class EventLoop:
             writer.begin(status, headers.get, length)
         except OSError as exc:
             raise _LocalError(exc) from exc
-        # Not under --limit-rate: the writer's sleep then paces the reading, here.
-        if writer.rate is None and (length >= LANE_ABOVE or length > self.read_size):
+        # A body longer than a read is written and hashed on a writing thread
+        # (``write_behind``), and ends there while the loop goes on; a shorter one
+        # costs less written here than handed over.  Not under --limit-rate: the
+        # writer's sleep then paces the reading, here.
+        if writer.rate is None and length > self.read_size:
             connection.lane = self.behind.lane(writer)
         connection.size = length
         connection.left = length
