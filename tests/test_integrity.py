@@ -406,3 +406,54 @@ class TestFileTimeoutHangsUp:
         assert line["id"] == "slow"
         assert "file timeout: attempt took longer than 1 s" in line["error"]["message"]
         assert took < 20
+
+
+class TestInSmallBlocks:
+    """A body of many blocks (``chunk_size`` small): the same rules, block after block.
+
+    An event-loop downloader writes such a body on its writing thread
+    (``write_behind``): the checks and the limit must hold there too.
+    """
+
+    def test_checks_hold_across_blocks(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """A body written in a dozen blocks matches its size, sha256 and md5."""
+        entry = {
+            "url": server.add(path(), BODY),
+            "size": len(BODY),
+            "sha256": sha256(BODY),
+            "md5": hashlib.md5(BODY).hexdigest(),  # noqa: S324 - a checksum, not security
+        }
+        outcome = run(transport, [entry], tmp_path, chunk_size=4096)
+        assert outcome.exit_code == 0, outcome.failures
+        [(result, file_data)] = outcome.outcomes
+        assert result == sha256(BODY)
+        assert file_data.download.size == len(BODY)
+
+    def test_a_mismatch_across_blocks_fails(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """A wrong sha256 over a body of many blocks fails naming the check."""
+        fields, message = MISMATCHES["sha256"]
+        entry = {"url": server.add(path(), BODY), **fields}
+        outcome = run(transport, [entry], tmp_path, chunk_size=4096, max_retries=0)
+        assert outcome.exit_code == 1
+        [failed] = outcome.failures
+        assert failed.error is not None
+        assert message in str(failed.error.error)
+        assert leftover_files(tmp_path / "cache") == []
+
+    def test_a_body_growing_past_the_limit_is_cut_off_between_blocks(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """A chunked body past --max-file-size fails, in small blocks too."""
+        url = server.add(path(), BODY, range_options=RangeOptions(ranges=False, chunked=True))
+        outcome = run(transport, [{"url": url}], tmp_path, max_file_size=20_000, chunk_size=4096)
+        assert outcome.exit_code == 1
+        [failed] = outcome.failures
+        assert failed.error is not None
+        assert "file too large: cut off past --max-file-size of 20000 bytes" in str(
+            failed.error.error
+        )
+        assert leftover_files(tmp_path / "cache") == []

@@ -124,3 +124,18 @@ class TestResume:
         ranges = [headers.get("Range") for headers in requests_for(server, route)]
         assert ranges == [None, f"bytes={CUT}-", f"bytes={2 * CUT}-"]
         assert leftover_files(tmp_path / "cache") == []
+
+
+class TestResumeInSmallBlocks:
+    def test_a_body_cut_between_blocks_continues_where_it_stopped(
+        self, server: FileServer, transport: str, tmp_path: Path
+    ) -> None:
+        """Written in small blocks, every byte before the cut is kept: the retry asks from CUT."""
+        route, url = serve(server, RangeOptions(etags=('"v1"',), cut_after=CUT))
+        outcome = run(transport, [{"url": url, "sha256": sha256(BODY)}], tmp_path, chunk_size=4096)
+        assert outcome.exit_code == 0, outcome.failures
+        [(result, file_data)] = outcome.outcomes
+        assert result == sha256(BODY)
+        assert file_data.download.attempts == 2
+        _, second = requests_for(server, route)
+        assert second["Range"] == f"bytes={CUT}-"

@@ -16,6 +16,7 @@ from download_pipeline_processor.errors import PermanentDownloadError
 from download_pipeline_processor.file_data import FileData
 from download_pipeline_processor.pipeline import ProcessingPipeline
 from download_pipeline_processor.settings import PipelineSettings
+from download_pipeline_processor.sink import BodyWriter
 from download_pipeline_processor.testing import (
     CollectingPostProcessor,
     FileServer,
@@ -139,6 +140,81 @@ class TestFetchMany:
         # The file server's own threads (one per connection) are in this process too.
         server_threads = 64
         assert max(peak) - before - server_threads < 12
+
+
+class TestWritingThreads:
+    """Large bodies are written and hashed beside the loop, whole and checked."""
+
+    def test_bodies_end_on_the_writing_threads(
+        self, file_server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Bodies longer than a block are written off the loop, their last block too."""
+        bodies = {f"/w{i}.bin": os.urandom(650_000 + i * 50_000) for i in range(12)}
+        entries = [
+            {"id": p, "url": file_server.add(p, body), "sha256": hashlib.sha256(body).hexdigest()}
+            for p, body in bodies.items()
+        ]
+        writing: set[str] = set()
+        write_many = BodyWriter.write_many
+
+        def noting(writer: BodyWriter, chunks: Any) -> None:
+            # A spy on the real writer: which thread writes (nothing is replaced).
+            writing.add(threading.current_thread().name)
+            write_many(writer, chunks)
+
+        monkeypatch.setattr(BodyWriter, "write_many", noting)
+        outcome = run_curl(
+            entries, download_workers=6, chunk_size=300_000, download_cache=tmp_path / "cache"
+        )
+        assert outcome.exit_code == 0, outcome.failures
+        digests = {fd.id: result for result, fd in outcome.outcomes}
+        assert digests == {p: hashlib.sha256(b).hexdigest() for p, b in bodies.items()}
+        assert writing
+        assert all(name.startswith("dpp-curl-writes-") for name in writing), writing
+        assert leftover_files(tmp_path / "cache") == []
+
+    def test_stop_while_bodies_are_written(
+        self,
+        file_server: FileServer,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A stop with bodies still on the writing threads ends the run, no file left behind."""
+        # Under two blocks: a whole body fits its lane while the writes are held.
+        entries = [{"url": file_server.add(f"/s{i}.bin", os.urandom(120_000))} for i in range(8)]
+        slow_disk = threading.Event()
+        write_many = BodyWriter.write_many
+
+        def held(writer: BodyWriter, chunks: Any) -> None:
+            # The real write, held back until the stop: every body is still being written.
+            slow_disk.wait(10)
+            write_many(writer, chunks)
+
+        monkeypatch.setattr(BodyWriter, "write_many", held)
+
+        def stop() -> None:
+            pipeline.stop(130)
+            time.sleep(0.2)
+            slow_disk.set()
+
+        pipeline = ProcessingPipeline(
+            Digest,
+            plugin_manager=make_plugin_manager(plugin),
+            downloader="curl",
+            download_workers=8,
+            chunk_size=64 * 1024,
+            download_cache=tmp_path / "cache",
+            retry_backoff=0,
+        )
+        threading.Timer(0.5, stop).start()
+        assert pipeline.run(entries) == 130
+        messages = [record.getMessage() for record in caplog.records]
+        assert not [text for text in messages if "downloader failed" in text], messages
+        ended = [text for text in messages if " in download: " in text]
+        assert ended
+        assert all("run stopped during the download" in text for text in ended), ended
+        assert leftover_files(tmp_path / "cache") == []
 
 
 class TestHttp2:

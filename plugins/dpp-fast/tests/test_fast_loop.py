@@ -33,6 +33,7 @@ from download_pipeline_processor.errors import (
     PipelineInterrupted,
     TransientDownloadError,
 )
+from download_pipeline_processor.sink import BodyWriter
 from download_pipeline_processor.testing import (
     CLOSE,
     Answer,
@@ -192,6 +193,36 @@ class TestManyFiles:
         assert server.request_count() == 300
         assert leftover_files(cache_root) == []
         assert list(cache_root.iterdir()) == []  # the run's folder is gone too
+
+
+class TestWritingThreads:
+    """Longer bodies are written and hashed beside the loop, whole and checked."""
+
+    def test_bodies_are_written_off_the_loop(
+        self, server: FileServer, cache_root: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Bodies longer than a read are written on the writing threads and arrive whole."""
+        files = []
+        expected = {}
+        for index in range(10):
+            body = os.urandom(100_000 + index * 40_000)
+            files.append({"id": f"w{index}", "url": server.add(f"/w{index}.bin", body)})
+            expected[f"w{index}"] = sha256(body)
+        writing: set[str] = set()
+        write_many = BodyWriter.write_many
+
+        def noting(writer: BodyWriter, chunks: Any) -> None:
+            # A spy on the real writer: which thread writes (nothing is replaced).
+            writing.add(threading.current_thread().name)
+            write_many(writer, chunks)
+
+        monkeypatch.setattr(BodyWriter, "write_many", noting)
+        outcome = run_fast(files, cache_root, "checksum", download_workers=4, chunk_size=65_536)
+        assert outcome.exit_code == 0, outcome.failures[:3]
+        assert {fd.id: fd.download.sha256 for _, fd in outcome.outcomes} == expected
+        assert writing
+        assert all(name.startswith("dpp-fast-writes-") for name in writing), writing
+        assert leftover_files(cache_root) == []
 
 
 class TestMultiplexing:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pycurl
 
 from download_pipeline_processor.errors import TransientDownloadError
+from download_pipeline_processor.write_behind import WriteBehind
 
 from .transfer import new_handle
 
@@ -29,11 +30,13 @@ if TYPE_CHECKING:
     from .config import CurlConfig
     from .transfer import Transfer
 
-__all__ = ["SWEEP_INTERVAL", "Engine"]
+__all__ = ["CLOSING_POLL", "SWEEP_INTERVAL", "Engine"]
 
 
 #: How often transfers are checked for the timeout, at most, in seconds.
 SWEEP_INTERVAL = 0.1
+#: How often, at most, bodies finishing on the writing threads are looked at, in seconds.
+CLOSING_POLL = 0.001
 
 _now = time.monotonic
 
@@ -53,17 +56,22 @@ class Engine:
         self.watched: dict[int, int] = {}  # socket -> selector events
         self.timer: float | None = None  # when libcurl wants socket_action(TIMEOUT)
         self.transfers: dict[pycurl.Curl, Transfer] = {}
+        #: Transfers whose bodies' last blocks are on the writing threads.
+        self.closing: list[Transfer] = []
         self.spare: list[pycurl.Curl] = []
         self.spare_limit = connections
         self.ended: list[Transfer] = []
         self.next_sweep = 0.0
         self.sweep_interval = min(SWEEP_INTERVAL, config.timeout / 4)
         self.callback_error: BaseException | None = None
+        #: Writes and hashes the large bodies beside this thread (started by the first);
+        #: a body is at most two blocks ahead of its file, the third being gathered.
+        self.behind = WriteBehind(2 * config.block_size, name="curl-writes")
 
     @property
     def busy(self) -> bool:
-        """True while any transfer is in flight."""
-        return bool(self.transfers)
+        """True while any transfer is in flight, or its body is still being written."""
+        return bool(self.transfers or self.closing)
 
     # -- libcurl's callbacks (they must not raise: pycurl would print it) -----------------
 
@@ -97,6 +105,7 @@ class Engine:
     def start(self, transfer: Transfer) -> bool:
         """Set ``transfer``'s current hop going; False when that failed and ended it."""
         handle = self.spare.pop() if self.spare else new_handle(self.config)
+        transfer.behind = self.behind
         try:
             transfer.setup(handle)
             self.multi.add_handle(handle)
@@ -113,6 +122,8 @@ class Engine:
         now = _now()
         if self.timer is not None:
             wait = min(wait, max(self.timer - now, 0.0))
+        if self.closing:
+            wait = min(wait, CLOSING_POLL)
         if not self.ended:
             for key, mask in self.selector.select(wait):
                 flags = (pycurl.CSELECT_IN if mask & selectors.EVENT_READ else 0) | (
@@ -124,6 +135,8 @@ class Engine:
             self.timer = None  # the callback may set the next one during the call
             multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
         self._collect()
+        if self.closing:
+            self._complete_written()
         if self.callback_error is not None:
             error, self.callback_error = self.callback_error, None
             raise error
@@ -151,8 +164,28 @@ class Engine:
         os_errno = handle.getinfo(pycurl.OS_ERRNO) if code else 0
         self.multi.remove_handle(handle)
         self._release(handle)
-        if not transfer.finish(code, message, os_errno) or not self.start(transfer):
-            self.ended.append(transfer)  # done, failed, or its next redirect hop could not start
+        self._after_hop(transfer, transfer.finish(code, message, os_errno))
+
+    def _after_hop(self, transfer: Transfer, more: bool) -> None:
+        """Start the next hop, or end the transfer, or wait for its body's last blocks."""
+        if more:
+            if not self.start(transfer):
+                self.ended.append(transfer)  # its next redirect hop could not start
+        elif transfer.finished:
+            self.ended.append(transfer)  # done or failed
+        else:
+            self.closing.append(transfer)
+
+    def _complete_written(self) -> None:
+        """End the transfers whose bodies the writing threads have finished."""
+        still = []
+        for transfer in self.closing:
+            if transfer.written:
+                transfer.complete()
+                self.ended.append(transfer)
+            else:
+                still.append(transfer)
+        self.closing = still
 
     def _timed_out(self, handle: pycurl.Curl, transfer: Transfer) -> None:
         """End a hop that saw no byte for the timeout, as libcurl's own timeout would end it.
@@ -162,10 +195,7 @@ class Engine:
         del self.transfers[handle]
         self.multi.remove_handle(handle)
         self._release(handle)
-        if not transfer.finish(pycurl.E_OPERATION_TIMEDOUT, "timed out", 0) or not self.start(
-            transfer
-        ):
-            self.ended.append(transfer)
+        self._after_hop(transfer, transfer.finish(pycurl.E_OPERATION_TIMEDOUT, "timed out", 0))
 
     def _release(self, handle: pycurl.Curl) -> None:
         if len(self.spare) < self.spare_limit:
@@ -184,11 +214,14 @@ class Engine:
         self, transfer: Transfer, error: BaseException, handle: pycurl.Curl | None = None
     ) -> None:
         """End ``transfer`` now with ``error``; it is returned by the next :meth:`step`."""
-        if handle is None:
-            handle = next(h for h, t in self.transfers.items() if t is transfer)
-        del self.transfers[handle]
-        self.multi.remove_handle(handle)  # closes its connection unless it can be kept
-        self._release(handle)
+        if transfer in self.closing:
+            self.closing.remove(transfer)  # its body is being written: fail() waits for it
+        else:
+            if handle is None:
+                handle = next(h for h, t in self.transfers.items() if t is transfer)
+            del self.transfers[handle]
+            self.multi.remove_handle(handle)  # closes its connection unless it can be kept
+            self._release(handle)
         transfer.fail(error)
         self.ended.append(transfer)
 
@@ -196,12 +229,15 @@ class Engine:
         """End every transfer with ``error``; return them, and those ended but not yet returned."""
         for handle, transfer in list(self.transfers.items()):
             self.abort(transfer, error, handle)
+        for transfer in list(self.closing):
+            self.abort(transfer, error)
         ended, self.ended = self.ended, []
         return ended
 
     def close(self) -> None:
         """Abandon the transfers in flight and close every handle and connection."""
         self.abort_all(TransientDownloadError("the downloader was closed"))
+        self.behind.close()
         for handle in self.spare:
             handle.close()
         self.spare.clear()

@@ -13,7 +13,10 @@ through the framework's shared ones (:mod:`~download_pipeline_processor.http_rul
 - The length rules: Transfer-Encoding wins over Content-Length, a garbage
   Content-Length fails the file, and a body must be as long as announced.
 - Body bytes are gathered into blocks of ``block_size`` and written with one
-  ``writev``: a small file is one write, a large one a write per block.
+  ``writev``: a small file is one write, a large one a write per block.  A
+  body longer than a block is written on the engine's writing thread (a
+  :class:`~download_pipeline_processor.write_behind.WriteBehind` lane), so
+  that copying it to the file and hashing it leave this thread to the network.
 
 The callbacks run inside libcurl: they never raise (pycurl would print the
 traceback), they keep the error and tell libcurl to stop instead.
@@ -45,6 +48,7 @@ from download_pipeline_processor.http_rules import (
     truncated_chunked,
 )
 from download_pipeline_processor.redact import scrub
+from download_pipeline_processor.write_behind import Lane, WriteBehind
 
 from .config import entry_header_lines
 from .failures import curl_error
@@ -122,6 +126,7 @@ class Transfer:
     """One attempt at a :class:`DownloadRequest`: a redirect hop at a time on an easy handle."""
 
     __slots__ = (
+        "behind",
         "config",
         "destination",
         "drained",
@@ -132,6 +137,7 @@ class Transfer:
         "headers",
         "hops",
         "job",
+        "lane",
         "mode",
         "pending",
         "pending_size",
@@ -182,6 +188,9 @@ class Transfer:
         self.pending: list[bytes] = []
         self.pending_size = 0
         self.widening: Widening | None = None
+        #: The engine's writing thread (set by the engine), and this body's lane to it.
+        self.behind: WriteBehind | None = None
+        self.lane: Lane | None = None
         self.mode = _HEAD
         self.status = 0
         self.reason = ""
@@ -305,6 +314,8 @@ class Transfer:
             self.pending_size += size
             if self.pending_size >= self.config.block_size or len(pending) >= MAX_PENDING_CHUNKS:
                 try:
+                    if self.lane is None:
+                        self._open_lane()
                     self._flush()
                 except BaseException as exc:  # noqa: BLE001 - a full disk, a limit: kept for finish()
                     self.error = exc
@@ -317,13 +328,53 @@ class Transfer:
         self.error = TransientDownloadError("ProtocolError: a body without a response head")
         return 0
 
+    def _open_lane(self) -> None:
+        """Write the rest of the body on the writing thread, when more than this block comes.
+
+        Its last block and digests are then finished there while the engine
+        goes on (see :meth:`complete`).  A body of one block costs less written
+        here than handed over.  Not under ``--limit-rate``: the writer's sleep
+        then paces the reading, on this thread.
+        """
+        expected = self.expected
+        if (
+            self.behind is not None
+            and self.writer.rate is None
+            and (expected is None or expected > self.size)
+        ):
+            self.lane = self.behind.lane(self.writer)
+
+    @property
+    def written(self) -> bool:
+        """True once the writing thread has nothing of this body left (see :meth:`complete`)."""
+        lane = self.lane
+        return lane is None or not lane.queued
+
+    def complete(self) -> None:
+        """A body finishing on the writing thread is written: close its file; the attempt ends."""
+        try:
+            self._close_file()  # the lane is idle: no wait; raises what a write raised
+        except BaseException as exc:  # noqa: BLE001 - the file's error, given back as such
+            self.fail(exc)
+            return
+        self.finished = True
+
     def _flush(self) -> None:
         pending = self.pending
         if not pending:
             return
         self.pending = []
         self.pending_size = 0
-        self.writer.write_many(pending)
+        if self.lane is not None:
+            self.lane.write(pending)  # raises what an earlier block's write raised
+        else:
+            self.writer.write_many(pending)
+
+    def _end_lane(self) -> None:
+        """Wait for the body's blocks on the writing thread; raise what a write raised."""
+        lane, self.lane = self.lane, None
+        if lane is not None:
+            lane.finish()
 
     def _close_file(self) -> None:
         """Write what is gathered and close the file; raises OSError (a full disk, say)."""
@@ -331,7 +382,10 @@ class Transfer:
             return
         self.writing = False
         try:
-            self._flush()
+            try:
+                self._flush()
+            finally:
+                self._end_lane()
         finally:
             self.writer.close()  # may report a failed write-back
             self._end_widening()
@@ -356,7 +410,9 @@ class Transfer:
         except BaseException as exc:  # noqa: BLE001 - the file's error, given back as such
             self.fail(exc)
             return False
-        self.finished = True
+        # With a lane, its last blocks are still being written: the engine
+        # calls complete() once they are (``finished`` stays False until then).
+        self.finished = self.lane is None
         return False
 
     def fail(self, error: BaseException) -> None:
@@ -368,6 +424,8 @@ class Transfer:
             # What came is kept for a resume; a writer that refuses it starts over itself.
             with contextlib.suppress(Exception):
                 self._flush()
+            with contextlib.suppress(Exception):
+                self._end_lane()
             with contextlib.suppress(OSError):
                 self.writer.close()
         self.pending = []
@@ -408,11 +466,18 @@ class Transfer:
             raise curl_error(code, message, os_errno, *self.visited)
         if self.mode != _BODY:
             raise TransientDownloadError("ProtocolError: the answer ended before its head")
-        self._close_file()
+        self._end_body()
+        return False
+
+    def _end_body(self) -> None:
+        """The body came whole: check it, then write its last block and close the file."""
         if self.expected is not None and self.size != self.expected:
             raise truncated(self.size, self.expected)
         check_status(self.status, self.reason, self.headers.get("retry-after"))
-        return False
+        if self.lane is not None:
+            self._flush()  # the last block; complete() closes the file once it is written
+        else:
+            self._close_file()
 
     def _follow(self, location: str) -> None:
         if self.hops >= self.config.max_redirects:

@@ -41,6 +41,7 @@ from download_pipeline_processor.errors import (
 )
 from download_pipeline_processor.http_rules import truncated
 from download_pipeline_processor.sink import BodyWriter
+from download_pipeline_processor.write_behind import Lane, WriteBehind
 
 from .host_names import Address, HostNames
 from .http1 import (
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 
     from .http1 import Origin
 
-__all__ = ["HAND_OFF_ABOVE", "EventLoop", "LoopDownloader"]
+__all__ = ["CLOSING_POLL", "HAND_OFF_ABOVE", "EventLoop", "LoopDownloader"]
 
 #: Bodies longer than this are handed to a worker thread: another core copies them.
 HAND_OFF_ABOVE = 8 * 1024 * 1024
@@ -69,6 +70,8 @@ HAND_OFF_ABOVE = 8 * 1024 * 1024
 HEAD_READ = MIN_BUFFER - MAX_HEAD
 #: How often timeouts are checked, in seconds.
 SWEEP_INTERVAL = 0.1
+#: How often, at most, bodies ending on the writing threads are looked at, in seconds.
+CLOSING_POLL = 0.001
 
 _CONNECTING, _SENDING, _HEAD, _BODY, _IDLE = range(5)
 
@@ -97,6 +100,7 @@ class _Connection:
         "events",
         "head",
         "job",
+        "lane",
         "left",
         "origin",
         "outgoing",
@@ -122,6 +126,7 @@ class _Connection:
         self.outgoing = b""
         self.head = bytearray()  # an incomplete response head
         self.writer: BodyWriter | None = None
+        self.lane: Lane | None = None  # the body's lane to a writing thread, if any
         self.left = 0
         self.size = 0
         self.received = False
@@ -150,6 +155,11 @@ class EventLoop:
         self.idle_limit = max(downloader.settings.download_workers, 16)
         self.host_names = HostNames()
         self.now = time.monotonic()
+        self.read_size = downloader.settings.read_size
+        #: Writes and hashes the longer bodies beside this thread; at most two reads ahead.
+        self.behind = WriteBehind(2 * size, name="fast-writes")
+        #: Jobs whose bodies came whole and are still being written: (job, writer, lane).
+        self.closing: list[tuple[DownloadJob, BodyWriter, Lane]] = []
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -161,16 +171,20 @@ class EventLoop:
                 if feed.should_stop.is_set():
                     self._abort_all(PipelineInterrupted("run stopped during the download"))
                     return
-                while (job := feed.take(wait=not self.busy)) is not None:
+                while (job := feed.take(wait=not (self.busy or self.closing))) is not None:
                     self.now = time.monotonic()  # take() may have waited
                     self._start(job)
-                if not self.busy:
+                if not (self.busy or self.closing):
                     return
                 timeout = min(feed.poll_interval, max(next_sweep - self.now, 0.0))
+                if self.closing:
+                    timeout = min(timeout, CLOSING_POLL)
                 events = self.selector.select(timeout)
                 self.now = time.monotonic()
                 for key, _ in events:
                     self._ready(key.data)
+                if self.closing:
+                    self._complete_written()
                 if self.now >= next_sweep:
                     self._sweep()
                     next_sweep = self.now + SWEEP_INTERVAL
@@ -185,6 +199,7 @@ class EventLoop:
             self.idle.clear()
             self.selector.close()
             self.host_names.close()
+            self.behind.close()
 
     def _ready(self, connection: _Connection) -> None:
         state = connection.state
@@ -392,6 +407,12 @@ class EventLoop:
             writer.begin(status, headers.get, length)
         except OSError as exc:
             raise _LocalError(exc) from exc
+        # A body longer than a read is written and hashed on a writing thread
+        # (``write_behind``), and ends there while the loop goes on; a shorter one
+        # costs less written here than handed over.  Not under --limit-rate: the
+        # writer's sleep then paces the reading, here.
+        if writer.rate is None and length > self.read_size:
+            connection.lane = self.behind.lane(writer)
         connection.size = length
         connection.left = length
         connection.state = _BODY
@@ -412,8 +433,13 @@ class EventLoop:
             body = body[:left]
             connection.reusable = False  # bytes nobody asked for follow the body
         assert connection.writer is not None, "a body is written once begun"
+        lane = connection.lane
         try:
-            connection.writer.write(body)
+            if lane is not None:
+                # The loop reads into its buffer again: the lane keeps a copy.
+                lane.write([bytes(body)])  # raises what an earlier block's write raised
+            else:
+                connection.writer.write(body)
         except OSError as exc:
             raise _LocalError(exc) from exc
         connection.left = left = left - len(body)
@@ -423,11 +449,13 @@ class EventLoop:
     def _done(self, connection: _Connection) -> None:
         job = self._job(connection)
         writer, connection.writer = connection.writer, None
+        lane, connection.lane = connection.lane, None
         assert writer is not None, "a body is written once begun"
-        try:
-            writer.close()  # may report a failed write-back (NFS, a full disk)
-        except OSError as exc:
-            raise _LocalError(exc) from exc
+        if lane is None:
+            try:
+                writer.close()  # may report a failed write-back (NFS, a full disk)
+            except OSError as exc:
+                raise _LocalError(exc) from exc
         connection.job = None
         connection.request = None
         self.busy.discard(connection)
@@ -439,7 +467,27 @@ class EventLoop:
             self._make_room()
         else:
             self._forget(connection)
-        self.feed.done(job, writer.size)
+        if lane is None:
+            self.feed.done(job, writer.size)
+        else:
+            self.closing.append((job, writer, lane))  # done once written (_complete_written)
+
+    def _complete_written(self) -> None:
+        """Report the jobs whose bodies the writing threads have finished."""
+        still = []
+        for entry in self.closing:
+            job, writer, lane = entry
+            if lane.queued:
+                still.append(entry)
+                continue
+            try:
+                lane.finish()  # raises what a write raised
+                writer.close()  # may report a failed write-back (NFS, a full disk)
+            except BaseException as exc:  # noqa: BLE001 - the file's error, given back as such
+                self.feed.failed(job, exc)
+                continue
+            self.feed.done(job, writer.size)
+        self.closing = still
 
     def _hand_off(self, connection: _Connection, received: bytes) -> None:
         """Let a worker thread finish this answer on this connection (no second request)."""
@@ -502,6 +550,13 @@ class EventLoop:
     def _abort_all(self, error: BaseException) -> None:
         for connection in list(self.busy):
             self._give_up(connection, error)
+        closing, self.closing = self.closing, []
+        for job, writer, lane in closing:
+            with contextlib.suppress(Exception):  # the attempt fails with ``error`` anyway
+                lane.finish()
+            with contextlib.suppress(OSError):
+                writer.close()
+            self.feed.failed(job, error)
 
     # -- connections ----------------------------------------------------------------------
 
@@ -520,6 +575,10 @@ class EventLoop:
 
     def _close(self, connection: _Connection) -> None:
         writer, connection.writer = connection.writer, None
+        lane, connection.lane = connection.lane, None
+        if lane is not None:
+            with contextlib.suppress(Exception):  # the body fails anyway: its blocks end first
+                lane.finish()
         if writer is not None:
             with contextlib.suppress(OSError):  # the file is discarded anyway
                 writer.close()
