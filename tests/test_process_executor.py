@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +31,10 @@ CLI = str(Path(sys.executable).parent / "download-pipeline-processor")
 
 
 @pytest.fixture(autouse=True)
-def _plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test plugin modules importable by name (the worker processes get sys.path too)."""
     monkeypatch.syspath_prepend(str(PLUGIN_MODULES))
     monkeypatch.setenv(LOAD_PLUGINS_ENV, "")
-    yield
 
 
 def invoke(args: list[str]) -> Result:
@@ -164,9 +162,7 @@ class TestExactlyOnce:
         records = read_report(report2)
         assert {r["id"]: r["result"]["sha256"] for r in records} == {i: digests[i] for i in flaky}
         for entry_id in digests:
-            assert file_server.request_count(f"/{entry_id}.bin") == (
-                2 if entry_id in flaky else 1
-            )
+            assert file_server.request_count(f"/{entry_id}.bin") == (2 if entry_id in flaky else 1)
 
 
 class TestBadOptions:
@@ -189,8 +185,15 @@ class TestBadOptions:
     ) -> None:
         listing = write_list(tmp_path / "l.json", [{"url": file_server.add("/o", b"o")}])
         result = invoke(
-            ["--files", str(listing), "--executor", "processes", "--executor-option", "processes=2"]
-            + extra
+            [
+                "--files",
+                str(listing),
+                "--executor",
+                "processes",
+                "--executor-option",
+                "processes=2",
+                *extra,
+            ]
         )
         assert result.exit_code == 2, result.stderr
         (line,) = [line for line in result.stderr.splitlines() if line.strip()]
@@ -206,8 +209,20 @@ def start_run(tmp_path: Path, listing: Path, *extra: str) -> subprocess.Popen[st
     env[LOAD_PLUGINS_ENV] = ""
     args = checksum_report_args(listing, tmp_path / "out.jsonl", tmp_path / "cache", *extra)
     return subprocess.Popen(
-        [CLI, *args, "--executor", "processes", "--executor-option", "processes=2",
-         "--executor-option", "batch_size=4", "--download-workers", "4", "--retry-backoff", "0"],
+        [
+            CLI,
+            *args,
+            "--executor",
+            "processes",
+            "--executor-option",
+            "processes=2",
+            "--executor-option",
+            "batch_size=4",
+            "--download-workers",
+            "4",
+            "--retry-backoff",
+            "0",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -267,14 +282,22 @@ class TestProcessesAndSignals:
         ids = [r["id"] for r in first]
         assert len(ids) == len(set(ids))
         done = {r["id"] for r in first if r["status"] == "succeeded"}
-        assert done and done != set(digests)
+        assert done
+        assert done != set(digests)
         assert leftover_files(tmp_path / "cache") == []
         before = {entry_id: file_server.request_count(f"/{entry_id}.bin") for entry_id in digests}
         report2 = tmp_path / "two.jsonl"
         rerun = invoke(
             checksum_report_args(
-                listing, report2, tmp_path / "cache", "--journal", str(journal),
-                "--executor", "processes", "--retry-backoff", "0",
+                listing,
+                report2,
+                tmp_path / "cache",
+                "--journal",
+                str(journal),
+                "--executor",
+                "processes",
+                "--retry-backoff",
+                "0",
             )
         )
         assert rerun.exit_code == 0, rerun.stderr

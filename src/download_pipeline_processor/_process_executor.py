@@ -102,11 +102,9 @@ def _serve(connection: Connection, spec: StageSpec) -> None:
     batches: list[threading.Thread] = []
 
     def send(message: tuple[str, int, Any]) -> None:
-        with send_lock:
-            try:
-                connection.send(message)
-            except (OSError, ValueError):  # the parent is gone: nothing to report to
-                pass
+        # The parent gone (OSError, ValueError): nothing to report to.
+        with send_lock, contextlib.suppress(OSError, ValueError):
+            connection.send(message)
 
     def run(key: int, entries: list[FileData]) -> None:
         send(("done", key, runner.run_batch(entries)))
@@ -234,7 +232,7 @@ def split_spec(spec: StageSpec, processes: int) -> list[StageSpec]:
             "(a file larger than one share would run beside the others' files); "
             "leave it out or use --executor local"
         )
-    divided: dict[str, list[int | None]] = {}
+    divided: dict[str, list[Any]] = {}
     for name, flag in (
         ("download_workers", "--download-workers"),
         ("max_per_host", "--max-per-host"),
@@ -288,15 +286,15 @@ class ProcessExecutor(BaseExecutor):
             ("batches_in_flight", batches_in_flight),
         ):
             if value is not None and value < 1:
-                raise PluginOptionError(f"executor 'processes': option {name}={value}: must be >= 1")
+                raise PluginOptionError(
+                    f"executor 'processes': option {name}={value}: must be >= 1"
+                )
         self.processes = processes
         self.batch_size = batch_size
         self.batches_in_flight = batches_in_flight or BATCHES_PER_PROCESS * processes
         self.specs: list[StageSpec] = []
         self.workers: list[_Worker] = []
-        self.landed: queue.SimpleQueue[tuple[_Worker, tuple[str, int, Any]]] = (
-            queue.SimpleQueue()
-        )
+        self.landed: queue.SimpleQueue[tuple[_Worker, tuple[str, int, Any]]] = queue.SimpleQueue()
         #: Worker processes lost during the run (each replaced), for tests and logs.
         self.losses = 0
 
@@ -424,9 +422,7 @@ class _Run:
             return
         self.sent += 1
         key = self.sent
-        worker = min(
-            (w for w in self.executor.workers if not w.lost), key=lambda w: len(w.batches)
-        )
+        worker = min((w for w in self.executor.workers if not w.lost), key=lambda w: len(w.batches))
         flight = _Flight(entries, worker, alone)
         self.in_flight[key] = flight
         worker.batches.add(key)
@@ -461,7 +457,9 @@ class _Run:
         elif kind == "lost" and not worker.lost and not worker.closing:
             worker.lost = True
             worker.process.join(1.0)
-            reason = f"worker process {worker.process.pid} died (exit code {worker.process.exitcode})"
+            reason = (
+                f"worker process {worker.process.pid} died (exit code {worker.process.exitcode})"
+            )
             flights = [self.in_flight.pop(key, None) for key in sorted(worker.batches)]
             worker.batches.clear()
             if self.work.stop_event.is_set():
