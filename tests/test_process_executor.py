@@ -141,6 +141,25 @@ class TestExactlyOnce:
         assert (totals["succeeded"], totals["failed"]) == (200, 2)
         assert leftover_files(tmp_path / "cache") == []
 
+    def test_processor_set_up_failure_fails_each_file_once(
+        self, tmp_path: Path, file_server: FileServer
+    ) -> None:
+        """Processors that cannot be built in the workers: every file fails once, nothing hangs."""
+        digests = serve(file_server, 10)
+        listing = listing_of(file_server, tmp_path, list(digests))
+        report = tmp_path / "out.jsonl"
+        args = checksum_report_args(listing, report, tmp_path / "cache")
+        args[args.index("checksum")] = "executor_plugins:BrokenSetUpProcessor"
+        result = invoke([*args, "--executor", "processes"])
+        assert result.exit_code == 1
+        assert "Traceback" not in result.stderr
+        records = read_report(report)
+        assert sorted(r["id"] for r in records) == sorted(digests)
+        for record in records:
+            assert record["error"]["stage"] == "process"
+            assert "model weights missing" in record["error"]["message"]
+        assert file_server.request_log == []
+
     @pytest.mark.parametrize(("first", "second"), [("local", "processes"), ("processes", "local")])
     def test_journal_rerun_fetches_only_unfinished(
         self, tmp_path: Path, file_server: FileServer, first: str, second: str

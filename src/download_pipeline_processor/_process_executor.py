@@ -82,6 +82,9 @@ CLOSE_TIMEOUT = 60.0
 #: Seconds added to a wait on the workers before they are killed.
 CLOSE_MARGIN = 5.0
 
+#: Seconds the worker processes get to start and build their stages.
+START_TIMEOUT = 60.0
+
 
 class WorkerLostError(PipelineError):
     """The worker process running a file kept dying.
@@ -105,6 +108,8 @@ def _serve(connection: Connection, spec: StageSpec) -> None:
         # The parent gone (OSError, ValueError): nothing to report to.
         with send_lock, contextlib.suppress(OSError, ValueError):
             connection.send(message)
+
+    send(("ready", 0, None))
 
     def run(key: int, entries: list[FileData]) -> None:
         send(("done", key, runner.run_batch(entries)))
@@ -302,6 +307,25 @@ class ProcessExecutor(BaseExecutor):
         """Divide the run's limits, start the worker processes."""
         self.specs = split_spec(spec, self.processes)
         self.workers = [self._start(index) for index in range(self.processes)]
+        # Each says it is ready once its stages are built: one that cannot start
+        # (a class its spec names does not import there) is a usage error now.
+        waiting = {id(worker) for worker in self.workers}
+        deadline = time.monotonic() + START_TIMEOUT
+        while waiting:
+            try:
+                worker, (kind, _, _) = self.landed.get(timeout=deadline - time.monotonic())
+            except (queue.Empty, ValueError):
+                raise UsageError(
+                    f"executor 'processes': the worker processes did not start within "
+                    f"{START_TIMEOUT:g} s"
+                ) from None
+            if kind == "lost":
+                worker.process.join(1.0)
+                raise UsageError(
+                    f"executor 'processes': a worker process could not start "
+                    f"(exit code {worker.process.exitcode})"
+                )
+            waiting.discard(id(worker))
 
     def _start(self, index: int) -> _Worker:
         return _Worker(index, self.specs[index], self.landed)
@@ -447,6 +471,8 @@ class _Run:
 
     def _land(self, worker: _Worker, message: tuple[str, int, Any]) -> None:
         kind, key, payload = message
+        if kind == "ready":
+            return
         if kind in ("closed", "lost"):
             worker.gone = True
         if kind == "done":
