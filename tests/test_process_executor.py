@@ -281,12 +281,16 @@ class TestProcessesAndSignals:
         self, tmp_path: Path, file_server: FileServer, sig: int, code: int
     ) -> None:
         digests = serve(file_server, 40, delay=0.3)
-        listing = listing_of(file_server, tmp_path, list(digests))
+        slow = ["slow0", "slow1"]  # still downloading when the stop's grace period ends
+        for entry_id in slow:
+            file_server.add(f"/{entry_id}.bin", b"late", delay=60)
+        listing = listing_of(file_server, tmp_path, [*slow, *digests])
         journal = tmp_path / "journal.db"
         run = start_run(tmp_path, listing, "--journal", str(journal))
         try:
             wait_for(lambda: len(worker_pids(run.pid)) == 2 and file_server.request_count() >= 6)
             workers = worker_pids(run.pid)
+            stopped = time.monotonic()
             # Ctrl-C (and a service manager's stop) signal the whole process group.
             os.killpg(run.pid, sig)
             _, stderr = run.communicate(timeout=60)
@@ -295,16 +299,21 @@ class TestProcessesAndSignals:
                 run.kill()
                 run.wait()
         assert run.returncode == code, stderr
+        assert time.monotonic() - stopped < 20  # the slow files were not waited for
         assert "Traceback" not in stderr
         wait_for(lambda: not any(running(pid) for pid in workers), timeout=10)
         first = read_report(tmp_path / "out.jsonl")
         ids = [r["id"] for r in first]
         assert len(ids) == len(set(ids))
+        by_id = {r["id"]: r for r in first}
+        for entry_id in slow:
+            assert by_id[entry_id]["status"] == "interrupted"
+            file_server.add(f"/{entry_id}.bin", b"late")  # the rerun gets them at once
         done = {r["id"] for r in first if r["status"] == "succeeded"}
         assert done
         assert done != set(digests)
         assert leftover_files(tmp_path / "cache") == []
-        before = {entry_id: file_server.request_count(f"/{entry_id}.bin") for entry_id in digests}
+        before = {i: file_server.request_count(f"/{i}.bin") for i in digests}
         report2 = tmp_path / "two.jsonl"
         rerun = invoke(
             checksum_report_args(
@@ -326,6 +335,8 @@ class TestProcessesAndSignals:
             if file_server.request_count(f"/{entry_id}.bin") > before[entry_id]
         }
         assert again == set(digests) - done
-        assert {r["id"]: r["result"]["sha256"] for r in read_report(report2)} == {
+        rerun_ids = {r["id"]: r for r in read_report(report2)}
+        assert set(rerun_ids) == again | set(slow)
+        assert {i: rerun_ids[i]["result"]["sha256"] for i in again} == {
             i: digests[i] for i in again
         }
