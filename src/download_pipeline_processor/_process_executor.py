@@ -128,9 +128,10 @@ def _serve(connection: Connection, spec: StageSpec) -> None:
             batches.append(thread)
         elif kind == "close":
             stop, timeout = payload
+            deadline = time.monotonic() + timeout
             runner.close(stop=stop, timeout=timeout)
             for thread in batches:
-                thread.join(timeout)
+                thread.join(max(0.0, deadline - time.monotonic()))
             send(("closed", 0, None))
             return
 
@@ -302,6 +303,8 @@ class ProcessExecutor(BaseExecutor):
         self.landed: queue.SimpleQueue[tuple[_Worker, tuple[str, int, Any]]] = queue.SimpleQueue()
         #: Worker processes lost during the run (each replaced), for tests and logs.
         self.losses = 0
+        #: Seconds the workers were given to close after a stop; None without a stop.
+        self.stop_wait: float | None = None
 
     def open(self, spec: StageSpec) -> None:
         """Divide the run's limits, start the worker processes."""
@@ -349,7 +352,9 @@ class ProcessExecutor(BaseExecutor):
         workers, self.workers = self.workers, []
         for worker in workers:
             worker.close(stop=False, timeout=CLOSE_TIMEOUT)
-        deadline = time.monotonic() + CLOSE_TIMEOUT + CLOSE_MARGIN
+        # After a stop the workers were told to close with the stop's own wait.
+        wait = self.stop_wait if self.stop_wait is not None else CLOSE_TIMEOUT
+        deadline = time.monotonic() + wait + CLOSE_MARGIN
         for worker in workers:
             worker.end(max(0.0, deadline - time.monotonic()))
 
@@ -528,6 +533,7 @@ class _Run:
     def _wind_down(self) -> None:
         """After a stop: tell the workers, take what comes back until the grace period ends."""
         timeout = self.work.spec.settings.stop_grace + CLOSE_MARGIN
+        self.executor.stop_wait = timeout
         for worker in self.executor.workers:
             worker.close(stop=True, timeout=timeout)
         deadline = self.work.stop_deadline()
