@@ -280,7 +280,15 @@ class TestInlineRuns:
         assert {r["id"]: r["result"]["sha256"] for r in read_report(report)} == digests
         assert file_server.request_count() == 20
 
-    @pytest.mark.parametrize(("first", "second"), [("local", "inline"), ("inline", "local")])
+    @pytest.mark.parametrize(
+        ("first", "second"),
+        [
+            ("local", "inline"),
+            ("inline", "local"),
+            ("processes", "local"),
+            ("inline", "processes"),
+        ],
+    )
     def test_journal_rerun_across_executors(
         self,
         plugins: ModuleType,

@@ -160,29 +160,6 @@ class TestExactlyOnce:
             assert "model weights missing" in record["error"]["message"]
         assert file_server.request_log == []
 
-    @pytest.mark.parametrize(("first", "second"), [("local", "processes"), ("processes", "local")])
-    def test_journal_rerun_fetches_only_unfinished(
-        self, tmp_path: Path, file_server: FileServer, first: str, second: str
-    ) -> None:
-        """A --journal rerun fetches only what the first run left unfinished."""
-        digests = serve(file_server, 12)
-        flaky = ["f3", "f7", "f8"]
-        for entry_id in flaky:  # a 404 the first time, the file after
-            body = f"body {entry_id[1:]} ".encode() * (int(entry_id[1:]) % 7 + 1)
-            file_server.add(f"/{entry_id}.bin", body, statuses=(404, 200))
-        listing = listing_of(file_server, tmp_path, list(digests))
-        journal = ["--journal", str(tmp_path / "journal.db"), "--retry-backoff", "0"]
-        report1, report2, cache = tmp_path / "one.jsonl", tmp_path / "two.jsonl", tmp_path / "c"
-        one = invoke(checksum_report_args(listing, report1, cache, "--executor", first, *journal))
-        assert one.exit_code == 1, one.stderr
-        assert sorted(r["id"] for r in read_report(report1) if r["status"] == "failed") == flaky
-        two = invoke(checksum_report_args(listing, report2, cache, "--executor", second, *journal))
-        assert two.exit_code == 0, two.stderr
-        records = read_report(report2)
-        assert {r["id"]: r["result"]["sha256"] for r in records} == {i: digests[i] for i in flaky}
-        for entry_id in digests:
-            assert file_server.request_count(f"/{entry_id}.bin") == (2 if entry_id in flaky else 1)
-
 
 class TestBadOptions:
     """What cannot be divided between processes, or makes no sense there: exit 2, one line."""
