@@ -161,6 +161,28 @@ class TestExactlyOnce:
         assert file_server.request_log == []
 
 
+class TestPoisonEntry:
+    """A file that kills every worker process running it fails alone; the others succeed."""
+
+    def test_only_the_poison_entry_fails(self, tmp_path: Path, file_server: FileServer) -> None:
+        digests = serve(file_server, 30)
+        file_server.add("/poison.bin", b"deadly")
+        ids = [*list(digests)[:10], "poison", *list(digests)[10:]]
+        listing = listing_of(file_server, tmp_path, ids)
+        report = tmp_path / "out.jsonl"
+        args = checksum_report_args(listing, report, tmp_path / "cache", "--retry-backoff", "0")
+        args[args.index("checksum")] = "process_plugins:KillingChecksum"
+        result = invoke([*args, "--executor", "processes", "--executor-option", "batch_size=8"])
+        assert result.exit_code == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        records = read_report(report)
+        assert sorted(r["id"] for r in records) == sorted(ids)
+        by_id = {r["id"]: r for r in records}
+        assert {i: by_id[i]["result"]["sha256"] for i in digests} == digests
+        assert by_id["poison"]["status"] == "failed"
+        assert by_id["poison"]["error"]["message"].startswith("worker lost: worker process")
+
+
 class TestBadOptions:
     """What cannot be divided between processes, or makes no sense there: exit 2, one line."""
 

@@ -112,7 +112,14 @@ def _serve(connection: Connection, spec: StageSpec) -> None:
     send(("ready", 0, None))
 
     def run(key: int, entries: list[FileData]) -> None:
-        send(("done", key, runner.run_batch(entries)))
+        outcomes = runner.run_batch(entries)
+        try:
+            with send_lock:
+                connection.send(("done", key, outcomes))
+        except (OSError, ValueError):  # the parent is gone
+            pass
+        except Exception as exc:  # noqa: BLE001 - what cannot be sent fails its batch
+            send(("failed", key, f"could not send its results back: {type(exc).__name__}"))
 
     while True:
         try:
@@ -183,7 +190,7 @@ class _Worker:
         while True:
             try:
                 message = self.connection.recv()
-            except (EOFError, OSError):
+            except Exception:  # noqa: BLE001 - gone, or killed halfway through a message
                 self.closed.set()
                 self._landed.put((self, ("lost", 0, None)))
                 return
@@ -480,11 +487,15 @@ class _Run:
             return
         if kind in ("closed", "lost"):
             worker.gone = True
-        if kind == "done":
+        if kind in ("done", "failed"):
             worker.batches.discard(key)
             flight = self.in_flight.pop(key, None)
-            if flight is not None:
+            if flight is None:
+                return
+            if kind == "done":
                 self._hand_back(flight, payload)
+            else:
+                self._failed(flight, f"worker process {worker.process.pid} {payload}")
         elif kind == "lost" and not worker.lost and not worker.closing:
             worker.lost = True
             worker.process.join(1.0)
@@ -525,7 +536,7 @@ class _Run:
             self.suspects.append(flight.entries[0])
             return
         sequence, file_data = flight.entries[0]
-        file_data.fail("process", WorkerLostError(f"worker lost: {reason} running this file"))
+        file_data.fail("process", WorkerLostError(f"worker lost: {reason}"))
         self.work.finish(sequence, file_data, None)
 
     # -- winding down ------------------------------------------------------------------------
