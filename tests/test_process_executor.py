@@ -153,6 +153,8 @@ class TestExactlyOnce:
         result = invoke([*args, "--executor", "processes"])
         assert result.exit_code == 1
         assert "Traceback" not in result.stderr
+        # The workers' log lines reach this process's log handlers.
+        assert "model weights missing" in result.stderr
         records = read_report(report)
         assert sorted(r["id"] for r in records) == sorted(digests)
         for record in records:

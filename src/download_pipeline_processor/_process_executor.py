@@ -28,6 +28,8 @@ are tried again, a batch of several entries split into single entries, and a
 single entry that was beside others tried once more with nothing else out,
 so only an entry that kills its worker on its own fails (``worker lost``).
 An entry is handed back at most once: the run drops any second hand-off.
+Their log records are sent here and logged through this process's handlers
+(the command line's stderr and ``--log-file``).
 Worker processes ignore SIGINT and SIGTERM (Ctrl-C reaches the whole process
 group; this process decides how to stop), and end when this process's pipe to
 them closes, whatever killed it.
@@ -44,7 +46,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -96,11 +98,25 @@ class WorkerLostError(PipelineError):
 # -- the worker process ----------------------------------------------------------------
 
 
-def _serve(connection: Connection, spec: StageSpec) -> None:
+class _PipeLogs(logging.Handler):
+    """A worker's log records, sent to the parent, which logs them through its own handlers."""
+
+    def __init__(self, send: Callable[[tuple[str, int, Any]], None]) -> None:
+        super().__init__()
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad log call must not break the worker
+            return
+        self._send(("log", 0, (record.name, record.levelno, text)))
+
+
+def _serve(connection: Connection, spec: StageSpec, log_level: int) -> None:
     """A worker process: one stage runner; batches in, entries with results out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    runner = StageRunner(spec, idle_timeout=None)
     send_lock = threading.Lock()
     batches: list[threading.Thread] = []
 
@@ -108,6 +124,13 @@ def _serve(connection: Connection, spec: StageSpec) -> None:
         # The parent gone (OSError, ValueError): nothing to report to.
         with send_lock, contextlib.suppress(OSError, ValueError):
             connection.send(message)
+
+    root = logging.getLogger()
+    root.handlers[:] = [_PipeLogs(send)]
+    root.setLevel(log_level)
+    # urllib3 logs every new connection at DEBUG, URLs included: kept quiet as in the parent.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    runner = StageRunner(spec, idle_timeout=None)
 
     send(("ready", 0, None))
 
@@ -167,7 +190,10 @@ class _Worker:
         self.spec = spec
         mine, theirs = _CONTEXT.Pipe()
         self.process = _CONTEXT.Process(
-            target=_serve, args=(theirs, spec), name=f"dpp-process-{index}", daemon=True
+            target=_serve,
+            args=(theirs, spec, logging.getLogger().getEffectiveLevel()),
+            name=f"dpp-process-{index}",
+            daemon=True,
         )
         with _sigint_ignored():
             self.process.start()
@@ -194,7 +220,12 @@ class _Worker:
                 self.closed.set()
                 self._landed.put((self, ("lost", 0, None)))
                 return
-            if message[0] == "closed":
+            kind, _, payload = message
+            if kind == "log":
+                name, level, text = payload
+                logging.getLogger(name).log(level, "%s", text)
+                continue
+            if kind == "closed":
                 self.closed.set()
             self._landed.put((self, message))
 
