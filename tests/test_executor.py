@@ -114,7 +114,7 @@ class TestListing:
         assert result.exit_code == 0, result.stderr
         data = json.loads(result.stdout)
         executors = {p["name"]: p for p in data["plugins"] if p["kind"] == "executor"}
-        assert set(executors) == {"local", "inline"}
+        assert set(executors) == {"local", "inline", "processes"}
         assert executors["local"]["distribution"] == "download-pipeline-processor"
         assert executors["local"]["options"] == []
         inline = executors["inline"]
@@ -134,7 +134,9 @@ class TestSelection:
         listing = write_list(tmp_path / "l.json", [{"url": "http://127.0.0.1:9/x"}])
         result = invoke(["--files", str(listing), "--executor", "nope"])
         assert result.exit_code == 2
-        assert error_lines(result) == ["Error: unknown executor 'nope'; available: inline, local"]
+        assert error_lines(result) == [
+            "Error: unknown executor 'nope'; available: inline, local, processes"
+        ]
 
     def test_misspelt_executor_suggests_the_close_one(
         self, plugins: ModuleType, tmp_path: Path
@@ -144,7 +146,8 @@ class TestSelection:
         result = invoke(["--files", str(listing), "--executor", "inlne"])
         assert result.exit_code == 2
         assert error_lines(result) == [
-            "Error: unknown executor 'inlne' (did you mean 'inline'?); available: inline, local"
+            "Error: unknown executor 'inlne' (did you mean 'inline'?); "
+            "available: inline, local, processes"
         ]
 
     def test_local_takes_no_option(
@@ -277,7 +280,15 @@ class TestInlineRuns:
         assert {r["id"]: r["result"]["sha256"] for r in read_report(report)} == digests
         assert file_server.request_count() == 20
 
-    @pytest.mark.parametrize(("first", "second"), [("local", "inline"), ("inline", "local")])
+    @pytest.mark.parametrize(
+        ("first", "second"),
+        [
+            ("local", "inline"),
+            ("inline", "local"),
+            ("processes", "local"),
+            ("inline", "processes"),
+        ],
+    )
     def test_journal_rerun_across_executors(
         self,
         plugins: ModuleType,

@@ -48,6 +48,7 @@ BUILTIN_SOURCES = {
     "builtin.post_processors",
     "builtin.downloaders",
     "builtin.input_formats",
+    "builtin.executors",
 }
 
 

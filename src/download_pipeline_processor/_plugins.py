@@ -34,6 +34,7 @@ DEFAULT_PLUGINS = {
     "builtin.post_processors": "download_pipeline_processor.builtins._post_processors",
     "builtin.downloaders": "download_pipeline_processor.builtins._backend_registrations",
     "builtin.input_formats": "download_pipeline_processor.builtins._format_registrations",
+    "builtin.executors": "download_pipeline_processor._process_executor",
 }
 
 #: Comma-separated entry-point names to load; empty loads none; unset loads all.
