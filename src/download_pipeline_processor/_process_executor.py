@@ -51,7 +51,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from .errors import ExecutorError, PipelineError, PluginOptionError, UsageError
-from .executor import BaseExecutor, ExecutorWork, StageSpec
+from .executor import BaseExecutor, EntryBatches, ExecutorWork, StageSpec
 from .hookspecs import Register, hookimpl
 from .options import Option
 from .stage_runner import StageRunner
@@ -419,70 +419,33 @@ class _Run:
         self.batch_size = executor.batch_size
         self.limit = executor.batches_in_flight
         self.in_flight: dict[int, _Flight] = {}
-        self.entries: queue.Queue[tuple[int, FileData] | None] = queue.Queue(
-            maxsize=self.batch_size
+        self.batches = EntryBatches(
+            work,
+            self.batch_size,
+            batch_wait=BATCH_WAIT,
+            poll_interval=POLL_INTERVAL,
+            name="dpp-process-input",
         )
-        self.input_done = False
         self.sent = 0
         # Single entries whose worker died beside others: each is tried again alone.
         self.suspects: deque[tuple[int, FileData]] = deque()
 
     def execute(self) -> None:
         work = self.work
-        reader = threading.Thread(target=self._read, name="dpp-process-input", daemon=True)
         work.started()
-        reader.start()
+        self.batches.start()
         while not work.stop_event.is_set():
             if self.suspects and not self.in_flight:
                 self._send([self.suspects.popleft()], alone=True)
             blocked = bool(self.suspects) or len(self.in_flight) >= self.limit
-            self._collect(wait=self.input_done or blocked)
-            if self.input_done and not self.in_flight and not self.suspects:
+            self._collect(wait=self.batches.input_done or blocked)
+            if self.batches.input_done and not self.in_flight and not self.suspects:
                 return
-            if not blocked and not self.input_done:
-                self._send(self._next_batch())
+            if not blocked and not self.batches.input_done:
+                self._send(self.batches.next_batch())
         self._wind_down()
 
     # -- reading and sending ---------------------------------------------------------------
-
-    def _read(self) -> None:
-        work = self.work
-        while (item := work.next_entry()) is not None:
-            if not self._put(item):
-                return
-        self._put(None)
-
-    def _put(self, item: tuple[int, FileData] | None) -> bool:
-        while not self.work.stop_event.is_set():
-            try:
-                self.entries.put(item, timeout=POLL_INTERVAL)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _next_batch(self) -> list[tuple[int, FileData]]:
-        """Up to ``batch_size`` entries; fewer after :data:`BATCH_WAIT` of a slow input."""
-        batch: list[tuple[int, FileData]] = []
-        deadline = None
-        while len(batch) < self.batch_size:
-            if deadline is None:
-                timeout = POLL_INTERVAL
-            else:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    break
-            try:
-                item = self.entries.get(timeout=timeout)
-            except queue.Empty:
-                break
-            if item is None:
-                self.input_done = True
-                break
-            batch.append(item)
-            if deadline is None:
-                deadline = time.monotonic() + BATCH_WAIT
-        return batch
 
     def _send(self, entries: list[tuple[int, FileData]], alone: bool = False) -> None:
         if not entries:

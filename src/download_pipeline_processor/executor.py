@@ -21,7 +21,9 @@ KEY=VALUE``.
 
 from __future__ import annotations
 
+import queue
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from .file_data import FileData
     from .settings import PipelineSettings
 
-__all__ = ["BaseExecutor", "ExecutorWork", "ProcessorSource", "StageSpec"]
+__all__ = ["BaseExecutor", "EntryBatches", "ExecutorWork", "ProcessorSource", "StageSpec"]
 
 
 class ProcessorSource(Protocol):
@@ -133,3 +135,77 @@ class BaseExecutor:
 
     def close(self) -> None:
         """Release what :meth:`open` and :meth:`run` set up; called once, after the run."""
+
+
+class EntryBatches:
+    """The run's entries, read ahead on a thread of their own and handed out in batches.
+
+    For an executor that sends batches elsewhere (worker processes, a
+    cluster): its loop must not block on a slow input (standard input) while
+    results come back.  :meth:`start` starts a thread taking
+    ``work.next_entry()`` into a queue of at most ``batch_size`` entries (the
+    input stays streamed); :meth:`next_batch` gives up to ``batch_size`` of
+    them, fewer once ``batch_wait`` seconds passed after the first one.
+    :attr:`input_done` turns true once the end of the input was handed out.
+    """
+
+    def __init__(
+        self,
+        work: ExecutorWork,
+        batch_size: int,
+        *,
+        batch_wait: float = 0.2,
+        poll_interval: float = 0.1,
+        name: str = "dpp-input",
+    ) -> None:
+        self.work = work
+        self.batch_size = batch_size
+        self.batch_wait = batch_wait
+        self.poll_interval = poll_interval
+        #: True once :meth:`next_batch` met the end of the input.
+        self.input_done = False
+        self._entries: queue.Queue[tuple[int, FileData] | None] = queue.Queue(maxsize=batch_size)
+        self._reader = threading.Thread(target=self._read, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Start reading the input (once)."""
+        self._reader.start()
+
+    def _read(self) -> None:
+        work = self.work
+        while (item := work.next_entry()) is not None:
+            if not self._put(item):
+                return
+        self._put(None)
+
+    def _put(self, item: tuple[int, FileData] | None) -> bool:
+        while not self.work.stop_event.is_set():
+            try:
+                self._entries.put(item, timeout=self.poll_interval)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next_batch(self) -> list[tuple[int, FileData]]:
+        """Up to ``batch_size`` entries; fewer after ``batch_wait`` of a slow input, or none."""
+        batch: list[tuple[int, FileData]] = []
+        deadline = None
+        while len(batch) < self.batch_size:
+            if deadline is None:
+                timeout = self.poll_interval
+            else:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+            try:
+                item = self._entries.get(timeout=timeout)
+            except queue.Empty:
+                break
+            if item is None:
+                self.input_done = True
+                break
+            batch.append(item)
+            if deadline is None:
+                deadline = time.monotonic() + self.batch_wait
+        return batch

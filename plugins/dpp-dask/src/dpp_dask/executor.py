@@ -36,7 +36,7 @@ from download_pipeline_processor.errors import (
     UsageError,
     error_text,
 )
-from download_pipeline_processor.executor import BaseExecutor, ExecutorWork, StageSpec
+from download_pipeline_processor.executor import BaseExecutor, EntryBatches, ExecutorWork, StageSpec
 from download_pipeline_processor.options import Option
 from download_pipeline_processor.stage_runner import DEFAULT_IDLE_TIMEOUT
 
@@ -320,76 +320,38 @@ class _Run:
         self.in_flight: dict[str, _Flight] = {}
         self.landed: queue.SimpleQueue[DaskFuture] = queue.SimpleQueue()
         # Entries read ahead of the batches, bounded: the input is streamed.
-        self.entries: queue.Queue[tuple[int, FileData] | None] = queue.Queue(
-            maxsize=self.batch_size
+        self.batches = EntryBatches(
+            work,
+            self.batch_size,
+            batch_wait=BATCH_WAIT,
+            poll_interval=POLL_INTERVAL,
+            name="dpp-dask-reader",
         )
-        self.input_done = False
         self.submitted = 0
         # Single entries whose task failed beside others: each is tried again alone.
         self.suspects: deque[tuple[int, FileData]] = deque()
 
     def execute(self) -> None:
         work = self.work
-        reader = threading.Thread(target=self._read, name="dpp-dask-reader", daemon=True)
         work.started()
-        reader.start()
+        self.batches.start()
         clean = False
         try:
             while not work.stop_event.is_set():
                 if self.suspects and not self.in_flight:
                     self._submit([self.suspects.popleft()], alone=True)
                 blocked = bool(self.suspects) or len(self.in_flight) >= self.limit
-                self._collect(wait=self.input_done or blocked)
-                if self.input_done and not self.in_flight and not self.suspects:
+                self._collect(wait=self.batches.input_done or blocked)
+                if self.batches.input_done and not self.in_flight and not self.suspects:
                     clean = True
                     return
-                if not blocked and not self.input_done:
-                    self._submit(self._next_batch())
+                if not blocked and not self.batches.input_done:
+                    self._submit(self.batches.next_batch())
             self._wind_down()
         finally:
             self._close_stages(stop=not clean)
 
     # -- reading and submitting ------------------------------------------------------------
-
-    def _read(self) -> None:
-        """Take entries from the run (it may block on a slow input) into the bounded queue."""
-        work = self.work
-        while (item := work.next_entry()) is not None:
-            if not self._put(item):
-                return
-        self._put(None)
-
-    def _put(self, item: tuple[int, FileData] | None) -> bool:
-        while not self.work.stop_event.is_set():
-            try:
-                self.entries.put(item, timeout=POLL_INTERVAL)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _next_batch(self) -> list[tuple[int, FileData]]:
-        """Up to ``batch_size`` entries; fewer after :data:`BATCH_WAIT` of a slow input."""
-        batch: list[tuple[int, FileData]] = []
-        deadline = None
-        while len(batch) < self.batch_size:
-            if deadline is None:
-                timeout = POLL_INTERVAL
-            else:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    break
-            try:
-                item = self.entries.get(timeout=timeout)
-            except queue.Empty:
-                break
-            if item is None:
-                self.input_done = True
-                break
-            batch.append(item)
-            if deadline is None:
-                deadline = time.monotonic() + BATCH_WAIT
-        return batch
 
     def _submit(self, entries: list[tuple[int, FileData]], alone: bool = False) -> None:
         if not entries:
