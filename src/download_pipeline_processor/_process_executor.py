@@ -461,7 +461,7 @@ class _Run(BatchDispatcher[int, _Worker]):
     # -- winding down ------------------------------------------------------------------------
 
     def stopping(self) -> None:
-        """Tell the workers to close with the stop's grace period; take what comes back."""
+        """Tell the workers to close their stages within the stop's grace period."""
         timeout = self.work.spec.settings.stop_grace + CLOSE_MARGIN
         self.executor.stop_wait = timeout
         for worker in self.executor.workers:
