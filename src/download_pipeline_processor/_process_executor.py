@@ -45,13 +45,12 @@ import queue
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from .errors import ExecutorError, PipelineError, PluginOptionError, UsageError
-from .executor import BaseExecutor, EntryBatches, ExecutorWork, StageSpec
+from .executor import BaseExecutor, BatchDispatcher, ExecutorWork, StageSpec
 from .hookspecs import Register, hookimpl
 from .options import Option
 from .stage_runner import StageRunner
@@ -397,86 +396,39 @@ class ProcessExecutor(BaseExecutor):
             worker.end(max(0.0, deadline - time.monotonic()))
 
 
-class _Flight:
-    """One batch sent: its entries (sequence, file data), its worker, and if it runs alone."""
+class _Run(BatchDispatcher[int, _Worker]):
+    """The loop of one run: batches out over the workers' pipes, finished batches back."""
 
-    __slots__ = ("alone", "entries", "worker")
-
-    def __init__(
-        self, entries: list[tuple[int, FileData]], worker: _Worker, alone: bool = False
-    ) -> None:
-        self.entries = entries
-        self.worker = worker
-        self.alone = alone
-
-
-class _Run:
-    """The loop of one run: batches out, finished batches back."""
+    # A worker told to close at a stop is waited for a moment past the stop's deadline.
+    stop_slack = 1.0
 
     def __init__(self, executor: ProcessExecutor, work: ExecutorWork) -> None:
-        self.executor = executor
-        self.work = work
-        self.batch_size = executor.batch_size
-        self.limit = executor.batches_in_flight
-        self.in_flight: dict[int, _Flight] = {}
-        self.batches = EntryBatches(
+        super().__init__(
             work,
-            self.batch_size,
+            executor.batch_size,
+            executor.batches_in_flight,
             batch_wait=BATCH_WAIT,
             poll_interval=POLL_INTERVAL,
             name="dpp-process-input",
+            landed=executor.landed,
         )
+        self.executor = executor
         self.sent = 0
-        # Single entries whose worker died beside others: each is tried again alone.
-        self.suspects: deque[tuple[int, FileData]] = deque()
 
-    def execute(self) -> None:
-        work = self.work
-        work.started()
-        self.batches.start()
-        while not work.stop_event.is_set():
-            if self.suspects and not self.in_flight:
-                self._send([self.suspects.popleft()], alone=True)
-            blocked = bool(self.suspects) or len(self.in_flight) >= self.limit
-            self._collect(wait=self.batches.input_done or blocked)
-            if self.batches.input_done and not self.in_flight and not self.suspects:
-                return
-            if not blocked and not self.batches.input_done:
-                self._send(self.batches.next_batch())
-        self._wind_down()
-
-    # -- reading and sending ---------------------------------------------------------------
-
-    def _send(self, entries: list[tuple[int, FileData]], alone: bool = False) -> None:
-        if not entries:
-            return
+    def send_batch(self, entries: list[tuple[int, FileData]]) -> tuple[int, _Worker]:
         self.sent += 1
         key = self.sent
         worker = min((w for w in self.executor.workers if not w.lost), key=lambda w: len(w.batches))
-        flight = _Flight(entries, worker, alone)
-        self.in_flight[key] = flight
         worker.batches.add(key)
         # A worker that died meanwhile is noticed by its reader: the batch is retried then.
         worker.send(("batch", key, [file_data for _, file_data in entries]))
+        return key, worker
 
-    # -- results ---------------------------------------------------------------------------
+    def worker_lost(self, message: str) -> WorkerLostError:
+        return WorkerLostError(message)
 
-    def _collect(self, wait: bool) -> None:
-        """Hand back every batch that finished; with ``wait``, wait a moment for one."""
-        landed = self.executor.landed
-        try:
-            item = landed.get(timeout=POLL_INTERVAL) if wait else landed.get_nowait()
-        except queue.Empty:
-            return
-        while True:
-            self._land(*item)
-            try:
-                item = landed.get_nowait()
-            except queue.Empty:
-                return
-
-    def _land(self, worker: _Worker, message: tuple[str, int, Any]) -> None:
-        kind, key, payload = message
+    def land(self, item: tuple[_Worker, tuple[str, int, Any]]) -> None:
+        worker, (kind, key, payload) = item
         if kind == "ready":
             return
         if kind in ("closed", "lost"):
@@ -487,9 +439,9 @@ class _Run:
             if flight is None:
                 return
             if kind == "done":
-                self._hand_back(flight, payload)
+                self.hand_back(flight, payload)
             else:
-                self._failed(flight, f"worker process {worker.process.pid} {payload}")
+                self.batch_failed(flight, f"worker process {worker.process.pid} {payload}")
         elif kind == "lost" and not worker.lost and not worker.closing:
             worker.lost = True
             worker.process.join(1.0)
@@ -504,49 +456,22 @@ class _Run:
             self.executor.replace(worker)
             for flight in flights:
                 if flight is not None:
-                    self._failed(flight, reason)
-
-    def _hand_back(self, flight: _Flight, outcomes: list[tuple[FileData, Any]]) -> None:
-        work = self.work
-        for index, (sequence, sent) in enumerate(flight.entries):
-            if index < len(outcomes):
-                file_data, result = outcomes[index]
-            else:  # never in practice: the worker returns every entry it was given
-                file_data, result = sent, None
-                file_data.fail(
-                    "process", WorkerLostError("worker lost: the worker returned no result")
-                )
-            if file_data.download.size:
-                work.count_bytes(file_data.download.size)
-            work.finish(sequence, file_data, result)
-
-    def _failed(self, flight: _Flight, reason: str) -> None:
-        """A batch's worker died: split it; a single entry fails only if it dies alone."""
-        if len(flight.entries) > 1:
-            for entry in flight.entries:
-                self._send([entry])
-            return
-        if not flight.alone:
-            self.suspects.append(flight.entries[0])
-            return
-        sequence, file_data = flight.entries[0]
-        file_data.fail("process", WorkerLostError(f"worker lost: {reason}"))
-        self.work.finish(sequence, file_data, None)
+                    self.batch_failed(flight, reason)
 
     # -- winding down ------------------------------------------------------------------------
 
-    def _wind_down(self) -> None:
-        """After a stop: tell the workers, take what comes back until the grace period ends."""
+    def stopping(self) -> None:
+        """Tell the workers to close their stages within the stop's grace period."""
         timeout = self.work.spec.settings.stop_grace + CLOSE_MARGIN
         self.executor.stop_wait = timeout
         for worker in self.executor.workers:
             worker.close(stop=True, timeout=timeout)
-        deadline = self.work.stop_deadline()
-        while self.in_flight and (deadline is None or time.monotonic() < deadline + 1.0):
-            self._collect(wait=True)
-            self.in_flight = {
-                key: flight for key, flight in self.in_flight.items() if not flight.worker.gone
-            }
+
+    def prune(self) -> None:
+        """A worker that closed or was lost sends nothing more: its batches are not waited for."""
+        self.in_flight = {
+            key: flight for key, flight in self.in_flight.items() if not flight.handle.gone
+        }
 
 
 @hookimpl

@@ -20,12 +20,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import signal
 import threading
-import time
 import uuid
-from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +33,13 @@ from download_pipeline_processor.errors import (
     UsageError,
     error_text,
 )
-from download_pipeline_processor.executor import BaseExecutor, EntryBatches, ExecutorWork, StageSpec
+from download_pipeline_processor.executor import (
+    BaseExecutor,
+    BatchDispatcher,
+    BatchFlight,
+    ExecutorWork,
+    StageSpec,
+)
 from download_pipeline_processor.options import Option
 from download_pipeline_processor.stage_runner import DEFAULT_IDLE_TIMEOUT
 
@@ -111,19 +114,6 @@ class WorkerLostError(PipelineError):
 
     Its message starts ``worker lost:``: the reason reports give and group it by.
     """
-
-
-class _Flight:
-    """One submitted batch: its entries (sequence, file data), its task, and if it runs alone."""
-
-    __slots__ = ("alone", "entries", "future")
-
-    def __init__(
-        self, entries: list[tuple[int, FileData]], future: DaskFuture, alone: bool = False
-    ) -> None:
-        self.entries = entries
-        self.future = future
-        self.alone = alone
 
 
 class DaskExecutor(BaseExecutor):
@@ -306,56 +296,36 @@ class DaskExecutor(BaseExecutor):
             raise ExecutorError(f"dask: {type(exc).__name__}: {exc}") from exc
 
 
-class _Run:
-    """The client's loop of one run: batches out, finished batches back."""
+class _Run(BatchDispatcher[str, DaskFuture]):
+    """The client's loop of one run: batches out as Dask tasks, finished batches back."""
 
     def __init__(self, executor: DaskExecutor, client: DaskClient, work: ExecutorWork) -> None:
-        self.executor = executor
-        self.client = client
-        self.work = work
-        self.token = uuid.uuid4().hex
-        self.batch_size = executor.batch_size
         threads = sum(client.nthreads().values()) or 1
-        self.limit = executor.batches_in_flight or max(2, 2 * threads)
-        self.in_flight: dict[str, _Flight] = {}
-        self.landed: queue.SimpleQueue[DaskFuture] = queue.SimpleQueue()
         # Entries read ahead of the batches, bounded: the input is streamed.
-        self.batches = EntryBatches(
+        super().__init__(
             work,
-            self.batch_size,
+            executor.batch_size,
+            executor.batches_in_flight or max(2, 2 * threads),
             batch_wait=BATCH_WAIT,
             poll_interval=POLL_INTERVAL,
             name="dpp-dask-reader",
         )
+        self.executor = executor
+        self.client = client
+        self.token = uuid.uuid4().hex
         self.submitted = 0
-        # Single entries whose task failed beside others: each is tried again alone.
-        self.suspects: deque[tuple[int, FileData]] = deque()
 
-    def execute(self) -> None:
-        work = self.work
-        work.started()
-        self.batches.start()
+    def execute(self) -> bool:
         clean = False
         try:
-            while not work.stop_event.is_set():
-                if self.suspects and not self.in_flight:
-                    self._submit([self.suspects.popleft()], alone=True)
-                blocked = bool(self.suspects) or len(self.in_flight) >= self.limit
-                self._collect(wait=self.batches.input_done or blocked)
-                if self.batches.input_done and not self.in_flight and not self.suspects:
-                    clean = True
-                    return
-                if not blocked and not self.batches.input_done:
-                    self._submit(self.batches.next_batch())
-            self._wind_down()
+            clean = super().execute()
         finally:
             self._close_stages(stop=not clean)
+        return clean
 
-    # -- reading and submitting ------------------------------------------------------------
+    # -- submitting and collecting -----------------------------------------------------------
 
-    def _submit(self, entries: list[tuple[int, FileData]], alone: bool = False) -> None:
-        if not entries:
-            return
+    def send_batch(self, entries: list[tuple[int, FileData]]) -> tuple[str, DaskFuture]:
         self.submitted += 1
         key = f"dpp-batch-{self.token}-{self.submitted}"
         batch = Batch(
@@ -365,25 +335,13 @@ class _Run:
             self.executor.idle_timeout,
         )
         future = self.client.submit(run_batch, batch, key=key, pure=False)
-        self.in_flight[key] = _Flight(entries, future, alone)
         future.add_done_callback(self.landed.put)
+        return key, future
 
-    # -- results ---------------------------------------------------------------------------
+    def worker_lost(self, message: str) -> WorkerLostError:
+        return WorkerLostError(message)
 
-    def _collect(self, wait: bool) -> None:
-        """Hand back every batch that finished; with ``wait``, wait a moment for one."""
-        try:
-            future = self.landed.get(timeout=POLL_INTERVAL) if wait else self.landed.get_nowait()
-        except queue.Empty:
-            return
-        while True:
-            self._land(future)
-            try:
-                future = self.landed.get_nowait()
-            except queue.Empty:
-                return
-
-    def _land(self, future: DaskFuture) -> None:
+    def land(self, future: DaskFuture) -> None:
         flight = self.in_flight.pop(future.key, None)
         if flight is None:
             return
@@ -393,7 +351,7 @@ class _Run:
             except Exception as exc:  # noqa: BLE001 - the result could not be fetched
                 self._failed(flight, exc)
                 return
-            self._hand_back(flight, outcomes)
+            self.hand_back(flight, outcomes)
         elif future.status == "cancelled":
             if not self.work.stop_event.is_set():
                 raise ExecutorError(
@@ -402,21 +360,7 @@ class _Run:
         else:
             self._failed(flight, future.exception())
 
-    def _hand_back(self, flight: _Flight, outcomes: list[tuple[FileData, Any]]) -> None:
-        work = self.work
-        for index, (sequence, sent) in enumerate(flight.entries):
-            if index < len(outcomes):
-                file_data, result = outcomes[index]
-            else:  # never in practice: the worker returns every entry it was given
-                file_data, result = sent, None
-                file_data.fail(
-                    "process", WorkerLostError("worker lost: the worker returned no result")
-                )
-            if file_data.download.size:
-                work.count_bytes(file_data.download.size)
-            work.finish(sequence, file_data, result)
-
-    def _failed(self, flight: _Flight, error: BaseException | None) -> None:
+    def _failed(self, flight: BatchFlight[DaskFuture], error: BaseException | None) -> None:
         """A task failed in Dask (its workers died ``allowed-failures`` times, say).
 
         A batch is split into single entries, tried again.  A single entry's
@@ -432,33 +376,16 @@ class _Run:
                 len(flight.entries),
                 reason,
             )
-            for entry in flight.entries:
-                self._submit([entry])
-            return
-        if not flight.alone:
-            self.suspects.append(flight.entries[0])
-            return
-        sequence, file_data = flight.entries[0]
-        file_data.fail(
-            "process",
-            WorkerLostError(f"worker lost: the dask task running this file failed: {reason}"),
-        )
-        self.work.finish(sequence, file_data, None)
+        self.batch_failed(flight, f"the dask task running this file failed: {reason}")
 
     # -- winding down ------------------------------------------------------------------------
 
-    def _wind_down(self) -> None:
-        """After a stop: wait for the batches out until the grace period ends, cancel the rest."""
-        deadline = self.work.stop_deadline()
-        while self.in_flight and (deadline is None or time.monotonic() < deadline):
-            self._collect(wait=True)
-        if self.in_flight:
-            futures = [flight.future for flight in self.in_flight.values()]
-            self.in_flight.clear()
-            try:
-                self.client.cancel(futures)
-            except Exception as exc:  # noqa: BLE001 - the run is stopping either way
-                logger.debug("cancelling the dask tasks failed: %s", exc)
+    def abandon(self, flights: list[BatchFlight[DaskFuture]]) -> None:
+        """The tasks still out when the grace period ended are cancelled."""
+        try:
+            self.client.cancel([flight.handle for flight in flights])
+        except Exception as exc:  # noqa: BLE001 - the run is stopping either way
+            logger.debug("cancelling the dask tasks failed: %s", exc)
 
     def _close_stages(self, stop: bool) -> None:
         """Tell every worker to close this run's stages (processors, private caches).
