@@ -77,6 +77,15 @@ def _run_batched(
     return _run(server, cache_root, count, processor, processing_batch_size=batch_size, **settings)
 
 
+def _failing_run(
+    server: FileServer, cache_root: Path, count: int, batch_size: int, **settings: Any
+) -> tuple[PipelineOutcome, dict[str, BaseException]]:
+    """A ``_run_batched`` that exits 1; its outcome and each failed file's error (``_failed``)."""
+    outcome = _run_batched(server, cache_root, count, batch_size, **settings)
+    assert outcome.exit_code == 1
+    return outcome, _failed(outcome)
+
+
 def _cli(
     cli_path: Path, tmp_path: Path, *args: str, check: bool = False, **run: Any
 ) -> subprocess.CompletedProcess[str]:
@@ -217,11 +226,9 @@ class TestProcessBatch:
         self, file_server: FileServer, cache_root: Path
     ) -> None:
         """An exception in the returned list fails its file alone, at stage process."""
-        outcome = _run_batched(
+        outcome, failed = _failing_run(
             file_server, cache_root, 4, 4, processor_options={"failing_ids": "f2"}
         )
-        assert outcome.exit_code == 1
-        failed = _failed(outcome)
         assert list(failed) == ["f2"]
         assert isinstance(failed["f2"], ChosenFailure)
         assert _batch_sizes(outcome) == [4]
@@ -231,11 +238,9 @@ class TestProcessBatch:
         self, file_server: FileServer, cache_root: Path
     ) -> None:
         """A raising process_batch fails every file of its batch, and only those."""
-        outcome = _run_batched(
+        outcome, failed = _failing_run(
             file_server, cache_root, 8, 4, processor_options={"raising_ids": "f1"}
         )
-        assert outcome.exit_code == 1
-        failed = _failed(outcome)
         assert sorted(failed) == ["f0", "f1", "f2", "f3"]
         assert all(isinstance(error, ChosenFailure) for error in failed.values())
         assert _batch_sizes(outcome) == [4]
@@ -245,9 +250,7 @@ class TestProcessBatch:
         self, file_server: FileServer, cache_root: Path
     ) -> None:
         """A list of the wrong length fails every file of the batch, saying so."""
-        outcome = _run_batched(file_server, cache_root, 3, 3, processor_options={"short": True})
-        assert outcome.exit_code == 1
-        failed = _failed(outcome)
+        _, failed = _failing_run(file_server, cache_root, 3, 3, processor_options={"short": True})
         assert sorted(failed) == ["f0", "f1", "f2"]
         for error in failed.values():
             assert isinstance(error, BatchError)
@@ -295,16 +298,10 @@ class TestProcessBatchInProcesses:
         self, file_server: FileServer, cache_root: Path
     ) -> None:
         """In a worker process an exception instance fails one file, a raise its batch."""
-        outcome = _run_batched(
-            file_server,
-            cache_root,
-            8,
-            4,
-            processor_options={"failing_ids": "f5", "raising_ids": "f1"},
-            processing_mode="process",
+        options = {"failing_ids": "f5", "raising_ids": "f1"}
+        outcome, failed = _failing_run(
+            file_server, cache_root, 8, 4, processor_options=options, processing_mode="process"
         )
-        assert outcome.exit_code == 1
-        failed = _failed(outcome)
         assert sorted(failed) == ["f0", "f1", "f2", "f3", "f5"]
         assert "raised" in str(failed["f0"])
         assert "failed alone" in str(failed["f5"])
@@ -315,15 +312,10 @@ class TestProcessBatchInProcesses:
         self, file_server: FileServer, cache_root: Path
     ) -> None:
         """A list of the wrong length from a worker process fails its batch, saying so."""
-        outcome = _run_batched(
-            file_server,
-            cache_root,
-            2,
-            2,
-            processor_options={"short": True},
-            processing_mode="process",
+        options = {"short": True}
+        _, failed = _failing_run(
+            file_server, cache_root, 2, 2, processor_options=options, processing_mode="process"
         )
-        failed = _failed(outcome)
         assert sorted(failed) == ["f0", "f1"]
         assert "returned 1 result(s) for 2 file(s)" in str(failed["f0"])
 
