@@ -115,6 +115,13 @@ def _pytest_passes(env: dict[str, str], cwd: Path, *args: str) -> str:
     return proc.stdout
 
 
+def _cli_over(
+    cli_path: Path, listing: Path, options: str, env: dict[str, str], **run: Any
+) -> subprocess.CompletedProcess[str]:
+    """The CLI over the entries in ``listing``, with ``options`` (split on spaces) after them."""
+    return _run([str(cli_path), "--files", str(listing), *options.split()], env, **run)
+
+
 def _listed_plugin(cli_path: Path, env: dict[str, str], name: str) -> dict[str, Any]:
     """The entry ``plugins --json`` gives for the plugin ``name``."""
     proc = _run([str(cli_path), "plugins", "--json"], env, check=True)
@@ -156,15 +163,13 @@ class TestGuideExample:
                 ]
             )
         )
-        command = [str(cli_path), "--files", str(listing), "--processor", "wordcount"]
-        proc = _run(
-            [*command, "--processor-option", "min_length=4", "--post-processor", "jsonl"],
-            _env(site),
-        )
+        wordcount = "--processor wordcount --processor-option"
+        options = f"{wordcount} min_length=4 --post-processor jsonl"
+        proc = _cli_over(cli_path, listing, options, _env(site))
         assert proc.returncode == 0, proc.stderr
         counts = {id_: r["result"]["words"] for id_, r in _records(proc).items()}
         assert counts == {"a": 3, "b": 0}
-        bad = _run([*command, "--processor-option", "min_length=many"], _env(site))
+        bad = _cli_over(cli_path, listing, f"{wordcount} min_length=many", _env(site))
         assert bad.returncode == 2
         assert "min_length" in bad.stderr
 
@@ -232,23 +237,10 @@ class TestDownloaderExample:
             {"id": "b", "url": file_server.add("/b.bin", body), "size": len(body) + 1},
         ]
         listing.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
-        proc = _run(
-            [
-                str(cli_path),
-                "--files",
-                str(listing),
-                "--downloader",
-                "minimal_downloader:MinimalDownloader",
-                "--processor",
-                "checksum",
-                "--post-processor",
-                "jsonl",
-                "--max-retries",
-                "0",
-            ],
-            _example_env(downloader_example),
-            cwd=downloader_example,
-        )
+        options = "--downloader minimal_downloader:MinimalDownloader --processor checksum"
+        options += " --post-processor jsonl --max-retries 0"
+        env = _example_env(downloader_example)
+        proc = _cli_over(cli_path, listing, options, env, cwd=downloader_example)
         assert proc.returncode == 1, proc.stderr
         records = _records(proc)
         assert records["a"]["result"]["size"] == len(body)
@@ -275,27 +267,9 @@ class TestGuideBatchExample:
         entries.append({"id": "binary", "url": file_server.add("/b.bin", b"\xff\xfe")})
         listing = tmp_path / "files.json"
         listing.write_text(json.dumps(entries))
-        proc = _run(
-            [
-                str(cli_path),
-                "--files",
-                str(listing),
-                "--processor",
-                "batchscore",
-                "--processing-batch-size",
-                "4",
-                "--processing-batch-wait",
-                "5",
-                "--download-workers",
-                "1",
-                "--processing-limit",
-                "1",
-                "--post-processor",
-                "jsonl",
-            ],
-            _env(site, "batchscore"),
-            timeout=120,
-        )
+        options = "--processor batchscore --processing-batch-size 4 --processing-batch-wait 5"
+        options += " --download-workers 1 --processing-limit 1 --post-processor jsonl"
+        proc = _cli_over(cli_path, listing, options, _env(site, "batchscore"), timeout=120)
         assert proc.returncode == 1, proc.stderr
         records = _records(proc)
         assert set(records) == {entry["id"] for entry in entries}
