@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +48,58 @@ def _run(
     cache_root: Path,
     count: int,
     processor: Any = BATCH_PROCESSOR,
+    extra: Sequence[dict[str, Any]] = (),
     **settings: Any,
 ) -> PipelineOutcome:
-    """One download worker (the files come in input order) and one processing worker."""
+    """One download worker (the files come in input order) and one processing worker.
+
+    ``count`` served files, then the ``extra`` entries (already served).
+    """
     settings.setdefault("download_workers", 1)
     settings.setdefault("processing_limit", 1)
-    outcome = run_pipeline(_files(server, count), processor, download_cache=cache_root, **settings)
-    assert len(outcome.outcomes) == count
+    files = [*_files(server, count), *extra]
+    outcome = run_pipeline(files, processor, download_cache=cache_root, **settings)
+    assert len(outcome.outcomes) == len(files)
     assert leftover_files(cache_root) == []
     return outcome
+
+
+def _run_batched(
+    server: FileServer,
+    cache_root: Path,
+    count: int,
+    batch_size: int,
+    processor: Any = BATCH_PROCESSOR,
+    **settings: Any,
+) -> PipelineOutcome:
+    """``_run`` in batches of ``batch_size``, each given ample time to fill."""
+    settings.setdefault("processing_batch_wait", 5.0)
+    return _run(server, cache_root, count, processor, processing_batch_size=batch_size, **settings)
+
+
+def _failing_run(
+    server: FileServer, cache_root: Path, count: int, batch_size: int, **settings: Any
+) -> tuple[PipelineOutcome, dict[str, BaseException]]:
+    """A ``_run_batched`` that exits 1; its outcome and each failed file's error (``_failed``)."""
+    outcome = _run_batched(server, cache_root, count, batch_size, **settings)
+    assert outcome.exit_code == 1
+    return outcome, _failed(outcome)
+
+
+def _cli(
+    cli_path: Path, tmp_path: Path, *args: str, check: bool = False, **run: Any
+) -> subprocess.CompletedProcess[str]:
+    """The CLI as a subprocess over a one-entry listing (never fetched), with ``args`` after it."""
+    listing = tmp_path / "files.json"
+    listing.write_text('[{"url": "http://127.0.0.1:9/a"}]')
+    return subprocess.run(
+        [str(cli_path), "--files", str(listing), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+        **run,
+    )
 
 
 def _failed(outcome: PipelineOutcome) -> dict[str, BaseException]:
@@ -132,9 +176,7 @@ class TestProcessBatch:
         self, file_server: FileServer, cache_root: Path
     ) -> None:
         """Ten files in batches of four: calls of 4, 4 and 2, each file with its own result."""
-        outcome = _run(
-            file_server, cache_root, 10, processing_batch_size=4, processing_batch_wait=5.0
-        )
+        outcome = _run_batched(file_server, cache_root, 10, 4)
         assert outcome.exit_code == 0
         assert _batch_sizes(outcome) == [4, 4, 2]
         sizes = {file_data.id: result["size"] for result, file_data in outcome.outcomes}
@@ -165,16 +207,9 @@ class TestProcessBatch:
 
     def test_partial_batch_after_the_wait(self, file_server: FileServer, cache_root: Path) -> None:
         """A batch that does not fill within --processing-batch-wait is processed as it is."""
-        files = _files(file_server, 2)
-        files.append({"id": "late", "url": file_server.add("/late.bin", b"late", delay=1.5)})
-        outcome = run_pipeline(
-            files,
-            BATCH_PROCESSOR,
-            download_cache=cache_root,
-            download_workers=1,
-            processing_limit=1,
-            processing_batch_size=8,
-            processing_batch_wait=0.3,
+        late = {"id": "late", "url": file_server.add("/late.bin", b"late", delay=1.5)}
+        outcome = _run_batched(
+            file_server, cache_root, 2, 8, extra=[late], processing_batch_wait=0.3
         )
         assert outcome.exit_code == 0
         assert _batch_sizes(outcome) == [2, 1]
@@ -191,17 +226,9 @@ class TestProcessBatch:
         self, file_server: FileServer, cache_root: Path
     ) -> None:
         """An exception in the returned list fails its file alone, at stage process."""
-        outcome = _run(
-            file_server,
-            cache_root,
-            4,
-            SizingBatchProcessor,
-            processor_options={"failing_ids": "f2"},
-            processing_batch_size=4,
-            processing_batch_wait=5.0,
+        outcome, failed = _failing_run(
+            file_server, cache_root, 4, 4, processor_options={"failing_ids": "f2"}
         )
-        assert outcome.exit_code == 1
-        failed = _failed(outcome)
         assert list(failed) == ["f2"]
         assert isinstance(failed["f2"], ChosenFailure)
         assert _batch_sizes(outcome) == [4]
@@ -211,17 +238,9 @@ class TestProcessBatch:
         self, file_server: FileServer, cache_root: Path
     ) -> None:
         """A raising process_batch fails every file of its batch, and only those."""
-        outcome = _run(
-            file_server,
-            cache_root,
-            8,
-            SizingBatchProcessor,
-            processor_options={"raising_ids": "f1"},
-            processing_batch_size=4,
-            processing_batch_wait=5.0,
+        outcome, failed = _failing_run(
+            file_server, cache_root, 8, 4, processor_options={"raising_ids": "f1"}
         )
-        assert outcome.exit_code == 1
-        failed = _failed(outcome)
         assert sorted(failed) == ["f0", "f1", "f2", "f3"]
         assert all(isinstance(error, ChosenFailure) for error in failed.values())
         assert _batch_sizes(outcome) == [4]
@@ -231,17 +250,7 @@ class TestProcessBatch:
         self, file_server: FileServer, cache_root: Path
     ) -> None:
         """A list of the wrong length fails every file of the batch, saying so."""
-        outcome = _run(
-            file_server,
-            cache_root,
-            3,
-            SizingBatchProcessor,
-            processor_options={"short": True},
-            processing_batch_size=3,
-            processing_batch_wait=5.0,
-        )
-        assert outcome.exit_code == 1
-        failed = _failed(outcome)
+        _, failed = _failing_run(file_server, cache_root, 3, 3, processor_options={"short": True})
         assert sorted(failed) == ["f0", "f1", "f2"]
         for error in failed.values():
             assert isinstance(error, BatchError)
@@ -275,15 +284,7 @@ class TestProcessBatch:
                 return super().process_batch(files)
 
         try:
-            outcome = _run(
-                file_server,
-                cache_root,
-                6,
-                Stuck,
-                processing_batch_size=3,
-                processing_batch_wait=5.0,
-                processing_timeout=0.5,
-            )
+            outcome = _run_batched(file_server, cache_root, 6, 3, Stuck, processing_timeout=0.5)
         finally:
             gate.set()
         assert sorted(_failed(outcome)) == ["f0", "f1", "f2"]
@@ -297,17 +298,10 @@ class TestProcessBatchInProcesses:
         self, file_server: FileServer, cache_root: Path
     ) -> None:
         """In a worker process an exception instance fails one file, a raise its batch."""
-        outcome = _run(
-            file_server,
-            cache_root,
-            8,
-            processor_options={"failing_ids": "f5", "raising_ids": "f1"},
-            processing_mode="process",
-            processing_batch_size=4,
-            processing_batch_wait=5.0,
+        options = {"failing_ids": "f5", "raising_ids": "f1"}
+        outcome, failed = _failing_run(
+            file_server, cache_root, 8, 4, processor_options=options, processing_mode="process"
         )
-        assert outcome.exit_code == 1
-        failed = _failed(outcome)
         assert sorted(failed) == ["f0", "f1", "f2", "f3", "f5"]
         assert "raised" in str(failed["f0"])
         assert "failed alone" in str(failed["f5"])
@@ -318,16 +312,10 @@ class TestProcessBatchInProcesses:
         self, file_server: FileServer, cache_root: Path
     ) -> None:
         """A list of the wrong length from a worker process fails its batch, saying so."""
-        outcome = _run(
-            file_server,
-            cache_root,
-            2,
-            processor_options={"short": True},
-            processing_mode="process",
-            processing_batch_size=2,
-            processing_batch_wait=5.0,
+        options = {"short": True}
+        _, failed = _failing_run(
+            file_server, cache_root, 2, 2, processor_options=options, processing_mode="process"
         )
-        failed = _failed(outcome)
         assert sorted(failed) == ["f0", "f1"]
         assert "returned 1 result(s) for 2 file(s)" in str(failed["f0"])
 
@@ -348,15 +336,7 @@ class TestBatchSettings:
         self, flag: str, value: str, cli_path: Path, tmp_path: Path
     ) -> None:
         """A bad value exits 2 with one error line naming the flag, before any request."""
-        listing = tmp_path / "files.json"
-        listing.write_text('[{"url": "http://127.0.0.1:9/a"}]')
-        proc = subprocess.run(
-            [str(cli_path), "--files", str(listing), flag, value],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        proc = _cli(cli_path, tmp_path, flag, value)
         assert proc.returncode == 2
         errors = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
         assert len(errors) == 1
@@ -373,34 +353,15 @@ class TestBatchSettings:
 
     def test_dry_run_shows_the_batches(self, cli_path: Path, tmp_path: Path) -> None:
         """--dry-run says a processor with process_batch gets batches, and of what size."""
-        listing = tmp_path / "files.json"
-        listing.write_text('[{"url": "http://127.0.0.1:9/a"}]')
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-        args = [
-            str(cli_path),
-            "--files",
-            str(listing),
-            "--dry-run",
-            "--processing-batch-size",
-            "16",
-        ]
-        with_batches = subprocess.run(
-            [*args, "--processor", BATCH_PROCESSOR],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-            env=env,
-        )
+
+        def dry_run(processor: str) -> subprocess.CompletedProcess[str]:
+            args = ("--dry-run", "--processing-batch-size", "16", "--processor", processor)
+            return _cli(cli_path, tmp_path, *args, check=True, env=env)
+
+        with_batches = dry_run(BATCH_PROCESSOR)
         assert "batches of up to 16 (waiting 0.05 s to fill)" in with_batches.stdout
-        per_file = subprocess.run(
-            [*args, "--processor", "batch_helpers:PerFileProcessor"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-            env=env,
-        )
+        per_file = dry_run("batch_helpers:PerFileProcessor")
         assert "batches of up to" not in per_file.stdout
 
 

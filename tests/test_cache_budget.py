@@ -28,6 +28,7 @@ from download_pipeline_processor.testing import (
     Answer,
     FileServer,
     Pause,
+    PipelineOutcome,
     leftover_files,
     run_pipeline,
 )
@@ -70,6 +71,44 @@ def budgeted_writer(budget: CacheBudget, part: Path, stop: threading.Event) -> B
     return BodyWriter(part, room=room)
 
 
+def started_writer(
+    budget: CacheBudget, part: Path, stop: threading.Event, headers: dict[str, str] | None = None
+) -> BodyWriter:
+    """A ``budgeted_writer`` with an attempt begun on a 200 answer with ``headers``."""
+    writer = budgeted_writer(budget, part, stop)
+    writer.new_attempt()
+    writer.begin(200, (headers or {}).get, None)
+    return writer
+
+
+def reserved(bound: int, *rooms: tuple[str, int | None]) -> tuple[CacheBudget, threading.Event]:
+    """A budget of ``bound`` bytes with each ``(key, size)`` room reserved in order; its stop."""
+    budget = CacheBudget(bound)
+    stop = threading.Event()
+    for key, size in rooms:
+        budget.reserve(key, size, stop)
+    return budget, stop
+
+
+def read_records(report: Path) -> dict[str, dict[str, Any]]:
+    """The jsonl report's records by id; none if the run wrote no report."""
+    if not report.exists():
+        return {}
+    records = (json.loads(line) for line in report.read_text().splitlines())
+    return {record["id"]: record for record in records}
+
+
+def assert_hashed(records: dict[str, dict[str, Any]], bodies: dict[str, bytes]) -> None:
+    """Each record's SHA-256 result is its body's, and there is one record per body."""
+    digests = {name: hashlib.sha256(body).hexdigest() for name, body in bodies.items()}
+    assert {name: record["result"]["sha256"] for name, record in records.items()} == digests
+
+
+def attempts(records: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Each record's attempt count, by id."""
+    return {name: record["attempts"] for name, record in records.items()}
+
+
 class CacheWatcher(BaseProcessor):
     """Records what the cache holds each time a file is processed, then takes a moment."""
 
@@ -79,6 +118,20 @@ class CacheWatcher(BaseProcessor):
         self.seen.append((file_data.id, cache_contents(file_data)))
         time.sleep(0.01)  # slower than the loopback downloads, so they would pile up
         return file_data.id
+
+
+def run_shipped(
+    files: list[dict[str, Any]], processor: Any, downloader: str, cache: Path, **settings: Any
+) -> PipelineOutcome:
+    """``run_pipeline`` with ``downloader`` (shipped plugins loaded) and ``cache`` as its cache."""
+    return run_pipeline(
+        files,
+        processor,
+        downloader=downloader,
+        plugins=SHIPPED_PLUGINS,
+        download_cache=cache,
+        **settings,
+    )
 
 
 @pytest.fixture
@@ -111,12 +164,11 @@ class TestCacheSizeBound:
             if announced:
                 entry["size"] = 100 * KIB
             files.append(entry)
-        outcome = run_pipeline(
+        outcome = run_shipped(
             files,
             watcher,
-            downloader=downloader,
-            plugins=SHIPPED_PLUGINS,
-            download_cache=cache_root,
+            downloader,
+            cache_root,
             cache_size=250 * KIB,
             download_workers=8,
             processing_limit=2,
@@ -146,14 +198,8 @@ class TestCacheSizeBound:
         files.insert(
             3, {"id": "big", "url": file_server.add("/big", b"B" * (400 * KIB)), "size": 400 * KIB}
         )
-        outcome = run_pipeline(
-            files,
-            watcher,
-            downloader=downloader,
-            plugins=SHIPPED_PLUGINS,
-            download_cache=cache_root,
-            cache_size=250 * KIB,
-            download_workers=4,
+        outcome = run_shipped(
+            files, watcher, downloader, cache_root, cache_size=250 * KIB, download_workers=4
         )
         assert outcome.exit_code == 0, outcome.failures
         assert len(outcome.results) == 7
@@ -233,6 +279,56 @@ class CacheSampler:
         ]
 
 
+def run_cli_over_cache(
+    tmp_path: Path,
+    cli_path: Path,
+    downloader: str,
+    entries: list[dict[str, Any]],
+    cache: Path,
+    *,
+    processor: tuple[str, str],
+    env: dict[str, str],
+    flags: list[str],
+    timeout: float,
+) -> tuple[subprocess.CompletedProcess[str], dict[str, dict[str, Any]]]:
+    """Run the CLI over ``entries`` into ``cache`` with ``flags``; the run and its records by id.
+
+    ``processor``: ``module:Class`` and the module's source, written out into
+    ``tmp_path`` (the run's ``PYTHONPATH``); ``env`` is added to the run's
+    environment; the records are those of its jsonl report.
+    """
+    name, source = processor
+    (tmp_path / f"{name.split(':')[0]}.py").write_text(source)
+    listing = tmp_path / "files.json"
+    listing.write_text(json.dumps(entries))
+    report = tmp_path / "report.jsonl"
+    command = [
+        str(cli_path),
+        "--files",
+        str(listing),
+        "--processor",
+        name,
+        "--post-processor",
+        "jsonl",
+        "--post-processor-option",
+        f"path={report}",
+        "--downloader",
+        downloader,
+        "--download-cache",
+        str(cache),
+        *flags,
+    ]
+    run = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path), **env},
+        timeout=timeout,
+        check=False,
+    )
+    return run, read_records(report)
+
+
 def run_bounded_cli(
     tmp_path: Path,
     cli_path: Path,
@@ -245,46 +341,21 @@ def run_bounded_cli(
     The processor hashes each file after ``delay`` seconds; returns the run,
     the sampler and the report's records by id.
     """
-    (tmp_path / "slow_checksum_module.py").write_text(SLOW_CHECKSUM_MODULE)
-    listing = tmp_path / "files.json"
-    listing.write_text(json.dumps(entries))
-    cache, report = tmp_path / "cache", tmp_path / "report.jsonl"
+    cache = tmp_path / "cache"
     cache.mkdir(mode=0o700)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(tmp_path),
-        "SLOW_CHECKSUM_DELAY": str(delay),
-    }
-    command = [
-        str(cli_path),
-        "--files",
-        str(listing),
-        "--processor",
-        "slow_checksum_module:SlowChecksum",
-        "--post-processor",
-        "jsonl",
-        "--post-processor-option",
-        f"path={report}",
-        "--downloader",
-        downloader,
-        "--download-cache",
-        str(cache),
-        "--cache-size",
-        "1M",
-        "--download-workers",
-        "4",
-        "--processing-limit",
-        "2",
-    ]
+    flags = ["--cache-size", "1M", "--download-workers", "4", "--processing-limit", "2"]
     with CacheSampler(cache) as sampler:
-        run = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=60, check=False
+        run, records = run_cli_over_cache(
+            tmp_path,
+            cli_path,
+            downloader,
+            entries,
+            cache,
+            processor=("slow_checksum_module:SlowChecksum", SLOW_CHECKSUM_MODULE),
+            env={"SLOW_CHECKSUM_DELAY": str(delay)},
+            flags=flags,
+            timeout=60,
         )
-    records = {}
-    if report.exists():
-        for line in report.read_text().splitlines():
-            record = json.loads(line)
-            records[record["id"]] = record
     return run, sampler, records
 
 
@@ -350,8 +421,7 @@ class TestCacheBoundInRealBytes:
         entries.append({"id": "small1", "url": file_server.add("/small1", bodies["small1"])})
         run, sampler, records = run_bounded_cli(tmp_path, cli_path, downloader, entries, 0.02)
         assert run.returncode == 0, run.stderr
-        digests = {name: hashlib.sha256(body).hexdigest() for name, body in bodies.items()}
-        assert {name: record["result"]["sha256"] for name, record in records.items()} == digests
+        assert_hashed(records, bodies)
         assert sampler.over(MIB) == []
         assert leftover_files(tmp_path / "cache") == []
 
@@ -497,12 +567,11 @@ class TestDiskFull:
         ]
         files.append({"id": "big", "url": file_server.add("/big", b"B" * (500 * KIB))})
         try:
-            outcome = run_pipeline(
+            outcome = run_shipped(
                 files,
                 HoldUntilDiskFull,
-                downloader=downloader,
-                plugins=SHIPPED_PLUGINS,
-                download_cache=small_disk,
+                downloader,
+                small_disk,
                 download_workers=1,
                 processing_limit=3,
             )
@@ -520,13 +589,7 @@ class TestDiskFull:
     ) -> None:
         """A file larger than the whole disk fails at stage download, naming the full disk."""
         files = [{"id": "huge", "url": file_server.add("/huge", b"H" * (2048 * KIB))}]
-        outcome = run_pipeline(
-            files,
-            downloader=downloader,
-            plugins=SHIPPED_PLUGINS,
-            download_cache=small_disk,
-            max_retries=1,
-        )
+        outcome = run_shipped(files, "dummy", downloader, small_disk, max_retries=1)
         assert outcome.exit_code == 1
         [failure] = outcome.failures
         assert failure.error is not None
@@ -604,9 +667,7 @@ class TestCacheBudgetGrowth:
 
     def test_announced_length_corrects_the_room_down_and_up(self) -> None:
         """An exact need shrinks the guess to the announced length, and grows into free room."""
-        budget = CacheBudget(100)
-        stop = threading.Event()
-        budget.reserve("a", None, stop)  # the first guess: the whole bound
+        budget, stop = reserved(100, ("a", None))  # the first guess: the whole bound
         assert budget.held == 100
         assert budget.need("a", 30, 0, stop, exact=True) == 30
         assert budget.held == 30
@@ -616,10 +677,7 @@ class TestCacheBudgetGrowth:
 
     def test_a_grower_waits_for_room_and_blocks_new_downloads(self) -> None:
         """A file that outgrows its room waits until others leave; nothing new starts meanwhile."""
-        budget = CacheBudget(100)
-        stop = threading.Event()
-        budget.reserve("big", 40, stop)
-        budget.reserve("small", 40, stop)
+        budget, stop = reserved(100, ("big", 40), ("small", 40))
         thread, outcome = in_thread(lambda: budget.need("big", 300, 40, stop))
         time.sleep(0.2)
         assert outcome == []
@@ -635,10 +693,7 @@ class TestCacheBudgetGrowth:
 
     def test_a_second_grower_with_bytes_gives_way(self) -> None:
         """While one file waits for room, another that outgrows its own gives its bytes back."""
-        budget = CacheBudget(100)
-        stop = threading.Event()
-        budget.reserve("a", 50, stop)
-        budget.reserve("b", 50, stop)
+        budget, stop = reserved(100, ("a", 50), ("b", 50))
         thread, outcome = in_thread(lambda: budget.need("a", 200, 50, stop))
         time.sleep(0.2)
         give_up = threading.Event()
@@ -653,10 +708,7 @@ class TestCacheBudgetGrowth:
 
     def test_a_file_without_bytes_waits_holding_nothing(self) -> None:
         """A file with nothing written that must wait gives its room back, ahead of new ones."""
-        budget = CacheBudget(100)
-        stop = threading.Event()
-        budget.reserve("a", 60, stop)
-        budget.reserve("b", 40, stop)
+        budget, stop = reserved(100, ("a", 60), ("b", 40))
         thread, outcome = in_thread(lambda: budget.need("b", 80, 0, stop, exact=True))
         time.sleep(0.2)
         assert outcome == []
@@ -668,20 +720,14 @@ class TestCacheBudgetGrowth:
 
     def test_a_loop_is_told_instead_of_waiting(self) -> None:
         """need(wait=False) raises RoomWanted at once where it would wait."""
-        budget = CacheBudget(100)
-        stop = threading.Event()
-        budget.reserve("a", 60, stop)
-        budget.reserve("b", 40, stop)
+        budget, stop = reserved(100, ("a", 60), ("b", 40))
         with pytest.raises(RoomWanted):
             budget.need("b", 80, 10, stop, wait=False)
         assert budget.held == 100
 
     def test_stop_wakes_a_waiting_grower(self) -> None:
         """A grower waiting for room raises PipelineInterrupted soon after the stop."""
-        budget = CacheBudget(100)
-        stop = threading.Event()
-        budget.reserve("a", 60, stop)
-        budget.reserve("b", 40, stop)
+        budget, stop = reserved(100, ("a", 60), ("b", 40))
         thread, outcome = in_thread(lambda: budget.need("b", 80, 10, stop))
         time.sleep(0.1)
         stop.set()
@@ -695,15 +741,10 @@ class TestBodyWriterRoom:
 
     def test_giving_way_empties_the_file(self, tmp_path: Path) -> None:
         """A writer told to give way truncates its file to nothing and gives its room back."""
-        budget = CacheBudget(100)
-        stop, give_up = threading.Event(), threading.Event()
         part = tmp_path / "a.part"
-        budget.reserve(str(part), 50, stop)
-        budget.reserve("other", 50, stop)
-
-        writer = budgeted_writer(budget, part, give_up)
-        writer.new_attempt()
-        writer.begin(200, {}.get, None)
+        budget, stop = reserved(100, (str(part), 50), ("other", 50))
+        give_up = threading.Event()
+        writer = started_writer(budget, part, give_up)
         writer.write(b"x" * 50)
         thread, _ = in_thread(lambda: budget.need("other", 500, 50, stop))
         time.sleep(0.2)
@@ -719,15 +760,9 @@ class TestBodyWriterRoom:
 
     def test_no_write_past_the_room_before_it_is_given(self, tmp_path: Path) -> None:
         """A write past the room waits; the file never holds more than the room granted."""
-        budget = CacheBudget(100)
-        stop = threading.Event()
         part = tmp_path / "a.part"
-        budget.reserve(str(part), 10, stop)
-        budget.reserve("other", 90, stop)
-
-        writer = budgeted_writer(budget, part, stop)
-        writer.new_attempt()
-        writer.begin(200, {}.get, None)
+        budget, stop = reserved(100, (str(part), 10), ("other", 90))
+        writer = started_writer(budget, part, stop)
         writer.write(b"x" * 10)
         thread, outcome = in_thread(lambda: writer.write(b"y" * 50))
         time.sleep(0.2)
@@ -739,14 +774,10 @@ class TestBodyWriterRoom:
 
     def test_a_resumed_file_counts_the_bytes_it_kept(self, tmp_path: Path) -> None:
         """A 206 that continues a file sets its room to the whole file, kept bytes included."""
-        budget = CacheBudget(1000)
-        stop = threading.Event()
         part = tmp_path / "a.part"
-        budget.reserve(str(part), None, stop)  # the first guess: the whole bound
-
-        writer = budgeted_writer(budget, part, stop)
-        writer.new_attempt()
-        writer.begin(200, {"etag": '"v1"'}.get, None)
+        # The first guess: the whole bound.
+        budget, stop = reserved(1000, (str(part), None))
+        writer = started_writer(budget, part, stop, {"etag": '"v1"'})
         writer.write(b"x" * 30)
         writer.new_attempt()  # the transfer broke: the next attempt asks for the rest
         assert writer.range_headers()["Range"] == "bytes=30-"
@@ -757,12 +788,8 @@ class TestBodyWriterRoom:
 
     def test_make_room_waits_for_a_file_written_otherwise(self, tmp_path: Path) -> None:
         """make_room() waits until the cache has room for the bytes a downloader will write."""
-        budget = CacheBudget(100)
-        stop = threading.Event()
         part = tmp_path / "a.part"
-        budget.reserve(str(part), 10, stop)
-        budget.reserve("other", 90, stop)
-
+        budget, stop = reserved(100, (str(part), 10), ("other", 90))
         writer = budgeted_writer(budget, part, stop)
         writer.new_attempt()
         thread, outcome = in_thread(lambda: writer.make_room(60))
@@ -804,45 +831,52 @@ def run_cli_with_room(
     The processor hashes each file after its pause in ``delays``; the run is
     killed (failing the test) if it takes more than 40 seconds.
     """
-    (tmp_path / "per_file_delay_module.py").write_text(PER_FILE_DELAY_MODULE)
-    listing = tmp_path / "files.json"
-    listing.write_text(json.dumps(entries))
-    cache, report = tmp_path / "cache", tmp_path / "report.jsonl"
+    cache = tmp_path / "cache"
     cache.mkdir(mode=0o700)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(tmp_path),
-        "PER_FILE_DELAY": json.dumps(delays or {}),
-    }
-    command = [
-        str(cli_path),
-        "--files",
-        str(listing),
-        "--processor",
-        "per_file_delay_module:PerFileDelay",
-        "--post-processor",
-        "jsonl",
-        "--post-processor-option",
-        f"path={report}",
-        "--downloader",
-        downloader,
-        "--download-cache",
-        str(cache),
-        *flags,
-    ]
     try:
-        run = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=40, check=False
+        run, records = run_cli_over_cache(
+            tmp_path,
+            cli_path,
+            downloader,
+            entries,
+            cache,
+            processor=("per_file_delay_module:PerFileDelay", PER_FILE_DELAY_MODULE),
+            env={"PER_FILE_DELAY": json.dumps(delays or {})},
+            flags=flags,
+            timeout=40,
         )
     except subprocess.TimeoutExpired as exc:  # the child is killed: a hang fails the test
         pytest.fail(f"the run hung: {exc.stderr!r}")
-    records = {}
-    if report.exists():
-        for line in report.read_text().splitlines():
-            record = json.loads(line)
-            records[record["id"]] = record
     assert leftover_files(cache) == []
     return run, records
+
+
+#: A 100 KiB cache, two download workers and two processing workers.
+HUNDRED_K_TWO_WORKERS = (
+    "--cache-size",
+    "100K",
+    "--download-workers",
+    "2",
+    "--processing-limit",
+    "2",
+)
+
+
+def small_held_and_late(
+    file_server: FileServer,
+) -> tuple[dict[str, bytes], list[dict[str, Any]]]:
+    """Files ``s`` (10 KiB), ``a`` (60 KiB) and ``w`` (50 KiB, served last); bodies, entries.
+
+    None has a ``size``: ``w``, guessed at the room left, announces more once
+    ``a`` is downloaded.
+    """
+    bodies = {"s": b"s" * (10 * KIB), "a": os.urandom(60 * KIB), "w": os.urandom(50 * KIB)}
+    entries = [
+        {"id": "s", "url": file_server.add("/s", bodies["s"])},
+        {"id": "a", "url": file_server.add("/a", bodies["a"], delay=0.1)},
+        {"id": "w", "url": file_server.add("/w", bodies["w"], delay=0.5)},
+    ]
+    return bodies, entries
 
 
 class TestRoomAndHostSlots:
@@ -874,8 +908,7 @@ class TestRoomAndHostSlots:
         flags += ["--retry-backoff", "1", "--max-retries", "2"]
         run, records = run_cli_with_room(tmp_path, cli_path, downloader, entries, flags=flags)
         assert run.returncode == 0, run.stderr
-        digests = {name: hashlib.sha256(body).hexdigest() for name, body in bodies.items()}
-        assert {name: record["result"]["sha256"] for name, record in records.items()} == digests
+        assert_hashed(records, bodies)
         assert records["x"]["attempts"] == 2
 
     def test_waiting_for_room_does_not_count_against_the_file_timeout(
@@ -886,25 +919,14 @@ class TestRoomAndHostSlots:
         ``a`` (60 KiB) stays in the cache for 2.5 s of processing; ``w``,
         guessed at 10 KiB, announces 50 KiB and must wait for ``a`` to leave.
         """
-        bodies = {"s": b"s" * (10 * KIB), "a": os.urandom(60 * KIB), "w": os.urandom(50 * KIB)}
-        entries = [
-            {"id": "s", "url": file_server.add("/s", bodies["s"])},
-            {"id": "a", "url": file_server.add("/a", bodies["a"], delay=0.1)},
-            {"id": "w", "url": file_server.add("/w", bodies["w"], delay=0.5)},
-        ]
-        flags = ["--cache-size", "100K", "--download-workers", "2", "--processing-limit", "2"]
-        flags += ["--file-timeout", "1.5", "--max-retries", "0"]
+        bodies, entries = small_held_and_late(file_server)
+        flags = [*HUNDRED_K_TWO_WORKERS, "--file-timeout", "1.5", "--max-retries", "0"]
         run, records = run_cli_with_room(
             tmp_path, cli_path, downloader, entries, flags=flags, delays={"a": 2.5}
         )
         assert run.returncode == 0, run.stderr
-        digests = {name: hashlib.sha256(body).hexdigest() for name, body in bodies.items()}
-        assert {name: record["result"]["sha256"] for name, record in records.items()} == digests
-        assert {name: record["attempts"] for name, record in records.items()} == {
-            "s": 1,
-            "a": 1,
-            "w": 1,
-        }
+        assert_hashed(records, bodies)
+        assert attempts(records) == {"s": 1, "a": 1, "w": 1}
 
     def test_a_restart_for_room_is_not_counted_as_an_attempt(
         self, tmp_path: Path, file_server: FileServer, cli_path: Path, downloader: str
@@ -914,22 +936,13 @@ class TestRoomAndHostSlots:
         ``w``, guessed at 10 KiB, announces 50 KiB while ``a`` (60 KiB) is
         held for processing: its attempt ends, waits for room, and starts again.
         """
-        bodies = {"s": b"s" * (10 * KIB), "a": os.urandom(60 * KIB), "w": os.urandom(50 * KIB)}
-        entries = [
-            {"id": "s", "url": file_server.add("/s", bodies["s"])},
-            {"id": "a", "url": file_server.add("/a", bodies["a"], delay=0.1)},
-            {"id": "w", "url": file_server.add("/w", bodies["w"], delay=0.5)},
-        ]
-        flags = ["--cache-size", "100K", "--download-workers", "2", "--processing-limit", "2"]
+        _, entries = small_held_and_late(file_server)
+        flags = [*HUNDRED_K_TWO_WORKERS]
         run, records = run_cli_with_room(
             tmp_path, cli_path, downloader, entries, flags=flags, delays={"a": 0.5}
         )
         assert run.returncode == 0, run.stderr
-        assert {name: record["attempts"] for name, record in records.items()} == {
-            "s": 1,
-            "a": 1,
-            "w": 1,
-        }
+        assert attempts(records) == {"s": 1, "a": 1, "w": 1}
         assert file_server.request_count("/w") >= 1
 
 
@@ -938,10 +951,8 @@ class TestRoomInSteps:
 
     def test_a_growing_body_asks_a_few_times(self, tmp_path: Path) -> None:
         """1 MiB written in 1 KiB chunks from 1 KiB of room asks for room about log2(1024) times."""
-        budget = CacheBudget(10 * MIB)
-        stop = threading.Event()
         part = tmp_path / "a.part"
-        budget.reserve(str(part), KIB, stop)
+        budget, stop = reserved(10 * MIB, (str(part), KIB))
         asked: list[int] = []
 
         def room(size: int, on_disk: int, wait: bool, exact: bool, ahead: int = 0) -> int:
@@ -959,15 +970,9 @@ class TestRoomInSteps:
 
     def test_steps_never_take_more_than_fits(self, tmp_path: Path) -> None:
         """A step is capped at the room left under the bound; the body still gets what it needs."""
-        budget = CacheBudget(100 * KIB)
-        stop = threading.Event()
         part = tmp_path / "a.part"
-        budget.reserve("other", 30 * KIB, stop)
-        budget.reserve(str(part), KIB, stop)
-
-        writer = budgeted_writer(budget, part, stop)
-        writer.new_attempt()
-        writer.begin(200, {}.get, None)
+        budget, stop = reserved(100 * KIB, ("other", 30 * KIB), (str(part), KIB))
+        writer = started_writer(budget, part, stop)
         for _ in range(60):
             writer.write(b"z" * KIB)
             assert budget.held <= 100 * KIB

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,6 +98,41 @@ def _env(site: Path, plugin: str = "wordcount") -> dict[str, str]:
     }
 
 
+def _run(
+    args: list[str], env: dict[str, str], *, timeout: int = 60, check: bool = False, **run: Any
+) -> subprocess.CompletedProcess[str]:
+    """``args`` as a subprocess in ``env``, its output captured as text."""
+    return subprocess.run(
+        args, capture_output=True, text=True, env=env, timeout=timeout, check=check, **run
+    )
+
+
+def _pytest_passes(env: dict[str, str], cwd: Path, *args: str) -> str:
+    """``python -m pytest`` run in ``cwd`` passes; its output."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+    proc = _run(command, env, timeout=120, cwd=cwd)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def _cli_over(
+    cli_path: Path, listing: Path, options: str, env: dict[str, str], **run: Any
+) -> subprocess.CompletedProcess[str]:
+    """The CLI over the entries in ``listing``, with ``options`` (split on spaces) after them."""
+    return _run([str(cli_path), "--files", str(listing), *options.split()], env, **run)
+
+
+def _listed_plugin(cli_path: Path, env: dict[str, str], name: str) -> dict[str, Any]:
+    """The entry ``plugins --json`` gives for the plugin ``name``."""
+    proc = _run([str(cli_path), "plugins", "--json"], env, check=True)
+    return next(p for p in json.loads(proc.stdout)["plugins"] if p["name"] == name)
+
+
+def _records(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The jsonl post-processor's records on stdout, by id."""
+    return {r["id"]: r for r in map(json.loads, proc.stdout.splitlines())}
+
+
 class TestGuideExample:
     """The guide's example package, installed as a user would, works as written."""
 
@@ -105,15 +141,7 @@ class TestGuideExample:
     ) -> None:
         """`plugins --json` shows wordcount from dpp-wordcount 0.1.0 with its options."""
         _, site = installed_example
-        proc = subprocess.run(
-            [str(cli_path), "plugins", "--json"],
-            capture_output=True,
-            text=True,
-            env=_env(site),
-            timeout=60,
-            check=True,
-        )
-        entry = next(p for p in json.loads(proc.stdout)["plugins"] if p["name"] == "wordcount")
+        entry = _listed_plugin(cli_path, _env(site), "wordcount")
         assert (entry["distribution"], entry["version"]) == ("dpp-wordcount", "0.1.0")
         assert [option["name"] for option in entry["options"]] == ["min_length", "encoding"]
 
@@ -135,69 +163,21 @@ class TestGuideExample:
                 ]
             )
         )
-        proc = subprocess.run(
-            [
-                str(cli_path),
-                "--files",
-                str(listing),
-                "--processor",
-                "wordcount",
-                "--processor-option",
-                "min_length=4",
-                "--post-processor",
-                "jsonl",
-            ],
-            capture_output=True,
-            text=True,
-            env=_env(site),
-            timeout=60,
-            check=False,
-        )
+        wordcount = "--processor wordcount --processor-option"
+        options = f"{wordcount} min_length=4 --post-processor jsonl"
+        proc = _cli_over(cli_path, listing, options, _env(site))
         assert proc.returncode == 0, proc.stderr
-        records = map(json.loads, proc.stdout.splitlines())
-        counts = {r["id"]: r["result"]["words"] for r in records}
+        counts = {id_: r["result"]["words"] for id_, r in _records(proc).items()}
         assert counts == {"a": 3, "b": 0}
-        bad = subprocess.run(
-            [
-                str(cli_path),
-                "--files",
-                str(listing),
-                "--processor",
-                "wordcount",
-                "--processor-option",
-                "min_length=many",
-            ],
-            capture_output=True,
-            text=True,
-            env=_env(site),
-            timeout=60,
-            check=False,
-        )
+        bad = _cli_over(cli_path, listing, f"{wordcount} min_length=many", _env(site))
         assert bad.returncode == 2
         assert "min_length" in bad.stderr
 
     def test_guide_tests_pass(self, installed_example: tuple[Path, Path]) -> None:
         """The test file shown in the guide passes against the installed example."""
         root, site = installed_example
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                str(root / "dpp-wordcount" / "tests"),
-            ],
-            capture_output=True,
-            text=True,
-            env=_env(site),
-            timeout=120,
-            check=False,
-            cwd=root,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "3 passed" in proc.stdout
+        output = _pytest_passes(_env(site), root, str(root / "dpp-wordcount" / "tests"))
+        assert "3 passed" in output
 
     def test_guide_tests_pass_uninstalled_with_plain_pytest(
         self, installed_example: tuple[Path, Path]
@@ -211,13 +191,10 @@ class TestGuideExample:
         }
         # The `pytest` script, not `python -m pytest`: -m puts the folder on
         # sys.path by itself and would hide a missing pythonpath setting.
-        proc = subprocess.run(
+        proc = _run(
             [str(Path(sys.executable).with_name("pytest")), "-q", "-p", "no:cacheprovider"],
-            capture_output=True,
-            text=True,
-            env=env,
+            env,
             timeout=120,
-            check=False,
             cwd=root / "dpp-wordcount",
         )
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -246,17 +223,8 @@ class TestDownloaderExample:
 
     def test_guide_test_passes(self, downloader_example: Path) -> None:
         """The test the guide shows for its downloader passes against the guide's downloader."""
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
-            capture_output=True,
-            text=True,
-            env=_example_env(downloader_example),
-            timeout=120,
-            check=False,
-            cwd=downloader_example,
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "1 passed" in proc.stdout
+        output = _pytest_passes(_example_env(downloader_example), downloader_example, "-W", "error")
+        assert "1 passed" in output
 
     def test_runs_through_cli(
         self, downloader_example: Path, cli_path: Path, file_server: FileServer
@@ -269,29 +237,12 @@ class TestDownloaderExample:
             {"id": "b", "url": file_server.add("/b.bin", body), "size": len(body) + 1},
         ]
         listing.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
-        proc = subprocess.run(
-            [
-                str(cli_path),
-                "--files",
-                str(listing),
-                "--downloader",
-                "minimal_downloader:MinimalDownloader",
-                "--processor",
-                "checksum",
-                "--post-processor",
-                "jsonl",
-                "--max-retries",
-                "0",
-            ],
-            capture_output=True,
-            text=True,
-            env=_example_env(downloader_example),
-            timeout=60,
-            check=False,
-            cwd=downloader_example,
-        )
+        options = "--downloader minimal_downloader:MinimalDownloader --processor checksum"
+        options += " --post-processor jsonl --max-retries 0"
+        env = _example_env(downloader_example)
+        proc = _cli_over(cli_path, listing, options, env, cwd=downloader_example)
         assert proc.returncode == 1, proc.stderr
-        records = {r["id"]: r for r in map(json.loads, proc.stdout.splitlines())}
+        records = _records(proc)
         assert records["a"]["result"]["size"] == len(body)
         assert "size mismatch" in json.dumps(records["b"])
         assert "DeprecationWarning" not in proc.stderr
@@ -316,32 +267,11 @@ class TestGuideBatchExample:
         entries.append({"id": "binary", "url": file_server.add("/b.bin", b"\xff\xfe")})
         listing = tmp_path / "files.json"
         listing.write_text(json.dumps(entries))
-        proc = subprocess.run(
-            [
-                str(cli_path),
-                "--files",
-                str(listing),
-                "--processor",
-                "batchscore",
-                "--processing-batch-size",
-                "4",
-                "--processing-batch-wait",
-                "5",
-                "--download-workers",
-                "1",
-                "--processing-limit",
-                "1",
-                "--post-processor",
-                "jsonl",
-            ],
-            capture_output=True,
-            text=True,
-            env=_env(site, "batchscore"),
-            timeout=120,
-            check=False,
-        )
+        options = "--processor batchscore --processing-batch-size 4 --processing-batch-wait 5"
+        options += " --download-workers 1 --processing-limit 1 --post-processor jsonl"
+        proc = _cli_over(cli_path, listing, options, _env(site, "batchscore"), timeout=120)
         assert proc.returncode == 1, proc.stderr
-        records = {r["id"]: r for r in map(json.loads, proc.stdout.splitlines())}
+        records = _records(proc)
         assert set(records) == {entry["id"] for entry in entries}
         assert records["binary"]["error"]["stage"] == "process"
         assert "UnicodeDecodeError" in records["binary"]["error"]["message"]
@@ -354,39 +284,16 @@ class TestGuideBatchExample:
     ) -> None:
         """`plugins` says batchscore takes batches."""
         _, site = installed_batch_example
-        proc = subprocess.run(
-            [str(cli_path), "plugins", "--json"],
-            capture_output=True,
-            text=True,
-            env=_env(site, "batchscore"),
-            timeout=60,
-            check=True,
-        )
-        entry = next(p for p in json.loads(proc.stdout)["plugins"] if p["name"] == "batchscore")
+        entry = _listed_plugin(cli_path, _env(site, "batchscore"), "batchscore")
         assert entry["batches"] is True
 
     def test_guide_batch_test_passes(self, installed_batch_example: tuple[Path, Path]) -> None:
         """The batch processor's test shown in the guide passes against the installed example."""
         root, site = installed_batch_example
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                str(root / "dpp-batchscore" / "tests"),
-            ],
-            capture_output=True,
-            text=True,
-            env=_env(site, "batchscore"),
-            timeout=120,
-            check=False,
-            cwd=root,
+        output = _pytest_passes(
+            _env(site, "batchscore"), root, str(root / "dpp-batchscore" / "tests")
         )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "1 passed" in proc.stdout
+        assert "1 passed" in output
 
 
 #: A test named in a doc: ``tests/test_x.py::TestClass::test_name``.
