@@ -191,24 +191,17 @@ def _latency(rows: Sequence[Row]) -> list[TargetLine]:
     if label is None:
         return []
     lines = [_versus(rows, label, case, ours=OURS, peer=CURL_CLI, factor=0.8)]
-    mine = _ok(_find(rows, case, OURS))
-    if mine is None or mine.peak_threads is None:
-        measured = _absent(_find(rows, case, OURS), OURS)
-        lines.append(TargetLine(label, "peak threads < 20", measured, "", "n/a"))
-    else:
-        curl = _ok(_find(rows, case, CURL_CLI))
-        reference = (
-            "" if curl is None or curl.peak_threads is None else f"{CURL_CLI} {curl.peak_threads}"
+    lines.append(
+        _below(
+            rows,
+            label,
+            case,
+            field="peak_threads",
+            bound=20,
+            target="peak threads < 20",
+            shown="{}",
         )
-        lines.append(
-            TargetLine(
-                label,
-                "peak threads < 20",
-                f"{mine.peak_threads}",
-                reference,
-                _met_at_most(mine.peak_threads, 20, strict=True),
-            )
-        )
+    )
     return lines
 
 
@@ -231,25 +224,35 @@ def _large(rows: Sequence[Row]) -> list[TargetLine]:
     if label is None:
         return []
     lines = [_versus(rows, label, case, ours=OURS, peer=CURL_CLI, factor=1.0, in_mb=True)]
+    lines.append(
+        _below(
+            rows,
+            label,
+            case,
+            field="rss_mib",
+            bound=64,
+            target="peak RSS < 64 MiB",
+            shown="{:.0f} MiB",
+        )
+    )
+    return lines
+
+
+def _below(
+    rows: Sequence[Row], label: str, case: str, *, field: str, bound: float, target: str, shown: str
+) -> TargetLine:
+    """Our row's ``field`` strictly under ``bound``, beside the curl command line's."""
     row = _find(rows, case, OURS)
     mine = _ok(row)
-    if mine is None or mine.rss_mib is None:
-        lines.append(TargetLine(label, "peak RSS < 64 MiB", _absent(row, OURS), "", "n/a"))
-    else:
-        curl = _ok(_find(rows, case, CURL_CLI))
-        reference = (
-            "" if curl is None or curl.rss_mib is None else f"{CURL_CLI} {curl.rss_mib:.0f} MiB"
-        )
-        lines.append(
-            TargetLine(
-                label,
-                "peak RSS < 64 MiB",
-                f"{mine.rss_mib:.0f} MiB",
-                reference,
-                _met_at_most(mine.rss_mib, 64, strict=True),
-            )
-        )
-    return lines
+    value = None if mine is None else getattr(mine, field)
+    if value is None:
+        return TargetLine(label, target, _absent(row, OURS), "", "n/a")
+    curl = _ok(_find(rows, case, CURL_CLI))
+    theirs = None if curl is None else getattr(curl, field)
+    reference = "" if theirs is None else f"{CURL_CLI} {shown.format(theirs)}"
+    return TargetLine(
+        label, target, shown.format(value), reference, _met_at_most(value, bound, strict=True)
+    )
 
 
 def _batch(rows: Sequence[Row]) -> list[TargetLine]:
