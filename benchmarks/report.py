@@ -64,6 +64,38 @@ class Row:
     bytes: int = 0
 
 
+def unmeasured_row(
+    case: str,
+    fs: str,
+    tool: str,
+    *,
+    runs: int,
+    error: str | None,
+    skipped: bool,
+    files: int = 0,
+    size: int = 0,
+) -> Row:
+    """The row of a tool with no verified run: every figure absent, the reason kept."""
+    return Row(
+        case=case,
+        fs=fs,
+        tool=tool,
+        ok_runs=0,
+        runs=runs,
+        wall_s=None,
+        wall_min_s=None,
+        wall_max_s=None,
+        files_per_s=None,
+        mb_per_s=None,
+        cpu_ms_per_file=None,
+        rss_mib=None,
+        error=error,
+        skipped=skipped,
+        files=files,
+        bytes=size,
+    )
+
+
 def _largest(values: Sequence[int | None]) -> int | None:
     present = [value for value in values if value is not None]
     return max(present) if present else None
@@ -81,23 +113,15 @@ def aggregate(records: Sequence[RunRecord]) -> list[Row]:
         skipped = all(r.skipped for r in runs)
         if not good:
             rows.append(
-                Row(
-                    case=case,
-                    fs=fs,
-                    tool=tool,
-                    ok_runs=0,
+                unmeasured_row(
+                    case,
+                    fs,
+                    tool,
                     runs=0 if skipped else len(runs),
-                    wall_s=None,
-                    wall_min_s=None,
-                    wall_max_s=None,
-                    files_per_s=None,
-                    mb_per_s=None,
-                    cpu_ms_per_file=None,
-                    rss_mib=None,
                     error=errors[0] if errors else None,
                     skipped=skipped,
                     files=runs[0].files,
-                    bytes=runs[0].bytes,
+                    size=runs[0].bytes,
                 )
             )
             continue

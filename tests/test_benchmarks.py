@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from benchmarks import report, targets
 from benchmarks.profiling import summarize_raw
-from benchmarks.report import Row
+from benchmarks.report import Row, unmeasured_row
 from benchmarks.verify import VerificationError, verify_batches
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -96,22 +96,8 @@ class TestTargets:
         reason = "needs --processing-batch-size: the installed CLI lacks the flag"
         rows = [
             _row("batch", "dpp per file", 4000, 10.0),
-            Row(
-                case="batch",
-                fs="tmpfs",
-                tool="dpp batch 32",
-                ok_runs=0,
-                runs=0,
-                wall_s=None,
-                wall_min_s=None,
-                wall_max_s=None,
-                files_per_s=None,
-                mb_per_s=None,
-                cpu_ms_per_file=None,
-                rss_mib=None,
-                error=reason,
-                skipped=True,
-                files=4000,
+            unmeasured_row(
+                "batch", "tmpfs", "dpp batch 32", runs=0, error=reason, skipped=True, files=4000
             ),
         ]
         (line,) = _lines(rows)
