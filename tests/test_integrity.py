@@ -300,6 +300,22 @@ def assert_timed_out(outcome: PipelineOutcome, took: float) -> None:
     assert took < 6
 
 
+def hung_up_at_the_deadline(stalling: StallingServer, transport: str, tmp_path: Path) -> None:
+    """One file from ``stalling`` with --file-timeout 1: timed out, the server hung up on."""
+    started = time.monotonic()
+    outcome = run(
+        transport,
+        [{"url": stalling.url}],
+        tmp_path,
+        file_timeout=1.0,
+        timeout=30.0,
+        max_retries=0,
+    )
+    took = time.monotonic() - started
+    stalling.check_hang_up(started)
+    assert_timed_out(outcome, took)
+
+
 class TestFileTimeoutHangsUp:
     """At --file-timeout the attempt's connection is closed, on every downloader."""
 
@@ -309,18 +325,7 @@ class TestFileTimeoutHangsUp:
     ) -> None:
         """A head trickled a byte a second, 100 Continue each 0.5 s, a stalled body: cut at 1 s."""
         with StallingServer(stall) as stalling:
-            started = time.monotonic()
-            outcome = run(
-                transport,
-                [{"url": stalling.url}],
-                tmp_path,
-                file_timeout=1.0,
-                timeout=30.0,
-                max_retries=0,
-            )
-            took = time.monotonic() - started
-            stalling.check_hang_up(started)
-        assert_timed_out(outcome, took)
+            hung_up_at_the_deadline(stalling, transport, tmp_path)
 
     def test_over_tls_too(
         self,
@@ -337,18 +342,7 @@ class TestFileTimeoutHangsUp:
         authority.issue_cert("127.0.0.1").configure_cert(context)
         with StallingServer("trickle", context) as stalling:
             assert stalling.url.startswith("https://")
-            started = time.monotonic()
-            outcome = run(
-                transport,
-                [{"url": stalling.url}],
-                tmp_path,
-                file_timeout=1.0,
-                timeout=30.0,
-                max_retries=0,
-            )
-            took = time.monotonic() - started
-            stalling.check_hang_up(started)
-        assert_timed_out(outcome, took)
+            hung_up_at_the_deadline(stalling, transport, tmp_path)
 
     def test_a_kept_connection_outlives_the_deadline_of_its_earlier_file(
         self, server: FileServer, transport: str, tmp_path: Path
@@ -367,9 +361,7 @@ class TestFileTimeoutHangsUp:
         assert outcome.exit_code == 0, [str(f.error) for f in outcome.failures]
         assert sorted(outcome.results) == sorted([sha256(b"first"), sha256(b"second")])
 
-    def test_through_the_command_line(
-        self, transport: str, tmp_path: Path, cli_path: Path
-    ) -> None:
+    def test_through_the_command_line(self, transport: str, tmp_path: Path, cli_path: Path) -> None:
         """The real CLI in a process hangs up a trickling server at the deadline and ends."""
         report, listing = tmp_path / "report.jsonl", tmp_path / "files.json"
         with StallingServer("trickle") as stalling:
