@@ -84,7 +84,7 @@ def collect(flow: EntryFlow, end: bool = True) -> list[tuple[FileData, Any]]:
     def post_processor() -> None:
         if end:
             flow.end_finished()
-        received.extend(flow.finished_entries())
+        received.extend(entry for batch in flow.finished_batches() for entry in batch)
         received.append(END_SEEN)
 
     thread = threading.Thread(target=post_processor, daemon=True)

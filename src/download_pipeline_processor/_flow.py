@@ -313,11 +313,6 @@ class EntryFlow:
             if batch:
                 yield batch
 
-    def finished_entries(self) -> Iterator[tuple[FileData, Any]]:
-        """Entries and results for the post-processor, one by one, until :meth:`end_finished`."""
-        for batch in self.finished_batches():
-            yield from batch
-
     # -- the cache ----------------------------------------------------------------
 
     def discard(self, path: Path | None) -> Exception | None:
